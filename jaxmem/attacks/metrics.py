@@ -1,4 +1,5 @@
-"""Metrics of a membership-inference attack: ROC curve, AUC, TPR at low FPR.
+"""Metrics of a membership-inference attack: ROC curve, AUC, TPR at low FPR, balanced accuracy,
+Clopper–Pearson intervals and the empirical ε lower bound of a DP audit.
 
 Scores are "higher means more likely a member"; ``members`` is a boolean array of the same shape.
 NaN scores are dropped (with their labels) before any metric is computed.
@@ -8,7 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["roc_curve", "roc_auc", "tpr_at_fpr"]
+__all__ = [
+    "roc_curve",
+    "roc_auc",
+    "tpr_at_fpr",
+    "balanced_accuracy",
+    "clopper_pearson",
+    "epsilon_lower_bound",
+]
 
 
 def _clean(scores, members):
@@ -48,3 +56,73 @@ def tpr_at_fpr(scores, members, fpr=0.001):
     """The largest TPR among ROC points whose FPR ≤ ``fpr`` (Carlini et al. 2022, Sec. III)."""
     f, t, _ = roc_curve(scores, members)
     return float(t[f <= fpr].max())
+
+
+def balanced_accuracy(scores, members):
+    """Best balanced accuracy over thresholds: max over ROC points of (TPR + 1 − FPR) / 2.
+
+    This is the "accuracy" of Carlini et al. (2022), LiRA reference code ``plot.py``:
+    ``max(1 − (FPR + (1 − TPR)) / 2)``.
+    """
+    f, t, _ = roc_curve(scores, members)
+    return float(np.max((t + 1.0 - f) / 2.0))
+
+
+def clopper_pearson(k, n, alpha=0.05):
+    """Two-sided exact (Clopper–Pearson) interval for a binomial proportion k / n.
+
+    Each tail gets ``alpha / 2``: lo = Beta⁻¹(α/2; k, n−k+1), hi = Beta⁻¹(1−α/2; k+1, n−k), with
+    lo = 0 at k = 0 and hi = 1 at k = n (statsmodels ``proportion_confint(method="beta")``).
+    Vectorized over ``k``; returns float64 arrays (lo, hi).
+    """
+    from scipy.stats import beta  # lazy: scipy is not a core dependency
+
+    k = np.asarray(k, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    if np.any(k < 0) or np.any(k > n):
+        raise ValueError("need 0 <= k <= n")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lo = np.where(k > 0, beta.ppf(alpha / 2, np.maximum(k, 1), n - k + 1), 0.0)
+        hi = np.where(k < n, beta.isf(alpha / 2, k + 1, np.maximum(n - k, 1)), 1.0)
+    return lo, hi
+
+
+def epsilon_lower_bound(scores, members, *, alpha=0.05, delta=0.0, two_sided=False):
+    """Empirical ε lower bound of a DP audit from an attack's TPR/FPR with Clopper–Pearson bounds.
+
+    An (ε, δ)-DP mechanism forces every threshold test to satisfy TPR ≤ e^ε·FPR + δ and
+    TNR ≤ e^ε·FNR + δ (Kairouz et al. 2015), so at every ROC threshold
+
+        ε ≥ log((TPR_lo − δ) / FPR_hi)   and   ε ≥ log((TNR_lo − δ) / FNR_hi),
+
+    with the rates replaced by their Clopper–Pearson bounds (each bound at level α/2, as
+    statsmodels' ``proportion_confint(alpha, method="beta")``). This is Jagielski et al. (2020),
+    "Auditing differentially private machine learning", ``get_eps_lower_bound`` (written there as
+    log((1 − δ − FNR_hi) / FPR_hi); TPR_lo = 1 − FNR_hi exactly), and at δ = 0 it is TensorFlow
+    Privacy's ``EpsilonLowerBound(..., BoundMethod.CLOPPER_PEARSON)``, which takes
+    log(TPR_lo / FPR_hi) and log(TNR_lo / FNR_hi) over all thresholds (``two_sided=True`` adds
+    the reversed tests FPR/TPR and FNR/TNR, TF Privacy's ``two_sided_threshold``). Members are
+    the positives; thresholds run over every distinct score ("score ≥ t" is predicted member).
+    Returns the maximum over thresholds and tests, floored at 0 (a bound of 0 is no evidence).
+    """
+    s, m = _clean(scores, members)
+    pos, neg = int(m.sum()), int((~m).sum())
+    if pos == 0 or neg == 0:
+        raise ValueError("need at least one member and one non-member")
+    f, t, _ = roc_curve(s, m)
+    tp = np.rint(t * pos)
+    fp = np.rint(f * neg)
+    fn, tn = pos - tp, neg - fp
+    # (numerator count, its total, denominator count, its total): bound num_lo / den_hi
+    tests = [(tp, pos, fp, neg), (tn, neg, fn, pos)]
+    if two_sided:
+        tests += [(fp, neg, tp, pos), (fn, pos, tn, neg)]
+    best = 0.0
+    for k1, n1, k0, n0 in tests:
+        num_lo, _ = clopper_pearson(k1, n1, alpha)
+        _, den_hi = clopper_pearson(k0, n0, alpha)
+        num = num_lo - delta
+        ok = (num > 0) & (den_hi > 0)
+        if np.any(ok):
+            best = max(best, float(np.max(np.log(num[ok] / den_hi[ok]))))
+    return best

@@ -1,0 +1,106 @@
+"""Attack metrics against scikit-learn, scipy and brute force written here."""
+
+import numpy as np
+import numpy.testing as npt
+import pytest
+from scipy.stats import binomtest
+from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_curve as sk_roc_curve
+
+from jaxmem.attacks.metrics import (balanced_accuracy, clopper_pearson, epsilon_lower_bound,
+                                    roc_auc, roc_curve, tpr_at_fpr)
+
+
+def tied_scores(rng, n, levels):
+    members = rng.random(n) < 0.4
+    scores = rng.integers(0, levels, n) + 0.7 * members  # ties within and across labels
+    return scores.astype(float), members
+
+
+@pytest.mark.parametrize("n,levels,seed", [(50, 5, 0), (300, 20, 1), (1000, 1000, 2), (7, 2, 3)])
+def test_roc_and_auc_match_sklearn(n, levels, seed):
+    rng = np.random.default_rng(seed)
+    s, m = tied_scores(rng, n, levels)
+    if m.all() or (~m).all():
+        m[0] = ~m[0]
+    f, t, thr = roc_curve(s, m)
+    fs, ts, thrs = sk_roc_curve(m, s, drop_intermediate=False)
+    npt.assert_allclose(f, fs)
+    npt.assert_allclose(t, ts)
+    npt.assert_allclose(thr[1:], thrs[1:])
+    npt.assert_allclose(roc_auc(s, m), roc_auc_score(m, s), rtol=1e-12)
+
+
+def test_tpr_at_fpr_and_balanced_accuracy_brute_force():
+    rng = np.random.default_rng(4)
+    for n, levels in [(200, 10), (500, 500), (60, 3)]:
+        s, m = tied_scores(rng, n, levels)
+        s[rng.random(n) < 0.05] = np.nan
+        ok = ~np.isnan(s)
+        sc, mc = s[ok], m[ok]
+        best_acc, best_tpr = 0.0, 0.0
+        for t in np.r_[np.inf, np.unique(sc)]:
+            pred = sc >= t
+            tpr = (pred & mc).sum() / mc.sum()
+            fpr = (pred & ~mc).sum() / (~mc).sum()
+            best_acc = max(best_acc, (tpr + 1 - fpr) / 2)
+            if fpr <= 0.05:
+                best_tpr = max(best_tpr, tpr)
+        npt.assert_allclose(balanced_accuracy(s, m), best_acc, rtol=1e-12)
+        npt.assert_allclose(tpr_at_fpr(s, m, 0.05), best_tpr, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 5, 37, 1000])
+@pytest.mark.parametrize("alpha", [0.05, 0.01, 0.3])
+def test_clopper_pearson_matches_scipy_binomtest(n, alpha):
+    ks = np.unique(np.r_[0, n, np.linspace(0, n, 7).astype(int)])
+    lo, hi = clopper_pearson(ks, n, alpha)
+    for k, l, h in zip(ks, lo, hi):
+        ci = binomtest(int(k), n).proportion_ci(confidence_level=1 - alpha, method="exact")
+        npt.assert_allclose([l, h], [ci.low, ci.high], rtol=1e-9, atol=1e-14)
+
+
+@pytest.mark.parametrize("n,alpha,delta", [(100, 0.05, 0.0), (1000, 0.01, 0.0), (50, 0.05, 1e-3)])
+def test_epsilon_lower_bound_perfect_separation_by_hand(n, alpha, delta):
+    # Members all score 1, non-members all 0. The best test is the threshold between them:
+    # TP = n, FP = 0, so TPR_lo = (alpha/2)^(1/n) and FPR_hi = 1 - (alpha/2)^(1/n).
+    s = np.r_[np.ones(n), np.zeros(n)]
+    m = np.r_[np.ones(n, bool), np.zeros(n, bool)]
+    q = (alpha / 2) ** (1 / n)
+    want = np.log((q - delta) / (1 - q))
+    npt.assert_allclose(epsilon_lower_bound(s, m, alpha=alpha, delta=delta), want, rtol=1e-10)
+
+
+def test_epsilon_lower_bound_no_signal_is_zero():
+    s = np.zeros(200)
+    m = np.arange(200) % 2 == 0
+    assert epsilon_lower_bound(s, m) == 0.0
+
+
+@pytest.mark.parametrize("seed,two_sided,delta", [(0, False, 0.0), (1, True, 0.0), (2, False, 1e-2)])
+def test_epsilon_lower_bound_brute_force(seed, two_sided, delta):
+    rng = np.random.default_rng(seed)
+    m = rng.random(150) < 0.5
+    s = (rng.integers(0, 12, 150) + 5 * m).astype(float)  # strong signal, many ties
+    alpha = 0.05
+    P, N = m.sum(), (~m).sum()
+
+    def cp(k, n):
+        ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=1 - alpha, method="exact")
+        return ci.low, ci.high
+
+    best = 0.0
+    for t in np.r_[np.inf, np.unique(s)]:
+        pred = s >= t
+        tp, fp = (pred & m).sum(), (pred & ~m).sum()
+        fn, tn = P - tp, N - fp
+        pairs = [((tp, P), (fp, N)), ((tn, N), (fn, P))]
+        if two_sided:
+            pairs += [((fp, N), (tp, P)), ((fn, P), (tn, N))]
+        for (k1, n1), (k0, n0) in pairs:
+            lo, hi = cp(k1, n1)[0] - delta, cp(k0, n0)[1]
+            if lo > 0:
+                best = max(best, np.log(lo / hi))
+    got = epsilon_lower_bound(s, m, alpha=alpha, delta=delta, two_sided=two_sided)
+    assert best > 0
+    npt.assert_allclose(got, best, rtol=1e-9)
