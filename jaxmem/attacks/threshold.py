@@ -1,0 +1,180 @@
+"""Baseline attacks: loss / confidence thresholds (Yeom et al. 2018) and the shadow-model attack of
+Shokri et al. (2017), "Membership inference attacks against machine learning models".
+
+Every score is "higher means more likely a member". The Shokri attack classifiers are small
+logistic regressions or one-hidden-layer MLPs trained with plain JAX (full-batch Adam written out
+in a jitted ``lax.scan``; no optax), one per class, all classes of a block trained at once.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["loss_attack", "confidence_attack", "shokri", "sorted_probability_features"]
+
+
+def _reduce(x):
+    x = np.asarray(x, dtype=np.float64)
+    return x.reshape(x.shape[0], -1).mean(1) if x.ndim > 1 else x
+
+
+def loss_attack(target_loss):
+    """Yeom et al. (2018) loss attack: score = −loss (members have lower loss).
+
+    ``target_loss`` is [N] or [N, A] (averaged over the A augmentation queries). Returns float64 [N].
+    """
+    return -_reduce(target_loss)
+
+
+def confidence_attack(target_confidence):
+    """Confidence-threshold attack (Yeom et al. 2018; Salem et al. 2019): score = confidence.
+
+    ``target_confidence`` is [N] or [N, A], e.g. the true-class probability or the logit-scaled
+    confidence from ``jaxmem.signals`` (averaged over A). Returns float64 [N].
+    """
+    return _reduce(target_confidence)
+
+
+def sorted_probability_features(probs, top_k=None):
+    """Shokri et al.'s attack input: the probability vector sorted in decreasing order, first k."""
+    probs = np.asarray(probs, dtype=np.float64)
+    out = -np.sort(-probs, axis=-1)
+    return out if top_k is None else out[..., :top_k]
+
+
+def _init(key, d, hidden):
+    if hidden == 0:
+        return {"w": jnp.zeros((d, 1)), "b": jnp.zeros((1,))}
+    k1, k2 = jax.random.split(key)
+    return {
+        "w1": jax.random.normal(k1, (d, hidden)) / np.sqrt(d),
+        "b1": jnp.zeros((hidden,)),
+        "w2": jax.random.normal(k2, (hidden, 1)) / np.sqrt(hidden),
+        "b2": jnp.zeros((1,)),
+    }
+
+
+def _apply(p, x):
+    if "w" in p:
+        return (x @ p["w"] + p["b"])[..., 0]
+    h = jnp.tanh(x @ p["w1"] + p["b1"])
+    return (h @ p["w2"] + p["b2"])[..., 0]
+
+
+@functools.partial(jax.jit, static_argnames=("hidden", "steps"))
+def _train_block(X, T, W, keys, *, hidden, steps, lr, l2):
+    """Train K classifiers at once: X [K, S, d], labels T [K, S], sample weights W [K, S]."""
+    d = X.shape[-1]
+    params = jax.vmap(lambda k: _init(k, d, hidden))(keys)
+
+    def loss(p, x, t, w):
+        z = _apply(p, x)
+        bce = jax.nn.softplus(z) - t * z  # −log-likelihood of a Bernoulli(sigmoid(z))
+        reg = sum(jnp.sum(v**2) for k, v in p.items() if k.startswith("w"))
+        return jnp.sum(w * bce) / jnp.maximum(jnp.sum(w), 1.0) + l2 * reg
+
+    grad = jax.vmap(jax.grad(loss))
+    b1, b2, eps = 0.9, 0.999, 1e-8
+
+    def step(state, i):
+        p, m, v = state
+        g = grad(p, X, T, W)
+        m = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, m, g)
+        v = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, v, g)
+        t = i + 1.0
+        p = jax.tree.map(
+            lambda p, m, v: p - lr * (m / (1 - b1**t)) / (jnp.sqrt(v / (1 - b2**t)) + eps), p, m, v)
+        return (p, m, v), None
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    (params, _, _), _ = jax.lax.scan(step, (params, zeros, zeros), jnp.arange(steps, dtype=jnp.float32))
+    return params
+
+
+def _apply_np(p, x):
+    """Float64 numpy forward pass of one trained classifier."""
+    p = {k: np.asarray(v, dtype=np.float64) for k, v in p.items()}
+    if "w" in p:
+        return x @ p["w"][:, 0] + p["b"][0]
+    return np.tanh(x @ p["w1"] + p["b1"]) @ p["w2"][:, 0] + p["b2"][0]
+
+
+def shokri(target_probs, target_labels, shadow_probs, shadow_keep, *, top_k=None, hidden=32,
+           steps=300, lr=0.01, l2=1e-4, max_samples=5000, min_per_class=20, class_block=16,
+           seed=0):
+    """Shokri et al. (2017) shadow-model attack: per-class classifiers on sorted probability vectors.
+
+    Args:
+      target_probs: [N, C] target model's softmax outputs; ``target_labels`` [N] true labels.
+      shadow_probs: [M, N, C] shadow models' outputs on the same N examples; ``shadow_keep``
+        [M, N] True where shadow m trained on example i (the attack's "in" label).
+      top_k: keep the k largest probabilities (Salem et al. 2019 use 3); None keeps all C.
+      hidden: hidden units of the attack MLP; 0 gives logistic regression.
+      steps, lr, l2: full-batch Adam steps, step size and L2 penalty on the weights.
+      max_samples: shadow (model, example) pairs per class, subsampled uniformly beyond that.
+      min_per_class: a class with fewer "in" or "out" shadow pairs uses one attack model trained
+        on all classes instead.
+
+    Features are standardized with the training pairs' mean and std. Returns float64 [N], the
+    attack classifier's logit for "member".
+    """
+    tp = np.asarray(target_probs, dtype=np.float64)
+    y = np.asarray(target_labels).astype(np.int64)
+    sp = np.asarray(shadow_probs)
+    keep = np.asarray(shadow_keep, dtype=bool)
+    M, N, C = sp.shape
+    if tp.shape != (N, C) or y.shape != (N,) or keep.shape != (M, N):
+        raise ValueError(f"shapes disagree: target {tp.shape}, labels {y.shape}, "
+                         f"shadow {sp.shape}, keep {keep.shape}")
+    if y.size and (y.min() < 0 or y.max() >= C):
+        raise ValueError(f"labels must lie in [0, {C})")
+    rng = np.random.default_rng(seed)
+    # training sets: one per class, then one over all classes (the fallback), as (m, i) pairs
+    groups = [np.flatnonzero(y == c) for c in range(C)] + [np.arange(N)]
+    pairs = []
+    for idx in groups:
+        total = M * idx.size
+        flat = rng.choice(total, max_samples, replace=False) if total > max_samples else np.arange(total)
+        pairs.append((flat // max(idx.size, 1), idx[flat % max(idx.size, 1)]))
+    S = max(max(p[0].size for p in pairs), 1)
+    d = C if top_k is None else min(top_k, C)
+    K = len(groups)
+    X = np.zeros((K, S, d), np.float32)
+    T = np.zeros((K, S), np.float32)
+    W = np.zeros((K, S), np.float32)
+    mu = np.zeros((K, d))
+    sd = np.ones((K, d))
+    usable = np.zeros(K, bool)
+    for k, (m_idx, i_idx) in enumerate(pairs):
+        n = m_idx.size
+        if n == 0:
+            continue
+        f = sorted_probability_features(sp[m_idx, i_idx], top_k)
+        mu[k], sd[k] = f.mean(0), f.std(0) + 1e-12
+        X[k, :n] = (f - mu[k]) / sd[k]
+        T[k, :n] = keep[m_idx, i_idx]
+        W[k, :n] = 1.0
+        usable[k] = min(T[k, :n].sum(), n - T[k, :n].sum()) >= min_per_class
+    if not usable[-1]:
+        raise ValueError("too few in/out shadow pairs to train an attack model")
+    keys = jax.random.split(jax.random.PRNGKey(seed), K)
+    params = []
+    for s in range(0, K, class_block):  # fixed block size: one compilation
+        sl = np.arange(s, s + class_block) % K
+        p = _train_block(jnp.asarray(X[sl]), jnp.asarray(T[sl]), jnp.asarray(W[sl]), keys[sl],
+                         hidden=int(hidden), steps=int(steps), lr=float(lr), l2=float(l2))
+        p = jax.device_get(p)
+        params += [{n: v[j] for n, v in p.items()} for j in range(min(class_block, K - s))]
+    feats = sorted_probability_features(tp, top_k)
+    scores = np.empty(N)
+    for c in range(C):
+        sel = y == c
+        if not sel.any():
+            continue
+        k = c if usable[c] else K - 1
+        scores[sel] = _apply_np(params[k], (feats[sel] - mu[k]) / sd[k])
+    return scores
