@@ -1,0 +1,54 @@
+"""Memorization estimators: pure, blocked, jit-compiled array functions.
+
+Conventions: ``keep[m, i]`` is True when model m trained on example i; per-example metrics are
+``[M, N]``; NumPy and JAX arrays are accepted, NumPy arrays are returned. ``model_mask`` [M]
+selects the models to use (e.g. drops diverged ones). ``dtype=None`` computes in float64 NumPy
+when the metric is a float64 NumPy array, else in float32 jit-compiled JAX (see ``_common``).
+
+This package imports only numpy, jax (and scipy lazily): never flax/optax/jaxmem.train/models/data.
+"""
+
+from jaxmem.estimators._common import InsufficientModelsWarning
+from jaxmem.estimators.exposure import SkewNormalExposure, exposure_rank, exposure_skewnorm
+from jaxmem.estimators.forgetting import ForgettingEvents, forgetting_events
+from jaxmem.estimators.influence import (
+    GroupKeep,
+    SubsetEffect,
+    TopInfluence,
+    group_keep_from_ids,
+    influence,
+    leave_subset_out,
+    top_influencers,
+)
+from jaxmem.estimators.memorization import (
+    CScoreResult,
+    MemorizationResult,
+    counterfactual_memorization,
+    cscore,
+    memorization,
+)
+from jaxmem.estimators.resampling import BootstrapCI, bootstrap_ci, convergence
+
+__all__ = [
+    "InsufficientModelsWarning",
+    "MemorizationResult",
+    "memorization",
+    "counterfactual_memorization",
+    "CScoreResult",
+    "cscore",
+    "influence",
+    "TopInfluence",
+    "top_influencers",
+    "SubsetEffect",
+    "leave_subset_out",
+    "GroupKeep",
+    "group_keep_from_ids",
+    "ForgettingEvents",
+    "forgetting_events",
+    "SkewNormalExposure",
+    "exposure_rank",
+    "exposure_skewnorm",
+    "convergence",
+    "BootstrapCI",
+    "bootstrap_ci",
+]

@@ -1,0 +1,161 @@
+"""Per-example memorization (Feldman & Zhang 2020; Zhang et al. 2021) and C-scores (Jiang et al. 2021).
+
+All functions take ``keep`` [M, N] (True when model m trained on example i) and a per-example
+metric [M, N]; NumPy and JAX arrays are accepted and NumPy arrays are returned. Work is blocked
+over examples so memory stays bounded; see ``_common`` for the float32/float64 rule.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmem.estimators._common import (
+    as_keep,
+    as_model_mask,
+    block_size,
+    check_model_axis,
+    is_jax,
+    map_column_blocks,
+    resolve_dtype,
+    warn_missing,
+)
+
+__all__ = ["MemorizationResult", "memorization", "counterfactual_memorization", "CScoreResult", "cscore"]
+
+
+class MemorizationResult(NamedTuple):
+    mem: np.ndarray  # [N] mean_IN − mean_OUT
+    stderr: np.ndarray  # [N] sqrt(s²_in/n_in + s²_out/n_out), ddof=1
+    n_in: np.ndarray  # [N] number of (unmasked) models trained on i
+    n_out: np.ndarray  # [N] number of (unmasked) models not trained on i
+    mean_in: np.ndarray  # [N]
+    mean_out: np.ndarray  # [N]
+
+
+class CScoreResult(NamedTuple):
+    score: np.ndarray  # [N] mean over ratios of the hold-out metric
+    per_ratio: np.ndarray  # [R, N] hold-out mean at each subset ratio
+    ratios: np.ndarray  # [R] the sorted distinct subset ratios
+    n_out: np.ndarray  # [R, N] hold-out models per ratio
+
+
+def _matmul(xp, a, b):
+    if xp is np:
+        return a @ b
+    return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
+
+
+def _mem_kernel(xp, keep, x, mask, dt):
+    m = mask[:, None]
+    kin = keep & m
+    kout = ~keep & m
+    x = x.astype(dt)
+    zero = xp.zeros((), dt)
+    n_in = kin.sum(0).astype(dt)
+    n_out = kout.sum(0).astype(dt)
+    mu_in = xp.where(kin, x, zero).sum(0) / n_in
+    mu_out = xp.where(kout, x, zero).sum(0) / n_out
+    var_in = xp.where(kin, (x - mu_in) ** 2, zero).sum(0) / (n_in - 1)
+    var_out = xp.where(kout, (x - mu_out) ** 2, zero).sum(0) / (n_out - 1)
+    stderr = xp.sqrt(var_in / n_in + var_out / n_out)
+    return mu_in - mu_out, stderr, n_in, n_out, mu_in, mu_out
+
+
+_mem_jit = jax.jit(partial(_mem_kernel, jnp), static_argnames="dt")
+
+
+def _cscore_kernel(xp, keep, x, groups, mask, dt):
+    kout = ~keep & mask[:, None]
+    x = x.astype(dt)
+    num = _matmul(xp, groups.T, xp.where(kout, x, xp.zeros((), dt)))
+    den = _matmul(xp, groups.T, kout.astype(dt))
+    return num / den, den
+
+
+_cscore_jit = jax.jit(partial(_cscore_kernel, jnp), static_argnames="dt")
+
+
+def _prepare(keep, metric, model_mask, dtype, name):
+    keep = as_keep(keep)
+    if not is_jax(metric):
+        metric = np.asarray(metric)
+    check_model_axis(name, metric, keep.shape[0])
+    if metric.shape != keep.shape:
+        raise ValueError(f"{name} must have the shape of keep {keep.shape}, got {metric.shape}")
+    dt = resolve_dtype(dtype, metric)
+    mask = as_model_mask(model_mask, keep.shape[0])
+    return keep, metric, mask, dt
+
+
+def memorization(keep, correct, *, model_mask=None, dtype=None, block=None) -> MemorizationResult:
+    """Feldman & Zhang (2020), Eq. (1) estimator of label memorization.
+
+    mem_i = mean_{m: keep[m,i]} correct[m,i] − mean_{m: ¬keep[m,i]} correct[m,i],
+    stderr_i = sqrt(s²_in/n_in + s²_out/n_out) (two independent means, sample variances ddof=1).
+
+    ``correct`` may be any real per-example metric [M, N] (0/1 correctness, true-class
+    probability, per-token accuracy, negative loss). ``model_mask`` [M] selects the models to use
+    (e.g. excludes diverged ones). Examples without an IN or an OUT model get NaN and an
+    ``InsufficientModelsWarning``; stderr is NaN when n_in or n_out < 2.
+    """
+    keep, correct, mask, dt = _prepare(keep, correct, model_mask, dtype, "correct")
+    n = keep.shape[1]
+    blk = block_size(keep.shape[0], block)
+    if dt == "float64":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fn = partial(_mem_kernel, np, dt=np.float64)
+            res = map_column_blocks(fn, [np.asarray(keep), np.asarray(correct)], [mask], n, blk, False)
+    else:
+        fn = partial(_mem_jit, dt=jnp.float32)
+        res = map_column_blocks(fn, [keep, correct], [jnp.asarray(mask)], n, blk, True)
+    mem, stderr, n_in, n_out, mu_in, mu_out = res
+    n_in, n_out = n_in.astype(np.int64), n_out.astype(np.int64)
+    warn_missing(int(np.sum((n_in == 0) | (n_out == 0))), n, "examples have no IN or no OUT model")
+    return MemorizationResult(mem, stderr, n_in, n_out, mu_in, mu_out)
+
+
+def counterfactual_memorization(keep, metric, *, model_mask=None, dtype=None, block=None) -> MemorizationResult:
+    """Zhang et al. (2021), "Counterfactual memorization in neural language models", Eq. (1).
+
+    mem(x) = E_{S∋x}[M(f_S, x)] − E_{S∌x}[M(f_S, x)] for a real-valued per-example performance
+    measure M (e.g. per-token accuracy, or negative loss). Same estimator as ``memorization``.
+    """
+    return memorization(keep, metric, model_mask=model_mask, dtype=dtype, block=block)
+
+
+def cscore(keep, correct, ratio_of_model, *, model_mask=None, dtype=None, block=None) -> CScoreResult:
+    """Jiang et al. (2021), "Characterizing structural regularities of labeled data", Eq. (1)-(2).
+
+    Hold-out estimate ĉ(x) = E_r [ mean_{m: ratio_m = r, ¬keep[m,i]} correct[m,i] ]: for each
+    subset ratio r (the design group of ``ratio_of_model`` [M]) the mean metric of example i over
+    the models that did not train on it, then the uniform mean over ratios. Ratios with no
+    hold-out model for i are left out of i's mean (warned); i gets NaN only if it has none at all.
+    """
+    keep, correct, mask, dt = _prepare(keep, correct, model_mask, dtype, "correct")
+    ratio_of_model = np.asarray(ratio_of_model)
+    check_model_axis("ratio_of_model", ratio_of_model, keep.shape[0])
+    ratios = np.unique(ratio_of_model[mask])
+    groups = ratio_of_model[:, None] == ratios[None, :]
+    n = keep.shape[1]
+    blk = block_size(keep.shape[0], block)
+    if dt == "float64":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fn = partial(_cscore_kernel, np, dt=np.float64)
+            shared = [groups.astype(np.float64), mask]
+            table, den = map_column_blocks(fn, [np.asarray(keep), np.asarray(correct)], shared, n, blk, False)
+    else:
+        fn = partial(_cscore_jit, dt=jnp.float32)
+        shared = [jnp.asarray(groups, jnp.float32), jnp.asarray(mask)]
+        table, den = map_column_blocks(fn, [keep, correct], shared, n, blk, True)
+    n_out = np.rint(den).astype(np.int64)
+    have = n_out > 0
+    warn_missing(int(np.sum(~have.all(0) & have.any(0))), n, "examples lack a hold-out model at some ratio")
+    warn_missing(int(np.sum(~have.any(0))), n, "examples have no hold-out model at any ratio")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = np.where(have, table, 0.0).sum(0) / have.sum(0)
+    return CScoreResult(score, table, ratios, n_out)
