@@ -1,0 +1,3 @@
+from jaxmem.cli import main
+import sys
+sys.exit(main())

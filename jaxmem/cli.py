@@ -1,0 +1,169 @@
+"""``jaxmem`` command line: run, score, report, config.
+
+    jaxmem run [EXPERIMENT] --workdir DIR [--set key=value ...] [--overwrite]
+    jaxmem score DIR [--set scoring.attacks='["lira_online"]']
+    jaxmem report DIR
+    jaxmem config [EXPERIMENT] [--set key=value ...]
+
+EXPERIMENT is a TOML file under ``experiments/`` (a name or a path); without one, the embedded
+digits experiment runs. Problems with the config, the data or a run directory end with a one-line
+``jaxmem: error: ...`` and a non-zero exit, before anything is overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from jaxmem import config as cfgmod
+from jaxmem.io import RunError
+
+__all__ = ["main"]
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="jaxmem", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="train (or resume, or grow) a run, then score it")
+    r.add_argument("experiment", nargs="?", default=None,
+                   help="experiment TOML (name under experiments/ or a path); default: digits")
+    r.add_argument("--workdir", required=True, help="run directory")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set train.epochs=10 (repeatable)")
+    r.add_argument("--overwrite", action="store_true",
+                   help="delete an existing run in --workdir and start over")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--coordinator", default=None, help="multi-host: HOST:PORT of process 0")
+    r.add_argument("--num-processes", type=int, default=None)
+    r.add_argument("--process-id", type=int, default=None)
+    r.add_argument("--distributed", action="store_true",
+                   help="initialize jax.distributed from the cluster environment (SLURM, MPI, TPU)")
+
+    s = sub.add_parser("score", help="(re)score a finished run")
+    s.add_argument("workdir")
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="scoring.* overrides only")
+
+    rep = sub.add_parser("report", help="write a self-contained HTML report of a run")
+    rep.add_argument("workdir")
+    rep.add_argument("--output", default=None, help="default: WORKDIR/report.html")
+
+    c = sub.add_parser("config", help="print the resolved, validated config as JSON")
+    c.add_argument("experiment", nargs="?", default=None)
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    return p
+
+
+def _print_summary(summary: dict, workdir: str) -> None:
+    m = summary["memorization"]
+    rows = [
+        ("models", summary["num_models"]),
+        ("training examples", summary["num_examples"]),
+        ("test accuracy (mean over models)", f"{summary['test_accuracy']:.4f}"),
+        ("train seconds", f"{summary['train_seconds']:.1f}"),
+        ("models / second", f"{summary['models_per_second']:.1f}" if summary["models_per_second"] else "-"),
+        ("diverged models", summary["diverged"]["count"]),
+        ("mean memorization", f"{m['mean']:.4f} (mean stderr {m['mean_stderr']:.4f})"
+         if m["mean"] is not None else "-"),
+        ("most memorized example ids", ", ".join(map(str, m["top10"]))),
+    ]
+    if "dp" in summary:
+        rows.append(("DP-SGD epsilon", f"{summary['dp']['epsilon']:.2f} at delta={summary['dp']['delta']:g}"))
+    w = max(len(k) for k, _ in rows)
+    print()
+    for k, v in rows:
+        print(f"  {k:<{w}}  {v}")
+    if summary.get("attacks"):
+        print()
+        print(f"  {'attack':<30} {'AUC':>12} {'TPR@0.1%FPR':>14} {'TPR@1%FPR':>12}")
+        for name, a in summary["attacks"].items():
+            auc = f"{a['auc']:.4f}±{a.get('auc_std', 0):.3f}"
+            print(f"  {name:<30} {auc:>12} {a['tpr_at_0.001_fpr']:>14.4f} {a['tpr_at_0.01_fpr']:>12.4f}")
+    print()
+    print(f"  summary:       {os.path.join(workdir, 'summary.json')}")
+    for k, v in summary.get("files", {}).items():
+        print(f"  {k + ':':<14} {v}")
+    print(f"  report:        jaxmem report {workdir}")
+
+
+def _init_distributed(args):
+    """Join a multi-process run with jax.distributed; returns (process_id, num_processes)."""
+    if not (args.coordinator or args.distributed):
+        return 0, 1
+    import jax
+
+    if args.coordinator:
+        if args.num_processes is None or args.process_id is None:
+            raise cfgmod.ConfigError("--coordinator needs --num-processes and --process-id")
+        jax.distributed.initialize(coordinator_address=args.coordinator,
+                                   num_processes=args.num_processes, process_id=args.process_id)
+    else:
+        jax.distributed.initialize()
+    return jax.process_index(), jax.process_count()
+
+
+def _cmd_run(args) -> int:
+    cfg = cfgmod.load_config(args.experiment, args.overrides)
+    pid, nproc = _init_distributed(args)
+    from jaxmem.run import execute
+
+    t0 = time.time()
+    summary = execute(cfg, args.workdir, overwrite=args.overwrite, progress=not args.no_progress,
+                      process_id=pid, num_processes=nproc)
+    if pid == 0:
+        _print_summary(summary, args.workdir)
+        print(f"  wall time:     {time.time() - t0:.1f} s")
+    return 0
+
+
+def _cmd_score(args) -> int:
+    from jaxmem.io import load_json, save_json
+    from jaxmem.run import score
+
+    bad = [o for o in args.overrides if not o.startswith("scoring.")]
+    if bad:
+        raise cfgmod.ConfigError(f"{bad[0]}: jaxmem score takes scoring.* overrides only")
+    if args.overrides:
+        path = os.path.join(args.workdir, "config.json")
+        cfg = cfgmod.from_dict(cfgmod.apply_overrides(load_json(path), args.overrides))
+        save_json(path, cfgmod.to_dict(cfg))
+    summary = score(args.workdir)
+    _print_summary(summary, args.workdir)
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from jaxmem.report import write_report
+
+    out = write_report(args.workdir, args.output)
+    print(out)
+    return 0
+
+
+def _cmd_config(args) -> int:
+    cfg = cfgmod.load_config(args.experiment, args.overrides)
+    print(json.dumps(cfgmod.to_dict(cfg), indent=2))
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    from jaxmem.data import DataError
+
+    try:
+        return {"run": _cmd_run, "score": _cmd_score, "report": _cmd_report,
+                "config": _cmd_config}[args.cmd](args)
+    except (cfgmod.ConfigError, RunError, DataError) as e:
+        print(f"jaxmem: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("jaxmem: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

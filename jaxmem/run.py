@@ -1,0 +1,585 @@
+"""A run: its directory, how it is trained, resumed, grown, scored and loaded.
+
+Layout of a run directory (plain formats: ``.npy`` without pickle, JSON, CSV, PNG)::
+
+    config.json          the validated config (refused on resume if it differs)
+    design.json          keep blocks: which models were drawn together (growing a run adds one)
+    dataset.json         the dataset's source, transforms and fingerprint
+    keep.npy             bool [M, N]           model m trained on example i
+    model_ratio.npy      float [M]             subset ratio of each model (C-scores)
+    labels.npy, example_ids.npy, test_labels.npy, test_ids.npy
+    shards/models-A-B/   one finished chunk of models, written atomically (a folder rename)
+    ckpt/models-A-B/     orbax checkpoints of the chunk in training (deleted when it is done)
+    logits.npy           [M, N, A, C]   eval-mode logits on train examples, A augmentation queries
+    test_logits.npy      [M, T, A, C]
+    diverged.npy         bool [M]      models frozen because their loss/params became non-finite
+    results/             memorization.csv, attacks.json, roc.png, memorization_hist.png
+    summary.json
+
+Every stage is restartable: a killed run, rerun with the same command, skips what is done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+from jaxmem import config as cfgmod
+from jaxmem.io import RunError, atomic_dir, load_json, load_npy, save_json, save_npy, save_text
+
+__all__ = ["Run", "load_run", "execute", "score", "RunError"]
+
+# Config fields that may change between invocations of the same run (they do not change results).
+_MUTABLE = {"subsets.num_models", "train.chunk_size", "train.vmap_size", "train.checkpoint_every",
+            "signals.batch_size", "scoring.attacks", "scoring.targets", "data.data_dir"}
+
+
+@dataclasses.dataclass
+class Run:
+    """A stored run. Arrays are read on first use; ``logits`` is memory-mapped."""
+
+    path: Path
+
+    def _npy(self, name, mmap=False):
+        return load_npy(self.path / name, mmap=mmap)
+
+    @property
+    def config(self) -> cfgmod.Config:
+        return cfgmod.from_dict(load_json(self.path / "config.json"))
+
+    @property
+    def keep(self):
+        return self._npy("keep.npy")
+
+    @property
+    def labels(self):
+        return self._npy("labels.npy")
+
+    @property
+    def test_labels(self):
+        return self._npy("test_labels.npy")
+
+    @property
+    def example_ids(self):
+        return self._npy("example_ids.npy")
+
+    @property
+    def test_ids(self):
+        return self._npy("test_ids.npy")
+
+    @property
+    def model_ratio(self):
+        return self._npy("model_ratio.npy")
+
+    @property
+    def logits(self):
+        return self._npy("logits.npy", mmap=True)
+
+    @property
+    def test_logits(self):
+        return self._npy("test_logits.npy", mmap=True)
+
+    @property
+    def diverged(self):
+        return self._npy("diverged.npy")
+
+    @property
+    def correct_by_epoch(self):
+        p = self.path / "correct_by_epoch.npy"
+        return load_npy(p, mmap=True) if p.exists() else None
+
+    @property
+    def dataset(self) -> dict:
+        return load_json(self.path / "dataset.json")
+
+    @property
+    def summary(self) -> dict:
+        return load_json(self.path / "summary.json")
+
+    @property
+    def num_models(self) -> int:
+        return int(self.keep.shape[0])
+
+
+def load_run(path) -> Run:
+    """Open a finished run directory (see the module docstring for its files)."""
+    path = Path(path)
+    for f in ("config.json", "keep.npy", "labels.npy", "logits.npy"):
+        if not (path / f).exists():
+            raise RunError(f"{path}: not a finished jaxmem run ({f} is missing)")
+    run = Run(path)
+    keep, logits = run.keep, run.logits
+    if keep.dtype != bool or keep.ndim != 2:
+        raise RunError(f"{path / 'keep.npy'}: expected a bool [M, N] array, got {keep.dtype} {keep.shape}")
+    if logits.shape[:2] != keep.shape:
+        raise RunError(f"{path}: logits {logits.shape} do not match keep {keep.shape}")
+    return run
+
+
+# ----------------------------------------------------------------------------------------------
+# Data and design
+# ----------------------------------------------------------------------------------------------
+
+def build_dataset(cfg: cfgmod.Config):
+    """Load the configured source and apply the configured transforms, in a fixed order."""
+    from jaxmem import data as D
+
+    d = cfg.data
+    ds = D.load(d.source, data_dir=d.data_dir)
+    if d.max_train or d.max_test:
+        ds = dataclasses.replace(
+            ds,
+            x_train=ds.x_train[: d.max_train or None], y_train=ds.y_train[: d.max_train or None],
+            ids_train=ds.ids_train[: d.max_train or None],
+            x_test=ds.x_test[: d.max_test or None], y_test=ds.y_test[: d.max_test or None],
+            ids_test=ds.ids_test[: d.max_test or None],
+            meta={**ds.meta, "max_train": d.max_train, "max_test": d.max_test})
+    if d.long_tail_classes and d.long_tail_fraction < 1.0:
+        ds = D.long_tail(ds, cfg.seed, classes=d.long_tail_classes, keep_fraction=d.long_tail_fraction)
+    if d.duplicates:
+        ds = D.duplicate(ds, cfg.seed, num=d.duplicates, copies=d.duplicate_copies)
+    if d.canaries:
+        ds = D.insert_canaries(ds, cfg.seed, num=d.canaries, kind=d.canary_kind)
+    if d.label_noise:
+        ds = D.label_noise(ds, d.label_noise, d.noise_seed)
+    D.validate(ds)
+    return ds
+
+
+def _design_blocks(cfg, old_blocks):
+    """Keep blocks for ``cfg.subsets.num_models`` models, extending the stored ones."""
+    M = cfg.subsets.num_models
+    blocks = list(old_blocks or [])
+    have = sum(b["count"] for b in blocks)
+    if M < have:
+        raise RunError(f"subsets.num_models: the run already has {have} models; it can grow, "
+                       f"not shrink (got {M})")
+    if M > have:
+        if blocks and cfg.subsets.design not in ("balanced", "bernoulli", "ratio"):
+            raise RunError(f"subsets.num_models: runs with design {cfg.subsets.design!r} cannot grow")
+        if blocks and cfg.subsets.design == "ratio" and len(cfg.subsets.ratios) > 1:
+            raise RunError("subsets.num_models: multi-ratio runs cannot grow")
+        blocks.append({"first": have, "count": M - have, "block": len(blocks)})
+    return blocks
+
+
+def make_design(cfg, blocks, num_examples, groups=None):
+    from jaxmem.subsets import make_keep
+
+    s = cfg.subsets
+    keeps, ratios = [], []
+    for b in blocks:
+        k, r = make_keep(s.design, cfg.seed, b["count"], num_examples, pkeep=s.pkeep,
+                         ratios=tuple(s.ratios), k=s.k, groups=groups, block=b["block"],
+                         first_model=b["first"])
+        keeps.append(k)
+        ratios.append(r)
+    return np.concatenate(keeps), np.concatenate(ratios)
+
+
+# ----------------------------------------------------------------------------------------------
+# Executing a run
+# ----------------------------------------------------------------------------------------------
+
+class _Stop(Exception):
+    pass
+
+
+def _check_workdir(workdir: Path, cfg, overwrite: bool):
+    """Refuse to mix configs in one run directory; return the stored design blocks (or None)."""
+    cfg_path = workdir / "config.json"
+    if workdir.exists() and not workdir.is_dir():
+        raise RunError(f"{workdir}: exists and is not a directory")
+    if overwrite and workdir.exists():
+        if any(workdir.iterdir()) and not cfg_path.exists():
+            raise RunError(f"{workdir}: not a jaxmem run; refusing to delete it (choose another --workdir)")
+        shutil.rmtree(workdir)
+    if not workdir.exists():
+        return None
+    if not cfg_path.exists():
+        if any(p for p in workdir.iterdir() if not p.name.startswith(".")):
+            raise RunError(f"{workdir}: exists, is not empty and is not a jaxmem run")
+        return None
+    old = load_json(cfg_path)
+    try:
+        cfgmod.from_dict(old)
+    except cfgmod.ConfigError as e:
+        raise RunError(f"{cfg_path}: stored config is invalid ({e})") from None
+    a, b = cfgmod._flatten(old), cfgmod._flatten(cfgmod.to_dict(cfg))
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in _MUTABLE)
+    if diff:
+        k = diff[0]
+        raise RunError(f"{workdir}: was written with a different config ({k}: {a.get(k)!r} there, "
+                       f"{b.get(k)!r} now{' and more' if len(diff) > 1 else ''}); rerun with the "
+                       f"same config, or pass --overwrite to start over")
+    design = workdir / "design.json"
+    return load_json(design)["blocks"] if design.exists() else None
+
+
+def _write_or_check(path: Path, array):
+    if path.exists():
+        old = load_npy(path)
+        if old.shape != array.shape or not np.array_equal(old, array):
+            raise RunError(f"{path}: differs from what this config produces; the data or design "
+                           f"changed (pass --overwrite to start over)")
+    else:
+        save_npy(path, array)
+
+
+def _chunks(blocks, chunk_size):
+    out = []
+    for b in blocks:
+        for s in range(b["first"], b["first"] + b["count"], chunk_size):
+            out.append((s, min(s + chunk_size, b["first"] + b["count"])))
+    return out
+
+
+def _shard_name(a, b):
+    return f"models-{a:06d}-{b:06d}"
+
+
+def default_chunk_size(num_models: int, num_devices: int = 1) -> int:
+    import jax
+
+    per_device = 16 if jax.default_backend() == "cpu" else 256
+    return max(1, min(num_models, per_device * num_devices))
+
+
+def execute(cfg: cfgmod.Config, workdir, *, overwrite: bool = False, progress: bool = True,
+            process_id: int = 0, num_processes: int = 1, log=print) -> dict:
+    """Train (or resume, or grow) the run in ``workdir``, then score it. Returns the summary."""
+    workdir = Path(workdir)
+    blocks = _check_workdir(workdir, cfg, overwrite) if process_id == 0 else None
+    if process_id != 0:
+        _wait_for(workdir / "design.json", "the coordinator's design")
+        blocks = load_json(workdir / "design.json")["blocks"]
+        if sum(b["count"] for b in blocks) != cfg.subsets.num_models:
+            blocks = None
+    ds = build_dataset(cfg)
+    blocks = _design_blocks(cfg, blocks)
+    groups = ds.meta.get("groups") if cfg.subsets.design == "leave_group_out" else None
+    if cfg.subsets.design == "leave_group_out" and groups is None:
+        groups = ds.y_train  # default groups: classes
+    keep, model_ratio = make_design(cfg, blocks, len(ds.y_train), groups)
+    if process_id == 0:
+        workdir.mkdir(parents=True, exist_ok=True)
+        save_json(workdir / "config.json", cfgmod.to_dict(cfg))
+        from jaxmem.data import dataset_fingerprint
+
+        meta = {"name": ds.name, "num_classes": int(ds.num_classes), "num_train": len(ds.y_train),
+                "num_test": len(ds.y_test), "input_shape": list(ds.x_train.shape[1:]),
+                "fingerprint": dataset_fingerprint(ds), "meta": ds.meta}
+        save_json(workdir / "dataset.json", meta)
+        _write_or_check(workdir / "labels.npy", np.asarray(ds.y_train))
+        _write_or_check(workdir / "example_ids.npy", np.asarray(ds.ids_train))
+        _write_or_check(workdir / "test_labels.npy", np.asarray(ds.y_test))
+        _write_or_check(workdir / "test_ids.npy", np.asarray(ds.ids_test))
+        old_keep = workdir / "keep.npy"
+        if old_keep.exists():
+            prev = load_npy(old_keep)
+            if prev.shape[1] != keep.shape[1] or not np.array_equal(prev, keep[: prev.shape[0]]):
+                raise RunError(f"{old_keep}: differs from this config's design (pass --overwrite "
+                               f"to start over)")
+        save_npy(workdir / "keep.npy", keep)
+        save_npy(workdir / "model_ratio.npy", model_ratio)
+        save_json(workdir / "design.json", {"design": cfg.subsets.design, "blocks": blocks})
+    else:
+        _wait_for(workdir / "keep.npy", "the coordinator's keep")
+
+    train_models(cfg, ds, keep, blocks, workdir, progress=progress, process_id=process_id,
+                 num_processes=num_processes, log=log)
+    if process_id != 0:
+        return {}
+    assemble(workdir, keep.shape[0])
+    return score(workdir, log=log)
+
+
+def _wait_for(path: Path, what: str, timeout: float = 3600.0):
+    t0 = time.time()
+    while not path.exists():
+        if time.time() - t0 > timeout:
+            raise RunError(f"timed out waiting for {what} ({path})")
+        time.sleep(0.2)
+
+
+def train_models(cfg, ds, keep, blocks, workdir: Path, *, progress=True, process_id=0,
+                 num_processes=1, log=print):
+    """Train every chunk of models that has no finished shard yet (this process's share)."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxmem.train import Trainer, steps_per_epoch_max
+
+    ndev = jax.local_device_count()
+    K = cfg.train.chunk_size or default_chunk_size(cfg.subsets.num_models, ndev)
+    K = int(math.ceil(K / ndev) * ndev)
+    chunks = [c for i, c in enumerate(_chunks(blocks, K)) if i % num_processes == process_id]
+    todo = [c for c in chunks if not (workdir / "shards" / _shard_name(*c)).exists()]
+    if not todo:
+        return
+    sharding = None
+    if ndev > 1:
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+        mesh = Mesh(np.array(jax.local_devices()), ("models",))
+        sharding = NamedSharding(mesh, P("models"))
+    x_train, y_train = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+    x_test = jnp.asarray(ds.x_test)
+    trainer = Trainer(cfg, x_train, y_train, int(ds.num_classes),
+                      steps_per_epoch_max(keep, cfg.train.batch_size))
+    out_dtype = jnp.float16 if cfg.signals.dtype == "float16" else jnp.float32
+    queries = list(cfg.signals.queries)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        done = sum(b - a for a, b in chunks) - sum(b - a for a, b in todo)
+        bar = tqdm(total=sum(b - a for a, b in chunks), initial=done, unit="model",
+                   desc="training", dynamic_ncols=True)
+    stop = {"flag": False}
+    prev = signal.signal(signal.SIGTERM, lambda *a: stop.__setitem__("flag", True)) \
+        if _main_thread() else None
+    try:
+        for a, b in todo:
+            ids = np.arange(a, a + K)                      # padded to K: no recompiles
+            rows = keep[np.minimum(ids, keep.shape[0] - 1)]
+            t0 = time.time()
+            state, aux, correct = _train_chunk(trainer, cfg, rows, ids, workdir / "ckpt" /
+                                               _shard_name(a, b), stop, sharding)
+            lg = trainer.logits(state, x_train, queries, out_dtype)
+            tl = trainer.logits(state, x_test, queries, out_dtype)
+            jax.block_until_ready((lg, tl))
+            seconds = time.time() - t0
+            n = b - a
+            with atomic_dir(workdir / "shards" / _shard_name(a, b)) as tmp:
+                save_npy(tmp / "logits.npy", np.asarray(lg)[:n])
+                save_npy(tmp / "test_logits.npy", np.asarray(tl)[:n])
+                save_npy(tmp / "diverged.npy", np.asarray(aux[0])[:n])
+                save_npy(tmp / "final_loss.npy", np.asarray(aux[1])[:n])
+                if correct is not None:
+                    save_npy(tmp / "correct_by_epoch.npy", np.asarray(correct)[:n])
+                save_json(tmp / "meta.json", {"seconds": seconds, "models": [a, b]})
+            shutil.rmtree(workdir / "ckpt" / _shard_name(a, b), ignore_errors=True)
+            if bar is not None:
+                bar.update(n)
+                bar.set_postfix(models_per_s=f"{n / seconds:.1f}")
+            if stop["flag"]:
+                raise _Stop()
+    except _Stop:
+        log(f"stopped by SIGTERM; state saved in {workdir}. Rerun the same command to resume.")
+        raise SystemExit(143)
+    finally:
+        if bar is not None:
+            bar.close()
+        if prev is not None:
+            signal.signal(signal.SIGTERM, prev)
+
+
+def _main_thread():
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _train_chunk(trainer, cfg, rows, ids, ckpt_dir: Path, stop, sharding):
+    """Train one chunk, checkpointing every ``checkpoint_every`` epochs with orbax."""
+    import jax
+    import numpy as np
+
+    every = cfg.train.checkpoint_every or trainer.num_epochs
+    state, aux = trainer.init_chunk(ids)
+    epoch0, correct = 0, []
+    mngr = None
+    if cfg.train.checkpoint_every:
+        from jaxmem import checkpoint
+
+        mngr = checkpoint.manager(ckpt_dir)
+        restored = checkpoint.restore(mngr, (state, aux))
+        if restored is not None:
+            epoch0, (state, aux), correct = restored
+    if sharding is not None:
+        state, aux = jax.device_put((state, aux), sharding)
+        rows = jax.device_put(rows, sharding)
+    while epoch0 < trainer.num_epochs:
+        n = min(every, trainer.num_epochs - epoch0)
+        state, aux, c = trainer.train_epochs(state, aux, rows, ids, epoch0, n)
+        if c is not None:
+            correct.append(np.asarray(c))
+        epoch0 += n
+        if mngr is not None and epoch0 < trainer.num_epochs:
+            checkpoint.save(mngr, epoch0, (state, aux), correct)
+        if stop["flag"] and epoch0 < trainer.num_epochs:
+            if mngr is None:
+                from jaxmem import checkpoint
+
+                mngr = checkpoint.manager(ckpt_dir)
+                checkpoint.save(mngr, epoch0, (state, aux), correct)
+            raise _Stop()
+    if mngr is not None:
+        mngr.close()
+    return state, aux, (np.concatenate(correct, axis=1) if correct else None)
+
+
+def assemble(workdir: Path, num_models: int):
+    """Concatenate the chunk shards into the run's arrays (memory-mapped, written atomically)."""
+    from numpy.lib.format import open_memmap
+
+    from jaxmem.io import atomic_path
+
+    shard_dirs = sorted((workdir / "shards").glob("models-*"))
+    spans = []
+    for d in shard_dirs:
+        a, b = (int(x) for x in d.name.split("-")[1:])
+        spans.append((a, b, d))
+    covered = np.zeros(num_models, bool)
+    for a, b, _ in spans:
+        if b <= num_models:
+            covered[a:b] = True
+    if not covered.all():
+        missing = np.flatnonzero(~covered)
+        raise RunError(f"{workdir}: models {missing[:5].tolist()}... have no shard yet")
+    spans = [s for s in spans if s[1] <= num_models]
+    names = ["logits.npy", "test_logits.npy", "diverged.npy", "final_loss.npy"]
+    if all((d / "correct_by_epoch.npy").exists() for _, _, d in spans):
+        names.append("correct_by_epoch.npy")
+    stamp = json.dumps(sorted([a, b] for a, b, _ in spans))
+    marker = workdir / ".assembled.json"
+    if marker.exists() and marker.read_text() == stamp and all((workdir / n).exists() for n in names):
+        return
+    for name in names:
+        first = load_npy(spans[0][2] / name, mmap=True)
+        shape = (num_models,) + first.shape[1:]
+        with atomic_path(workdir / name, ".npy") as tmp:
+            out = open_memmap(tmp, mode="w+", dtype=first.dtype, shape=shape)
+            for a, b, d in spans:
+                out[a:b] = load_npy(d / name, mmap=True)
+            out.flush()
+            del out
+    save_text(marker, stamp)
+
+
+# ----------------------------------------------------------------------------------------------
+# Scoring
+# ----------------------------------------------------------------------------------------------
+
+def score(workdir, *, log=print) -> dict:
+    """Estimators and attacks on a finished run; writes results/ and summary.json."""
+    from jaxmem import attacks, estimators
+    from jaxmem import signals as sig
+
+    workdir = Path(workdir)
+    run = load_run(workdir)
+    cfg = run.config
+    keep, labels, test_labels = run.keep, run.labels, run.test_labels
+    diverged = run.diverged
+    ok = ~diverged
+    logits = np.asarray(run.logits, dtype=np.float32)
+    test_logits = np.asarray(run.test_logits, dtype=np.float32)
+    res = workdir / "results"
+    res.mkdir(exist_ok=True)
+
+    correct = sig.correctness(logits[:, :, 0], labels[None])
+    test_correct = sig.correctness(test_logits[:, :, 0], test_labels[None])
+    test_acc = test_correct.mean(1)
+    mem = estimators.memorization(keep, correct, model_mask=ok)
+    ids = run.example_ids
+    order = np.argsort(-np.nan_to_num(mem.mem, nan=-np.inf), kind="stable")
+    lines = ["rank,example_id,index,label,mem,stderr,n_in,n_out"]
+    for r, i in enumerate(order):
+        lines.append(f"{r},{ids[i]},{i},{labels[i]},{mem.mem[i]:.6g},{mem.stderr[i]:.6g},"
+                     f"{mem.n_in[i]},{mem.n_out[i]}")
+    save_text(res / "memorization.csv", "\n".join(lines) + "\n")
+
+    phi = np.asarray(sig.logit_scaled_confidence(logits.astype(np.float64), labels[None, :, None]))
+    targets = None
+    if cfg.scoring.targets:
+        targets = np.flatnonzero(ok)[: cfg.scoring.targets]
+    attack_summary, curves = {}, {}
+    if cfg.scoring.attacks:
+        extra = {}
+        if any(a.startswith("rmia") for a in cfg.scoring.attacks):
+            extra["p"] = np.asarray(sig.true_class_probability(logits[:, :, 0], labels[None]))
+            extra["pop_p"] = np.asarray(sig.true_class_probability(test_logits[:, :, 0],
+                                                                   test_labels[None]))
+        if "loss" in cfg.scoring.attacks:
+            extra["loss"] = np.asarray(sig.cross_entropy(logits[:, :, 0], labels[None]))
+        ev = attacks.evaluate(phi, keep, attacks=tuple(cfg.scoring.attacks), targets=targets,
+                              model_mask=ok, **extra)
+        attack_summary = ev.summary()
+        curves = ev.roc_curves() if hasattr(ev, "roc_curves") else {}
+        save_json(res / "attacks.json", ev.to_dict() if hasattr(ev, "to_dict") else attack_summary)
+    figures = {}
+    try:
+        figures = _plots(res, mem, curves)
+    except Exception as e:  # plotting is a convenience; never lose a scored run to it
+        log(f"warning: plotting failed: {e}")
+
+    shard_meta = [load_json(d / "meta.json") for d in sorted((workdir / "shards").glob("models-*"))]
+    train_seconds = float(sum(m["seconds"] for m in shard_meta if m["models"][1] <= len(keep)))
+    finite = np.isfinite(mem.mem)
+    summary = {
+        "name": cfg.name,
+        "num_models": int(keep.shape[0]),
+        "num_examples": int(keep.shape[1]),
+        "num_test": int(len(test_labels)),
+        "test_accuracy": float(test_acc[ok].mean()) if ok.any() else float("nan"),
+        "train_accuracy_in": float((correct * keep)[ok].sum() / max((keep[ok]).sum(), 1)),
+        "train_seconds": train_seconds,
+        "models_per_second": float(keep.shape[0] / train_seconds) if train_seconds else None,
+        "diverged": {"count": int(diverged.sum()), "models": np.flatnonzero(diverged).tolist()},
+        "memorization": {
+            "mean": float(np.nanmean(mem.mem)) if finite.any() else None,
+            "mean_stderr": float(np.nanmean(mem.stderr)) if finite.any() else None,
+            "top10": [int(ids[i]) for i in order[:10]],
+            "top10_index": [int(i) for i in order[:10]],
+            "num_nan": int((~finite).sum()),
+        },
+        "attacks": attack_summary,
+        "files": {"memorization": str(res / "memorization.csv"), **figures},
+    }
+    if cfg.train.dp.enabled:
+        from jaxmem.train import dp_epsilon
+
+        n = keep.sum(1).mean()
+        spe = math.ceil(n / cfg.train.batch_size)
+        summary["dp"] = {"epsilon": dp_epsilon(cfg.train.dp.noise_multiplier,
+                                               cfg.train.batch_size / n,
+                                               int(round(cfg.train.epochs * spe)), cfg.train.dp.delta),
+                         "delta": cfg.train.dp.delta}
+    save_json(workdir / "summary.json", summary)
+    return summary
+
+
+def _plots(res: Path, mem, curves) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from jaxmem.io import atomic_path
+
+    out = {}
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    m = mem.mem[np.isfinite(mem.mem)]
+    ax.hist(m, bins=40)
+    ax.set_xlabel("Feldman–Zhang memorization")
+    ax.set_ylabel("training examples")
+    fig.tight_layout()
+    with atomic_path(res / "memorization_hist.png", ".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    out["memorization_hist"] = str(res / "memorization_hist.png")
+    if curves:
+        from jaxmem.attacks.plot import plot_roc
+
+        plot_roc(curves, res / "roc.png")
+        out["roc"] = str(res / "roc.png")
+    return out

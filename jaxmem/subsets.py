@@ -1,0 +1,149 @@
+"""Membership designs: which model trains on which example.
+
+Every design returns ``keep``, a bool array ``[M, N]`` with ``keep[m, i]`` True when model ``m``
+trains on example ``i``. Each is a pure function of its seed and arguments (NumPy's PCG64 seeded
+with ``(seed, stream)``), so a stored run can always be checked against its design, and model ``m``'s
+row depends only on ``(seed, m)`` where the design allows it (Bernoulli, fixed-ratio).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "balanced_keep",
+    "bernoulli_keep",
+    "fixed_ratio_keep",
+    "multi_ratio_keep",
+    "leave_k_out_keep",
+    "leave_group_out_keep",
+    "make_keep",
+]
+
+# Distinct stream ids so that designs never share random numbers.
+_STREAM = {"balanced": 1, "bernoulli": 2, "ratio": 3, "multi_ratio": 4, "leave_k": 5, "group": 6}
+
+
+def _rng(seed: int, stream: str, *extra: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), _STREAM[stream], *map(int, extra)])
+
+
+def _check(num_models: int, num_examples: int, pkeep: float | None = None):
+    if num_models < 1:
+        raise ValueError(f"num_models must be >= 1, got {num_models}")
+    if num_examples < 1:
+        raise ValueError(f"num_examples must be >= 1, got {num_examples}")
+    if pkeep is not None and not 0.0 < pkeep < 1.0:
+        raise ValueError(f"pkeep must be in (0, 1), got {pkeep}")
+
+
+def balanced_keep(seed: int, num_models: int, num_examples: int, pkeep: float = 0.5, *,
+                  block: int = 0) -> np.ndarray:
+    """Every example is IN for exactly ``round(pkeep * M)`` of the ``M`` models.
+
+    The LiRA construction (Carlini et al. 2022, reference code ``train.py``): draw uniform
+    ``u[m, i]``, rank the models per example by ``u``, and keep the lowest ``round(pkeep * M)``.
+    ``block`` numbers a further batch of models drawn later (growing a run): each block is balanced
+    within itself.
+    """
+    _check(num_models, num_examples, pkeep)
+    u = _rng(seed, "balanced", block).random((num_models, num_examples))
+    order = np.argsort(u, axis=0, kind="stable")
+    n_in = int(round(pkeep * num_models))
+    keep = np.zeros((num_models, num_examples), dtype=bool)
+    np.put_along_axis(keep, order[:n_in], True, axis=0)
+    return keep
+
+
+def bernoulli_keep(seed: int, num_models: int, num_examples: int, pkeep: float = 0.5, *,
+                   first_model: int = 0) -> np.ndarray:
+    """Each (model, example) is IN independently with probability ``pkeep``; row m depends on (seed, m)."""
+    _check(num_models, num_examples, pkeep)
+    rows = [_rng(seed, "bernoulli", first_model + m).random(num_examples) < pkeep
+            for m in range(num_models)]
+    return np.stack(rows)
+
+
+def fixed_ratio_keep(seed: int, num_models: int, num_examples: int, ratio: float = 0.7, *,
+                     first_model: int = 0) -> np.ndarray:
+    """Each model trains on a uniformly random subset of exactly ``round(ratio * N)`` examples.
+
+    Feldman & Zhang (2020) use ratio 0.7 with 2,000 models (Sec. 3). Row m depends on (seed, m).
+    """
+    _check(num_models, num_examples, ratio)
+    size = int(round(ratio * num_examples))
+    keep = np.zeros((num_models, num_examples), dtype=bool)
+    for m in range(num_models):
+        idx = _rng(seed, "ratio", first_model + m, int(round(ratio * 1e6))).permutation(num_examples)
+        keep[m, idx[:size]] = True
+    return keep
+
+
+def multi_ratio_keep(seed: int, models_per_ratio: int, num_examples: int,
+                     ratios=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)):
+    """Fixed-ratio subsets at several ratios in one run, for C-scores (Jiang et al. 2021).
+
+    Returns ``(keep [R*K, N], ratio_of_model [R*K])``; models are grouped by ratio.
+    """
+    keeps, ratio_of = [], []
+    for r in ratios:
+        keeps.append(fixed_ratio_keep(seed, models_per_ratio, num_examples, r))
+        ratio_of += [float(r)] * models_per_ratio
+    return np.concatenate(keeps), np.asarray(ratio_of)
+
+
+def leave_k_out_keep(seed: int, num_models: int, num_examples: int, k: int = 1) -> np.ndarray:
+    """Each model leaves out ``k`` examples and trains on the rest.
+
+    Examples are left out in a random order, cycling, so that with ``M*k >= N`` every example is
+    left out by at least one model.
+    """
+    _check(num_models, num_examples)
+    if not 1 <= k < num_examples:
+        raise ValueError(f"k must be in [1, num_examples), got {k}")
+    order = _rng(seed, "leave_k").permutation(num_examples)
+    keep = np.ones((num_models, num_examples), dtype=bool)
+    for m in range(num_models):
+        keep[m, order[(m * k + np.arange(k)) % num_examples]] = False
+    return keep
+
+
+def leave_group_out_keep(seed: int, num_models: int, groups, pkeep: float = 0.5) -> np.ndarray:
+    """Whole groups are kept or dropped together (leave-subset-out designs).
+
+    ``groups`` is an int array ``[N]`` of group ids; a negative id marks examples that are always
+    kept. Groups are balanced: each is IN for exactly ``round(pkeep * M)`` models.
+    """
+    groups = np.asarray(groups)
+    ids = np.unique(groups[groups >= 0])
+    gkeep = balanced_keep(seed + 7919, num_models, max(len(ids), 1), pkeep)
+    keep = np.ones((num_models, groups.size), dtype=bool)
+    for j, g in enumerate(ids):
+        keep[:, groups == g] = gkeep[:, j : j + 1]
+    return keep
+
+
+def make_keep(design: str, seed: int, num_models: int, num_examples: int, *, pkeep: float = 0.5,
+              ratios=(0.7,), k: int = 1, groups=None, block: int = 0, first_model: int = 0):
+    """Build ``keep`` (and the per-model subset ratio) from a design name. Used by the trainer."""
+    if design == "balanced":
+        keep = balanced_keep(seed, num_models, num_examples, pkeep, block=block)
+        return keep, np.full(num_models, pkeep)
+    if design == "bernoulli":
+        return bernoulli_keep(seed, num_models, num_examples, pkeep, first_model=first_model), \
+            np.full(num_models, pkeep)
+    if design == "ratio":
+        if len(ratios) == 1:
+            return fixed_ratio_keep(seed, num_models, num_examples, ratios[0],
+                                    first_model=first_model), np.full(num_models, ratios[0])
+        if num_models % len(ratios):
+            raise ValueError(f"num_models ({num_models}) must be a multiple of len(ratios) ({len(ratios)})")
+        return multi_ratio_keep(seed, num_models // len(ratios), num_examples, ratios)
+    if design == "leave_k_out":
+        keep = leave_k_out_keep(seed, num_models, num_examples, k)
+        return keep, keep.mean(1)
+    if design == "leave_group_out":
+        if groups is None:
+            raise ValueError("leave_group_out needs groups")
+        return leave_group_out_keep(seed, num_models, groups, pkeep), np.full(num_models, pkeep)
+    raise ValueError(f"unknown design {design!r}")

@@ -1,0 +1,350 @@
+"""Stacked many-model training: K models on a leading axis, one jitted program.
+
+Each model ``m`` trains on the examples with ``keep[m] == True``. Its parameters, BatchNorm
+statistics and optimizer state live on a leading model axis; one jitted call trains a *chunk* of
+models for a block of epochs (``vmap`` over models — or ``lax.map`` over groups of ``vmap_size``
+models — around ``lax.scan`` over epochs and steps). Every random stream is derived by
+``fold_in`` from ``(seed, stream, model id, epoch or step)``, so a model's result does not depend on
+the chunk it trained in.
+
+Data order: in epoch ``e`` model ``m`` visits its own IN examples in the order of
+``argsort(u)``, ``u ~ U(0, 1)^N`` drawn from ``fold_in(data_key(m), e)``; it takes
+``S_m = ceil(n_in_m / B)`` steps of ``B`` examples (the last batch wraps around to the start of
+the epoch's order). The learning-rate schedule runs over each model's own ``epochs * S_m`` steps.
+Models whose loss or parameters become non-finite are frozen at their last finite state and flagged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxmem import signals as sig
+from jaxmem.config import MODEL_FIELDS, Config, TrainConfig
+
+__all__ = ["Trainer", "make_model", "make_optimizer", "model_keys", "dp_epsilon", "query_inputs"]
+
+# Stream ids for fold_in(root, stream).
+INIT, DATA, DROPOUT, AUGMENT, DP_NOISE = 0, 1, 2, 3, 4
+
+
+def make_model(cfg: Config, num_classes: int, input_dtype=None):
+    from jaxmem.models import get_model
+
+    kwargs = {f: getattr(cfg.model, f) for f in MODEL_FIELDS[cfg.model.name]}
+    for k in ("hidden", "channels"):
+        if k in kwargs:
+            kwargs[k] = tuple(kwargs[k])
+    if cfg.train.compute_dtype == "bfloat16":
+        kwargs["dtype"] = jnp.bfloat16
+    return get_model(cfg.model.name, num_classes, **kwargs)
+
+
+def make_optimizer(t: TrainConfig) -> optax.GradientTransformation:
+    """The base optimizer at the peak learning rate; the schedule scales its updates per model."""
+    if t.optimizer == "adam":
+        base = optax.adam(t.learning_rate)
+        if t.weight_decay:
+            base = optax.chain(optax.add_decayed_weights(t.weight_decay), base)
+    elif t.optimizer == "adamw":
+        base = optax.adamw(t.learning_rate, weight_decay=t.weight_decay)
+    else:
+        base = optax.sgd(t.learning_rate, momentum=t.momentum or None,
+                         nesterov=t.optimizer == "nesterov")
+        if t.weight_decay:
+            base = optax.chain(optax.add_decayed_weights(t.weight_decay), base)
+    if t.dp.enabled:
+        # DP-SGD (Abadi et al. 2016): per-example clipping + Gaussian noise, optax's own transform.
+        # Its noise key is replaced every step by fold_in(dp_key(model), step) for determinism.
+        dp = optax.contrib.differentially_private_aggregate(t.dp.clip_norm, t.dp.noise_multiplier,
+                                                           key=jax.random.key(0))
+        return optax.chain(dp, base)
+    return base
+
+
+def schedule_factor(kind: str, frac, warmup_frac: float):
+    """Multiplier of the peak learning rate at training progress ``frac`` ∈ [0, 1]."""
+    if kind == "constant":
+        return jnp.ones_like(frac)
+    if kind == "cosine":
+        return 0.5 * (1 + jnp.cos(jnp.pi * frac))
+    w = max(warmup_frac, 1e-9)
+    cos = 0.5 * (1 + jnp.cos(jnp.pi * jnp.clip((frac - w) / max(1 - w, 1e-9), 0, 1)))
+    return jnp.where(frac < w, frac / w, cos)
+
+
+def model_keys(seed: int, stream: int, model_ids):
+    """Per-model keys ``fold_in(fold_in(key(seed), stream), m)``."""
+    root = jax.random.fold_in(jax.random.key(seed), stream)
+    return jax.vmap(lambda m: jax.random.fold_in(root, m))(jnp.asarray(model_ids, jnp.uint32))
+
+
+def _shift(x, dx, dy):
+    """Translate an NHWC batch by (dx, dy) pixels with reflect padding."""
+    if x.ndim != 4:
+        return x
+    p = max(abs(dx), abs(dy))
+    if p == 0:
+        return x
+    H, W = x.shape[1], x.shape[2]
+    xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
+    return xp[:, p - dy : p - dy + H, p - dx : p - dx + W, :]
+
+
+def query_inputs(x, query: str):
+    """The input under an augmentation query: identity, flip (horizontal), shift:DX,DY."""
+    if query == "identity":
+        return x
+    if query == "flip":
+        return x[:, :, ::-1, :] if x.ndim == 4 else x
+    dx, dy = (int(v) for v in query.split(":", 1)[1].split(","))
+    return _shift(x, dx, dy)
+
+
+def _augment(x, key, kind: str, pad: int = 2):
+    """Random flip and/or random translation (reflect-padded crop) per example, inside jit."""
+    if kind == "none" or x.ndim != 4:
+        return x
+    kf, kc = jax.random.split(key)
+    B, H, W, C = x.shape
+    if "flip" in kind:
+        flip = jax.random.bernoulli(kf, 0.5, (B,))
+        x = jnp.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
+    if "crop" in kind:
+        xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+        off = jax.random.randint(kc, (B, 2), 0, 2 * pad + 1)
+        x = jax.vmap(lambda im, o: jax.lax.dynamic_slice(im, (o[0], o[1], 0), (H, W, C)))(xp, off)
+    return x
+
+
+class ChunkResult(NamedTuple):
+    variables: Any          # stacked {'params', 'batch_stats'}
+    diverged: np.ndarray    # [K] bool
+    final_loss: np.ndarray  # [K] mean training loss over the last epoch
+    correct_by_epoch: Any   # [K, E, N] bool or None
+
+
+@dataclasses.dataclass
+class Trainer:
+    """Trains chunks of models on one dataset; the static pieces are built once and jitted once."""
+
+    cfg: Config
+    x_train: Any            # [N, ...] on device
+    y_train: Any            # [N] int32 on device
+    num_classes: int
+    steps_per_epoch_max: int  # static scan length: max over ALL models of the run (chunk-independent)
+
+    def __post_init__(self):
+        t = self.cfg.train
+        self.model = make_model(self.cfg, self.num_classes)
+        self.tx = make_optimizer(t)
+        self.num_epochs = int(math.ceil(t.epochs))
+        sample = jnp.zeros((1,) + tuple(self.x_train.shape[1:]), self.x_train.dtype)
+        self._template = jax.eval_shape(lambda k: self.model.init({"params": k, "dropout": k},
+                                                                  sample, train=False),
+                                        jax.random.key(0))
+        self.has_bn = "batch_stats" in self._template
+        if t.dp.enabled and self.has_bn:
+            raise ValueError("train.dp.enabled: DP-SGD needs per-example gradients, which BatchNorm "
+                             "does not allow; choose a model without batch_norm")
+        self._train_fns: dict = {}
+
+    # ----- one model ------------------------------------------------------------------------
+    def _init_one(self, key):
+        sample = jnp.zeros((1,) + tuple(self.x_train.shape[1:]), self.x_train.dtype)
+        variables = self.model.init({"params": key, "dropout": key}, sample, train=False)
+        variables = dict(variables)
+        params = variables.pop("params")
+        return {"params": params, "batch_stats": variables.get("batch_stats", {}),
+                "opt_state": self.tx.init(params)}
+
+    def _loss(self, params, batch_stats, x, y, dropout_key):
+        t = self.cfg.train
+        variables = {"params": params}
+        if self.has_bn:
+            variables["batch_stats"] = batch_stats
+            logits, upd = self.model.apply(variables, x, train=True, mutable=["batch_stats"],
+                                           rngs={"dropout": dropout_key})
+            new_bs = upd["batch_stats"]
+        else:
+            logits = self.model.apply(variables, x, train=True, rngs={"dropout": dropout_key})
+            new_bs = batch_stats
+        logits = logits.astype(jnp.float32)
+        labels = jax.nn.one_hot(y, self.num_classes)
+        if t.label_smoothing:
+            labels = optax.smooth_labels(labels, t.label_smoothing)
+        loss = optax.softmax_cross_entropy(logits, labels).mean()
+        return loss, new_bs
+
+    def _step(self, state, x, y, t_global, total_steps, keys):
+        """One optimizer step of one model. Returns (new_state, loss)."""
+        tc = self.cfg.train
+        dkey = jax.random.fold_in(keys["dropout"], t_global)
+        if tc.dp.enabled:
+            def per_example(p, xi, yi, i):
+                return jax.value_and_grad(self._loss, has_aux=True)(
+                    p, state["batch_stats"], xi[None], yi[None], jax.random.fold_in(dkey, i))
+            (losses, _), grads = jax.vmap(per_example, in_axes=(None, 0, 0, 0))(
+                state["params"], x, y, jnp.arange(x.shape[0]))
+            loss, new_bs = losses.mean(), state["batch_stats"]
+            opt_state = state["opt_state"]
+            dp_state = opt_state[0]._replace(rng_key=jax.random.fold_in(keys["dp"], t_global))
+            opt_state = (dp_state,) + tuple(opt_state[1:])
+        else:
+            (loss, new_bs), grads = jax.value_and_grad(self._loss, has_aux=True)(
+                state["params"], state["batch_stats"], x, y, dkey)
+            opt_state = state["opt_state"]
+        updates, new_opt = self.tx.update(grads, opt_state, state["params"])
+        frac = t_global.astype(jnp.float32) / jnp.maximum(total_steps, 1).astype(jnp.float32)
+        factor = schedule_factor(tc.schedule, frac, tc.warmup_epochs / tc.epochs)
+        updates = jax.tree.map(lambda u: u * factor.astype(u.dtype), updates)
+        new_params = optax.apply_updates(state["params"], updates)
+        return {"params": new_params, "batch_stats": new_bs, "opt_state": new_opt}, loss
+
+    def _eval_correct(self, state, x_all, y_all):
+        """Eval-mode correctness of one model on every training example: [N] bool."""
+        logits = self.apply_eval(state["params"], state["batch_stats"], x_all)
+        return jnp.argmax(logits, -1) == y_all
+
+    def apply_eval(self, params, batch_stats, x, batch_size: int = 1024):
+        """Eval-mode logits (BatchNorm running statistics, no dropout) of one model, batched."""
+        variables = {"params": params}
+        if self.has_bn:
+            variables["batch_stats"] = batch_stats
+        n = x.shape[0]
+        bs = min(batch_size, n)
+        nb = -(-n // bs)
+        xp = jnp.pad(x, [(0, nb * bs - n)] + [(0, 0)] * (x.ndim - 1))
+        out = jax.lax.map(lambda xb: self.model.apply(variables, xb, train=False).astype(jnp.float32),
+                          xp.reshape((nb, bs) + x.shape[1:]))
+        return out.reshape((nb * bs,) + out.shape[2:])[:n]
+
+    def _train_one(self, state, aux, keep_row, n_in, spe, total_steps, keys, epoch0, num_epochs):
+        """Train one model for epochs [epoch0, epoch0 + num_epochs). ``aux`` = (diverged, loss)."""
+        tc = self.cfg.train
+        B = tc.batch_size
+        x_all, y_all = self.x_train, self.y_train
+        N = y_all.shape[0]
+        record = tc.record_forgetting
+
+        def epoch_body(carry, e):
+            perm_key = jax.random.fold_in(keys["data"], e)
+            u = jax.random.uniform(perm_key, (N,))
+            perm = jnp.argsort(jnp.where(keep_row, u, 2.0))
+
+            def step_body(carry, pos):
+                state, diverged, loss_sum, loss_cnt = carry
+                t_global = e * spe + pos
+                active = (pos < spe) & (t_global < total_steps) & ~diverged
+                idx = perm[(pos * B + jnp.arange(B)) % jnp.maximum(n_in, 1)]
+                x = _augment(x_all[idx], jax.random.fold_in(keys["augment"], t_global), tc.augment)
+                new_state, loss = self._step(state, x, y_all[idx], t_global, total_steps, keys)
+                finite = jnp.isfinite(loss) & jax.tree.reduce(
+                    jnp.logical_and, jax.tree.map(lambda a: jnp.all(jnp.isfinite(a)),
+                                                  new_state["params"]), True)
+                take = active & finite
+                state = jax.tree.map(lambda n_, o: jnp.where(take, n_, o), new_state, state)
+                diverged = diverged | (active & ~finite)
+                is_last_epoch = e == (total_steps - 1) // jnp.maximum(spe, 1)
+                w = (take & is_last_epoch).astype(jnp.float32)
+                return (state, diverged, loss_sum + w * jnp.where(take, loss, 0.0),
+                        loss_cnt + w), None
+
+            (state, diverged, ls, lc), _ = jax.lax.scan(
+                step_body, carry[:2] + (jnp.float32(0), jnp.float32(0)),
+                jnp.arange(self.steps_per_epoch_max))
+            prev_loss = carry[2]
+            loss = jnp.where(lc > 0, ls / jnp.maximum(lc, 1), prev_loss)
+            out = self._eval_correct(state, x_all, y_all) if record else None
+            return (state, diverged, loss), out
+
+        diverged, prev_loss = aux
+        (state, diverged, loss), correct = jax.lax.scan(
+            epoch_body, (state, diverged, prev_loss), epoch0 + jnp.arange(num_epochs))
+        return state, (diverged, loss), correct
+
+    # ----- chunks -----------------------------------------------------------------------------
+    def _map_models(self, fn, *args):
+        """vmap ``fn`` over the leading model axis, in groups of ``vmap_size`` via lax.map."""
+        vs = self.cfg.train.vmap_size
+        K = jax.tree.leaves(args)[0].shape[0]
+        if vs <= 0 or vs >= K:
+            return jax.vmap(fn)(*args)
+        return jax.lax.map(lambda a: fn(*a), args, batch_size=vs)
+
+    def init_chunk(self, model_ids):
+        """Stacked initial state for the given model ids (plus per-model bookkeeping)."""
+        fn = self._train_fns.get("init")
+        if fn is None:
+            fn = self._train_fns["init"] = jax.jit(lambda keys: self._map_models(self._init_one, keys))
+        state = fn(model_keys(self.cfg.seed, INIT, model_ids))
+        K = len(model_ids)
+        aux = (jnp.zeros(K, bool), jnp.full(K, jnp.nan, jnp.float32))
+        return state, aux
+
+    def chunk_keys(self, model_ids):
+        ids = np.asarray(model_ids)
+        return {name: model_keys(self.cfg.seed, s, ids) for name, s in
+                (("data", DATA), ("dropout", DROPOUT), ("augment", AUGMENT), ("dp", DP_NOISE))}
+
+    def train_epochs(self, state, aux, keep_rows, model_ids, epoch0: int, num_epochs: int):
+        """Train a stacked chunk for ``num_epochs`` epochs starting at ``epoch0`` (jitted once per
+        ``num_epochs``). ``keep_rows`` is ``[K, N]`` bool."""
+        fn = self._train_fns.get(("train", num_epochs))
+        if fn is None:
+            def run(state, aux, keep_rows, n_in, spe, total, keys, epoch0):
+                one = functools.partial(self._train_one, epoch0=epoch0, num_epochs=num_epochs)
+                return self._map_models(one, state, aux, keep_rows, n_in, spe, total, keys)
+            fn = self._train_fns[("train", num_epochs)] = jax.jit(run, donate_argnums=(0,))
+        keep_rows = jnp.asarray(keep_rows)
+        n_in, spe, total = self.step_counts(np.asarray(keep_rows))
+        return fn(state, aux, keep_rows, jnp.asarray(n_in), jnp.asarray(spe), jnp.asarray(total),
+                  self.chunk_keys(model_ids), jnp.int32(epoch0))
+
+    def step_counts(self, keep_rows: np.ndarray):
+        """Per model: examples IN, steps per epoch ceil(n_in / B), total steps round(epochs * S)."""
+        n_in = keep_rows.sum(1).astype(np.int32)
+        spe = np.maximum(-(-n_in // self.cfg.train.batch_size), 1).astype(np.int32)
+        total = np.round(self.cfg.train.epochs * spe).astype(np.int32)
+        return n_in, spe, total
+
+    def logits(self, state, x, queries, out_dtype=jnp.float32):
+        """Eval-mode logits of every model of a chunk on ``x`` under each query: [K, n, A, C]."""
+        key = ("logits", tuple(queries), x.shape, jnp.dtype(out_dtype).name)
+        fn = self._train_fns.get(key)
+        if fn is None:
+            bs = self.cfg.signals.batch_size
+
+            def one(params, batch_stats):
+                outs = [self.apply_eval(params, batch_stats, query_inputs(x, q), bs) for q in queries]
+                return jnp.stack(outs, axis=1).astype(out_dtype)
+
+            fn = self._train_fns[key] = jax.jit(
+                lambda st: self._map_models(one, st["params"], st["batch_stats"]))
+        return fn(state)
+
+
+def steps_per_epoch_max(keep: np.ndarray, batch_size: int) -> int:
+    return int(max(1, -(-int(keep.sum(1).max()) // batch_size)))
+
+
+def dp_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
+    """ε of DP-SGD at ``delta`` from Google's RDP accountant (Poisson-subsampled Gaussian,
+    Mironov 2017; Abadi et al. 2016). jaxmem samples by shuffling, as most DP-SGD code does; the
+    Poisson accounting is the customary approximation and is reported as such."""
+    import dp_accounting
+
+    if noise_multiplier <= 0:
+        return float("inf")
+    acc = dp_accounting.rdp.RdpAccountant()
+    event = dp_accounting.PoissonSampledDpEvent(sample_rate,
+                                                dp_accounting.GaussianDpEvent(noise_multiplier))
+    acc.compose(event, int(steps))
+    return float(acc.get_epsilon(delta))
