@@ -112,6 +112,12 @@ def _cmd_run(args) -> int:
     from jaxmem.run import execute
 
     t0 = time.time()
+    if cfg.experiment.variants or cfg.experiment.kind != "default":
+        from jaxmem.experiments import run_experiment
+
+        run_experiment(cfg, args.workdir, overwrite=args.overwrite, progress=not args.no_progress,
+                       process_id=pid, num_processes=nproc)
+        return 0
     summary = execute(cfg, args.workdir, overwrite=args.overwrite, progress=not args.no_progress,
                       process_id=pid, num_processes=nproc)
     if pid == 0:

@@ -14,7 +14,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Config", "ConfigError", "load_config", "from_dict", "to_dict", "apply_overrides"]
+__all__ = ["Config", "ConfigError", "load_config", "from_dict", "to_dict", "apply_overrides",
+           "variant_configs"]
 
 
 class ConfigError(ValueError):
@@ -114,6 +115,17 @@ class ScoringConfig:
 
 
 @dataclass
+class ExperimentConfig:
+    """What an experiment file adds to a single run: variants (a sweep) and an analysis."""
+
+    kind: str = "default"           # the analysis run after training (jaxmem.experiments)
+    variants: typing.List[typing.List[str]] = field(default_factory=list)  # overrides per variant
+    variant_names: typing.List[str] = field(default_factory=list)
+    full: bool = False              # apply full_overrides (the faithful, accelerator-sized variant)
+    full_overrides: typing.List[str] = field(default_factory=list)
+
+
+@dataclass
 class Config:
     name: str = "digits"
     seed: int = 0
@@ -123,6 +135,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     signals: SignalsConfig = field(default_factory=SignalsConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
 
 _CHOICES = {
@@ -333,4 +346,29 @@ def load_config(experiment: typing.Optional[str] = None, overrides=()) -> Config
     """Read an experiment file (or the default digits config), apply overrides, validate."""
     path = resolve_experiment(experiment)
     base = _read_toml(path) if path is not None else {}
-    return from_dict(apply_overrides(base, overrides))
+    d = apply_overrides(base, overrides)
+    cfg = from_dict(d)
+    if cfg.experiment.full and cfg.experiment.full_overrides:
+        # The full variant: the file's full_overrides first, then the user's own overrides again.
+        d = apply_overrides(apply_overrides(base, cfg.experiment.full_overrides), overrides)
+        cfg = from_dict(d)
+    return cfg
+
+
+def variant_configs(cfg: Config):
+    """``[(name, Config)]`` for an experiment's variants (``[("main", cfg)]`` without any)."""
+    e = cfg.experiment
+    if not e.variants:
+        return [("main", cfg)]
+    names = e.variant_names or [f"v{i}" for i in range(len(e.variants))]
+    if len(names) != len(e.variants):
+        raise ConfigError("experiment.variant_names: must have one name per variant")
+    base = to_dict(cfg)
+    base["experiment"] = {**base["experiment"], "variants": [], "variant_names": []}
+    out = []
+    for name, ov in zip(names, e.variants):
+        try:
+            out.append((name, from_dict(apply_overrides(base, ov))))
+        except ConfigError as err:
+            raise ConfigError(f"experiment.variants[{name}]: {err}") from None
+    return out
