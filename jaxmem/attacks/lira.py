@@ -1,0 +1,261 @@
+"""The likelihood-ratio attack (LiRA) of Carlini et al. (2022), "Membership inference attacks from
+first principles", and the global-threshold baseline.
+
+Every score is "higher means more likely a member". φ is the logit-scaled confidence
+(:func:`jaxmem.signals.logit_scaled_confidence`), one value per example and augmentation query a.
+For example i and query a, the shadow models that trained on i (IN) and those that did not (OUT)
+give a location μ (median by default, as in the reference code; or the mean) and a standard
+deviation σ (ddof 0), with σ ← σ + ``eps`` as the reference code does (1e-30).
+
+* online (Eq. 4 / Alg. 1):  mean_a [log N(φ_t; μ_in, σ_in) − log N(φ_t; μ_out, σ_out)]
+* offline, one-sided (the paper's test, Sec. VI.C):  mean_a log Φ((φ_t − μ_out) / σ_out)
+* offline, ``offline_variant="two_sided_density"`` (the reference code's ``generate_ours_offline``):
+  −mean_a log N(φ_t; μ_out, σ_out)
+* fixed variance (Sec. VI.A): one σ per hypothesis and query, pooled over examples from the
+  deviations around each example's own mean, σ²_a = Σ_i Σ_{m∈set(i)} (φ − mean_i)² / Σ_i |set(i)|
+  (all examples enter the pool, including those too thin to be scored). The reference code instead
+  takes ``np.std`` of *all* IN scores (around the global mean, pooled over queries, after truncating
+  every example to the smallest IN count) and uses it for *both* hypotheses online;
+  ``fixed_variance="in"`` reproduces the "IN spread for both hypotheses" part of that quirk.
+
+Medians are exact (equal to ``np.median`` of the float32 values) and computed by bit-bisection
+selection (:mod:`jaxmem.attacks._select`), blocked over examples. Everything runs in float32 under
+``jit``; to keep degenerate spreads finite, standardized distances are clipped to |z| ≤ 1e15
+(z² ≤ 1e30), so constant φ gives finite scores (0 for online when the target equals both
+locations). Examples with fewer than ``min_in`` IN / ``min_out`` OUT shadows get NaN and a
+:class:`FewShadowsWarning` with the count.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import log_ndtr
+
+from jaxmem.attacks._select import select_two_groups
+
+__all__ = ["lira", "global_threshold", "FewShadowsWarning"]
+
+_Z_CLIP = 1e15
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+_OFFLINE_VARIANTS = ("one_sided", "two_sided_density")
+
+
+class FewShadowsWarning(UserWarning):
+    """Some examples had too few IN/OUT shadow models to be scored (their scores are NaN)."""
+
+
+# ----------------------------------------------------------------------------- shared pieces
+
+
+def _as_phi(target_phi, shadow_phi, shadow_keep):
+    target_phi = jnp.asarray(target_phi, jnp.float32)
+    shadow_phi = jnp.asarray(shadow_phi, jnp.float32)
+    shadow_keep = jnp.asarray(shadow_keep, bool)
+    if target_phi.ndim == 1:
+        target_phi = target_phi[:, None]
+    if shadow_phi.ndim == 2:
+        shadow_phi = shadow_phi[..., None]
+    M, N, A = shadow_phi.shape
+    if target_phi.shape != (N, A) or shadow_keep.shape != (M, N):
+        raise ValueError(
+            f"target_phi {target_phi.shape} must be [N, A] = {(N, A)} and shadow_keep "
+            f"{shadow_keep.shape} [M, N] = {(M, N)} for shadow_phi [M, N, A] = {(M, N, A)}"
+        )
+    return target_phi, shadow_phi, shadow_keep
+
+
+def _check_options(offline_variant, location, fixed_variance):
+    if offline_variant not in _OFFLINE_VARIANTS:
+        raise ValueError(f"offline_variant must be one of {_OFFLINE_VARIANTS}, got {offline_variant!r}")
+    if location not in ("median", "mean"):
+        raise ValueError(f"location must be 'median' or 'mean', got {location!r}")
+    if fixed_variance not in (False, True, "in"):
+        raise ValueError(f"fixed_variance must be False, True or 'in', got {fixed_variance!r}")
+
+
+def _log_normal(x, mu, sd):
+    z = jnp.clip((x - mu) / sd, -_Z_CLIP, _Z_CLIP)
+    return -0.5 * z * z - jnp.log(sd) - _HALF_LOG_2PI
+
+
+def score_from_stats(v, mu_in, sd_in, mu_out, sd_out, *, online, offline_variant, eps):
+    """The LiRA score from per-query statistics (all broadcastable [..., A]), mean over the last axis."""
+    sd_out = sd_out + eps
+    if online:
+        s = _log_normal(v, mu_in, sd_in + eps) - _log_normal(v, mu_out, sd_out)
+    elif offline_variant == "one_sided":
+        s = log_ndtr(jnp.clip((v - mu_out) / sd_out, -_Z_CLIP, _Z_CLIP))
+    else:
+        s = -_log_normal(v, mu_out, sd_out)
+    return jnp.mean(s, axis=-1)
+
+
+def pooled_sd(ss, n):
+    """sqrt(Σ_i SS_i / Σ_i n_i) over the example axis (-2 of ``ss`` [..., N, A], ``n`` [..., N])."""
+    return jnp.sqrt(jnp.sum(ss, axis=-2) / jnp.maximum(jnp.sum(n, axis=-1), 1)[..., None].astype(ss.dtype))
+
+
+def warn_few(n_bad, n_total, min_in, min_out, online, who="lira", stacklevel=3):
+    if n_bad:
+        need = f"{min_in} IN or {min_out} OUT" if online else f"{min_out} OUT"
+        warnings.warn(
+            f"{who}: {n_bad} of {n_total} scores come from fewer than {need} shadow models; "
+            "they are NaN",
+            FewShadowsWarning,
+            stacklevel=stacklevel,
+        )
+
+
+# ----------------------------------------------------------------------------- per-example stats
+
+
+def _sub_block_stats(x, in_mask, out_mask, j_in, j_out, *, n_next, want_order):
+    """Statistics of a few examples: x [b, A, M], masks [b, M], ranks [b]."""
+    b, A, M = x.shape
+    out = {}
+    for name, m in (("in", in_mask), ("out", out_mask)):
+        n = jnp.sum(m, axis=-1)
+        mb = m[:, None, :]
+        mean = jnp.sum(jnp.where(mb, x, 0.0), axis=-1) / n[:, None]
+        ss = jnp.sum(jnp.where(mb, jnp.square(x - mean[..., None]), 0.0), axis=-1)
+        out.update({f"n_{name}": n, f"mean_{name}": mean, f"ss_{name}": ss})
+    if want_order:
+        if j_in is None:
+            j_in = jnp.maximum((out["n_in"] - 1) // 2, 0)
+            j_out = jnp.maximum((out["n_out"] - 1) // 2, 0)
+        rows = lambda a: jnp.broadcast_to(a[:, None], (b, A) + a.shape[1:]).reshape((b * A,) + a.shape[1:])  # noqa: E731
+        v_in, v_out = select_two_groups(
+            x.reshape(b * A, M), rows(in_mask), rows(out_mask), rows(j_in), rows(j_out), n_next
+        )
+        out["ord_in"] = v_in.reshape(b, A, n_next + 1)
+        out["ord_out"] = v_out.reshape(b, A, n_next + 1)
+    return out
+
+
+@functools.partial(jax.jit, static_argnames=("n_next", "want_order", "sub"))
+def block_stats(phi, in_mask, out_mask, j_in=None, j_out=None, *, n_next, want_order, sub):
+    """IN/OUT statistics of a block of examples. phi [M, B, A], masks [M, B] (disjoint), B % sub == 0.
+
+    Returns a dict of counts ``n_in``/``n_out`` [B], means and sums of squared deviations
+    ``mean_*``/``ss_*`` [B, A] (two-pass), and when ``want_order`` the order statistics
+    ``ord_*`` [B, A, n_next + 1] starting at ranks ``j_*`` [B] (default: the lower median).
+    Computed in ``lax.map`` over sub-blocks of ``sub`` examples, which keeps XLA's CPU loops in
+    cache (several times faster than whole-block reductions).
+    """
+    M, B, A = phi.shape
+    split = lambda a: a.reshape((B // sub, sub) + a.shape[1:])  # noqa: E731
+    args = [split(jnp.transpose(phi, (1, 2, 0))), split(in_mask.T), split(out_mask.T)]
+    has_j = j_in is not None
+    if has_j:
+        args += [split(j_in), split(j_out)]
+
+    def fn(a):
+        js = (a[3], a[4]) if has_j else (None, None)
+        return _sub_block_stats(a[0], a[1], a[2], *js, n_next=n_next, want_order=want_order)
+
+    out = jax.lax.map(fn, tuple(args))
+    return {k: v.reshape((B,) + v.shape[2:]) for k, v in out.items()}
+
+
+def blocked_stats(phi, in_mask, out_mask, *, n_next, want_order, rank_fn=None, block_elems=1 << 22, sub_elems=1 << 15):
+    """:func:`block_stats` over blocks of examples (bounded memory), concatenated over N.
+
+    ``rank_fn(n_in, n_out) -> (j_in, j_out)`` picks the first order statistic from the counts.
+    """
+    M, N, A = phi.shape
+    sub = max(1, min(N, sub_elems // (M * A)))
+    bn = sub * max(1, min(-(-N // sub), block_elems // (sub * M * A)))
+    parts = []
+    for i0 in range(0, N, bn):
+        sl = slice(i0, min(i0 + bn, N))
+        p, im, om = phi[:, sl], in_mask[:, sl], out_mask[:, sl]
+        pad = bn - p.shape[1]
+        if pad:  # one shape for every block: a single compilation
+            p = jnp.pad(p, ((0, 0), (0, pad), (0, 0)))
+            im = jnp.pad(im, ((0, 0), (0, pad)))
+            om = jnp.pad(om, ((0, 0), (0, pad)))
+        kw = {}
+        if rank_fn is not None:
+            kw["j_in"], kw["j_out"] = rank_fn(jnp.sum(im, 0), jnp.sum(om, 0))
+        st = block_stats(p, im, om, n_next=n_next, want_order=want_order, sub=sub, **kw)
+        parts.append({k: v[: bn - pad] for k, v in st.items()})
+    return {k: jnp.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+@functools.partial(jax.jit, static_argnames=("online", "fixed_variance", "offline_variant", "location"))
+def _lira_from_stats(target, st, *, online, fixed_variance, offline_variant, location, min_in, min_out, eps):
+    n_in, n_out = st["n_in"], st["n_out"]
+    if location == "median":
+        mu_in = jnp.where(n_in[:, None] % 2 == 1, st["ord_in"][..., 0], 0.5 * (st["ord_in"][..., 0] + st["ord_in"][..., 1]))
+        mu_out = jnp.where(n_out[:, None] % 2 == 1, st["ord_out"][..., 0], 0.5 * (st["ord_out"][..., 0] + st["ord_out"][..., 1]))
+    else:
+        mu_in, mu_out = st["mean_in"], st["mean_out"]
+    if fixed_variance:
+        sd_in = pooled_sd(st["ss_in"], n_in)
+        sd_out = sd_in if fixed_variance == "in" else pooled_sd(st["ss_out"], n_out)
+    else:
+        sd_in = jnp.sqrt(st["ss_in"] / n_in[:, None])
+        sd_out = jnp.sqrt(st["ss_out"] / n_out[:, None])
+    s = score_from_stats(target, mu_in, sd_in, mu_out, sd_out, online=online, offline_variant=offline_variant, eps=eps)
+    bad = (n_out < min_out) | ((n_in < min_in) & online)
+    return jnp.where(bad, jnp.nan, s), jnp.sum(bad)
+
+
+def lira(
+    target_phi,
+    shadow_phi,
+    shadow_keep,
+    *,
+    online=True,
+    fixed_variance=False,
+    offline_variant="one_sided",
+    location="median",
+    min_in=2,
+    min_out=2,
+    eps=1e-30,
+):
+    """LiRA membership scores of one target model (Carlini et al. 2022, Alg. 1).
+
+    Args:
+      target_phi: [N, A] (or [N]) φ of the target model on the N examples, A queries.
+      shadow_phi: [M, N, A] (or [M, N]) φ of the M shadow models.
+      shadow_keep: [M, N] bool, True where shadow m trained on example i (IN).
+      online: the two-hypothesis test (needs IN shadows); False: the offline OUT-only test.
+      fixed_variance: False (per-example σ), True (σ pooled per hypothesis and query), or "in"
+        (pooled IN σ for both hypotheses, the reference code's choice; see the module docstring).
+      offline_variant: "one_sided" (log Φ, the paper) or "two_sided_density" (reference code).
+      location: "median" (reference code) or "mean".
+      min_in, min_out: examples with fewer IN (online only) / OUT shadows score NaN, with a
+        :class:`FewShadowsWarning`.
+      eps: added to every σ (the reference code's 1e-30).
+
+    Returns:
+      [N] float32 numpy array, higher = more likely a member.
+    """
+    _check_options(offline_variant, location, fixed_variance)
+    target_phi, shadow_phi, shadow_keep = _as_phi(target_phi, shadow_phi, shadow_keep)
+    st = blocked_stats(shadow_phi, shadow_keep, ~shadow_keep, n_next=1, want_order=location == "median")
+    if location != "median":
+        st["ord_in"] = st["ord_out"] = None
+    s, n_bad = _lira_from_stats(
+        target_phi, st, online=bool(online), fixed_variance=fixed_variance,
+        offline_variant=offline_variant, location=location, min_in=min_in, min_out=min_out, eps=eps,
+    )
+    warn_few(int(n_bad), s.shape[0], min_in, min_out, online)
+    return np.asarray(s)
+
+
+def global_threshold(target_phi):
+    """The global-threshold baseline: mean over queries of the target's φ (Yeom et al. 2018 style,
+    as in Carlini et al. 2022's ``generate_global``). [N, A] or [N] -> [N]."""
+    phi = jnp.asarray(target_phi, jnp.float32)
+    return np.asarray(phi if phi.ndim == 1 else jnp.mean(phi, axis=-1))
