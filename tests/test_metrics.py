@@ -104,3 +104,55 @@ def test_epsilon_lower_bound_brute_force(seed, two_sided, delta):
     got = epsilon_lower_bound(s, m, alpha=alpha, delta=delta, two_sided=two_sided)
     assert best > 0
     npt.assert_allclose(got, best, rtol=1e-9)
+
+
+# --- plot.py: mean ROC over targets, and the PNG itself ---------------------------------------
+
+def test_mean_roc_against_brute_force():
+    from jaxmem.attacks.plot import mean_roc, tpr_on_grid
+
+    rng = np.random.default_rng(9)
+    grid = np.logspace(-3, 0, 40)
+    curves, aucs, lows, tprs = [], [], [], []
+    for _ in range(4):
+        s, m = tied_scores(rng, 3000, 200)
+        f, t, _ = roc_curve(s, m)
+        curves.append((f, t))
+        aucs.append(roc_auc_score(m, s))
+        lows.append(tpr_at_fpr(s, m, 1e-3))
+        # brute force: best TPR over thresholds whose FPR <= g
+        row = []
+        for g in grid:
+            best = 0.0
+            for thr in np.r_[np.inf, np.unique(s)]:
+                pred = s >= thr
+                if (pred & ~m).sum() / (~m).sum() <= g:
+                    best = max(best, (pred & m).sum() / m.sum())
+            row.append(best)
+        tprs.append(row)
+        npt.assert_allclose(tpr_on_grid(f, t, grid), row)
+    mean_t, auc, low = mean_roc(curves, grid)
+    npt.assert_allclose(mean_t, np.mean(tprs, 0))
+    npt.assert_allclose(auc, np.mean(aucs), rtol=1e-12)
+    npt.assert_allclose(low, np.mean(lows))
+
+
+def test_plot_roc_writes_png(tmp_path):
+    import matplotlib.image
+
+    from jaxmem.attacks.plot import plot_roc
+
+    rng = np.random.default_rng(0)
+    curves = {}
+    for name, shift in [("strong", 2.0), ("weak", 0.3)]:
+        curves[name] = []
+        for _ in range(3):
+            m = rng.random(500) < 0.5
+            f, t, _ = roc_curve(rng.normal(size=500) + shift * m, m)
+            curves[name].append((f, t))
+    out = tmp_path / "sub" / "roc.png"
+    assert plot_roc(curves, out, title="test") == str(out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    img = matplotlib.image.imread(out)
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+    assert [p.name for p in out.parent.iterdir()] == ["roc.png"]  # no temp file left
