@@ -347,6 +347,7 @@ def test_long_tail_exponential_and_groups(digits):
     after = np.bincount(lt.y_train, minlength=10)
     expected = [round(before[c] * 0.05 ** (c / 9)) for c in range(10)]
     np.testing.assert_array_equal(after, expected)
+    np.testing.assert_array_equal(D.rare_mask(lt), lt.y_train != 0)  # the head class is not rare
     order = [9, 2, 5]  # head -> tail, other classes untouched
     lt2 = D.long_tail(digits, 0, classes=order, keep_fraction=0.25, profile="exponential")
     after2 = np.bincount(lt2.y_train, minlength=10)
