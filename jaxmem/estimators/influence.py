@@ -70,7 +70,9 @@ def _weights_kernel(xp, keep, mask, dt):
     kin = (keep & mask[:, None]).astype(dt)
     kout = (~keep & mask[:, None]).astype(dt)
     n_in, n_out = kin.sum(0), kout.sum(0)
-    return kin / n_in - kout / n_out, n_in, n_out
+    a = kin / n_in - kout / n_out
+    # Explicit NaN: XLA rewrites convert(bool)/0 to 0 instead of IEEE 0/0 = NaN.
+    return xp.where((n_in > 0) & (n_out > 0), a, xp.asarray(np.nan, dt)), n_in, n_out
 
 
 _weights_jit = jax.jit(partial(_weights_kernel, jnp), static_argnames="dt")
@@ -162,20 +164,24 @@ def influence(keep, test_correct, *, out=None, model_mask=None, dtype=None, bloc
     if out is None:
         result = np.empty((n, t), dtype=dt)
     else:
-        result = np.lib.format.open_memmap(out, mode="w+", dtype=dt, shape=(n, t))
-    gen = _blocks(keep, test_correct, mask, dt, block)
-    for item in gen:
+        # Create the file, then map it one stripe of training rows at a time: unmapping a written
+        # stripe hands its pages to the OS page cache, so resident memory stays at one stripe.
+        np.lib.format.open_memmap(out, mode="w+", dtype=dt, shape=(n, t)).flush()
+        result, stripe = None, None
+    for item in _blocks(keep, test_correct, mask, dt, block):
         if len(item) == 2:
             n_in, n_out = item
             break
         n0, t0, blk = item
+        if out is not None and stripe != n0:
+            del result
+            result, stripe = np.load(out, mmap_mode="r+"), n0
         blk = np.asarray(blk)
         h, w = min(blk.shape[0], n - n0), min(blk.shape[1], t - t0)
         result[n0 : n0 + h, t0 : t0 + w] = blk[:h, :w]
     warn_missing(int(np.sum((n_in == 0) | (n_out == 0))), n, "training examples have no IN or no OUT model")
     if out is None:
         return result
-    result.flush()
     del result
     return np.load(out, mmap_mode="r")
 
@@ -227,7 +233,9 @@ def _lso_kernel(xp, x, gkeep, mask, dt):
     mu_in, mu_out = s_in / n_in, s_out / n_out
     var_in = xp.maximum(q_in - s_in * mu_in, zero) / (n_in - 1)
     var_out = xp.maximum(q_out - s_out * mu_out, zero) / (n_out - 1)
-    return mu_in - mu_out, xp.sqrt(var_in / n_in + var_out / n_out)
+    ok = (n_in > 0) & (n_out > 0)
+    nan = xp.asarray(np.nan, dt)
+    return xp.where(ok, mu_in - mu_out, nan), xp.where(ok, xp.sqrt(var_in / n_in + var_out / n_out), nan)
 
 
 _lso_jit = jax.jit(partial(_lso_kernel, jnp), static_argnames="dt")

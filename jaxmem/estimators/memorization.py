@@ -62,7 +62,11 @@ def _mem_kernel(xp, keep, x, mask, dt):
     mu_out = xp.where(kout, x, zero).sum(0) / n_out
     var_in = xp.where(kin, (x - mu_in) ** 2, zero).sum(0) / (n_in - 1)
     var_out = xp.where(kout, (x - mu_out) ** 2, zero).sum(0) / (n_out - 1)
+    nan = xp.asarray(np.nan, dt)
+    # Explicit NaN: XLA may rewrite masked sums / 0 to 0 instead of IEEE 0/0 = NaN.
+    mu_in, mu_out = xp.where(n_in > 0, mu_in, nan), xp.where(n_out > 0, mu_out, nan)
     stderr = xp.sqrt(var_in / n_in + var_out / n_out)
+    stderr = xp.where((n_in > 1) & (n_out > 1), stderr, nan)
     return mu_in - mu_out, stderr, n_in, n_out, mu_in, mu_out
 
 
@@ -74,7 +78,7 @@ def _cscore_kernel(xp, keep, x, groups, mask, dt):
     x = x.astype(dt)
     num = _matmul(xp, groups.T, xp.where(kout, x, xp.zeros((), dt)))
     den = _matmul(xp, groups.T, kout.astype(dt))
-    return num / den, den
+    return xp.where(den > 0, num / den, xp.asarray(np.nan, dt)), den
 
 
 _cscore_jit = jax.jit(partial(_cscore_kernel, jnp), static_argnames="dt")
