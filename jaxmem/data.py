@@ -167,10 +167,13 @@ def _chunks(n: int):
 def _standardize(x_train, x_test, *, scale: float, per_channel: bool):
     """(x * scale - mean) / std in float32, with float64 mean/std of the scaled train split.
 
-    Statistics are per channel (last axis) or over all values; computed in two chunked passes
-    so that uint8 CIFAR-sized inputs never get a full float64 copy.
+    Statistics are per channel (last axis) or over all values. uint8/uint16 inputs use exact
+    per-channel value histograms and a lookup table (no float64 copy of CIFAR-sized data);
+    other inputs use two chunked float64 passes.
     """
     c = x_train.shape[-1] if per_channel else 1
+    if x_train.dtype in (np.uint8, np.uint16) and x_test.dtype == x_train.dtype:
+        return _standardize_lut(x_train, x_test, scale=scale, c=c, per_channel=per_channel)
     count = x_train.size // c
     total = np.zeros(c)
     for s in _chunks(len(x_train)):
@@ -178,9 +181,9 @@ def _standardize(x_train, x_test, *, scale: float, per_channel: bool):
     mean = total / count
     ss = np.zeros(c)
     for s in _chunks(len(x_train)):
-        ss += ((x_train[s].astype(np.float64) * scale).reshape(-1, c) - mean).__pow__(2).sum(axis=0)
-    std = np.sqrt(ss / count)
-    std = np.where(std > 0, std, 1.0)
+        d = (x_train[s].astype(np.float64) * scale).reshape(-1, c) - mean
+        ss += np.einsum("ij,ij->j", d, d)
+    std = _safe_std(ss / count)
 
     def apply(x):
         out = np.empty(x.shape, np.float32)
@@ -189,8 +192,41 @@ def _standardize(x_train, x_test, *, scale: float, per_channel: bool):
             out[s] = ((z - mean) / std).reshape(x[s].shape)
         return out
 
-    stats = {"scale": float(scale), "per_channel": per_channel, "mean": mean.tolist(), "std": std.tolist()}
-    return apply(x_train), apply(x_test), stats
+    return apply(x_train), apply(x_test), _stats(scale, per_channel, mean, std)
+
+
+def _safe_std(var: np.ndarray) -> np.ndarray:
+    std = np.sqrt(var)
+    return np.where(std > 0, std, 1.0)
+
+
+def _stats(scale, per_channel, mean, std) -> dict:
+    return {"scale": float(scale), "per_channel": bool(per_channel), "mean": mean.tolist(), "std": std.tolist()}
+
+
+def _standardize_lut(x_train, x_test, *, scale: float, c: int, per_channel: bool):
+    """Exact mean/std from per-channel histograms of integer values; apply by table lookup."""
+    k = int(np.iinfo(x_train.dtype).max) + 1
+    counts = np.zeros((k, c))
+    for s in _chunks(len(x_train)):
+        flat = x_train[s].reshape(-1, c)
+        for j in range(c):
+            counts[:, j] += np.bincount(flat[:, j], minlength=k)
+    v = np.arange(k, dtype=np.float64)[:, None] * scale
+    n = counts.sum(axis=0)
+    mean = (counts * v).sum(axis=0) / n
+    std = _safe_std((counts * (v - mean) ** 2).sum(axis=0) / n)
+    lut = ((v - mean) / std).astype(np.float32)  # [k, c]
+
+    def apply(x):
+        out = np.empty(x.shape, np.float32)
+        for s in _chunks(len(x)):
+            flat, dst = x[s].reshape(-1, c), out[s].reshape(-1, c)
+            for j in range(c):
+                dst[:, j] = lut[:, j].take(flat[:, j])
+        return out
+
+    return apply(x_train), apply(x_test), _stats(scale, per_channel, mean, std)
 
 
 def _images(x_train, x_test, scale: float) -> tuple[np.ndarray, np.ndarray, dict]:
