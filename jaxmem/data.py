@@ -201,7 +201,12 @@ def _safe_std(var: np.ndarray) -> np.ndarray:
 
 
 def _stats(scale, per_channel, mean, std) -> dict:
-    return {"scale": float(scale), "per_channel": bool(per_channel), "mean": mean.tolist(), "std": std.tolist()}
+    return {
+        "scale": float(scale),
+        "per_channel": bool(per_channel),
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+    }
 
 
 def _standardize_lut(x_train, x_test, *, scale: float, c: int, per_channel: bool):
@@ -263,9 +268,8 @@ def _dataset(name, xtr, ytr, idtr, xte, yte, idte, num_classes, meta) -> Dataset
 
 def digits_split(labels: np.ndarray, test_fraction: float = DIGITS_TEST_FRACTION) -> np.ndarray:
     """Boolean test mask: per class, the round(f * n_c) examples with smallest sha256 key."""
-    keys = np.array(
-        [int(hashlib.sha256(f"digits:{i}".encode()).hexdigest()[:15], 16) for i in range(len(labels))]
-    )
+    digest = lambda i: hashlib.sha256(f"digits:{i}".encode()).hexdigest()  # noqa: E731
+    keys = np.array([int(digest(i)[:15], 16) for i in range(len(labels))])
     test = np.zeros(len(labels), bool)
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
@@ -294,7 +298,8 @@ def _load_digits() -> Dataset:
         ),
         "preprocessing": prep,
     }
-    return _dataset("digits", xtr, labels[~test], ids[~test], xte, labels[test], ids[test], 10, meta)
+    tr, te = ~test, test
+    return _dataset("digits", xtr, labels[tr], ids[tr], xte, labels[te], ids[te], 10, meta)
 
 
 @functools.lru_cache(maxsize=1)
@@ -476,7 +481,8 @@ def _replace(ds: Dataset, record: dict, *, next_id: int | None = None, **arrays)
 
 
 def _new_ids(ds: Dataset, k: int) -> np.ndarray:
-    start = max(int(ds.meta.get("next_id", 0)), int(ds.ids_train.max()) + 1, int(ds.ids_test.max()) + 1)
+    start = max(int(ds.meta.get("next_id", 0)), int(ds.ids_train.max()) + 1,
+                int(ds.ids_test.max()) + 1)
     return np.arange(start, start + k, dtype=np.int64)
 
 
@@ -487,7 +493,8 @@ def _recorded_ids(ds: Dataset, transform: str, key: str) -> np.ndarray:
 
 def _random_other_labels(rng: np.random.Generator, y: np.ndarray, num_classes: int) -> np.ndarray:
     """Uniformly random labels different from `y` (y + U{1..C-1} mod C)."""
-    return ((y.astype(np.int64) + rng.integers(1, num_classes, size=len(y))) % num_classes).astype(np.int32)
+    shift = rng.integers(1, num_classes, size=len(y))
+    return ((y.astype(np.int64) + shift) % num_classes).astype(np.int32)
 
 
 def label_noise(ds: Dataset, fraction: float, seed: int) -> Dataset:
@@ -536,7 +543,7 @@ def long_tail(
     profile='step': each group in `classes` keeps round(keep_fraction * n_g) random examples.
     profile='exponential' (Cui et al. 2019, "Class-Balanced Loss", long-tailed CIFAR): the k-th of
     the K groups in `classes` (default: all classes in order) keeps round(n_g * keep_fraction **
-    (k / (K - 1))), so the first keeps all and the last a `keep_fraction` (imbalance 1/keep_fraction).
+    (k / (K - 1))): the first keeps all, the last a `keep_fraction` (imbalance 1/keep_fraction).
     `groups` ([num_train] ints) names subpopulations to subsample instead of classes
     (Feldman & Zhang 2020). Groups not listed are untouched; the test split is unchanged.
     Records per-group counts and the ids of kept examples in subsampled groups (`rare_mask`).
@@ -548,7 +555,7 @@ def long_tail(
         raise DataError(f"groups must be an int array of shape ({ds.num_train},), got {g.shape}")
     if classes is None:
         if profile == "step":
-            raise DataError("long_tail with profile='step' needs `classes` (the groups to make rare)")
+            raise DataError("long_tail with profile='step' needs `classes` (groups to make rare)")
         classes = list(range(ds.num_classes)) if groups is None else _ints(np.unique(g))
     classes = _ints(classes)
     if len(set(classes)) != len(classes):
@@ -646,7 +653,8 @@ def _random_inputs(ds: Dataset, rng: np.random.Generator, num: int) -> tuple[np.
     prep = ds.meta.get("preprocessing", {})
     if np.issubdtype(ds.x_train.dtype, np.integer):
         lo, hi = int(ds.x_train.min()), int(ds.x_train.max())
-        return rng.integers(lo, hi + 1, size=shape).astype(ds.x_train.dtype), f"uniform ints [{lo}, {hi}]"
+        x = rng.integers(lo, hi + 1, size=shape).astype(ds.x_train.dtype)
+        return x, f"uniform ints [{lo}, {hi}]"
     if prep.get("kind") == "image":
         u = rng.uniform(0.0, 1.0, size=shape)
         x = (u - np.asarray(prep["mean"])) / np.asarray(prep["std"])
