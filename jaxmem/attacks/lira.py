@@ -19,10 +19,11 @@ deviation σ (ddof 0), with σ ← σ + ``eps`` as the reference code does (1e-3
   ``fixed_variance="in"`` reproduces the "IN spread for both hypotheses" part of that quirk.
 
 Medians are exact (equal to ``np.median`` of the float32 values) and computed by bit-bisection
-selection (:mod:`jaxmem.attacks._select`), blocked over examples. Everything runs in float32 under
-``jit``; to keep degenerate spreads finite, standardized distances are clipped to |z| ≤ 1e15
-(z² ≤ 1e30), so constant φ gives finite scores (0 for online when the target equals both
-locations). Examples with fewer than ``min_in`` IN / ``min_out`` OUT shadows get NaN and a
+selection (:mod:`jaxmem.attacks._select`), blocked over examples, under ``jit``. φ is held in
+float32; means, squared deviations and the scores are computed in float64 inside a
+``jax.enable_x64(True)`` scope (the leave-one-out downdates of :func:`jaxmem.attacks.evaluate` need
+it). Standardized distances are clipped to |z| ≤ 1e150 so that constant φ (σ = 0 + eps) gives
+finite scores (0 for online when the target equals both locations). Examples with fewer than ``min_in`` IN / ``min_out`` OUT shadows get NaN and a
 :class:`FewShadowsWarning` with the count.
 """
 
@@ -41,7 +42,8 @@ from jaxmem.attacks._select import select_two_groups
 
 __all__ = ["lira", "global_threshold", "FewShadowsWarning"]
 
-_Z_CLIP = 1e15
+_Z_CLIP = 1e150
+_F64 = jnp.float64  # used only inside ``jax.enable_x64(True)`` scopes
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 _OFFLINE_VARIANTS = ("one_sided", "two_sided_density")
 
@@ -115,16 +117,23 @@ def warn_few(n_bad, n_total, min_in, min_out, online, who="lira", stacklevel=3):
 # ----------------------------------------------------------------------------- per-example stats
 
 
-def _sub_block_stats(x, in_mask, out_mask, j_in, j_out, *, n_next, want_order):
+def _sub_block_stats(x, in_mask, out_mask, j_in, j_out, *, n_next, want_order, extremes):
     """Statistics of a few examples: x [b, A, M], masks [b, M], ranks [b]."""
     b, A, M = x.shape
+    xd = x.astype(_F64)
     out = {}
     for name, m in (("in", in_mask), ("out", out_mask)):
         n = jnp.sum(m, axis=-1)
         mb = m[:, None, :]
-        mean = jnp.sum(jnp.where(mb, x, 0.0), axis=-1) / n[:, None]
-        ss = jnp.sum(jnp.where(mb, jnp.square(x - mean[..., None]), 0.0), axis=-1)
+        mean = jnp.sum(jnp.where(mb, xd, 0.0), axis=-1) / n[:, None]
+        ss = jnp.sum(jnp.where(mb, jnp.square(xd - mean[..., None]), 0.0), axis=-1)
         out.update({f"n_{name}": n, f"mean_{name}": mean, f"ss_{name}": ss})
+        if extremes:  # min, max and their multiplicities (evaluate: is a leave-one-out set constant?)
+            lo = jnp.min(jnp.where(mb, x, jnp.inf), axis=-1)
+            hi = jnp.max(jnp.where(mb, x, -jnp.inf), axis=-1)
+            out[f"min_{name}"], out[f"max_{name}"] = lo, hi
+            out[f"cmin_{name}"] = jnp.sum(mb & (x == lo[..., None]), axis=-1)
+            out[f"cmax_{name}"] = jnp.sum(mb & (x == hi[..., None]), axis=-1)
     if want_order:
         if j_in is None:
             j_in = jnp.maximum((out["n_in"] - 1) // 2, 0)
@@ -138,8 +147,8 @@ def _sub_block_stats(x, in_mask, out_mask, j_in, j_out, *, n_next, want_order):
     return out
 
 
-@functools.partial(jax.jit, static_argnames=("n_next", "want_order", "sub"))
-def block_stats(phi, in_mask, out_mask, j_in=None, j_out=None, *, n_next, want_order, sub):
+@functools.partial(jax.jit, static_argnames=("n_next", "want_order", "sub", "extremes"))
+def block_stats(phi, in_mask, out_mask, j_in=None, j_out=None, *, n_next, want_order, sub, extremes=False):
     """IN/OUT statistics of a block of examples. phi [M, B, A], masks [M, B] (disjoint), B % sub == 0.
 
     Returns a dict of counts ``n_in``/``n_out`` [B], means and sums of squared deviations
@@ -157,13 +166,16 @@ def block_stats(phi, in_mask, out_mask, j_in=None, j_out=None, *, n_next, want_o
 
     def fn(a):
         js = (a[3], a[4]) if has_j else (None, None)
-        return _sub_block_stats(a[0], a[1], a[2], *js, n_next=n_next, want_order=want_order)
+        return _sub_block_stats(a[0], a[1], a[2], *js, n_next=n_next, want_order=want_order, extremes=extremes)
 
     out = jax.lax.map(fn, tuple(args))
     return {k: v.reshape((B,) + v.shape[2:]) for k, v in out.items()}
 
 
-def blocked_stats(phi, in_mask, out_mask, *, n_next, want_order, rank_fn=None, block_elems=1 << 22, sub_elems=1 << 15):
+def blocked_stats(
+    phi, in_mask, out_mask, *, n_next, want_order, extremes=False, rank_fn=None,
+    block_elems=1 << 22, sub_elems=1 << 15,
+):
     """:func:`block_stats` over blocks of examples (bounded memory), concatenated over N.
 
     ``rank_fn(n_in, n_out) -> (j_in, j_out)`` picks the first order statistic from the counts.
@@ -183,7 +195,7 @@ def blocked_stats(phi, in_mask, out_mask, *, n_next, want_order, rank_fn=None, b
         kw = {}
         if rank_fn is not None:
             kw["j_in"], kw["j_out"] = rank_fn(jnp.sum(im, 0), jnp.sum(om, 0))
-        st = block_stats(p, im, om, n_next=n_next, want_order=want_order, sub=sub, **kw)
+        st = block_stats(p, im, om, n_next=n_next, want_order=want_order, sub=sub, extremes=extremes, **kw)
         parts.append({k: v[: bn - pad] for k, v in st.items()})
     return {k: jnp.concatenate([p[k] for p in parts]) for k in parts[0]}
 
@@ -239,23 +251,25 @@ def lira(
       eps: added to every σ (the reference code's 1e-30).
 
     Returns:
-      [N] float32 numpy array, higher = more likely a member.
+      [N] float64 numpy array, higher = more likely a member.
     """
     _check_options(offline_variant, location, fixed_variance)
-    target_phi, shadow_phi, shadow_keep = _as_phi(target_phi, shadow_phi, shadow_keep)
-    st = blocked_stats(shadow_phi, shadow_keep, ~shadow_keep, n_next=1, want_order=location == "median")
-    if location != "median":
-        st["ord_in"] = st["ord_out"] = None
-    s, n_bad = _lira_from_stats(
-        target_phi, st, online=bool(online), fixed_variance=fixed_variance,
-        offline_variant=offline_variant, location=location, min_in=min_in, min_out=min_out, eps=eps,
-    )
+    with jax.enable_x64(True):
+        target_phi, shadow_phi, shadow_keep = _as_phi(target_phi, shadow_phi, shadow_keep)
+        st = blocked_stats(shadow_phi, shadow_keep, ~shadow_keep, n_next=1, want_order=location == "median")
+        if location != "median":
+            st["ord_in"] = st["ord_out"] = None
+        s, n_bad = _lira_from_stats(
+            target_phi, st, online=bool(online), fixed_variance=fixed_variance,
+            offline_variant=offline_variant, location=location, min_in=min_in, min_out=min_out, eps=eps,
+        )
+        s = np.asarray(s)
     warn_few(int(n_bad), s.shape[0], min_in, min_out, online)
-    return np.asarray(s)
+    return s
 
 
 def global_threshold(target_phi):
     """The global-threshold baseline: mean over queries of the target's φ (Yeom et al. 2018 style,
-    as in Carlini et al. 2022's ``generate_global``). [N, A] or [N] -> [N]."""
-    phi = jnp.asarray(target_phi, jnp.float32)
-    return np.asarray(phi if phi.ndim == 1 else jnp.mean(phi, axis=-1))
+    as in Carlini et al. 2022's ``generate_global``). [N, A] or [N] -> float64 [N]."""
+    phi = np.asarray(target_phi, np.float64)
+    return phi if phi.ndim == 1 else phi.mean(axis=-1)
