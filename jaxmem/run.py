@@ -265,9 +265,12 @@ def execute(cfg: cfgmod.Config, workdir, *, overwrite: bool = False, progress: b
             blocks = None
     ds = build_dataset(cfg)
     blocks = _design_blocks(cfg, blocks)
-    groups = ds.meta.get("groups") if cfg.subsets.design == "leave_group_out" else None
-    if cfg.subsets.design == "leave_group_out" and groups is None:
-        groups = ds.y_train  # default groups: classes
+    groups = None
+    if cfg.subsets.design == "leave_group_out":
+        from jaxmem.data import duplicate_groups
+
+        # an example and its duplicates form one group; with no duplicates, drop whole classes
+        groups = duplicate_groups(ds) if cfg.data.duplicates else np.asarray(ds.y_train)
     keep, model_ratio = make_design(cfg, blocks, len(ds.y_train), groups)
     if process_id == 0:
         workdir.mkdir(parents=True, exist_ok=True)
