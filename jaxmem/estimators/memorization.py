@@ -70,7 +70,34 @@ def _mem_kernel(xp, keep, x, mask, dt):
     return mu_in - mu_out, stderr, n_in, n_out, mu_in, mu_out
 
 
-_mem_jit = jax.jit(partial(_mem_kernel, jnp), static_argnames="dt")
+def _mem_kernel_shifted(keep, x, mask, ref_row, dt):
+    """One-pass version for XLA (a column reduction followed by a broadcast is slow on CPU):
+    sums and sums of squares of x − x[ref_row] (the shifted-data algorithm, Chan et al. 1983),
+    which keeps Q − S²/n free of catastrophic cancellation; 0/1 sums stay exact in float32."""
+    m = mask[:, None]
+    kin = keep & m
+    kout = ~keep & m
+    x = x.astype(dt)
+    shift = x[ref_row]
+    zero = jnp.zeros((), dt)
+    nan = jnp.asarray(np.nan, dt)
+    xs = jnp.where(m, x - shift, zero)
+    x_in = jnp.where(kin, xs, zero)
+    x_out = xs - x_in
+    n_in = kin.sum(0).astype(dt)
+    n_out = kout.sum(0).astype(dt)
+    s_in, s_out = x_in.sum(0), x_out.sum(0)
+    q_in, q_out = (x_in * x_in).sum(0), (x_out * x_out).sum(0)
+    d_in, d_out = s_in / n_in, s_out / n_out
+    var_in = jnp.maximum(q_in - s_in * d_in, zero) / (n_in - 1)
+    var_out = jnp.maximum(q_out - s_out * d_out, zero) / (n_out - 1)
+    mu_in = jnp.where(n_in > 0, d_in + shift, nan)
+    mu_out = jnp.where(n_out > 0, d_out + shift, nan)
+    stderr = jnp.where((n_in > 1) & (n_out > 1), jnp.sqrt(var_in / n_in + var_out / n_out), nan)
+    return mu_in - mu_out, stderr, n_in, n_out, mu_in, mu_out
+
+
+_mem_jit = jax.jit(_mem_kernel_shifted, static_argnames="dt")
 
 
 def _cscore_kernel(xp, keep, x, groups, mask, dt):
@@ -116,7 +143,8 @@ def memorization(keep, correct, *, model_mask=None, dtype=None, block=None) -> M
             res = map_column_blocks(fn, [np.asarray(keep), np.asarray(correct)], [mask], n, blk, False)
     else:
         fn = partial(_mem_jit, dt=jnp.float32)
-        res = map_column_blocks(fn, [keep, correct], [jnp.asarray(mask)], n, blk, True)
+        ref_row = int(np.argmax(mask))  # first used model
+        res = map_column_blocks(fn, [keep, correct], [jnp.asarray(mask), ref_row], n, blk, True)
     mem, stderr, n_in, n_out, mu_in, mu_out = res
     n_in, n_out = n_in.astype(np.int64), n_out.astype(np.int64)
     warn_missing(int(np.sum((n_in == 0) | (n_out == 0))), n, "examples have no IN or no OUT model")
