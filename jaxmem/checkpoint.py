@@ -40,10 +40,17 @@ def _from_raw(tree, template):
 def save(mngr, epoch: int, state_aux, correct_list) -> None:
     import orbax.checkpoint as ocp
 
-    correct = np.concatenate(correct_list, axis=1) if correct_list else np.zeros((0,), bool)
-    mngr.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(_to_raw(state_aux)),
-                                             correct=ocp.args.StandardSave({"c": correct})),
-              force=True)
+    # orbax refuses zero-size arrays: without a correctness record, store a 1-element placeholder
+    # and the number of recorded epochs (0), so save and restore keep one tree structure.
+    if correct_list:
+        correct = np.concatenate(correct_list, axis=1)
+        epochs = correct.shape[1]
+    else:
+        correct, epochs = np.zeros((1,), bool), 0
+    mngr.save(epoch, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(_to_raw(state_aux)),
+        correct=ocp.args.StandardSave({"c": correct, "epochs": np.asarray(epochs, np.int32)})),
+        force=True)
     mngr.wait_until_finished()
 
 
@@ -59,4 +66,5 @@ def restore(mngr, template):
         state=ocp.args.StandardRestore(abstract), correct=ocp.args.StandardRestore()))
     state = _from_raw(restored["state"], template)
     correct = np.asarray(restored["correct"]["c"])
-    return int(step), state, ([correct] if correct.size else [])
+    recorded = int(np.asarray(restored["correct"]["epochs"]))
+    return int(step), state, ([correct] if recorded else [])
