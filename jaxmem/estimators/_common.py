@@ -20,8 +20,9 @@ import warnings
 
 import numpy as np
 
-# Elements of one [M, block] slab; bounds the working memory of a block to tens of MB.
-BLOCK_ELEMENTS = 1 << 23
+# Elements of one [M, block] slab (4 MB float32): cache-sized, which is several times faster on
+# CPU than one big slab (XLA column reductions over [200, 20000] ran 10-20x slower unblocked).
+BLOCK_ELEMENTS = 1 << 20
 
 
 class InsufficientModelsWarning(RuntimeWarning):
