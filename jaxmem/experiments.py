@@ -557,7 +557,7 @@ def analyze_mem_vs_mia(cfg, workdir, runs, log):
             "num_targets": int(len(targets)), "files": files}
 
 
-def _recency(cfg, run, workdir: Path, log, phase2_epochs=(0, 2, 4, 8)) -> list:
+def _recency(cfg, run, workdir: Path, log, phase2_epochs=(0, 5, 10, 20, 40)) -> list:
     """Jagielski et al. (2022), "Measuring forgetting of memorized training examples": train every
     model on all its IN examples for ``E`` epochs, then only on the IN examples of a "late" half for
     more epochs; attack power on the "early" half as the epochs since they were last seen grow.
