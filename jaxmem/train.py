@@ -177,10 +177,11 @@ class Trainer:
             logits = self.model.apply(variables, x, train=True, rngs={"dropout": dropout_key})
             new_bs = batch_stats
         logits = logits.astype(jnp.float32)
-        labels = jax.nn.one_hot(y, self.num_classes)
         if t.label_smoothing:
-            labels = optax.smooth_labels(labels, t.label_smoothing)
-        loss = optax.softmax_cross_entropy(logits, labels).mean()
+            labels = optax.smooth_labels(jax.nn.one_hot(y, self.num_classes), t.label_smoothing)
+            loss = optax.softmax_cross_entropy(logits, labels).mean()
+        else:  # (the one-hot form ran ~3x slower per step on CPU for small MLPs)
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
         return loss, new_bs
 
     def _step(self, state, x, y, t_global, total_steps, keys):
