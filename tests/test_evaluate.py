@@ -1,0 +1,140 @@
+"""evaluate (every model as the target) against brute-force per-target attack calls and sklearn."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from jaxmem.attacks import (
+    LIRA_ATTACKS,
+    FewShadowsWarning,
+    evaluate,
+    lira,
+    loss_attack,
+    rmia,
+    tpr_at_fpr,
+)
+from jaxmem.attacks._batched_roc import batched_roc_metrics
+
+
+def stack(rng, M, N, A, ties=True):
+    phi = (rng.normal(size=(M, N, A)) + rng.normal(size=(1, N, 1)) * 2).astype(np.float32)
+    keep = rng.random((M, N)) < 0.5
+    phi += 0.7 * keep[..., None]
+    if ties:
+        phi[:, : N // 4] = np.round(phi[:, : N // 4])
+        phi[:, N // 4: N // 4 + 3] = 0.25  # constant columns
+    return phi, keep
+
+
+@pytest.mark.parametrize("M,N,A,masked", [(7, 90, 2, False), (11, 64, 1, True)])
+@pytest.mark.parametrize("location", ["median", "mean"])
+def test_leave_one_out_equals_brute_force_lira(M, N, A, masked, location):
+    rng = np.random.default_rng(M * N + A)
+    phi, keep = stack(rng, M, N, A)
+    mask = np.ones(M, bool)
+    if masked:
+        mask[[1, 5]] = False
+        phi[1] = np.nan  # a diverged model must not leak into anything
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FewShadowsWarning)
+        ev = evaluate(phi, keep, attacks=tuple(LIRA_ATTACKS), model_mask=mask, return_scores=True,
+                      location=location)
+        np.testing.assert_array_equal(ev.targets, np.flatnonzero(mask))
+        for name, (online, fixed) in LIRA_ATTACKS.items():
+            for j, t in enumerate(ev.targets):
+                ref = mask.copy()
+                ref[t] = False
+                want = lira(phi[t], phi[ref], keep[ref], online=online, fixed_variance=fixed, location=location)
+                got = ev.scores[name][j]
+                np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+                np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9, err_msg=f"{name} target {t}")
+
+
+def test_metrics_agree_with_sklearn_and_metrics_module():
+    rng = np.random.default_rng(0)
+    M, N, A = 9, 300, 2
+    phi, keep = stack(rng, M, N, A, ties=False)
+    phi += 1.3 * keep[..., None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FewShadowsWarning)
+        ev = evaluate(phi, keep, return_scores=True, fprs=(0.001, 0.01, 0.1))
+    for name, s in ev.scores.items():
+        for j, t in enumerate(ev.targets):
+            ok = ~np.isnan(s[j])
+            assert ev[name]["auc"][j] == pytest.approx(roc_auc_score(keep[t][ok], s[j][ok]), abs=1e-12)
+            for f in (0.001, 0.01, 0.1):
+                assert ev[name][f"tpr_at_{f}_fpr"][j] == tpr_at_fpr(s[j], keep[t], f)
+    summ = ev.summary()
+    for name in ev.metrics:
+        for metric, v in ev[name].items():
+            assert summ[name][metric] == pytest.approx(np.mean(v))
+            assert summ[name][metric + "_std"] == pytest.approx(np.std(v))
+        assert summ[name]["n_targets"] == M
+    # the members really are detectable: LiRA online beats chance on every target
+    assert (ev["lira_online"]["auc"] > 0.6).all()
+
+
+def test_batched_roc_metrics_with_ties_and_nans():
+    rng = np.random.default_rng(1)
+    s = np.round(rng.normal(size=(6, 400)), 1)
+    m = rng.random((6, 400)) < 0.3
+    s[0, :50] = np.nan
+    s[1] = 0.0  # one tie group
+    auc, tprs = batched_roc_metrics(s, m, (0.01, 0.2))
+    for r in range(6):
+        ok = ~np.isnan(s[r])
+        assert auc[r] == pytest.approx(roc_auc_score(m[r][ok], s[r][ok]), abs=1e-12)
+        assert tprs[0, r] == tpr_at_fpr(s[r], m[r], 0.01)
+        assert tprs[1, r] == tpr_at_fpr(s[r], m[r], 0.2)
+
+
+@pytest.mark.filterwarnings("ignore::jaxmem.attacks.FewShadowsWarning", "ignore::RuntimeWarning")
+def test_targets_subset_and_signal_attacks_match_direct_calls():
+    rng = np.random.default_rng(2)
+    M, N, Z, A = 8, 120, 150, 2
+    phi, keep = stack(rng, M, N, A, ties=False)
+    loss = rng.exponential(size=(M, N, A)) - 0.3 * keep[..., None]
+    p = rng.uniform(0.05, 0.95, size=(M, N, A))
+    p_pop = rng.uniform(0.05, 0.95, size=(M, Z, A))
+    mask = np.ones(M, bool)
+    mask[6] = False
+    targets = [0, 3, 7]
+    ev = evaluate(phi, keep, attacks=("lira_online", "global_threshold", "loss", "rmia_offline", "rmia_online"),
+                  targets=targets, model_mask=mask, return_scores=True,
+                  signals={"loss": loss, "p": p, "p_pop": p_pop}, rmia_a=0.3, rmia_gamma=1.5)
+    np.testing.assert_array_equal(ev.targets, targets)
+    pm, pz = p.mean(-1), p_pop.mean(-1)
+    for j, t in enumerate(targets):
+        ref = mask.copy()
+        ref[t] = False
+        np.testing.assert_allclose(ev.scores["global_threshold"][j], phi[t].astype(np.float64).mean(-1))
+        np.testing.assert_allclose(ev.scores["loss"][j], loss_attack(loss[t]))
+        for online in (False, True):
+            want = rmia(pm[t], pm[ref], keep[ref], pz[t], pz[ref], online=online, a=0.3, gamma=1.5)
+            got = ev.scores["rmia_online" if online else "rmia_offline"][j]
+            np.testing.assert_allclose(got, want)
+        assert ev["loss"]["auc"][j] == pytest.approx(roc_auc_score(keep[t], ev.scores["loss"][j]))
+
+
+def test_few_shadows_warn_once_with_the_count_and_bad_inputs_raise():
+    rng = np.random.default_rng(3)
+    M, N = 6, 40
+    phi, keep = stack(rng, M, N, 1, ties=False)
+    keep[:, 2:] = (np.arange(M) % 2 == 0)[:, None]  # 3 IN, 3 OUT: 2 left on each side
+    keep[:, 0] = False
+    keep[0, 0] = True  # one IN model: NaN online for the other 5 targets, and for target 0 (zero IN)
+    keep[:, 1] = [True, True, False, False, False, False]  # 2 IN: NaN online for targets 0, 1
+    with pytest.warns(FewShadowsWarning, match=r"evaluate\[lira_online\].*: 8 of 240 scores"):
+        ev = evaluate(phi, keep, attacks=("lira_online",), return_scores=True)
+    assert np.isnan(ev.scores["lira_online"][:, 0]).all()
+    np.testing.assert_array_equal(np.isnan(ev.scores["lira_online"][:, 1]), [True, True, False, False, False, False])
+    with pytest.raises(ValueError, match="unknown attacks"):
+        evaluate(phi, keep, attacks=("lira",))
+    with pytest.raises(ValueError, match="model_mask"):
+        evaluate(phi, keep, targets=[2], model_mask=np.arange(M) != 2)
+    with pytest.raises(ValueError, match="loss"):
+        evaluate(phi, keep, attacks=("loss",))
+    with pytest.raises(TypeError):
+        evaluate(phi, keep, colour="red")
