@@ -301,6 +301,10 @@ def execute(cfg: cfgmod.Config, workdir, *, overwrite: bool = False, progress: b
                  num_processes=num_processes, log=log)
     if process_id != 0:
         return {}
+    if num_processes > 1:  # the other processes' shards
+        K = _chunk_size(cfg)
+        for a, b in _chunks(blocks, K):
+            _wait_for(workdir / "shards" / _shard_name(a, b), f"models {a}..{b - 1}")
     assemble(workdir, keep.shape[0])
     return score(workdir, log=log)
 
@@ -313,6 +317,15 @@ def _wait_for(path: Path, what: str, timeout: float = 3600.0):
         time.sleep(0.2)
 
 
+def _chunk_size(cfg) -> int:
+    """Models per jitted call: a multiple of the local device count (the model axis is sharded)."""
+    import jax
+
+    ndev = jax.local_device_count()
+    K = cfg.train.chunk_size or default_chunk_size(cfg.subsets.num_models, ndev)
+    return int(math.ceil(K / ndev) * ndev)
+
+
 def train_models(cfg, ds, keep, blocks, workdir: Path, *, progress=True, process_id=0,
                  num_processes=1, log=print):
     """Train every chunk of models that has no finished shard yet (this process's share)."""
@@ -322,8 +335,7 @@ def train_models(cfg, ds, keep, blocks, workdir: Path, *, progress=True, process
     from jaxmem.train import Trainer, steps_per_epoch_max
 
     ndev = jax.local_device_count()
-    K = cfg.train.chunk_size or default_chunk_size(cfg.subsets.num_models, ndev)
-    K = int(math.ceil(K / ndev) * ndev)
+    K = _chunk_size(cfg)
     chunks = [c for i, c in enumerate(_chunks(blocks, K)) if i % num_processes == process_id]
     todo = [c for c in chunks if not (workdir / "shards" / _shard_name(*c)).exists()]
     if not todo:
@@ -510,15 +522,24 @@ def score(workdir, *, log=print) -> dict:
         extra = {}
         if any(a.startswith("rmia") for a in cfg.scoring.attacks):
             extra["p"] = np.asarray(sig.true_class_probability(logits[:, :, 0], labels[None]))
-            extra["pop_p"] = np.asarray(sig.true_class_probability(test_logits[:, :, 0],
+            extra["p_pop"] = np.asarray(sig.true_class_probability(test_logits[:, :, 0],
                                                                    test_labels[None]))
         if "loss" in cfg.scoring.attacks:
             extra["loss"] = np.asarray(sig.cross_entropy(logits[:, :, 0], labels[None]))
+        n_targets = len(targets) if targets is not None else int(ok.sum())
+        keep_scores = n_targets * keep.shape[1] <= 50_000_000   # scores only for the ROC figure
         ev = attacks.evaluate(phi, keep, attacks=tuple(cfg.scoring.attacks), targets=targets,
-                              model_mask=ok, **extra)
+                              model_mask=ok, signals=extra, return_scores=keep_scores)
         attack_summary = ev.summary()
-        curves = ev.roc_curves() if hasattr(ev, "roc_curves") else {}
-        save_json(res / "attacks.json", ev.to_dict() if hasattr(ev, "to_dict") else attack_summary)
+        if ev.scores:
+            for name, sc in ev.scores.items():
+                curves[name] = [attacks.roc_curve(sc[j], keep[t])[:2]
+                                for j, t in enumerate(ev.targets)]
+        save_json(res / "attacks.json", {
+            "targets": np.asarray(ev.targets).tolist(),
+            "per_target": {a: {k: np.asarray(v).tolist() for k, v in ms.items()}
+                           for a, ms in ev.metrics.items()},
+            "summary": attack_summary})
     figures = {}
     try:
         figures = _plots(res, mem, curves)
