@@ -24,6 +24,20 @@ from jaxmem.io import RunError
 __all__ = ["main"]
 
 
+_DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "jaxmem", "xla")
+
+
+def _enable_compilation_cache(path: str) -> None:
+    """Persistent compilation cache: a rerun (or a resumed run) skips recompiling its kernels."""
+    if not path:
+        return
+    import jax
+
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
 def _parser():
     p = argparse.ArgumentParser(prog="jaxmem", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -42,6 +56,9 @@ def _parser():
     r.add_argument("--process-id", type=int, default=None)
     r.add_argument("--distributed", action="store_true",
                    help="initialize jax.distributed from the cluster environment (SLURM, MPI, TPU)")
+    r.add_argument("--cache-dir", default=os.environ.get("JAXMEM_CACHE_DIR", _DEFAULT_CACHE),
+                   help="persistent XLA compilation cache ('' to disable; default %(default)s, "
+                        "or $JAXMEM_CACHE_DIR)")
 
     s = sub.add_parser("score", help="(re)score a finished run")
     s.add_argument("workdir")
@@ -108,6 +125,7 @@ def _init_distributed(args):
 
 def _cmd_run(args) -> int:
     cfg = cfgmod.load_config(args.experiment, args.overrides)
+    _enable_compilation_cache(args.cache_dir)
     pid, nproc = _init_distributed(args)
     from jaxmem.run import execute
 
