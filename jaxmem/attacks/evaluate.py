@@ -13,8 +13,11 @@ the target's own value v from a sorted set s of size n moves the median predicta
 * n = 2p+1: median' = ½(lo + hi), lo = s[p−1] if v > s[p−1] else s[p], hi = s[p] if v > s[p] else s[p+1]
 
 and the leave-one-out mean/variance follow from a rank-one downdate (n' = n − 1,
-μ' = (nμ − v)/n', SS' = SS − (v − μ)(v − μ')). The scores then equal per-target :func:`lira` calls
-(up to float32 rounding of the downdate), at the cost of one pass for all targets.
+μ' = (nμ − v)/n', SS' = SS − (v − μ)(v − μ'), in float64; a leave-one-out set left constant gets
+SS' = 0 and its value as mean exactly, from the set's min/max and their multiplicities). The scores
+then equal per-target :func:`lira` calls up to float64 rounding (except where σ' is tiny next to
+the removed point's deviation, when the downdate loses relative precision ~1e-16·SS/SS'), at the
+cost of one pass for all targets.
 """
 
 from __future__ import annotations
@@ -164,7 +167,7 @@ def _example_stats(phi, keep, mask, location):
 
 
 def _per_target(x, m, M):
-    """[M, N] or [M, N, A] signal as float64 numpy; None stays None."""
+    """[M, N] or [M, N, A] signal as a numpy array with M models checked; None stays None."""
     if x is None:
         return None
     x = np.asarray(x)
