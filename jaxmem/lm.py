@@ -113,7 +113,7 @@ def train_lm(tokens: np.ndarray, vocab_size: int, model_cfg, *, steps: int, batc
     """
     model = _model(vocab_size, context, model_cfg)
     key = jax.random.key(seed)
-    params = model.init(key, jnp.zeros((1, context), jnp.int32))["params"]
+    params = jax.jit(model.init)(key, jnp.zeros((1, context), jnp.int32))["params"]
     sched = optax.warmup_cosine_decay_schedule(0.0, learning_rate, max(1, steps // 20), steps)
     tx = optax.adam(sched)
     opt = tx.init(params)

@@ -1,0 +1,195 @@
+"""Experiments: attack metrics vs sklearn/brute force, shadow selection, the char-LM pieces, and
+each experiment file's quick variant at a reduced size (one fast, the rest @slow)."""
+
+from pathlib import Path
+
+import numpy as np
+import numpy.testing as npt
+import pytest
+
+from jaxmem import config as cfgmod
+from jaxmem import experiments as X
+from jaxmem.io import RunError
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["subsets.num_models=6", "train.epochs=2", "data.max_train=200", "scoring.targets=2",
+        "model.hidden=[32]"]
+
+
+def _tpr_at_fpr_ref(s, m, f):
+    best = 0.0
+    for t in np.unique(s):
+        pred = s >= t
+        fpr = (pred & ~m).sum() / (~m).sum()
+        if fpr <= f:
+            best = max(best, (pred & m).sum() / m.sum())
+    return best
+
+
+@pytest.mark.parametrize("shape", [(1, 50), (3, 200)])
+def test_attack_table_matches_sklearn_and_brute_force(shape):
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(shape[1])
+    members = rng.random(shape) < 0.5
+    scores = rng.normal(size=shape) + members * 0.8
+    scores[rng.random(shape) < 0.05] = np.nan
+    subset = rng.random(shape[1]) < 0.7
+    got = X.attack_table({"a": scores, "members": members}, subset)["a"]
+    aucs, t1, t2 = [], [], []
+    for s, m in zip(scores[:, subset], members[:, subset]):
+        ok = np.isfinite(s)
+        aucs.append(roc_auc_score(m[ok], s[ok]))
+        t1.append(_tpr_at_fpr_ref(s[ok], m[ok], 0.001))
+        t2.append(_tpr_at_fpr_ref(s[ok], m[ok], 0.01))
+    npt.assert_allclose(got["auc"], np.mean(aucs), rtol=1e-12)
+    npt.assert_allclose(got["auc_std"], np.std(aucs), rtol=1e-9, atol=1e-12)
+    npt.assert_allclose(got["tpr_at_0.001_fpr"], np.mean(t1), rtol=1e-12)
+    npt.assert_allclose(got["tpr_at_0.01_fpr"], np.mean(t2), rtol=1e-12)
+    npt.assert_allclose(got["scored_fraction"], np.isfinite(scores[:, subset]).mean(1).mean())
+
+
+def _signals(M=9, N=40, A=2, seed=0):
+    rng = np.random.default_rng(seed)
+    keep = rng.random((M, N)) < 0.5
+    phi = rng.normal(size=(M, N, A)) + keep[..., None]
+    ok = np.ones(M, bool)
+    ok[3] = False
+    return X.Signals(keep, ok, np.zeros(N, int), phi, *([None] * 6))
+
+
+def test_audit_uses_the_other_healthy_models_as_shadows():
+    from jaxmem.attacks.lira import lira
+
+    s = _signals()
+    got = X.audit(s, ["lira_online", "lira_offline"], [0, 5])
+    for row, t in enumerate([0, 5]):
+        sh = np.array([m for m in range(9) if m != t and m != 3])
+        npt.assert_allclose(got["lira_online"][row], lira(s.phi[t], s.phi[sh], s.keep[sh]), rtol=1e-6)
+        npt.assert_allclose(got["lira_offline"][row],
+                            lira(s.phi[t], s.phi[sh], s.keep[sh], online=False), rtol=1e-6)
+    npt.assert_array_equal(got["members"], s.keep[[0, 5]])
+    # num_shadows: a subset of the same healthy, non-target models
+    sub = X.audit(s, ["lira_offline"], [0], num_shadows=4, seed=1)["lira_offline"][0]
+    order = [m for m in np.random.default_rng(1).permutation(9) if m not in (0, 3)][:4]
+    sh = np.sort(order)
+    npt.assert_allclose(sub, lira(s.phi[0], s.phi[sh], s.keep[sh], online=False), rtol=1e-6)
+
+
+def test_shadow_counts():
+    assert X._shadow_counts(33) == [4, 8, 16, 32]
+    assert X._shadow_counts(6) == [4, 5]
+
+
+def test_canaries_inserted_the_requested_number_of_times():
+    from jaxmem import lm
+
+    text = "line a\nline b\nline c\n\nline d"
+    can = lm.make_canaries(3, [1, 3, 5], per_level=2)
+    assert len(set(can.secrets)) == 6 and all(len(s) == lm.DIGITS and s.isdigit() for s in can.secrets)
+    out = lm.insert_canaries(text, can, 3)
+    lines = out.split("\n")
+    for sec, r in zip(can.secrets, can.repetitions):
+        assert lines.count(lm.PREFIX + sec) == r
+    assert "\n".join(x for x in lines if not x.startswith(lm.PREFIX)) == text
+
+
+def test_sequence_losses_match_a_float64_reference():
+    import jax
+    import jax.numpy as jnp
+
+    from jaxmem import lm
+    from jaxmem.models import get_model
+
+    V, P, T = 11, 5, 3
+    model = get_model("transformer", V, vocab_size=V, max_len=16, causal_lm=True, d_model=16,
+                      num_layers=1, num_heads=2)
+    params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 16), jnp.int32))["params"]
+    rng = np.random.default_rng(0)
+    prefix = rng.integers(0, V, P)
+    targets = rng.integers(0, V, (4, T))
+    got = lm.sequence_losses(model, params, prefix, targets, batch=3)
+    apply = jax.jit(lambda x: model.apply({"params": params}, x))
+    for r, row in enumerate(targets):
+        seq = np.concatenate([prefix, row])
+        ref = 0.0
+        for j in range(T):  # one forward per token: the logits at position P+j-1
+            z = np.asarray(apply(jnp.asarray(seq[None, : P + j])), np.float64)[0, -1]
+            ref -= z[row[j]] - np.log(np.exp(z - z.max()).sum()) - z.max()
+        npt.assert_allclose(got[r], ref, rtol=2e-5, atol=2e-5)
+
+
+def test_corpus_is_offline_text():
+    from jaxmem import lm
+
+    text, meta = lm.corpus()
+    assert "Beautiful is better than ugly." in text
+    assert meta["chars"] == len(text) > 500
+
+
+def test_refuses_unknown_kind_and_foreign_dirs(tmp_path):
+    cfg = cfgmod.load_config(ROOT / "experiments" / "label_noise.toml", ["experiment.kind=nope"])
+    with pytest.raises(cfgmod.ConfigError, match="experiment.kind"):
+        X.run_experiment(cfg, tmp_path / "x")
+    (tmp_path / "y").mkdir()
+    (tmp_path / "y" / "precious.txt").write_text("keep me")
+    cfg = cfgmod.load_config(ROOT / "experiments" / "label_noise.toml", TINY)
+    with pytest.raises(RunError, match="not a jaxmem experiment"):
+        X.run_experiment(cfg, tmp_path / "y")
+    assert (tmp_path / "y" / "precious.txt").exists()
+
+
+def _files_exist(summary):
+    for p in summary["files"].values():
+        assert Path(p).is_file(), p
+
+
+def test_label_noise_quick_variant_runs_and_resumes(tmp_path, capsys):
+    cfg = cfgmod.load_config(ROOT / "experiments" / "label_noise.toml", TINY + ["data.label_noise=0.2"])
+    s = X.run_experiment(cfg, tmp_path / "ln", progress=False, log=lambda *a: None)
+    for k in ("noisy_label_auroc", "mem_noisy", "mem_clean", "precision_at_k", "rows", "files"):
+        assert k in s
+    row = s["rows"][0]
+    assert row["num_flipped"] == 40 and 0 <= s["noisy_label_auroc"] <= 1
+    _files_exist(s)
+    assert "noisy_label_auroc" in capsys.readouterr().out
+    again = X.run_experiment(cfg, tmp_path / "ln", progress=False, log=lambda *a: None)
+    assert again["noisy_label_auroc"] == s["noisy_label_auroc"]
+
+
+SLOW_CASES = {
+    "shadow_models": ["attacks", "by_shadow_count"],
+    "dp_sgd": ["dp"],
+    "capacity": ["rows"],
+    "regularization": ["rows"],
+    "forgetting": ["spearman_forgetting_vs_mem", "recency"],
+    "long_tail": ["mem_rare", "mem_frequent", "auc_rare", "auc_frequent"],
+    "mem_vs_mia": ["spearman_mem_vs_lira", "auc_top10_mem"],
+    "canary_exposure": ["exposure_by_repetitions", "spearman_exposure_vs_repetitions"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SLOW_CASES))
+def test_quick_variant_at_reduced_size(name, tmp_path):
+    extra = ["train.epochs=1"] if name == "canary_exposure" else TINY
+    if name == "long_tail":
+        extra = extra + ["data.max_train=0", "subsets.num_models=4"]
+    cfg = cfgmod.load_config(ROOT / "experiments" / f"{name}.toml", extra)
+    s = X.run_experiment(cfg, tmp_path / name, progress=False, log=lambda *a: None)
+    for k in SLOW_CASES[name]:
+        assert k in s, k
+    _files_exist(s)
+    if name == "shadow_models":
+        names = set(s["attacks"])
+        for part in ("lira_online", "lira_offline", "loss", "rmia", "shokri"):
+            assert any(part in n for n in names), part
+        for m in s["attacks"].values():
+            assert {"auc", "tpr_at_0.001_fpr", "tpr_at_0.01_fpr"} <= set(m)
+    if name == "dp_sgd":
+        rows = s["dp"]
+        assert rows[0]["epsilon"] is None and all(r["epsilon"] > 0 for r in rows[1:])
+        for r in rows:
+            assert {"auc", "tpr_at_0.001_fpr", "epsilon_lower_bound", "test_accuracy"} <= set(r)
+    if name in ("capacity", "regularization"):
+        assert len(s["rows"]) == len(cfg.experiment.variants)
