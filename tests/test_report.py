@@ -1,0 +1,88 @@
+"""HTML reports: run and experiment reports render every section with embedded PNGs."""
+
+import base64
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxmem import report
+from jaxmem.io import RunError
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from jaxmem.config import load_config
+    from jaxmem.run import execute
+
+    d = tmp_path_factory.mktemp("run") / "r"
+    cfg = load_config(None, ["subsets.num_models=6", "train.epochs=2", "data.max_train=150",
+                             "model.hidden=[16]", "scoring.attacks=[]"])
+    execute(cfg, d, progress=False, log=lambda *a: None)
+    return d
+
+
+def _images(text):
+    imgs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
+    for b in imgs:
+        assert base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n"
+    return imgs
+
+
+def test_majority_vote_of_out_models_matches_brute_force():
+    rng = np.random.default_rng(0)
+    M, N, C = 7, 30, 4
+    logits = rng.normal(size=(M, N, C))
+    keep = rng.random((M, N)) < 0.5
+    keep[:, 0] = True  # no OUT model
+    ok = rng.random(M) < 0.8
+    got = report._majority_out(logits, keep, ok)
+    for i in range(N):
+        votes = [int(np.argmax(logits[m, i])) for m in range(M) if not keep[m, i] and ok[m]]
+        if not votes:
+            assert got[i] == -1
+            continue
+        counts = Counter(votes)
+        best = max(counts.values())
+        assert got[i] == min(c for c, k in counts.items() if k == best)
+
+
+def test_run_report_sections_and_images(tiny_run, tmp_path):
+    out = report.write_report(tiny_run, tmp_path / "rep.html")
+    text = Path(out).read_text()
+    for section in ("Summary", "Membership inference (ROC, log-log)", "Memorization histogram",
+                    "Most memorized training examples", "Convergence"):
+        assert f"<h2>{section}</h2>" in text
+    assert len(_images(text)) >= 4
+    assert "predicted (OUT majority)" in text and "lira_online" in text
+    assert "<img" in text and "src=\"http" not in text and "src='" not in text  # offline only
+
+
+def test_experiment_report_links_variants(tiny_run, tmp_path):
+    exp = tmp_path / "exp"
+    shutil.copytree(tiny_run, exp / "variants" / "a")
+    from jaxmem.io import save_json
+
+    save_json(exp / "experiment.json", {"kind": "label_noise", "config": {}, "variants": ["a", "b"]})
+    save_json(exp / "summary.json", {"experiment": "label_noise", "name": "demo",
+                                     "noisy_label_auroc": 0.9, "rows": [{"variant": "a", "x": 1.5}],
+                                     "files": {"hist": str(tiny_run / "results" / "memorization_hist.png")}})
+    out = report.write_report(exp)
+    text = out.read_text()
+    assert out == exp / "report.html"
+    assert "noisy_label_auroc" in text and "<h2>Variants</h2>" in text
+    assert "variants/a/report.html" in text and (exp / "variants" / "a" / "report.html").exists()
+    assert "not finished" in text  # variant b
+    assert len(_images(text)) >= 2
+
+
+def test_cli_report_and_errors(tiny_run, tmp_path, capsys):
+    from jaxmem.cli import main
+
+    assert main(["report", str(tiny_run), "--output", str(tmp_path / "c.html")]) == 0
+    assert (tmp_path / "c.html").read_text().startswith("<!DOCTYPE html>")
+    with pytest.raises(RunError, match="neither"):
+        report.write_report(tmp_path)
