@@ -264,3 +264,19 @@ def test_save_npy_killed_midway_leaves_previous_version():
 
     np.testing.assert_array_equal(load_npy(target), old)
     assert target.stat().st_ino == before
+
+
+def test_atomic_writes_get_a_new_files_usual_mode(tmp_path):
+    """Artifacts are readable like any new file (mkstemp/mkdtemp alone would make them 0600/0700,
+    unreadable to a group sharing the run), and no temporary file is left behind."""
+    from jaxmem.io import atomic_dir, save_json, save_npy
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    save_npy(tmp_path / "a.npy", np.arange(4))
+    with atomic_dir(tmp_path / "shard") as t:
+        save_json(t / "meta.json", {"x": 1})
+    assert (tmp_path / "a.npy").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (tmp_path / "shard" / "meta.json").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (tmp_path / "shard").stat().st_mode & 0o777 == 0o777 & ~mask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy", "shard"]
