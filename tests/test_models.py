@@ -270,8 +270,10 @@ def test_bf16_compute_float32_params_and_logits(name, kw, shape, kind):
     chex.assert_tree_all_finite(out16)
     err = np.linalg.norm(np.asarray(out16) - np.asarray(out32)) / np.linalg.norm(out32)
     assert err < 0.05, err
-    out_tr = jax.eval_shape(_train_fn(m16), v, x, jax.random.key(0))[0]
+    out_tr, upd = jax.eval_shape(_train_fn(m16), v, x, jax.random.key(0))
     assert out_tr.dtype == jnp.float32
+    # Updated running statistics stay float32 (a training-loop carry must keep its dtype).
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree_util.tree_leaves(upd))
 
 
 def test_causal_lm_logits_ignore_future_tokens():
