@@ -45,18 +45,19 @@ def env() -> dict:
     return e
 
 
-def argv(workdir, sets=SMALL, extra=()) -> list:
-    out = [sys.executable, "-m", "jaxmem", "run", "--workdir", str(workdir), "--no-progress"]
+def argv(workdir, sets=SMALL, extra=(), progress=False) -> list:
+    out = [sys.executable, "-m", "jaxmem", "run", "--workdir", str(workdir)]
+    out += [] if progress else ["--no-progress"]
     for s in sets:
         out += ["--set", s]
     return out + list(extra)
 
 
-def start(workdir, sets=SMALL, extra=(), log=None) -> subprocess.Popen:
+def start(workdir, sets=SMALL, extra=(), log=None, progress=False) -> subprocess.Popen:
     """Start a run in the background; stdout+stderr go to ``log`` (default WORKDIR.log)."""
     log = Path(log or f"{workdir}.log")
     f = open(log, "ab")
-    p = subprocess.Popen(argv(workdir, sets, extra), stdout=f, stderr=subprocess.STDOUT,
+    p = subprocess.Popen(argv(workdir, sets, extra, progress), stdout=f, stderr=subprocess.STDOUT,
                          env=env(), cwd=REPO)
     p.log_path = log
     f.close()
