@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["RunError", "atomic_path", "save_npy", "load_npy", "save_json", "load_json",
-           "save_text", "atomic_dir"]
+           "save_text", "atomic_dir", "remove_stale_tmp"]
 
 
 class RunError(RuntimeError):
@@ -126,3 +127,28 @@ def load_json(path):
 def save_text(path, text: str) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
+
+
+# The names atomic_path/atomic_dir give their temporaries: ".NAME." + mkstemp's 8 random
+# characters + ".tmp" (+ the suffix).
+_TMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
+
+
+def remove_stale_tmp(folder, recursive_into=("shards", "results")) -> list:
+    """Delete temporaries left by writes that were killed midway (they can be as large as the
+    run's logits) in ``folder`` and its ``recursive_into`` subfolders; return what was removed.
+    Call it only while no other process writes into ``folder``."""
+    folder = Path(folder)
+    removed = []
+    for d in [folder] + [folder / s for s in recursive_into]:
+        if not d.is_dir():
+            continue
+        for p in d.iterdir():
+            if _TMP_NAME.match(p.name):
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        p.unlink()
+                removed.append(p)
+    return removed
