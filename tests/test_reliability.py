@@ -320,3 +320,40 @@ def test_sigterm_without_checkpoint_every_stops_mid_chunk():
     assert r.returncode == 0, r.stderr[-3000:]
     H.assert_same_run(H.finished_reference(tuple(sets + ["train.checkpoint_every=0",
                                                           "train.epochs=10000"])), wd)
+
+
+def test_remove_stale_tmp_removes_only_killed_writes(tmp_path):
+    """Temporaries named like atomic_path/atomic_dir's (made by the same mkstemp/mkdtemp calls)
+    go; the run's own files, dot-files and other people's files stay."""
+    import tempfile
+
+    from jaxmem.io import remove_stale_tmp, save_npy
+
+    save_npy(tmp_path / "logits.npy", np.zeros(3))
+    (tmp_path / "shards" / "models-000000-000002").mkdir(parents=True)
+    (tmp_path / ".assembled.json").write_text("[]")
+    (tmp_path / "notes.tmp").write_text("mine")
+    stale = [Path(tempfile.mkstemp(prefix=".logits.npy.", suffix=".tmp.npy", dir=tmp_path)[1]),
+             Path(tempfile.mkstemp(prefix=".summary.json.", suffix=".tmp", dir=tmp_path)[1]),
+             Path(tempfile.mkdtemp(prefix=".models-000002-000004.", suffix=".tmp",
+                                   dir=tmp_path / "shards"))]
+    (stale[2] / "logits.npy").write_bytes(b"partial")
+    keep = {p for p in tmp_path.rglob("*")} - set(stale) - {stale[2] / "logits.npy"}
+    assert sorted(remove_stale_tmp(tmp_path)) == sorted(stale)
+    assert set(tmp_path.rglob("*")) == keep
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="REQUESTS.md #7", strict=True)
+def test_resume_removes_temporaries_of_killed_writes():
+    wd = H.fresh_dir("stale")
+    p = H.start(wd)
+    assert H.kill_when(p, lambda: H.tmp_files(wd / "shards", ".models-*"))
+    p = H.start(wd)
+    assert H.kill_when(p, lambda: H.tmp_files(wd, ".logits.npy.*") or
+                       H.tmp_files(wd, ".test_logits.npy.*"))
+    r = H.run(wd)
+    assert r.returncode == 0, r.stderr[-3000:]
+    H.assert_same_run(H.finished_reference(), wd)
+    left = [p for p in wd.rglob(".*") if ".tmp" in p.name]
+    assert not left, left
