@@ -168,13 +168,14 @@ class Trainer:
     def _loss(self, params, batch_stats, x, y, dropout_key):
         t = self.cfg.train
         variables = {"params": params}
+        rngs = {"dropout": dropout_key} if self.cfg.model.dropout > 0 else {}
         if self.has_bn:
             variables["batch_stats"] = batch_stats
             logits, upd = self.model.apply(variables, x, train=True, mutable=["batch_stats"],
-                                           rngs={"dropout": dropout_key})
+                                           rngs=rngs)
             new_bs = upd["batch_stats"]
         else:
-            logits = self.model.apply(variables, x, train=True, rngs={"dropout": dropout_key})
+            logits = self.model.apply(variables, x, train=True, rngs=rngs)
             new_bs = batch_stats
         logits = logits.astype(jnp.float32)
         if t.label_smoothing:
@@ -203,9 +204,10 @@ class Trainer:
                 state["params"], state["batch_stats"], x, y, dkey)
             opt_state = state["opt_state"]
         updates, new_opt = self.tx.update(grads, opt_state, state["params"])
-        frac = t_global.astype(jnp.float32) / jnp.maximum(total_steps, 1).astype(jnp.float32)
-        factor = schedule_factor(tc.schedule, frac, tc.warmup_epochs / tc.epochs)
-        updates = jax.tree.map(lambda u: u * factor.astype(u.dtype), updates)
+        if tc.schedule != "constant":
+            frac = t_global.astype(jnp.float32) / jnp.maximum(total_steps, 1).astype(jnp.float32)
+            factor = schedule_factor(tc.schedule, frac, tc.warmup_epochs / tc.epochs)
+            updates = jax.tree.map(lambda u: u * factor.astype(u.dtype), updates)
         new_params = optax.apply_updates(state["params"], updates)
         return {"params": new_params, "batch_stats": new_bs, "opt_state": new_opt}, loss
 
@@ -233,6 +235,7 @@ class Trainer:
         B = tc.batch_size
         x_all, y_all = self.x_train, self.y_train
         N = y_all.shape[0]
+        x_flat = x_all.reshape(N, -1)
         record = tc.record_forgetting
 
         def epoch_body(carry, e):
@@ -245,7 +248,8 @@ class Trainer:
                 t_global = e * spe + pos
                 active = (pos < spe) & (t_global < total_steps) & ~diverged
                 idx = perm[(pos * B + jnp.arange(B)) % jnp.maximum(n_in, 1)]
-                x = _augment(x_all[idx], jax.random.fold_in(keys["augment"], t_global), tc.augment)
+                x = x_flat[idx].reshape((B,) + x_all.shape[1:])  # row gather: fast on CPU too
+                x = _augment(x, jax.random.fold_in(keys["augment"], t_global), tc.augment)
                 new_state, loss = self._step(state, x, y_all[idx], t_global, total_steps, keys)
                 finite = jnp.isfinite(loss) & jax.tree.reduce(
                     jnp.logical_and, jax.tree.map(lambda a: jnp.all(jnp.isfinite(a)),
