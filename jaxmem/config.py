@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +124,7 @@ class ExperimentConfig:
     variant_names: typing.List[str] = field(default_factory=list)
     full: bool = False              # apply full_overrides (the faithful, accelerator-sized variant)
     full_overrides: typing.List[str] = field(default_factory=list)
+    params: typing.Dict[str, typing.Any] = field(default_factory=dict)  # the analysis' parameters
 
 
 @dataclass
@@ -137,6 +139,10 @@ class Config:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
+
+# The attack names of jaxmem.attacks.evaluate (kept in sync by a test; config imports no jax).
+ATTACKS = ("lira_online", "lira_online_fixed_variance", "lira_offline",
+           "lira_offline_fixed_variance", "global_threshold", "loss", "rmia_offline", "rmia_online")
 
 _CHOICES = {
     "subsets.design": {"balanced", "bernoulli", "ratio", "leave_k_out", "leave_group_out"},
@@ -158,6 +164,14 @@ def _check_value(path: str, value, tp):
         if value is None:
             return None
         return _check_value(path, value, args[0])
+    if origin in (dict, typing.Dict):
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{path}: expected a table with string keys, got {value!r}")
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{path}: values must be plain numbers, strings, lists or tables") from None
+        return dict(value)
     if origin in (list, typing.List):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{path}: expected a list, got {type(value).__name__} {value!r}")
@@ -174,6 +188,8 @@ def _check_value(path: str, value, tp):
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -217,6 +233,13 @@ def validate(cfg: Config) -> None:
         if flat[key] not in allowed:
             raise ConfigError(f"{key}: must be one of {sorted(allowed)}, got {flat[key]!r}")
     s, t, d = cfg.subsets, cfg.train, cfg.data
+    if not 0 <= cfg.seed < 2**32:
+        raise ConfigError(f"seed: must be in [0, 2**32), got {cfg.seed}")
+    for a in cfg.scoring.attacks:
+        if a not in ATTACKS:
+            raise ConfigError(f"scoring.attacks: unknown attack {a!r} (choose from {', '.join(ATTACKS)})")
+    if not cfg.signals.queries:
+        raise ConfigError('signals.queries: needs at least one query (e.g. ["identity"])')
     if not 0.0 < s.pkeep < 1.0:
         raise ConfigError(f"subsets.pkeep: must be in (0, 1), got {s.pkeep}")
     for i, r in enumerate(s.ratios):

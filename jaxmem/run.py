@@ -37,7 +37,9 @@ from jaxmem.io import RunError, atomic_dir, load_json, load_npy, save_json, save
 
 __all__ = ["Run", "load_run", "execute", "score", "RunError"]
 
-# Config fields that may change between invocations of the same run (they do not change results).
+# Config fields that may change between invocations of the same run. chunk_size and vmap_size
+# change float rounding (~1e-7: XLA batches the arithmetic differently), so bit-identity of a
+# resumed run holds at a fixed chunk_size / vmap_size; finished shards are kept either way.
 _MUTABLE = {"subsets.num_models", "train.chunk_size", "train.vmap_size", "train.checkpoint_every",
             "signals.batch_size", "scoring.attacks", "scoring.targets", "data.data_dir"}
 
@@ -193,15 +195,42 @@ class _Stop(Exception):
     pass
 
 
+# What jaxmem writes in a run directory (all that --overwrite deletes).
+_RUN_ENTRIES = ("config.json", "design.json", "dataset.json", "keep.npy", "model_ratio.npy",
+                "labels.npy", "example_ids.npy", "test_labels.npy", "test_ids.npy", "logits.npy",
+                "test_logits.npy", "diverged.npy", "final_loss.npy", "correct_by_epoch.npy",
+                "summary.json", "report.html", ".assembled.json", "shards", "ckpt", "results",
+                "variants")
+
+
+def _delete_run(workdir: Path) -> None:
+    """--overwrite: delete jaxmem's own entries of a run directory, nothing else."""
+    from jaxmem.io import remove_stale_tmp
+
+    if not (workdir / "config.json").exists():
+        if workdir.exists() and any(p for p in workdir.iterdir() if not p.name.startswith(".")):
+            raise RunError(f"{workdir}: not a jaxmem run; refusing to delete it (choose another --workdir)")
+        return
+    for name in _RUN_ENTRIES[1:] + _RUN_ENTRIES[:1]:   # config.json last: a killed delete resumes
+        p = workdir / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    remove_stale_tmp(workdir)
+
+
 def _check_workdir(workdir: Path, cfg, overwrite: bool):
-    """Refuse to mix configs in one run directory; return the stored design blocks (or None)."""
+    """Refuse to mix configs in one run directory; return the stored design blocks (or None).
+    With ``overwrite`` only check that the folder may be deleted (see :func:`_delete_run`)."""
     cfg_path = workdir / "config.json"
     if workdir.exists() and not workdir.is_dir():
         raise RunError(f"{workdir}: exists and is not a directory")
-    if overwrite and workdir.exists():
-        if any(workdir.iterdir()) and not cfg_path.exists():
+    if overwrite:
+        if workdir.exists() and not cfg_path.exists() and any(
+                p for p in workdir.iterdir() if not p.name.startswith(".")):
             raise RunError(f"{workdir}: not a jaxmem run; refusing to delete it (choose another --workdir)")
-        shutil.rmtree(workdir)
+        return None
     if not workdir.exists():
         return None
     if not cfg_path.exists():
@@ -242,6 +271,29 @@ def _chunks(blocks, chunk_size):
     return out
 
 
+def _runs(mask: np.ndarray, a: int, b: int):
+    """Maximal [start, end) runs of True in mask[a:b]."""
+    out, start = [], None
+    for i in range(a, b):
+        if mask[i] and start is None:
+            start = i
+        if not mask[i] and start is not None:
+            out.append((start, i))
+            start = None
+    if start is not None:
+        out.append((start, b))
+    return out
+
+
+def _covered(workdir: Path, num_models: int) -> np.ndarray:
+    """[M] bool: models that a finished shard holds."""
+    done = np.zeros(num_models, bool)
+    for d in (workdir / "shards").glob("models-*"):
+        a, b = (int(x) for x in d.name.split("-")[1:])
+        done[a:min(b, num_models)] = True
+    return done
+
+
 def _shard_name(a, b):
     return f"models-{a:06d}-{b:06d}"
 
@@ -273,7 +325,14 @@ def execute(cfg: cfgmod.Config, workdir, *, overwrite: bool = False, progress: b
         groups = duplicate_groups(ds) if cfg.data.duplicates else np.asarray(ds.y_train)
     keep, model_ratio = make_design(cfg, blocks, len(ds.y_train), groups)
     if process_id == 0:
+        from jaxmem.io import remove_stale_tmp
+
+        if overwrite:   # only now that the config, data and design are known to be good
+            _delete_run(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
+        # temporaries of writes killed in an earlier attempt (shards/ only when no other
+        # process may be writing there)
+        remove_stale_tmp(workdir, ("shards", "results") if num_processes == 1 else ("results",))
         save_json(workdir / "config.json", cfgmod.to_dict(cfg))
         from jaxmem.data import dataset_fingerprint
 
@@ -337,9 +396,12 @@ def train_models(cfg, ds, keep, blocks, workdir: Path, *, progress=True, process
     ndev = jax.local_device_count()
     K = _chunk_size(cfg)
     chunks = [c for i, c in enumerate(_chunks(blocks, K)) if i % num_processes == process_id]
-    todo = [c for c in chunks if not (workdir / "shards" / _shard_name(*c)).exists()]
+    done = _covered(workdir, keep.shape[0])
+    todo = [c for c in chunks if not done[c[0]:c[1]].all()]
     if not todo:
         return
+    # a chunk partly covered by shards of another chunk size: train only its uncovered runs
+    todo = [r for a, b in todo for r in _runs(~done, a, b)]
     sharding = None
     if ndev > 1:
         from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -409,11 +471,11 @@ def _train_chunk(trainer, cfg, rows, ids, ckpt_dir: Path, stop, sharding):
     import jax
     import numpy as np
 
-    every = cfg.train.checkpoint_every or trainer.num_epochs
+    every = cfg.train.checkpoint_every or 1   # epoch boundaries are where SIGTERM can stop
     state, aux = trainer.init_chunk(ids)
     epoch0, correct = 0, []
     mngr = None
-    if cfg.train.checkpoint_every:
+    if cfg.train.checkpoint_every or ckpt_dir.exists():   # (also the checkpoint SIGTERM saved)
         from jaxmem import checkpoint
 
         mngr = checkpoint.manager(ckpt_dir)
@@ -429,14 +491,16 @@ def _train_chunk(trainer, cfg, rows, ids, ckpt_dir: Path, stop, sharding):
         if c is not None:
             correct.append(np.asarray(c))
         epoch0 += n
-        if mngr is not None and epoch0 < trainer.num_epochs:
+        if cfg.train.checkpoint_every and epoch0 < trainer.num_epochs and \
+                epoch0 % cfg.train.checkpoint_every == 0:
             checkpoint.save(mngr, epoch0, (state, aux), correct)
         if stop["flag"] and epoch0 < trainer.num_epochs:
-            if mngr is None:
-                from jaxmem import checkpoint
+            from jaxmem import checkpoint
 
-                mngr = checkpoint.manager(ckpt_dir)
+            mngr = mngr or checkpoint.manager(ckpt_dir)
+            if mngr.latest_step() != epoch0:
                 checkpoint.save(mngr, epoch0, (state, aux), correct)
+            mngr.close()
             raise _Stop()
     if mngr is not None:
         mngr.close()

@@ -228,18 +228,11 @@ CASES = [
 CASES = [c if len(c) == 5 else c + (None,) for c in CASES]
 
 # Cases that fail because of an open request to the lead (REQUESTS.md); strict: they must fail.
-XFAIL = {
-    "learning-rate-infinite": "REQUESTS.md #1", "epochs-nan": "REQUESTS.md #1",
-    "bad-attack": "REQUESTS.md #2", "score-bad-attack-override": "REQUESTS.md #2",
-    "no-queries": "REQUESTS.md #3", "seed-too-large": "REQUESTS.md #3",
-    "seed-negative": "REQUESTS.md #3", "bad-data-with-overwrite": "REQUESTS.md #4",
-}
 
 
 @pytest.mark.parametrize(
     "name,setup,args,words,dataset",
-    [pytest.param(*c, id=c[0], marks=[pytest.mark.xfail(reason=XFAIL[c[0]], strict=True)]
-                  if c[0] in XFAIL else []) for c in CASES])
+    [pytest.param(*c, id=c[0]) for c in CASES])
 def test_bad_input_one_line_error_and_nothing_touched(tmp_path, capsys, monkeypatch, name, setup,
                                                       args, words, dataset):
     fake_run(tmp_path / "prev")
@@ -283,3 +276,10 @@ def test_real_entry_point_prints_one_line(tmp_path, kind):
     assert all(w in lines[0] for w in case[3])
     assert H.tree_state(tmp_path) == before
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_config_attack_names_match_the_attacks_package():
+    import jaxmem.attacks
+    from jaxmem import config
+
+    assert tuple(config.ATTACKS) == tuple(jaxmem.attacks.ATTACKS)

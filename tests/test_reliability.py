@@ -284,7 +284,6 @@ def test_atomic_writes_get_a_new_files_usual_mode(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="REQUESTS.md #5", strict=True)
 def test_resume_with_another_chunk_size_keeps_finished_shards():
     """chunk_size may change between invocations: finished shards are kept, never retrained."""
     ref = H.finished_reference()
@@ -304,7 +303,6 @@ def test_resume_with_another_chunk_size_keeps_finished_shards():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="REQUESTS.md #6", strict=True)
 def test_sigterm_without_checkpoint_every_stops_mid_chunk():
     """With the default checkpoint_every=0, SIGTERM still saves at the next epoch boundary and
     stops; it does not wait for the chunk's remaining epochs (here 10000 short epochs, seconds)."""
@@ -344,7 +342,6 @@ def test_remove_stale_tmp_removes_only_killed_writes(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="REQUESTS.md #7", strict=True)
 def test_resume_removes_temporaries_of_killed_writes():
     wd = H.fresh_dir("stale")
     p = H.start(wd)
