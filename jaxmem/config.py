@@ -25,7 +25,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    source: str = "digits"          # digits | mnist1d | tfds:NAME
+    source: str = "digits"          # digits | digits_tokens | mnist1d | tfds:NAME
     data_dir: typing.Optional[str] = None
     label_noise: float = 0.0        # fraction of train labels flipped to another class
     noise_seed: int = 0
@@ -280,8 +280,12 @@ def validate(cfg: Config) -> None:
     for key in ("duplicates", "canaries", "max_train", "max_test"):
         _positive(f"data.{key}", getattr(d, key), strict=False)
     _positive("data.duplicate_copies", d.duplicate_copies)
-    if not (d.source in ("digits", "mnist1d") or d.source.startswith("tfds:")):
-        raise ConfigError(f"data.source: must be digits, mnist1d or tfds:NAME, got {d.source!r}")
+    if not (d.source in ("digits", "digits_tokens", "mnist1d") or d.source.startswith("tfds:")):
+        raise ConfigError(f"data.source: must be digits, digits_tokens, mnist1d or tfds:NAME, "
+                          f"got {d.source!r}")
+    if cfg.model.name == "transformer" and not d.source.endswith("tokens"):
+        raise ConfigError(f"model.name: the transformer takes token sequences; use a token source "
+                          f"(e.g. data.source=digits_tokens), got {d.source!r}")
     if cfg.scoring.targets < 0 or cfg.scoring.targets > s.num_models:
         raise ConfigError(f"scoring.targets: must be in [0, num_models], got {cfg.scoring.targets}")
     if any(h <= 0 for h in cfg.model.hidden) or any(c <= 0 for c in cfg.model.channels):

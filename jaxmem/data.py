@@ -278,6 +278,24 @@ def digits_split(labels: np.ndarray, test_fraction: float = DIGITS_TEST_FRACTION
     return test
 
 
+def _load_digits_tokens() -> Dataset:
+    """The digits as token sequences for the transformer: the 64 raw pixel intensities (0..16,
+    row-major) as int32 tokens, vocabulary 17; same split and ids as ``digits``."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    tokens = np.asarray(bunch.data, np.int32)  # [N, 64], values 0..16
+    labels = np.asarray(bunch.target, np.int64)
+    test = digits_split(labels)
+    ids = np.arange(len(labels))
+    meta = {"source": "digits_tokens", "origin": "sklearn.datasets.load_digits",
+            "raw_sha256": hashlib.sha256(tokens.tobytes() + labels.tobytes()).hexdigest()[:16],
+            "vocab_size": 17, "preprocessing": "raw 0..16 pixel intensities as tokens"}
+    tr, te = ~test, test
+    return _dataset("digits_tokens", tokens[tr], labels[tr], ids[tr], tokens[te], labels[te],
+                    ids[te], 10, meta)
+
+
 def _load_digits() -> Dataset:
     from sklearn.datasets import load_digits
 
@@ -456,11 +474,13 @@ def load(source: str, *, data_dir: str | None = None, download: bool = False) ->
     """
     if source == "digits":
         return _load_digits()
+    if source == "digits_tokens":
+        return _load_digits_tokens()
     if source == "mnist1d":
         return _load_mnist1d()
     if source.startswith("tfds:"):
         return _load_tfds(source[len("tfds:"):], data_dir, download)
-    raise DataError(f"unknown data source {source!r}; use 'digits', 'mnist1d' or 'tfds:NAME'")
+    raise DataError(f"unknown data source {source!r}; use 'digits', 'digits_tokens', 'mnist1d' or 'tfds:NAME'")
 
 
 # --------------------------------------------------------------------------- transforms

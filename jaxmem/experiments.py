@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import inspect
 import math
 import shutil
 import time
@@ -397,16 +398,26 @@ def analyze_dp_sgd(cfg, workdir, runs, log):
     return {"rows": rows, "dp": rows, "files": {k: str(v) for k, v in files.items()}}
 
 
-def _param_count(c) -> int:
+def _param_count(c, run) -> int:
     import jax
 
     from jaxmem.models import count_params
     from jaxmem.train import make_model
 
-    model = make_model(c, 10)
-    shape = (1, 8, 8, 1) if c.data.source == "digits" else (1, 40)
-    v = jax.eval_shape(lambda k: model.init(k, np.zeros(shape, np.float32)), jax.random.key(0))
+    model = make_model(c, int(run.dataset["num_classes"]))
+    shape = (1, *run.dataset["input_shape"])
+    dtype = np.int32 if c.model.name == "transformer" else np.float32
+    v = jax.eval_shape(lambda k: model.init(k, np.zeros(shape, dtype)), jax.random.key(0))
     return count_params(v)
+
+
+def _size(c) -> str:
+    m = c.model
+    if m.name == "mlp":
+        return str(m.hidden)
+    if m.name == "transformer":
+        return f"d{m.d_model}x{m.num_layers}"
+    return str(m.channels)
 
 
 def _sweep_rows(cfg, runs, extra=None, attacks=("lira_online",)):
@@ -435,9 +446,8 @@ def analyze_capacity(cfg, workdir, runs, log):
         flipped = _id_mask(run, "label_noise", "flipped_ids")
         fitted = (s.correct * s.keep)[s.ok][:, flipped].sum() / max(s.keep[s.ok][:, flipped].sum(), 1)
         ok = np.isfinite(mem.mem)
-        return {"model": c.model.name,
-                "size": str(c.model.hidden if c.model.name == "mlp" else c.model.channels),
-                "params": _param_count(c), "label_noise": c.data.label_noise,
+        return {"model": c.model.name, "size": _size(c),
+                "params": _param_count(c, run), "label_noise": c.data.label_noise,
                 "noisy_fit": float(fitted) if flipped.any() else None,
                 "noisy_label_auroc": roc_auc(mem.mem[ok], flipped[ok]) if flipped.any() else None}
 
@@ -458,8 +468,7 @@ def analyze_capacity(cfg, workdir, runs, log):
 
     files = {"memorization_vs_params": _figure(workdir / "mem_vs_params.png", draw),
              "table": _write_csv(workdir / "capacity.csv", rows)}
-    return {"rows": rows, "transformer": "not run: the trainer feeds float images, the transformer "
-            "needs int tokens (see experiments/README.md)", "files": files}
+    return {"rows": rows, "files": files}
 
 
 def analyze_regularization(cfg, workdir, runs, log):
@@ -778,6 +787,13 @@ def run_experiment(cfg: cfgmod.Config, workdir, *, overwrite: bool = False, prog
     if kind not in ANALYSES:
         raise cfgmod.ConfigError(f"experiment.kind: unknown analysis {kind!r} "
                                  f"(known: {', '.join(sorted(ANALYSES))})")
+    fn = ANALYSES[kind]
+    params = dict(cfg.experiment.params)
+    allowed = [p for p in inspect.signature(fn).parameters if p not in ("cfg", "workdir", "runs", "log")]
+    for k in params:
+        if k not in allowed:
+            raise cfgmod.ConfigError(f"experiment.params.{k}: not a parameter of the {kind!r} "
+                                     f"analysis (it takes: {', '.join(allowed) or 'none'})")
     marker = workdir / "experiment.json"
     if workdir.exists() and any(workdir.iterdir()) and not marker.exists():
         raise RunError(f"{workdir}: exists, is not empty and is not a jaxmem experiment")
@@ -797,7 +813,7 @@ def run_experiment(cfg: cfgmod.Config, workdir, *, overwrite: bool = False, prog
         return {}
     runs = {name: load_run(workdir / "variants" / name) for name, _ in variants}
     log(f"[{kind}] analysis")
-    summary = ANALYSES[kind](cfg, workdir, runs, log)
+    summary = fn(cfg, workdir, runs, log, **params)
     summary = {"experiment": kind, "name": cfg.name, "variants": list(runs),
                "seconds": time.time() - t0, **summary}
     summary = _json_safe(summary)

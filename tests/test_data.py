@@ -479,3 +479,15 @@ def test_fingerprint_detects_changes(digits):
     ids[[0, 1]] = ids[[1, 0]]
     assert D.dataset_fingerprint(dataclasses.replace(digits, ids_test=ids)) != fp
     assert D.dataset_fingerprint(dataclasses.replace(digits, meta={})) == fp  # arrays only
+
+
+def test_digits_tokens_are_raw_pixels_with_the_digits_split():
+    from sklearn.datasets import load_digits
+
+    tok, img = D.load("digits_tokens"), D.load("digits")
+    assert tok.x_train.dtype == np.int32 and tok.x_train.shape == (img.num_train, 64)
+    np.testing.assert_array_equal(tok.ids_train, img.ids_train)
+    np.testing.assert_array_equal(tok.y_test, img.y_test)
+    raw = load_digits().data.astype(np.int32)
+    np.testing.assert_array_equal(tok.x_train, raw[tok.ids_train])
+    assert 0 <= tok.x_train.min() and tok.x_train.max() <= 16

@@ -193,3 +193,11 @@ def test_quick_variant_at_reduced_size(name, tmp_path):
             assert {"auc", "tpr_at_0.001_fpr", "epsilon_lower_bound", "test_accuracy"} <= set(r)
     if name in ("capacity", "regularization"):
         assert len(s["rows"]) == len(cfg.experiment.variants)
+
+
+def test_experiment_params_reach_the_analysis_and_unknown_ones_are_refused(tmp_path):
+    cfg = cfgmod.load_config(ROOT / "experiments" / "label_noise.toml",
+                             TINY + ['experiment.params={"no_such_parameter": 1}'])
+    with pytest.raises(cfgmod.ConfigError, match="experiment.params.no_such_parameter"):
+        X.run_experiment(cfg, tmp_path / "p", progress=False, log=lambda *a: None)
+    assert not (tmp_path / "p").exists()   # refused before any work
