@@ -310,11 +310,11 @@ def execute(cfg: cfgmod.Config, workdir, *, overwrite: bool = False, progress: b
     """Train (or resume, or grow) the run in ``workdir``, then score it. Returns the summary."""
     workdir = Path(workdir)
     blocks = _check_workdir(workdir, cfg, overwrite) if process_id == 0 else None
-    if process_id != 0:
-        _wait_for(workdir / "design.json", "the coordinator's design")
-        blocks = load_json(workdir / "design.json")["blocks"]
-        if sum(b["count"] for b in blocks) != cfg.subsets.num_models:
-            blocks = None
+    if process_id != 0:  # the coordinator's design, once it covers this many models
+        design = workdir / "design.json"
+        _wait_for(design, "the coordinator's design", ready=lambda: sum(
+            b["count"] for b in load_json(design)["blocks"]) == cfg.subsets.num_models)
+        blocks = load_json(design)["blocks"]
     ds = build_dataset(cfg)
     blocks = _design_blocks(cfg, blocks)
     groups = None
@@ -361,19 +361,25 @@ def execute(cfg: cfgmod.Config, workdir, *, overwrite: bool = False, progress: b
     if process_id != 0:
         return {}
     if num_processes > 1:  # the other processes' shards
-        K = _chunk_size(cfg)
-        for a, b in _chunks(blocks, K):
-            _wait_for(workdir / "shards" / _shard_name(a, b), f"models {a}..{b - 1}")
+        _wait_for(workdir / "shards", "the other processes' shards",
+                  ready=lambda: _covered(workdir, keep.shape[0]).all())
     assemble(workdir, keep.shape[0])
     return score(workdir, log=log)
 
 
-def _wait_for(path: Path, what: str, timeout: float = 3600.0):
+def _wait_for(path: Path, what: str, timeout: float = 3600.0, ready=None):
     t0 = time.time()
-    while not path.exists():
+    while not (path.exists() and (ready is None or _safe(ready))):
         if time.time() - t0 > timeout:
             raise RunError(f"timed out waiting for {what} ({path})")
         time.sleep(0.2)
+
+
+def _safe(pred) -> bool:
+    try:
+        return bool(pred())
+    except RunError:
+        return False
 
 
 def _chunk_size(cfg) -> int:
