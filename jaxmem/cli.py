@@ -4,6 +4,8 @@
     jaxmem score DIR [--set scoring.attacks='["lira_online"]']
     jaxmem report DIR
     jaxmem config [EXPERIMENT] [--set key=value ...]
+    jaxmem import-lira SRC --workdir DIR     (the LiRA reference code's experiment folders)
+    jaxmem export-lira DIR DEST
 
 EXPERIMENT is a TOML file under ``experiments/`` (a name or a path); without one, the embedded
 digits experiment runs. Problems with the config, the data or a run directory end with a one-line
@@ -68,6 +70,16 @@ def _parser():
     rep = sub.add_parser("report", help="write a self-contained HTML report of a run")
     rep.add_argument("workdir")
     rep.add_argument("--output", default=None, help="default: WORKDIR/report.html")
+
+    im = sub.add_parser("import-lira", help="make a jaxmem run from the LiRA reference layout")
+    im.add_argument("src", help="folder with experiment-*/keep.npy and experiment-*/logits/")
+    im.add_argument("--workdir", required=True)
+    im.add_argument("--overwrite", action="store_true")
+    im.add_argument("--epoch", type=int, default=None, help="default: each model's last")
+
+    ex = sub.add_parser("export-lira", help="write a run in the LiRA reference layout")
+    ex.add_argument("workdir")
+    ex.add_argument("dest")
 
     c = sub.add_parser("config", help="print the resolved, validated config as JSON")
     c.add_argument("experiment", nargs="?", default=None)
@@ -168,6 +180,21 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_import_lira(args) -> int:
+    from jaxmem.run import import_lira, score
+
+    import_lira(args.src, args.workdir, overwrite=args.overwrite, epoch=args.epoch)
+    _print_summary(score(args.workdir), args.workdir)
+    return 0
+
+
+def _cmd_export_lira(args) -> int:
+    from jaxmem.run import export_lira
+
+    print(export_lira(args.workdir, args.dest))
+    return 0
+
+
 def _cmd_config(args) -> int:
     cfg = cfgmod.load_config(args.experiment, args.overrides)
     print(json.dumps(cfgmod.to_dict(cfg), indent=2))
@@ -180,7 +207,8 @@ def main(argv=None) -> int:
 
     try:
         return {"run": _cmd_run, "score": _cmd_score, "report": _cmd_report,
-                "config": _cmd_config}[args.cmd](args)
+                "config": _cmd_config, "import-lira": _cmd_import_lira,
+                "export-lira": _cmd_export_lira}[args.cmd](args)
     except (cfgmod.ConfigError, RunError, DataError) as e:
         print(f"jaxmem: error: {e}", file=sys.stderr)
         return 2

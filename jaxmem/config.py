@@ -280,7 +280,8 @@ def validate(cfg: Config) -> None:
     for key in ("duplicates", "canaries", "max_train", "max_test"):
         _positive(f"data.{key}", getattr(d, key), strict=False)
     _positive("data.duplicate_copies", d.duplicate_copies)
-    if not (d.source in ("digits", "digits_tokens", "mnist1d") or d.source.startswith("tfds:")):
+    if not (d.source in ("digits", "digits_tokens", "mnist1d") or d.source.startswith("tfds:")
+            or d.source.startswith("external:")):
         raise ConfigError(f"data.source: must be digits, digits_tokens, mnist1d or tfds:NAME, "
                           f"got {d.source!r}")
     if cfg.model.name == "transformer" and not d.source.endswith("tokens"):
