@@ -267,6 +267,10 @@ def validate(cfg: Config) -> None:
     if not 0.0 <= t.label_smoothing < 1.0:
         raise ConfigError(f"train.label_smoothing: must be in [0, 1), got {t.label_smoothing}")
     if t.dp.enabled:
+        if cfg.model.name in ("resnet_airbench", "wrn") or (cfg.model.name == "cnn" and
+                                                            cfg.model.batch_norm):
+            raise ConfigError(f"train.dp.enabled: DP-SGD needs per-example gradients, which "
+                              f"BatchNorm does not allow; model {cfg.model.name!r} uses it")
         _positive("train.dp.clip_norm", t.dp.clip_norm)
         _positive("train.dp.noise_multiplier", t.dp.noise_multiplier, strict=False)
         if not 0.0 < t.dp.delta < 1.0:

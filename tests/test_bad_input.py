@@ -108,6 +108,8 @@ def _set(*items):
 # "prev" is an existing run; config and data errors aimed at it with --overwrite must leave it be.
 CASES = [
     # ---- config: unknown keys, wrong types, out-of-range values, names
+    ("dp-with-batchnorm", None, lambda t: RUN + [str(t / "new")] + _set("train.dp.enabled=true")
+     + _set("model.name=wrn"), ["train.dp.enabled", "BatchNorm"]),
     ("unknown-top-key", None, lambda t: RUN + [str(t / "prev"), "--overwrite"] + _set("bogus=1"),
      ["bogus", "unknown key"]),
     ("unknown-nested-key", None, lambda t: RUN + [str(t / "new")] + _set("train.bogus=1"),
