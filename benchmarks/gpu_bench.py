@@ -52,12 +52,13 @@ def _timeit(fn, *args, reps=3):
 
 # ----------------------------------------------------------------------------------------- correct
 _CORRECT_SNIPPET = r"""
-import json, sys, numpy as np, jax, jax.numpy as jnp
+import json, os, sys, numpy as np, jax, jax.numpy as jnp
+sys.path.insert(0, os.path.join(os.getcwd(), "benchmarks"))
+from train_throughput import load_digits_or_standin
 from jaxmem.config import load_config
-from jaxmem.data import load
 from jaxmem.subsets import balanced_keep
 from jaxmem.train import Trainer, steps_per_epoch_max
-ds = load("digits"); M = 8
+ds = load_digits_or_standin(); M = 8
 cfg = load_config(None, [f"subsets.num_models={M}", "train.epochs=5", "scoring.attacks=[]"])
 keep = balanced_keep(0, M, ds.num_train)
 tr = Trainer(cfg, jnp.asarray(ds.x_train), jnp.asarray(ds.y_train), 10, steps_per_epoch_max(keep, 128))
@@ -95,10 +96,9 @@ def bench_mlp(K, loop_models):
     sys.path.insert(0, os.path.dirname(__file__))
     import train_throughput as T
 
-    from jaxmem.data import load
     from jaxmem.subsets import balanced_keep
 
-    ds = load("digits")
+    ds = T.load_digits_or_standin()
     keep = balanced_keep(0, K, ds.num_train)
     stacked, acc_s, _ = T.bench_jaxmem(ds, keep, K)
     loop, acc_l = T.bench_jax_loop(ds, keep[:loop_models])
