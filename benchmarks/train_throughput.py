@@ -40,25 +40,15 @@ def load_digits_or_standin():
     try:
         return load("digits")
     except ImportError:
-        import dataclasses
+        from types import SimpleNamespace
 
         r = np.random.default_rng(0)
         centers = r.normal(size=(10, 8, 8, 1)).astype(np.float32)
         y = r.integers(0, 10, 1797).astype(np.int32)
         x = (centers[y] + 1.5 * r.normal(size=(1797, 8, 8, 1))).astype(np.float32)
-
-        @dataclasses.dataclass
-        class _DS:
-            x_train: np.ndarray = x[:1438]
-            y_train: np.ndarray = y[:1438]
-            x_test: np.ndarray = x[1438:]
-            y_test: np.ndarray = y[1438:]
-            num_train: int = 1438
-            num_test: int = 359
-            num_classes: int = 10
-
         print("(scikit-learn missing: synthetic stand-in for digits)")
-        return _DS()
+        return SimpleNamespace(x_train=x[:1438], y_train=y[:1438], x_test=x[1438:],
+                               y_test=y[1438:], num_train=1438, num_test=359, num_classes=10)
 
 
 def batch_indices(keep_row, seed, steps=STEPS, batch=BATCH):
