@@ -288,9 +288,6 @@ def validate(cfg: Config) -> None:
             or d.source.startswith("external:")):
         raise ConfigError(f"data.source: must be digits, digits_tokens, mnist1d or tfds:NAME, "
                           f"got {d.source!r}")
-    if cfg.model.name == "transformer" and not d.source.endswith("tokens"):
-        raise ConfigError(f"model.name: the transformer takes token sequences; use a token source "
-                          f"(e.g. data.source=digits_tokens), got {d.source!r}")
     if cfg.scoring.targets < 0 or cfg.scoring.targets > s.num_models:
         raise ConfigError(f"scoring.targets: must be in [0, num_models], got {cfg.scoring.targets}")
     if any(h <= 0 for h in cfg.model.hidden) or any(c <= 0 for c in cfg.model.channels):

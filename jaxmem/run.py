@@ -320,6 +320,10 @@ def execute(cfg: cfgmod.Config, workdir, *, overwrite: bool = False, progress: b
             b["count"] for b in load_json(design)["blocks"]) == cfg.subsets.num_models)
         blocks = load_json(design)["blocks"]
     ds = build_dataset(cfg)
+    if cfg.model.name == "transformer" and not np.issubdtype(ds.x_train.dtype, np.integer):
+        raise RunError(f"model.name: the transformer takes token sequences, and data.source="
+                       f"{cfg.data.source!r} gives {ds.x_train.dtype} inputs; use a token source "
+                       f"(e.g. data.source=digits_tokens)")
     blocks = _design_blocks(cfg, blocks)
     groups = None
     if cfg.subsets.design == "leave_group_out":

@@ -155,6 +155,7 @@ class Trainer:
             raise ValueError("train.dp.enabled: DP-SGD needs per-example gradients, which BatchNorm "
                              "does not allow; choose a model without batch_norm")
         self._train_fns: dict = {}
+        self._keys: dict = {}
 
     # ----- one model ------------------------------------------------------------------------
     def _init_one(self, key):
@@ -294,9 +295,13 @@ class Trainer:
         return state, aux
 
     def chunk_keys(self, model_ids):
-        ids = np.asarray(model_ids)
-        return {name: model_keys(self.cfg.seed, s, ids) for name, s in
-                (("data", DATA), ("dropout", DROPOUT), ("augment", AUGMENT), ("dp", DP_NOISE))}
+        """Per-model keys of each stream for a chunk (cached: a chunk trains epoch by epoch)."""
+        ids = tuple(int(m) for m in np.asarray(model_ids))
+        if self._keys.get("ids") != ids:
+            self._keys = {"ids": ids, "keys": {
+                name: model_keys(self.cfg.seed, s, np.asarray(ids)) for name, s in
+                (("data", DATA), ("dropout", DROPOUT), ("augment", AUGMENT), ("dp", DP_NOISE))}}
+        return self._keys["keys"]
 
     def train_epochs(self, state, aux, keep_rows, model_ids, epoch0: int, num_epochs: int):
         """Train a stacked chunk for ``num_epochs`` epochs starting at ``epoch0`` (jitted once per
