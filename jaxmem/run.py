@@ -566,7 +566,6 @@ def assemble(workdir: Path, num_models: int):
 def score(workdir, *, log=print) -> dict:
     """Estimators and attacks on a finished run; writes results/ and summary.json."""
     from jaxmem import attacks, estimators
-    from jaxmem import signals as sig
 
     workdir = Path(workdir)
     run = load_run(workdir)
@@ -574,14 +573,14 @@ def score(workdir, *, log=print) -> dict:
     keep, labels, test_labels = run.keep, run.labels, run.test_labels
     diverged = run.diverged
     ok = ~diverged
-    logits = np.asarray(run.logits, dtype=np.float32)
-    test_logits = np.asarray(run.test_logits, dtype=np.float32)
     res = workdir / "results"
     res.mkdir(exist_ok=True)
-
-    correct = sig.correctness(logits[:, :, 0], labels[None])
-    test_correct = sig.correctness(test_logits[:, :, 0], test_labels[None])
-    test_acc = test_correct.mean(1)
+    want_p = any(a.startswith("rmia") for a in cfg.scoring.attacks)
+    want_loss = "loss" in cfg.scoring.attacks
+    sg = _signals(run.logits, labels, want_p, want_loss)   # streamed over blocks of models
+    tsg = _signals(run.test_logits, test_labels, want_p, False)
+    correct, phi = sg["correct"], sg["phi"]
+    test_acc = tsg["correct"].mean(1) if len(test_labels) else np.full(len(keep), np.nan)
     mem = estimators.memorization(keep, correct, model_mask=ok)
     ids = run.example_ids
     order = np.argsort(-np.nan_to_num(mem.mem, nan=-np.inf), kind="stable")
@@ -591,19 +590,16 @@ def score(workdir, *, log=print) -> dict:
                      f"{mem.n_in[i]},{mem.n_out[i]}")
     save_text(res / "memorization.csv", "\n".join(lines) + "\n")
 
-    phi = np.asarray(sig.logit_scaled_confidence(logits.astype(np.float64), labels[None, :, None]))
     targets = None
     if cfg.scoring.targets:
         targets = np.flatnonzero(ok)[: cfg.scoring.targets]
     attack_summary, curves = {}, {}
     if cfg.scoring.attacks:
         extra = {}
-        if any(a.startswith("rmia") for a in cfg.scoring.attacks):
-            extra["p"] = np.asarray(sig.true_class_probability(logits[:, :, 0], labels[None]))
-            extra["p_pop"] = np.asarray(sig.true_class_probability(test_logits[:, :, 0],
-                                                                   test_labels[None]))
-        if "loss" in cfg.scoring.attacks:
-            extra["loss"] = np.asarray(sig.cross_entropy(logits[:, :, 0], labels[None]))
+        if want_p:
+            extra["p"], extra["p_pop"] = sg["p"], tsg["p"]
+        if want_loss:
+            extra["loss"] = sg["loss"]
         n_targets = len(targets) if targets is not None else int(ok.sum())
         keep_scores = n_targets * keep.shape[1] <= 50_000_000   # scores only for the ROC figure
         ev = attacks.evaluate(phi, keep, attacks=tuple(cfg.scoring.attacks), targets=targets,
@@ -659,6 +655,30 @@ def score(workdir, *, log=print) -> dict:
                          "delta": cfg.train.dp.delta}
     save_json(workdir / "summary.json", summary)
     return summary
+
+
+def _signals(logits, labels, want_p: bool, want_loss: bool, block: int = 64) -> dict:
+    """Per-example signals from (memory-mapped) logits [M, N, A, C], streamed over blocks of
+    models so that memory holds one block of logits: correctness [M, N] (identity query), φ
+    [M, N, A] (computed in float64 as the LiRA reference code does, stored float32), and on
+    request p_y and the loss [M, N] (identity query)."""
+    from jaxmem import signals as sig
+
+    M, N, A = logits.shape[:3]
+    out = {"correct": np.zeros((M, N), np.float32), "phi": np.zeros((M, N, A), np.float32)}
+    if want_p:
+        out["p"] = np.zeros((M, N), np.float32)
+    if want_loss:
+        out["loss"] = np.zeros((M, N), np.float32)
+    for a in range(0, M, block):
+        z = np.asarray(logits[a : a + block], dtype=np.float64)
+        out["correct"][a : a + block] = sig.correctness(z[:, :, 0], labels[None])
+        out["phi"][a : a + block] = sig.logit_scaled_confidence(z, labels[None, :, None])
+        if want_p:
+            out["p"][a : a + block] = sig.true_class_probability(z[:, :, 0], labels[None])
+        if want_loss:
+            out["loss"][a : a + block] = sig.cross_entropy(z[:, :, 0], labels[None])
+    return out
 
 
 def _plots(res: Path, mem, curves) -> dict:
