@@ -155,7 +155,7 @@ class Trainer:
             raise ValueError("train.dp.enabled: DP-SGD needs per-example gradients, which BatchNorm "
                              "does not allow; choose a model without batch_norm")
         self._train_fns: dict = {}
-        self._keys: dict = {}
+        self._cache: dict = {}   # the chunk in training (see _chunk)
 
     # ----- one model ------------------------------------------------------------------------
     def _init_one(self, key):
@@ -294,14 +294,23 @@ class Trainer:
         aux = (jnp.zeros(K, bool), jnp.full(K, jnp.nan, jnp.float32))
         return state, aux
 
-    def chunk_keys(self, model_ids):
-        """Per-model keys of each stream for a chunk (cached: a chunk trains epoch by epoch)."""
+    def _chunk(self, model_ids, keep_rows):
+        """What stays fixed while a chunk trains epoch by epoch, computed once per chunk: the
+        host copy of its keep rows, the per-model step counts (on device) and stream keys."""
         ids = tuple(int(m) for m in np.asarray(model_ids))
-        if self._keys.get("ids") != ids:
-            self._keys = {"ids": ids, "keys": {
-                name: model_keys(self.cfg.seed, s, np.asarray(ids)) for name, s in
-                (("data", DATA), ("dropout", DROPOUT), ("augment", AUGMENT), ("dp", DP_NOISE))}}
-        return self._keys["keys"]
+        c = self._cache
+        same_rows = c.get("rows_in") is keep_rows or (
+            isinstance(keep_rows, np.ndarray) and "rows" in c and
+            np.array_equal(c["rows"], keep_rows))        # (a device array is not copied back)
+        if c.get("ids") != ids or not same_rows:
+            rows = np.asarray(keep_rows)
+            c.clear()
+            c.update(ids=ids, rows_in=keep_rows, rows=rows,
+                     counts=tuple(jnp.asarray(a) for a in self.step_counts(rows)),
+                     keys={name: model_keys(self.cfg.seed, s, np.asarray(ids)) for name, s in
+                           (("data", DATA), ("dropout", DROPOUT), ("augment", AUGMENT),
+                            ("dp", DP_NOISE))})
+        return c
 
     def train_epochs(self, state, aux, keep_rows, model_ids, epoch0: int, num_epochs: int):
         """Train a stacked chunk for ``num_epochs`` epochs starting at ``epoch0`` (jitted once per
@@ -312,13 +321,11 @@ class Trainer:
                 one = functools.partial(self._train_one, epoch0=epoch0, num_epochs=num_epochs)
                 return self._map_models(one, state, aux, orders, n_in, spe, total, keys)
             fn = self._train_fns[("train", num_epochs)] = jax.jit(run, donate_argnums=(0,))
-        rows = np.asarray(keep_rows)
-        n_in, spe, total = self.step_counts(rows)
-        orders = epoch_orders(self.cfg.seed, model_ids, rows, epoch0, num_epochs)
+        c = self._chunk(model_ids, keep_rows)
+        orders = epoch_orders(self.cfg.seed, c["ids"], c["rows"], epoch0, num_epochs)
         if isinstance(keep_rows, jax.Array) and hasattr(keep_rows.sharding, "spec"):
             orders = jax.device_put(orders, keep_rows.sharding)
-        return fn(state, aux, orders, jnp.asarray(n_in), jnp.asarray(spe), jnp.asarray(total),
-                  self.chunk_keys(model_ids), jnp.int32(epoch0))
+        return fn(state, aux, orders, *c["counts"], c["keys"], jnp.int32(epoch0))
 
     def step_counts(self, keep_rows: np.ndarray):
         """Per model: examples IN, steps per epoch ceil(n_in / B), total steps round(epochs * S)."""
