@@ -481,17 +481,17 @@ def _main_thread():
 
 
 def _train_chunk(trainer, cfg, rows, ids, ckpt_dir: Path, stop, sharding):
-    """Train one chunk, checkpointing every ``checkpoint_every`` epochs with orbax."""
+    """Train one chunk epoch by epoch (where SIGTERM can stop), checkpointing with orbax every
+    ``checkpoint_every`` epochs and on SIGTERM."""
     import jax
-    import numpy as np
 
-    every = cfg.train.checkpoint_every or 1   # epoch boundaries are where SIGTERM can stop
+    from jaxmem import checkpoint
+
+    every = cfg.train.checkpoint_every or 1
     state, aux = trainer.init_chunk(ids)
     epoch0, correct = 0, []
     mngr = None
     if cfg.train.checkpoint_every or ckpt_dir.exists():   # (also the checkpoint SIGTERM saved)
-        from jaxmem import checkpoint
-
         mngr = checkpoint.manager(ckpt_dir)
         restored = checkpoint.restore(mngr, (state, aux))
         if restored is not None:
@@ -503,22 +503,21 @@ def _train_chunk(trainer, cfg, rows, ids, ckpt_dir: Path, stop, sharding):
         n = min(every, trainer.num_epochs - epoch0)
         state, aux, c = trainer.train_epochs(state, aux, rows, ids, epoch0, n)
         if c is not None:
-            correct.append(np.asarray(c))
+            correct.append(c)            # stays on device until a checkpoint or the end
         epoch0 += n
         if cfg.train.checkpoint_every and epoch0 < trainer.num_epochs and \
                 epoch0 % cfg.train.checkpoint_every == 0:
-            checkpoint.save(mngr, epoch0, (state, aux), correct)
+            checkpoint.save(mngr, epoch0, (state, aux), [np.asarray(x) for x in correct])
         if stop["flag"] and epoch0 < trainer.num_epochs:
-            from jaxmem import checkpoint
-
             mngr = mngr or checkpoint.manager(ckpt_dir)
             if mngr.latest_step() != epoch0:
-                checkpoint.save(mngr, epoch0, (state, aux), correct)
+                checkpoint.save(mngr, epoch0, (state, aux), [np.asarray(x) for x in correct])
             mngr.close()
             raise _Stop()
     if mngr is not None:
         mngr.close()
-    return state, aux, (np.concatenate(correct, axis=1) if correct else None)
+    return state, aux, (np.concatenate([np.asarray(x) for x in correct], axis=1)
+                        if correct else None)
 
 
 def assemble(workdir: Path, num_models: int):
