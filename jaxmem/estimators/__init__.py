@@ -13,6 +13,7 @@ from jaxmem.estimators.exposure import SkewNormalExposure, exposure_rank, exposu
 from jaxmem.estimators.forgetting import ForgettingEvents, forgetting_events
 from jaxmem.estimators.influence import (
     GroupKeep,
+    InfluenceResult,
     SubsetEffect,
     TopInfluence,
     group_keep_from_ids,
@@ -37,6 +38,7 @@ __all__ = [
     "CScoreResult",
     "cscore",
     "influence",
+    "InfluenceResult",
     "TopInfluence",
     "top_influencers",
     "SubsetEffect",

@@ -5,6 +5,12 @@ infl = Aᵀ @ test_metric with A[m, i] = keep[m,i]/n_in[i] − (1 − keep[m,i])
 [N, T] product is computed in blocks of training × test examples, written into a dense array, a
 memory-mapped ``.npy`` file, or reduced on the fly to the top-k training examples per test
 example, so N=50,000 × T=10,000 with M=1,000 never holds more than a few blocks in memory.
+
+Standard errors (optional) follow ``memorization``: two independent means,
+stderr = sqrt(s²_in/n_in + s²_out/n_out) with ddof=1 sample variances, NaN when either side has
+fewer than 2 models. They need only first and second moments per side, again matrix products:
+S = K_sideᵀ @ c and Q = K_sideᵀ @ c² with c the metric centred by its mean over the used models
+(the variance is shift-invariant; centring keeps Q − S²/n from cancelling for offset metrics).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmem.estimators._common import (
+    BLOCK_ELEMENTS,
     as_keep,
     as_model_mask,
     block_size,
@@ -29,6 +36,7 @@ from jaxmem.estimators._common import (
 
 __all__ = [
     "influence",
+    "InfluenceResult",
     "TopInfluence",
     "top_influencers",
     "SubsetEffect",
@@ -40,11 +48,19 @@ __all__ = [
 DEFAULT_BLOCK = (4096, 4096)
 
 
+class InfluenceResult(NamedTuple):
+    influence: np.ndarray  # [N, T] mean_IN − mean_OUT (dense or a read-only memmap)
+    stderr: np.ndarray  # [N, T] sqrt(s²_in/n_in + s²_out/n_out), ddof=1 (dense or a read-only memmap)
+    n_in: np.ndarray  # [N] number of (unmasked) models trained on i
+    n_out: np.ndarray  # [N] number of (unmasked) models not trained on i
+
+
 class TopInfluence(NamedTuple):
     indices: np.ndarray  # [T, k] training-example indices, most influential first
     values: np.ndarray  # [T, k] their influence (NaN where fewer than k finite values exist)
     n_in: np.ndarray  # [N]
     n_out: np.ndarray  # [N]
+    stderr: np.ndarray | None = None  # [T, k] stderr of ``values`` (``return_stderr=True`` only)
 
 
 class SubsetEffect(NamedTuple):
@@ -83,6 +99,42 @@ def _product_jit(a, c):
     return jnp.matmul(a.T, c, precision=jax.lax.Precision.HIGHEST)
 
 
+def _side_weights(xp, keep, mask, dt):
+    """W = [K_in | K_out] [M, 2·bn] over the unmasked models, and its column counts [2·bn]."""
+    m = mask[:, None]
+    w = xp.concatenate([keep & m, ~keep & m], axis=1).astype(dt)
+    return w, w.sum(0)
+
+
+def _welch_tile(xp, w, n, xc, dt):
+    """Influence and Welch stderr tiles [bn, bt] from side weights and the centred metric xc [M, bt]
+    (zero on unused models): S = Wᵀ xc, Q = Wᵀ xc² per side, var = max(Q − S²/n, 0)/(n − 1)."""
+    bn, bt = w.shape[1] // 2, xc.shape[1]
+    sq = _matmul(xp, w.T, xp.concatenate([xc, xc * xc], axis=1))  # [2·bn, 2·bt]
+    n = n[:, None]
+    n_in, n_out = n[:bn], n[bn:]
+    s_in, q_in, s_out, q_out = sq[:bn, :bt], sq[:bn, bt:], sq[bn:, :bt], sq[bn:, bt:]
+    zero, nan = xp.zeros((), dt), xp.asarray(np.nan, dt)
+    mu_in, mu_out = s_in / n_in, s_out / n_out
+    var_in = xp.maximum(q_in - s_in * mu_in, zero) / (n_in - 1)
+    var_out = xp.maximum(q_out - s_out * mu_out, zero) / (n_out - 1)
+    # Explicit NaN: XLA may turn x/0 into inf or 0 rather than NaN.
+    infl = xp.where((n_in > 0) & (n_out > 0), mu_in - mu_out, nan)
+    se = xp.where((n_in > 1) & (n_out > 1), xp.sqrt(var_in / n_in + var_out / n_out), nan)
+    return infl, se
+
+
+_side_weights_jit = jax.jit(partial(_side_weights, jnp), static_argnames="dt")
+_welch_tile_jit = jax.jit(partial(_welch_tile, jnp), static_argnames="dt")
+
+
+def _centred(xp, c, mask):
+    """c − its mean over the unmasked models, zero on masked-out models."""
+    m = xp.asarray(mask)[:, None]
+    mean = xp.where(m, c, 0).sum(0) / max(int(np.sum(mask)), 1)
+    return xp.where(m, c - mean, 0).astype(c.dtype)
+
+
 @partial(jax.jit, static_argnames="k")
 def _merge_topk_jit(best_v, best_i, block, offset, k):
     s = block.T  # [bt, bn], already sign-adjusted
@@ -105,8 +157,8 @@ def _merge_topk_np(best_v, best_i, block, offset, k):
     return np.take_along_axis(pv, order, 1), np.take_along_axis(np.take_along_axis(i, part, 1), order, 1)
 
 
-def _blocks(keep, test_metric, mask, dt, block):
-    """Yield (n0, t0, block [bn, bt]) of the influence matrix, plus n_in/n_out at the end.
+def _blocks(keep, test_metric, mask, dt, block, with_stderr=False):
+    """Yield (n0, t0, influence block [bn, bt], stderr block or None), plus n_in/n_out at the end.
 
     The JAX path pads N and T to whole blocks (one compiled shape); padded training columns
     have n_in = 0 and therefore NaN influence, padded test columns are zero.
@@ -119,23 +171,44 @@ def _blocks(keep, test_metric, mask, dt, block):
     if dt == "float64":
         keep_np = np.asarray(keep)
         c = np.asarray(test_metric, dtype=np.float64)
+        if with_stderr:
+            c = _centred(np, c, mask)
         for n0 in range(0, n, bn):
-            with np.errstate(divide="ignore", invalid="ignore"):
-                a, ni, no = _weights_kernel(np, keep_np[:, n0 : n0 + bn], mask, np.float64)
+            kb = keep_np[:, n0 : n0 + bn]
+            if with_stderr:
+                w, ns = _side_weights(np, kb, mask, np.float64)
+                ni, no = ns[: kb.shape[1]], ns[kb.shape[1] :]
+            else:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    a, ni, no = _weights_kernel(np, kb, mask, np.float64)
             n_in[n0 : n0 + bn], n_out[n0 : n0 + bn] = ni, no
             for t0 in range(0, t, bt):
-                yield n0, t0, a.T @ c[:, t0 : t0 + bt]
+                if with_stderr:
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        tile = _welch_tile(np, w, ns, c[:, t0 : t0 + bt], np.float64)
+                    yield n0, t0, *tile
+                else:
+                    yield n0, t0, a.T @ c[:, t0 : t0 + bt], None
     else:
         pad_n, pad_t = -n % bn, -t % bt
         keep_j = jnp.pad(jnp.asarray(keep), ((0, 0), (0, pad_n)))
         c = jnp.pad(jnp.asarray(test_metric, jnp.float32), ((0, 0), (0, pad_t)))
         mask_j = jnp.asarray(mask)
+        if with_stderr:
+            c = _centred(jnp, c, mask)
         for n0 in range(0, n + pad_n, bn):
-            a, ni, no = _weights_jit(keep_j[:, n0 : n0 + bn], mask_j, dt=jnp.float32)
+            if with_stderr:
+                a, ns = _side_weights_jit(keep_j[:, n0 : n0 + bn], mask_j, dt=jnp.float32)
+                ni, no = ns[:bn], ns[bn:]
+            else:
+                a, ni, no = _weights_jit(keep_j[:, n0 : n0 + bn], mask_j, dt=jnp.float32)
             w = min(bn, n - n0)
             n_in[n0 : n0 + w], n_out[n0 : n0 + w] = np.asarray(ni)[:w], np.asarray(no)[:w]
             for t0 in range(0, t + pad_t, bt):
-                yield n0, t0, _product_jit(a, c[:, t0 : t0 + bt])
+                if with_stderr:
+                    yield n0, t0, *_welch_tile_jit(a, ns, c[:, t0 : t0 + bt], dt=jnp.float32)
+                else:
+                    yield n0, t0, _product_jit(a, c[:, t0 : t0 + bt]), None
     yield n_in.astype(np.int64), n_out.astype(np.int64)
 
 
@@ -149,49 +222,127 @@ def _prepare(keep, test_metric, model_mask, dtype):
     return keep, test_metric, as_model_mask(model_mask, keep.shape[0]), resolve_dtype(dtype, test_metric)
 
 
-def influence(keep, test_correct, *, out=None, model_mask=None, dtype=None, block=DEFAULT_BLOCK):
+class _Output:
+    """An [N, T] result: a dense array, or a ``.npy`` file mapped one stripe of training rows at a
+    time (dropping the map of a written stripe hands its pages to the OS page cache, so resident
+    memory stays at about one stripe)."""
+
+    def __init__(self, path, shape, dtype):
+        self.path, self.stripe = path, None
+        if path is None:
+            self.arr = np.empty(shape, dtype=dtype)
+        else:
+            np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape).flush()
+            self.arr = None
+
+    def write(self, n0, t0, blk):
+        if self.path is not None and self.stripe != n0:
+            self.arr = None  # unmap the previous stripe before mapping the next
+            self.arr, self.stripe = np.load(self.path, mmap_mode="r+"), n0
+        blk = np.asarray(blk)
+        h, w = min(blk.shape[0], self.arr.shape[0] - n0), min(blk.shape[1], self.arr.shape[1] - t0)
+        self.arr[n0 : n0 + h, t0 : t0 + w] = blk[:h, :w]
+
+    def result(self):
+        if self.path is None:
+            return self.arr
+        self.arr = None
+        return np.load(self.path, mmap_mode="r")
+
+
+def influence(
+    keep,
+    test_correct,
+    *,
+    out=None,
+    model_mask=None,
+    dtype=None,
+    block=DEFAULT_BLOCK,
+    return_stderr=False,
+    stderr_out=None,
+):
     """Feldman & Zhang (2020), Eq. (2): infl[i, j] = mean_{m ∋ i} test_correct[m, j] − mean_{m ∌ i} test_correct[m, j].
 
-    ``keep`` [M, N], ``test_correct`` [M, T] (any per-test-example metric of every model) ->
+    ``keep`` [M, N], ``test_correct`` [M, T] (any real per-test-example metric of every model) ->
     influence [N, T]. Computed as Aᵀ @ test_correct in (block[0] × block[1]) tiles. With
     ``out`` a path, the result is written to a ``.npy`` file through
     ``numpy.lib.format.open_memmap`` and returned as a read-only memmap (host memory stays at a
     few tiles); otherwise a dense array is returned. Rows of training examples without an IN or
     OUT model are NaN (warned). Use ``top_influencers`` to keep only the top-k per test example.
+
+    ``return_stderr=True`` (implied by ``stderr_out``) returns ``InfluenceResult(influence,
+    stderr, n_in, n_out)`` instead of the bare array, with the standard error of each entry as in
+    ``memorization``: stderr = sqrt(s²_in/n_in + s²_out/n_out), sample variances (ddof=1) of the
+    metric over the IN and OUT models, NaN where n_in or n_out < 2. Both matrices then come from
+    first and second moments per side, Wᵀ @ [c, c²] with W = [K_in | K_out] (four times the
+    influence-only matmul work, and a tile of [2·block[0], 2·block[1]]); the influence equals the
+    default call's up to rounding. ``stderr_out`` a path memory-maps the stderr matrix like ``out``.
     """
     keep, test_correct, mask, dt = _prepare(keep, test_correct, model_mask, dtype)
+    with_stderr = return_stderr or stderr_out is not None
     n, t = keep.shape[1], test_correct.shape[1]
-    if out is None:
-        result = np.empty((n, t), dtype=dt)
-    else:
-        # Create the file, then map it one stripe of training rows at a time: unmapping a written
-        # stripe hands its pages to the OS page cache, so resident memory stays at one stripe.
-        np.lib.format.open_memmap(out, mode="w+", dtype=dt, shape=(n, t)).flush()
-        result, stripe = None, None
-    for item in _blocks(keep, test_correct, mask, dt, block):
+    result = _Output(out, (n, t), dt)
+    se_result = _Output(stderr_out, (n, t), dt) if with_stderr else None
+    for item in _blocks(keep, test_correct, mask, dt, block, with_stderr):
         if len(item) == 2:
             n_in, n_out = item
             break
-        n0, t0, blk = item
-        if out is not None and stripe != n0:
-            del result
-            result, stripe = np.load(out, mmap_mode="r+"), n0
-        blk = np.asarray(blk)
-        h, w = min(blk.shape[0], n - n0), min(blk.shape[1], t - t0)
-        result[n0 : n0 + h, t0 : t0 + w] = blk[:h, :w]
+        n0, t0, blk, se = item
+        result.write(n0, t0, blk)
+        if with_stderr:
+            se_result.write(n0, t0, se)
     warn_missing(int(np.sum((n_in == 0) | (n_out == 0))), n, "training examples have no IN or no OUT model")
-    if out is None:
-        return result
-    del result
-    return np.load(out, mmap_mode="r")
+    if not with_stderr:
+        return result.result()
+    return InfluenceResult(result.result(), se_result.result(), n_in, n_out)
 
 
-def top_influencers(keep, test_correct, k, *, largest=True, model_mask=None, dtype=None, block=DEFAULT_BLOCK):
+def _selected_stderr(keep, test_metric, mask, indices):
+    """Welch stderr (ddof=1) of influence[indices[j, r], j] for each test example j, in float64 by
+    two-pass means over the models, blocked over test examples: O(M·T·k), not O(M·N·T)."""
+    keep = np.asarray(keep, dtype=bool)
+    x = np.asarray(test_metric, dtype=np.float64)
+    m_models = keep.shape[0]
+    t, k = indices.shape
+    out = np.empty((t, k))
+    tb = max(1, BLOCK_ELEMENTS // max(m_models * k, 1))
+    used = mask[:, None, None]
+    for t0 in range(0, t, tb):
+        kb = keep[:, indices[t0 : t0 + tb]]  # [M, tb, k]
+        xb = x[:, t0 : t0 + tb, None]  # [M, tb, 1]
+        parts = []
+        for side in (kb & used, ~kb & used):
+            cnt = side.sum(0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mu = np.where(side, xb, 0.0).sum(0) / cnt
+                var = np.where(side, (xb - mu) ** 2, 0.0).sum(0) / (cnt - 1)
+            parts.append((cnt, var))
+        (ni, vi), (no, vo) = parts
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[t0 : t0 + tb] = np.where((ni > 1) & (no > 1), np.sqrt(vi / ni + vo / no), np.nan)
+    return out
+
+
+def top_influencers(
+    keep,
+    test_correct,
+    k,
+    *,
+    largest=True,
+    model_mask=None,
+    dtype=None,
+    block=DEFAULT_BLOCK,
+    return_stderr=False,
+):
     """The k training examples with the largest (or, ``largest=False``, most negative) influence
     (Feldman & Zhang 2020, Eq. 2) on each test example, without materialising [N, T].
 
-    Returns ``TopInfluence(indices [T, k], values [T, k], n_in, n_out)`` sorted most influential
-    first; NaN-influence rows (no IN/OUT model) are never selected before finite ones.
+    Returns ``TopInfluence(indices [T, k], values [T, k], n_in, n_out, stderr)`` sorted most
+    influential first; NaN-influence rows (no IN/OUT model) are never selected before finite ones.
+    ``return_stderr=True`` fills ``stderr`` [T, k] with the selected entries' standard errors (as
+    in ``influence``; NaN where the value is NaN or a side has < 2 models), computed after the
+    selection from the T·k chosen (i, j) pairs alone, in float64, then cast to the result dtype.
+    The selection itself ranks by influence only, not by its significance.
     """
     keep, test_correct, mask, dt = _prepare(keep, test_correct, model_mask, dtype)
     n, t = keep.shape[1], test_correct.shape[1]
@@ -204,7 +355,7 @@ def top_influencers(keep, test_correct, k, *, largest=True, model_mask=None, dty
         if len(item) == 2:
             n_in, n_out = item
             break
-        n0, t0, blk = item
+        n0, t0, blk, _ = item
         if t0 not in best:
             xp = np if use_np else jnp
             width = blk.shape[1]
@@ -217,7 +368,11 @@ def top_influencers(keep, test_correct, k, *, largest=True, model_mask=None, dty
     indices = np.concatenate([np.asarray(best[t0][1]) for t0 in sorted(best)])[:t].astype(np.int64)
     values = np.where(np.isneginf(values), np.nan, sign * values)
     warn_missing(int(np.sum((n_in == 0) | (n_out == 0))), n, "training examples have no IN or no OUT model")
-    return TopInfluence(indices, values, n_in, n_out)
+    stderr = None
+    if return_stderr:
+        stderr = _selected_stderr(keep, test_correct, mask, indices)
+        stderr = np.where(np.isnan(values), np.nan, stderr).astype(dt)
+    return TopInfluence(indices, values, n_in, n_out, stderr)
 
 
 def _lso_kernel(xp, x, gkeep, mask, dt):
@@ -233,9 +388,10 @@ def _lso_kernel(xp, x, gkeep, mask, dt):
     mu_in, mu_out = s_in / n_in, s_out / n_out
     var_in = xp.maximum(q_in - s_in * mu_in, zero) / (n_in - 1)
     var_out = xp.maximum(q_out - s_out * mu_out, zero) / (n_out - 1)
-    ok = (n_in > 0) & (n_out > 0)
     nan = xp.asarray(np.nan, dt)
-    return xp.where(ok, mu_in - mu_out, nan), xp.where(ok, xp.sqrt(var_in / n_in + var_out / n_out), nan)
+    # Explicit NaN where a side has < 2 models: XLA turns the 0/0 variance of one model into inf.
+    effect = xp.where((n_in > 0) & (n_out > 0), mu_in - mu_out, nan)
+    return effect, xp.where((n_in > 1) & (n_out > 1), xp.sqrt(var_in / n_in + var_out / n_out), nan)
 
 
 _lso_jit = jax.jit(partial(_lso_kernel, jnp), static_argnames="dt")
@@ -246,7 +402,8 @@ def leave_subset_out(group_keep, metric, *, model_mask=None, dtype=None, block=N
 
     The group analogue of Feldman & Zhang (2020) Eq. (2): with designs in which groups are kept
     or dropped together, effect[g, k] = mean_{m keeps g} metric[m, k] − mean_{m drops g} metric[m, k],
-    stderr = sqrt(s²_in/n_in + s²_out/n_out) (ddof=1). ``group_keep`` [M, G] bool,
+    stderr = sqrt(s²_in/n_in + s²_out/n_out) (ddof=1; NaN where a side has < 2 models, as in
+    ``memorization``). ``group_keep`` [M, G] bool,
     ``metric`` [M, K] or [M] -> effect/stderr [G, K] or [G]. Blocked over K.
     """
     gkeep = as_keep(group_keep)
