@@ -1,5 +1,6 @@
 """evaluate (every model as the target) against brute-force per-target attack calls and sklearn."""
 
+import os
 import warnings
 
 import numpy as np
@@ -138,3 +139,80 @@ def test_few_shadows_warn_once_with_the_count_and_bad_inputs_raise():
         evaluate(phi, keep, attacks=("loss",))
     with pytest.raises(TypeError):
         evaluate(phi, keep, colour="red")
+
+
+# ----------------------------------------------------------------------------- RMIA offline a, tuned once
+
+
+def brute_force_a(p, keep, p_pop, pseudo, refs, gamma):
+    """ML Privacy Meter's grid search by brute force: model ``pseudo`` is attacked by ``refs`` with
+    each a in 0, 0.1, ..., 1 (N × Z pairwise comparisons, sklearn AUC); the first best a wins."""
+    grid = [round(0.1 * i, 10) for i in range(11)]
+    aucs = []
+    out = ~keep[refs]
+    mean_out = (p[refs] * out).sum(0) / out.sum(0)
+    mean_pop = p_pop[refs].mean(0)
+    for a in grid:
+        rx = p[pseudo] / ((1 + a) / 2 * mean_out + (1 - a) / 2)
+        rz = p_pop[pseudo] / ((1 + a) / 2 * mean_pop + (1 - a) / 2)
+        s = (rx[:, None] / rz[None, :] > gamma).mean(1)
+        ok = np.isfinite(rx)
+        aucs.append(roc_auc_score(keep[pseudo][ok], s[ok]))
+    return grid[int(np.argmax(aucs))], np.array(aucs)
+
+
+def rmia_world(rng, M, N, Z):
+    keep = rng.random((M, N)) < 0.5
+    base, pop = rng.beta(2, 2, size=N), rng.beta(2, 2, size=Z)
+    strength = rng.uniform(0.05, 0.4)  # how much members gain: moves the best a around the grid
+    p = np.clip(base + strength * keep + 0.08 * rng.normal(size=(M, N)), 1e-3, 1.0)
+    p_pop = np.clip(pop + 0.08 * rng.normal(size=(M, Z)), 1e-3, 1.0)
+    return keep, p, p_pop
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("M,N,Z,gamma", [(7, 150, 90, 1.0), (10, 80, 120, 2.0)])
+def test_rmia_offline_a_tuned_once(M, N, Z, gamma):
+    seed = int.from_bytes(os.urandom(4), "little")
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    keep, p, p_pop = rmia_world(rng, M, N, Z)
+    mask = np.ones(M, bool)
+    mask[0] = False  # the first usable model, 1, plays the pseudo-target
+    phi = np.zeros((M, N, 1), np.float32)
+    ev = evaluate(phi, keep, attacks=("rmia_offline", "rmia_online"), model_mask=mask, return_scores=True,
+                  signals={"p": p[..., None], "p_pop": p_pop[..., None]}, rmia_gamma=gamma)
+    prm = ev.params["rmia_offline"]
+    assert prm["a_source"] == "tuned_once" and prm["tune_model"] == 1
+    want_a, aucs = brute_force_a(p, keep, p_pop, 1, np.arange(2, M), gamma)
+    a = prm["a"]
+    assert isinstance(a, float)
+    assert aucs[int(round(a * 10))] >= aucs.max() - 1e-12  # the best AUC (equal unless near-tied)
+    if np.sort(aucs)[-2] < aucs.max() - 1e-9:
+        assert a == pytest.approx(want_a, abs=1e-12)
+    assert "rmia_online" not in ev.params  # online uses no a
+    for j, t in enumerate(ev.targets):
+        ref = mask.copy()
+        ref[t] = False
+        want = rmia(p[t], p[ref], keep[ref], p_pop[t], p_pop[ref], a=a, gamma=gamma)
+        np.testing.assert_array_equal(ev.scores["rmia_offline"][j], want)
+        want = rmia(p[t], p[ref], keep[ref], p_pop[t], p_pop[ref], online=True, gamma=gamma)
+        np.testing.assert_array_equal(ev.scores["rmia_online"][j], want)
+
+    # the old behaviour on request: every target tunes a among its own references
+    old = evaluate(phi, keep, attacks=("rmia_offline",), model_mask=mask, targets=[1, 4], return_scores=True,
+                   signals={"p": p, "p_pop": p_pop}, rmia_gamma=gamma, rmia_tune="per_target")
+    assert old.params["rmia_offline"]["a_source"] == "tuned_per_target"
+    for j, t in enumerate([1, 4]):
+        ref = mask.copy()
+        ref[t] = False
+        np.testing.assert_array_equal(old.scores["rmia_offline"][j],
+                                      rmia(p[t], p[ref], keep[ref], p_pop[t], p_pop[ref], gamma=gamma))
+        refs = np.flatnonzero(ref)
+        _, aucs = brute_force_a(p, keep, p_pop, refs[0], refs[1:], gamma)
+        assert aucs[int(round(old.params["rmia_offline"]["a"][j] * 10))] >= aucs.max() - 1e-12
+
+    fixed = evaluate(phi, keep, attacks=("rmia_offline",), targets=[2], signals={"p": p, "p_pop": p_pop}, rmia_a=0.4)
+    assert fixed.params["rmia_offline"] == {"a": 0.4, "a_source": "given"}
+    with pytest.raises(ValueError, match="rmia_tune"):
+        evaluate(phi, keep, attacks=("rmia_offline",), signals={"p": p, "p_pop": p_pop}, rmia_tune="twice")

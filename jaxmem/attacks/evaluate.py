@@ -56,12 +56,17 @@ class Evaluation:
     """Per-target metrics of each attack.
 
     ``metrics[attack][metric]`` is a [T] array for ``targets`` (metric names ``"auc"`` and
-    ``"tpr_at_{fpr}_fpr"``); ``scores[attack]`` is [T, N] when ``return_scores=True``.
+    ``"tpr_at_{fpr}_fpr"``); ``scores[attack]`` is [T, N] when ``return_scores=True``;
+    ``params[attack]`` records settings the evaluation chose (RMIA's offline ``a``).
     """
 
     targets: np.ndarray
     metrics: dict
     scores: dict | None = None
+    #: settings chosen while evaluating, per attack (JSON-ready): ``params["rmia_offline"]`` is
+    #: ``{"a": float, "a_source": "given" | "tuned_once", "tune_model": int}`` or, with
+    #: ``rmia_tune="per_target"``, ``{"a": [T floats], "a_source": "tuned_per_target"}``.
+    params: dict = dataclasses.field(default_factory=dict)
 
     def __getitem__(self, attack):
         return self.metrics[attack]
@@ -176,6 +181,25 @@ def _per_target(x, m, M):
     return x
 
 
+def _rmia_offline_a(p, keep, p_pop, mask, targets, opts, mode):
+    """RMIA's offline ``a``: given, tuned once on the usable models, or tuned per target ([T])."""
+    from jaxmem.attacks.rmia import tune_rmia_a
+
+    if opts.get("a") is not None:
+        return float(opts["a"]), {"a": float(opts["a"]), "a_source": "given"}
+    gamma = opts.get("gamma", 1.0)
+    if mode == "once":
+        usable = np.flatnonzero(mask)
+        a = tune_rmia_a(p[usable], keep[usable], p_pop[usable], tune_model=0, gamma=gamma)
+        return a, {"a": a, "a_source": "tuned_once", "tune_model": int(usable[0])}
+    per = []
+    for t in targets:  # what rmia(..., a=None) does with the target's references
+        ref = mask.copy()
+        ref[t] = False
+        per.append(tune_rmia_a(p[ref], keep[ref], p_pop[ref], gamma=gamma))
+    return np.array(per), {"a": per, "a_source": "tuned_per_target"}
+
+
 def evaluate(
     phi,
     keep,
@@ -212,7 +236,20 @@ def evaluate(
       **options: LiRA options (``location``, ``offline_variant``, ``min_in``, ``min_out``,
         ``eps`` as in :func:`jaxmem.attacks.lira.lira`; ``fixed_variance="in"`` switches the
         fixed-variance attacks to the reference code's IN-spread-for-both choice) and RMIA
-        options prefixed ``rmia_`` (``rmia_a``, ``rmia_gamma``), passed to ``rmia``.
+        options prefixed ``rmia_``: ``rmia_a``, ``rmia_gamma`` (passed to ``rmia``) and
+        ``rmia_tune`` (how ``a`` is chosen when ``rmia_a`` is not given, below).
+
+    RMIA offline ``a``: unless ``rmia_a`` is given it is tuned ONCE with
+    :func:`jaxmem.attacks.rmia.tune_rmia_a` (ML Privacy Meter's grid search, highest AUC wins):
+    the first usable model (lowest index inside ``model_mask``) plays the target and the other
+    usable models are its references; that ``a`` then scores every target, and is recorded in
+    ``Evaluation.params["rmia_offline"]``. In leave-one-out evaluation every model is also a
+    target, so this ``a`` has seen each target's membership row (as one of the pseudo-target's
+    references), and for the first usable model it was chosen on that target's own members: a
+    selection of one of 11 grid values, hence a small optimistic bias, not a per-example leak.
+    ``rmia_tune="per_target"`` is the leak-free (and ~12x slower) alternative: each target tunes
+    its own ``a`` among its own references only (``rmia(..., a=None)`` per target), as ML Privacy
+    Meter does inside its loop over targets (with the target's paired model as pseudo-target).
 
     Returns:
       :class:`Evaluation`; ``.summary()`` gives mean ± std over targets.
@@ -225,6 +262,9 @@ def evaluate(
     rmia_opts = {k[5:]: options.pop(k) for k in list(options) if k.startswith("rmia_")}
     if options:
         raise TypeError(f"unknown options {sorted(options)}")
+    rmia_tune = rmia_opts.pop("tune", "once")
+    if rmia_tune not in ("once", "per_target"):
+        raise ValueError(f'rmia_tune must be "once" or "per_target", got {rmia_tune!r}')
     location = lira_opts.get("location", "median")
     offline_variant = lira_opts.get("offline_variant", "one_sided")
     fixed_mode = lira_opts.get("fixed_variance", True)
@@ -248,7 +288,7 @@ def evaluate(
     if targets.size and ((targets < 0).any() or (targets >= M).any() or not mask[targets].all()):
         raise ValueError("targets must be indices of usable models (inside model_mask)")
 
-    metrics, all_scores = {}, {}
+    metrics, all_scores, params = {}, {}, {}
 
     _metrics = functools.partial(batched_roc_metrics, fprs=fprs)
 
@@ -300,25 +340,32 @@ def evaluate(
         mean_a = lambda x: x.reshape(x.shape[0], x.shape[1], -1).mean(-1)  # noqa: E731
         if p is not None:
             p, p_pop = mean_a(p.astype(np.float64)), mean_a(p_pop.astype(np.float64))
-        for a in others:
+        opts = dict(rmia_opts)
+        if "rmia_offline" in others and targets.size:
+            opts["a"], params["rmia_offline"] = _rmia_offline_a(p, keep, p_pop, mask, targets, opts, rmia_tune)
+        for attack in others:
             rows = []
-            for t in targets:
-                if a == "global_threshold":
+            for j, t in enumerate(targets):
+                if attack == "global_threshold":
                     if phi_np is None:
                         phi_np = np.asarray(phi)
                     rows.append(phi_np[t].mean(-1))
-                elif a == "loss":
+                elif attack == "loss":
                     rows.append(loss_attack(loss[t]))
                 else:
                     ref = mask.copy()
                     ref[t] = False
-                    rows.append(rmia(p[t], p[ref], keep[ref], p_pop[t], p_pop[ref],
-                                     online=a == "rmia_online", **rmia_opts))
+                    kw = dict(opts, online=attack == "rmia_online")
+                    if attack == "rmia_online":
+                        kw.pop("a", None)
+                    elif isinstance(opts.get("a"), np.ndarray):  # tuned per target
+                        kw["a"] = float(opts["a"][j])
+                    rows.append(rmia(p[t], p[ref], keep[ref], p_pop[t], p_pop[ref], **kw))
             if rows:
-                record(a, np.stack(rows), targets)
+                record(attack, np.stack(rows), targets)
             else:
-                record(a, np.zeros((0, N)), targets)
+                record(attack, np.zeros((0, N)), targets)
 
     metrics = {a: {k: np.concatenate(v) for k, v in metrics[a].items()} for a in attacks if a in metrics}
     scores = {a: np.concatenate(v) for a, v in all_scores.items()} if return_scores else None
-    return Evaluation(targets=targets, metrics=metrics, scores=scores)
+    return Evaluation(targets=targets, metrics=metrics, scores=scores, params=params)

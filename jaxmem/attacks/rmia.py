@@ -85,9 +85,11 @@ def tune_rmia_a(ref_p, ref_keep, ref_p_pop, *, grid=A_GRID, tune_model=0, gamma=
     Reference model ``tune_model`` plays the target, the other M − 1 reference models are its
     references; for each ``a`` in ``grid`` (default 0, 0.1, …, 1) offline RMIA attacks it and the
     ``a`` with the highest AUC on its members vs non-members wins (first on ties, as the tool's
-    strict ``>``). Differences from the tool, on purpose: the temporary target's own population
-    probabilities are used (the tool passes the real target's), and it is not among its own
-    references (the tool keeps the paired model in the reference set).
+    strict ``>``). The tool calls this inside its loop over targets, with the target's paired
+    model (index target ^ 1) as the temporary target. Differences from the tool, on purpose: the
+    temporary target's own population probabilities are used (the tool passes the real
+    target's), and it is not among its own references (the tool keeps the paired model in the
+    reference set).
     """
     ref_p = _f64(ref_p, 2, "ref_p")
     ref_p_pop = _f64(ref_p_pop, 2, "ref_p_pop")
@@ -116,7 +118,9 @@ def rmia(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, *, online=False, a=
         trained on example i.
       target_p_pop, ref_p_pop: [Z] and [M, Z] the same on population points (members of none).
       online: use IN and OUT models, P(x) = (mean_IN + mean_OUT)/2 (``a`` is then unused).
-      a: offline coefficient; None tunes it with ``tune_rmia_a`` (ML Privacy Meter's procedure).
+      a: offline coefficient; None tunes it with ``tune_rmia_a`` (ML Privacy Meter's procedure)
+        on these reference models, at every call (11 extra scorings): when attacking many
+        targets, tune once and pass it (``evaluate`` does, see its ``rmia_tune``).
       gamma: likelihood-ratio threshold γ (1 in ML Privacy Meter, 2 in the paper's code).
 
     score(x) = #{z : (p(x)/P(x)) / (p(z)/P(z)) > γ} / Z, evaluated as ratio_z < ratio_x / γ in
