@@ -612,6 +612,7 @@ def score(workdir, *, log=print) -> dict:
             "targets": np.asarray(ev.targets).tolist(),
             "per_target": {a: {k: np.asarray(v).tolist() for k, v in ms.items()}
                            for a, ms in ev.metrics.items()},
+            "params": ev.params,   # e.g. RMIA's offline a, tuned once
             "summary": attack_summary})
     figures = {}
     try:
