@@ -10,6 +10,9 @@ Cases (targets on a 2-core CPU in brackets):
     rescoring each target from scratch; the numpy side is timed on a few targets and extrapolated
     linearly to all M (labelled "extrapolated").
   * RMIA offline at N = Z = 10,000 [≥5×] vs a numpy reference doing the N × Z pairwise comparison.
+  * evaluate, RMIA offline on every model [≥5×]: ``a`` tuned once (the default) vs tuned per
+    target (``rmia_tune="per_target"``, the old behaviour: 11 extra scorings per target); the
+    per-target side is timed on a few targets and extrapolated linearly to all M.
 Outputs are checked against each other before timings are reported. jaxmem times exclude JIT
 compilation (a warm-up call first; the first evaluate call's time is printed too).
 """
@@ -56,6 +59,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--small", action="store_true", help="M=64, N=5,000 (quick)")
     ap.add_argument("--numpy-targets", type=int, default=2, help="targets timed for numpy evaluate")
+    ap.add_argument("--rmia-targets", type=int, default=8, help="targets timed for per-target RMIA tuning")
     args = ap.parse_args()
     M, N, A = (64, 5_000, 2) if args.small else (256, 50_000, 2)
     NZ = 2_000 if args.small else 10_000
@@ -107,6 +111,25 @@ def main():
         tn, ref = best_of(lambda: numpy_rmia_offline(p[0], p[1:], kr[1:], p_pop[0], p_pop[1:], 0.3), 1)
     np.testing.assert_allclose(ours, ref, atol=1e-12)
     rows.append(("RMIA offline, 1 target", f"M={Mr - 1} N=Z={NZ}", tr, tn, "numpy: N x Z pairwise", 5))
+
+    # --- evaluate, RMIA offline on all Mr targets: a tuned once vs per target
+    Ne = NZ // 2
+    pe = np.clip(rng.beta(2, 2, size=Ne) + 0.2 * kr[:, :Ne] + 0.05 * rng.normal(size=(Mr, Ne)), 1e-3, 1)
+    sig = {"p": pe, "p_pop": p_pop}
+    phi0 = np.zeros((Mr, Ne, 1), np.float32)
+    kt = min(args.rmia_targets, Mr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        once = lambda: evaluate(phi0, kr[:, :Ne], attacks=("rmia_offline",), signals=sig)  # noqa: E731
+        per = lambda: evaluate(phi0, kr[:, :Ne], attacks=("rmia_offline",), signals=sig,  # noqa: E731
+                               targets=np.arange(kt), rmia_tune="per_target")
+        to, ev_once = best_of(once, 2)  # best of 2: the first compiles the ROC kernel for its shape
+        tp, ev_per = best_of(per, 2)
+    auc_once, auc_per = ev_once["rmia_offline"]["auc"][:kt], ev_per["rmia_offline"]["auc"]
+    assert abs(auc_once.mean() - auc_per.mean()) < 0.02, (auc_once, auc_per)
+    rows.append((f"evaluate RMIA, {Mr} tgts", f"M={Mr} N={Ne} Z={NZ}", to, tp * Mr / kt,
+                 f"a tuned once ({ev_once.params['rmia_offline']['a']:.1f}) vs per target "
+                 f"({kt} targets x {Mr}/{kt}, extrapolated)", 5))
 
     print(f"\n{'case':<24} {'sizes':<24} {'jaxmem s':>9} {'numpy s':>9} {'ratio':>8} {'target':>7}  note")
     for name, size, a, b, note, target in rows:
