@@ -60,14 +60,17 @@ class ModelConfig:
     d_model: int = 64
     num_layers: int = 2
     num_heads: int = 4
+    bn_momentum: float = 0.9        # BatchNorm running-statistics decay (PyTorch: 1 - momentum)
+    bn_eps: float = 1e-5
+    whiten: bool = False            # resnet_airbench: stem = frozen patch whitening of own data
 
 
 # Which ModelConfig fields each model takes (others are ignored for that model).
 MODEL_FIELDS = {
     "mlp": ("hidden", "dropout"),
-    "cnn": ("channels", "batch_norm", "dropout"),
-    "resnet_airbench": (),
-    "wrn": ("depth", "width", "dropout"),
+    "cnn": ("channels", "batch_norm", "dropout", "bn_momentum", "bn_eps"),
+    "resnet_airbench": ("bn_momentum", "bn_eps"),
+    "wrn": ("depth", "width", "dropout", "bn_momentum", "bn_eps"),
     "transformer": ("d_model", "num_layers", "num_heads", "dropout"),
 }
 
@@ -86,12 +89,20 @@ class TrainConfig:
     learning_rate: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 0.0
-    schedule: str = "constant"      # constant | cosine | linear_warmup_cosine
-    warmup_epochs: float = 0.0
+    schedule: str = "constant"      # constant | cosine | linear_warmup_cosine | triangle
+    warmup_epochs: float = 0.0      # (triangle: where the peak is)
+    schedule_start: float = 0.0     # triangle: factor at the first step ...
+    schedule_end: float = 0.0       # ... and at the last
+    bias_lr_scale: float = 1.0      # BatchNorm biases: learning rate x this, weight decay / this
+    whiten_bias_epochs: float = 0.0  # resnet_airbench: train the stem bias this long (0 = always)
+    lookahead_every: int = 0        # airbench lookahead/EMA every n steps (0 = off) ...
+    lookahead_start_epochs: int = 3  # ... from this epoch on ...
+    lookahead_decay: float = 0.95   # ... with decay decay**every * (step / total)**pow
+    lookahead_pow: float = 3.0
     batch_size: int = 128
     epochs: float = 20.0
     label_smoothing: float = 0.0
-    augment: str = "none"           # none | flip | crop | flip_crop
+    augment: str = "none"           # none | flip | crop | flip_crop | altflip | altflip_crop
     dp: DPConfig = field(default_factory=DPConfig)
     record_forgetting: bool = False  # per-epoch correctness on every train example
     chunk_size: int = 0             # models per jitted call; 0 = choose automatically
@@ -148,8 +159,8 @@ _CHOICES = {
     "subsets.design": {"balanced", "bernoulli", "ratio", "leave_k_out", "leave_group_out"},
     "model.name": set(MODEL_FIELDS),
     "train.optimizer": {"adam", "adamw", "sgd", "nesterov"},
-    "train.schedule": {"constant", "cosine", "linear_warmup_cosine"},
-    "train.augment": {"none", "flip", "crop", "flip_crop"},
+    "train.schedule": {"constant", "cosine", "linear_warmup_cosine", "triangle"},
+    "train.augment": {"none", "flip", "crop", "flip_crop", "altflip", "altflip_crop"},
     "train.compute_dtype": {"float32", "bfloat16"},
     "signals.dtype": {"float32", "float16"},
     "data.canary_kind": {"random_label", "random_input"},
@@ -264,6 +275,28 @@ def validate(cfg: Config) -> None:
     _positive("signals.batch_size", cfg.signals.batch_size)
     if not 0.0 <= t.momentum < 1.0:
         raise ConfigError(f"train.momentum: must be in [0, 1), got {t.momentum}")
+    _positive("train.schedule_start", t.schedule_start, strict=False)
+    _positive("train.schedule_end", t.schedule_end, strict=False)
+    _positive("train.bias_lr_scale", t.bias_lr_scale)
+    _positive("train.whiten_bias_epochs", t.whiten_bias_epochs, strict=False)
+    _positive("train.lookahead_every", t.lookahead_every, strict=False)
+    _positive("train.lookahead_start_epochs", t.lookahead_start_epochs, strict=False)
+    _positive("train.lookahead_pow", t.lookahead_pow, strict=False)
+    if not 0.0 < t.lookahead_decay <= 1.0:
+        raise ConfigError(f"train.lookahead_decay: must be in (0, 1], got {t.lookahead_decay}")
+    if t.schedule == "triangle" and not 0.0 < t.warmup_epochs < t.epochs:
+        raise ConfigError(f"train.warmup_epochs: the triangle schedule peaks there; must be in "
+                          f"(0, train.epochs={t.epochs}), got {t.warmup_epochs}")
+    m = cfg.model
+    if not 0.0 <= m.bn_momentum < 1.0:
+        raise ConfigError(f"model.bn_momentum: must be in [0, 1), got {m.bn_momentum}")
+    _positive("model.bn_eps", m.bn_eps)
+    if m.whiten and m.name != "resnet_airbench":
+        raise ConfigError(f"model.whiten: only the resnet_airbench stem can be whitened, "
+                          f"model.name is {m.name!r}")
+    if t.whiten_bias_epochs and m.name != "resnet_airbench":
+        raise ConfigError(f"train.whiten_bias_epochs: only for resnet_airbench's stem, "
+                          f"model.name is {m.name!r}")
     if not 0.0 <= t.label_smoothing < 1.0:
         raise ConfigError(f"train.label_smoothing: must be in [0, 1), got {t.label_smoothing}")
     if t.dp.enabled:

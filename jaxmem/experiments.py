@@ -597,7 +597,7 @@ def _recency(cfg, run, workdir: Path, log, phase2_epochs=(0, 5, 10, 20, 40)) -> 
     trainer.cfg = dataclasses.replace(c, train=dataclasses.replace(
         c.train, epochs=float(E1 + max(phase2_epochs))))
     ids = np.arange(M)
-    state, aux = trainer.init_chunk(ids)
+    state, aux = trainer.init_chunk(ids, keep)
     state, aux, _ = trainer.train_epochs(state, aux, keep, ids, 0, E1)
     late_keep = keep & ~early[None]
     from jaxmem import signals as sig

@@ -13,6 +13,7 @@ the compute ``dtype`` (parameters are always float32). Conventions the trainer r
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, Callable
 
@@ -29,8 +30,10 @@ _BN_EPS = 1e-5
 _torch_default_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
 
-def _batch_norm(train: bool, dtype: Dtype, name: str | None = None, **kw) -> nn.BatchNorm:
-    return nn.BatchNorm(use_running_average=not train, momentum=_BN_MOMENTUM, epsilon=_BN_EPS,
+def _batch_norm(train: bool, dtype: Dtype, name: str | None = None, *, momentum: float = _BN_MOMENTUM,
+                epsilon: float = _BN_EPS, **kw) -> nn.BatchNorm:
+    """Flax BatchNorm; ``momentum`` is the running statistics' decay (PyTorch's ``1 - momentum``)."""
+    return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon,
                         dtype=dtype, param_dtype=jnp.float32, name=name, **kw)
 
 
@@ -73,6 +76,8 @@ class CNN(nn.Module):
     kernel_size: int = 3
     batch_norm: bool = False
     dropout: float = 0.0
+    bn_momentum: float = _BN_MOMENTUM
+    bn_eps: float = _BN_EPS
     dtype: Dtype | None = None
 
     @nn.compact
@@ -85,7 +90,7 @@ class CNN(nn.Module):
             h = nn.Conv(c, (self.kernel_size,) * nd, padding="SAME", use_bias=not self.batch_norm,
                         dtype=self.dtype, param_dtype=jnp.float32)(h)
             if self.batch_norm:
-                h = _batch_norm(train, self.dtype)(h)
+                h = _batch_norm(train, self.dtype, momentum=self.bn_momentum, epsilon=self.bn_eps)(h)
             h = nn.max_pool(nn.relu(h), (2,) * nd, strides=(2,) * nd, padding="SAME")
         h = h.reshape((h.shape[0], -1))
         h = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, param_dtype=jnp.float32)(h))
@@ -110,17 +115,21 @@ def dirac_init(base: Callable = _torch_default_init) -> Callable:
 
 class _AirbenchGroup(nn.Module):
     width: int
+    bn_momentum: float
+    bn_eps: float
     dtype: Dtype | None = None
 
     @nn.compact
     def __call__(self, x, train: bool):
         conv = lambda: nn.Conv(self.width, (3, 3), padding="SAME", use_bias=False,  # noqa: E731
                                kernel_init=dirac_init(), dtype=self.dtype, param_dtype=jnp.float32)
-        h = nn.max_pool(conv()(x), (2, 2), strides=(2, 2))
         # airbench94 freezes the BN scale at 1 and trains only the bias: use_scale=False.
-        h = nn.gelu(_batch_norm(train, self.dtype, use_scale=False)(h), approximate=False)
+        bn = lambda: _batch_norm(train, self.dtype, momentum=self.bn_momentum,  # noqa: E731
+                                 epsilon=self.bn_eps, use_scale=False)
+        h = nn.max_pool(conv()(x), (2, 2), strides=(2, 2))
+        h = nn.gelu(bn()(h), approximate=False)
         h = conv()(h)
-        return nn.gelu(_batch_norm(train, self.dtype, use_scale=False)(h), approximate=False)
+        return nn.gelu(bn()(h), approximate=False)
 
 
 class AirbenchNet(nn.Module):
@@ -129,16 +138,19 @@ class AirbenchNet(nn.Module):
     2x2 VALID conv stem (bias, width 2*C*k^2 = 24) - GELU, three groups of
     [Conv3x3 - MaxPool2 - BN - GELU - Conv3x3 - BN - GELU] with widths (64, 256, 256), global
     max-pool (the original's MaxPool(3) on the final 3x3 map), bias-free Linear, times
-    ``scaling_factor`` = 1/9. Convs use the dirac (identity) init of the original. Differences:
-    the stem is plainly initialised and trainable (the original sets it to a patch-whitening
-    filter bank, see :func:`whitening_kernel`, and freezes it); BN uses this module's
-    momentum 0.9 / eps 1e-5 convention (original: 0.6 / 1e-12).
+    ``scaling_factor`` = 1/9. Convs use the dirac (identity) init of the original. The stem is
+    plainly initialised here; the trainer's ``model.whiten = true`` sets its kernel to the
+    patch-whitening filter bank of each model's own training images (:func:`whitening_kernels`)
+    and freezes it, as the original does. BN defaults follow this module's 0.9 / 1e-5 convention;
+    the original's are ``bn_momentum=0.6, bn_eps=1e-12`` (``experiments/cifar10_airbench.toml``).
     """
 
     num_classes: int
     widths: tuple[int, int, int] = (64, 256, 256)
     whiten_kernel_size: int = 2
     scaling_factor: float = 1.0 / 9.0
+    bn_momentum: float = _BN_MOMENTUM
+    bn_eps: float = _BN_EPS
     dtype: Dtype | None = None
 
     @nn.compact
@@ -150,7 +162,7 @@ class AirbenchNet(nn.Module):
                     dtype=self.dtype, param_dtype=jnp.float32, name="stem")(h)
         h = nn.gelu(h, approximate=False)
         for w in self.widths:
-            h = _AirbenchGroup(w, dtype=self.dtype)(h, train)
+            h = _AirbenchGroup(w, self.bn_momentum, self.bn_eps, dtype=self.dtype)(h, train)
         h = jnp.max(h, axis=(1, 2))
         h = nn.Dense(self.num_classes, use_bias=False, kernel_init=_torch_default_init,
                      dtype=self.dtype, param_dtype=jnp.float32)(h)
@@ -177,6 +189,45 @@ def whitening_kernel(images, kernel_size: int = 2, eps: float = 5e-4) -> np.ndar
     return w.reshape(k, k, c, 2 * k * k * c)
 
 
+def whitening_kernels(images, index, weight, kernel_size: int = 2, eps: float = 5e-4,
+                      block: int = 256):
+    """:func:`whitening_kernel` for several models at once, on device (float32).
+
+    ``images`` [N, H, W, C]; ``index`` [K, n] int and ``weight`` [K, n] (1 for the images each
+    model uses, 0 for padding): model k's patch covariance is the weighted mean of p p^T over the
+    k x k patches of ``images[index[k]]``. Returns [K, k, k, C, 2*C*k*k]. Models run one after
+    another and images in blocks of ``block``, so memory stays at one block's patches.
+    """
+    k = kernel_size
+    c = images.shape[-1]
+    d = k * k * c
+    n = index.shape[1]
+    nb = -(-n // block)
+    pad = nb * block - n
+    index = jnp.pad(jnp.asarray(index, jnp.int32), ((0, 0), (0, pad)))
+    weight = jnp.pad(jnp.asarray(weight, jnp.float32), ((0, 0), (0, pad)))
+
+    def one(args):
+        idx, w = args
+
+        def body(acc, blk):
+            i, wb = blk
+            x = images[i].astype(jnp.float32)
+            hh, ww = x.shape[1] - k + 1, x.shape[2] - k + 1
+            p = jnp.concatenate([x[:, a:a + hh, b:b + ww, :] for a in range(k) for b in range(k)],
+                                axis=-1).reshape(x.shape[0], -1, d)        # feature (a*k+b)*C + c
+            s = jnp.einsum("npi,npj,n->ij", p, p, wb, precision=jax.lax.Precision.HIGHEST)
+            return (acc[0] + s, acc[1] + wb.sum() * hh * ww), None
+
+        (s, cnt), _ = jax.lax.scan(body, (jnp.zeros((d, d)), jnp.float32(0)),
+                                   (idx.reshape(nb, block), w.reshape(nb, block)))
+        lam, vec = jnp.linalg.eigh(s / jnp.maximum(cnt, 1))
+        filters = vec[:, ::-1] / jnp.sqrt(lam[::-1] + eps)
+        return jnp.concatenate([filters, -filters], axis=1).reshape(k, k, c, 2 * d)
+
+    return jax.lax.map(one, (index, weight))
+
+
 _WRN_CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
@@ -184,6 +235,7 @@ class _WideBasic(nn.Module):
     width: int
     stride: int
     dropout: float
+    bn: Callable
     dtype: Dtype | None = None
 
     @nn.compact
@@ -191,13 +243,13 @@ class _WideBasic(nn.Module):
         conv = lambda k, s: nn.Conv(self.width, (k, k), strides=(s, s), padding="SAME",  # noqa: E731
                                     use_bias=False, kernel_init=_WRN_CONV_INIT,
                                     dtype=self.dtype, param_dtype=jnp.float32)
-        o = nn.relu(_batch_norm(train, self.dtype)(x))
+        o = nn.relu(self.bn(train, self.dtype)(x))
         if x.shape[-1] == self.width and self.stride == 1:
             shortcut = x
         else:
             shortcut = conv(1, self.stride)(o)
         h = conv(3, self.stride)(o)
-        h = nn.relu(_batch_norm(train, self.dtype)(h))
+        h = nn.relu(self.bn(train, self.dtype)(h))
         h = nn.Dropout(self.dropout)(h, deterministic=not train)
         return conv(3, 1)(h) + shortcut
 
@@ -216,6 +268,8 @@ class WideResNet(nn.Module):
     depth: int = 28
     width: int = 2
     dropout: float = 0.0
+    bn_momentum: float = _BN_MOMENTUM
+    bn_eps: float = _BN_EPS
     dtype: Dtype | None = None
 
     @nn.compact
@@ -223,14 +277,15 @@ class WideResNet(nn.Module):
         if (self.depth - 4) % 6:
             raise ValueError(f"WRN depth must be 6n + 4, got {self.depth}")
         n = (self.depth - 4) // 6
+        bn = functools.partial(_batch_norm, momentum=self.bn_momentum, epsilon=self.bn_eps)
         h = _as_input(x, self.dtype)
         h = nn.Conv(16, (3, 3), padding="SAME", use_bias=False, kernel_init=_WRN_CONV_INIT,
                     dtype=self.dtype, param_dtype=jnp.float32)(h)
         for group, stride in enumerate((1, 2, 2)):
             for b in range(n):
                 h = _WideBasic(16 * 2**group * self.width, stride if b == 0 else 1,
-                               self.dropout, dtype=self.dtype)(h, train)
-        h = nn.relu(_batch_norm(train, self.dtype)(h))
+                               self.dropout, bn, dtype=self.dtype)(h, train)
+        h = nn.relu(bn(train, self.dtype)(h))
         h = jnp.mean(h, axis=(1, 2))
         return _logits(nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=jnp.float32)(h))
 

@@ -488,7 +488,7 @@ def _train_chunk(trainer, cfg, rows, ids, ckpt_dir: Path, stop, sharding):
     from jaxmem import checkpoint
 
     every = cfg.train.checkpoint_every or 1
-    state, aux = trainer.init_chunk(ids)
+    state, aux = trainer.init_chunk(ids, rows)
     epoch0, correct = 0, []
     mngr = None
     if cfg.train.checkpoint_every or ckpt_dir.exists():   # (also the checkpoint SIGTERM saved)

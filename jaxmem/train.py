@@ -32,7 +32,8 @@ from jaxmem.config import MODEL_FIELDS, Config, TrainConfig
 __all__ = ["Trainer", "make_model", "make_optimizer", "model_keys", "dp_epsilon", "query_inputs"]
 
 # Stream ids for fold_in(root, stream).
-INIT, DATA, DROPOUT, AUGMENT, DP_NOISE = 0, 1, 2, 3, 4
+INIT, DATA, DROPOUT, AUGMENT, DP_NOISE, FLIP = 0, 1, 2, 3, 4, 5
+WHITEN_IMAGES = 5000   # airbench94 whitens on 5,000 training images
 
 
 def make_model(cfg: Config, num_classes: int, input_dtype=None):
@@ -47,19 +48,42 @@ def make_model(cfg: Config, num_classes: int, input_dtype=None):
     return get_model(cfg.model.name, num_classes, **kwargs)
 
 
-def make_optimizer(t: TrainConfig) -> optax.GradientTransformation:
-    """The base optimizer at the peak learning rate; the schedule scales its updates per model."""
+def _base_optimizer(t: TrainConfig, lr: float, wd: float) -> optax.GradientTransformation:
     if t.optimizer == "adam":
-        base = optax.adam(t.learning_rate)
-        if t.weight_decay:
-            base = optax.chain(optax.add_decayed_weights(t.weight_decay), base)
-    elif t.optimizer == "adamw":
-        base = optax.adamw(t.learning_rate, weight_decay=t.weight_decay)
-    else:
-        base = optax.sgd(t.learning_rate, momentum=t.momentum or None,
-                         nesterov=t.optimizer == "nesterov")
-        if t.weight_decay:
-            base = optax.chain(optax.add_decayed_weights(t.weight_decay), base)
+        base = optax.adam(lr)
+        return optax.chain(optax.add_decayed_weights(wd), base) if wd else base
+    if t.optimizer == "adamw":
+        return optax.adamw(lr, weight_decay=wd)
+    base = optax.sgd(lr, momentum=t.momentum or None, nesterov=t.optimizer == "nesterov")
+    return optax.chain(optax.add_decayed_weights(wd), base) if wd else base
+
+
+def param_labels(params, whiten: bool = False):
+    """Optimizer group of every parameter: ``'frozen'`` (the whitened airbench stem kernel),
+    ``'bn_bias'`` (BatchNorm biases) or ``'other'``."""
+    def label(path, _):
+        names = [str(getattr(k, "key", k)) for k in path]
+        if whiten and names[-2:] == ["stem", "kernel"]:
+            return "frozen"
+        if names[-1] == "bias" and any(n.startswith("BatchNorm") for n in names):
+            return "bn_bias"
+        return "other"
+    return jax.tree_util.tree_map_with_path(label, params)
+
+
+def make_optimizer(t: TrainConfig, whiten: bool = False) -> optax.GradientTransformation:
+    """The base optimizer at the peak learning rate; the schedule scales its updates per model.
+
+    With ``t.bias_lr_scale = s != 1`` BatchNorm biases get learning rate ``lr * s`` and weight
+    decay ``wd / s`` (the same decay per step under SGD), as in airbench94's ``bias_scaler``;
+    ``whiten`` freezes the stem kernel (no update, no decay)."""
+    base = _base_optimizer(t, t.learning_rate, t.weight_decay)
+    if whiten or t.bias_lr_scale != 1.0:
+        s = t.bias_lr_scale
+        base = optax.multi_transform(
+            {"other": base, "bn_bias": _base_optimizer(t, t.learning_rate * s, t.weight_decay / s),
+             "frozen": optax.set_to_zero()},
+            functools.partial(param_labels, whiten=whiten))
     if t.dp.enabled:
         # DP-SGD (Abadi et al. 2016): per-example clipping + Gaussian noise, optax's own transform.
         # Its noise key is replaced every step by fold_in(dp_key(model), step) for determinism.
@@ -69,13 +93,20 @@ def make_optimizer(t: TrainConfig) -> optax.GradientTransformation:
     return base
 
 
-def schedule_factor(kind: str, frac, warmup_frac: float):
-    """Multiplier of the peak learning rate at training progress ``frac`` ∈ [0, 1]."""
+def schedule_factor(kind: str, frac, warmup_frac: float, start: float = 0.0, end: float = 0.0):
+    """Multiplier of the peak learning rate at training progress ``frac`` ∈ [0, 1].
+
+    ``triangle`` (airbench94): linear from ``start`` at 0 to 1 at ``warmup_frac``, then linear to
+    ``end`` at 1."""
     if kind == "constant":
         return jnp.ones_like(frac)
     if kind == "cosine":
         return 0.5 * (1 + jnp.cos(jnp.pi * frac))
     w = max(warmup_frac, 1e-9)
+    if kind == "triangle":
+        up = start + (1.0 - start) * frac / w
+        down = 1.0 + (end - 1.0) * (frac - w) / max(1 - w, 1e-9)
+        return jnp.where(frac < w, up, down)
     cos = 0.5 * (1 + jnp.cos(jnp.pi * jnp.clip((frac - w) / max(1 - w, 1e-9), 0, 1)))
     return jnp.where(frac < w, frac / w, cos)
 
@@ -108,13 +139,21 @@ def query_inputs(x, query: str):
     return _shift(x, dx, dy)
 
 
-def _augment(x, key, kind: str, pad: int = 2):
-    """Random flip and/or random translation (reflect-padded crop) per example, inside jit."""
+def _augment(x, key, kind: str, pad: int = 2, *, idx=None, epoch=None, flip_key=None):
+    """Flip and/or random translation (reflect-padded crop) per example, inside jit.
+
+    ``flip``: each example flipped with probability 1/2 at every step. ``altflip`` (airbench94's
+    alternating flip): example ``i`` is flipped in epoch ``e`` iff ``base(i) XOR (e odd)``, with
+    ``base(i)`` a fair coin from ``fold_in(flip_key, i)`` drawn once per model."""
     if kind == "none" or x.ndim != 4:
         return x
     kf, kc = jax.random.split(key)
     B, H, W, C = x.shape
-    if "flip" in kind:
+    if kind.startswith("altflip"):
+        base = jax.vmap(lambda i: jax.random.bernoulli(jax.random.fold_in(flip_key, i)))(idx)
+        flip = base ^ (epoch % 2 == 1)
+        x = jnp.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
+    elif "flip" in kind:
         flip = jax.random.bernoulli(kf, 0.5, (B,))
         x = jnp.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
     if "crop" in kind:
@@ -144,7 +183,11 @@ class Trainer:
     def __post_init__(self):
         t = self.cfg.train
         self.model = make_model(self.cfg, self.num_classes)
-        self.tx = make_optimizer(t)
+        self.whiten = self.cfg.model.whiten
+        if self.whiten and len(self.x_train.shape) != 4:
+            raise ValueError(f"model.whiten: needs images [N, H, W, C], got inputs of shape "
+                             f"{tuple(self.x_train.shape)}")
+        self.tx = make_optimizer(t, whiten=self.whiten)
         self.num_epochs = int(math.ceil(t.epochs))
         sample = jnp.zeros((1,) + tuple(self.x_train.shape[1:]), self.x_train.dtype)
         self._template = jax.eval_shape(lambda k: self.model.init({"params": k, "dropout": k},
@@ -158,13 +201,19 @@ class Trainer:
         self._cache: dict = {}   # the chunk in training (see _chunk)
 
     # ----- one model ------------------------------------------------------------------------
-    def _init_one(self, key):
+    def _init_one(self, key, stem=None):
         sample = jnp.zeros((1,) + tuple(self.x_train.shape[1:]), self.x_train.dtype)
         variables = self.model.init({"params": key, "dropout": key}, sample, train=False)
         variables = dict(variables)
         params = variables.pop("params")
-        return {"params": params, "batch_stats": variables.get("batch_stats", {}),
-                "opt_state": self.tx.init(params)}
+        if stem is not None:
+            params = dict(params, stem=dict(params["stem"], kernel=stem))
+        state = {"params": params, "batch_stats": variables.get("batch_stats", {}),
+                 "opt_state": self.tx.init(params)}
+        if self.cfg.train.lookahead_every:
+            state["ema"] = {"params": params, "batch_stats": state["batch_stats"]}
+            state["ema_on"] = jnp.zeros((), bool)
+        return state
 
     def _loss(self, params, batch_stats, x, y, dropout_key):
         t = self.cfg.train
@@ -186,7 +235,7 @@ class Trainer:
             loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
         return loss, new_bs
 
-    def _step(self, state, x, y, t_global, total_steps, keys):
+    def _step(self, state, x, y, t_global, total_steps, keys, epoch):
         """One optimizer step of one model. Returns (new_state, loss)."""
         tc = self.cfg.train
         dkey = jax.random.fold_in(keys["dropout"], t_global)
@@ -207,10 +256,34 @@ class Trainer:
         updates, new_opt = self.tx.update(grads, opt_state, state["params"])
         if tc.schedule != "constant":
             frac = t_global.astype(jnp.float32) / jnp.maximum(total_steps, 1).astype(jnp.float32)
-            factor = schedule_factor(tc.schedule, frac, tc.warmup_epochs / tc.epochs)
+            factor = schedule_factor(tc.schedule, frac, tc.warmup_epochs / tc.epochs,
+                                     tc.schedule_start, tc.schedule_end)
             updates = jax.tree.map(lambda u: u * factor.astype(u.dtype), updates)
+        if tc.whiten_bias_epochs:   # airbench94 freezes the stem bias after a few epochs
+            live = (epoch < tc.whiten_bias_epochs).astype(jnp.float32)
+            updates = dict(updates, stem=dict(updates["stem"], bias=updates["stem"]["bias"] * live))
         new_params = optax.apply_updates(state["params"], updates)
-        return {"params": new_params, "batch_stats": new_bs, "opt_state": new_opt}, loss
+        new = dict(state, params=new_params, batch_stats=new_bs, opt_state=new_opt)
+        if tc.lookahead_every:
+            new = self._lookahead(new, t_global, total_steps, epoch)
+        return new, loss
+
+    def _lookahead(self, state, t_global, total_steps, epoch):
+        """airbench94's lookahead (from hlb-cifar10): every ``n`` steps from epoch ``start`` on,
+        ``ema ← ema + (1 − ρ)(θ − ema)`` with ``ρ = decay^n · (step / total)^pow`` over the
+        parameters and BatchNorm statistics, then ``θ ← ema`` (the first time ``ema ← θ``)."""
+        tc = self.cfg.train
+        n = tc.lookahead_every
+        cur = t_global + 1
+        do = (epoch >= tc.lookahead_start_epochs) & (cur % n == 0)
+        first = do & ~state["ema_on"]
+        rho = (tc.lookahead_decay ** n) * (cur.astype(jnp.float32) /
+                                           jnp.maximum(total_steps, 1).astype(jnp.float32)) ** tc.lookahead_pow
+        net = {"params": state["params"], "batch_stats": state["batch_stats"]}
+        ema = jax.tree.map(lambda e, v: jnp.where(first, v, jnp.where(do, e + (1 - rho) * (v - e), e)),
+                           state["ema"], net)
+        net = jax.tree.map(lambda e, v: jnp.where(do, e, v), ema, net)
+        return dict(state, **net, ema=ema, ema_on=state["ema_on"] | do)
 
     def _eval_correct(self, state, x_all, y_all):
         """Eval-mode correctness of one model on every training example: [N] bool."""
@@ -249,8 +322,9 @@ class Trainer:
                 active = (pos < spe) & (t_global < total_steps) & ~diverged
                 idx = perm[(pos * B + jnp.arange(B)) % jnp.maximum(n_in, 1)]
                 x = x_flat[idx].reshape((B,) + x_all.shape[1:])  # row gather: fast on CPU too
-                x = _augment(x, jax.random.fold_in(keys["augment"], t_global), tc.augment)
-                new_state, loss = self._step(state, x, y_all[idx], t_global, total_steps, keys)
+                x = _augment(x, jax.random.fold_in(keys["augment"], t_global), tc.augment,
+                             idx=idx, epoch=e, flip_key=keys["flip"])
+                new_state, loss = self._step(state, x, y_all[idx], t_global, total_steps, keys, e)
                 finite = jnp.isfinite(loss) & jax.tree.reduce(
                     jnp.logical_and, jax.tree.map(lambda a: jnp.all(jnp.isfinite(a)),
                                                   new_state["params"]), True)
@@ -265,6 +339,11 @@ class Trainer:
             (state, diverged, ls, lc), _ = jax.lax.scan(
                 step_body, carry[:2] + (jnp.float32(0), jnp.float32(0)),
                 jnp.arange(self.steps_per_epoch_max))
+            if tc.lookahead_every:   # the epoch ends with θ ← ema (airbench94)
+                on = state["ema_on"]
+                state = dict(state, **jax.tree.map(lambda e_, v: jnp.where(on, e_, v), state["ema"],
+                                                   {"params": state["params"],
+                                                    "batch_stats": state["batch_stats"]}))
             prev_loss = carry[2]
             loss = jnp.where(lc > 0, ls / jnp.maximum(lc, 1), prev_loss)
             out = self._eval_correct(state, x_all, y_all) if record else None
@@ -284,12 +363,29 @@ class Trainer:
             return jax.vmap(fn)(*args)
         return jax.lax.map(lambda a: fn(*a), args, batch_size=vs)
 
-    def init_chunk(self, model_ids):
-        """Stacked initial state for the given model ids (plus per-model bookkeeping)."""
-        fn = self._train_fns.get("init")
-        if fn is None:
-            fn = self._train_fns["init"] = jax.jit(lambda keys: self._map_models(self._init_one, keys))
-        state = fn(model_keys(self.cfg.seed, INIT, model_ids))
+    def init_chunk(self, model_ids, keep_rows=None):
+        """Stacked initial state for the given model ids (plus per-model bookkeeping).
+        ``keep_rows`` [K, N] is needed by ``model.whiten`` (each stem is whitened on the first
+        WHITEN_IMAGES of the model's own training examples, in dataset order)."""
+        keys = model_keys(self.cfg.seed, INIT, model_ids)
+        if self.whiten:
+            if keep_rows is None:
+                raise ValueError("model.whiten: init_chunk needs the chunk's keep rows")
+            from jaxmem.models import whitening_kernels
+
+            index, weight = _first_in(np.asarray(keep_rows), WHITEN_IMAGES)
+            fn = self._train_fns.get("init_w")
+            if fn is None:
+                k = self.model.whiten_kernel_size
+                fn = self._train_fns["init_w"] = jax.jit(lambda keys, i, w: self._map_models(
+                    self._init_one, keys, whitening_kernels(self.x_train, i, w, k)))
+            state = fn(keys, jnp.asarray(index), jnp.asarray(weight))
+        else:
+            fn = self._train_fns.get("init")
+            if fn is None:
+                fn = self._train_fns["init"] = jax.jit(
+                    lambda keys: self._map_models(self._init_one, keys))
+            state = fn(keys)
         K = len(model_ids)
         aux = (jnp.zeros(K, bool), jnp.full(K, jnp.nan, jnp.float32))
         return state, aux
@@ -309,7 +405,7 @@ class Trainer:
                      counts=tuple(jnp.asarray(a) for a in self.step_counts(rows)),
                      keys={name: model_keys(self.cfg.seed, s, np.asarray(ids)) for name, s in
                            (("data", DATA), ("dropout", DROPOUT), ("augment", AUGMENT),
-                            ("dp", DP_NOISE))})
+                            ("dp", DP_NOISE), ("flip", FLIP))})
         return c
 
     def train_epochs(self, state, aux, keep_rows, model_ids, epoch0: int, num_epochs: int):
@@ -363,6 +459,16 @@ def epoch_orders(seed: int, model_ids, keep_rows: np.ndarray, epoch0: int, num_e
             rng = np.random.default_rng([int(seed), DATA, int(m), int(epoch0 + j)])
             out[k, j, : idx.size] = rng.permutation(idx)
     return out
+
+
+def _first_in(keep_rows: np.ndarray, n: int):
+    """[K, n] indices of each row's first ``n`` True entries (padded with 0) and their weights."""
+    K = keep_rows.shape[0]
+    index, weight = np.zeros((K, n), np.int32), np.zeros((K, n), np.float32)
+    for k in range(K):
+        i = np.flatnonzero(keep_rows[k])[:n]
+        index[k, : i.size], weight[k, : i.size] = i, 1.0
+    return index, weight
 
 
 def steps_per_epoch_max(keep: np.ndarray, batch_size: int) -> int:

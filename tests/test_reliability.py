@@ -165,8 +165,8 @@ _DIVERGE = textwrap.dedent("""
     BAD = int(sys.argv[1])
     orig = T.Trainer.init_chunk
 
-    def init_chunk(self, model_ids):
-        state, aux = orig(self, model_ids)
+    def init_chunk(self, model_ids, *args, **kwargs):
+        state, aux = orig(self, model_ids, *args, **kwargs)
         ids = list(map(int, model_ids))
         if BAD in ids:   # blow up one model's initial weights: its first loss is not finite
             j = ids.index(BAD)
