@@ -13,23 +13,49 @@ baseline, and the mean held-out accuracy (all must be ≈0.96, or the comparison
 
     python benchmarks/train_throughput.py            # K = 16, 64, 256
     python benchmarks/train_throughput.py --k 16     # quick
+
+On a shared machine wall-clock times swing by +-30% and PyTorch with more than one thread can
+collapse (spinning OpenMP workers: 0.1-1 models/s instead of 12). For a steady per-core comparison
+pin the process to one core and count process CPU time instead of wall time:
+
+    taskset -c 1 python benchmarks/train_throughput.py --k 64 --clock cpu
+
+``--xla-flags`` reaches XLA before jax is imported, e.g. oneDNN for the CPU matmuls (deterministic
+and chunk-invariant here, but not bitwise equal to XLA's own dot emitter):
+
+    --xla-flags="--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_fusion_type=dot"
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
-import numpy as np
 
-import jax
-import jax.numpy as jnp
-import optax
+def _xla_flags_from_argv():
+    """``--xla-flags`` must be in the environment before jax is imported (it is read once)."""
+    for i, a in enumerate(sys.argv):
+        v = (a.split("=", 1)[1] if a.startswith("--xla-flags=") else
+             sys.argv[i + 1] if a == "--xla-flags" and i + 1 < len(sys.argv) else None)
+        if v:
+            os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {v}".strip()
 
-from jaxmem.config import load_config
-from jaxmem.data import load
-from jaxmem.subsets import balanced_keep
-from jaxmem.train import Trainer, steps_per_epoch_max
+
+if __name__ == "__main__":
+    _xla_flags_from_argv()
+
+import numpy as np  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
+
+from jaxmem.config import load_config  # noqa: E402
+from jaxmem.data import load  # noqa: E402
+from jaxmem.subsets import balanced_keep  # noqa: E402
+from jaxmem.train import Trainer, steps_per_epoch_max  # noqa: E402
 
 STEPS, BATCH, LR, HIDDEN = 140, 128, 1e-3, 256
 
@@ -63,12 +89,13 @@ def batch_indices(keep_row, seed, steps=STEPS, batch=BATCH):
     return np.stack(out[:steps])
 
 
-def bench_jaxmem(ds, keep, chunk):
+def bench_jaxmem(ds, keep, chunk, vmap_size=0):
     M = keep.shape[0]
     spe = -(-int(keep.sum(1).max()) // BATCH)
     cfg = load_config(None, [f"subsets.num_models={M}", f"train.epochs={STEPS / spe}",
                              f"train.batch_size={BATCH}", f"train.learning_rate={LR}",
-                             f"model.hidden=[{HIDDEN}]", f"train.chunk_size={chunk}"])
+                             f"model.hidden=[{HIDDEN}]", f"train.chunk_size={chunk}",
+                             f"train.vmap_size={vmap_size}"])
     tr = Trainer(cfg, jnp.asarray(ds.x_train), jnp.asarray(ds.y_train), 10,
                  steps_per_epoch_max(keep, BATCH))
     xte = jnp.asarray(ds.x_test)
@@ -134,7 +161,6 @@ def bench_torch(ds, keep, vmap: bool):
         from torch.func import functional_call, grad, vmap as tvmap
     except ImportError:
         return None, None
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     x = torch.tensor(ds.x_train.reshape(len(ds.x_train), -1))
     y = torch.tensor(ds.y_train, dtype=torch.long)
     xte = torch.tensor(ds.x_test.reshape(len(ds.x_test), -1))
@@ -201,20 +227,44 @@ def bench_torch(ds, keep, vmap: bool):
 
 
 def main():
+    global time
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--k", type=int, nargs="+", default=[16, 64, 256])
     ap.add_argument("--chunk", type=int, default=16, help="jaxmem models per jitted call")
+    ap.add_argument("--vmap-size", type=int, default=0,
+                    help="jaxmem train.vmap_size: models vmapped together inside a chunk (0 = all)")
+    ap.add_argument("--torch-threads", type=int, default=0,
+                    help="torch.set_num_threads (0 = torch's default)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: process CPU time, all threads summed (steady on a shared "
+                         "machine; meaningful single-threaded: taskset -c N, --torch-threads 1)")
+    ap.add_argument("--xla-flags", default="", help="appended to XLA_FLAGS before jax starts")
     ap.add_argument("--no-torch", action="store_true")
     args = ap.parse_args()
+    if args.clock == "cpu":
+        import types
+        time = types.SimpleNamespace(perf_counter=time.process_time)
     ds = load_digits_or_standin()
     print(f"digits: {ds.num_train} train / {ds.num_test} test; MLP 64-{HIDDEN}-10, Adam, batch "
           f"{BATCH}, {STEPS} steps; backend {jax.default_backend()}, {jax.device_count()} device(s)")
+    threads = f"cores usable {len(os.sched_getaffinity(0))}"
+    if not args.no_torch:
+        try:
+            import torch
+            if args.torch_threads:
+                torch.set_num_threads(args.torch_threads)
+            threads += (f"; torch threads {torch.get_num_threads()} intra-op, "
+                        f"{torch.get_num_interop_threads()} inter-op")
+        except ImportError:
+            pass
+    print(f"{threads}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; clock {args.clock}; "
+          f"jaxmem chunk {args.chunk}, vmap_size {args.vmap_size}")
     hdr = f"{'K':>5} {'method':<11} {'models/s':>9} {'acc':>7}   ratio of jaxmem to it"
     print(hdr)
     for K in args.k:
         keep = balanced_keep(0, K, ds.num_train)
         res = {}
-        res["jaxmem"] = bench_jaxmem(ds, keep, min(args.chunk, K))[:2]
+        res["jaxmem"] = bench_jaxmem(ds, keep, min(args.chunk, K), args.vmap_size)[:2]
         res["jax-loop"] = bench_jax_loop(ds, keep)
         if not args.no_torch:
             for name, vm in (("torch-seq", False), ("torch-vmap", True)):
