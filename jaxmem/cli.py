@@ -93,6 +93,8 @@ def _print_summary(summary: dict, workdir: str) -> None:
         ("models", summary["num_models"]),
         ("training examples", summary["num_examples"]),
         ("test accuracy (mean over models)", f"{summary['test_accuracy']:.4f}"),
+        *([("  with logits averaged over queries", f"{summary['test_accuracy_query_average']:.4f}")]
+          if summary.get("test_accuracy_query_average") is not None else []),
         ("train seconds", f"{summary['train_seconds']:.1f}"),
         ("models / second", f"{summary['models_per_second']:.1f}" if summary["models_per_second"] else "-"),
         ("diverged models", summary["diverged"]["count"]),

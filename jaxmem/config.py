@@ -106,7 +106,8 @@ class TrainConfig:
     dp: DPConfig = field(default_factory=DPConfig)
     record_forgetting: bool = False  # per-epoch correctness on every train example
     chunk_size: int = 0             # models per jitted call; 0 = choose automatically
-    vmap_size: int = 0              # models vmapped together inside a chunk (lax.map); 0 = whole chunk
+    vmap_size: int = 0              # models vmapped together inside a chunk (lax.map); 0 = auto
+    step_loop: str = "auto"         # scan | host (a jitted call per step) | auto: host for CNNs on CPU
     compute_dtype: str = "float32"  # float32 | bfloat16 (params stay float32)
     checkpoint_every: int = 0       # epochs between mid-chunk checkpoints; 0 = only per chunk
 
@@ -162,6 +163,7 @@ _CHOICES = {
     "train.schedule": {"constant", "cosine", "linear_warmup_cosine", "triangle"},
     "train.augment": {"none", "flip", "crop", "flip_crop", "altflip", "altflip_crop"},
     "train.compute_dtype": {"float32", "bfloat16"},
+    "train.step_loop": {"auto", "scan", "host"},
     "signals.dtype": {"float32", "float16"},
     "data.canary_kind": {"random_label", "random_input"},
 }

@@ -580,6 +580,9 @@ def score(workdir, *, log=print) -> dict:
     tsg = _signals(run.test_logits, test_labels, want_p, False)
     correct, phi = sg["correct"], sg["phi"]
     test_acc = tsg["correct"].mean(1) if len(test_labels) else np.full(len(keep), np.nan)
+    n_queries = run.test_logits.shape[2]
+    test_acc_tta = (_tta_accuracy(run.test_logits, test_labels)
+                    if len(test_labels) and n_queries > 1 else None)
     mem = estimators.memorization(keep, correct, model_mask=ok)
     ids = run.example_ids
     order = np.argsort(-np.nan_to_num(mem.mem, nan=-np.inf), kind="stable")
@@ -630,6 +633,9 @@ def score(workdir, *, log=print) -> dict:
         "num_examples": int(keep.shape[1]),
         "num_test": int(len(test_labels)),
         "test_accuracy": float(test_acc[ok].mean()) if ok.any() else float("nan"),
+        # test-time augmentation over the signal queries (identity + flip: airbench's mirror TTA)
+        "test_accuracy_query_average": (float(test_acc_tta[ok].mean()) if test_acc_tta is not None
+                                        and ok.any() else None),
         "train_accuracy_in": float((correct * keep)[ok].sum() / max((keep[ok]).sum(), 1)),
         "train_seconds": train_seconds,
         "models_per_second": float(keep.shape[0] / train_seconds) if train_seconds else None,
@@ -678,6 +684,16 @@ def _signals(logits, labels, want_p: bool, want_loss: bool, block: int = 64) -> 
             out["p"][a : a + block] = sig.true_class_probability(z[:, :, 0], labels[None])
         if want_loss:
             out["loss"][a : a + block] = sig.cross_entropy(z[:, :, 0], labels[None])
+    return out
+
+
+def _tta_accuracy(logits, labels, block: int = 64) -> np.ndarray:
+    """[M] accuracy of each model's logits averaged over the A queries of [M, N, A, C] logits."""
+    M = logits.shape[0]
+    out = np.zeros(M)
+    for a in range(0, M, block):
+        z = np.asarray(logits[a : a + block], dtype=np.float64).mean(2)
+        out[a : a + block] = (z.argmax(-1) == labels[None]).mean(1)
     return out
 
 

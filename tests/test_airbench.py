@@ -253,3 +253,33 @@ def test_whiten_needs_images():
 if __name__ == "__main__" and sys.argv[1:] == ["recipe"]:
     _recipe_check()
     print("recipe ok")
+
+
+_HEADLINE = r"""
+import sys, tensorflow_datasets as tfds
+from jaxmem.cli import main
+with tfds.testing.mock_data(num_examples=96, policy=tfds.testing.MockPolicy.USE_CODE):
+    sys.exit(main(["run", "experiments/cifar10_lira.toml", "--workdir", sys.argv[1], "--cache-dir", "",
+                   "--set", "subsets.num_models=4", "--set", "train.batch_size=16",
+                   "--set", "train.epochs=2", "--set", "train.warmup_epochs=0.5",
+                   "--set", "train.whiten_bias_epochs=1", "--set", "train.lookahead_start_epochs=1",
+                   "--set", "train.compute_dtype=float32"]))
+"""
+
+
+def test_headline_config_runs_end_to_end_on_tfds_mock_cifar10(tmp_path):
+    """experiments/cifar10_lira.toml through `jaxmem run`, shrunk, on TFDS's mock CIFAR-10."""
+    pytest.importorskip("tensorflow_datasets")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", _HEADLINE, str(tmp_path / "run")], env=env, cwd=root,
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    import json
+
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["model"]["whiten"] and cfg["train"]["augment"] == "altflip_crop"
+    assert s["num_models"] == 4 and s["num_examples"] == 96 and s["diverged"]["count"] == 0
+    assert set(s["attacks"]) >= {"lira_online", "lira_offline", "lira_online_fixed_variance"}
+    assert s["test_accuracy_query_average"] is not None    # identity + flip queries

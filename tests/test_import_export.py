@@ -32,6 +32,10 @@ def test_import_arrays_scores_like_the_estimators_directly(tmp_path):
     assert summary["attacks"]["lira_online"]["auc"] == pytest.approx(ev.summary()["lira_online"]["auc"])
     assert summary["attacks"]["lira_online"]["auc"] > 0.6
     assert "rmia_offline" in summary["attacks"]           # the test set is the population
+    # test accuracy: identity query, and with the logits averaged over the A = 2 queries (TTA)
+    assert summary["test_accuracy"] == pytest.approx((tl[:, :, 0].argmax(-1) == tlab).mean())
+    tta = np.mean([(tl[m].astype(np.float64).sum(1).argmax(-1) == tlab).mean() for m in range(len(tl))])
+    assert summary["test_accuracy_query_average"] == pytest.approx(tta)
 
 
 def test_lira_layout_round_trip_through_runs(tmp_path):
