@@ -8,8 +8,10 @@ models, RMIA scores x by how often its likelihood ratio beats that of population
 
 Offline (reference models never trained on x), P(x) is approximated from OUT models only,
 P(x) = (1+a)/2 · mean_OUT p(x) + (1−a)/2 (paper, App. B.2.2). Online, P(x) = (mean_IN + mean_OUT)/2.
-Population points are members of no reference model: P(z) = (1+a)/2 · mean p(z) + (1−a)/2 offline,
-the plain mean over all reference models online.
+Population points are members of no reference model: P(z) = (1+a)/2 · mean p(z) + (1−a)/2 offline
+(the same formula as for x, as in the paper's code and ML Privacy Meter), the plain mean over all
+reference models online. For one target the score is a non-decreasing function of p(x)/P(x), so
+P(z) and γ change its ROC only through ties; they matter when scores are pooled across targets.
 
 The N × Z pairwise comparison is computed exactly in O((N + Z) log Z): sort the Z population
 ratios once (numpy, float64) and count, for each x, the ratios strictly below ratio(x) / γ with
@@ -86,10 +88,17 @@ def tune_rmia_a(ref_p, ref_keep, ref_p_pop, *, grid=A_GRID, tune_model=0, gamma=
     references; for each ``a`` in ``grid`` (default 0, 0.1, …, 1) offline RMIA attacks it and the
     ``a`` with the highest AUC on its members vs non-members wins (first on ties, as the tool's
     strict ``>``). The tool calls this inside its loop over targets, with the target's paired
-    model (index target ^ 1) as the temporary target. Differences from the tool, on purpose: the
-    temporary target's own population probabilities are used (the tool passes the real
-    target's), and it is not among its own references (the tool keeps the paired model in the
-    reference set).
+    model (index target ^ 1; its models come in complementary pairs) as the temporary target,
+    and EXCLUDES both the target and that paired model from the references, for tuning and for
+    scoring the target alike. jaxmem's keep designs have no complementary pairs: here the caller
+    leaves the real target out and the temporary target is not among its own references, as in
+    the tool; the real target is scored with all other models. Differences from the tool: it
+    tunes with ``num_reference_models=1`` (``attacks.py``: the one OUT model of the next pair;
+    the later ``modules/mia``: every reference, IN values mapped to p_OUT by (p + a − 1)/a),
+    here the mean over all OUT models among the M − 1 is used; and ``attacks.py`` takes P(z)
+    from the largest k of the 2k reference values rather than their mean. The temporary target's
+    own population probabilities are used, as in ``attacks.py`` (``modules/mia`` passes the real
+    target's).
     """
     ref_p = _f64(ref_p, 2, "ref_p")
     ref_p_pop = _f64(ref_p_pop, 2, "ref_p_pop")
