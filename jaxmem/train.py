@@ -308,13 +308,15 @@ class Trainer:
                           xp.reshape((nb, bs) + x.shape[1:]))
         return out.reshape((nb * bs,) + out.shape[2:])[:n]
 
-    def _step_one(self, state, diverged, loss_sum, loss_cnt, perm, n_in, spe, total_steps, keys,
-                  e, pos):
+    def _step_one(self, data, state, diverged, loss_sum, loss_cnt, perm, n_in, spe, total_steps,
+                  keys, e, pos):
         """Step ``pos`` of epoch ``e`` of one model (a no-op past its own steps or once diverged).
-        ``perm`` [N]: the epoch's visiting order of its IN examples."""
+        ``data`` = (x_train, y_train), an argument of the jitted call (a closed-over array would
+        be embedded in the program as a constant); ``perm`` [N]: the epoch's visiting order of
+        the model's IN examples."""
         tc = self.cfg.train
         B = tc.batch_size
-        x_all, y_all = self.x_train, self.y_train
+        x_all, y_all = data
         x_flat = x_all.reshape(y_all.shape[0], -1)
         t_global = e * spe + pos
         active = (pos < spe) & (t_global < total_steps) & ~diverged
@@ -333,7 +335,7 @@ class Trainer:
         w = (take & is_last_epoch).astype(jnp.float32)
         return state, diverged, loss_sum + w * jnp.where(take, loss, 0.0), loss_cnt + w
 
-    def _epoch_end(self, state, diverged, loss_sum, loss_cnt, prev_loss):
+    def _epoch_end(self, data, state, diverged, loss_sum, loss_cnt, prev_loss):
         """After an epoch's steps: lookahead's θ ← ema, the last epoch's mean loss, and (with
         ``record_forgetting``) correctness on every training example."""
         if self.cfg.train.lookahead_every:   # the epoch ends with θ ← ema (airbench94)
@@ -342,11 +344,11 @@ class Trainer:
                                                {"params": state["params"],
                                                 "batch_stats": state["batch_stats"]}))
         loss = jnp.where(loss_cnt > 0, loss_sum / jnp.maximum(loss_cnt, 1), prev_loss)
-        out = (self._eval_correct(state, self.x_train, self.y_train)
-               if self.cfg.train.record_forgetting else None)
+        out = (self._eval_correct(state, *data) if self.cfg.train.record_forgetting else None)
         return state, diverged, loss, out
 
-    def _train_one(self, state, aux, orders, n_in, spe, total_steps, keys, epoch0, num_epochs):
+    def _train_one(self, data, state, aux, orders, n_in, spe, total_steps, keys, epoch0,
+                   num_epochs):
         """Train one model for epochs [epoch0, epoch0 + num_epochs) as one XLA loop. ``aux`` =
         (diverged, loss); ``orders`` [num_epochs, N]: each epoch's visiting order of its IN
         examples."""
@@ -355,12 +357,12 @@ class Trainer:
             state, diverged, prev_loss = carry
 
             def step_body(c, pos):
-                return self._step_one(*c, perm, n_in, spe, total_steps, keys, e, pos), None
+                return self._step_one(data, *c, perm, n_in, spe, total_steps, keys, e, pos), None
 
             (state, diverged, ls, lc), _ = jax.lax.scan(
                 step_body, (state, diverged, jnp.float32(0), jnp.float32(0)),
                 jnp.arange(self.steps_per_epoch_max))
-            state, diverged, loss, out = self._epoch_end(state, diverged, ls, lc, prev_loss)
+            state, diverged, loss, out = self._epoch_end(data, state, diverged, ls, lc, prev_loss)
             return (state, diverged, loss), out
 
         diverged, prev_loss = aux
@@ -371,22 +373,26 @@ class Trainer:
     def _train_host_loop(self, state, aux, orders, n_in, spe, total, keys, epoch0, num_epochs):
         """The same training with the step loop on the host: one jitted (vmapped) call per step.
         XLA's CPU backend runs convolution gradients inside a loop body ~10x slower than outside
-        one (jax#12868), so CNNs on CPU train this way; the dispatch costs well under 1 ms."""
+        one (jax#12868: ~15x here), so CNNs on CPU train this way; a dispatch costs < 1 ms."""
         step = self._train_fns.get("host_step")
         if step is None:
             step = self._train_fns["host_step"] = jax.jit(
-                jax.vmap(self._step_one, in_axes=(0,) * 9 + (None, None)), donate_argnums=(0,))
-            self._train_fns["host_end"] = jax.jit(jax.vmap(self._epoch_end))
+                jax.vmap(self._step_one, in_axes=(None,) + (0,) * 9 + (None, None)),
+                donate_argnums=(1,))
+            self._train_fns["host_end"] = jax.jit(
+                jax.vmap(self._epoch_end, in_axes=(None,) + (0,) * 5))
         end = self._train_fns["host_end"]
+        data = (self.x_train, self.y_train)
         diverged, loss = aux
         outs = []
         for j in range(num_epochs):
             e = jnp.int32(epoch0 + j)
+            perm = orders[:, j] if isinstance(orders, jax.Array) else jnp.asarray(orders[:, j])
             zero = jnp.zeros_like(loss)
             st = (state, diverged, zero, zero)
             for pos in range(self.steps_per_epoch_max):
-                st = step(*st, orders[:, j], n_in, spe, total, keys, e, jnp.int32(pos))
-            state, diverged, loss, out = end(*st, loss)
+                st = step(data, *st, perm, n_in, spe, total, keys, e, jnp.int32(pos))
+            state, diverged, loss, out = end(data, *st, loss)
             outs.append(out)
         correct = jnp.stack(outs, axis=1) if self.cfg.train.record_forgetting else None
         return state, (diverged, loss), correct
@@ -419,9 +425,9 @@ class Trainer:
             fn = self._train_fns.get("init_w")
             if fn is None:
                 k = self.model.whiten_kernel_size
-                fn = self._train_fns["init_w"] = jax.jit(lambda keys, i, w: self._map_models(
-                    self._init_one, keys, whitening_kernels(self.x_train, i, w, k)))
-            state = fn(keys, jnp.asarray(index), jnp.asarray(weight))
+                fn = self._train_fns["init_w"] = jax.jit(lambda keys, i, w, x: self._map_models(
+                    self._init_one, keys, whitening_kernels(x, i, w, k)))
+            state = fn(keys, jnp.asarray(index), jnp.asarray(weight), self.x_train)
         else:
             fn = self._train_fns.get("init")
             if fn is None:
@@ -462,11 +468,12 @@ class Trainer:
                                          num_epochs)
         fn = self._train_fns.get(("train", num_epochs))
         if fn is None:
-            def run(state, aux, orders, n_in, spe, total, keys, epoch0):
-                one = functools.partial(self._train_one, epoch0=epoch0, num_epochs=num_epochs)
+            def run(state, aux, orders, n_in, spe, total, keys, epoch0, data):
+                one = functools.partial(self._train_one, data, epoch0=epoch0, num_epochs=num_epochs)
                 return self._map_models(one, state, aux, orders, n_in, spe, total, keys)
             fn = self._train_fns[("train", num_epochs)] = jax.jit(run, donate_argnums=(0,))
-        return fn(state, aux, orders, *c["counts"], c["keys"], jnp.int32(epoch0))
+        return fn(state, aux, orders, *c["counts"], c["keys"], jnp.int32(epoch0),
+                  (self.x_train, self.y_train))
 
     def step_counts(self, keep_rows: np.ndarray):
         """Per model: examples IN, steps per epoch ceil(n_in / B), total steps round(epochs * S)."""
@@ -482,13 +489,16 @@ class Trainer:
         if fn is None:
             bs = self.cfg.signals.batch_size
 
-            def one(params, batch_stats):
-                outs = [self.apply_eval(params, batch_stats, query_inputs(x, q), bs) for q in queries]
-                return jnp.stack(outs, axis=1).astype(out_dtype)
+            def run(st, x):
+                def one(params, batch_stats):
+                    outs = [self.apply_eval(params, batch_stats, query_inputs(x, q), bs)
+                            for q in queries]
+                    return jnp.stack(outs, axis=1).astype(out_dtype)
 
-            fn = self._train_fns[key] = jax.jit(
-                lambda st: self._map_models(one, st["params"], st["batch_stats"]))
-        return fn(state)
+                return self._map_models(one, st["params"], st["batch_stats"])
+
+            fn = self._train_fns[key] = jax.jit(run)
+        return fn(state, x)
 
 
 def epoch_orders(seed: int, model_ids, keep_rows: np.ndarray, epoch0: int, num_epochs: int):

@@ -185,6 +185,30 @@ def test_host_step_loop_equals_the_xla_loop():
     assert (ca[ok] != cb[ok]).mean() < 0.02   # argmax ties aside, the same records
 
 
+def test_training_data_is_an_argument_not_a_program_constant():
+    """A closed-over array is embedded in the compiled program (CIFAR-10: 600 MB of HLO constant
+    in every program); the trainer passes the data in as arguments."""
+    from jaxmem.train import epoch_orders
+
+    r = RNG(7)
+    x = r.normal(size=(2048, 8, 8, 3)).astype(np.float32)      # 1.5 MB: ~3 MB as HLO hex text
+    y = r.integers(0, 3, 2048).astype(np.int32)
+    tr, keep, _ = _build(["train.epochs=1", "train.batch_size=256"], 2, 0, (x, y, x[:8], y[:8]))
+    ids = np.arange(2)
+    state, aux = tr.init_chunk(ids)
+    c = tr._chunk(ids, keep)
+    orders = epoch_orders(0, c["ids"], c["rows"], 0, 1)
+    tr.train_epochs(state, aux, keep, ids, 0, 1)
+    state, aux = tr.init_chunk(ids)
+    fn = tr._train_fns[("train", 1)]
+    text = fn.lower(state, aux, orders, *c["counts"], c["keys"], jnp.int32(0),
+                    (tr.x_train, tr.y_train)).as_text()
+    assert len(text) < 1_000_000, len(text)
+    tr.logits(state, tr.x_train, ["identity"])
+    (key,) = [k for k in tr._train_fns if k[0] == "logits"]
+    assert len(tr._train_fns[key].lower(state, tr.x_train).as_text()) < 1_000_000
+
+
 def test_record_forgetting_matches_final_correctness():
     tr, keep, _ = _trainer(["train.record_forgetting=true"])
     state, _, correct = _train(tr, keep, range(3))
