@@ -35,9 +35,16 @@ PEAK_TFLOPS = 790.0  # H100 bf16 dense, as measured on large matmuls here
 ROWS = []
 
 
+OUT = None   # --out: the JSON table, rewritten after every row (a timeout keeps what ran)
+
+
 def row(section, name, value, target=""):
     ROWS.append((section, name, value, target))
     print(f"{section:<8} {name:<44} {value:<22} {target}", flush=True)
+    if OUT:
+        with open(OUT + ".tmp", "w") as f:
+            json.dump(ROWS, f, indent=1)
+        os.replace(OUT + ".tmp", OUT)
 
 
 def _timeit(fn, *args, reps=3):
@@ -171,6 +178,8 @@ def main():
     ap.add_argument("--skip", nargs="*", default=[], choices=["correct", "mlp", "cnn", "conv"])
     ap.add_argument("--out", default=None, help="write the table as JSON here")
     args = ap.parse_args()
+    global OUT
+    OUT = args.out
     dev = jax.devices()[0]
     print(f"device: {dev.device_kind} ({jax.default_backend()}), jax {jax.__version__}")
     print(f"{'section':<8} {'measurement':<44} {'value':<22} target")
@@ -186,9 +195,6 @@ def main():
         bench_cnn(2 if s else 16, 32 if s else 512, 2 if s else 24, 0)
     if "conv" not in args.skip:
         bench_conv(2 if s else 16, 16 if s else 256, 2 if s else 8, [0, 1] if s else [0, 4, 1])
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(ROWS, f, indent=1)
 
 
 if __name__ == "__main__":
