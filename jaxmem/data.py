@@ -358,7 +358,7 @@ def _tfds_help(name: str, data_dir: str | None) -> str:
         "prepare it on a machine with network and TensorFlow: python -c \"import "
         f"tensorflow_datasets as tfds; tfds.builder('{name}', file_format='array_record')"
         f".download_and_prepare()\", then copy ~/tensorflow_datasets/{base} into {target} "
-        "(--data-dir)"
+        "(or point --set data.data_dir=PATH at its parent)"
     )
 
 
