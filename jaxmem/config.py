@@ -293,6 +293,12 @@ def validate(cfg: Config) -> None:
     if not 0.0 <= m.bn_momentum < 1.0:
         raise ConfigError(f"model.bn_momentum: must be in [0, 1), got {m.bn_momentum}")
     _positive("model.bn_eps", m.bn_eps)
+    if m.dropout and "dropout" not in MODEL_FIELDS[m.name]:
+        raise ConfigError(f"model.dropout: model {m.name!r} has no dropout layers (models with "
+                          f"dropout: {', '.join(k for k, v in MODEL_FIELDS.items() if 'dropout' in v)})")
+    if m.batch_norm and "batch_norm" not in MODEL_FIELDS[m.name]:
+        raise ConfigError(f"model.batch_norm: only the cnn's BatchNorm can be switched, "
+                          f"model.name is {m.name!r}")
     if m.whiten and m.name != "resnet_airbench":
         raise ConfigError(f"model.whiten: only the resnet_airbench stem can be whitened, "
                           f"model.name is {m.name!r}")

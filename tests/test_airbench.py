@@ -238,6 +238,8 @@ def _recipe_check():
     (["model.bn_eps=0"], "model.bn_eps"),
     (["train.bias_lr_scale=-2"], "train.bias_lr_scale"),
     (["train.augment=altflip_rotate"], "train.augment"),
+    (["model.name=resnet_airbench", "model.dropout=0.5"], "model.dropout"),
+    (["model.name=mlp", "model.batch_norm=true"], "model.batch_norm"),
 ])
 def test_recipe_fields_are_validated(overrides, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):

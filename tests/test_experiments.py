@@ -201,3 +201,13 @@ def test_experiment_params_reach_the_analysis_and_unknown_ones_are_refused(tmp_p
     with pytest.raises(cfgmod.ConfigError, match="experiment.params.no_such_parameter"):
         X.run_experiment(cfg, tmp_path / "p", progress=False, log=lambda *a: None)
     assert not (tmp_path / "p").exists()   # refused before any work
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.toml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("full", [False, True])
+def test_every_experiment_and_variant_validates(path, full):
+    """Quick and full variants alike: a typo in a full variant would only surface on the
+    accelerator, after the data was copied there."""
+    cfg = cfgmod.load_config(path, [f"experiment.full={'true' if full else 'false'}"])
+    variants = cfgmod.variant_configs(cfg)
+    assert len(variants) == max(1, len(cfg.experiment.variants))
