@@ -142,7 +142,7 @@ class AirbenchNet(nn.Module):
     plainly initialised here; the trainer's ``model.whiten = true`` sets its kernel to the
     patch-whitening filter bank of each model's own training images (:func:`whitening_kernels`)
     and freezes it, as the original does. BN defaults follow this module's 0.9 / 1e-5 convention;
-    the original's are ``bn_momentum=0.6, bn_eps=1e-12`` (``experiments/cifar10_airbench.toml``).
+    the original's are ``bn_momentum=0.6, bn_eps=1e-12`` (``experiments/cifar10_lira.toml``).
     """
 
     num_classes: int

@@ -33,8 +33,8 @@ __all__ = ["Trainer", "make_model", "make_optimizer", "model_keys", "dp_epsilon"
 
 # Stream ids for fold_in(root, stream).
 INIT, DATA, DROPOUT, AUGMENT, DP_NOISE, FLIP = 0, 1, 2, 3, 4, 5
-WHITEN_IMAGES = 5000
-CPU_VMAP_SIZE = 4   # airbench94 whitens on 5,000 training images
+WHITEN_IMAGES = 5000   # airbench94 whitens on 5,000 training images
+CPU_VMAP_SIZE = 4      # models vmapped together on CPU when train.vmap_size = 0
 
 
 def make_model(cfg: Config, num_classes: int, input_dtype=None):
