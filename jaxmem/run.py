@@ -211,9 +211,7 @@ def _delete_run(workdir: Path) -> None:
     """--overwrite: delete jaxmem's own entries of a run directory, nothing else."""
     from jaxmem.io import remove_stale_tmp
 
-    if not (workdir / "config.json").exists():
-        if workdir.exists() and any(p for p in workdir.iterdir() if not p.name.startswith(".")):
-            raise RunError(f"{workdir}: not a jaxmem run; refusing to delete it (choose another --workdir)")
+    if not (workdir / "config.json").exists():   # (a foreign folder was refused by _check_workdir)
         return
     for name in _RUN_ENTRIES[1:] + _RUN_ENTRIES[:1]:   # config.json last: a killed delete resumes
         p = workdir / name
@@ -577,12 +575,11 @@ def score(workdir, *, log=print) -> dict:
     want_p = any(a.startswith("rmia") for a in cfg.scoring.attacks)
     want_loss = "loss" in cfg.scoring.attacks
     sg = _signals(run.logits, labels, want_p, want_loss)   # streamed over blocks of models
-    tsg = _signals(run.test_logits, test_labels, want_p, False)
+    tsg = _signals(run.test_logits, test_labels, want_p, False, want_query_average=True)
     correct, phi = sg["correct"], sg["phi"]
     test_acc = tsg["correct"].mean(1) if len(test_labels) else np.full(len(keep), np.nan)
-    n_queries = run.test_logits.shape[2]
-    test_acc_tta = (_tta_accuracy(run.test_logits, test_labels)
-                    if len(test_labels) and n_queries > 1 else None)
+    test_acc_tta = (tsg["correct_query_average"].mean(1)
+                    if len(test_labels) and "correct_query_average" in tsg else None)
     mem = estimators.memorization(keep, correct, model_mask=ok)
     ids = run.example_ids
     order = np.argsort(-np.nan_to_num(mem.mem, nan=-np.inf), kind="stable")
@@ -663,11 +660,13 @@ def score(workdir, *, log=print) -> dict:
     return summary
 
 
-def _signals(logits, labels, want_p: bool, want_loss: bool, block: int = 64) -> dict:
+def _signals(logits, labels, want_p: bool, want_loss: bool, block: int = 64,
+             want_query_average: bool = False) -> dict:
     """Per-example signals from (memory-mapped) logits [M, N, A, C], streamed over blocks of
     models so that memory holds one block of logits: correctness [M, N] (identity query), φ
     [M, N, A] (computed in float64 as the LiRA reference code does, stored float32), and on
-    request p_y and the loss [M, N] (identity query)."""
+    request p_y and the loss [M, N] (identity query), and with A > 1 the correctness of the
+    logits averaged over the queries (test-time augmentation)."""
     from jaxmem import signals as sig
 
     M, N, A = logits.shape[:3]
@@ -676,24 +675,18 @@ def _signals(logits, labels, want_p: bool, want_loss: bool, block: int = 64) -> 
         out["p"] = np.zeros((M, N), np.float32)
     if want_loss:
         out["loss"] = np.zeros((M, N), np.float32)
+    if want_query_average and A > 1:
+        out["correct_query_average"] = np.zeros((M, N), np.float32)
     for a in range(0, M, block):
         z = np.asarray(logits[a : a + block], dtype=np.float64)
         out["correct"][a : a + block] = sig.correctness(z[:, :, 0], labels[None])
+        if "correct_query_average" in out:
+            out["correct_query_average"][a : a + block] = sig.correctness(z.mean(2), labels[None])
         out["phi"][a : a + block] = sig.logit_scaled_confidence(z, labels[None, :, None])
         if want_p:
             out["p"][a : a + block] = sig.true_class_probability(z[:, :, 0], labels[None])
         if want_loss:
             out["loss"][a : a + block] = sig.cross_entropy(z[:, :, 0], labels[None])
-    return out
-
-
-def _tta_accuracy(logits, labels, block: int = 64) -> np.ndarray:
-    """[M] accuracy of each model's logits averaged over the A queries of [M, N, A, C] logits."""
-    M = logits.shape[0]
-    out = np.zeros(M)
-    for a in range(0, M, block):
-        z = np.asarray(logits[a : a + block], dtype=np.float64).mean(2)
-        out[a : a + block] = (z.argmax(-1) == labels[None]).mean(1)
     return out
 
 

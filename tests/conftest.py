@@ -4,3 +4,17 @@ import os
 # time and changes no result the tests check (they compare within one configuration). Subprocess
 # tests inherit it. Set XLA_FLAGS yourself to override.
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+SEED = int.from_bytes(os.urandom(4), "little")  # fresh inputs every run; printed on failure
+
+
+@pytest.fixture
+def rng(request):
+    """A fresh random generator per test (its seed is printed, so a failure can be replayed)."""
+    seed = SEED + hash(request.node.name) % 10_000
+    print(f"seed={seed}")
+    return np.random.default_rng(seed)

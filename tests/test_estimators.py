@@ -1,6 +1,5 @@
 """Tests for jaxmem.estimators against independent float64 references (explicit loops, scipy)."""
 
-import os
 import subprocess
 import sys
 import time
@@ -13,16 +12,6 @@ import pytest
 import scipy.stats
 
 import jaxmem.estimators as E
-
-SEED = int.from_bytes(os.urandom(4), "little")  # fresh inputs every run; printed on failure
-
-
-@pytest.fixture
-def rng(request):
-    seed = SEED + hash(request.node.name) % 10_000
-    print(f"seed={seed}")
-    return np.random.default_rng(seed)
-
 
 # ---------------------------------------------------------------- independent references
 

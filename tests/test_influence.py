@@ -1,6 +1,5 @@
 """Influence standard errors (Feldman & Zhang 2020, Eq. 2 with Welch-style errors) against float64 loops."""
 
-import os
 import subprocess
 import sys
 import warnings
@@ -11,16 +10,6 @@ import numpy.testing as npt
 import pytest
 
 import jaxmem.estimators as E
-
-SEED = int.from_bytes(os.urandom(4), "little")  # fresh inputs every run; printed on failure
-
-
-@pytest.fixture
-def rng(request):
-    seed = SEED + hash(request.node.name) % 10_000
-    print(f"seed={seed}")
-    return np.random.default_rng(seed)
-
 
 def ref_influence_se(keep, test, mask):
     """Mean IN − mean OUT and sqrt(var_in/n_in + var_out/n_out) (ddof=1) by explicit loops."""
