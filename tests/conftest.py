@@ -9,12 +9,15 @@ os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-SEED = int.from_bytes(os.urandom(4), "little")  # fresh inputs every run; printed on failure
+# Fresh inputs every run. Each test's seed is printed on failure; replay one test with
+# JAXMEM_TEST_SEED=<that seed> python -m pytest tests/FILE.py::TEST
+SEED = int.from_bytes(os.urandom(4), "little")
 
 
 @pytest.fixture
 def rng(request):
     """A fresh random generator per test (its seed is printed, so a failure can be replayed)."""
-    seed = SEED + hash(request.node.name) % 10_000
+    replay = os.environ.get("JAXMEM_TEST_SEED")
+    seed = int(replay) if replay else SEED + hash(request.node.name) % 10_000
     print(f"seed={seed}")
     return np.random.default_rng(seed)
