@@ -331,6 +331,11 @@ def execute(cfg: cfgmod.Config, workdir, *, overwrite: bool = False, progress: b
         groups = duplicate_groups(ds) if cfg.data.duplicates else np.asarray(ds.y_train)
     keep, model_ratio = make_design(cfg, blocks, len(ds.y_train), groups)
     if process_id == 0:
+        M = keep.shape[0]
+        done = 0 if overwrite else int(_covered(workdir, M).sum())
+        check_disk(workdir, storage_plan(cfg, M, len(ds.y_train), len(ds.y_test), int(ds.num_classes),
+                                         done, not overwrite and (workdir / ".assembled.json").exists()),
+                   log)
         from jaxmem.io import remove_stale_tmp
 
         if overwrite:   # only now that the config, data and design are known to be good
@@ -371,6 +376,44 @@ def execute(cfg: cfgmod.Config, workdir, *, overwrite: bool = False, progress: b
                   ready=lambda: _covered(workdir, keep.shape[0]).all())
     assemble(workdir, keep.shape[0])
     return score(workdir, log=log)
+
+
+def storage_plan(cfg, num_models: int, num_train: int, num_test: int, num_classes: int,
+                 num_done: int = 0, assembled: bool = False) -> dict:
+    """Bytes a run writes: per model, its logits on the training and test sets ([N + T, A, C] in
+    ``signals.dtype``) and, with ``train.record_forgetting``, [ceil(epochs), N] correctness.
+    :func:`assemble` copies the shards into the run's arrays, so they are on disk twice.
+    ``todo`` counts what is still to be written (shards of untrained models, and the assembled
+    copy unless a finished run has it)."""
+    item = 2 if cfg.signals.dtype == "float16" else 4
+    per_model = (num_train + num_test) * len(cfg.signals.queries) * num_classes * item + 5
+    if cfg.train.record_forgetting:
+        per_model += math.ceil(cfg.train.epochs) * num_train
+    total = 2 * num_models * per_model
+    todo = (num_models - num_done) * per_model
+    if not (assembled and num_done >= num_models):
+        todo += num_models * per_model
+    return {"per_model": per_model, "total": total, "todo": todo}
+
+
+def check_disk(workdir: Path, plan: dict, log=print, free=None):
+    """Refuse to start a run whose signals cannot fit on the disk of ``workdir`` (before hours of
+    training end in a full disk); log the size when it is large."""
+    if free is None:
+        where = workdir
+        while not where.exists():   # the run folder is made later
+            where = where.parent
+        free = shutil.disk_usage(where).free
+    gb = 1e9
+    if plan["total"] > gb:
+        log(f"signals: {plan['total'] / gb:.1f} GB on disk in all (shards + assembled arrays); "
+            f"{plan['todo'] / gb:.1f} GB still to write, {free / gb:.1f} GB free")
+    if plan["todo"] > free:
+        raise RunError(
+            f"{workdir}: this run still writes about {plan['todo'] / gb:.1f} GB of logits "
+            f"({plan['per_model'] / 1e6:.1f} MB per model, stored twice: shards and assembled "
+            f"arrays) but only {free / gb:.1f} GB is free there; fewer signals.queries, "
+            f"signals.dtype=float16, or a --workdir on a larger disk")
 
 
 def _wait_for(path: Path, what: str, timeout: float = 3600.0, ready=None):

@@ -1,0 +1,58 @@
+"""The run's storage plan against the bytes a finished run really wrote, and the disk check that
+refuses a run whose signals cannot fit before any work starts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import helpers_run as H
+from jaxmem import config as cfgmod
+from jaxmem import run as R
+from jaxmem.io import RunError
+
+SIGNALS = ["logits.npy", "test_logits.npy", "diverged.npy", "final_loss.npy", "correct_by_epoch.npy"]
+
+
+def _written(wd: Path) -> int:
+    """Data bytes (file size less the .npy header) of every signal array, shards and assembled."""
+    files = [f for d in [wd, *(wd / "shards").iterdir()] for f in d.glob("*.npy") if f.name in SIGNALS]
+    return sum(np.load(f, mmap_mode="r").nbytes for f in files)
+
+
+@pytest.mark.parametrize("extra", [[], ["signals.dtype=float16", 'signals.queries=["identity","flip"]',
+                                        "train.record_forgetting=true"]])
+def test_plan_equals_the_bytes_a_finished_run_wrote(extra):
+    wd = H.finished_reference(tuple(H.SMALL + extra))
+    cfg = cfgmod.from_dict(json.loads((wd / "config.json").read_text()))
+    ds = json.loads((wd / "dataset.json").read_text())
+    M = cfg.subsets.num_models
+    plan = R.storage_plan(cfg, M, ds["num_train"], ds["num_test"], ds["num_classes"])
+    assert plan["total"] == _written(wd)
+    assert plan["todo"] == plan["total"]      # nothing written yet
+    assert R.storage_plan(cfg, M, ds["num_train"], ds["num_test"], ds["num_classes"], M, True)["todo"] == 0
+    half = R.storage_plan(cfg, M, ds["num_train"], ds["num_test"], ds["num_classes"], M // 2, False)
+    assert half["todo"] == plan["total"] - M // 2 * plan["per_model"]
+
+
+def test_a_run_that_cannot_fit_fails_at_the_door(tmp_path, monkeypatch):
+    cfg = cfgmod.from_dict({"subsets": {"num_models": 4}, "data": {"max_train": 100, "max_test": 50}})
+    usage = type("Usage", (), {"free": 10_000, "total": 10**9, "used": 0})
+    monkeypatch.setattr(R.shutil, "disk_usage", lambda p: usage)
+    wd = tmp_path / "not" / "yet" / "made"
+    with pytest.raises(RunError, match=r"only 0\.0 GB is free.*signals\.dtype=float16"):
+        R.execute(cfg, wd, progress=False, log=lambda *a: None)
+    assert not (tmp_path / "not").exists()     # refused before the run folder was made
+
+
+def test_large_runs_log_their_size():
+    lines = []
+    plan = {"per_model": 2 * 10**8, "total": 4 * 10**9, "todo": 3 * 10**9}
+    R.check_disk(Path("."), plan, lines.append, free=5 * 10**9)
+    assert lines == ["signals: 4.0 GB on disk in all (shards + assembled arrays); 3.0 GB still to "
+                     "write, 5.0 GB free"]
+    with pytest.raises(RunError, match="200.0 MB per model"):
+        R.check_disk(Path("."), plan, lines.append, free=2 * 10**9)
