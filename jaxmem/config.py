@@ -125,6 +125,7 @@ class ScoringConfig:
                                                               "lira_online_fixed_variance",
                                                               "global_threshold"])
     targets: int = 0                # 0 = every model takes its turn as the target; else the first K
+    influence_top_k: int = 0        # >0: the k most influential training examples of each test example
 
 
 @dataclass
@@ -331,6 +332,8 @@ def validate(cfg: Config) -> None:
                           f"got {d.source!r}")
     if cfg.scoring.targets < 0 or cfg.scoring.targets > s.num_models:
         raise ConfigError(f"scoring.targets: must be in [0, num_models], got {cfg.scoring.targets}")
+    if cfg.scoring.influence_top_k < 0:
+        raise ConfigError(f"scoring.influence_top_k: must be >= 0, got {cfg.scoring.influence_top_k}")
     if any(h <= 0 for h in cfg.model.hidden) or any(c <= 0 for c in cfg.model.channels):
         raise ConfigError("model.hidden/model.channels: layer sizes must be > 0")
     for q in cfg.signals.queries:

@@ -322,6 +322,9 @@ def execute(cfg: cfgmod.Config, workdir, *, overwrite: bool = False, progress: b
         raise RunError(f"model.name: the transformer takes token sequences, and data.source="
                        f"{cfg.data.source!r} gives {ds.x_train.dtype} inputs; use a token source "
                        f"(e.g. data.source=digits_tokens)")
+    if cfg.scoring.influence_top_k > len(ds.y_train):
+        raise RunError(f"scoring.influence_top_k: {cfg.scoring.influence_top_k} is more than the "
+                       f"{len(ds.y_train)} training examples")
     blocks = _design_blocks(cfg, blocks)
     groups = None
     if cfg.subsets.design == "leave_group_out":
@@ -631,6 +634,10 @@ def score(workdir, *, log=print) -> dict:
         lines.append(f"{r},{ids[i]},{i},{labels[i]},{mem.mem[i]:.6g},{mem.stderr[i]:.6g},"
                      f"{mem.n_in[i]},{mem.n_out[i]}")
     save_text(res / "memorization.csv", "\n".join(lines) + "\n")
+    influence_summary = None
+    if cfg.scoring.influence_top_k and len(test_labels):
+        influence_summary = _influence_table(res / "influence.csv", keep, tsg["correct"], ok,
+                                             cfg.scoring.influence_top_k, run, mem)
 
     targets = None
     if cfg.scoring.targets:
@@ -690,6 +697,9 @@ def score(workdir, *, log=print) -> dict:
         "attacks": attack_summary,
         "files": {"memorization": str(res / "memorization.csv"), **figures},
     }
+    if influence_summary is not None:
+        summary["influence"] = influence_summary
+        summary["files"]["influence"] = str(res / "influence.csv")
     if cfg.train.dp.enabled:
         from jaxmem.train import dp_epsilon
 
@@ -701,6 +711,38 @@ def score(workdir, *, log=print) -> dict:
                          "delta": cfg.train.dp.delta}
     save_json(workdir / "summary.json", summary)
     return summary
+
+
+def _influence_table(path: Path, keep, test_correct, ok, k: int, run, mem,
+                     threshold: float = 0.15) -> dict:
+    """Feldman & Zhang (2020) Eq. 2 on the test set: each test example's ``k`` most influential
+    training examples (with standard errors) to ``path`` as CSV, and a summary of the
+    high-influence pairs (influence >= ``threshold``, their Sec. 4 selection; they add
+    memorization >= 0.25 of the training example for their figures, counted here too)."""
+    from jaxmem import estimators
+
+    top = estimators.top_influencers(keep, test_correct, k, model_mask=ok, dtype="float32",
+                                     return_stderr=True)
+    ids, tids = run.example_ids, run.test_ids
+    labels, tlabels = run.labels, run.test_labels
+    lines = ["test_index,test_id,test_label,rank,train_index,train_id,train_label,influence,stderr,"
+             "train_mem"]
+    for j in range(top.indices.shape[0]):
+        for r in range(k):
+            i = int(top.indices[j, r])
+            lines.append(f"{j},{tids[j]},{tlabels[j]},{r},{i},{ids[i]},{labels[i]},"
+                         f"{top.values[j, r]:.6g},{top.stderr[j, r]:.6g},{mem.mem[i]:.6g}")
+    save_text(path, "\n".join(lines) + "\n")
+    best = np.nan_to_num(top.values[:, 0], nan=-np.inf)
+    strong = best >= threshold
+    with np.errstate(invalid="ignore"):
+        strong_mem = strong & (mem.mem[top.indices[:, 0]] >= 0.25)
+    order = np.argsort(-best, kind="stable")[:10]
+    return {"top_k": int(k), "threshold": threshold,
+            "test_examples_with_a_pair": int(strong.sum()),
+            "test_examples_with_a_pair_mem_0.25": int(strong_mem.sum()),
+            "top10_pairs": [{"test_index": int(j), "train_index": int(top.indices[j, 0]),
+                             "influence": float(top.values[j, 0])} for j in order if np.isfinite(best[j])]}
 
 
 def _signals(logits, labels, want_p: bool, want_loss: bool, block: int = 64,
