@@ -261,7 +261,7 @@ _HEADLINE = r"""
 import sys, tensorflow_datasets as tfds
 from jaxmem.cli import main
 with tfds.testing.mock_data(num_examples=96, policy=tfds.testing.MockPolicy.USE_CODE):
-    sys.exit(main(["run", "experiments/cifar10_lira.toml", "--workdir", sys.argv[1], "--cache-dir", "",
+    sys.exit(main(["run", sys.argv[2], "--workdir", sys.argv[1], "--cache-dir", "",
                    "--set", "subsets.num_models=4", "--set", "train.batch_size=16",
                    "--set", "train.epochs=2", "--set", "train.warmup_epochs=0.5",
                    "--set", "train.whiten_bias_epochs=1", "--set", "train.lookahead_start_epochs=1",
@@ -269,19 +269,37 @@ with tfds.testing.mock_data(num_examples=96, policy=tfds.testing.MockPolicy.USE_
 """
 
 
-def test_headline_config_runs_end_to_end_on_tfds_mock_cifar10(tmp_path):
-    """experiments/cifar10_lira.toml through `jaxmem run`, shrunk, on TFDS's mock CIFAR-10."""
+def _headline(tmp_path, config):
+    """``config`` through `jaxmem run`, shrunk, on TFDS's mock data; returns (summary, config)."""
     pytest.importorskip("tensorflow_datasets")
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    r = subprocess.run([sys.executable, "-c", _HEADLINE, str(tmp_path / "run")], env=env, cwd=root,
-                       capture_output=True, text=True, timeout=900)
+    r = subprocess.run([sys.executable, "-c", _HEADLINE, str(tmp_path / "run"), config], env=env,
+                       cwd=root, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     import json
 
-    s = json.loads((tmp_path / "run" / "summary.json").read_text())
-    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    return (json.loads((tmp_path / "run" / "summary.json").read_text()),
+            json.loads((tmp_path / "run" / "config.json").read_text()))
+
+
+def test_headline_config_runs_end_to_end_on_tfds_mock_cifar10(tmp_path):
+    """experiments/cifar10_lira.toml through `jaxmem run`, shrunk, on TFDS's mock CIFAR-10."""
+    s, cfg = _headline(tmp_path, "experiments/cifar10_lira.toml")
     assert cfg["model"]["whiten"] and cfg["train"]["augment"] == "altflip_crop"
     assert s["num_models"] == 4 and s["num_examples"] == 96 and s["diverged"]["count"] == 0
     assert set(s["attacks"]) >= {"lira_online", "lira_offline", "lira_online_fixed_variance"}
     assert s["test_accuracy_query_average"] is not None    # identity + flip queries
+
+
+def test_cifar100_memorization_config_runs_end_to_end_on_tfds_mock_cifar100(tmp_path):
+    """experiments/cifar100_memorization.toml (Feldman & Zhang on CIFAR-100), shrunk, on mock data."""
+    s, cfg = _headline(tmp_path, "experiments/cifar100_memorization.toml")
+    assert cfg["subsets"]["design"] == "ratio" and cfg["model"]["whiten"]
+    assert s["num_models"] == 4 and s["num_examples"] == 96 and s["diverged"]["count"] == 0
+    keep = np.load(tmp_path / "run" / "keep.npy")
+    assert (keep.sum(1) == round(0.7 * 96)).all()           # exactly 70% per model
+    logits = np.load(tmp_path / "run" / "logits.npy", mmap_mode="r")
+    assert logits.shape == (4, 96, 1, 100) and logits.dtype == np.float16
+    assert s["memorization"]["num_nan"] < 96 and s["influence"]["top_k"] == 5
+    assert (tmp_path / "run" / "results" / "influence.csv").exists()
