@@ -161,6 +161,10 @@ def bench_cnn(K, batch, steps, vmap_size):
     row("cnn", "airbench94-length models per hour", f"{models_per_hour:,.0f}", "≥ 3,000")
     row("cnn", "so 256 LiRA shadow models (25k images each) take", f"{3600 * 256 / 2 / models_per_hour / 60:.1f} min",
         "minutes")
+    # experiments/cifar100_memorization.toml: 15 epochs of ceil(35,000 / 1,024) = 35 steps
+    fz_images = 2000 * 15 * 35 * 1024
+    row("cnn", "so 2,000 Feldman-Zhang CIFAR-100 models (70% subsets) take",
+        f"{fz_images * 3 * fwd / (tflops * 1e12) / 60:.0f} min", "≤ 60 min")
     return t
 
 
