@@ -102,6 +102,12 @@ def _print_summary(summary: dict, workdir: str) -> None:
          if m["mean"] is not None else "-"),
         ("most memorized example ids", ", ".join(map(str, m["top10"]))),
     ]
+    if "influence" in summary:
+        inf = summary["influence"]
+        rows.append((f"test examples with an influence >= {inf['threshold']:g}",
+                     f"{inf['test_examples_with_a_pair']} of {summary['num_test']} "
+                     f"({inf['test_examples_with_a_pair_mem_0.25']} from a training example "
+                     f"with memorization >= 0.25)"))
     if "dp" in summary:
         rows.append(("DP-SGD epsilon", f"{summary['dp']['epsilon']:.2f} at delta={summary['dp']['delta']:g}"))
     w = max(len(k) for k, _ in rows)
