@@ -120,7 +120,8 @@ def _examples_section(run, mem, k: int = 16) -> str:
     keep, ok = np.asarray(run.keep), ~np.asarray(run.diverged)
     labels, ids = np.asarray(run.labels), np.asarray(run.example_ids)
     order = np.argsort(-np.nan_to_num(mem.mem, nan=-np.inf), kind="stable")[:k]
-    pred = _majority_out(np.asarray(run.logits[:, :, 0]), keep, ok)
+    # only the shown examples' logits are read (the run's may be tens of GB)
+    pred = _majority_out(np.asarray(run.logits[:, order, 0]), keep[:, order], ok)
     x = np.asarray(ds.x_train)
     cols = 8
     rows_n = int(math.ceil(len(order) / cols))
@@ -135,10 +136,10 @@ def _examples_section(run, mem, k: int = 16) -> str:
                       (xi - xi.min()) / max(np.ptp(xi), 1e-9), cmap="gray")
         else:
             ax.plot(np.ravel(xi), lw=0.8)
-        ax.set_title(f"id {ids[i]}  mem {mem.mem[i]:.2f}\ngiven {labels[i]}  pred {pred[i]}",
+        ax.set_title(f"id {ids[i]}  mem {mem.mem[i]:.2f}\ngiven {labels[i]}  pred {pred[j]}",
                      fontsize=7)
     rows = [{"rank": r + 1, "example_id": int(ids[i]), "given label": int(labels[i]),
-             "predicted (OUT majority)": int(pred[i]), "memorization": float(mem.mem[i]),
+             "predicted (OUT majority)": int(pred[r]), "memorization": float(mem.mem[i]),
              "stderr": float(mem.stderr[i])} for r, i in enumerate(order)]
     return (_fig_img(fig, "most memorized training examples") +
             "<p class='note'>Predicted = majority vote of the models that did not train on the "
@@ -167,6 +168,11 @@ def _convergence_section(keep, correct, ok) -> str:
     return _fig_img(fig, "convergence of memorization") + _table(rows)
 
 
+#: Logit entries above which a report does not audit a run that stored no attack results (the
+#: audit holds every logit and softmax in float64 in memory).
+MAX_AUDIT_LOGITS = 50_000_000
+
+
 def _attack_section(run, res: Path, summary: dict) -> str:
     parts = []
     if summary.get("attacks"):
@@ -176,6 +182,10 @@ def _attack_section(run, res: Path, summary: dict) -> str:
         return "".join(parts)
     if run.num_models < 3:
         return "<p class='note'>Fewer than 3 models: no attack.</p>"
+    if run.logits.size > MAX_AUDIT_LOGITS:
+        return ("<p class='note'>No attack results stored, and the run is too large to audit "
+                "while writing a report; add some with <code>jaxmem score WORKDIR --set "
+                "'scoring.attacks=[\"lira_online\"]'</code>.</p>")
     # No stored attack results: audit a few targets now (LiRA online/offline, loss).
     import tempfile
 
@@ -196,17 +206,15 @@ def _attack_section(run, res: Path, summary: dict) -> str:
 
 def run_html(workdir) -> str:
     """The HTML report of one run directory."""
-    from jaxmem import signals as sig
     from jaxmem.estimators import memorization
-    from jaxmem.run import load_run
+    from jaxmem.run import _signals, load_run
 
     workdir = Path(workdir)
     run = load_run(workdir)
     summary = load_json(workdir / "summary.json") if (workdir / "summary.json").exists() else {}
     keep, ok = np.asarray(run.keep), ~np.asarray(run.diverged)
     labels = np.asarray(run.labels)
-    correct = np.asarray(sig.correctness(np.asarray(run.logits[:, :, 0], np.float32), labels[None]),
-                         np.float64)
+    correct = _signals(run.logits, labels, False, False)["correct"]   # streamed over models
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mem = memorization(keep, correct, model_mask=ok)

@@ -58,7 +58,27 @@ def test_run_report_sections_and_images(tiny_run, tmp_path):
         assert f"<h2>{section}</h2>" in text
     assert len(_images(text)) >= 4
     assert "predicted (OUT majority)" in text and "lira_online" in text
+    # the examples table: each shown example's id and its OUT models' majority vote, by brute force
+    head = text.index("<th>predicted (OUT majority)</th>")
+    table = text[text.rindex("<table>", 0, head): text.index("</table>", head)]
+    rows = [re.findall(r"<td>(.*?)</td>", r) for r in table.split("<tr>")[2:]]
+    keep, ok = np.load(tiny_run / "keep.npy"), ~np.load(tiny_run / "diverged.npy")
+    pred = np.load(tiny_run / "logits.npy")[:, :, 0].argmax(-1)
+    index = {int(e): i for i, e in enumerate(np.load(tiny_run / "example_ids.npy"))}
+    assert len(rows) == 16
+    for r in rows:
+        i = index[int(r[1])]
+        votes = Counter(int(pred[m, i]) for m in range(len(keep)) if ok[m] and not keep[m, i])
+        best = max(votes.values())
+        assert int(r[3]) == min(c for c, k in votes.items() if k == best)
     assert "<img" in text and "src=\"http" not in text and "src='" not in text  # offline only
+
+
+def test_large_run_without_attacks_is_not_audited_by_the_report(tiny_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "MAX_AUDIT_LOGITS", 10)
+    text = Path(report.write_report(tiny_run, tmp_path / "big.html")).read_text()
+    assert "too large to audit" in text and "lira_online</td>" not in text
+    assert "<h2>Most memorized training examples</h2>" in text
 
 
 def test_experiment_report_links_variants(tiny_run, tmp_path):
