@@ -716,10 +716,17 @@ def score(workdir, *, log=print) -> dict:
 def _influence_table(path: Path, keep, test_correct, ok, k: int, run, mem,
                      threshold: float = 0.15) -> dict:
     """Feldman & Zhang (2020) Eq. 2 on the test set: each test example's ``k`` most influential
-    training examples (with standard errors) to ``path`` as CSV, and a summary of the
-    high-influence pairs (influence >= ``threshold``, their Sec. 4 selection; they add
-    memorization >= 0.25 of the training example for their figures, counted here too)."""
+    training examples (with standard errors) to ``path`` as CSV, and a summary: how many test
+    examples have a training example of influence >= ``threshold`` (0.15, the level of their
+    high-influence pairs, as we recall the paper: the text was not at hand to check), how many
+    of those come from a training example memorized >= 0.25, and the 10 pairs of largest
+    influence (the test examples ranked by their largest influence, as in their
+    ``mnist_infl_mem.py`` demo)."""
     from jaxmem import estimators
+
+    if k > keep.shape[1]:
+        raise RunError(f"scoring.influence_top_k: {k} is more than the {keep.shape[1]} training "
+                       f"examples")
 
     top = estimators.top_influencers(keep, test_correct, k, model_mask=ok, dtype="float32",
                                      return_stderr=True)
