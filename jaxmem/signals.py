@@ -15,6 +15,7 @@ __all__ = [
     "true_class_probability",
     "cross_entropy",
     "correctness",
+    "taylor_soft_margin_probability",
 ]
 
 
@@ -79,3 +80,42 @@ def correctness(logits, labels):
     """1.0 where argmax z == y, else 0.0 (Feldman & Zhang 2020's per-example metric)."""
     xp, z, labels, _ = _prepare(logits, labels)
     return (xp.argmax(z, axis=-1) == labels).astype(z.dtype)
+
+
+def _taylor_exp(xp, u, order):
+    """Σ_{k<order} u^k / k!: exp truncated to ``order`` terms (degree order − 1)."""
+    term = xp.ones_like(u)
+    total = xp.ones_like(u)
+    for k in range(1, order):
+        term = term * u / k
+        total = total + term
+    return total
+
+
+def taylor_soft_margin_probability(logits, labels, *, order=4, margin=0.6, temperature=2.0):
+    """RMIA's default signal: a Taylor-softmax with a soft margin on the true class.
+
+    Zarifzadeh et al. (2024), "Low-cost high-power membership inference attacks", as computed by
+    the authors' code (ml_privacy_meter, ``research/2023_rmia/signals.py``: ``convert_signals`` with
+    metric ``"taylor-soft-margin"``, series from ``get_taylor``). With u = z / T and
+    t(u) = Σ_{k=0}^{order−1} u^k / k! (exp truncated to ``order`` terms, the code's ``taylor_n``)::
+
+        p = t(u_y − m) / ( t(u_y − m) + Σ_{j≠y} t(u_j) ).
+
+    Their configs use order 4 (a cubic), m = 0.6, T = 2 (CIFAR-10, CINIC-10) or 1 (CIFAR-100).
+    As order → ∞ with m = 0 this tends to softmax(z / T)_y. There is no max-shift (t is not
+    shift-invariant) and an odd-degree t is negative for u below its real root (≈ −1.596 for
+    order 4): very negative logits give values outside [0, 1], as in the original code. Here the
+    sum over j ≠ y is taken directly instead of as (all − true), which only changes rounding.
+    """
+    if int(order) != order or order < 2:
+        raise ValueError(f"order must be an integer >= 2 (terms of the series), got {order!r}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    xp, z, _, onehot = _prepare(logits, labels)
+    u = z / xp.asarray(temperature, dtype=z.dtype)
+    zero = xp.zeros_like(u)
+    u_y = xp.sum(xp.where(onehot, u, zero), axis=-1)
+    num = _taylor_exp(xp, u_y - xp.asarray(margin, dtype=z.dtype), int(order))
+    rest = xp.sum(xp.where(onehot, zero, _taylor_exp(xp, u, int(order))), axis=-1)
+    return num / (num + rest)
