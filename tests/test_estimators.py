@@ -392,7 +392,7 @@ def test_convergence_table(rng):
 
 
 def test_bootstrap_ci_coverage(rng):
-    m, n = 80, 300
+    m, n = 80, 600
     keep = _design(rng, m, n)
     p_out = rng.uniform(0.2, 0.8, n)
     p_in = np.clip(p_out + rng.uniform(0, 0.2, n), 0, 1)
@@ -400,7 +400,9 @@ def test_bootstrap_ci_coverage(rng):
     ci = E.bootstrap_ci(E.memorization, keep, correct, num_bootstrap=150, alpha=0.1, seed=3)
     npt.assert_allclose(ci.estimate, ref_memorization(keep, correct, np.ones(m, bool))[0], atol=1e-12)
     coverage = np.mean((ci.low <= p_in - p_out) & (p_in - p_out <= ci.high))
-    assert 0.82 <= coverage <= 0.97, coverage  # nominal 0.90; n=300 examples
+    # nominal 0.90; the percentile bootstrap covers 0.886 here (sd 0.013 over 1000 simulated designs,
+    # binomial): outside [0.82, 0.95] by chance with P ~ 1e-6 (n=300 in [0.82, 0.97] failed with ~3e-4)
+    assert 0.82 <= coverage <= 0.95, coverage
     assert np.all(ci.num_valid == 150)
     # model_mask drops models before resampling; extra positional arrays follow the models
     mask = np.arange(m) >= 10
