@@ -358,7 +358,9 @@ def test_exposure_skewnorm_against_scipy(rng):
         npt.assert_allclose([res.shape[i], res.loc[i], res.scale[i]], [a, loc, scale], rtol=1e-6)
         npt.assert_allclose(res.exposure[i], -np.log2(scipy.stats.skewnorm.cdf(canary[i], a, loc, scale)), rtol=1e-6)
     # agrees with the rank exposure where ranks are well resolved (~log2 20)
-    npt.assert_allclose(res.exposure, E.exposure_rank(canary, refs), atol=0.3)
+    # (fit minus rank exposure: sd 0.065 bits, normal tails, over 3000 simulated fits; atol 0.35
+    # fails by chance with P ~ 1e-7 per run, 0.3 gave ~7e-6; ln for log2 would be off by 1.3)
+    npt.assert_allclose(res.exposure, E.exposure_rank(canary, refs), atol=0.35)
 
 
 # ---------------------------------------------------------------- convergence and bootstrap
