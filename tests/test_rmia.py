@@ -134,3 +134,211 @@ def test_rmia_tuning_needs_two_models():
     tp, rp, rk, tpz, rpz, _ = world(rng, 1, 10, 10)
     with pytest.raises(ValueError, match="a"):
         rmia(tp, rp, rk, tpz, rpz)
+
+
+# ----------------------------------------------------------------------------- per-query options
+# References below: scipy.stats.trim_mean for the trimmed means and explicit loops over (x, z, a)
+# with torch.mode's rule for the vote (most frequent value, the smaller one on a tie).
+
+
+def mode_bool(values):
+    """torch.mode's rule on booleans: the most frequent value, the smallest (False) on a tie."""
+    n_true = sum(1 for v in values if v)
+    n_false = len(values) - n_true
+    return n_true > n_false
+
+
+def ref_mean(values, trim):
+    from scipy.stats import trim_mean
+
+    return float(trim_mean(np.asarray(values, float), trim)) if trim > 0 else sum(values) / len(values)
+
+
+def ref_P_trim(col_p, col_keep, online, a, trim):
+    ins = [float(p) for p, k in zip(col_p, col_keep) if k]
+    outs = [float(p) for p, k in zip(col_p, col_keep) if not k]
+    if not outs or (online and not ins):
+        return np.nan
+    if online:
+        if trim > 0:  # IN and OUT pooled, then trimmed (the research code)
+            return ref_mean(ins + outs, trim)
+        return (ref_mean(ins, 0) + ref_mean(outs, 0)) / 2
+    return (1 + a) / 2 * ref_mean(outs, trim) + (1 - a) / 2
+
+
+def ref_rmia_q(tp, rp, rk, tpz, rpz, online, a, gamma, aggregate, trim):
+    """tp [N, A], rp [M, N, A], tpz [Z, A], rpz [M, Z, A]; loops over x, z and queries."""
+    if aggregate == "mean":
+        tp, rp, tpz, rpz = tp.mean(-1)[:, None], rp.mean(-1)[..., None], tpz.mean(-1)[:, None], rpz.mean(-1)[..., None]
+    M, N, A = rp.shape
+    Z = tpz.shape[0]
+    rx = [[tp[i, q] / ref_P_trim(rp[:, i, q], rk[:, i], online, a, trim) for q in range(A)] for i in range(N)]
+    rz = []
+    for j in range(Z):
+        row = []
+        for q in range(A):
+            m = ref_mean([float(v) for v in rpz[:, j, q]], trim)
+            row.append(tpz[j, q] / (m if online else (1 + a) / 2 * m + (1 - a) / 2))
+        rz.append(row)
+    out = np.empty(N)
+    for i in range(N):
+        if any(np.isnan(v) for v in rx[i]):
+            out[i] = np.nan
+            continue
+        wins = sum(1 for j in range(Z) if mode_bool([rx[i][q] / rz[j][q] > gamma for q in range(A)]))
+        out[i] = wins / Z
+    return out
+
+
+def world_q(rng, M, N, Z, A):
+    """Per-query probabilities: an example's level plus per-model, per-query noise."""
+    keep = rng.random((M, N)) < 0.5
+    base = rng.beta(2, 2, size=(N, 1))
+    rp = np.clip(base + 0.3 * keep[..., None] + 0.1 * rng.normal(size=(M, N, A)), 1e-3, 1)
+    tk = rng.random(N) < 0.5
+    tp = np.clip(base + 0.3 * tk[:, None] + 0.1 * rng.normal(size=(N, A)), 1e-3, 1)
+    pop = rng.beta(2, 2, size=(Z, 1))
+    rpz = np.clip(pop + 0.1 * rng.normal(size=(M, Z, A)), 1e-3, 1)
+    tpz = np.clip(pop + 0.1 * rng.normal(size=(Z, A)), 1e-3, 1)
+    return tp, rp, keep, tpz, rpz, tk
+
+
+@pytest.mark.filterwarnings("ignore:RMIA")
+@pytest.mark.parametrize("M,N,Z,A,online,a,gamma,aggregate,trim", [
+    (10, 30, 25, 2, False, 0.33, 2.0, "vote", 0.2),
+    (12, 25, 30, 3, False, 0.6, 1.0, "vote", 0.2),
+    (9, 20, 22, 4, True, None, 1.0, "vote", 0.2),
+    (7, 26, 18, 5, True, None, 1.1, "vote", 0.0),
+    (8, 21, 27, 2, False, 0.0, 1.0, "vote", 0.0),
+    (11, 24, 20, 1, False, 0.2, 2.0, "vote", 0.25),
+    (10, 30, 25, 3, False, 0.33, 2.0, "mean", 0.2),
+    (13, 19, 23, 2, True, None, 1.0, "mean", 0.3),
+])
+def test_per_query_options_match_loops(M, N, Z, A, online, a, gamma, aggregate, trim):
+    rng = np.random.default_rng(M * 7919 + N * 31 + Z + A)
+    tp, rp, rk, tpz, rpz, _ = world_q(rng, M, N, Z, A)
+    rk[:, 0] = True  # no OUT model -> NaN
+    got = rmia(tp, rp, rk, tpz, rpz, online=online, a=a, gamma=gamma, aggregate=aggregate, trim=trim)
+    want = ref_rmia_q(tp, rp, rk, tpz, rpz, online, a, gamma, aggregate, trim)
+    assert got.shape == (N,) and np.isnan(got[0])
+    assert np.unique(got[1:]).size > 3  # not a degenerate case
+    npt.assert_array_equal(got, want)
+
+
+@pytest.mark.filterwarnings("ignore:RMIA")
+def test_vote_tie_loses_and_blocks_are_exact(monkeypatch):
+    import importlib
+
+    rm = importlib.import_module("jaxmem.attacks.rmia")  # the package exports a function of that name
+    rng = np.random.default_rng(11)
+    tp, rp, rk, tpz, rpz, _ = world_q(rng, 6, 70, 45, 2)
+    want = ref_rmia_q(tp, rp, rk, tpz, rpz, False, 0.5, 1.0, "vote", 0.0)
+    # With 2 queries the vote is "both queries agree": it must differ from "either" somewhere.
+    either = np.array([np.mean([any(tp[i, q] / ref_P(rp[:, i, q], rk[:, i], False, 0.5)
+                                    > tpz[j, q] / ((1.5 * rpz[:, j, q].mean()) / 2 + 0.25) for q in range(2))
+                                for j in range(45)]) for i in range(70)])
+    assert (either > want).any()
+    for block in (1, 45, 100, 45 * 8 + 3):  # one x per block, ..., ragged last block
+        monkeypatch.setattr(rm, "_VOTE_BLOCK", block)
+        npt.assert_array_equal(rmia(tp, rp, rk, tpz, rpz, a=0.5, aggregate="vote"), want)
+
+
+def test_mode_rule_is_torchs():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(12)
+    for A in (2, 3, 4, 6):
+        v = rng.random((A, 200)) < 0.5
+        got = torch.mode(torch.from_numpy(v), 0).values.numpy()
+        npt.assert_array_equal(got, [mode_bool(v[:, k]) for k in range(200)])
+
+
+@pytest.mark.filterwarnings("ignore:RMIA")
+def test_vote_with_one_query_is_the_mean_path():
+    rng = np.random.default_rng(13)
+    tp, rp, rk, tpz, rpz, _ = world_q(rng, 8, 300, 200, 1)
+    for online, trim in ((False, 0.0), (True, 0.0), (False, 0.2)):
+        for gamma in (1.0, 2.0):
+            m = rmia(tp[:, 0], rp[..., 0], rk, tpz[:, 0], rpz[..., 0], online=online, a=0.3, gamma=gamma, trim=trim)
+            v = rmia(tp, rp, rk, tpz, rpz, online=online, a=0.3, gamma=gamma, trim=trim, aggregate="vote")
+            npt.assert_array_equal(m, v)
+
+
+def old_rmia(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, online, a, gamma):
+    """The computation before the per-query options (commit 5b72c45), copied as it was."""
+    keep = np.asarray(ref_keep, bool)
+    n_out, n_in = (~keep).sum(0), keep.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_out = np.where(~keep, ref_p, 0.0).sum(0) / n_out
+        if online:
+            P_x = (np.where(keep, ref_p, 0.0).sum(0) / n_in + mean_out) / 2.0
+        else:
+            P_x = (1.0 + a) / 2.0 * mean_out + (1.0 - a) / 2.0
+        ratio_x = target_p / P_x
+        mean = ref_p_pop.mean(0)
+        P = mean if online else (1.0 + a) / 2.0 * mean + (1.0 - a) / 2.0
+        ratio_z = np.sort(target_p_pop / P)
+        ratio_z = ratio_z[~np.isnan(ratio_z)]
+        counts = np.searchsorted(ratio_z, ratio_x / gamma, side="left")
+        return np.where(np.isnan(ratio_x), np.nan, counts / ratio_z.size)
+
+
+def old_tune(ref_p, keep, ref_p_pop, gamma):
+    from jaxmem.attacks.metrics import roc_auc
+
+    rest = np.arange(ref_p.shape[0]) != 0
+    aucs = []
+    for a in A_GRID:
+        s = old_rmia(ref_p[0], ref_p[rest], keep[rest], ref_p_pop[0], ref_p_pop[rest], False, float(a), gamma)
+        aucs.append(roc_auc(s, keep[0]) if np.isfinite(s).any() else -np.inf)
+    return float(A_GRID[int(np.argmax(aucs))])
+
+
+@pytest.mark.filterwarnings("ignore:RMIA")
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_defaults_reproduce_the_old_results_bit_for_bit(seed):
+    rng = np.random.default_rng(100 + seed)
+    M, N, Z, A = int(rng.integers(3, 12)), int(rng.integers(50, 400)), int(rng.integers(20, 300)), 3
+    tp, rp, rk, tpz, rpz, _ = world_q(rng, M, N, Z, A)
+    rk[:, : 2] = True
+    for gamma in (1.0, 2.0, 0.7):
+        a = old_tune(rp.mean(-1), rk, rpz.mean(-1), gamma)
+        assert tune_rmia_a(rp.mean(-1), rk, rpz.mean(-1), gamma=gamma) == a
+        assert tune_rmia_a(rp, rk, rpz, gamma=gamma) == a  # per-query input, averaged first
+        for online in (False, True):
+            want = old_rmia(tp.mean(-1), rp.mean(-1), rk, tpz.mean(-1), rpz.mean(-1), online, a, gamma)
+            npt.assert_array_equal(rmia(tp.mean(-1), rp.mean(-1), rk, tpz.mean(-1), rpz.mean(-1),
+                                        online=online, a=a, gamma=gamma), want)
+            npt.assert_array_equal(rmia(tp, rp, rk, tpz, rpz, online=online, a=a, gamma=gamma,
+                                        aggregate="mean", trim=0.0), want)
+        npt.assert_array_equal(rmia(tp.mean(-1), rp.mean(-1), rk, tpz.mean(-1), rpz.mean(-1), gamma=gamma),
+                               old_rmia(tp.mean(-1), rp.mean(-1), rk, tpz.mean(-1), rpz.mean(-1), False, a, gamma))
+
+
+@pytest.mark.filterwarnings("ignore:RMIA")
+def test_tune_a_passes_the_options():
+    rng = np.random.default_rng(14)
+    M, N, Z, A = 9, 40, 30, 2
+    tp, rp, rk, tpz, rpz, _ = world_q(rng, M, N, Z, A)
+    aucs = []
+    for a in A_GRID:
+        s = ref_rmia_q(rp[0], rp[1:], rk[1:], rpz[0], rpz[1:], False, a, 2.0, "vote", 0.2)
+        ok = ~np.isnan(s)
+        aucs.append(roc_auc_score(rk[0][ok], s[ok]))
+    best = A_GRID[int(np.argmax(aucs))]
+    assert tune_rmia_a(rp, rk, rpz, gamma=2.0, aggregate="vote", trim=0.2) == pytest.approx(best)
+    got = rmia(tp, rp, rk, tpz, rpz, gamma=2.0, aggregate="vote", trim=0.2)  # a tuned the same way
+    npt.assert_array_equal(got, ref_rmia_q(tp, rp, rk, tpz, rpz, False, best, 2.0, "vote", 0.2))
+
+
+def test_per_query_bad_arguments():
+    rng = np.random.default_rng(15)
+    tp, rp, rk, tpz, rpz, _ = world_q(rng, 4, 10, 8, 2)
+    with pytest.raises(ValueError, match="aggregate"):
+        rmia(tp, rp, rk, tpz, rpz, a=0.5, aggregate="median")
+    for trim in (0.5, -0.1):
+        with pytest.raises(ValueError, match="trim"):
+            rmia(tp, rp, rk, tpz, rpz, a=0.5, trim=trim)
+    with pytest.raises(ValueError, match="queries"):
+        rmia(tp, rp, rk, tpz[:, :1], rpz[..., :1], a=0.5, aggregate="vote")
+    with pytest.raises(ValueError, match="dims"):
+        rmia(tp, rp[..., 0], rk, tpz, rpz, a=0.5)

@@ -16,7 +16,29 @@ P(z) and γ change its ROC only through ties; they matter when scores are pooled
 The N × Z pairwise comparison is computed exactly in O((N + Z) log Z): sort the Z population
 ratios once (numpy, float64) and count, for each x, the ratios strictly below ratio(x) / γ with
 ``searchsorted``. That is faster here than a blocked jitted N × Z comparison (XLA's CPU sort is
-slow, and this needs no N × Z work at all) and bounded in memory.
+slow, and this needs no N × Z work at all) and bounded in memory. The opt-in per-query vote
+(``aggregate="vote"``) cannot be counted that way; it turns each query's ratios into integer
+ranks and counts the N × Z × A votes exactly in blocks of x (numpy).
+
+Differences from the research code (ml_privacy_meter ``research/2023_rmia``: ``main.py``
+``aggregate_signals``, ``signals.py`` ``convert_signals``, ``attack_configs/*/rmia_*.yaml``) and
+from ML Privacy Meter. Defaults here: p = softmax(z)_y (T = 1); the A augmentation queries are
+averaged before the ratio; plain means over reference models; ``a`` tuned by ML Privacy Meter's
+grid search (``tune_rmia_a``); γ = 1; the population is points no model trained on. These follow
+ML Privacy Meter (``attacks.py``: ``run_rmia`` compares ``ratios > 1.0`` over a separate
+population with plain means over OUT models, ``tune_offline_a`` picks a), except that it uses
+one OUT model per tuning and a leave-pair-out design (see ``tune_rmia_a``). The research code
+instead uses (1) the signal ``sm_taylor_softmax_relative``, a 4-term Taylor softmax with soft
+margin m = 0.6 at T = 2 (CIFAR-10, CINIC-10) or T = 1 (CIFAR-100); Purchase-100 uses plain
+softmax at T = 2 on one query; (2) a ratio per query, ``score > γ`` per query and per (x, z),
+then a majority vote over queries (``torch.mode``: a tie is False), score = fraction of z
+winning; (3) ``scipy.stats.trim_mean(proportiontocut=0.2)`` over the reference models (offline
+the OUT models, online equally many IN and OUT models pooled); (4) γ = 2, strict ``>`` on ratio_x · (1/ratio_z) (here ratio_z < ratio_x / γ: the same up to rounding at exact ties); (5) a
+fixed a = 0.33 (CIFAR-10, CINIC-10), 0.6 (CIFAR-100), 0.2 (Purchase-100); (6) the population z is
+the target model's non-members (x itself among them), with P(z) from z's OUT models (offline).
+To get (1)–(5) here: compute p with :func:`jaxmem.signals.taylor_soft_margin_probability`
+(``order=4, margin=0.6, temperature=2.0``) per query, pass [N, A] / [M, N, A] arrays with
+``aggregate="vote", trim=0.2, gamma=2.0, a=0.33``. (6) is a choice of data, not of this function.
 """
 
 from __future__ import annotations
@@ -27,31 +49,71 @@ import numpy as np
 
 from .metrics import roc_auc
 
-__all__ = ["rmia", "rmia_reference_mean", "tune_rmia_a", "A_GRID"]
+__all__ = ["rmia", "rmia_reference_mean", "tune_rmia_a", "A_GRID", "AGGREGATES"]
 
 #: ML Privacy Meter's grid for the offline coefficient: ``np.arange(0, 1.1, 0.1)``.
 A_GRID = np.round(np.arange(0.0, 1.1, 0.1), 10)
+#: How A augmentation queries are combined: average p first, or the research code's majority vote.
+AGGREGATES = ("mean", "vote")
+_VOTE_BLOCK = 1 << 21  # x × z pairs per block of the vote (uint8 counts: 2 MB)
 
 
 def _f64(x, ndim, name):
     x = np.asarray(x, dtype=np.float64)
-    if x.ndim != ndim:
+    if x.ndim not in ((ndim,) if isinstance(ndim, int) else ndim):
         raise ValueError(f"{name} must have {ndim} dims, got shape {x.shape}")
     return x
 
 
-def rmia_reference_mean(ref_p, ref_keep, *, online=False, a=0.0):
+def _check_options(aggregate, trim):
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
+    if not 0.0 <= trim < 0.5:
+        raise ValueError(f"trim must be in [0, 0.5), got {trim!r}")
+
+
+def _trimmed_mean(values, use, trim):
+    """Per example, ``scipy.stats.trim_mean(values[use[:, i], i], trim)`` over the model axis 0.
+
+    ``values`` [M, N(, A)], ``use`` [M, N] bool. As scipy: with n used models, the
+    ``int(trim * n)`` smallest and as many largest values are dropped and the rest averaged
+    (the research code's ``trim_mean(..., proportiontocut=0.2, axis=0)``). NaN where n = 0.
+    """
+    extra = (1,) * (values.ndim - 2)
+    use = use.reshape(use.shape + extra)
+    n = use.sum(0)
+    srt = np.moveaxis(np.sort(np.moveaxis(np.where(use, values, np.inf), 0, -1), axis=-1), -1, 0)
+    lo = (trim * n).astype(np.int64)
+    k = np.arange(values.shape[0]).reshape((-1,) + (1,) * (values.ndim - 1))
+    sel = (k >= lo) & (k < n - lo)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(sel, srt, 0.0).sum(0) / (n - 2 * lo)
+
+
+def rmia_reference_mean(ref_p, ref_keep, *, online=False, a=0.0, trim=0.0):
     """P(x) from reference models: offline (1+a)/2·mean_OUT + (1−a)/2; online (mean_IN + mean_OUT)/2.
 
-    ``ref_p`` [M, N] float, ``ref_keep`` [M, N] bool. Returns float64 [N]; NaN where an example
-    has no OUT model (or, online, no IN model).
+    ``ref_p`` [M, N] (or per query [M, N, A]) float, ``ref_keep`` [M, N] bool. Returns float64
+    [N] (or [N, A]); NaN where an example has no OUT model (or, online, no IN model).
+    ``trim`` > 0 replaces the means by scipy's ``trim_mean`` with that proportion cut from each
+    end, as the research code (``main.py``, ``aggregate_signals``): offline over the OUT models,
+    online over IN and OUT pooled (P = trimmed mean of the pool, not the average of two means;
+    the research code pools equally many IN and OUT models).
     """
-    ref_p = _f64(ref_p, 2, "ref_p")
+    ref_p = _f64(ref_p, (2, 3), "ref_p")
     keep = np.asarray(ref_keep, dtype=bool)
-    if keep.shape != ref_p.shape:
+    if keep.shape != ref_p.shape[:2]:
         raise ValueError(f"ref_keep {keep.shape} and ref_p {ref_p.shape} differ")
     n_out = (~keep).sum(0)
     n_in = keep.sum(0)
+    if trim > 0:
+        if online:
+            pooled = _trimmed_mean(ref_p, np.ones_like(keep), trim)
+            bad = ((n_in == 0) | (n_out == 0)).reshape(n_in.shape + (1,) * (ref_p.ndim - 2))
+            return np.where(bad, np.nan, pooled)
+        return (1.0 + a) / 2.0 * _trimmed_mean(ref_p, ~keep, trim) + (1.0 - a) / 2.0
+    if ref_p.ndim == 3:
+        keep, n_in, n_out = keep[..., None], n_in[..., None], n_out[..., None]
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_out = np.where(~keep, ref_p, 0.0).sum(0) / n_out
         if online:
@@ -60,8 +122,11 @@ def rmia_reference_mean(ref_p, ref_keep, *, online=False, a=0.0):
     return (1.0 + a) / 2.0 * mean_out + (1.0 - a) / 2.0
 
 
-def _population_ratio(target_p_pop, ref_p_pop, online, a):
-    mean = ref_p_pop.mean(0)
+def _population_ratio(target_p_pop, ref_p_pop, online, a, trim=0.0):
+    if trim > 0:
+        mean = _trimmed_mean(ref_p_pop, np.ones(ref_p_pop.shape[:2], bool), trim)
+    else:
+        mean = ref_p_pop.mean(0)
     P = mean if online else (1.0 + a) / 2.0 * mean + (1.0 - a) / 2.0
     return target_p_pop / P
 
@@ -73,15 +138,91 @@ def _fraction_below(ratio_x, ratio_z_sorted, gamma):
     return np.where(np.isnan(ratio_x), np.nan, out)
 
 
-def _rmia_scores(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, online, a, gamma):
-    P_x = rmia_reference_mean(ref_p, ref_keep, online=online, a=a)
+def _vote_counts(rank_x, rank_z, block_elems=None):
+    """#{z : Σ_a [rank_z[z, a] < rank_x[x, a]] > A/2} per x, exactly, blocked over x.
+
+    A tie (A/2 wins on an even A) loses, as ``torch.mode`` on booleans returns the smaller value.
+    numpy, not JAX: at N = 25,000, Z = 10,000, A = 2 on the 2-core dev CPU these uint8 blocks took
+    0.14 s and a jitted int32 JAX kernel of the same blocks 0.10–0.19 s (0.5 s with 2048-row
+    blocks), too close to be worth a compilation per shape.
+    """
+    N, A = rank_x.shape
+    Z = rank_z.shape[0]
+    zt = np.ascontiguousarray(rank_z.T)
+    out = np.empty(N, np.int64)
+    bx = max(1, (block_elems or _VOTE_BLOCK) // max(Z, 1))
+    for i in range(0, N, bx):
+        xb = rank_x[i:i + bx]
+        votes = np.zeros((xb.shape[0], Z), np.uint16 if A > 255 else np.uint8)
+        for q in range(A):
+            votes += zt[q][None, :] < xb[:, q, None]
+        out[i:i + bx] = (votes > A // 2).sum(1)
+    return out
+
+
+def _rmia_scores_vote(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, online, a, gamma, trim):
+    """Per-query ratios, thresholded per query and majority-voted over queries (research code)."""
+    P_x = rmia_reference_mean(ref_p, ref_keep, online=online, a=a, trim=trim)
+    ratio_x = target_p / P_x  # [N, A]
+    ratio_z = _population_ratio(target_p_pop, ref_p_pop, online, a, trim)  # [Z, A]
+    ratio_z = ratio_z[~np.isnan(ratio_z).any(1)]
+    if ratio_z.shape[0] == 0:
+        return np.full(ratio_x.shape[0], np.nan)
+    # Per query a: ratio_z < ratio_x / γ  <=>  rank(ratio_z) < #{z : ratio_z < ratio_x / γ},
+    # the rank of a z being the count of population ratios strictly below it (ties share it).
+    rank_x = np.empty(ratio_x.shape, np.int64)
+    rank_z = np.empty(ratio_z.shape, np.int64)
+    for q in range(ratio_x.shape[1]):
+        srt = np.sort(ratio_z[:, q])
+        rank_x[:, q] = np.searchsorted(srt, ratio_x[:, q] / gamma, side="left")
+        rank_z[:, q] = np.searchsorted(srt, ratio_z[:, q], side="left")
+    idx = np.int32 if ratio_z.shape[0] < 2**31 - 1 else np.int64
+    out = _vote_counts(rank_x.astype(idx), rank_z.astype(idx)) / ratio_z.shape[0]
+    return np.where(np.isnan(ratio_x).any(1), np.nan, out)
+
+
+def _rmia_scores(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, online, a, gamma,
+                 aggregate="mean", trim=0.0):
+    if aggregate == "vote":
+        return _rmia_scores_vote(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, online, a,
+                                 gamma, trim)
+    if target_p.ndim == 2:  # average p over the A queries first
+        target_p, ref_p = target_p.mean(-1), ref_p.mean(-1)
+    if target_p_pop.ndim == 2:
+        target_p_pop, ref_p_pop = target_p_pop.mean(-1), ref_p_pop.mean(-1)
+    P_x = rmia_reference_mean(ref_p, ref_keep, online=online, a=a, trim=trim)
     ratio_x = target_p / P_x
-    ratio_z = np.sort(_population_ratio(target_p_pop, ref_p_pop, online, a))
+    ratio_z = np.sort(_population_ratio(target_p_pop, ref_p_pop, online, a, trim))
     ratio_z = ratio_z[~np.isnan(ratio_z)]
     return _fraction_below(ratio_x, ratio_z, gamma)
 
 
-def tune_rmia_a(ref_p, ref_keep, ref_p_pop, *, grid=A_GRID, tune_model=0, gamma=1.0):
+def _check_shapes(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, aggregate):
+    target_p = _f64(target_p, (1, 2), "target_p")
+    ref_p = _f64(ref_p, target_p.ndim + 1, "ref_p")
+    keep = np.asarray(ref_keep, dtype=bool)
+    target_p_pop = _f64(target_p_pop, (1, 2), "target_p_pop")
+    ref_p_pop = _f64(ref_p_pop, target_p_pop.ndim + 1, "ref_p_pop")
+    if ref_p.shape[1:] != target_p.shape or ref_p_pop.shape[1:] != target_p_pop.shape:
+        raise ValueError("reference and target shapes disagree")
+    if ref_p_pop.shape[0] != ref_p.shape[0]:
+        raise ValueError("ref_p and ref_p_pop must come from the same M reference models")
+    if keep.shape != ref_p.shape[:2]:
+        raise ValueError(f"ref_keep {keep.shape} and ref_p {ref_p.shape} differ")
+    if aggregate == "vote":  # pair query a of x with query a of z
+        a_x = target_p.shape[1] if target_p.ndim == 2 else 1
+        a_z = target_p_pop.shape[1] if target_p_pop.ndim == 2 else 1
+        if a_x != a_z:
+            raise ValueError(f'aggregate="vote" needs as many queries on x ({a_x}) as on z ({a_z})')
+        if target_p.ndim == 1:
+            target_p, ref_p = target_p[:, None], ref_p[..., None]
+        if target_p_pop.ndim == 1:
+            target_p_pop, ref_p_pop = target_p_pop[:, None], ref_p_pop[..., None]
+    return target_p, ref_p, keep, target_p_pop, ref_p_pop
+
+
+def tune_rmia_a(ref_p, ref_keep, ref_p_pop, *, grid=A_GRID, tune_model=0, gamma=1.0,
+                aggregate="mean", trim=0.0):
     """Offline coefficient ``a`` chosen as ML Privacy Meter does (``tune_offline_a``).
 
     Reference model ``tune_model`` plays the target, the other M − 1 reference models are its
@@ -98,53 +239,62 @@ def tune_rmia_a(ref_p, ref_keep, ref_p_pop, *, grid=A_GRID, tune_model=0, gamma=
     here the mean over all OUT models among the M − 1 is used; and ``attacks.py`` takes P(z)
     from the largest k of the 2k reference values rather than their mean. The temporary target's
     own population probabilities are used, as in ``attacks.py`` (``modules/mia`` passes the real
-    target's).
+    target's). ``aggregate`` and ``trim`` are passed to the scorings as in :func:`rmia`; ``ref_p``
+    [M, N] or per query [M, N, A], ``ref_p_pop`` likewise.
     """
-    ref_p = _f64(ref_p, 2, "ref_p")
-    ref_p_pop = _f64(ref_p_pop, 2, "ref_p_pop")
+    _check_options(aggregate, trim)
+    ref_p = _f64(ref_p, (2, 3), "ref_p")
+    ref_p_pop = _f64(ref_p_pop, (2, 3), "ref_p_pop")
     keep = np.asarray(ref_keep, dtype=bool)
     M = ref_p.shape[0]
     if M < 2:
         raise ValueError("tuning `a` needs at least 2 reference models; pass `a` explicitly")
     j = int(tune_model) % M
     rest = np.arange(M) != j
+    args = _check_shapes(ref_p[j], ref_p[rest], keep[rest], ref_p_pop[j], ref_p_pop[rest], aggregate)
     aucs = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for a in grid:
-            s = _rmia_scores(ref_p[j], ref_p[rest], keep[rest], ref_p_pop[j], ref_p_pop[rest],
-                             False, float(a), gamma)
+            s = _rmia_scores(*args, False, float(a), gamma, aggregate, trim)
             aucs.append(roc_auc(s, keep[j]) if np.isfinite(s).any() else -np.inf)
     return float(np.asarray(grid, dtype=np.float64)[int(np.argmax(aucs))])
 
 
-def rmia(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, *, online=False, a=None, gamma=1.0):
+def rmia(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, *, online=False, a=None, gamma=1.0,
+         aggregate="mean", trim=0.0):
     """RMIA membership scores [N] in [0, 1], higher = more likely a member (Zarifzadeh et al. 2024).
 
     Args:
-      target_p: [N] target model's probability of each example's true label.
-      ref_p: [M, N] the same for M reference models; ``ref_keep`` [M, N] True where model m
-        trained on example i.
-      target_p_pop, ref_p_pop: [Z] and [M, Z] the same on population points (members of none).
+      target_p: [N] target model's probability of each example's true label, or [N, A] per
+        augmentation query.
+      ref_p: [M, N] (or [M, N, A]) the same for M reference models; ``ref_keep`` [M, N] True
+        where model m trained on example i.
+      target_p_pop, ref_p_pop: [Z] and [M, Z] (or [Z, A] and [M, Z, A]) the same on population
+        points (members of none).
       online: use IN and OUT models, P(x) = (mean_IN + mean_OUT)/2 (``a`` is then unused).
       a: offline coefficient; None tunes it with ``tune_rmia_a`` (ML Privacy Meter's procedure)
         on these reference models, at every call (11 extra scorings): when attacking many
         targets, tune once and pass it (``evaluate`` does, see its ``rmia_tune``).
       gamma: likelihood-ratio threshold γ (1 in ML Privacy Meter, 2 in the paper's code).
+      aggregate: ``"mean"`` averages p over the A queries first (on x and on z separately), then
+        scores as below. ``"vote"`` is the research code's (``main.py``, ``aggregate_signals``):
+        per query a the ratios use that query's p and P, each pair (x, z) is thresholded per
+        query, and it counts for x when more than half of the A queries say
+        ratio_x[a] / ratio_z[a] > γ (a tie on an even A does not count: ``torch.mode`` keeps
+        the smaller of two equally frequent values); score = fraction of z counted. With A = 1
+        both are the same. Population points with a NaN ratio on any query are dropped.
+      trim: proportion cut from each end before averaging over reference models, per example
+        (and query), with ``scipy.stats.trim_mean`` semantics; 0 is the plain mean (0.2 in the
+        research code). Offline over the OUT models; online over IN and OUT pooled.
 
     score(x) = #{z : (p(x)/P(x)) / (p(z)/P(z)) > γ} / Z, evaluated as ratio_z < ratio_x / γ in
     float64 (exact on ties: an equal ratio does not count). Examples without an OUT reference
     model (online: or without an IN one) get NaN, with a warning.
     """
-    target_p = _f64(target_p, 1, "target_p")
-    ref_p = _f64(ref_p, 2, "ref_p")
-    keep = np.asarray(ref_keep, dtype=bool)
-    target_p_pop = _f64(target_p_pop, 1, "target_p_pop")
-    ref_p_pop = _f64(ref_p_pop, 2, "ref_p_pop")
-    if ref_p.shape[1] != target_p.shape[0] or ref_p_pop.shape[1] != target_p_pop.shape[0]:
-        raise ValueError("reference and target shapes disagree")
-    if ref_p_pop.shape[0] != ref_p.shape[0]:
-        raise ValueError("ref_p and ref_p_pop must come from the same M reference models")
+    _check_options(aggregate, trim)
+    target_p, ref_p, keep, target_p_pop, ref_p_pop = _check_shapes(
+        target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, aggregate)
     if not gamma > 0:
         raise ValueError("gamma must be > 0")
     missing = (~keep).sum(0) == 0
@@ -155,7 +305,7 @@ def rmia(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, *, online=False, a=
         warnings.warn(f"RMIA: {int(missing.sum())} examples lack {need} reference models; "
                       "their score is NaN", RuntimeWarning, stacklevel=2)
     if not online and a is None:
-        a = tune_rmia_a(ref_p, keep, ref_p_pop, gamma=gamma)
+        a = tune_rmia_a(ref_p, keep, ref_p_pop, gamma=gamma, aggregate=aggregate, trim=trim)
     with np.errstate(invalid="ignore", divide="ignore"):
         return _rmia_scores(target_p, ref_p, keep, target_p_pop, ref_p_pop, online,
-                            0.0 if online else float(a), gamma)
+                            0.0 if online else float(a), gamma, aggregate, trim)
