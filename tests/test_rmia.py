@@ -342,3 +342,52 @@ def test_per_query_bad_arguments():
         rmia(tp, rp, rk, tpz[:, :1], rpz[..., :1], a=0.5, aggregate="vote")
     with pytest.raises(ValueError, match="dims"):
         rmia(tp, rp[..., 0], rk, tpz, rpz, a=0.5)
+
+
+@pytest.mark.filterwarnings("ignore:RMIA", "ignore::RuntimeWarning")
+def test_evaluate_passes_the_options_to_rmia():
+    from jaxmem.attacks.evaluate import evaluate
+
+    rng = np.random.default_rng(16)
+    M, N, Z, A = 7, 60, 50, 2
+    keep = rng.random((M, N)) < 0.5
+    p = np.clip(0.5 + 0.3 * keep[..., None] + 0.15 * rng.normal(size=(M, N, A)), 1e-3, 1)
+    p_pop = np.clip(0.5 + 0.15 * rng.normal(size=(M, Z, A)), 1e-3, 1)
+    phi = np.zeros((M, N, A), np.float32)
+    mask = np.ones(M, bool)
+    mask[0] = False
+    targets = [1, 3, 6]
+    sig = {"p": p, "p_pop": p_pop}
+    attacks = ("rmia_offline", "rmia_online")
+    base = evaluate(phi, keep, attacks, targets, model_mask=mask, signals=sig, return_scores=True, rmia_gamma=2.0)
+    same = evaluate(phi, keep, attacks, targets, model_mask=mask, signals=sig, return_scores=True, rmia_gamma=2.0,
+                    rmia_aggregate="mean", rmia_trim=0.0)
+    for k in attacks:
+        npt.assert_array_equal(base.scores[k], same.scores[k])
+    assert same.params["rmia_offline"] == dict(base.params["rmia_offline"], aggregate="mean", trim=0.0)
+    assert "rmia_online" not in base.params and same.params["rmia_online"] == {"aggregate": "mean", "trim": 0.0}
+
+    usable = np.flatnonzero(mask)
+    for aggregate, trim in (("vote", 0.2), ("mean", 0.2), ("vote", 0.0)):
+        ev = evaluate(phi, keep, attacks, targets, model_mask=mask, signals=sig, return_scores=True,
+                      rmia_gamma=2.0, rmia_aggregate=aggregate, rmia_trim=trim)
+        prm = ev.params["rmia_offline"]
+        assert prm["aggregate"] == aggregate and prm["trim"] == trim and prm["a_source"] == "tuned_once"
+        assert ev.params["rmia_online"] == {"aggregate": aggregate, "trim": trim}
+        a = tune_rmia_a(p[usable], keep[usable], p_pop[usable], gamma=2.0, aggregate=aggregate, trim=trim)
+        assert prm["a"] == a
+        for j, t in enumerate(targets):
+            ref = mask.copy()
+            ref[t] = False
+            for online in (False, True):
+                want = rmia(p[t], p[ref], keep[ref], p_pop[t], p_pop[ref], online=online, a=a, gamma=2.0,
+                            aggregate=aggregate, trim=trim)
+                npt.assert_array_equal(ev.scores["rmia_online" if online else "rmia_offline"][j], want)
+
+    per = evaluate(phi, keep, ("rmia_offline",), [2, 5], model_mask=mask, signals=sig, return_scores=True,
+                   rmia_aggregate="vote", rmia_trim=0.2, rmia_tune="per_target")
+    for j, t in enumerate([2, 5]):
+        ref = mask.copy()
+        ref[t] = False
+        npt.assert_array_equal(per.scores["rmia_offline"][j],
+                               rmia(p[t], p[ref], keep[ref], p_pop[t], p_pop[ref], aggregate="vote", trim=0.2))

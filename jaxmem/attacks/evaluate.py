@@ -65,7 +65,9 @@ class Evaluation:
     scores: dict | None = None
     #: settings chosen while evaluating, per attack (JSON-ready): ``params["rmia_offline"]`` is
     #: ``{"a": float, "a_source": "given" | "tuned_once", "tune_model": int}`` or, with
-    #: ``rmia_tune="per_target"``, ``{"a": [T floats], "a_source": "tuned_per_target"}``.
+    #: ``rmia_tune="per_target"``, ``{"a": [T floats], "a_source": "tuned_per_target"}``; plus
+    #: ``"aggregate"`` / ``"trim"`` when ``rmia_aggregate`` / ``rmia_trim`` were passed (then
+    #: also ``params["rmia_online"]``).
     params: dict = dataclasses.field(default_factory=dict)
 
     def __getitem__(self, attack):
@@ -185,19 +187,27 @@ def _rmia_offline_a(p, keep, p_pop, mask, targets, opts, mode):
     """RMIA's offline ``a``: given, tuned once on the usable models, or tuned per target ([T])."""
     from jaxmem.attacks.rmia import tune_rmia_a
 
+    given = _rmia_given_options(opts)  # recorded next to a when passed explicitly
     if opts.get("a") is not None:
-        return float(opts["a"]), {"a": float(opts["a"]), "a_source": "given"}
-    gamma = opts.get("gamma", 1.0)
+        return float(opts["a"]), {"a": float(opts["a"]), "a_source": "given", **given}
+    kw = dict(gamma=opts.get("gamma", 1.0), aggregate=opts.get("aggregate", "mean"),
+              trim=opts.get("trim", 0.0))
     if mode == "once":
         usable = np.flatnonzero(mask)
-        a = tune_rmia_a(p[usable], keep[usable], p_pop[usable], tune_model=0, gamma=gamma)
-        return a, {"a": a, "a_source": "tuned_once", "tune_model": int(usable[0])}
+        a = tune_rmia_a(p[usable], keep[usable], p_pop[usable], tune_model=0, **kw)
+        return a, {"a": a, "a_source": "tuned_once", "tune_model": int(usable[0]), **given}
     per = []
     for t in targets:  # what rmia(..., a=None) does with the target's references
         ref = mask.copy()
         ref[t] = False
-        per.append(tune_rmia_a(p[ref], keep[ref], p_pop[ref], gamma=gamma))
-    return np.array(per), {"a": per, "a_source": "tuned_per_target"}
+        per.append(tune_rmia_a(p[ref], keep[ref], p_pop[ref], **kw))
+    return np.array(per), {"a": per, "a_source": "tuned_per_target", **given}
+
+
+def _rmia_given_options(opts):
+    """RMIA's query aggregation and trimming as passed (JSON-ready); {} when left to defaults."""
+    return {k: (str(opts[k]) if k == "aggregate" else float(opts[k]))
+            for k in ("aggregate", "trim") if k in opts}
 
 
 def evaluate(
@@ -229,15 +239,18 @@ def evaluate(
         ``"loss"`` [M, N(, A)] per-example losses (:func:`jaxmem.attacks.threshold.loss_attack`,
         averaged over A); ``"p"`` [M, N(, A)] true-class probabilities on the N examples and
         ``"p_pop"`` [M, Z(, A)] on Z population points that no model trained on
-        (:func:`jaxmem.attacks.rmia.rmia`; A is averaged first). Compute them with
-        :mod:`jaxmem.signals` from logits.
+        (:func:`jaxmem.attacks.rmia.rmia`; A is averaged first, unless ``rmia_aggregate="vote"``
+        passes each query's p). Compute them with :mod:`jaxmem.signals` from logits.
       fprs: FPRs of the reported TPRs.
       return_scores: also keep every target's [N] scores (``Evaluation.scores``).
       **options: LiRA options (``location``, ``offline_variant``, ``min_in``, ``min_out``,
         ``eps`` as in :func:`jaxmem.attacks.lira.lira`; ``fixed_variance="in"`` switches the
         fixed-variance attacks to the reference code's IN-spread-for-both choice) and RMIA
-        options prefixed ``rmia_``: ``rmia_a``, ``rmia_gamma`` (passed to ``rmia``) and
-        ``rmia_tune`` (how ``a`` is chosen when ``rmia_a`` is not given, below).
+        options prefixed ``rmia_``: ``rmia_a``, ``rmia_gamma``, ``rmia_aggregate`` ("mean" or
+        "vote") and ``rmia_trim`` (passed to ``rmia``, and to the tuning of ``a``) and
+        ``rmia_tune`` (how ``a`` is chosen when ``rmia_a`` is not given, below). When given,
+        ``rmia_aggregate`` / ``rmia_trim`` are recorded in ``Evaluation.params["rmia_offline"]``
+        (next to ``a``) and ``params["rmia_online"]`` as ``"aggregate"`` / ``"trim"``.
 
     RMIA offline ``a``: unless ``rmia_a`` is given it is tuned ONCE with
     :func:`jaxmem.attacks.rmia.tune_rmia_a` (ML Privacy Meter's grid search, highest AUC wins):
@@ -338,11 +351,15 @@ def evaluate(
         if any(a.startswith("rmia") for a in others) and (p is None or p_pop is None):
             raise ValueError('RMIA needs signals["p"] [M, N(, A)] and signals["p_pop"] [M, Z(, A)]')
         mean_a = lambda x: x.reshape(x.shape[0], x.shape[1], -1).mean(-1)  # noqa: E731
-        if p is not None:
-            p, p_pop = mean_a(p.astype(np.float64)), mean_a(p_pop.astype(np.float64))
+        per_query = lambda x: x.reshape(x.shape[0], x.shape[1], -1)  # noqa: E731
+        if p is not None:  # "vote" needs each query's p; otherwise A is averaged once here
+            fold = per_query if rmia_opts.get("aggregate", "mean") == "vote" else mean_a
+            p, p_pop = fold(p.astype(np.float64)), fold(p_pop.astype(np.float64))
         opts = dict(rmia_opts)
         if "rmia_offline" in others and targets.size:
             opts["a"], params["rmia_offline"] = _rmia_offline_a(p, keep, p_pop, mask, targets, opts, rmia_tune)
+        if "rmia_online" in others and _rmia_given_options(opts):
+            params["rmia_online"] = _rmia_given_options(opts)
         for attack in others:
             rows = []
             for j, t in enumerate(targets):
