@@ -120,12 +120,29 @@ class SignalsConfig:
 
 
 @dataclass
+class RMIAConfig:
+    """RMIA's options (Zarifzadeh et al. 2024; jaxmem.attacks.rmia). The defaults are ML Privacy
+    Meter's; the authors' research code (CIFAR-10) is signal = "taylor_soft_margin",
+    temperature = 2, aggregate = "vote", trim = 0.2, gamma = 2, a = 0.33."""
+
+    signal: str = "softmax"         # softmax | taylor_soft_margin: p(x) of the true label
+    temperature: float = 1.0        # logits divided by T first
+    margin: float = 0.6             # taylor_soft_margin: soft margin m on the true class
+    order: int = 4                  # taylor_soft_margin: terms of the Taylor series of exp
+    aggregate: str = "mean"         # mean: identity query | vote: majority over signals.queries
+    trim: float = 0.0               # trimmed means over reference models (fraction per end)
+    gamma: float = 1.0              # likelihood-ratio threshold
+    a: typing.Optional[float] = None  # offline coefficient; None = tuned once on a reference model
+
+
+@dataclass
 class ScoringConfig:
     attacks: typing.List[str] = field(default_factory=lambda: ["lira_online", "lira_offline",
                                                               "lira_online_fixed_variance",
                                                               "global_threshold"])
     targets: int = 0                # 0 = every model takes its turn as the target; else the first K
     influence_top_k: int = 0        # >0: the k most influential training examples of each test example
+    rmia: RMIAConfig = field(default_factory=RMIAConfig)
 
 
 @dataclass
@@ -166,6 +183,8 @@ _CHOICES = {
     "train.compute_dtype": {"float32", "bfloat16"},
     "train.step_loop": {"auto", "scan", "host"},
     "signals.dtype": {"float32", "float16"},
+    "scoring.rmia.signal": {"softmax", "taylor_soft_margin"},
+    "scoring.rmia.aggregate": {"mean", "vote"},
     "data.canary_kind": {"random_label", "random_input"},
 }
 
@@ -334,6 +353,16 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"scoring.targets: must be in [0, num_models], got {cfg.scoring.targets}")
     if cfg.scoring.influence_top_k < 0:
         raise ConfigError(f"scoring.influence_top_k: must be >= 0, got {cfg.scoring.influence_top_k}")
+    r = cfg.scoring.rmia
+    _positive("scoring.rmia.temperature", r.temperature)
+    _positive("scoring.rmia.gamma", r.gamma)
+    _positive("scoring.rmia.margin", r.margin, strict=False)
+    if r.order < 2:
+        raise ConfigError(f"scoring.rmia.order: must be >= 2 terms, got {r.order}")
+    if not 0.0 <= r.trim < 0.5:
+        raise ConfigError(f"scoring.rmia.trim: must be in [0, 0.5), got {r.trim}")
+    if r.a is not None and not 0.0 <= r.a <= 1.0:
+        raise ConfigError(f"scoring.rmia.a: must be in [0, 1] (or unset to tune it), got {r.a}")
     if any(h <= 0 for h in cfg.model.hidden) or any(c <= 0 for c in cfg.model.channels):
         raise ConfigError("model.hidden/model.channels: layer sizes must be > 0")
     for q in cfg.signals.queries:

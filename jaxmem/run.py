@@ -42,7 +42,13 @@ __all__ = ["Run", "load_run", "execute", "score", "RunError", "import_arrays", "
 # change float rounding (~1e-7: XLA batches the arithmetic differently), so bit-identity of a
 # resumed run holds at a fixed chunk_size / vmap_size; finished shards are kept either way.
 _MUTABLE = {"subsets.num_models", "train.chunk_size", "train.vmap_size", "train.checkpoint_every",
-            "signals.batch_size", "scoring.attacks", "scoring.targets", "data.data_dir"}
+            "signals.batch_size", "data.data_dir"}
+
+
+def _mutable(key: str) -> bool:
+    """Config keys a stored run may be resumed or rescored with changed: how it is chunked, and
+    every ``scoring.*`` key (scoring reads the stored logits only)."""
+    return key in _MUTABLE or key.startswith("scoring.")
 
 
 @dataclasses.dataclass
@@ -245,7 +251,7 @@ def _check_workdir(workdir: Path, cfg, overwrite: bool):
     except cfgmod.ConfigError as e:
         raise RunError(f"{cfg_path}: stored config is invalid ({e})") from None
     a, b = cfgmod._flatten(old), cfgmod._flatten(cfgmod.to_dict(cfg))
-    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in _MUTABLE)
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and not _mutable(k))
     if diff:
         k = diff[0]
         raise RunError(f"{workdir}: was written with a different config ({k}: {a.get(k)!r} there, "
@@ -618,10 +624,13 @@ def score(workdir, *, log=print) -> dict:
     ok = ~diverged
     res = workdir / "results"
     res.mkdir(exist_ok=True)
-    want_p = any(a.startswith("rmia") for a in cfg.scoring.attacks)
+    rc = cfg.scoring.rmia
+    p_fn = _rmia_p_fn(rc) if any(a.startswith("rmia") for a in cfg.scoring.attacks) else None
     want_loss = "loss" in cfg.scoring.attacks
-    sg = _signals(run.logits, labels, want_p, want_loss)   # streamed over blocks of models
-    tsg = _signals(run.test_logits, test_labels, want_p, False, want_query_average=True)
+    every_query = rc.aggregate == "vote"    # else p of the identity query
+    sg = _signals(run.logits, labels, p_fn, want_loss, p_every_query=every_query)   # streamed
+    tsg = _signals(run.test_logits, test_labels, p_fn, False, want_query_average=True,
+                   p_every_query=every_query)
     correct, phi = sg["correct"], sg["phi"]
     test_acc = tsg["correct"].mean(1) if len(test_labels) else np.full(len(keep), np.nan)
     test_acc_tta = (tsg["correct_query_average"].mean(1)
@@ -645,14 +654,18 @@ def score(workdir, *, log=print) -> dict:
     attack_summary, curves = {}, {}
     if cfg.scoring.attacks:
         extra = {}
-        if want_p:
+        rmia_kw = {}
+        if p_fn is not None:
             extra["p"], extra["p_pop"] = sg["p"], tsg["p"]
+            rmia_kw = dict(rmia_gamma=rc.gamma, rmia_aggregate=rc.aggregate, rmia_trim=rc.trim)
+            if rc.a is not None:
+                rmia_kw["rmia_a"] = rc.a
         if want_loss:
             extra["loss"] = sg["loss"]
         n_targets = len(targets) if targets is not None else int(ok.sum())
         keep_scores = n_targets * keep.shape[1] <= 50_000_000   # scores only for the ROC figure
         ev = attacks.evaluate(phi, keep, attacks=tuple(cfg.scoring.attacks), targets=targets,
-                              model_mask=ok, signals=extra, return_scores=keep_scores)
+                              model_mask=ok, signals=extra, return_scores=keep_scores, **rmia_kw)
         attack_summary = ev.summary()
         if ev.scores:
             for name, sc in ev.scores.items():
@@ -752,19 +765,31 @@ def _influence_table(path: Path, keep, test_correct, ok, k: int, run, mem,
                              "influence": float(top.values[j, 0])} for j in order if np.isfinite(best[j])]}
 
 
-def _signals(logits, labels, want_p: bool, want_loss: bool, block: int = 64,
-             want_query_average: bool = False) -> dict:
+def _rmia_p_fn(rc):
+    """RMIA's p(x) from logits [..., C] and labels (``scoring.rmia``): the true-class softmax
+    of z / T, or the research code's soft-margin Taylor softmax."""
+    from jaxmem import signals as sig
+
+    if rc.signal == "taylor_soft_margin":
+        return lambda z, y: sig.taylor_soft_margin_probability(
+            z, y, order=rc.order, margin=rc.margin, temperature=rc.temperature)
+    return lambda z, y: sig.true_class_probability(z / rc.temperature, y)
+
+
+def _signals(logits, labels, p_fn=None, want_loss: bool = False, block: int = 64,
+             want_query_average: bool = False, p_every_query: bool = False) -> dict:
     """Per-example signals from (memory-mapped) logits [M, N, A, C], streamed over blocks of
     models so that memory holds one block of logits: correctness [M, N] (identity query), φ
-    [M, N, A] (computed in float64 as the LiRA reference code does, stored float32), and on
-    request p_y and the loss [M, N] (identity query), and with A > 1 the correctness of the
-    logits averaged over the queries (test-time augmentation)."""
+    [M, N, A] (computed in float64 as the LiRA reference code does, stored float32), with
+    ``p_fn`` RMIA's p (``p_fn(z, labels)``; [M, N] of the identity query, or [M, N, A] with
+    ``p_every_query``), on request the loss [M, N] (identity query), and with A > 1 the
+    correctness of the logits averaged over the queries (test-time augmentation)."""
     from jaxmem import signals as sig
 
     M, N, A = logits.shape[:3]
     out = {"correct": np.zeros((M, N), np.float32), "phi": np.zeros((M, N, A), np.float32)}
-    if want_p:
-        out["p"] = np.zeros((M, N), np.float32)
+    if p_fn is not None:
+        out["p"] = np.zeros((M, N, A) if p_every_query else (M, N), np.float32)
     if want_loss:
         out["loss"] = np.zeros((M, N), np.float32)
     if want_query_average and A > 1:
@@ -775,8 +800,9 @@ def _signals(logits, labels, want_p: bool, want_loss: bool, block: int = 64,
         if "correct_query_average" in out:
             out["correct_query_average"][a : a + block] = sig.correctness(z.mean(2), labels[None])
         out["phi"][a : a + block] = sig.logit_scaled_confidence(z, labels[None, :, None])
-        if want_p:
-            out["p"][a : a + block] = sig.true_class_probability(z[:, :, 0], labels[None])
+        if p_fn is not None:
+            out["p"][a : a + block] = (p_fn(z, labels[None, :, None]) if p_every_query
+                                       else p_fn(z[:, :, 0], labels[None]))
         if want_loss:
             out["loss"][a : a + block] = sig.cross_entropy(z[:, :, 0], labels[None])
     return out

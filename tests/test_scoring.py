@@ -1,0 +1,122 @@
+"""Scoring options of a run: `scoring.influence_top_k` (Feldman & Zhang 2020, Eq. 2) against a
+float64 brute force over the stored test logits, and `scoring.rmia` against the attack called
+directly on the stored logits."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import numpy.testing as npt
+import pytest
+
+import helpers_run as H
+from jaxmem import config as cfgmod
+from jaxmem import run as R
+from jaxmem.io import RunError
+
+K = 3
+
+
+def test_influence_table_is_each_test_examples_top_k():
+    wd = H.finished_reference(tuple(H.SMALL + [f"scoring.influence_top_k={K}"]))
+    keep = np.load(wd / "keep.npy")
+    ok = ~np.load(wd / "diverged.npy")
+    tl = np.load(wd / "test_logits.npy")[:, :, 0].astype(np.float64)
+    tlab = np.load(wd / "test_labels.npy")
+    correct = (tl.argmax(-1) == tlab[None]).astype(np.float64)     # [M, T]
+    M, N = keep.shape
+    T = len(tlab)
+    brute = np.full((N, T), np.nan)
+    for i in range(N):
+        ins = [m for m in range(M) if ok[m] and keep[m, i]]
+        outs = [m for m in range(M) if ok[m] and not keep[m, i]]
+        if ins and outs:
+            brute[i] = correct[ins].mean(0) - correct[outs].mean(0)
+    rows = list(csv.DictReader(open(wd / "results" / "influence.csv")))
+    assert len(rows) == T * K
+    ids, labels = np.load(wd / "example_ids.npy"), np.load(wd / "labels.npy")
+    for j in range(T):
+        mine = [r for r in rows if int(r["test_index"]) == j]
+        assert [int(r["rank"]) for r in mine] == list(range(K))
+        got_i = np.array([int(r["train_index"]) for r in mine])
+        got_v = np.array([float(r["influence"]) for r in mine])
+        # the chosen pairs' values are theirs, and they are a top k (ties may pick any of equals)
+        npt.assert_allclose(got_v, brute[got_i, j], atol=1e-6)
+        npt.assert_allclose(got_v, np.sort(np.nan_to_num(brute[:, j], nan=-np.inf))[::-1][:K], atol=1e-6)
+        assert all(int(r["train_id"]) == ids[i] and int(r["train_label"]) == labels[i]
+                   for r, i in zip(mine, got_i))
+    s = json.loads((wd / "summary.json").read_text())["influence"]
+    assert s["top_k"] == K
+    best = np.nanmax(brute, axis=0)
+    # float32 against float64: a value within rounding of the threshold may fall either side
+    assert int((best >= 0.15 + 1e-6).sum()) <= s["test_examples_with_a_pair"] <= int((best >= 0.15 - 1e-6).sum())
+    assert s["top10_pairs"][0]["influence"] == pytest.approx(best.max(), abs=1e-6)
+
+
+def test_influence_top_k_larger_than_the_training_set_is_refused(tmp_path):
+    cfg = cfgmod.from_dict({"data": {"max_train": 50, "max_test": 20}, "subsets": {"num_models": 4},
+                            "scoring": {"influence_top_k": 51}})
+    with pytest.raises(RunError, match="scoring.influence_top_k: 51 is more than the 50"):
+        R.execute(cfg, tmp_path / "run", progress=False, log=lambda *a: None)
+    with pytest.raises(cfgmod.ConfigError, match="scoring.influence_top_k"):
+        cfgmod.from_dict({"scoring": {"influence_top_k": -1}})
+
+
+@pytest.mark.parametrize("rmia", [
+    {},   # ML Privacy Meter's defaults: identity query, softmax, tuned a
+    {"signal": "taylor_soft_margin", "temperature": 2.0, "aggregate": "vote", "trim": 0.2,
+     "gamma": 2.0, "a": 0.33},   # the authors' research code on CIFAR-10
+])
+def test_scoring_rmia_options_reach_the_attack(rmia):
+    """`scoring.rmia` through `jaxmem score` gives what jaxmem.attacks.evaluate gives on p
+    computed here from the stored logits (every query for the vote, else the identity query)."""
+    from jaxmem import attacks, signals
+
+    sets = tuple(H.SMALL + ['signals.queries=["identity","flip"]'])
+    wd = H.fresh_dir(f"rmia-{len(rmia)}")
+    shutil.copytree(H.finished_reference(sets), wd)
+    extra = [f"scoring.rmia.{k}={json.dumps(v)}" for k, v in rmia.items()]
+    r = subprocess.run([sys.executable, "-m", "jaxmem", "score", str(wd), "--set",
+                          'scoring.attacks=["rmia_offline","rmia_online"]'] +
+                         [a for e in extra for a in ("--set", e)],
+                         capture_output=True, text=True, env=H.env(), cwd=H.REPO, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads((wd / "results" / "attacks.json").read_text())
+    lg, tl = np.load(wd / "logits.npy").astype(np.float64), np.load(wd / "test_logits.npy").astype(np.float64)
+    y, ty = np.load(wd / "labels.npy"), np.load(wd / "test_labels.npy")
+    vote = rmia.get("aggregate") == "vote"
+    if rmia.get("signal") == "taylor_soft_margin":
+        p = signals.taylor_soft_margin_probability(lg, y[None, :, None], temperature=2.0)
+        pp = signals.taylor_soft_margin_probability(tl, ty[None, :, None], temperature=2.0)
+    else:
+        p = signals.true_class_probability(lg, y[None, :, None])
+        pp = signals.true_class_probability(tl, ty[None, :, None])
+    if not vote:
+        p, pp = p[:, :, 0], pp[:, :, 0]
+    kw = {f"rmia_{k}": v for k, v in rmia.items() if k in ("aggregate", "trim", "gamma", "a")}
+    ok = ~np.load(wd / "diverged.npy")
+    want = attacks.evaluate(np.zeros(lg.shape[:3], np.float32), np.load(wd / "keep.npy"),
+                            attacks=("rmia_offline", "rmia_online"), model_mask=ok,
+                            signals={"p": p.astype(np.float32), "p_pop": pp.astype(np.float32)}, **kw)
+    for a in ("rmia_offline", "rmia_online"):
+        npt.assert_allclose(got["per_target"][a]["auc"], np.asarray(want.metrics[a]["auc"]), atol=1e-12)
+    if "a" in rmia:
+        assert got["params"]["rmia_offline"]["a"] == 0.33
+    assert got["params"]["rmia_online"]["aggregate"] == rmia.get("aggregate", "mean")
+
+
+def test_a_finished_run_reruns_with_other_scoring_keys():
+    """Every scoring.* key may change between runs of one workdir (scoring reads stored logits);
+    a training key still may not."""
+    wd = H.fresh_dir("rescore")
+    shutil.copytree(H.finished_reference(), wd)
+    r = H.run(wd, H.SMALL + ["scoring.influence_top_k=2", "scoring.rmia.gamma=2.0"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((wd / "summary.json").read_text())["influence"]["top_k"] == 2
+    r = H.run(wd, H.SMALL + ["train.learning_rate=0.5"])
+    assert r.returncode != 0 and "train.learning_rate" in r.stderr
