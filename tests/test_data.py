@@ -224,7 +224,9 @@ def test_tfds_missing_data_fails_fast(tmp_path):
     t = time.perf_counter()
     with pytest.raises(D.DataError) as e:
         D.load("tfds:cifar10", data_dir=str(tmp_path))
-    assert time.perf_counter() - t < 5
+    # the failure this guards against is TFDS retrying a download for minutes; 30 s leaves a
+    # loaded CI machine room for the lazy imports
+    assert time.perf_counter() - t < 30
     msg = str(e.value)
     assert "\n" not in msg and "not prepared" in msg and str(tmp_path) in msg
     assert "file_format='array_record'" in msg and "download_and_prepare()" in msg
