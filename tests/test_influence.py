@@ -195,3 +195,21 @@ def test_stderr_memmap_memory_bounded(tmp_path):
     print(f"influence+stderr 16000x2500 M=100: {secs:.2f} s, peak RSS growth {growth_mb:.0f} MB, err {err:.1e}")
     assert err < 1e-5
     assert growth_mb < 160  # the two dense results would be 320 MB
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_top_influencers_break_ties_lowest_index_first(rng, dtype):
+    """Binary metrics with few models tie often (and duplicated keep columns tie exactly): both
+    paths pick and order tied entries lowest training index first, like a stable sort of the
+    dense matrix, whatever the blocking."""
+    m, n, t = 40, 300, 7
+    keep = rng.random((m, n)) < 0.5
+    keep[:, rng.choice(n, 20)] = keep[:, rng.choice(n, 20)]
+    test = (rng.random((m, t)) < 0.6).astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", E.InsufficientModelsWarning)
+        dense = np.asarray(E.influence(keep, test, dtype=dtype))
+        want = np.argsort(-np.nan_to_num(dense.T, nan=-np.inf), axis=1, kind="stable")
+        for k, block in [(1, (7, 4)), (5, (64, 3)), (9, (4096, 4096)), (12, (299, 7))]:
+            got = E.top_influencers(keep, test, k, dtype=dtype, block=block)
+            npt.assert_array_equal(got.indices, want[:, :k])

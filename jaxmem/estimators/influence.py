@@ -151,7 +151,13 @@ def _merge_topk_np(best_v, best_i, block, offset, k):
     idx = np.broadcast_to(offset + np.arange(s.shape[1]), s.shape)
     v = np.concatenate([best_v, s], axis=1)
     i = np.concatenate([best_i, idx], axis=1)
-    part = np.argpartition(-v, k - 1, axis=1)[:, :k]
+    # the k largest, ties broken lowest index first (as the JAX path): the columns are in index
+    # order among equal values (the kept best come first, lower-indexed, tied ones lowest first)
+    thr = -np.partition(-v, k - 1, axis=1)[:, k - 1 : k]            # the k-th largest value
+    above = v > thr
+    tied = v == thr
+    take = above | (tied & (np.cumsum(tied, axis=1) <= k - above.sum(1, keepdims=True)))
+    part = np.argsort(~take, axis=1, kind="stable")[:, :k]          # the k taken, in column order
     pv = np.take_along_axis(v, part, 1)
     order = np.argsort(-pv, axis=1, kind="stable")
     return np.take_along_axis(pv, order, 1), np.take_along_axis(np.take_along_axis(i, part, 1), order, 1)
@@ -338,7 +344,8 @@ def top_influencers(
     (Feldman & Zhang 2020, Eq. 2) on each test example, without materialising [N, T].
 
     Returns ``TopInfluence(indices [T, k], values [T, k], n_in, n_out, stderr)`` sorted most
-    influential first; NaN-influence rows (no IN/OUT model) are never selected before finite ones.
+    influential first, equal values lowest training index first (binary metrics tie often);
+    NaN-influence rows (no IN/OUT model) are never selected before finite ones.
     ``return_stderr=True`` fills ``stderr`` [T, k] with the selected entries' standard errors (as
     in ``influence``; NaN where the value is NaN or a side has < 2 models), computed after the
     selection from the T·k chosen (i, j) pairs alone, in float64, then cast to the result dtype.
