@@ -134,21 +134,34 @@ def save_text(path, text: str) -> None:
 _TMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
 
 
+def stale_tmp(folder, recursive_into=("shards", "results")) -> list:
+    """Temporaries of killed writes in ``folder`` and its ``recursive_into`` subfolders."""
+    folder = Path(folder)
+    return [p for d in [folder] + [folder / s for s in recursive_into] if d.is_dir()
+            for p in d.iterdir() if _TMP_NAME.match(p.name)]
+
+
 def remove_stale_tmp(folder, recursive_into=("shards", "results")) -> list:
     """Delete temporaries left by writes that were killed midway (they can be as large as the
     run's logits) in ``folder`` and its ``recursive_into`` subfolders; return what was removed.
     Call it only while no other process writes into ``folder``."""
-    folder = Path(folder)
-    removed = []
-    for d in [folder] + [folder / s for s in recursive_into]:
-        if not d.is_dir():
-            continue
-        for p in d.iterdir():
-            if _TMP_NAME.match(p.name):
-                if p.is_dir() and not p.is_symlink():
-                    shutil.rmtree(p, ignore_errors=True)
-                else:
-                    with contextlib.suppress(FileNotFoundError):
-                        p.unlink()
-                removed.append(p)
+    removed = stale_tmp(folder, recursive_into)
+    for p in removed:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
     return removed
+
+
+def disk_bytes(paths) -> int:
+    """Bytes the files under ``paths`` (files or folders; missing ones count 0) take on disk."""
+    total = 0
+    for p in map(Path, paths):
+        files = [p] if p.is_file() else (f for f in p.rglob("*") if f.is_file()) if p.is_dir() else []
+        for f in files:
+            with contextlib.suppress(FileNotFoundError):
+                if not f.is_symlink():
+                    total += f.stat().st_blocks * 512
+    return total

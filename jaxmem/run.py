@@ -344,7 +344,7 @@ def execute(cfg: cfgmod.Config, workdir, *, overwrite: bool = False, progress: b
         done = 0 if overwrite else int(_covered(workdir, M).sum())
         check_disk(workdir, storage_plan(cfg, M, len(ds.y_train), len(ds.y_test), int(ds.num_classes),
                                          done, not overwrite and (workdir / ".assembled.json").exists()),
-                   log)
+                   log, freed=_freed_bytes(workdir, overwrite, num_processes))
         from jaxmem.io import remove_stale_tmp
 
         if overwrite:   # only now that the config, data and design are known to be good
@@ -405,14 +405,30 @@ def storage_plan(cfg, num_models: int, num_train: int, num_test: int, num_classe
     return {"per_model": per_model, "total": total, "todo": todo}
 
 
-def check_disk(workdir: Path, plan: dict, log=print, free=None):
+def _freed_bytes(workdir: Path, overwrite: bool, num_processes: int = 1) -> int:
+    """Bytes execute deletes before training: the old run's entries with ``overwrite`` (only a
+    jaxmem run's: see _delete_run), and the temporaries of killed writes."""
+    from jaxmem.io import disk_bytes, stale_tmp
+
+    if not workdir.is_dir():
+        return 0
+    sub = ("shards", "results") if num_processes == 1 or overwrite else ("results",)
+    freed = disk_bytes(stale_tmp(workdir, sub))
+    if overwrite and (workdir / "config.json").exists():
+        freed += disk_bytes(workdir / n for n in _RUN_ENTRIES)
+    return freed
+
+
+def check_disk(workdir: Path, plan: dict, log=print, free=None, freed: int = 0):
     """Refuse to start a run whose signals cannot fit on the disk of ``workdir`` (before hours of
-    training end in a full disk); log the size when it is large."""
+    training end in a full disk); log the size when it is large. ``freed``: bytes the run
+    deletes before it writes (an overwritten run, temporaries of killed writes)."""
     if free is None:
         where = workdir
         while not where.exists():   # the run folder is made later
             where = where.parent
         free = shutil.disk_usage(where).free
+    free += freed
     gb = 1e9
     if plan["total"] > gb:
         log(f"signals: {plan['total'] / gb:.1f} GB on disk in all (shards + assembled arrays); "

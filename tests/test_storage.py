@@ -56,3 +56,25 @@ def test_large_runs_log_their_size():
                      "write, 5.0 GB free"]
     with pytest.raises(RunError, match="200.0 MB per model"):
         R.check_disk(Path("."), plan, lines.append, free=2 * 10**9)
+
+
+def test_space_the_run_deletes_first_counts_as_free(tmp_path, monkeypatch):
+    """--overwrite deletes the old run and a resume deletes temporaries of killed writes before
+    anything is written: with no free space at all, both still start when that space suffices."""
+    import shutil as sh
+
+    sets = tuple(H.SMALL + ["subsets.num_models=4", "train.epochs=1"])
+    cfg = cfgmod.from_dict(json.loads((H.finished_reference(sets) / "config.json").read_text()))
+    wd = tmp_path / "run"
+    sh.copytree(H.finished_reference(sets), wd)
+    usage = type("Usage", (), {"free": 0, "total": 10**9, "used": 0})
+    monkeypatch.setattr(R.shutil, "disk_usage", lambda p: usage)
+    R.execute(cfg, wd, overwrite=True, progress=False, log=lambda *a: None)     # fits in the old run
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    with pytest.raises(RunError, match="only 0.0 GB is free"):
+        R.execute(cfg, fresh, progress=False, log=lambda *a: None)
+    plan = R.storage_plan(cfg, 4, 300, 100, 10)
+    (fresh / ".logits.npy.abcd1234.tmp.npy").write_bytes(b"\0" * plan["todo"])   # a killed write
+    R.execute(cfg, fresh, progress=False, log=lambda *a: None)
+    assert (fresh / "summary.json").exists() and not list(fresh.glob(".logits.npy.*"))
