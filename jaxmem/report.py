@@ -214,7 +214,7 @@ def run_html(workdir) -> str:
     summary = load_json(workdir / "summary.json") if (workdir / "summary.json").exists() else {}
     keep, ok = np.asarray(run.keep), ~np.asarray(run.diverged)
     labels = np.asarray(run.labels)
-    correct = _signals(run.logits, labels)["correct"]   # streamed over models
+    correct = _signals(run.logits, labels, want_phi=False)["correct"]   # streamed, identity query
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mem = memorization(keep, correct, model_mask=ok)

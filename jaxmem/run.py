@@ -644,10 +644,12 @@ def score(workdir, *, log=print) -> dict:
     p_fn = _rmia_p_fn(rc) if any(a.startswith("rmia") for a in cfg.scoring.attacks) else None
     want_loss = "loss" in cfg.scoring.attacks
     every_query = rc.aggregate == "vote"    # else p of the identity query
-    sg = _signals(run.logits, labels, p_fn, want_loss, p_every_query=every_query)   # streamed
+    want_phi = bool(cfg.scoring.attacks)
+    sg = _signals(run.logits, labels, p_fn, want_loss, p_every_query=every_query,  # streamed
+                  want_phi=want_phi)
     tsg = _signals(run.test_logits, test_labels, p_fn, False, want_query_average=True,
-                   p_every_query=every_query)
-    correct, phi = sg["correct"], sg["phi"]
+                   p_every_query=every_query, want_phi=False)
+    correct, phi = sg["correct"], sg.get("phi")
     test_acc = tsg["correct"].mean(1) if len(test_labels) else np.full(len(keep), np.nan)
     test_acc_tta = (tsg["correct_query_average"].mean(1)
                     if len(test_labels) and "correct_query_average" in tsg else None)
@@ -792,18 +794,27 @@ def _rmia_p_fn(rc):
     return lambda z, y: sig.true_class_probability(z / rc.temperature, y)
 
 
-def _signals(logits, labels, p_fn=None, want_loss: bool = False, block: int = 64,
-             want_query_average: bool = False, p_every_query: bool = False) -> dict:
+def _signals(logits, labels, p_fn=None, want_loss: bool = False, block: int = 0,
+             want_query_average: bool = False, p_every_query: bool = False,
+             want_phi: bool = True) -> dict:
     """Per-example signals from (memory-mapped) logits [M, N, A, C], streamed over blocks of
     models so that memory holds one block of logits: correctness [M, N] (identity query), φ
     [M, N, A] (computed in float64 as the LiRA reference code does, stored float32), with
     ``p_fn`` RMIA's p (``p_fn(z, labels)``; [M, N] of the identity query, or [M, N, A] with
     ``p_every_query``), on request the loss [M, N] (identity query), and with A > 1 the
-    correctness of the logits averaged over the queries (test-time augmentation)."""
+    correctness of the logits averaged over the queries (test-time augmentation). Without φ,
+    p of every query or the query average, only the identity query is read. ``block`` models at
+    a time (0: as many as hold 2^26 float64 logits, 512 MB)."""
     from jaxmem import signals as sig
 
     M, N, A = logits.shape[:3]
-    out = {"correct": np.zeros((M, N), np.float32), "phi": np.zeros((M, N, A), np.float32)}
+    every = want_phi or want_query_average or (p_fn is not None and p_every_query)
+    if not every:
+        logits = _FirstQuery(logits)
+    block = block or max(1, (1 << 26) // max(1, N * logits.shape[2] * logits.shape[3]))
+    out = {"correct": np.zeros((M, N), np.float32)}
+    if want_phi:
+        out["phi"] = np.zeros((M, N, A), np.float32)
     if p_fn is not None:
         out["p"] = np.zeros((M, N, A) if p_every_query else (M, N), np.float32)
     if want_loss:
@@ -815,13 +826,26 @@ def _signals(logits, labels, p_fn=None, want_loss: bool = False, block: int = 64
         out["correct"][a : a + block] = sig.correctness(z[:, :, 0], labels[None])
         if "correct_query_average" in out:
             out["correct_query_average"][a : a + block] = sig.correctness(z.mean(2), labels[None])
-        out["phi"][a : a + block] = sig.logit_scaled_confidence(z, labels[None, :, None])
+        if want_phi:
+            out["phi"][a : a + block] = sig.logit_scaled_confidence(z, labels[None, :, None])
         if p_fn is not None:
             out["p"][a : a + block] = (p_fn(z, labels[None, :, None]) if p_every_query
                                        else p_fn(z[:, :, 0], labels[None]))
         if want_loss:
             out["loss"][a : a + block] = sig.cross_entropy(z[:, :, 0], labels[None])
     return out
+
+
+class _FirstQuery:
+    """``logits[..., :1, :]`` of a memory-mapped [M, N, A, C] array, read a block of models at a
+    time (slicing the view would be lazy too, but this keeps the reads to one query)."""
+
+    def __init__(self, logits):
+        self.logits = logits
+        self.shape = logits.shape[:2] + (1,) + logits.shape[3:]
+
+    def __getitem__(self, rows):
+        return self.logits[rows, :, :1]
 
 
 def _plots(res: Path, mem, curves) -> dict:

@@ -120,3 +120,32 @@ def test_a_finished_run_reruns_with_other_scoring_keys():
     assert json.loads((wd / "summary.json").read_text())["influence"]["top_k"] == 2
     r = H.run(wd, H.SMALL + ["train.learning_rate=0.5"])
     assert r.returncode != 0 and "train.learning_rate" in r.stderr
+
+
+@pytest.mark.parametrize("block", [0, 1, 3])
+def test_signals_streamed_from_a_memmap_match_numpy(rng, tmp_path, block):
+    """run._signals (what score and the report read) against numpy on the whole array, with and
+    without φ (without it, only the identity query is read), p of one or every query."""
+    M, N, A, C = 7, 30, 3, 5
+    z = rng.normal(size=(M, N, A, C)).astype(np.float32)
+    np.save(tmp_path / "z.npy", z)
+    mm = np.load(tmp_path / "z.npy", mmap_mode="r")
+    y = rng.integers(0, C, N)
+    z64 = z.astype(np.float64)
+    soft = np.exp(z64 - z64.max(-1, keepdims=True))
+    soft /= soft.sum(-1, keepdims=True)
+    p_true = np.take_along_axis(soft, np.broadcast_to(y[None, :, None, None], (M, N, A, 1)), -1)[..., 0]
+    correct = (z64[:, :, 0].argmax(-1) == y).astype(np.float32)
+    p_fn = R._rmia_p_fn(cfgmod.RMIAConfig())
+    for want_phi, every in [(True, False), (False, False), (False, True)]:
+        out = R._signals(mm, y, p_fn, block=block, want_phi=want_phi, p_every_query=every,
+                         want_query_average=every)
+        npt.assert_array_equal(out["correct"], correct)
+        npt.assert_allclose(out["p"], p_true if every else p_true[:, :, 0], rtol=1e-6)
+        assert ("phi" in out) == want_phi
+        if every:
+            npt.assert_array_equal(out["correct_query_average"], (z64.mean(2).argmax(-1) == y))
+    full = R._signals(mm, y, block=block)
+    zy = np.take_along_axis(z64, np.broadcast_to(y[None, :, None, None], (M, N, A, 1)), -1)[..., 0]
+    other = np.log(np.exp(z64).sum(-1) - np.exp(zy))
+    npt.assert_allclose(full["phi"], zy - other, rtol=1e-5, atol=1e-5)
