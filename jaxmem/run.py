@@ -768,13 +768,16 @@ def _influence_table(path: Path, keep, test_correct, ok, k: int, run, mem,
     for j in range(top.indices.shape[0]):
         for r in range(k):
             i = int(top.indices[j, r])
+            if i < 0:   # fewer than k training examples with an IN and an OUT model
+                break
             lines.append(f"{j},{tids[j]},{tlabels[j]},{r},{i},{ids[i]},{labels[i]},"
                          f"{top.values[j, r]:.6g},{top.stderr[j, r]:.6g},{mem.mem[i]:.6g}")
     save_text(path, "\n".join(lines) + "\n")
     best = np.nan_to_num(top.values[:, 0], nan=-np.inf)
     strong = best >= threshold
-    with np.errstate(invalid="ignore"):
-        strong_mem = strong & (mem.mem[top.indices[:, 0]] >= 0.25)
+    with np.errstate(invalid="ignore"):   # any of the k pairs over the threshold
+        strong_mem = ((top.values >= threshold) & (mem.mem[top.indices] >= 0.25)
+                      & (top.indices >= 0)).any(1)
     order = np.argsort(-best, kind="stable")[:10]
     return {"top_k": int(k), "threshold": threshold,
             "test_examples_with_a_pair": int(strong.sum()),

@@ -142,6 +142,9 @@ def test_stderr_memmap_and_top_k(rng, tmp_path, dtype):
         warnings.simplefilter("ignore", E.InsufficientModelsWarning)
         full = E.top_influencers(keep, test, n, model_mask=mask, dtype=dtype, return_stderr=True)
     assert np.isnan(full.values[:, -2:]).all() and np.isnan(full.stderr[:, -2:]).all()
+    assert (full.indices[:, -2:] == -1).all() and (full.indices[:, :-2] >= 0).all()
+    for j in range(t):   # the finite ones: every training example with a value, once each
+        npt.assert_array_equal(np.sort(full.indices[j, :-2]), np.flatnonzero(np.isfinite(dense.influence[:, j])))
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -213,3 +216,21 @@ def test_top_influencers_break_ties_lowest_index_first(rng, dtype):
     for k, block in [(1, (7, 4)), (5, (64, 3)), (9, (4096, 4096)), (12, (299, 7))]:
         got = E.top_influencers(keep, test, k, dtype=dtype, block=block)
         npt.assert_array_equal(got.indices, want[:, :k])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_masked_out_models_with_nan_metrics_do_not_leak(rng, dtype):
+    """A diverged model's metric may be NaN: with model_mask it must not reach any influence
+    (the plain, non-stderr path multiplied it by a zero weight: 0 · NaN = NaN everywhere)."""
+    m, n = 30, 50
+    keep, test, mask = design(rng, m, n, "binary", dtype)
+    infl, _, _, _ = ref_influence_se(keep, test.astype(np.float64), mask)
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", E.InsufficientModelsWarning)
+        for block in [(7, 3), (4096, 4096)]:
+            got = E.influence(keep, test, model_mask=mask, dtype=dtype, block=block)
+            npt.assert_allclose(got, infl, rtol=tol, atol=tol, equal_nan=True)
+            top = E.top_influencers(keep, test, 3, model_mask=mask, dtype=dtype, block=block)
+            want = -np.sort(-np.nan_to_num(infl.T, nan=-np.inf), axis=1)[:, :3]
+            npt.assert_allclose(top.values, want, rtol=tol, atol=tol)

@@ -177,8 +177,8 @@ def _blocks(keep, test_metric, mask, dt, block, with_stderr=False):
     if dt == "float64":
         keep_np = np.asarray(keep)
         c = np.asarray(test_metric, dtype=np.float64)
-        if with_stderr:
-            c = _centred(np, c, mask)
+        # masked-out models (e.g. diverged, metric NaN) must not reach the products: 0 · NaN = NaN
+        c = _centred(np, c, mask) if with_stderr else np.where(np.asarray(mask)[:, None], c, 0.0)
         for n0 in range(0, n, bn):
             kb = keep_np[:, n0 : n0 + bn]
             if with_stderr:
@@ -200,8 +200,7 @@ def _blocks(keep, test_metric, mask, dt, block, with_stderr=False):
         keep_j = jnp.pad(jnp.asarray(keep), ((0, 0), (0, pad_n)))
         c = jnp.pad(jnp.asarray(test_metric, jnp.float32), ((0, 0), (0, pad_t)))
         mask_j = jnp.asarray(mask)
-        if with_stderr:
-            c = _centred(jnp, c, mask)
+        c = _centred(jnp, c, mask) if with_stderr else jnp.where(mask_j[:, None], c, 0.0)
         for n0 in range(0, n + pad_n, bn):
             if with_stderr:
                 a, ns = _side_weights_jit(keep_j[:, n0 : n0 + bn], mask_j, dt=jnp.float32)
@@ -345,7 +344,8 @@ def top_influencers(
 
     Returns ``TopInfluence(indices [T, k], values [T, k], n_in, n_out, stderr)`` sorted most
     influential first, equal values lowest training index first (binary metrics tie often);
-    NaN-influence rows (no IN/OUT model) are never selected before finite ones.
+    NaN-influence rows (no IN/OUT model) are never selected before finite ones: a slot left
+    without a finite value has index -1 and value NaN.
     ``return_stderr=True`` fills ``stderr`` [T, k] with the selected entries' standard errors (as
     in ``influence``; NaN where the value is NaN or a side has < 2 models), computed after the
     selection from the T·k chosen (i, j) pairs alone, in float64, then cast to the result dtype.
@@ -379,6 +379,7 @@ def top_influencers(
     if return_stderr:
         stderr = _selected_stderr(keep, test_correct, mask, indices)
         stderr = np.where(np.isnan(values), np.nan, stderr).astype(dt)
+    indices[np.isnan(values)] = -1   # no finite influence left for this slot
     return TopInfluence(indices, values, n_in, n_out, stderr)
 
 
