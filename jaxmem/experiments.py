@@ -49,6 +49,9 @@ class Signals(NamedTuple):
     correct: np.ndarray   # [M, N] 0/1 (identity query)
     pop_p: np.ndarray     # [M, T] true-class probability on the test set (RMIA population)
     test_acc: np.ndarray  # [M]
+    # RMIA's research-code signal (soft-margin Taylor softmax, T = 2) per query: [M, N, A], [M, T, A]
+    p_research: np.ndarray = None
+    pop_p_research: np.ndarray = None
 
 
 def signals_of(run) -> Signals:
@@ -71,12 +74,18 @@ def signals_of(run) -> Signals:
         correct=np.asarray(sig.correctness(z, labels[None]), dtype=np.float64),
         pop_p=np.asarray(sig.true_class_probability(tl[:, :, 0], tlab[None])),
         test_acc=(tl[:, :, 0].argmax(-1) == tlab[None]).mean(1),
+        p_research=sig.taylor_soft_margin_probability(lg, labels[None, :, None], **RMIA_RESEARCH_SIGNAL),
+        pop_p_research=sig.taylor_soft_margin_probability(tl, tlab[None, :, None], **RMIA_RESEARCH_SIGNAL),
     )
+
+
+#: The RMIA research code's signal on CIFAR-10 (ml_privacy_meter research/2023_rmia configs).
+RMIA_RESEARCH_SIGNAL = {"order": 4, "margin": 0.6, "temperature": 2.0}
 
 
 #: Attack names understood by :func:`audit`.
 ATTACKS = ("loss", "shokri", "lira_online", "lira_offline", "lira_online_fixed_variance",
-           "lira_offline_fixed_variance", "rmia", "rmia_online")
+           "lira_offline_fixed_variance", "rmia", "rmia_online", "rmia_online_research")
 
 
 def _attack_scores(name: str, s: Signals, t: int, sh: np.ndarray) -> np.ndarray:
@@ -92,6 +101,10 @@ def _attack_scores(name: str, s: Signals, t: int, sh: np.ndarray) -> np.ndarray:
     if name.startswith("lira_"):
         return np.asarray(lira(s.phi[t], s.phi[sh], s.keep[sh], online="online" in name,
                                fixed_variance=name.endswith("fixed_variance")), np.float64)
+    if name == "rmia_online_research":   # the research code's online RMIA: its signal per query,
+        # a majority vote over the queries, 20%-trimmed means, γ = 2 (jaxmem.attacks.rmia)
+        return rmia(s.p_research[t], s.p_research[sh], s.keep[sh], s.pop_p_research[t],
+                    s.pop_p_research[sh], online=True, gamma=2.0, aggregate="vote", trim=0.2)
     if name.startswith("rmia"):
         return rmia(s.p[t], s.p[sh], s.keep[sh], s.pop_p[t], s.pop_p[sh],
                     online=name == "rmia_online")
@@ -330,7 +343,7 @@ def analyze_shadow_models(cfg, workdir, runs, log):
     s = signals_of(run)
     targets = _targets(cfg, s)
     names = ["loss", "shokri", "lira_online", "lira_offline", "lira_online_fixed_variance",
-             "lira_offline_fixed_variance", "rmia", "rmia_online"]
+             "lira_offline_fixed_variance", "rmia", "rmia_online", "rmia_online_research"]
     by_count, last = [], None
     for c in _shadow_counts(int(s.ok.sum())):
         t0 = time.time()

@@ -76,6 +76,26 @@ def test_audit_uses_the_other_healthy_models_as_shadows():
     npt.assert_allclose(sub, lira(s.phi[0], s.phi[sh], s.keep[sh], online=False), rtol=1e-6)
 
 
+def test_audit_rmia_online_research_is_the_research_codes_settings():
+    """rmia_online_research: the soft-margin Taylor signal per query, a vote over queries, 20%
+    trimmed means and γ = 2, against rmia called directly with those settings (each setting is
+    tested against loops in test_rmia.py)."""
+    from jaxmem.attacks.rmia import rmia
+
+    rng = np.random.default_rng(4)
+    s = _signals()
+    M, N, A = s.phi.shape
+    s = s._replace(p_research=rng.uniform(0.05, 1, (M, N, A)), pop_p_research=rng.uniform(0.05, 1, (M, 30, A)))
+    got = X.audit(s, ["rmia_online_research"], [2])["rmia_online_research"][0]
+    sh = np.array([m for m in range(M) if m not in (2, 3)])
+    want = rmia(s.p_research[2], s.p_research[sh], s.keep[sh], s.pop_p_research[2],
+                s.pop_p_research[sh], online=True, gamma=2.0, aggregate="vote", trim=0.2)
+    npt.assert_array_equal(got, want)
+    plain = rmia(s.p_research[2].mean(1), s.p_research[sh].mean(2), s.keep[sh],
+                 s.pop_p_research[2].mean(1), s.pop_p_research[sh].mean(2), online=True)
+    assert not np.array_equal(got, plain)   # the options do reach it
+
+
 def test_shadow_counts():
     assert X._shadow_counts(33) == [4, 8, 16, 32]
     assert X._shadow_counts(6) == [4, 5]
