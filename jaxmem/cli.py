@@ -147,11 +147,11 @@ def _cmd_run(args) -> int:
     cfg = cfgmod.load_config(args.experiment, args.overrides)
     _enable_compilation_cache(args.cache_dir)
     pid, nproc = _init_distributed(args)
-    from jaxmem.run import execute
+    from jaxmem.runs import execute
 
     t0 = time.time()
     if cfg.experiment.variants or cfg.experiment.kind != "default":
-        from jaxmem.experiments import run_experiment
+        from jaxmem.analyses import run_experiment
 
         run_experiment(cfg, args.workdir, overwrite=args.overwrite, progress=not args.no_progress,
                        process_id=pid, num_processes=nproc)
@@ -166,7 +166,7 @@ def _cmd_run(args) -> int:
 
 def _cmd_score(args) -> int:
     from jaxmem.io import load_json, save_json
-    from jaxmem.run import score
+    from jaxmem.runs import score
 
     bad = [o for o in args.overrides if not o.startswith("scoring.")]
     if bad:
@@ -189,7 +189,7 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_import_lira(args) -> int:
-    from jaxmem.run import import_lira, score
+    from jaxmem.runs import import_lira, score
 
     import_lira(args.src, args.workdir, overwrite=args.overwrite, epoch=args.epoch)
     _print_summary(score(args.workdir), args.workdir)
@@ -197,7 +197,7 @@ def _cmd_import_lira(args) -> int:
 
 
 def _cmd_export_lira(args) -> int:
-    from jaxmem.run import export_lira
+    from jaxmem.runs import export_lira
 
     print(export_lira(args.workdir, args.dest))
     return 0
@@ -212,6 +212,7 @@ def _cmd_config(args) -> int:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     from jaxmem.data import DataError
+    from jaxmem.runs.execute import Interrupted
 
     try:
         return {"run": _cmd_run, "score": _cmd_score, "report": _cmd_report,
@@ -220,6 +221,9 @@ def main(argv=None) -> int:
     except (cfgmod.ConfigError, RunError, DataError) as e:
         print(f"jaxmem: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:   # SIGTERM: state saved
+        print(f"jaxmem: {e}", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("jaxmem: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -18,6 +18,7 @@ __all__ = [
     "leave_k_out_keep",
     "leave_group_out_keep",
     "make_keep",
+    "make_design",
 ]
 
 # Distinct stream ids so that designs never share random numbers.
@@ -147,3 +148,18 @@ def make_keep(design: str, seed: int, num_models: int, num_examples: int, *, pke
             raise ValueError("leave_group_out needs groups")
         return leave_group_out_keep(seed, num_models, groups, pkeep), np.full(num_models, pkeep)
     raise ValueError(f"unknown design {design!r}")
+
+
+def make_design(cfg, blocks, num_examples, groups=None):
+    """``keep`` [M, N] and each model's subset ratio [M] of a run's config (``cfg.subsets``), one
+    block of models after another (``blocks``: ``[{"first", "count", "block"}]``, a run grown
+    later adds one)."""
+    s = cfg.subsets
+    keeps, ratios = [], []
+    for b in blocks:
+        k, r = make_keep(s.design, cfg.seed, b["count"], num_examples, pkeep=s.pkeep,
+                         ratios=tuple(s.ratios), k=s.k, groups=groups, block=b["block"],
+                         first_model=b["first"])
+        keeps.append(k)
+        ratios.append(r)
+    return np.concatenate(keeps), np.concatenate(ratios)

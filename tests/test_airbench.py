@@ -16,7 +16,8 @@ import optax
 from jaxmem.config import ConfigError, load_config
 from jaxmem.models import whitening_kernels
 from jaxmem.subsets import balanced_keep
-from jaxmem.train import Trainer, _augment, make_optimizer, schedule_factor, steps_per_epoch_max
+from jaxmem.train import Trainer, TrainState, make_optimizer, schedule_factor, steps_per_epoch_max
+from jaxmem.train.augment import augment as _augment
 
 
 def _smooth_images(rng, n, h, w, c=3):
@@ -118,8 +119,8 @@ def test_lookahead_update_rule():
     ema = jax.tree.map(lambda a: a + 1.0, net)
 
     def call(on, t, epoch, total=100):
-        st = {**jax.tree.map(jnp.asarray, net), "ema": jax.tree.map(jnp.asarray, ema),
-              "ema_on": jnp.asarray(on), "opt_state": ()}
+        st = TrainState(**jax.tree.map(jnp.asarray, net), opt_state=(),
+                        ema=jax.tree.map(jnp.asarray, ema), ema_on=jnp.asarray(on))
         return Trainer._lookahead(me, st, jnp.int32(t), jnp.int32(total), jnp.int32(epoch))
 
     # a lookahead step (step 20 is the 5th multiple... t_global 19 -> current step 20)
@@ -128,18 +129,18 @@ def test_lookahead_update_rule():
     for part in ("params", "batch_stats"):
         for k in net[part]:
             want = ema[part][k] + (1 - rho) * (net[part][k] - ema[part][k])
-            np.testing.assert_allclose(np.asarray(out["ema"][part][k]), want, rtol=1e-6)
-            np.testing.assert_allclose(np.asarray(out[part][k]), want, rtol=1e-6)
+            np.testing.assert_allclose(np.asarray(out.ema[part][k]), want, rtol=1e-6)
+            np.testing.assert_allclose(np.asarray(getattr(out, part)[k]), want, rtol=1e-6)
     # the first time: ema <- net, net unchanged
     out = call(False, 19, 3)
-    assert bool(out["ema_on"])
-    np.testing.assert_array_equal(np.asarray(out["ema"]["params"]["w"]), net["params"]["w"])
-    np.testing.assert_array_equal(np.asarray(out["params"]["w"]), net["params"]["w"])
+    assert bool(out.ema_on)
+    np.testing.assert_array_equal(np.asarray(out.ema["params"]["w"]), net["params"]["w"])
+    np.testing.assert_array_equal(np.asarray(out.params["w"]), net["params"]["w"])
     # not a multiple of 5, or before the start epoch: nothing moves
     for t, epoch in ((20, 3), (19, 2)):
         out = call(True, t, epoch)
-        np.testing.assert_array_equal(np.asarray(out["ema"]["params"]["w"]), ema["params"]["w"])
-        np.testing.assert_array_equal(np.asarray(out["params"]["w"]), net["params"]["w"])
+        np.testing.assert_array_equal(np.asarray(out.ema["params"]["w"]), ema["params"]["w"])
+        np.testing.assert_array_equal(np.asarray(out.params["w"]), net["params"]["w"])
 
 
 def test_alternating_flip():
@@ -213,18 +214,18 @@ def _recipe_check():
         sel = np.flatnonzero(keep[m])
         index[j, : sel.size], weight[j, : sel.size] = sel, 1
     want = whitening_kernels(x, index, weight)
-    k0 = np.asarray(st0["params"]["stem"]["kernel"])
+    k0 = np.asarray(st0.params["stem"]["kernel"])
     np.testing.assert_allclose(k0, np.asarray(want), rtol=0, atol=1e-6)
     assert np.all(np.isfinite(np.asarray(aux[1]))) and not np.asarray(aux[0]).any()
-    np.testing.assert_array_equal(np.asarray(st["params"]["stem"]["kernel"]), k0)   # frozen
-    b0, b1 = (np.asarray(s_["params"]["stem"]["bias"]) for s_ in (st0, st1))
+    np.testing.assert_array_equal(np.asarray(st.params["stem"]["kernel"]), k0)   # frozen
+    b0, b1 = (np.asarray(s_.params["stem"]["bias"]) for s_ in (st0, st1))
     assert np.abs(b1 - b0).max() > 0                                                # epoch 0 trains it
-    np.testing.assert_array_equal(np.asarray(st["params"]["stem"]["bias"]), b1)     # then frozen
-    assert bool(np.asarray(st["ema_on"]).all())
+    np.testing.assert_array_equal(np.asarray(st.params["stem"]["bias"]), b1)     # then frozen
+    assert bool(np.asarray(st.ema_on).all())
     # model 1 in another chunk, at another position, is the same model (float noise aside:
     # BatchNorm biases move with learning rate 1.5 x 64)
     other = train(np.array([1, 5, 7]))[2]
-    for a, b in zip(jax.tree.leaves(st["params"]), jax.tree.leaves(other["params"])):
+    for a, b in zip(jax.tree.leaves(st.params), jax.tree.leaves(other.params)):
         a, b = np.asarray(a)[1], np.asarray(b)[0]
         np.testing.assert_allclose(a, b, rtol=0, atol=2e-3 * max(1.0, np.abs(b).max()))
 

@@ -244,7 +244,7 @@ def test_bad_input_one_line_error_and_nothing_touched(tmp_path, capsys, monkeypa
         change = {"nan_x": lambda: dict(x_train=_nan_x()), "dup_ids": lambda: dict(
             ids_train=_dup_ids())}[dataset]() if isinstance(dataset, str) else dataset
         bad = _dataset(**change)
-        monkeypatch.setattr(D, "load", lambda *a, **k: bad)
+        monkeypatch.setattr(D.sources, "load", lambda *a, **k: bad)
     before = H.tree_state(tmp_path)
     capsys.readouterr()
     rc = cli.main(args(tmp_path))
@@ -280,8 +280,19 @@ def test_real_entry_point_prints_one_line(tmp_path, kind):
     assert not (tmp_path / "PWNED").exists()
 
 
-def test_config_attack_names_match_the_attacks_package():
+def test_config_attack_names_are_the_attack_registry():
+    """Validation reads the one registry: every registered attack (one added at run time too)
+    validates, any other name is refused naming the field."""
     import jaxmem.attacks
-    from jaxmem import config
+    from jaxmem.attacks.registry import ATTACKS, register, target_attack
 
-    assert tuple(config.ATTACKS) == tuple(jaxmem.attacks.ATTACKS)
+    assert jaxmem.attacks.ATTACKS is ATTACKS
+    for a in ATTACKS:
+        cfgmod.from_dict({"scoring": {"attacks": [a]}})
+    with pytest.raises(cfgmod.ConfigError, match="scoring.attacks: unknown attack 'nope'"):
+        cfgmod.from_dict({"scoring": {"attacks": ["nope"]}})
+    register("_test_only", target_attack(lambda loss: -loss, "loss"))
+    try:
+        cfgmod.from_dict({"scoring": {"attacks": ["_test_only"]}})
+    finally:
+        del ATTACKS["_test_only"]

@@ -15,7 +15,7 @@ from jaxmem.attacks import (
     rmia,
     tpr_at_fpr,
 )
-from jaxmem.attacks._batched_roc import batched_roc_metrics
+from jaxmem.attacks.roc import roc_metrics as batched_roc_metrics
 
 
 def stack(rng, M, N, A, ties=True):
@@ -101,9 +101,8 @@ def test_targets_subset_and_signal_attacks_match_direct_calls():
     mask = np.ones(M, bool)
     mask[6] = False
     targets = [0, 3, 7]
-    ev = evaluate(phi, keep, attacks=("lira_online", "global_threshold", "loss", "rmia_offline", "rmia_online"),
-                  targets=targets, model_mask=mask, return_scores=True,
-                  signals={"loss": loss, "p": p, "p_pop": p_pop}, rmia_a=0.3, rmia_gamma=1.5)
+    ev = evaluate({"phi": phi, **{"loss": loss, "p": p, "p_pop": p_pop}}, keep, attacks=("lira_online", "global_threshold", "loss", "rmia_offline", "rmia_online"),
+                  targets=targets, model_mask=mask, return_scores=True, rmia_a=0.3, rmia_gamma=1.5)
     np.testing.assert_array_equal(ev.targets, targets)
     pm, pz = p.mean(-1), p_pop.mean(-1)
     for j, t in enumerate(targets):
@@ -176,8 +175,7 @@ def test_rmia_offline_a_tuned_once(rng, M, N, Z, gamma):
     mask = np.ones(M, bool)
     mask[0] = False  # the first usable model, 1, plays the pseudo-target
     phi = np.zeros((M, N, 1), np.float32)
-    ev = evaluate(phi, keep, attacks=("rmia_offline", "rmia_online"), model_mask=mask, return_scores=True,
-                  signals={"p": p[..., None], "p_pop": p_pop[..., None]}, rmia_gamma=gamma)
+    ev = evaluate({"phi": phi, **{"p": p[..., None], "p_pop": p_pop[..., None]}}, keep, attacks=("rmia_offline", "rmia_online"), model_mask=mask, return_scores=True, rmia_gamma=gamma)
     prm = ev.params["rmia_offline"]
     assert prm["a_source"] == "tuned_once" and prm["tune_model"] == 1
     want_a, aucs = brute_force_a(p, keep, p_pop, 1, np.arange(2, M), gamma)
@@ -196,8 +194,7 @@ def test_rmia_offline_a_tuned_once(rng, M, N, Z, gamma):
         np.testing.assert_array_equal(ev.scores["rmia_online"][j], want)
 
     # the old behaviour on request: every target tunes a among its own references
-    old = evaluate(phi, keep, attacks=("rmia_offline",), model_mask=mask, targets=[1, 4], return_scores=True,
-                   signals={"p": p, "p_pop": p_pop}, rmia_gamma=gamma, rmia_tune="per_target")
+    old = evaluate({"phi": phi, **{"p": p, "p_pop": p_pop}}, keep, attacks=("rmia_offline",), model_mask=mask, targets=[1, 4], return_scores=True, rmia_gamma=gamma, rmia_tune="per_target")
     assert old.params["rmia_offline"]["a_source"] == "tuned_per_target"
     for j, t in enumerate([1, 4]):
         ref = mask.copy()
@@ -208,7 +205,7 @@ def test_rmia_offline_a_tuned_once(rng, M, N, Z, gamma):
         _, aucs = brute_force_a(p, keep, p_pop, refs[0], refs[1:], gamma)
         assert aucs[int(round(old.params["rmia_offline"]["a"][j] * 10))] >= aucs.max() - 1e-12
 
-    fixed = evaluate(phi, keep, attacks=("rmia_offline",), targets=[2], signals={"p": p, "p_pop": p_pop}, rmia_a=0.4)
+    fixed = evaluate({"phi": phi, **{"p": p, "p_pop": p_pop}}, keep, attacks=("rmia_offline",), targets=[2], rmia_a=0.4)
     assert fixed.params["rmia_offline"] == {"a": 0.4, "a_source": "given"}
     with pytest.raises(ValueError, match="rmia_tune"):
-        evaluate(phi, keep, attacks=("rmia_offline",), signals={"p": p, "p_pop": p_pop}, rmia_tune="twice")
+        evaluate({"phi": phi, **{"p": p, "p_pop": p_pop}}, keep, attacks=("rmia_offline",), rmia_tune="twice")

@@ -5,7 +5,7 @@ import pytest
 
 from jaxmem import cli
 from jaxmem.io import RunError
-from jaxmem.run import export_lira, import_arrays, import_lira, load_run, score
+from jaxmem.runs import export_lira, import_arrays, import_lira, load_run, score
 
 
 def _arrays(M=8, N=60, T=20, A=2, C=3, seed=0):

@@ -170,7 +170,7 @@ _DIVERGE = textwrap.dedent("""
         ids = list(map(int, model_ids))
         if BAD in ids:   # blow up one model's initial weights: its first loss is not finite
             j = ids.index(BAD)
-            state = dict(state, params=jax.tree.map(lambda p: p.at[j].multiply(1e30), state["params"]))
+            state = state._replace(params=jax.tree.map(lambda p: p.at[j].multiply(1e30), state.params))
         return state, aux
 
     T.Trainer.init_chunk = init_chunk

@@ -16,11 +16,12 @@ from jaxmem.io import RunError
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     from jaxmem.config import load_config
-    from jaxmem.run import execute
+    from jaxmem.runs import execute
 
     d = tmp_path_factory.mktemp("run") / "r"
     cfg = load_config(None, ["subsets.num_models=6", "train.epochs=2", "data.max_train=150",
-                             "model.hidden=[16]", "scoring.attacks=[]"])
+                             "model.hidden=[16]",
+                             'scoring.attacks=["loss","lira_online","lira_offline"]'])
     execute(cfg, d, progress=False, log=lambda *a: None)
     return d
 
@@ -39,7 +40,9 @@ def test_majority_vote_of_out_models_matches_brute_force():
     keep = rng.random((M, N)) < 0.5
     keep[:, 0] = True  # no OUT model
     ok = rng.random(M) < 0.8
-    got = report._majority_out(logits, keep, ok)
+    from jaxmem.runs.score import majority_out
+
+    got = majority_out(logits, keep, ok)
     for i in range(N):
         votes = [int(np.argmax(logits[m, i])) for m in range(M) if not keep[m, i] and ok[m]]
         if not votes:
@@ -74,11 +77,22 @@ def test_run_report_sections_and_images(tiny_run, tmp_path):
     assert "<img" in text and "src=\"http" not in text and "src='" not in text  # offline only
 
 
-def test_large_run_without_attacks_is_not_audited_by_the_report(tiny_run, tmp_path, monkeypatch):
-    monkeypatch.setattr(report, "MAX_AUDIT_LOGITS", 10)
-    text = Path(report.write_report(tiny_run, tmp_path / "big.html")).read_text()
-    assert "too large to audit" in text and "lira_online</td>" not in text
-    assert "<h2>Most memorized training examples</h2>" in text
+def test_a_run_scored_without_attacks_is_not_audited_by_the_report(tiny_run, tmp_path):
+    """The report renders what scoring wrote and computes nothing: a run scored without attacks
+    shows how to add them, one scored before a table existed says it is not computed."""
+    from jaxmem.cli import main
+
+    wd = tmp_path / "noattacks"
+    shutil.copytree(tiny_run, wd)
+    assert main(["score", str(wd), "--set", "scoring.attacks=[]"]) == 0
+    (wd / "results" / "roc.png").unlink()
+    text = Path(report.write_report(wd, tmp_path / "big.html")).read_text()
+    assert "No attack results stored" in text and "lira_online</td>" not in text
+    assert "<h2>Most memorized training examples</h2>" in text and "predicted (OUT majority)" in text
+    for f in ("examples.csv", "convergence.csv", "memorization_hist.png"):
+        (wd / "results" / f).unlink()
+    text = Path(report.write_report(wd, tmp_path / "old.html")).read_text()
+    assert text.count(f"Not computed; run <code>jaxmem score {wd}</code>") == 3
 
 
 def test_experiment_report_links_variants(tiny_run, tmp_path):

@@ -359,8 +359,8 @@ def test_evaluate_passes_the_options_to_rmia():
     targets = [1, 3, 6]
     sig = {"p": p, "p_pop": p_pop}
     attacks = ("rmia_offline", "rmia_online")
-    base = evaluate(phi, keep, attacks, targets, model_mask=mask, signals=sig, return_scores=True, rmia_gamma=2.0)
-    same = evaluate(phi, keep, attacks, targets, model_mask=mask, signals=sig, return_scores=True, rmia_gamma=2.0,
+    base = evaluate({"phi": phi, **sig}, keep, attacks, targets, model_mask=mask, return_scores=True, rmia_gamma=2.0)
+    same = evaluate({"phi": phi, **sig}, keep, attacks, targets, model_mask=mask, return_scores=True, rmia_gamma=2.0,
                     rmia_aggregate="mean", rmia_trim=0.0)
     for k in attacks:
         npt.assert_array_equal(base.scores[k], same.scores[k])
@@ -369,7 +369,7 @@ def test_evaluate_passes_the_options_to_rmia():
 
     usable = np.flatnonzero(mask)
     for aggregate, trim in (("vote", 0.2), ("mean", 0.2), ("vote", 0.0)):
-        ev = evaluate(phi, keep, attacks, targets, model_mask=mask, signals=sig, return_scores=True,
+        ev = evaluate({"phi": phi, **sig}, keep, attacks, targets, model_mask=mask, return_scores=True,
                       rmia_gamma=2.0, rmia_aggregate=aggregate, rmia_trim=trim)
         prm = ev.params["rmia_offline"]
         assert prm["aggregate"] == aggregate and prm["trim"] == trim and prm["a_source"] == "tuned_once"
@@ -384,7 +384,7 @@ def test_evaluate_passes_the_options_to_rmia():
                             aggregate=aggregate, trim=trim)
                 npt.assert_array_equal(ev.scores["rmia_online" if online else "rmia_offline"][j], want)
 
-    per = evaluate(phi, keep, ("rmia_offline",), [2, 5], model_mask=mask, signals=sig, return_scores=True,
+    per = evaluate({"phi": phi, **sig}, keep, ("rmia_offline",), [2, 5], model_mask=mask, return_scores=True,
                    rmia_aggregate="vote", rmia_trim=0.2, rmia_tune="per_target")
     for j, t in enumerate([2, 5]):
         ref = mask.copy()

@@ -16,7 +16,7 @@ import pytest
 
 import helpers_run as H
 from jaxmem import config as cfgmod
-from jaxmem import run as R
+from jaxmem import runs as R
 from jaxmem.io import RunError
 
 K = 3
@@ -100,9 +100,9 @@ def test_scoring_rmia_options_reach_the_attack(rmia):
         p, pp = p[:, :, 0], pp[:, :, 0]
     kw = {f"rmia_{k}": v for k, v in rmia.items() if k in ("aggregate", "trim", "gamma", "a")}
     ok = ~np.load(wd / "diverged.npy")
-    want = attacks.evaluate(np.zeros(lg.shape[:3], np.float32), np.load(wd / "keep.npy"),
-                            attacks=("rmia_offline", "rmia_online"), model_mask=ok,
-                            signals={"p": p.astype(np.float32), "p_pop": pp.astype(np.float32)}, **kw)
+    want = attacks.evaluate({"p": p.astype(np.float32), "p_pop": pp.astype(np.float32)},
+                            np.load(wd / "keep.npy"), attacks=("rmia_offline", "rmia_online"),
+                            model_mask=ok, **kw)
     for a in ("rmia_offline", "rmia_online"):
         npt.assert_allclose(got["per_target"][a]["auc"], np.asarray(want.metrics[a]["auc"]), atol=1e-12)
     if "a" in rmia:
@@ -124,8 +124,11 @@ def test_a_finished_run_reruns_with_other_scoring_keys():
 
 @pytest.mark.parametrize("block", [0, 1, 3])
 def test_signals_streamed_from_a_memmap_match_numpy(rng, tmp_path, block):
-    """run._signals (what score and the report read) against numpy on the whole array, with and
-    without φ (without it, only the identity query is read), p of one or every query."""
+    """compute_signals (what score, the analyses and the report read) against numpy on the whole
+    array, with and without φ (without it, only the identity query is read), p of one or every
+    query, float32 and float64."""
+    from jaxmem.signals import compute_signals, rmia_p_spec
+
     M, N, A, C = 7, 30, 3, 5
     z = rng.normal(size=(M, N, A, C)).astype(np.float32)
     np.save(tmp_path / "z.npy", z)
@@ -136,16 +139,22 @@ def test_signals_streamed_from_a_memmap_match_numpy(rng, tmp_path, block):
     soft /= soft.sum(-1, keepdims=True)
     p_true = np.take_along_axis(soft, np.broadcast_to(y[None, :, None, None], (M, N, A, 1)), -1)[..., 0]
     correct = (z64[:, :, 0].argmax(-1) == y).astype(np.float32)
-    p_fn = R._rmia_p_fn(cfgmod.RMIAConfig())
+    rc = cfgmod.RMIAConfig()
     for want_phi, every in [(True, False), (False, False), (False, True)]:
-        out = R._signals(mm, y, p_fn, block=block, want_phi=want_phi, p_every_query=every,
-                         want_query_average=every)
+        spec = rmia_p_spec(rc.signal, rc.temperature, rc.margin, rc.order, every_query=every)
+        names = ["correct", "p"] + (["phi"] if want_phi else []) + (["correct_query_average"] if every else [])
+        out = compute_signals(mm, y, names, specs={"p": spec}, block=block)
         npt.assert_array_equal(out["correct"], correct)
         npt.assert_allclose(out["p"], p_true if every else p_true[:, :, 0], rtol=1e-6)
         assert ("phi" in out) == want_phi
         if every:
             npt.assert_array_equal(out["correct_query_average"], (z64.mean(2).argmax(-1) == y))
-    full = R._signals(mm, y, block=block)
+    full = compute_signals(mm, y, ["correct", "phi", "probs", "loss"], block=block, dtype=np.float64)
     zy = np.take_along_axis(z64, np.broadcast_to(y[None, :, None, None], (M, N, A, 1)), -1)[..., 0]
     other = np.log(np.exp(z64).sum(-1) - np.exp(zy))
     npt.assert_allclose(full["phi"], zy - other, rtol=1e-5, atol=1e-5)
+    assert full["phi"].dtype == np.float64
+    npt.assert_allclose(full["probs"], soft[:, :, 0], rtol=1e-12)
+    npt.assert_allclose(full["loss"], -np.log(p_true[:, :, 0]), rtol=1e-10)
+    pop = compute_signals(mm, y, ["correct_pop"], test_logits=mm[:, :4], test_labels=y[:4], block=block)
+    npt.assert_array_equal(pop["correct_pop"], correct[:, :4])

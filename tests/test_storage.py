@@ -11,7 +11,8 @@ import pytest
 
 import helpers_run as H
 from jaxmem import config as cfgmod
-from jaxmem import run as R
+from jaxmem import runs as R
+from jaxmem.runs import workdir as W
 from jaxmem.io import RunError
 
 SIGNALS = ["logits.npy", "test_logits.npy", "diverged.npy", "final_loss.npy", "correct_by_epoch.npy"]
@@ -30,18 +31,18 @@ def test_plan_equals_the_bytes_a_finished_run_wrote(extra):
     cfg = cfgmod.from_dict(json.loads((wd / "config.json").read_text()))
     ds = json.loads((wd / "dataset.json").read_text())
     M = cfg.subsets.num_models
-    plan = R.storage_plan(cfg, M, ds["num_train"], ds["num_test"], ds["num_classes"])
+    plan = W.storage_plan(cfg, M, ds["num_train"], ds["num_test"], ds["num_classes"])
     assert plan["total"] == _written(wd)
     assert plan["todo"] == plan["total"]      # nothing written yet
-    assert R.storage_plan(cfg, M, ds["num_train"], ds["num_test"], ds["num_classes"], M, True)["todo"] == 0
-    half = R.storage_plan(cfg, M, ds["num_train"], ds["num_test"], ds["num_classes"], M // 2, False)
+    assert W.storage_plan(cfg, M, ds["num_train"], ds["num_test"], ds["num_classes"], M, True)["todo"] == 0
+    half = W.storage_plan(cfg, M, ds["num_train"], ds["num_test"], ds["num_classes"], M // 2, False)
     assert half["todo"] == plan["total"] - M // 2 * plan["per_model"]
 
 
 def test_a_run_that_cannot_fit_fails_at_the_door(tmp_path, monkeypatch):
     cfg = cfgmod.from_dict({"subsets": {"num_models": 4}, "data": {"max_train": 100, "max_test": 50}})
     usage = type("Usage", (), {"free": 10_000, "total": 10**9, "used": 0})
-    monkeypatch.setattr(R.shutil, "disk_usage", lambda p: usage)
+    monkeypatch.setattr(W.shutil, "disk_usage", lambda p: usage)
     wd = tmp_path / "not" / "yet" / "made"
     with pytest.raises(RunError, match=r"only 0\.0 GB is free.*signals\.dtype=float16"):
         R.execute(cfg, wd, progress=False, log=lambda *a: None)
@@ -51,11 +52,11 @@ def test_a_run_that_cannot_fit_fails_at_the_door(tmp_path, monkeypatch):
 def test_large_runs_log_their_size():
     lines = []
     plan = {"per_model": 2 * 10**8, "total": 4 * 10**9, "todo": 3 * 10**9}
-    R.check_disk(Path("."), plan, lines.append, free=5 * 10**9)
+    W.check_disk(Path("."), plan, lines.append, free=5 * 10**9)
     assert lines == ["signals: 4.0 GB on disk in all (shards + assembled arrays); 3.0 GB still to "
                      "write, 5.0 GB free"]
     with pytest.raises(RunError, match="200.0 MB per model"):
-        R.check_disk(Path("."), plan, lines.append, free=2 * 10**9)
+        W.check_disk(Path("."), plan, lines.append, free=2 * 10**9)
 
 
 def test_space_the_run_deletes_first_counts_as_free(tmp_path, monkeypatch):
@@ -68,13 +69,13 @@ def test_space_the_run_deletes_first_counts_as_free(tmp_path, monkeypatch):
     wd = tmp_path / "run"
     sh.copytree(H.finished_reference(sets), wd)
     usage = type("Usage", (), {"free": 0, "total": 10**9, "used": 0})
-    monkeypatch.setattr(R.shutil, "disk_usage", lambda p: usage)
+    monkeypatch.setattr(W.shutil, "disk_usage", lambda p: usage)
     R.execute(cfg, wd, overwrite=True, progress=False, log=lambda *a: None)     # fits in the old run
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     with pytest.raises(RunError, match="only 0.0 GB is free"):
         R.execute(cfg, fresh, progress=False, log=lambda *a: None)
-    plan = R.storage_plan(cfg, 4, 300, 100, 10)
+    plan = W.storage_plan(cfg, 4, 300, 100, 10)
     (fresh / ".logits.npy.abcd1234.tmp.npy").write_bytes(b"\0" * plan["todo"])   # a killed write
     R.execute(cfg, fresh, progress=False, log=lambda *a: None)
     assert (fresh / "summary.json").exists() and not list(fresh.glob(".logits.npy.*"))

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 
 from jaxmem.config import load_config
 from jaxmem.subsets import balanced_keep
-from jaxmem.train import Trainer, dp_epsilon, steps_per_epoch_max
+from jaxmem.privacy import dp_epsilon
+from jaxmem.train import Trainer, steps_per_epoch_max
 
 RNG = np.random.default_rng
 
@@ -47,8 +48,8 @@ def _build(overrides, M, seed, data):
 def _train(tr, keep, ids):
     ids = np.asarray(ids)
     state, aux = tr.init_chunk(ids)
-    state, aux, correct = tr.train_epochs(state, aux, keep[ids], ids, 0, tr.num_epochs)
-    return state, aux, correct
+    state, aux, records = tr.train_epochs(state, aux, keep[ids], ids, 0, tr.num_epochs)
+    return state, aux, records.get("correct")
 
 
 def test_stacked_equals_one_by_one():
@@ -84,12 +85,12 @@ def test_lax_map_groups_equal_vmap():
 
 def test_deterministic_and_seeded():
     tr, keep, xte = _trainer([])
-    a = jax.tree.leaves(_train(tr, keep, range(6))[0]["params"])
-    b = jax.tree.leaves(_train(tr, keep, range(6))[0]["params"])
+    a = jax.tree.leaves(_train(tr, keep, range(6))[0].params)
+    b = jax.tree.leaves(_train(tr, keep, range(6))[0].params)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     tr2, keep2, _ = _trainer([], seed=1)
-    c = jax.tree.leaves(_train(tr2, keep2, range(6))[0]["params"])
+    c = jax.tree.leaves(_train(tr2, keep2, range(6))[0].params)
     assert any(not np.array_equal(np.asarray(x), np.asarray(z)) for x, z in zip(a, c))
 
 
@@ -113,7 +114,7 @@ def test_excluded_examples_do_not_influence_a_model():
     x2[~keep[0]] = 123.0
     tr2, _, _ = _trainer([], data=(x2, ytr, xte, yte))
     s2 = _train(tr2, keep, [0])[0]
-    for a, b in zip(jax.tree.leaves(s1["params"]), jax.tree.leaves(s2["params"])):
+    for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
@@ -126,8 +127,8 @@ def test_eval_mode_uses_running_statistics():
     part = np.asarray(tr.logits(state, x[:5], ["identity"]))
     # eval mode: an example's logits do not depend on the rest of the batch
     np.testing.assert_allclose(full[:, :5], part, rtol=1e-5, atol=1e-5)
-    params0 = jax.tree.map(lambda a: a[0], state["params"])
-    bs0 = jax.tree.map(lambda a: a[0], state["batch_stats"])
+    params0 = jax.tree.map(lambda a: a[0], state.params)
+    bs0 = jax.tree.map(lambda a: a[0], state.batch_stats)
     ref = tr.model.apply({"params": params0, "batch_stats": bs0}, x, train=False)
     np.testing.assert_allclose(full[0, :, 0], np.asarray(ref), rtol=1e-5, atol=1e-5)
     # and the running statistics are not the init values (they were updated in training)
@@ -144,13 +145,13 @@ def test_diverging_model_is_frozen_and_others_unchanged():
     state, aux = tr.init_chunk(ids)
     good, good_aux, _ = tr.train_epochs(state, aux, keep[ids], ids, 0, tr.num_epochs)
     state, aux = tr.init_chunk(ids)   # (the step donates its input state)
-    first = jax.tree.leaves(state["params"])[0]
-    poisoned = jax.tree.map(lambda a: a.at[2].set(jnp.nan) if a is first else a, state["params"])
-    state = {**state, "params": poisoned}
+    first = jax.tree.leaves(state.params)[0]
+    poisoned = jax.tree.map(lambda a: a.at[2].set(jnp.nan) if a is first else a, state.params)
+    state = state._replace(params=poisoned)
     bad, bad_aux, _ = tr.train_epochs(state, aux, keep[ids], ids, 0, tr.num_epochs)
     np.testing.assert_array_equal(np.asarray(bad_aux[0]), [False, False, True, False, False, False])
     assert not np.asarray(good_aux[0]).any()
-    for a, b in zip(jax.tree.leaves(good["params"]), jax.tree.leaves(bad["params"])):
+    for a, b in zip(jax.tree.leaves(good.params), jax.tree.leaves(bad.params)):
         a, b = np.asarray(a), np.asarray(b)
         np.testing.assert_array_equal(np.delete(a, 2, 0), np.delete(b, 2, 0))
 
@@ -167,14 +168,14 @@ def test_host_step_loop_equals_the_xla_loop():
         assert tr.host_steps == (loop == "host")
         ids = np.arange(3)
         state, aux = tr.init_chunk(ids)
-        first = jax.tree.leaves(state["params"])[0]
-        state = {**state, "params": jax.tree.map(
-            lambda a: a.at[1].set(jnp.inf) if a is first else a, state["params"])}
+        first = jax.tree.leaves(state.params)[0]
+        state = state._replace(params=jax.tree.map(
+            lambda a: a.at[1].set(jnp.inf) if a is first else a, state.params))
         state, aux, c1 = tr.train_epochs(state, aux, keep[ids], ids, 0, 1)
         state, aux, c2 = tr.train_epochs(state, aux, keep[ids], ids, 1, 2)
         out[loop] = (np.asarray(tr.logits(state, jnp.asarray(xte), ["identity"])),
                      np.asarray(aux[0]), np.asarray(aux[1]),
-                     np.concatenate([np.asarray(c1), np.asarray(c2)], axis=1))
+                     np.concatenate([np.asarray(c1["correct"]), np.asarray(c2["correct"])], axis=1))
     (la, da, fa, ca), (lb, db, fb, cb) = out["scan"], out["host"]
     np.testing.assert_array_equal(da, [False, True, False])
     np.testing.assert_array_equal(db, da)
@@ -227,7 +228,7 @@ def test_dp_sgd_trains_and_noise_differs_per_model():
     tr0, _, _ = _trainer(["train.dp.enabled=true", "train.dp.noise_multiplier=0.0",
                           "train.optimizer=sgd", "train.learning_rate=0.1"], M=3)
     s0, _, _ = _train(tr0, keep, range(3))
-    a, b = jax.tree.leaves(state["params"])[0], jax.tree.leaves(s0["params"])[0]
+    a, b = jax.tree.leaves(state.params)[0], jax.tree.leaves(s0.params)[0]
     assert np.abs(np.asarray(a) - np.asarray(b)).max() > 1e-4
 
 

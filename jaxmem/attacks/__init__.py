@@ -2,37 +2,66 @@
 
 Every score is "higher means more likely a member".
 
+* the registry of attacks and the one driver: :data:`ATTACKS` (:mod:`jaxmem.attacks.registry`),
+  :func:`evaluate` (every model as the target) -> :class:`Evaluation`
 * LiRA (Carlini et al. 2022): :func:`lira`, the global-threshold baseline :func:`global_threshold`
 * RMIA (Zarifzadeh et al. 2024): :func:`rmia`
 * loss / confidence thresholds (Yeom et al. 2018) and Shokri et al. (2017): :func:`loss_attack`,
   :func:`confidence_attack`, :func:`shokri`
-* every model as the target, leave-one-out: :func:`evaluate` -> :class:`Evaluation`
-* metrics: :func:`roc_curve`, :func:`roc_auc`, :func:`tpr_at_fpr`, ...
+* metrics (one ROC kernel, :mod:`jaxmem.attacks.roc`): :func:`roc_curve`, :func:`roc_auc`,
+  :func:`tpr_at_fpr`, ...
 * the LiRA reference code's file layout: :func:`read_lira_layout`, :func:`write_lira_layout`
 * ROC plots: :func:`mean_roc`, :func:`plot_roc`
+
+Names load lazily, so that ``jaxmem.attacks.registry`` (read by config validation) needs no jax.
 """
 
-from jaxmem.attacks.evaluate import ATTACKS, DEFAULT_ATTACKS, LIRA_ATTACKS, Evaluation, evaluate
-from jaxmem.attacks.interop import lira_reference_scores, read_lira_layout, write_lira_layout
-from jaxmem.attacks.lira import FewShadowsWarning, global_threshold, lira
-from jaxmem.attacks.metrics import (
-    balanced_accuracy,
-    clopper_pearson,
-    epsilon_lower_bound,
-    roc_auc,
-    roc_curve,
-    tpr_at_fpr,
-)
-from jaxmem.attacks.plot import FPR_GRID, mean_roc, plot_roc, tpr_on_grid
-from jaxmem.attacks.rmia import A_GRID, rmia, rmia_reference_mean, tune_rmia_a
-from jaxmem.attacks.threshold import confidence_attack, loss_attack, shokri, sorted_probability_features
+import sys
+import types
+
+from jaxmem.attacks.registry import ATTACKS, DEFAULT_ATTACKS, Attack, register
 
 __all__ = [
+    "ATTACKS", "DEFAULT_ATTACKS", "Attack", "register",
     "lira", "global_threshold", "FewShadowsWarning",
-    "evaluate", "Evaluation", "ATTACKS", "DEFAULT_ATTACKS", "LIRA_ATTACKS",
+    "evaluate", "Evaluation", "LIRA_ATTACKS",
     "rmia", "rmia_reference_mean", "tune_rmia_a", "A_GRID",
     "loss_attack", "confidence_attack", "shokri", "sorted_probability_features",
     "roc_curve", "roc_auc", "tpr_at_fpr", "balanced_accuracy", "clopper_pearson", "epsilon_lower_bound",
     "read_lira_layout", "write_lira_layout", "lira_reference_scores",
     "FPR_GRID", "tpr_on_grid", "mean_roc", "plot_roc",
 ]
+
+_LAZY = {
+    "evaluate": "evaluate", "Evaluation": "evaluation", "LIRA_ATTACKS": "evaluate",
+    "lira": "lira", "global_threshold": "lira", "FewShadowsWarning": "lira",
+    "rmia": "rmia", "rmia_reference_mean": "rmia", "tune_rmia_a": "rmia", "A_GRID": "rmia",
+    "loss_attack": "threshold", "confidence_attack": "threshold", "shokri": "threshold",
+    "sorted_probability_features": "threshold", "roc_curve": "roc", "roc_auc": "metrics",
+    "tpr_at_fpr": "metrics", "balanced_accuracy": "metrics", "clopper_pearson": "metrics",
+    "epsilon_lower_bound": "metrics", "read_lira_layout": "interop",
+    "write_lira_layout": "interop", "lira_reference_scores": "interop", "FPR_GRID": "plot",
+    "tpr_on_grid": "plot", "mean_roc": "plot", "plot_roc": "plot",
+}
+
+
+class _Package(types.ModuleType):
+    """Keeps ``jaxmem.attacks.lira`` / ``.rmia`` / ``.evaluate`` the functions of those names
+    (the import system would bind the submodules of the same names over them when they load, as
+    it did before these names were lazy); the modules stay in ``sys.modules``."""
+
+    def __setattr__(self, name, value):
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"jaxmem.attacks.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'jaxmem.attacks' has no attribute {name!r}")

@@ -1,5 +1,6 @@
-"""Metrics of a membership-inference attack: ROC curve, AUC, TPR at low FPR, balanced accuracy,
-Clopper–Pearson intervals and the empirical ε lower bound of a DP audit.
+"""Metrics of a membership-inference attack: ROC curve, AUC, TPR at low FPR (all from the one ROC
+kernel, :mod:`jaxmem.attacks.roc`), balanced accuracy, Clopper–Pearson intervals and the
+empirical ε lower bound of a DP audit.
 
 Scores are "higher means more likely a member"; ``members`` is a boolean array of the same shape.
 NaN scores are dropped (with their labels) before any metric is computed.
@@ -8,6 +9,8 @@ NaN scores are dropped (with their labels) before any metric is computed.
 from __future__ import annotations
 
 import numpy as np
+
+from jaxmem.attacks.roc import roc_curve, roc_metrics
 
 __all__ = [
     "roc_curve",
@@ -28,34 +31,16 @@ def _clean(scores, members):
     return scores[ok], members[ok]
 
 
-def roc_curve(scores, members):
-    """ROC points (fpr, tpr, thresholds) at every distinct score, thresholds decreasing.
-
-    The first point is (0, 0) at threshold +inf; ties are one point, as in sklearn.
-    """
-    s, m = _clean(scores, members)
-    order = np.argsort(-s, kind="stable")
-    s, m = s[order], m[order]
-    distinct = np.r_[np.flatnonzero(np.diff(s)), s.size - 1] if s.size else np.array([], int)
-    tps = np.cumsum(m)[distinct]
-    fps = (distinct + 1) - tps
-    P, N = max(int(m.sum()), 1), max(int((~m).sum()), 1)
-    tpr = np.r_[0.0, tps / P]
-    fpr = np.r_[0.0, fps / N]
-    thresholds = np.r_[np.inf, s[distinct]]
-    return fpr, tpr, thresholds
-
-
 def roc_auc(scores, members):
     """Area under the ROC curve (trapezoidal, ties count one half): P(score_in > score_out)."""
-    fpr, tpr, _ = roc_curve(scores, members)
-    return float(np.trapezoid(tpr, fpr)) if hasattr(np, "trapezoid") else float(np.trapz(tpr, fpr))
+    s, m = _clean(scores, members)
+    return float(roc_metrics(s[None], m[None], fprs=())[0][0])
 
 
 def tpr_at_fpr(scores, members, fpr=0.001):
     """The largest TPR among ROC points whose FPR ≤ ``fpr`` (Carlini et al. 2022, Sec. III)."""
-    f, t, _ = roc_curve(scores, members)
-    return float(t[f <= fpr].max())
+    s, m = _clean(scores, members)
+    return float(roc_metrics(s[None], m[None], fprs=(fpr,))[1][0, 0])
 
 
 def balanced_accuracy(scores, members):

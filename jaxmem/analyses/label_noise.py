@@ -1,0 +1,53 @@
+"""Feldman & Zhang (2020): mislabeled examples are the most memorized; memorization detects them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jaxmem.analyses.common import (audit, common_row, default_targets, figure, id_mask,
+                                    memorization_of, nanmean, run_signals)
+
+
+def analyze(cfg, workdir, runs, log):
+    """Per variant: the AUROC of memorization for detecting a flipped label, mean memorization of
+    flipped and clean examples, precision at k = #flipped, and LiRA's AUC on each group."""
+    from jaxmem.attacks.metrics import roc_auc
+
+    rows, hist = [], {}
+    for name, run in runs.items():
+        keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)
+        sig = run_signals(run, ["lira_online"])
+        mem = memorization_of(keep, sig, ok)
+        flipped = id_mask(run, "label_noise", "flipped_ids")
+        row = common_row(name, keep, ok, sig, mem)
+        row["label_noise"] = run.config.data.label_noise
+        row["num_flipped"] = int(flipped.sum())
+        fin = np.isfinite(mem.mem)
+        if flipped.any() and (~flipped).any():
+            k = int(flipped.sum())
+            order = np.argsort(-np.where(fin, mem.mem, -np.inf), kind="stable")
+            row.update({"noisy_label_auroc": roc_auc(mem.mem[fin], flipped[fin]),
+                        "mem_noisy": nanmean(mem.mem[flipped]),
+                        "mem_clean": nanmean(mem.mem[~flipped]),
+                        "precision_at_k": float(flipped[order[:k]].mean())})
+            hist[name] = (mem.mem[flipped & fin], mem.mem[~flipped & fin])
+        ev = audit(sig, keep, ok, ["lira_online"], default_targets(cfg, ok))
+        if flipped.any():
+            row["lira_auc_noisy"] = ev.table(flipped)["lira_online"]["auc"]
+            row["lira_auc_clean"] = ev.table(~flipped)["lira_online"]["auc"]
+        rows.append(row)
+
+    def draw(ax):
+        for name, (noisy, clean) in hist.items():
+            bins = np.linspace(-1, 1, 41)
+            ax.hist(clean, bins, alpha=0.5, density=True, label=f"{name}: clean")
+            ax.hist(noisy, bins, alpha=0.5, density=True, label=f"{name}: flipped")
+        ax.set_xlabel("memorization")
+        ax.set_ylabel("density")
+        ax.legend(fontsize=7)
+
+    files = {"memorization_noisy_vs_clean": figure(workdir / "mem_noisy_vs_clean.png", draw)}
+    main = next((r for r in rows if "noisy_label_auroc" in r), rows[0])
+    return {"rows": rows, "noisy_label_auroc": main.get("noisy_label_auroc"),
+            "mem_noisy": main.get("mem_noisy"), "mem_clean": main.get("mem_clean"),
+            "precision_at_k": main.get("precision_at_k"), "files": files}

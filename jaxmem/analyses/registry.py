@@ -1,0 +1,34 @@
+"""The analysis registry: ``experiment.kind`` -> the analysis run after an experiment's variants
+are trained. Light (no imports of the analyses themselves): config validation reads the names.
+
+An analysis is ``analyze(cfg, workdir, runs, log, **params) -> summary dict`` (``runs``: variant
+name -> :class:`jaxmem.runs.Run`; ``"rows"`` is printed as a table, ``"files"`` lists figures
+and tables; keyword parameters come from ``experiment.params``). Adding an analysis = one file
+under ``jaxmem/analyses/`` with its ``analyze`` function, plus one line below.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__all__ = ["ANALYSES", "NO_VARIANTS", "get"]
+
+ANALYSES = {
+    "default": "jaxmem.analyses.default",
+    "label_noise": "jaxmem.analyses.label_noise",
+    "shadow_models": "jaxmem.analyses.shadow_models",
+    "dp_sgd": "jaxmem.analyses.dp_sgd",
+    "capacity": "jaxmem.analyses.capacity",
+    "regularization": "jaxmem.analyses.regularization",
+    "forgetting": "jaxmem.analyses.forgetting",
+    "long_tail": "jaxmem.analyses.long_tail",
+    "canary_exposure": "jaxmem.analyses.canary_exposure",
+    "mem_vs_mia": "jaxmem.analyses.mem_vs_mia",
+}
+#: Analyses that train their own models instead of running jaxmem.runs.execute per variant.
+NO_VARIANTS = {"canary_exposure"}
+
+
+def get(kind: str):
+    """The ``analyze`` function of analysis ``kind``."""
+    return importlib.import_module(ANALYSES[kind]).analyze

@@ -1,0 +1,146 @@
+"""The attack registry: ``{name: Attack(call, needs, options)}``, one entry per attack name used
+anywhere in jaxmem (runs' ``scoring.attacks``, the analyses, the report), and the view an attack
+gets of one target. Light on purpose (numpy only; each attack's module is imported when it is
+called): config validation reads the names.
+
+An attack is a pure function of arrays. Its entry says which per-model signals it reads
+(``needs``: keys of the signals mapping given to :func:`jaxmem.attacks.evaluate`; a population
+signal, computed on points no model trained on, ends in ``_pop``) and how to call it on one
+target with its shadow/reference models: ``call(view, **options) -> [N]`` float scores, higher
+meaning "more likely a member". Adding an attack = one file with the function, plus one line
+here (or :func:`register` at run time)::
+
+    from jaxmem.attacks.registry import Attack, register, target_attack
+    register("min_k", target_attack(my_module.min_k, "token_logprobs", "token_mask", k=0.2))
+
+Entries with ``loo="lira"`` also have a batched leave-one-out kernel that
+:func:`jaxmem.attacks.evaluate` uses when every other usable model is a shadow (same scores to
+float64 rounding, one pass for all targets). ``family="rmia"`` entries get RMIA's offline
+coefficient ``a`` chosen by the driver (given, tuned once, or tuned per target).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+__all__ = ["Attack", "TargetView", "ATTACKS", "DEFAULT_ATTACKS", "register", "target_attack",
+           "shadow_attack", "get"]
+
+
+class TargetView(NamedTuple):
+    """What an attack sees of one target model ``t``: the signals of ``t`` and of its shadow
+    (reference) models ``shadows`` (sorted model indices), their membership rows, the labels."""
+
+    signals: Any            # mapping name -> [M, ...] per-model array
+    keep: np.ndarray        # [M, N] bool
+    t: int
+    shadows: np.ndarray     # [S] int
+    labels: Any = None      # [N] (attacks that read labels, e.g. Shokri)
+
+    def target(self, name):
+        return self.signals[name][self.t]
+
+    def shadow(self, name):
+        return self.signals[name][self.shadows]
+
+    @property
+    def shadow_keep(self):
+        return self.keep[self.shadows]
+
+
+class Attack(NamedTuple):
+    call: Callable                 # call(view: TargetView, **options) -> [N] scores
+    needs: tuple                   # signal names read
+    options: dict = {}             # this entry's fixed keyword options
+    loo: str | None = None         # "lira": evaluate's batched leave-one-out kernel applies
+    family: str | None = None      # "rmia": the driver chooses the offline coefficient a
+
+
+def target_attack(fn, *needs, **options) -> Attack:
+    """An attack that reads only the target's signals: ``fn(*target arrays, **options)``."""
+    return Attack(lambda v, **o: fn(*(v.target(n) for n in needs), **o), tuple(needs), options)
+
+
+def shadow_attack(fn, *needs, **options) -> Attack:
+    """``fn(*target arrays, *shadow arrays, shadow_keep, **options)`` (LiRA's argument order)."""
+    return Attack(lambda v, **o: fn(*(v.target(n) for n in needs), *(v.shadow(n) for n in needs),
+                                    v.shadow_keep, **o), tuple(needs), options)
+
+
+# ------------------------------------------------------------------------------ the attacks
+
+def _lira(v, **o):
+    from jaxmem.attacks.lira import lira
+
+    return lira(v.target("phi"), v.shadow("phi"), v.shadow_keep, **o)
+
+
+def _global_threshold(v):
+    from jaxmem.attacks.lira import global_threshold
+
+    return global_threshold(v.target("phi"))
+
+
+def _loss(v):
+    from jaxmem.attacks.threshold import loss_attack
+
+    return loss_attack(v.target("loss"))
+
+
+def _shokri(v, **o):
+    from jaxmem.attacks.threshold import shokri
+
+    return shokri(v.target("probs"), v.labels, v.shadow("probs"), v.shadow_keep, **o)
+
+
+def _rmia(v, *, p="p", p_pop="p_pop", **o):
+    from jaxmem.attacks.rmia import rmia
+
+    return rmia(v.target(p), v.shadow(p), v.shadow_keep, v.target(p_pop), v.shadow(p_pop), **o)
+
+
+def _lira_entry(online, fixed):
+    return Attack(_lira, ("phi",), {"online": online, "fixed_variance": fixed}, loo="lira")
+
+
+def _rmia_entry(p, **options):
+    return Attack(_rmia, (p, p + "_pop"), {"p": p, "p_pop": p + "_pop", **options}, family="rmia")
+
+
+#: The RMIA research code's signal on CIFAR-10 (ml_privacy_meter research/2023_rmia configs):
+#: the soft-margin Taylor softmax, computed as the signal ``p_taylor`` (:mod:`jaxmem.signals`).
+RMIA_RESEARCH = {"online": True, "gamma": 2.0, "aggregate": "vote", "trim": 0.2}
+
+ATTACKS: dict[str, Attack] = {
+    "lira_online": _lira_entry(True, False),
+    "lira_online_fixed_variance": _lira_entry(True, True),
+    "lira_offline": _lira_entry(False, False),
+    "lira_offline_fixed_variance": _lira_entry(False, True),
+    "global_threshold": Attack(_global_threshold, ("phi",)),
+    "loss": Attack(_loss, ("loss",)),
+    "rmia_offline": _rmia_entry("p", online=False),
+    "rmia_online": _rmia_entry("p", online=True),
+    "shokri": Attack(_shokri, ("probs",)),
+    # the research code's online RMIA: its signal per query, a vote over queries, 20%-trimmed
+    # means, γ = 2 (jaxmem.attacks.rmia lists the differences from ML Privacy Meter)
+    "rmia_online_research": _rmia_entry("p_taylor", **RMIA_RESEARCH),
+}
+DEFAULT_ATTACKS = ("lira_online", "lira_online_fixed_variance", "lira_offline",
+                   "lira_offline_fixed_variance", "global_threshold")
+
+
+def register(name: str, attack: Attack, *, replace: bool = False) -> None:
+    """Add an attack under ``name`` (``replace=True`` to overwrite one)."""
+    if name in ATTACKS and not replace:
+        raise ValueError(f"attack {name!r} is registered already")
+    if not isinstance(attack, Attack):
+        raise TypeError("register an Attack (see target_attack / shadow_attack)")
+    ATTACKS[name] = attack
+
+
+def get(name: str) -> Attack:
+    if name not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; choose from {tuple(ATTACKS)}")
+    return ATTACKS[name]

@@ -1,0 +1,252 @@
+"""Reading a config: TOML experiment files (with includes), dotted overrides, dicts, variants.
+
+A run is described by one :class:`~jaxmem.config.schema.Config`. It is read from a TOML file under
+``experiments/`` (or the built-in default, the digits experiment), updated by dotted overrides
+(``--set train.learning_rate=0.01``), validated field by field
+(:func:`jaxmem.config.validate.validate`), and saved as ``config.json`` in the run directory. A
+bad value raises :class:`ConfigError` naming the field, before any work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import typing
+from pathlib import Path
+
+from jaxmem.config.schema import Config
+
+__all__ = ["ConfigError", "from_dict", "to_dict", "apply_overrides", "load_config",
+           "read_experiment", "resolve_experiment", "variant_configs", "flatten"]
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the field."""
+
+
+def _check_value(path: str, value, tp):
+    """Check ``value`` against the annotation ``tp`` and return it (ints promoted to floats)."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:  # Optional[X]
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _check_value(path, value, args[0])
+    if origin in (dict, typing.Dict):
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{path}: expected a table with string keys, got {value!r}")
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{path}: values must be plain numbers, strings, lists or tables") from None
+        return dict(value)
+    if origin in (list, typing.List):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__} {value!r}")
+        (inner,) = typing.get_args(tp)
+        return [_check_value(f"{path}[{i}]", v, inner) for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: must be a finite number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(value, tp, path)
+    raise TypeError(f"unsupported annotation {tp} at {path}")
+
+
+def from_dict(d, cls=Config, path: str = ""):
+    """Build a (nested) config dataclass from a dict, rejecting unknown keys and wrong types."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path or 'config'}: expected a table/dict, got {d!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in d:
+        if key not in names:
+            where = f"{path}.{key}" if path else key
+            raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(names))})")
+    kwargs = {k: _check_value(f"{path}.{k}" if path else k, v, hints[k]) for k, v in d.items()}
+    obj = cls(**kwargs)
+    if cls is Config:
+        from jaxmem.config.validate import validate
+
+        validate(obj)
+    return obj
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def flatten(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        low = text.strip().lower()
+        if low in ("true", "false"):
+            return low == "true"
+        if low in ("none", "null"):
+            return None
+        return text
+
+
+def apply_overrides(d: dict, overrides) -> dict:
+    """Apply ``key.sub=value`` overrides to a config dict (values parsed as JSON, else strings)."""
+    d = json.loads(json.dumps(d))
+    for item in overrides or ():
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = d
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{key}: {p} is not a table")
+        node[parts[-1]] = _parse_value(text)
+    return d
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+
+
+def _experiment_dirs() -> list:
+    """Where experiment files are looked up by name: ``./experiments``, the files shipped inside
+    the installed package (``jaxmem.experiments``, the repository's ``experiments/`` folder
+    mapped into the wheel), and the source checkout's ``experiments/``."""
+    dirs = [Path("experiments")]
+    try:
+        from importlib.resources import files
+
+        dirs.append(Path(str(files("jaxmem.experiments"))))
+    except (ImportError, TypeError):   # a source checkout without the mapping
+        pass
+    dirs.append(Path(__file__).resolve().parent.parent.parent / "experiments")
+    return dirs
+
+
+def resolve_experiment(name: typing.Optional[str]) -> typing.Optional[Path]:
+    """An experiment name or path → the TOML file (``experiments/NAME.toml``); None = default."""
+    if name is None:
+        return None
+    p = Path(name)
+    candidates = [p] + [d / c for d in _experiment_dirs() for c in (p, Path(f"{name}.toml"))]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise ConfigError(f"experiment {name!r}: no such file (looked for {', '.join(map(str, candidates))})")
+
+
+def _merge(base: dict, top: dict) -> dict:
+    """``top`` over ``base``, table by table (nested dicts merged, other values replaced)."""
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _includes(d: dict, key: str, where: Path) -> list:
+    """The files named by ``d[key]`` (a path or a list of paths relative to ``where``)."""
+    names = d.pop(key, [])
+    names = [names] if isinstance(names, str) else names
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"{key}: expected a file name or a list of file names, got {names!r}")
+    return [where / n for n in names]
+
+
+def read_experiment(path: Path, seen=()) -> tuple:
+    """Read an experiment file and resolve its includes: ``(table, full_tables)``.
+
+    ``include = ["presets/airbench94.toml"]`` (top level; paths relative to the including file)
+    reads those files first and lays this file's tables over them, table by table.
+    ``[experiment] full_include = [...]`` names files laid over the config only in the full
+    variant (``experiment.full = true``), before ``experiment.full_overrides``. Both keys are
+    read here and are not part of the resolved config.
+    """
+    path = Path(path)
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: includes itself")
+    seen = seen + (path.resolve(),)
+    d = _read_toml(path)
+    base: dict = {}
+    for inc in _includes(d, "include", path.parent):
+        if not inc.is_file():
+            raise ConfigError(f"{path}: include {inc}: no such file")
+        base = _merge(base, read_experiment(inc, seen)[0])
+    full = [read_experiment(f, seen)[0] if f.is_file() else _missing(path, f)
+            for f in _includes(d.get("experiment", {}), "full_include", path.parent)]
+    return _merge(base, d), full
+
+
+def _missing(path, f):
+    raise ConfigError(f"{path}: experiment.full_include {f}: no such file")
+
+
+def load_config(experiment: typing.Optional[str] = None, overrides=()) -> Config:
+    """Read an experiment file (or the default digits config), apply overrides, validate."""
+    path = resolve_experiment(experiment)
+    base, full = read_experiment(path) if path is not None else ({}, [])
+    d = apply_overrides(base, overrides)
+    cfg = from_dict(d)
+    if cfg.experiment.full and (cfg.experiment.full_overrides or full):
+        # The full variant: the full_include files and the file's full_overrides first, then the
+        # user's own overrides again.
+        for f in full:
+            base = _merge(base, f)
+        d = apply_overrides(apply_overrides(base, cfg.experiment.full_overrides), overrides)
+        cfg = from_dict(d)
+    return cfg
+
+
+def variant_configs(cfg: Config):
+    """``[(name, Config)]`` for an experiment's variants (``[("main", cfg)]`` without any)."""
+    e = cfg.experiment
+    if not e.variants:
+        return [("main", cfg)]
+    names = e.variant_names or [f"v{i}" for i in range(len(e.variants))]
+    if len(names) != len(e.variants):
+        raise ConfigError("experiment.variant_names: must have one name per variant")
+    base = to_dict(cfg)
+    base["experiment"] = {**base["experiment"], "variants": [], "variant_names": []}
+    out = []
+    for name, ov in zip(names, e.variants):
+        try:
+            out.append((name, from_dict(apply_overrides(base, ov))))
+        except ConfigError as err:
+            raise ConfigError(f"experiment.variants[{name}]: {err}") from None
+    return out
+

@@ -1,0 +1,153 @@
+"""The run configuration's schema: nested, frozen dataclasses (change one with
+``dataclasses.replace``). Each table of a TOML experiment file (``[data]``, ``[train]``, ...) is
+one of these; every field is a ``--set key=value`` key (``train.epochs``, ``model.hidden``).
+Which ``model.*`` fields a model family takes is the model registry's business
+(:data:`jaxmem.models.registry.MODELS`), and what each name may be is checked against the
+registries by :func:`jaxmem.config.validate.validate`.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+
+__all__ = ["Config", "DataConfig", "SubsetConfig", "ModelConfig", "DPConfig", "TrainConfig",
+           "SignalsConfig", "RMIAConfig", "ScoringConfig", "ExperimentConfig"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "digits"          # digits | digits_tokens | mnist1d | tfds:NAME
+    data_dir: typing.Optional[str] = None
+    label_noise: float = 0.0        # fraction of train labels flipped to another class
+    noise_seed: int = 0
+    duplicates: int = 0             # number of train examples duplicated ...
+    duplicate_copies: int = 1       # ... this many extra times each
+    canaries: int = 0               # inserted canaries (random-label or random-input examples)
+    canary_kind: str = "random_label"
+    long_tail_classes: typing.List[int] = field(default_factory=list)
+    long_tail_fraction: float = 1.0  # fraction of the listed classes' train examples kept
+    max_train: int = 0              # 0 = all; else the first max_train train examples (quick runs)
+    max_test: int = 0
+
+
+@dataclass(frozen=True)
+class SubsetConfig:
+    design: str = "balanced"        # balanced | bernoulli | ratio | leave_k_out | leave_group_out
+    num_models: int = 64
+    pkeep: float = 0.5
+    ratios: typing.List[float] = field(default_factory=lambda: [0.7])
+    k: int = 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "mlp"               # mlp | cnn | resnet_airbench | wrn | transformer
+    hidden: typing.List[int] = field(default_factory=lambda: [256])
+    channels: typing.List[int] = field(default_factory=lambda: [32, 64])
+    batch_norm: bool = False
+    dropout: float = 0.0
+    depth: int = 16
+    width: int = 4
+    d_model: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    bn_momentum: float = 0.9        # BatchNorm running-statistics decay (PyTorch: 1 - momentum)
+    bn_eps: float = 1e-5
+    whiten: bool = False            # resnet_airbench: stem = frozen patch whitening of own data
+
+
+@dataclass(frozen=True)
+class DPConfig:
+    enabled: bool = False
+    clip_norm: float = 1.0
+    noise_multiplier: float = 1.0
+    delta: float = 1e-5
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "adam"         # adam | adamw | sgd | nesterov
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "constant"      # constant | cosine | linear_warmup_cosine | triangle
+    warmup_epochs: float = 0.0      # (triangle: where the peak is)
+    schedule_start: float = 0.0     # triangle: factor at the first step ...
+    schedule_end: float = 0.0       # ... and at the last
+    bias_lr_scale: float = 1.0      # BatchNorm biases: learning rate x this, weight decay / this
+    whiten_bias_epochs: float = 0.0  # resnet_airbench: train the stem bias this long (0 = always)
+    lookahead_every: int = 0        # airbench lookahead/EMA every n steps (0 = off) ...
+    lookahead_start_epochs: int = 3  # ... from this epoch on ...
+    lookahead_decay: float = 0.95   # ... with decay decay**every * (step / total)**pow
+    lookahead_pow: float = 3.0
+    batch_size: int = 128
+    epochs: float = 20.0
+    label_smoothing: float = 0.0
+    augment: str = "none"           # none | flip | crop | flip_crop | altflip | altflip_crop
+    dp: DPConfig = field(default_factory=DPConfig)
+    record_forgetting: bool = False  # per-epoch correctness on every train example
+    chunk_size: int = 0             # models per jitted call; 0 = choose automatically
+    vmap_size: int = 0              # models vmapped together inside a chunk (lax.map); 0 = auto
+    step_loop: str = "auto"         # scan | host (a jitted call per step) | auto: host for CNNs on CPU
+    compute_dtype: str = "float32"  # float32 | bfloat16 (params stay float32)
+    checkpoint_every: int = 0       # epochs between mid-chunk checkpoints; 0 = only per chunk
+
+
+@dataclass(frozen=True)
+class SignalsConfig:
+    queries: typing.List[str] = field(default_factory=lambda: ["identity"])  # identity, flip, shift±k
+    dtype: str = "float32"          # float32 | float16
+    batch_size: int = 1024
+
+
+@dataclass(frozen=True)
+class RMIAConfig:
+    """RMIA's options (Zarifzadeh et al. 2024; jaxmem.attacks.rmia). The defaults are ML Privacy
+    Meter's; the authors' research code (CIFAR-10) is signal = "taylor_soft_margin",
+    temperature = 2, aggregate = "vote", trim = 0.2, gamma = 2, a = 0.33."""
+
+    signal: str = "softmax"         # softmax | taylor_soft_margin: p(x) of the true label
+    temperature: float = 1.0        # logits divided by T first
+    margin: float = 0.6             # taylor_soft_margin: soft margin m on the true class
+    order: int = 4                  # taylor_soft_margin: terms of the Taylor series of exp
+    aggregate: str = "mean"         # mean: identity query | vote: majority over signals.queries
+    trim: float = 0.0               # trimmed means over reference models (fraction per end)
+    gamma: float = 1.0              # likelihood-ratio threshold
+    a: typing.Optional[float] = None  # offline coefficient; None = tuned once on a reference model
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    attacks: typing.List[str] = field(default_factory=lambda: ["lira_online", "lira_offline",
+                                                              "lira_online_fixed_variance",
+                                                              "global_threshold"])
+    targets: int = 0                # 0 = every model takes its turn as the target; else the first K
+    influence_top_k: int = 0        # >0: the k most influential training examples of each test example
+    rmia: RMIAConfig = field(default_factory=RMIAConfig)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """What an experiment file adds to a single run: variants (a sweep) and an analysis."""
+
+    kind: str = "default"           # the analysis run after training (jaxmem.experiments)
+    variants: typing.List[typing.List[str]] = field(default_factory=list)  # overrides per variant
+    variant_names: typing.List[str] = field(default_factory=list)
+    full: bool = False              # apply full_overrides (the faithful, accelerator-sized variant)
+    full_overrides: typing.List[str] = field(default_factory=list)
+    params: typing.Dict[str, typing.Any] = field(default_factory=dict)  # the analysis' parameters
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "digits"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    subsets: SubsetConfig = field(default_factory=SubsetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    signals: SignalsConfig = field(default_factory=SignalsConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+

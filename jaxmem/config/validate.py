@@ -1,0 +1,163 @@
+"""Validation of a :class:`~jaxmem.config.schema.Config`: ranges, consistency, and names checked
+against the registries that own them (models, attacks, data sources, queries, analyses), each
+light enough to import without jax. A bad value raises :class:`ConfigError` naming the field.
+"""
+
+from __future__ import annotations
+
+from jaxmem.config.load import ConfigError, flatten, to_dict
+from jaxmem.config.schema import Config
+
+__all__ = ["validate"]
+
+_CHOICES = {
+    "subsets.design": {"balanced", "bernoulli", "ratio", "leave_k_out", "leave_group_out"},
+    "train.optimizer": {"adam", "adamw", "sgd", "nesterov"},
+    "train.schedule": {"constant", "cosine", "linear_warmup_cosine", "triangle"},
+    "train.augment": {"none", "flip", "crop", "flip_crop", "altflip", "altflip_crop"},
+    "train.compute_dtype": {"float32", "bfloat16"},
+    "train.step_loop": {"auto", "scan", "host"},
+    "signals.dtype": {"float32", "float16"},
+    "scoring.rmia.signal": {"softmax", "taylor_soft_margin"},
+    "scoring.rmia.aggregate": {"mean", "vote"},
+}
+
+
+def _positive(path, v, strict=True):
+    if (v <= 0) if strict else (v < 0):
+        raise ConfigError(f"{path}: must be {'> 0' if strict else '>= 0'}, got {v}")
+
+
+def validate(cfg: Config) -> None:
+    """Range and consistency checks; raises ConfigError naming the field."""
+    flat = flatten(to_dict(cfg))
+    from jaxmem.data.transforms import CANARY_KINDS
+
+    choices = {**_CHOICES, "data.canary_kind": set(CANARY_KINDS)}
+    for key, allowed in choices.items():
+        if flat[key] not in allowed:
+            raise ConfigError(f"{key}: must be one of {sorted(allowed)}, got {flat[key]!r}")
+    s, t, d = cfg.subsets, cfg.train, cfg.data
+    if not 0 <= cfg.seed < 2**32:
+        raise ConfigError(f"seed: must be in [0, 2**32), got {cfg.seed}")
+    from jaxmem.attacks.registry import ATTACKS
+
+    for a in cfg.scoring.attacks:
+        if a not in ATTACKS:
+            raise ConfigError(f"scoring.attacks: unknown attack {a!r} (choose from {', '.join(ATTACKS)})")
+    if not cfg.signals.queries:
+        raise ConfigError('signals.queries: needs at least one query (e.g. ["identity"])')
+    if not 0.0 < s.pkeep < 1.0:
+        raise ConfigError(f"subsets.pkeep: must be in (0, 1), got {s.pkeep}")
+    for i, r in enumerate(s.ratios):
+        if not 0.0 < r < 1.0:
+            raise ConfigError(f"subsets.ratios[{i}]: must be in (0, 1), got {r}")
+    if s.num_models < 1:
+        raise ConfigError(f"subsets.num_models: must be >= 1, got {s.num_models}")
+    if cfg.scoring.attacks and s.num_models < 3:
+        raise ConfigError(f"subsets.num_models: attacks need >= 3 models (a target and shadows "
+                          f"with and without each example), got {s.num_models}")
+    if s.design == "ratio" and len(s.ratios) > 1 and s.num_models % len(s.ratios):
+        raise ConfigError(f"subsets.num_models: must be a multiple of len(subsets.ratios)="
+                          f"{len(s.ratios)}, got {s.num_models}")
+    _positive("train.learning_rate", t.learning_rate)
+    _positive("train.batch_size", t.batch_size)
+    _positive("train.epochs", t.epochs)
+    _positive("train.weight_decay", t.weight_decay, strict=False)
+    _positive("train.chunk_size", t.chunk_size, strict=False)
+    _positive("train.vmap_size", t.vmap_size, strict=False)
+    _positive("train.checkpoint_every", t.checkpoint_every, strict=False)
+    _positive("train.warmup_epochs", t.warmup_epochs, strict=False)
+    _positive("signals.batch_size", cfg.signals.batch_size)
+    if not 0.0 <= t.momentum < 1.0:
+        raise ConfigError(f"train.momentum: must be in [0, 1), got {t.momentum}")
+    _positive("train.schedule_start", t.schedule_start, strict=False)
+    _positive("train.schedule_end", t.schedule_end, strict=False)
+    _positive("train.bias_lr_scale", t.bias_lr_scale)
+    _positive("train.whiten_bias_epochs", t.whiten_bias_epochs, strict=False)
+    _positive("train.lookahead_every", t.lookahead_every, strict=False)
+    _positive("train.lookahead_start_epochs", t.lookahead_start_epochs, strict=False)
+    _positive("train.lookahead_pow", t.lookahead_pow, strict=False)
+    if not 0.0 < t.lookahead_decay <= 1.0:
+        raise ConfigError(f"train.lookahead_decay: must be in (0, 1], got {t.lookahead_decay}")
+    if t.schedule == "triangle" and not 0.0 < t.warmup_epochs < t.epochs:
+        raise ConfigError(f"train.warmup_epochs: the triangle schedule peaks there; must be in "
+                          f"(0, train.epochs={t.epochs}), got {t.warmup_epochs}")
+    m = cfg.model
+    from jaxmem.models.registry import MODELS
+
+    if m.name not in MODELS:
+        raise ConfigError(f"model.name: must be one of {sorted(MODELS)}, got {m.name!r}")
+    spec = MODELS[m.name]
+    if not 0.0 <= m.bn_momentum < 1.0:
+        raise ConfigError(f"model.bn_momentum: must be in [0, 1), got {m.bn_momentum}")
+    _positive("model.bn_eps", m.bn_eps)
+    if m.dropout and not spec.dropout:
+        raise ConfigError(f"model.dropout: model {m.name!r} has no dropout layers (models with "
+                          f"dropout: {', '.join(k for k, v in MODELS.items() if v.dropout)})")
+    if m.batch_norm and spec.batch_norm != "optional":
+        raise ConfigError(f"model.batch_norm: only the {_names(MODELS, 'batch_norm', 'optional')}'s "
+                          f"BatchNorm can be switched, model.name is {m.name!r}")
+    if m.whiten and not spec.whiten:
+        raise ConfigError(f"model.whiten: only the {_names(MODELS, 'whiten', True)} stem can be "
+                          f"whitened, model.name is {m.name!r}")
+    if t.whiten_bias_epochs and not spec.whiten:
+        raise ConfigError(f"train.whiten_bias_epochs: only for {_names(MODELS, 'whiten', True)}'s "
+                          f"stem, model.name is {m.name!r}")
+    if not 0.0 <= t.label_smoothing < 1.0:
+        raise ConfigError(f"train.label_smoothing: must be in [0, 1), got {t.label_smoothing}")
+    if t.dp.enabled:
+        if spec.uses_batch_norm(m):
+            raise ConfigError(f"train.dp.enabled: DP-SGD needs per-example gradients, which "
+                              f"BatchNorm does not allow; model {cfg.model.name!r} uses it")
+        _positive("train.dp.clip_norm", t.dp.clip_norm)
+        _positive("train.dp.noise_multiplier", t.dp.noise_multiplier, strict=False)
+        if not 0.0 < t.dp.delta < 1.0:
+            raise ConfigError(f"train.dp.delta: must be in (0, 1), got {t.dp.delta}")
+    if not 0.0 <= cfg.model.dropout < 1.0:
+        raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.model.dropout}")
+    if not 0.0 <= d.label_noise < 1.0:
+        raise ConfigError(f"data.label_noise: must be in [0, 1), got {d.label_noise}")
+    if not 0.0 < d.long_tail_fraction <= 1.0:
+        raise ConfigError(f"data.long_tail_fraction: must be in (0, 1], got {d.long_tail_fraction}")
+    for key in ("duplicates", "canaries", "max_train", "max_test"):
+        _positive(f"data.{key}", getattr(d, key), strict=False)
+    _positive("data.duplicate_copies", d.duplicate_copies)
+    from jaxmem.data.sources import check_source
+
+    try:
+        check_source(d.source)
+    except ValueError as e:
+        raise ConfigError(f"data.source: {e}") from None
+    if cfg.scoring.targets < 0 or cfg.scoring.targets > s.num_models:
+        raise ConfigError(f"scoring.targets: must be in [0, num_models], got {cfg.scoring.targets}")
+    if cfg.scoring.influence_top_k < 0:
+        raise ConfigError(f"scoring.influence_top_k: must be >= 0, got {cfg.scoring.influence_top_k}")
+    r = cfg.scoring.rmia
+    _positive("scoring.rmia.temperature", r.temperature)
+    _positive("scoring.rmia.gamma", r.gamma)
+    _positive("scoring.rmia.margin", r.margin, strict=False)
+    if r.order < 2:
+        raise ConfigError(f"scoring.rmia.order: must be >= 2 terms, got {r.order}")
+    if not 0.0 <= r.trim < 0.5:
+        raise ConfigError(f"scoring.rmia.trim: must be in [0, 0.5), got {r.trim}")
+    if r.a is not None and not 0.0 <= r.a <= 1.0:
+        raise ConfigError(f"scoring.rmia.a: must be in [0, 1] (or unset to tune it), got {r.a}")
+    if any(h <= 0 for h in cfg.model.hidden) or any(c <= 0 for c in cfg.model.channels):
+        raise ConfigError("model.hidden/model.channels: layer sizes must be > 0")
+    from jaxmem.data.queries import parse_query
+
+    for q in cfg.signals.queries:
+        try:
+            parse_query(q)
+        except ValueError as e:
+            raise ConfigError(f"signals.queries: {e}") from None
+    from jaxmem.analyses.registry import ANALYSES
+
+    if cfg.experiment.kind not in ANALYSES:
+        raise ConfigError(f"experiment.kind: unknown analysis {cfg.experiment.kind!r} "
+                          f"(known: {', '.join(sorted(ANALYSES))})")
+
+
+def _names(models, flag, value) -> str:
+    return " / ".join(k for k, v in models.items() if getattr(v, flag) == value)

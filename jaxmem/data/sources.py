@@ -1,0 +1,159 @@
+"""Data sources and their registry.
+
+* ``digits`` - scikit-learn's bundled 8x8 handwritten digits (1,797 images, no network), as
+  ``[N, 8, 8, 1]`` float32. Fixed stratified split, independent of library versions: within
+  each class, the ``round(0.2 * n_class)`` examples whose key ``sha256(f"digits:{index}")``
+  is smallest form the test set (359 test / 1,438 train). Ids are indices into
+  ``sklearn.datasets.load_digits()``.
+* ``digits_tokens`` - the same digits as 64 pixel-intensity tokens (for the transformer).
+* ``mnist1d`` - MNIST-1D (Greydanus 2020) generated offline by ``mnist1d.data.make_dataset``
+  with its default arguments (seed 42): 4,000 train / 1,000 test signals ``[N, 40]``.
+* ``tfds:NAME`` - :mod:`jaxmem.data.tfds`.
+* ``external:NAME`` - a run imported from arrays (``jaxmem.runs.interop``): it names where the
+  logits came from and cannot be loaded (such a run is scored, not trained).
+
+Adding a source = one loader function (returning a validated :class:`Dataset`, e.g. with
+:func:`jaxmem.data.dataset.make_dataset`) plus one line in :data:`SOURCES` (a fixed name) or
+:data:`PREFIXES` (a family ``prefix:NAME``). This module imports numpy only: config
+validation reads the registry.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import random
+
+import numpy as np
+
+from jaxmem.data.dataset import Dataset, DataError, make_dataset
+from jaxmem.data.preprocess import images, standardize
+
+__all__ = ["SOURCES", "PREFIXES", "load", "check_source", "digits_split", "DIGITS_TEST_FRACTION"]
+
+DIGITS_TEST_FRACTION = 0.2
+
+
+def digits_split(labels: np.ndarray, test_fraction: float = DIGITS_TEST_FRACTION) -> np.ndarray:
+    """Boolean test mask: per class, the round(f * n_c) examples with smallest sha256 key."""
+    digest = lambda i: hashlib.sha256(f"digits:{i}".encode()).hexdigest()  # noqa: E731
+    keys = np.array([int(digest(i)[:15], 16) for i in range(len(labels))])
+    test = np.zeros(len(labels), bool)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        k = int(round(test_fraction * len(idx)))
+        test[idx[np.argsort(keys[idx], kind="stable")[:k]]] = True
+    return test
+
+
+def _load_digits_tokens() -> Dataset:
+    """The digits as token sequences for the transformer: the 64 raw pixel intensities (0..16,
+    row-major) as int32 tokens, vocabulary 17; same split and ids as ``digits``."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    tokens = np.asarray(bunch.data, np.int32)  # [N, 64], values 0..16
+    labels = np.asarray(bunch.target, np.int64)
+    test = digits_split(labels)
+    ids = np.arange(len(labels))
+    meta = {"source": "digits_tokens", "origin": "sklearn.datasets.load_digits",
+            "raw_sha256": hashlib.sha256(tokens.tobytes() + labels.tobytes()).hexdigest()[:16],
+            "vocab_size": 17, "preprocessing": "raw 0..16 pixel intensities as tokens"}
+    tr, te = ~test, test
+    return make_dataset("digits_tokens", tokens[tr], labels[tr], ids[tr], tokens[te], labels[te],
+                    ids[te], 10, meta)
+
+
+def _load_digits() -> Dataset:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    raw_images = np.asarray(bunch.images, np.float64)[..., None]  # [N, 8, 8, 1], values 0..16
+    labels = np.asarray(bunch.target, np.int64)
+    raw = hashlib.sha256(raw_images.tobytes() + labels.tobytes()).hexdigest()[:16]
+    test = digits_split(labels)
+    ids = np.arange(len(labels))
+    xtr, xte, prep = images(raw_images[~test], raw_images[test], scale=1.0 / 16.0)
+    meta = {
+        "source": "digits",
+        "origin": "sklearn.datasets.load_digits",
+        "raw_sha256": raw,
+        "split": (
+            f"stratified: per class, the round({DIGITS_TEST_FRACTION} * n_class) examples with the "
+            "smallest sha256('digits:{index}') are test"
+        ),
+        "preprocessing": prep,
+    }
+    tr, te = ~test, test
+    return make_dataset("digits", xtr, labels[tr], ids[tr], xte, labels[te], ids[te], 10, meta)
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist1d_raw() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Generate MNIST-1D with the package defaults; restores the global RNG states it reseeds."""
+    from mnist1d.data import get_dataset_args
+    from mnist1d.data import make_dataset as make_mnist1d
+
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        d = make_mnist1d(get_dataset_args())
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    out = (d["x"], d["y"], d["x_test"], d["y_test"])
+    for a in out:
+        a.flags.writeable = False
+    return out
+
+
+def _load_mnist1d() -> Dataset:
+    x, y, xt, yt = _mnist1d_raw()
+    xtr, xte, stats = standardize(x, xt, scale=1.0, per_channel=False)
+    meta = {
+        "source": "mnist1d",
+        "origin": "mnist1d.data.make_dataset(get_dataset_args())",
+        "split": "the package's own: first 4000 generated examples train, last 1000 test",
+        "preprocessing": {"kind": "signal", **stats},
+    }
+    return make_dataset(
+        "mnist1d", xtr, y, np.arange(len(y)), xte, yt, np.arange(len(yt)), 10, meta
+    )
+
+
+def _load_tfds(name: str, data_dir=None, download: bool = False) -> Dataset:
+    from jaxmem.data.tfds import load_tfds
+
+    return load_tfds(name, data_dir, download)
+
+
+def _external(name: str, data_dir=None, download: bool = False) -> Dataset:
+    raise DataError(f"external:{name}: a run imported from arrays; its data cannot be loaded")
+
+
+#: Fixed-name sources: name -> loader().
+SOURCES = {"digits": _load_digits, "digits_tokens": _load_digits_tokens, "mnist1d": _load_mnist1d}
+#: Source families "prefix:NAME": prefix -> loader(NAME, data_dir, download).
+PREFIXES = {"tfds": _load_tfds, "external": _external}
+
+
+def check_source(source: str) -> None:
+    """Raise ValueError unless ``source`` names a registered source (nothing is loaded)."""
+    prefix, sep, rest = source.partition(":")
+    if source in SOURCES or (sep and prefix in PREFIXES and rest):
+        return
+    raise ValueError(f"must be {', '.join(SOURCES)} or {' or '.join(p + ':NAME' for p in PREFIXES)}, "
+                     f"got {source!r}")
+
+
+def load(source: str, *, data_dir: str | None = None, download: bool = False) -> Dataset:
+    """Load `source` (a name of :data:`SOURCES` or ``PREFIX:NAME``) into memory, standardized
+    and validated. `data_dir` and `download` apply to TFDS sources only. Without `download`,
+    missing TFDS data raises `DataError` at once, naming how to prepare it elsewhere."""
+    if source in SOURCES:
+        return SOURCES[source]()
+    prefix, sep, rest = source.partition(":")
+    if sep and prefix in PREFIXES:
+        if not rest and prefix == "tfds":
+            raise DataError("empty TFDS dataset name; use e.g. 'tfds:cifar10'")
+        return PREFIXES[prefix](rest, data_dir, download)
+    raise DataError(f"unknown data source {source!r}; use 'digits', 'digits_tokens', 'mnist1d' or 'tfds:NAME'")

@@ -1,0 +1,80 @@
+"""HTML pieces of the reports: tables, embedded PNG images (base64), the page."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from pathlib import Path
+
+__all__ = ["fmt", "table", "img_bytes", "img_file", "new_figure", "fig_img", "page", "note"]
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;
+font-size:13px;text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+img{max-width:100%;margin:0.3em}h2{border-bottom:1px solid #ddd;padding-bottom:0.2em}
+.figs{display:flex;flex-wrap:wrap;align-items:flex-start}.note{color:#666;font-size:13px}
+"""
+
+
+def fmt(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return "nan" if not math.isfinite(v) else f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(fmt(x) for x in v)
+    return str(v)
+
+
+def table(rows, keys=None) -> str:
+    """An HTML table of a list of dicts (or of (key, value) pairs)."""
+    if not rows:
+        return ""
+    if isinstance(rows[0], tuple):
+        body = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(fmt(v))}</td></tr>"
+                       for k, v in rows)
+        return f"<table>{body}</table>"
+    keys = keys or list(dict.fromkeys(k for r in rows for k in r))
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(r.get(k)))}</td>" for k in keys) + "</tr>"
+                   for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def img_bytes(data: bytes, alt: str, width=None) -> str:
+    b64 = base64.b64encode(data).decode("ascii")
+    w = f' width="{width}"' if width else ""
+    return f'<img alt="{html.escape(alt)}"{w} src="data:image/png;base64,{b64}">'
+
+
+def img_file(path, alt: str, width=None) -> str:
+    return img_bytes(Path(path).read_bytes(), alt, width)
+
+
+def new_figure(size=(5, 3.5), rows=1, cols=1):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(rows, cols, squeeze=False)
+
+
+def fig_img(fig, alt: str, width=None) -> str:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=100)
+    return img_bytes(buf.getvalue(), alt, width)
+
+
+def page(title: str, body: str) -> str:
+    t = html.escape(title)
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{t}</title>"
+            f"<style>{_CSS}</style></head><body><h1>{t}</h1>{body}</body></html>\n")
+
+
+def note(text: str) -> str:
+    return f"<p class='note'>{text}</p>"

@@ -1,0 +1,104 @@
+"""Runs from arrays trained elsewhere, and the LiRA reference code's layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from jaxmem import config as cfgmod
+from jaxmem.io import RunError, save_json, save_npy
+from jaxmem.runs.store import Run, load_run
+from jaxmem.runs.workdir import delete_run
+
+__all__ = ["import_arrays", "import_lira", "export_lira"]
+
+
+def import_arrays(workdir, keep, logits, labels, *, test_logits=None, test_labels=None,
+                  example_ids=None, name="imported", overrides=(), overwrite=False) -> Run:
+    """Make a scoreable jaxmem run from arrays trained anywhere (PyTorch, the LiRA code, ...).
+
+    ``keep`` [M, N] bool, ``logits`` [M, N, A, C] (or [M, N, C]), ``labels`` [N]; optionally the
+    test set's ``test_logits`` [M, T, A, C] and ``test_labels`` [T] (needed for test accuracy and
+    RMIA's population). The config records ``data.source = "external:NAME"``: such a run can be
+    scored (``jaxmem score``) and reported, not trained. Then score it with :func:`score`.
+    """
+    workdir = Path(workdir)
+    keep = np.asarray(keep)
+    logits = np.asarray(logits)
+    if logits.ndim == 3:
+        logits = logits[:, :, None]
+    labels = np.asarray(labels)
+    if keep.dtype != bool or keep.ndim != 2:
+        raise RunError(f"keep: expected a bool [M, N] array, got {keep.dtype} {keep.shape}")
+    if logits.ndim != 4 or logits.shape[:2] != keep.shape:
+        raise RunError(f"logits {logits.shape} do not match keep {keep.shape} (need [M, N, A, C])")
+    if labels.shape != (keep.shape[1],) or not np.issubdtype(labels.dtype, np.integer):
+        raise RunError(f"labels: expected integer [{keep.shape[1]}], got {labels.dtype} {labels.shape}")
+    if not np.isfinite(logits).all():
+        raise RunError("logits: hold non-finite values")
+    M, N, A, C = logits.shape
+    if test_logits is None:
+        test_logits, test_labels = np.zeros((M, 0, A, C), logits.dtype), np.zeros(0, np.int64)
+    test_logits = np.asarray(test_logits)
+    if test_logits.ndim == 3:
+        test_logits = test_logits[:, :, None]
+    test_labels = np.asarray(test_labels)
+    if test_logits.shape[0] != M or test_logits.shape[2:] != (A, C) or \
+            test_labels.shape != test_logits.shape[1:2]:
+        raise RunError(f"test_logits {test_logits.shape} / test_labels {test_labels.shape} do not "
+                       f"match logits {logits.shape}")
+    if (labels.min(initial=0) < 0 or labels.max(initial=0) >= C or
+            test_labels.min(initial=0) < 0 or test_labels.max(initial=0) >= C):
+        raise RunError(f"labels: out of range for {C} classes")
+    from jaxmem.attacks.registry import ATTACKS
+
+    # every attack a run of logits can feed (RMIA needs a population: the test set)
+    attacks = [a for a, e in ATTACKS.items()
+               if not any(n.endswith("_pop") for n in e.needs) or test_labels.size]
+    base = {"name": name, "data": {"source": f"external:{name}"},
+            "subsets": {"num_models": int(M)}, "scoring": {"attacks": attacks}}
+    cfg = cfgmod.from_dict(cfgmod.apply_overrides(base, overrides))
+    if workdir.exists() and any(p for p in workdir.iterdir() if not p.name.startswith(".")):
+        if not overwrite:
+            raise RunError(f"{workdir}: exists and is not empty (pass --overwrite to replace a run)")
+        delete_run(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    save_json(workdir / "config.json", cfgmod.to_dict(cfg))
+    save_json(workdir / "design.json", {"design": "external", "blocks": [
+        {"first": 0, "count": int(M), "block": 0}]})
+    save_json(workdir / "dataset.json", {"name": name, "num_classes": int(C), "num_train": int(N),
+                                         "num_test": int(test_labels.size), "input_shape": [],
+                                         "meta": {"source": f"external:{name}"}})
+    ids = np.arange(N) if example_ids is None else np.asarray(example_ids)
+    for fname, arr in (("keep.npy", keep), ("labels.npy", labels), ("example_ids.npy", ids),
+                       ("test_labels.npy", test_labels), ("test_ids.npy", np.arange(test_labels.size)),
+                       ("model_ratio.npy", keep.mean(1)), ("logits.npy", logits),
+                       ("test_logits.npy", test_logits), ("diverged.npy", np.zeros(M, bool))):
+        save_npy(workdir / fname, arr)
+    return Run(workdir)
+
+
+def import_lira(src, workdir, *, overwrite=False, epoch=None) -> Run:
+    """A jaxmem run from a directory in the LiRA reference code's layout (tensorflow/privacy
+    ``research/mi_lira_2021``: ``experiment-*/keep.npy``, ``experiment-*/logits/*.npy``)."""
+    from jaxmem.attacks.interop import read_lira_layout
+
+    try:
+        arrays = read_lira_layout(src, epoch=epoch)
+    except (ValueError, OSError) as e:
+        raise RunError(f"{src}: {e}") from None
+    if "logits" not in arrays or "y_train" not in arrays:
+        raise RunError(f"{src}: needs experiment-*/logits/*.npy and y_train.npy to make a run")
+    return import_arrays(workdir, arrays["keep"], arrays["logits"],
+                         np.asarray(arrays["y_train"]).astype(np.int64), name="lira",
+                         overwrite=overwrite)
+
+
+def export_lira(workdir, dest) -> Path:
+    """Write a jaxmem run's keep, logits and labels in the LiRA reference code's layout."""
+    from jaxmem.attacks.interop import write_lira_layout
+
+    run = load_run(workdir)
+    return Path(write_lira_layout(dest, run.keep, np.asarray(run.logits), run.labels,
+                                  hparams={"jaxmem_run": str(Path(workdir).resolve())}))

@@ -1,0 +1,273 @@
+"""Scoring a finished run: signals (streamed from the stored logits), estimators, attacks (the one
+driver), DP accounting, and every table and figure a report shows, written to ``results/`` and
+``summary.json``:
+
+    results/memorization.csv        every training example, ranked (Feldman & Zhang 2020)
+    results/attacks.json            per-target attack metrics, chosen parameters, summary
+    results/influence.csv           with scoring.influence_top_k: each test example's top-k
+    results/convergence.csv         the estimate's convergence as models are added (>= 4 models)
+    results/examples.csv            the most memorized examples, with the OUT models' majority label
+    results/examples_inputs.npy     their inputs (when the training data is at hand)
+    results/memorization_hist.png, results/roc.png
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from jaxmem.io import RunError, save_json, save_npy, save_text
+from jaxmem.runs.store import load_run
+
+__all__ = ["score", "majority_out", "EXAMPLES_SHOWN"]
+
+#: Most memorized examples tabulated (and drawn by the report).
+EXAMPLES_SHOWN = 16
+
+
+def _signal_names(cfg):
+    """Signals of the training set and of the population (test set) that scoring reads."""
+    from jaxmem.attacks.registry import get
+
+    needs = [n for a in cfg.scoring.attacks for n in get(a).needs]
+    train = ["correct"] + [n for n in needs if not n.endswith("_pop")]
+    pop = ["correct_pop", "correct_query_average_pop"] + [n for n in needs if n.endswith("_pop")]
+    return train + pop
+
+
+def score(workdir, *, log=print, dataset=None) -> dict:
+    """Estimators and attacks on a finished run; writes results/ and summary.json. ``dataset``:
+    the run's training data when at hand (else rebuilt from the config, if possible), for the
+    inputs of the most memorized examples."""
+    from jaxmem import estimators
+    from jaxmem.attacks import evaluate
+    from jaxmem.signals import compute_signals, rmia_p_spec
+
+    workdir = Path(workdir)
+    run = load_run(workdir)
+    cfg = run.config
+    keep, labels, test_labels = run.keep, run.labels, run.test_labels
+    diverged = run.diverged
+    ok = ~diverged
+    res = workdir / "results"
+    res.mkdir(exist_ok=True)
+    rc = cfg.scoring.rmia
+    specs = {"p": rmia_p_spec(rc.signal, rc.temperature, rc.margin, rc.order,
+                              every_query=rc.aggregate == "vote")}   # else p of the identity query
+    sg = compute_signals(run.logits, labels, _signal_names(cfg), test_logits=run.test_logits,
+                         test_labels=test_labels, specs=specs)   # streamed, float32
+    correct = sg["correct"]
+    test_acc = sg["correct_pop"].mean(1) if len(test_labels) else np.full(len(keep), np.nan)
+    test_acc_tta = (sg["correct_query_average_pop"].mean(1)
+                    if len(test_labels) and "correct_query_average_pop" in sg else None)
+    mem = estimators.memorization(keep, correct, model_mask=ok)
+    ids = run.example_ids
+    order = np.argsort(-np.nan_to_num(mem.mem, nan=-np.inf), kind="stable")
+    lines = ["rank,example_id,index,label,mem,stderr,n_in,n_out"]
+    for r, i in enumerate(order):
+        lines.append(f"{r},{ids[i]},{i},{labels[i]},{mem.mem[i]:.6g},{mem.stderr[i]:.6g},"
+                     f"{mem.n_in[i]},{mem.n_out[i]}")
+    save_text(res / "memorization.csv", "\n".join(lines) + "\n")
+    influence_summary = None
+    if cfg.scoring.influence_top_k and len(test_labels):
+        influence_summary = _influence_table(res / "influence.csv", keep, sg["correct_pop"], ok,
+                                             cfg.scoring.influence_top_k, run, mem)
+    _convergence_table(res / "convergence.csv", keep, correct, ok)
+    _examples_table(res, run, mem, order[:EXAMPLES_SHOWN], ok, dataset)
+
+    targets = None
+    if cfg.scoring.targets:
+        targets = np.flatnonzero(ok)[: cfg.scoring.targets]
+    attack_summary, curves = {}, {}
+    if cfg.scoring.attacks:
+        rmia_kw = {}
+        if any(a.startswith("rmia") for a in cfg.scoring.attacks):
+            rmia_kw = dict(rmia_gamma=rc.gamma, rmia_aggregate=rc.aggregate, rmia_trim=rc.trim)
+            if rc.a is not None:
+                rmia_kw["rmia_a"] = rc.a
+        n_targets = len(targets) if targets is not None else int(ok.sum())
+        keep_scores = n_targets * keep.shape[1] <= 50_000_000   # scores only for the ROC figure
+        ev = evaluate(sg, keep, attacks=tuple(cfg.scoring.attacks), targets=targets,
+                      model_mask=ok, return_scores=keep_scores, **rmia_kw)
+        attack_summary = ev.summary()
+        if ev.scores:
+            curves = ev.curves()
+        save_json(res / "attacks.json", {
+            "targets": np.asarray(ev.targets).tolist(),
+            "per_target": {a: {k: np.asarray(v).tolist() for k, v in ms.items()}
+                           for a, ms in ev.metrics.items()},
+            "params": ev.params,   # e.g. RMIA's offline a, tuned once
+            "summary": attack_summary})
+    figures = {}
+    try:
+        figures = _plots(res, mem, curves)
+    except Exception as e:  # plotting is a convenience; never lose a scored run to it
+        log(f"warning: plotting failed: {e}")
+    summary = _summary(cfg, workdir, run, keep, ok, diverged, correct, test_acc, test_acc_tta, mem,
+                       order, attack_summary, res, figures)
+    if influence_summary is not None:
+        summary["influence"] = influence_summary
+        summary["files"]["influence"] = str(res / "influence.csv")
+    if cfg.train.dp.enabled:
+        from jaxmem.privacy import run_epsilon
+
+        summary["dp"] = run_epsilon(cfg.train, keep.sum(1).mean())
+    save_json(workdir / "summary.json", summary)
+    return summary
+
+
+def _summary(cfg, workdir, run, keep, ok, diverged, correct, test_acc, test_acc_tta, mem, order,
+             attack_summary, res, figures) -> dict:
+    from jaxmem.io import load_json
+
+    shard_meta = [load_json(d / "meta.json") for d in sorted((workdir / "shards").glob("models-*"))
+                  if (d / "meta.json").exists()]
+    train_seconds = float(sum(m["seconds"] for m in shard_meta if m["models"][1] <= len(keep)))
+    finite = np.isfinite(mem.mem)
+    ids = run.example_ids
+    return {
+        "name": cfg.name,
+        "num_models": int(keep.shape[0]),
+        "num_examples": int(keep.shape[1]),
+        "num_test": int(len(run.test_labels)),
+        "test_accuracy": float(test_acc[ok].mean()) if ok.any() else float("nan"),
+        # test-time augmentation over the signal queries (identity + flip: airbench's mirror TTA)
+        "test_accuracy_query_average": (float(test_acc_tta[ok].mean()) if test_acc_tta is not None
+                                        and ok.any() else None),
+        "train_accuracy_in": float((correct * keep)[ok].sum() / max((keep[ok]).sum(), 1)),
+        "train_seconds": train_seconds,
+        "models_per_second": float(keep.shape[0] / train_seconds) if train_seconds else None,
+        "diverged": {"count": int(diverged.sum()), "models": np.flatnonzero(diverged).tolist()},
+        "memorization": {
+            "mean": float(np.nanmean(mem.mem)) if finite.any() else None,
+            "mean_stderr": float(np.nanmean(mem.stderr)) if finite.any() else None,
+            "top10": [int(ids[i]) for i in order[:10]],
+            "top10_index": [int(i) for i in order[:10]],
+            "num_nan": int((~finite).sum()),
+        },
+        "attacks": attack_summary,
+        "files": {"memorization": str(res / "memorization.csv"), **figures},
+    }
+
+
+def _influence_table(path: Path, keep, test_correct, ok, k: int, run, mem,
+                     threshold: float = 0.15) -> dict:
+    """Feldman & Zhang (2020) Eq. 2 on the test set: each test example's ``k`` most influential
+    training examples (with standard errors) to ``path`` as CSV, and a summary: how many test
+    examples have a training example of influence >= ``threshold`` (0.15, the level of their
+    high-influence pairs, as we recall the paper: the text was not at hand to check), how many
+    of those come from a training example memorized >= 0.25, and the 10 pairs of largest
+    influence (the test examples ranked by their largest influence, as in their
+    ``mnist_infl_mem.py`` demo)."""
+    from jaxmem import estimators
+
+    if k > keep.shape[1]:
+        raise RunError(f"scoring.influence_top_k: {k} is more than the {keep.shape[1]} training "
+                       f"examples")
+
+    top = estimators.top_influencers(keep, test_correct, k, model_mask=ok, dtype="float32",
+                                     return_stderr=True)
+    ids, tids = run.example_ids, run.test_ids
+    labels, tlabels = run.labels, run.test_labels
+    lines = ["test_index,test_id,test_label,rank,train_index,train_id,train_label,influence,stderr,"
+             "train_mem"]
+    for j in range(top.indices.shape[0]):
+        for r in range(k):
+            i = int(top.indices[j, r])
+            if i < 0:   # fewer than k training examples with an IN and an OUT model
+                break
+            lines.append(f"{j},{tids[j]},{tlabels[j]},{r},{i},{ids[i]},{labels[i]},"
+                         f"{top.values[j, r]:.6g},{top.stderr[j, r]:.6g},{mem.mem[i]:.6g}")
+    save_text(path, "\n".join(lines) + "\n")
+    best = np.nan_to_num(top.values[:, 0], nan=-np.inf)
+    strong = best >= threshold
+    with np.errstate(invalid="ignore"):   # any of the k pairs over the threshold
+        strong_mem = ((top.values >= threshold) & (mem.mem[top.indices] >= 0.25)
+                      & (top.indices >= 0)).any(1)
+    order = np.argsort(-best, kind="stable")[:10]
+    return {"top_k": int(k), "threshold": threshold,
+            "test_examples_with_a_pair": int(strong.sum()),
+            "test_examples_with_a_pair_mem_0.25": int(strong_mem.sum()),
+            "top10_pairs": [{"test_index": int(j), "train_index": int(top.indices[j, 0]),
+                             "influence": float(top.values[j, 0])} for j in order if np.isfinite(best[j])]}
+
+
+def majority_out(logits0, keep, ok) -> np.ndarray:
+    """Per example: the most common argmax among the non-diverged models that did not train on it
+    (-1 when there is none; the smallest label on ties). ``logits0`` [M, N, C]."""
+    pred = np.asarray(logits0).argmax(-1)  # [M, N]
+    C = np.asarray(logits0).shape[-1]
+    out = np.full(pred.shape[1], -1)
+    for i in range(pred.shape[1]):
+        sel = ~keep[:, i] & ok
+        if sel.any():
+            out[i] = int(np.bincount(pred[sel, i], minlength=C).argmax())
+    return out
+
+
+def _convergence_table(path: Path, keep, correct, ok) -> None:
+    """How the memorization estimate settles as models are added
+    (:func:`jaxmem.estimators.convergence`); written for runs of 4 models or more."""
+    from jaxmem.estimators import convergence
+
+    if ok.sum() < 4:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        c = convergence(keep, correct, model_mask=ok)
+    lines = ["models,spearman,rmse,mean_stderr,frac_nan"]
+    lines += [f"{int(s)},{float(r)!r},{float(e)!r},{float(m)!r},{float(f)!r}" for s, r, e, m, f in
+              zip(c["sizes"], c["spearman"], c["rmse"], c["mean_stderr"], c["frac_nan"])]
+    save_text(path, "\n".join(lines) + "\n")
+
+
+def _examples_table(res: Path, run, mem, order, ok, dataset) -> None:
+    """The most memorized examples: id, given label, the OUT models' majority label (only their
+    logits are read: a run's may be tens of GB), memorization; and their inputs when the
+    training data is at hand."""
+    keep, labels, ids = np.asarray(run.keep), np.asarray(run.labels), np.asarray(run.example_ids)
+    pred = majority_out(np.asarray(run.logits[:, order, 0]), keep[:, order], ok)
+    lines = ["rank,example_id,index,label,predicted_out_majority,mem,stderr"]
+    lines += [f"{r + 1},{ids[i]},{i},{labels[i]},{pred[r]},{float(mem.mem[i])!r},"
+              f"{float(mem.stderr[i])!r}" for r, i in enumerate(order)]
+    save_text(res / "examples.csv", "\n".join(lines) + "\n")
+    if dataset is None:
+        try:
+            from jaxmem.data import build_dataset
+
+            dataset = build_dataset(run.config)
+        except Exception:  # the data may be unavailable where the run is scored
+            dataset = None
+    if dataset is not None:
+        save_npy(res / "examples_inputs.npy", np.asarray(dataset.x_train)[order])
+    elif (res / "examples_inputs.npy").exists():
+        (res / "examples_inputs.npy").unlink()
+
+
+def _plots(res: Path, mem, curves) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from jaxmem.io import atomic_path
+
+    out = {}
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    m = mem.mem[np.isfinite(mem.mem)]
+    ax.hist(m, bins=40)
+    ax.set_xlabel("Feldman–Zhang memorization")
+    ax.set_ylabel("training examples")
+    fig.tight_layout()
+    with atomic_path(res / "memorization_hist.png", ".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    out["memorization_hist"] = str(res / "memorization_hist.png")
+    if curves:
+        from jaxmem.attacks.plot import plot_roc
+
+        plot_roc(curves, res / "roc.png")
+        out["roc"] = str(res / "roc.png")
+    return out

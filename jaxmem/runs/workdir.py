@@ -1,0 +1,160 @@
+"""Workdir policy of a run: what may change between invocations, refusing foreign or
+differently configured folders, deleting a run (--overwrite), disk accounting, and waiting for
+other processes' files."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from jaxmem import config as cfgmod
+from jaxmem.io import RunError, load_json, load_npy, save_npy
+from jaxmem.runs.store import RUN_ENTRIES
+
+__all__ = ["check_workdir", "delete_run", "write_or_check", "storage_plan", "freed_bytes",
+           "check_disk", "wait_for"]
+
+# Config fields that may change between invocations of the same run. chunk_size and vmap_size
+# change float rounding (~1e-7: XLA batches the arithmetic differently), so bit-identity of a
+# resumed run holds at a fixed chunk_size / vmap_size; finished shards are kept either way.
+# experiment.full_overrides: the file's list of overrides of its full variant, already applied to
+# the rest of the config (it shrank when the airbench94 recipe moved to a preset).
+_MUTABLE = {"subsets.num_models", "train.chunk_size", "train.vmap_size", "train.checkpoint_every",
+            "signals.batch_size", "data.data_dir", "experiment.full_overrides"}
+
+
+def _mutable(key: str) -> bool:
+    """Config keys a stored run may be resumed or rescored with changed: how it is chunked, and
+    every ``scoring.*`` key (scoring reads the stored logits only)."""
+    return key in _MUTABLE or key.startswith("scoring.")
+
+
+def delete_run(workdir: Path) -> None:
+    """--overwrite: delete jaxmem's own entries of a run directory, nothing else."""
+    from jaxmem.io import remove_stale_tmp
+
+    if not (workdir / "config.json").exists():   # (a foreign folder was refused by check_workdir)
+        return
+    for name in RUN_ENTRIES[1:] + RUN_ENTRIES[:1]:   # config.json last: a killed delete resumes
+        p = workdir / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    remove_stale_tmp(workdir)
+
+
+def check_workdir(workdir: Path, cfg, overwrite: bool):
+    """Refuse to mix configs in one run directory; return the stored design blocks (or None).
+    With ``overwrite`` only check that the folder may be deleted (see :func:`delete_run`)."""
+    cfg_path = workdir / "config.json"
+    if workdir.exists() and not workdir.is_dir():
+        raise RunError(f"{workdir}: exists and is not a directory")
+    if overwrite:
+        if workdir.exists() and not cfg_path.exists() and any(
+                p for p in workdir.iterdir() if not p.name.startswith(".")):
+            raise RunError(f"{workdir}: not a jaxmem run; refusing to delete it (choose another --workdir)")
+        return None
+    if not workdir.exists():
+        return None
+    if not cfg_path.exists():
+        if any(p for p in workdir.iterdir() if not p.name.startswith(".")):
+            raise RunError(f"{workdir}: exists, is not empty and is not a jaxmem run")
+        return None
+    old = load_json(cfg_path)
+    try:
+        cfgmod.from_dict(old)
+    except cfgmod.ConfigError as e:
+        raise RunError(f"{cfg_path}: stored config is invalid ({e})") from None
+    a, b = cfgmod.flatten(old), cfgmod.flatten(cfgmod.to_dict(cfg))
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and not _mutable(k))
+    if diff:
+        k = diff[0]
+        raise RunError(f"{workdir}: was written with a different config ({k}: {a.get(k)!r} there, "
+                       f"{b.get(k)!r} now{' and more' if len(diff) > 1 else ''}); rerun with the "
+                       f"same config, or pass --overwrite to start over")
+    design = workdir / "design.json"
+    return load_json(design)["blocks"] if design.exists() else None
+
+
+def write_or_check(path: Path, array):
+    if path.exists():
+        old = load_npy(path)
+        if old.shape != array.shape or not np.array_equal(old, array):
+            raise RunError(f"{path}: differs from what this config produces; the data or design "
+                           f"changed (pass --overwrite to start over)")
+    else:
+        save_npy(path, array)
+
+
+def storage_plan(cfg, num_models: int, num_train: int, num_test: int, num_classes: int,
+                 num_done: int = 0, assembled: bool = False) -> dict:
+    """Bytes a run writes: per model, its logits on the training and test sets ([N + T, A, C] in
+    ``signals.dtype``) and, with ``train.record_forgetting``, [ceil(epochs), N] correctness.
+    :func:`assemble` copies the shards into the run's arrays, so they are on disk twice.
+    ``todo`` counts what is still to be written (shards of untrained models, and the assembled
+    copy unless a finished run has it)."""
+    item = 2 if cfg.signals.dtype == "float16" else 4
+    per_model = (num_train + num_test) * len(cfg.signals.queries) * num_classes * item + 5
+    if cfg.train.record_forgetting:
+        per_model += math.ceil(cfg.train.epochs) * num_train
+    total = 2 * num_models * per_model
+    todo = (num_models - num_done) * per_model
+    if not (assembled and num_done >= num_models):
+        todo += num_models * per_model
+    return {"per_model": per_model, "total": total, "todo": todo}
+
+
+def freed_bytes(workdir: Path, overwrite: bool, num_processes: int = 1) -> int:
+    """Bytes execute deletes before training: the old run's entries with ``overwrite`` (only a
+    jaxmem run's: see delete_run), and the temporaries of killed writes."""
+    from jaxmem.io import disk_bytes, stale_tmp
+
+    if not workdir.is_dir():
+        return 0
+    sub = ("shards", "results") if num_processes == 1 or overwrite else ("results",)
+    freed = disk_bytes(stale_tmp(workdir, sub))
+    if overwrite and (workdir / "config.json").exists():
+        freed += disk_bytes(workdir / n for n in RUN_ENTRIES)
+    return freed
+
+
+def check_disk(workdir: Path, plan: dict, log=print, free=None, freed: int = 0):
+    """Refuse to start a run whose signals cannot fit on the disk of ``workdir`` (before hours of
+    training end in a full disk); log the size when it is large. ``freed``: bytes the run
+    deletes before it writes (an overwritten run, temporaries of killed writes)."""
+    if free is None:
+        where = workdir
+        while not where.exists():   # the run folder is made later
+            where = where.parent
+        free = shutil.disk_usage(where).free
+    free += freed
+    gb = 1e9
+    if plan["total"] > gb:
+        log(f"signals: {plan['total'] / gb:.1f} GB on disk in all (shards + assembled arrays); "
+            f"{plan['todo'] / gb:.1f} GB still to write, {free / gb:.1f} GB free")
+    if plan["todo"] > free:
+        raise RunError(
+            f"{workdir}: this run still writes about {plan['todo'] / gb:.1f} GB of logits "
+            f"({plan['per_model'] / 1e6:.1f} MB per model, stored twice: shards and assembled "
+            f"arrays) but only {free / gb:.1f} GB is free there; fewer signals.queries, "
+            f"signals.dtype=float16, or a --workdir on a larger disk")
+
+
+def wait_for(path: Path, what: str, timeout: float = 3600.0, ready=None):
+    t0 = time.time()
+    while not (path.exists() and (ready is None or _safe(ready))):
+        if time.time() - t0 > timeout:
+            raise RunError(f"timed out waiting for {what} ({path})")
+        time.sleep(0.2)
+
+
+def _safe(pred) -> bool:
+    try:
+        return bool(pred())
+    except RunError:
+        return False

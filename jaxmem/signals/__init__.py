@@ -1,0 +1,27 @@
+"""Per-example signals from logits.
+
+* :mod:`jaxmem.signals.functions` - pure array functions on logits ``[..., C]``: logit-scaled
+  confidence φ, true-class probability, loss, correctness, RMIA's Taylor soft-margin signal
+* :mod:`jaxmem.signals.stream` - the one streamed computation of named per-model signals from
+  stored logits ``[M, N, A, C]`` (:func:`compute_signals` -> :class:`Signals`) and its registry
+"""
+
+from jaxmem.signals.functions import (
+    correctness,
+    cross_entropy,
+    logit_scaled_confidence,
+    taylor_soft_margin_probability,
+    true_class_probability,
+)
+from jaxmem.signals.stream import (
+    RMIA_RESEARCH_SIGNAL,
+    SIGNALS,
+    SignalSpec,
+    Signals,
+    compute_signals,
+    rmia_p_spec,
+)
+
+__all__ = ["logit_scaled_confidence", "true_class_probability", "cross_entropy", "correctness",
+           "taylor_soft_margin_probability", "Signals", "SignalSpec", "SIGNALS",
+           "compute_signals", "rmia_p_spec", "RMIA_RESEARCH_SIGNAL"]

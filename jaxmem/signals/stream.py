@@ -1,0 +1,151 @@
+"""The one signals computation: named per-model signals streamed from (memory-mapped) logits
+``[M, N, A, C]``, used by runs' scoring, the analyses and the report.
+
+:func:`compute_signals` reads one block of models at a time (``block`` models; by default as many
+as hold 2^26 float64 logits, 512 MB), computes every requested signal from the block in float64
+(as the LiRA reference code computes φ) and stores it in ``dtype`` (float32 for a run's scores,
+float64 for the analyses). Only what is asked is computed, and only the identity query is read
+when no requested signal needs the others. Signals are registered in :data:`SIGNALS` by name;
+a name ending in ``_pop`` is the same signal on the population (test) logits.
+
+Adding a signal = one :class:`SignalSpec` line in :data:`SIGNALS` (a function of a float64 block
+``z [b, N, A, C]`` and the labels ``[N]``, whether it reads every query, its trailing shape).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from jaxmem.signals import functions as F
+
+__all__ = ["Signals", "SignalSpec", "SIGNALS", "compute_signals", "rmia_p_spec",
+           "RMIA_RESEARCH_SIGNAL"]
+
+
+class Signals(dict):
+    """Named per-model signals: ``{name: [M, ...] array}``, with ``labels`` [N] of the examples
+    (and ``pop_labels`` [Z] of the population) as attributes."""
+
+    def __init__(self, arrays=(), labels=None, pop_labels=None):
+        super().__init__(arrays)
+        self.labels = labels
+        self.pop_labels = pop_labels
+
+
+class SignalSpec(NamedTuple):
+    fn: Callable            # fn(z [b, N, A, C] float64, y [N]) -> [b, N, ...]
+    every_query: bool       # reads all A queries (else only the identity query, a = 0)
+    shape: Callable         # shape(N, A, C) -> the per-model shape [N, ...]
+
+
+def _softmax(z):
+    p = np.exp(z - z.max(-1, keepdims=True))
+    return p / p.sum(-1, keepdims=True)
+
+
+def _identity(fn):
+    return SignalSpec(lambda z, y: fn(z[:, :, 0], y[None]), False, lambda N, A, C: (N,))
+
+
+def _per_query(fn):
+    return SignalSpec(lambda z, y: fn(z, y[None, :, None]), True, lambda N, A, C: (N, A))
+
+
+#: The RMIA research code's signal on CIFAR-10 (ml_privacy_meter research/2023_rmia configs).
+RMIA_RESEARCH_SIGNAL = {"order": 4, "margin": 0.6, "temperature": 2.0}
+
+SIGNALS: dict[str, SignalSpec] = {
+    # 0/1 correctness of the identity query (Feldman & Zhang 2020's per-example metric)
+    "correct": _identity(F.correctness),
+    # correctness of the logits averaged over the queries (test-time augmentation)
+    "correct_query_average": SignalSpec(lambda z, y: F.correctness(z.mean(2), y[None]), True,
+                                        lambda N, A, C: (N,)),
+    # logit-scaled confidence φ of every query (LiRA)
+    "phi": _per_query(F.logit_scaled_confidence),
+    # cross-entropy loss of the identity query (Yeom et al. 2018)
+    "loss": _identity(F.cross_entropy),
+    # softmax probabilities of the identity query (Shokri et al. 2017)
+    "probs": SignalSpec(lambda z, y: _softmax(z[:, :, 0]), False, lambda N, A, C: (N, C)),
+    # RMIA's p (ML Privacy Meter's default): true-class softmax of the identity query
+    "p": _identity(F.true_class_probability),
+    # RMIA's research-code signal (soft-margin Taylor softmax, T = 2) of every query
+    "p_taylor": _per_query(lambda z, y: F.taylor_soft_margin_probability(z, y, **RMIA_RESEARCH_SIGNAL)),
+}
+
+
+def rmia_p_spec(signal="softmax", temperature=1.0, margin=0.6, order=4, every_query=False):
+    """RMIA's p(x) as ``scoring.rmia`` configures it: the true-class softmax of z / T, or the
+    research code's soft-margin Taylor softmax; of the identity query, or [N, A] of every query."""
+    if signal == "taylor_soft_margin":
+        def fn(z, y):
+            return F.taylor_soft_margin_probability(z, y, order=order, margin=margin,
+                                                    temperature=temperature)
+    else:
+        def fn(z, y):
+            return F.true_class_probability(z / temperature, y)
+    return _per_query(fn) if every_query else _identity(fn)
+
+
+class _FirstQuery:
+    """``logits[..., :1, :]`` of a memory-mapped [M, N, A, C] array, read a block of models at a
+    time (slicing the view would be lazy too, but this keeps the reads to one query)."""
+
+    def __init__(self, logits):
+        self.logits = logits
+        self.shape = logits.shape[:2] + (1,) + logits.shape[3:]
+
+    def __getitem__(self, rows):
+        return self.logits[rows, :, :1]
+
+
+def _stream(logits, labels, names, specs, dtype, block):
+    M, N, A, C = logits.shape
+    specs = {n: specs[n] for n in names}
+    if A == 1 or not any(s.every_query for s in specs.values()):
+        logits = _FirstQuery(logits)
+    block = block or max(1, (1 << 26) // max(1, N * logits.shape[2] * logits.shape[3]))
+    out = {n: np.zeros((M,) + tuple(s.shape(N, A, C)), dtype) for n, s in specs.items()}
+    labels = np.asarray(labels)
+    for a in range(0, M, block):
+        z = np.asarray(logits[a : a + block], dtype=np.float64)
+        for n, s in specs.items():
+            out[n][a : a + block] = s.fn(z, labels)
+    return out
+
+
+def compute_signals(logits, labels, names, *, test_logits=None, test_labels=None,
+                    dtype=np.float32, specs=None, block: int = 0) -> Signals:
+    """Per-example signals of M models from their logits, streamed over blocks of models.
+
+    Args:
+      logits: [M, N, A, C] (a memmap is read a block at a time); ``labels`` [N] int.
+      names: signal names (keys of :data:`SIGNALS` or ``specs``); ``NAME_pop`` computes NAME on
+        ``test_logits`` [M, Z, A, C] / ``test_labels`` [Z]. ``correct_query_average`` is left out
+        when A = 1 (it would equal ``correct``).
+      dtype: of the stored signals (computed in float64).
+      specs: signal definitions that replace or add to :data:`SIGNALS` (e.g. ``{"p":
+        rmia_p_spec(...)}``).
+      block: models per block (0: as many as hold 2^26 float64 logits).
+
+    Returns:
+      :class:`Signals`: ``{name: [M, N, ...]}`` with ``labels`` (and ``pop_labels``).
+    """
+    specs = {**SIGNALS, **(specs or {})}
+    names = list(dict.fromkeys(names))
+    train = [n for n in names if not n.endswith("_pop")]
+    pop = [n[: -len("_pop")] for n in names if n.endswith("_pop")]
+    for n in train + pop:
+        if n not in specs:
+            raise ValueError(f"unknown signal {n!r}; known: {', '.join(specs)}")
+    out = Signals(labels=np.asarray(labels), pop_labels=test_labels)
+    for group, lg, lab, suffix in ((train, logits, labels, ""), (pop, test_logits, test_labels, "_pop")):
+        if not group:
+            continue
+        if lg is None:
+            raise ValueError(f"signals {[n + suffix for n in group]} need test_logits and test_labels")
+        if lg.shape[2] == 1:
+            group = [n for n in group if n != "correct_query_average"]
+        out.update({n + suffix: v for n, v in _stream(lg, lab, group, specs, dtype, block).items()})
+    return out

@@ -1,0 +1,181 @@
+"""The per-model half of the stacked trainer: one model's init, loss, optimizer step (DP-SGD,
+schedule, lookahead), epoch end and epoch loop, written for one model and vmapped (or
+``lax.map``ped) over a chunk by :class:`jaxmem.train.trainer.Trainer`."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxmem.train.augment import augment
+from jaxmem.train.optim import schedule_factor, set_dp_key
+from jaxmem.train.state import ChunkStatus, TrainState
+
+__all__ = ["ModelSteps"]
+
+
+class ModelSteps:
+    """One model's training, as methods of the trainer (they read ``self.cfg``, ``self.model``,
+    ``self.tx``, ``self.has_bn``, ``self.records``, ``self.schedule_epochs``)."""
+
+    def _init_one(self, key, stem=None):
+        sample = jnp.zeros((1,) + tuple(self.x_train.shape[1:]), self.x_train.dtype)
+        variables = self.model.init({"params": key, "dropout": key}, sample, train=False)
+        variables = dict(variables)
+        params = variables.pop("params")
+        if stem is not None:
+            params = dict(params, stem=dict(params["stem"], kernel=stem))
+        batch_stats = variables.get("batch_stats", {})
+        ema = ema_on = None
+        if self.cfg.train.lookahead_every:
+            ema, ema_on = {"params": params, "batch_stats": batch_stats}, jnp.zeros((), bool)
+        return TrainState(params, batch_stats, self.tx.init(params), ema, ema_on)
+
+    def _loss(self, params, batch_stats, x, y, dropout_key):
+        t = self.cfg.train
+        variables = {"params": params}
+        rngs = {"dropout": dropout_key} if self.cfg.model.dropout > 0 else {}
+        if self.has_bn:
+            variables["batch_stats"] = batch_stats
+            logits, upd = self.model.apply(variables, x, train=True, mutable=["batch_stats"],
+                                           rngs=rngs)
+            new_bs = upd["batch_stats"]
+        else:
+            logits = self.model.apply(variables, x, train=True, rngs=rngs)
+            new_bs = batch_stats
+        logits = logits.astype(jnp.float32)
+        if t.label_smoothing:
+            labels = optax.smooth_labels(jax.nn.one_hot(y, self.num_classes), t.label_smoothing)
+            loss = optax.softmax_cross_entropy(logits, labels).mean()
+        else:  # (the one-hot form ran ~3x slower per step on CPU for small MLPs)
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return loss, new_bs
+
+    def _step(self, state, x, y, t_global, total_steps, keys, epoch):
+        """One optimizer step of one model. Returns (new_state, loss)."""
+        tc = self.cfg.train
+        dkey = jax.random.fold_in(keys["dropout"], t_global)
+        if tc.dp.enabled:
+            def per_example(p, xi, yi, i):
+                return jax.value_and_grad(self._loss, has_aux=True)(
+                    p, state.batch_stats, xi[None], yi[None], jax.random.fold_in(dkey, i))
+            (losses, _), grads = jax.vmap(per_example, in_axes=(None, 0, 0, 0))(
+                state.params, x, y, jnp.arange(x.shape[0]))
+            loss, new_bs = losses.mean(), state.batch_stats
+            opt_state = set_dp_key(state.opt_state, jax.random.fold_in(keys["dp"], t_global))
+        else:
+            (loss, new_bs), grads = jax.value_and_grad(self._loss, has_aux=True)(
+                state.params, state.batch_stats, x, y, dkey)
+            opt_state = state.opt_state
+        updates, new_opt = self.tx.update(grads, opt_state, state.params)
+        if tc.schedule != "constant":
+            frac = t_global.astype(jnp.float32) / jnp.maximum(total_steps, 1).astype(jnp.float32)
+            factor = schedule_factor(tc.schedule, frac, tc.warmup_epochs / self.schedule_epochs,
+                                     tc.schedule_start, tc.schedule_end)
+            updates = jax.tree.map(lambda u: u * factor.astype(u.dtype), updates)
+        if tc.whiten_bias_epochs:   # airbench94 freezes the stem bias after a few epochs
+            live = (epoch < tc.whiten_bias_epochs).astype(jnp.float32)
+            updates = dict(updates, stem=dict(updates["stem"], bias=updates["stem"]["bias"] * live))
+        new_params = optax.apply_updates(state.params, updates)
+        new = state._replace(params=new_params, batch_stats=new_bs, opt_state=new_opt)
+        if tc.lookahead_every:
+            new = self._lookahead(new, t_global, total_steps, epoch)
+        return new, loss
+
+    def _lookahead(self, state, t_global, total_steps, epoch):
+        """airbench94's lookahead (from hlb-cifar10): every ``n`` steps from epoch ``start`` on,
+        ``ema ← ema + (1 − ρ)(θ − ema)`` with ``ρ = decay^n · (step / total)^pow`` over the
+        parameters and BatchNorm statistics, then ``θ ← ema`` (the first time ``ema ← θ``)."""
+        tc = self.cfg.train
+        n = tc.lookahead_every
+        cur = t_global + 1
+        do = (epoch >= tc.lookahead_start_epochs) & (cur % n == 0)
+        first = do & ~state.ema_on
+        rho = (tc.lookahead_decay ** n) * (cur.astype(jnp.float32) /
+                                           jnp.maximum(total_steps, 1).astype(jnp.float32)) ** tc.lookahead_pow
+        net = {"params": state.params, "batch_stats": state.batch_stats}
+        ema = jax.tree.map(lambda e, v: jnp.where(first, v, jnp.where(do, e + (1 - rho) * (v - e), e)),
+                           state.ema, net)
+        net = jax.tree.map(lambda e, v: jnp.where(do, e, v), ema, net)
+        return state._replace(**net, ema=ema, ema_on=state.ema_on | do)
+
+    def _eval_correct(self, state, x_all, y_all):
+        """Eval-mode correctness of one model on every training example: [N] bool."""
+        logits = self.apply_eval(state.params, state.batch_stats, x_all)
+        return jnp.argmax(logits, -1) == y_all
+
+    def apply_eval(self, params, batch_stats, x, batch_size: int = 1024):
+        """Eval-mode logits (BatchNorm running statistics, no dropout) of one model, batched."""
+        variables = {"params": params}
+        if self.has_bn:
+            variables["batch_stats"] = batch_stats
+        n = x.shape[0]
+        bs = min(batch_size, n)
+        nb = -(-n // bs)
+        xp = jnp.pad(x, [(0, nb * bs - n)] + [(0, 0)] * (x.ndim - 1))
+        out = jax.lax.map(lambda xb: self.model.apply(variables, xb, train=False).astype(jnp.float32),
+                          xp.reshape((nb, bs) + x.shape[1:]))
+        return out.reshape((nb * bs,) + out.shape[2:])[:n]
+
+    def _step_one(self, data, state, diverged, loss_sum, loss_cnt, perm, n_in, spe, total_steps,
+                  keys, e, pos):
+        """Step ``pos`` of epoch ``e`` of one model (a no-op past its own steps or once diverged).
+        ``data`` = (x_train, y_train), an argument of the jitted call (a closed-over array would
+        be embedded in the program as a constant); ``perm`` [N]: the epoch's visiting order of
+        the model's IN examples."""
+        tc = self.cfg.train
+        B = tc.batch_size
+        x_all, y_all = data
+        x_flat = x_all.reshape(y_all.shape[0], -1)
+        t_global = e * spe + pos
+        active = (pos < spe) & (t_global < total_steps) & ~diverged
+        idx = perm[(pos * B + jnp.arange(B)) % jnp.maximum(n_in, 1)]
+        x = x_flat[idx].reshape((B,) + x_all.shape[1:])  # row gather: fast on CPU too
+        x = augment(x, jax.random.fold_in(keys["augment"], t_global), tc.augment,
+                     idx=idx, epoch=e, flip_key=keys["flip"])
+        new_state, loss = self._step(state, x, y_all[idx], t_global, total_steps, keys, e)
+        # one reduction: a NaN/inf anywhere makes the sum non-finite (so does a sum past float32's
+        # range, which only a diverging model reaches)
+        finite = jnp.isfinite(loss + sum(jnp.sum(a) for a in jax.tree.leaves(new_state.params)))
+        take = active & finite
+        state = jax.tree.map(lambda n_, o: jnp.where(take, n_, o), new_state, state)
+        diverged = diverged | (active & ~finite)
+        is_last_epoch = e == (total_steps - 1) // jnp.maximum(spe, 1)
+        w = (take & is_last_epoch).astype(jnp.float32)
+        return state, diverged, loss_sum + w * jnp.where(take, loss, 0.0), loss_cnt + w
+
+    def _epoch_end(self, data, state, diverged, loss_sum, loss_cnt, prev_loss):
+        """After an epoch's steps: lookahead's θ ← ema, the last epoch's mean loss, and (with
+        per-epoch records (:attr:`records`, e.g. correctness on every training example)."""
+        if self.cfg.train.lookahead_every:   # the epoch ends with θ ← ema (airbench94)
+            on = state.ema_on
+            state = state._replace(**jax.tree.map(lambda e_, v: jnp.where(on, e_, v), state.ema,
+                                                  {"params": state.params,
+                                                   "batch_stats": state.batch_stats}))
+        loss = jnp.where(loss_cnt > 0, loss_sum / jnp.maximum(loss_cnt, 1), prev_loss)
+        out = {name: fn(state, *data) for name, fn in self.records.items()}
+        return state, diverged, loss, out
+
+    def _train_one(self, data, state, status, orders, n_in, spe, total_steps, keys, epoch0,
+                   num_epochs):
+        """Train one model for epochs [epoch0, epoch0 + num_epochs) as one XLA loop. ``status``:
+        its :class:`ChunkStatus`; ``orders`` [num_epochs, N]: each epoch's visiting order of its IN
+        examples."""
+        def epoch_body(carry, e_perm):
+            e, perm = e_perm
+            state, diverged, prev_loss = carry
+
+            def step_body(c, pos):
+                return self._step_one(data, *c, perm, n_in, spe, total_steps, keys, e, pos), None
+
+            (state, diverged, ls, lc), _ = jax.lax.scan(
+                step_body, (state, diverged, jnp.float32(0), jnp.float32(0)),
+                jnp.arange(self.steps_per_epoch_max))
+            state, diverged, loss, out = self._epoch_end(data, state, diverged, ls, lc, prev_loss)
+            return (state, diverged, loss), out
+
+        diverged, prev_loss = status
+        (state, diverged, loss), records = jax.lax.scan(
+            epoch_body, (state, diverged, prev_loss), (epoch0 + jnp.arange(num_epochs), orders))
+        return state, ChunkStatus(diverged, loss), records
