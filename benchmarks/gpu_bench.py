@@ -141,7 +141,7 @@ def _cnn_setup(K, batch, vmap_size, steps, dtype="bfloat16"):
     def run():
         st, aux = tr.init_chunk(ids, keep)
         st, aux, _ = tr.train_epochs(st, aux, keep, ids, 0, 1)
-        return st["params"]
+        return st.params
 
     examples = K * int(tr.step_counts(keep)[2].mean()) * batch
     return run, fwd, examples

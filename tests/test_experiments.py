@@ -8,7 +8,10 @@ import numpy.testing as npt
 import pytest
 
 from jaxmem import config as cfgmod
-from jaxmem import experiments as X
+from jaxmem.analyses import common as X
+from jaxmem.analyses import run_experiment
+from jaxmem.attacks.evaluation import Evaluation
+from jaxmem.signals import Signals
 from jaxmem.io import RunError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +38,8 @@ def test_attack_table_matches_sklearn_and_brute_force(shape):
     scores = rng.normal(size=shape) + members * 0.8
     scores[rng.random(shape) < 0.05] = np.nan
     subset = rng.random(shape[1]) < 0.7
-    got = X.attack_table({"a": scores, "members": members}, subset)["a"]
+    ev = Evaluation(targets=np.arange(shape[0]), metrics={}, scores={"a": scores}, members=members)
+    got = ev.table(subset)["a"]
     aucs, t1, t2 = [], [], []
     for s, m in zip(scores[:, subset], members[:, subset]):
         ok = np.isfinite(s)
@@ -55,25 +59,26 @@ def _signals(M=9, N=40, A=2, seed=0):
     phi = rng.normal(size=(M, N, A)) + keep[..., None]
     ok = np.ones(M, bool)
     ok[3] = False
-    return X.Signals(keep, ok, np.zeros(N, int), phi, *([None] * 6))
+    return keep, ok, Signals({"phi": phi}, labels=np.zeros(N, int))
 
 
 def test_audit_uses_the_other_healthy_models_as_shadows():
     from jaxmem.attacks.lira import lira
 
-    s = _signals()
-    got = X.audit(s, ["lira_online", "lira_offline"], [0, 5])
+    keep, ok, s = _signals()
+    phi = s["phi"]
+    got = X.audit(s, keep, ok, ["lira_online", "lira_offline"], [0, 5])
     for row, t in enumerate([0, 5]):
         sh = np.array([m for m in range(9) if m != t and m != 3])
-        npt.assert_allclose(got["lira_online"][row], lira(s.phi[t], s.phi[sh], s.keep[sh]), rtol=1e-6)
-        npt.assert_allclose(got["lira_offline"][row],
-                            lira(s.phi[t], s.phi[sh], s.keep[sh], online=False), rtol=1e-6)
-    npt.assert_array_equal(got["members"], s.keep[[0, 5]])
+        npt.assert_allclose(got.scores["lira_online"][row], lira(phi[t], phi[sh], keep[sh]), rtol=1e-6)
+        npt.assert_allclose(got.scores["lira_offline"][row],
+                            lira(phi[t], phi[sh], keep[sh], online=False), rtol=1e-6)
+    npt.assert_array_equal(got.members, keep[[0, 5]])
     # num_shadows: a subset of the same healthy, non-target models
-    sub = X.audit(s, ["lira_offline"], [0], num_shadows=4, seed=1)["lira_offline"][0]
+    sub = X.audit(s, keep, ok, ["lira_offline"], [0], num_shadows=4, seed=1).scores["lira_offline"][0]
     order = [m for m in np.random.default_rng(1).permutation(9) if m not in (0, 3)][:4]
     sh = np.sort(order)
-    npt.assert_allclose(sub, lira(s.phi[0], s.phi[sh], s.keep[sh], online=False), rtol=1e-6)
+    npt.assert_allclose(sub, lira(phi[0], phi[sh], keep[sh], online=False), rtol=1e-6)
 
 
 def test_audit_rmia_online_research_is_the_research_codes_settings():
@@ -83,26 +88,29 @@ def test_audit_rmia_online_research_is_the_research_codes_settings():
     from jaxmem.attacks.rmia import rmia
 
     rng = np.random.default_rng(4)
-    s = _signals()
-    M, N, A = s.phi.shape
-    s = s._replace(p_research=rng.uniform(0.05, 1, (M, N, A)), pop_p_research=rng.uniform(0.05, 1, (M, 30, A)))
-    got = X.audit(s, ["rmia_online_research"], [2])["rmia_online_research"][0]
+    keep, ok, s = _signals()
+    M, N, A = s["phi"].shape
+    s["p_taylor"] = p_res = rng.uniform(0.05, 1, (M, N, A))
+    s["p_taylor_pop"] = pop_res = rng.uniform(0.05, 1, (M, 30, A))
+    got = X.audit(s, keep, ok, ["rmia_online_research"], [2]).scores["rmia_online_research"][0]
     sh = np.array([m for m in range(M) if m not in (2, 3)])
-    want = rmia(s.p_research[2], s.p_research[sh], s.keep[sh], s.pop_p_research[2],
-                s.pop_p_research[sh], online=True, gamma=2.0, aggregate="vote", trim=0.2)
+    want = rmia(p_res[2], p_res[sh], keep[sh], pop_res[2], pop_res[sh], online=True, gamma=2.0,
+                aggregate="vote", trim=0.2)
     npt.assert_array_equal(got, want)
-    plain = rmia(s.p_research[2].mean(1), s.p_research[sh].mean(2), s.keep[sh],
-                 s.pop_p_research[2].mean(1), s.pop_p_research[sh].mean(2), online=True)
+    plain = rmia(p_res[2].mean(1), p_res[sh].mean(2), keep[sh], pop_res[2].mean(1),
+                 pop_res[sh].mean(2), online=True)
     assert not np.array_equal(got, plain)   # the options do reach it
 
 
 def test_shadow_counts():
-    assert X._shadow_counts(33) == [4, 8, 16, 32]
-    assert X._shadow_counts(6) == [4, 5]
+    from jaxmem.analyses.shadow_models import shadow_counts
+
+    assert shadow_counts(33) == [4, 8, 16, 32]
+    assert shadow_counts(6) == [4, 5]
 
 
 def test_canaries_inserted_the_requested_number_of_times():
-    from jaxmem import lm
+    from jaxmem.train import lm
 
     text = "line a\nline b\nline c\n\nline d"
     can = lm.make_canaries(3, [1, 3, 5], per_level=2)
@@ -118,7 +126,7 @@ def test_sequence_losses_match_a_float64_reference():
     import jax
     import jax.numpy as jnp
 
-    from jaxmem import lm
+    from jaxmem.train import lm
     from jaxmem.models import get_model
 
     V, P, T = 11, 5, 3
@@ -140,7 +148,7 @@ def test_sequence_losses_match_a_float64_reference():
 
 
 def test_corpus_is_offline_text():
-    from jaxmem import lm
+    from jaxmem.train import lm
 
     text, meta = lm.corpus()
     assert "Beautiful is better than ugly." in text
@@ -148,14 +156,13 @@ def test_corpus_is_offline_text():
 
 
 def test_refuses_unknown_kind_and_foreign_dirs(tmp_path):
-    cfg = cfgmod.load_config(ROOT / "experiments" / "label_noise.toml", ["experiment.kind=nope"])
-    with pytest.raises(cfgmod.ConfigError, match="experiment.kind"):
-        X.run_experiment(cfg, tmp_path / "x")
+    with pytest.raises(cfgmod.ConfigError, match="experiment.kind"):   # refused at the door now
+        cfgmod.load_config(ROOT / "experiments" / "label_noise.toml", ["experiment.kind=nope"])
     (tmp_path / "y").mkdir()
     (tmp_path / "y" / "precious.txt").write_text("keep me")
     cfg = cfgmod.load_config(ROOT / "experiments" / "label_noise.toml", TINY)
     with pytest.raises(RunError, match="not a jaxmem experiment"):
-        X.run_experiment(cfg, tmp_path / "y")
+        run_experiment(cfg, tmp_path / "y")
     assert (tmp_path / "y" / "precious.txt").exists()
 
 
@@ -166,14 +173,14 @@ def _files_exist(summary):
 
 def test_label_noise_quick_variant_runs_and_resumes(tmp_path, capsys):
     cfg = cfgmod.load_config(ROOT / "experiments" / "label_noise.toml", TINY + ["data.label_noise=0.2"])
-    s = X.run_experiment(cfg, tmp_path / "ln", progress=False, log=lambda *a: None)
+    s = run_experiment(cfg, tmp_path / "ln", progress=False, log=lambda *a: None)
     for k in ("noisy_label_auroc", "mem_noisy", "mem_clean", "precision_at_k", "rows", "files"):
         assert k in s
     row = s["rows"][0]
     assert row["num_flipped"] == 40 and 0 <= s["noisy_label_auroc"] <= 1
     _files_exist(s)
     assert "noisy_label_auroc" in capsys.readouterr().out
-    again = X.run_experiment(cfg, tmp_path / "ln", progress=False, log=lambda *a: None)
+    again = run_experiment(cfg, tmp_path / "ln", progress=False, log=lambda *a: None)
     assert again["noisy_label_auroc"] == s["noisy_label_auroc"]
 
 
@@ -196,7 +203,7 @@ def test_quick_variant_at_reduced_size(name, tmp_path):
     if name == "long_tail":
         extra = extra + ["data.max_train=0", "subsets.num_models=4"]
     cfg = cfgmod.load_config(ROOT / "experiments" / f"{name}.toml", extra)
-    s = X.run_experiment(cfg, tmp_path / name, progress=False, log=lambda *a: None)
+    s = run_experiment(cfg, tmp_path / name, progress=False, log=lambda *a: None)
     for k in SLOW_CASES[name]:
         assert k in s, k
     _files_exist(s)
@@ -219,7 +226,7 @@ def test_experiment_params_reach_the_analysis_and_unknown_ones_are_refused(tmp_p
     cfg = cfgmod.load_config(ROOT / "experiments" / "label_noise.toml",
                              TINY + ['experiment.params={"no_such_parameter": 1}'])
     with pytest.raises(cfgmod.ConfigError, match="experiment.params.no_such_parameter"):
-        X.run_experiment(cfg, tmp_path / "p", progress=False, log=lambda *a: None)
+        run_experiment(cfg, tmp_path / "p", progress=False, log=lambda *a: None)
     assert not (tmp_path / "p").exists()   # refused before any work
 
 
