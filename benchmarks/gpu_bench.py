@@ -25,10 +25,9 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEAK_TFLOPS = 790.0  # H100 bf16 dense, as measured on large matmuls here

@@ -46,10 +46,9 @@ def _xla_flags_from_argv():
 if __name__ == "__main__":
     _xla_flags_from_argv()
 
-import numpy as np  # noqa: E402
-
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from jaxmem.config import load_config  # noqa: E402
@@ -159,7 +158,8 @@ def bench_jax_loop(ds, keep):
 def bench_torch(ds, keep, vmap: bool):
     try:
         import torch
-        from torch.func import functional_call, grad, vmap as tvmap
+        from torch.func import functional_call, grad
+        from torch.func import vmap as tvmap
     except ImportError:
         return None, None
     x = torch.tensor(ds.x_train.reshape(len(ds.x_train), -1))

@@ -1,3 +1,5 @@
-from jaxmem.cli import main
 import sys
+
+from jaxmem.cli import main
+
 sys.exit(main())

@@ -6,12 +6,11 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
-import numpy as np
-import pytest
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+import pytest
 
 from jaxmem.config import ConfigError, load_config
 from jaxmem.models import whitening_kernels

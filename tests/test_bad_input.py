@@ -12,10 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import helpers_run as H
 import numpy as np
 import pytest
 
-import helpers_run as H
 from jaxmem import cli
 from jaxmem import config as cfgmod
 from jaxmem import data as D

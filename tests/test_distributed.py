@@ -4,10 +4,9 @@ joined by jax.distributed, give the same run as one device / one process."""
 import socket
 import subprocess
 
+import helpers_run as H
 import numpy as np
 import pytest
-
-import helpers_run as H
 
 SETS = [s for s in H.SMALL if not s.startswith("train.checkpoint_every")] + ["train.chunk_size=4"]
 

@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import time
 import warnings
 
 import jax.numpy as jnp
@@ -425,7 +424,8 @@ def test_import_is_pure():
     code = (
         "import sys, jaxmem.estimators\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('flax', 'optax', 'orbax', 'tensorflow_datasets')"
-        " or m in ('jaxmem.train', 'jaxmem.models', 'jaxmem.data') or m.startswith(('jaxmem.train.', 'jaxmem.models.', 'jaxmem.data.'))]\n"
+        " or m in ('jaxmem.train', 'jaxmem.models', 'jaxmem.data')"
+        " or m.startswith(('jaxmem.train.', 'jaxmem.models.', 'jaxmem.data.'))]\n"
         "print(bad); assert not bad, bad\n"
         "assert 'scipy.stats' not in sys.modules\n"
     )

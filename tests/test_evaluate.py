@@ -101,7 +101,8 @@ def test_targets_subset_and_signal_attacks_match_direct_calls():
     mask = np.ones(M, bool)
     mask[6] = False
     targets = [0, 3, 7]
-    ev = evaluate({"phi": phi, **{"loss": loss, "p": p, "p_pop": p_pop}}, keep, attacks=("lira_online", "global_threshold", "loss", "rmia_offline", "rmia_online"),
+    ev = evaluate({"phi": phi, "loss": loss, "p": p, "p_pop": p_pop}, keep,
+                  attacks=("lira_online", "global_threshold", "loss", "rmia_offline", "rmia_online"),
                   targets=targets, model_mask=mask, return_scores=True, rmia_a=0.3, rmia_gamma=1.5)
     np.testing.assert_array_equal(ev.targets, targets)
     pm, pz = p.mean(-1), p_pop.mean(-1)
@@ -175,7 +176,8 @@ def test_rmia_offline_a_tuned_once(rng, M, N, Z, gamma):
     mask = np.ones(M, bool)
     mask[0] = False  # the first usable model, 1, plays the pseudo-target
     phi = np.zeros((M, N, 1), np.float32)
-    ev = evaluate({"phi": phi, **{"p": p[..., None], "p_pop": p_pop[..., None]}}, keep, attacks=("rmia_offline", "rmia_online"), model_mask=mask, return_scores=True, rmia_gamma=gamma)
+    ev = evaluate({"phi": phi, "p": p[..., None], "p_pop": p_pop[..., None]}, keep,
+                  attacks=("rmia_offline", "rmia_online"), model_mask=mask, return_scores=True, rmia_gamma=gamma)
     prm = ev.params["rmia_offline"]
     assert prm["a_source"] == "tuned_once" and prm["tune_model"] == 1
     want_a, aucs = brute_force_a(p, keep, p_pop, 1, np.arange(2, M), gamma)
@@ -194,7 +196,8 @@ def test_rmia_offline_a_tuned_once(rng, M, N, Z, gamma):
         np.testing.assert_array_equal(ev.scores["rmia_online"][j], want)
 
     # the old behaviour on request: every target tunes a among its own references
-    old = evaluate({"phi": phi, **{"p": p, "p_pop": p_pop}}, keep, attacks=("rmia_offline",), model_mask=mask, targets=[1, 4], return_scores=True, rmia_gamma=gamma, rmia_tune="per_target")
+    old = evaluate({"phi": phi, "p": p, "p_pop": p_pop}, keep, attacks=("rmia_offline",), model_mask=mask,
+                   targets=[1, 4], return_scores=True, rmia_gamma=gamma, rmia_tune="per_target")
     assert old.params["rmia_offline"]["a_source"] == "tuned_per_target"
     for j, t in enumerate([1, 4]):
         ref = mask.copy()
@@ -209,3 +212,51 @@ def test_rmia_offline_a_tuned_once(rng, M, N, Z, gamma):
     assert fixed.params["rmia_offline"] == {"a": 0.4, "a_source": "given"}
     with pytest.raises(ValueError, match="rmia_tune"):
         evaluate({"phi": phi, **{"p": p, "p_pop": p_pop}}, keep, attacks=("rmia_offline",), rmia_tune="twice")
+
+
+def test_a_new_attack_is_one_function_and_one_registry_line(rng):
+    """An attack registered at run time (a pure function of the target's signals) runs through
+    the one driver like the built-in ones; here -loss twice over, which ranks as the loss attack."""
+    from jaxmem.attacks.registry import ATTACKS, register, target_attack
+
+    M, N = 6, 40
+    keep = rng.random((M, N)) < 0.5
+    loss = rng.exponential(size=(M, N)) + ~keep
+    register("double_loss", target_attack(lambda x: -2.0 * np.asarray(x, np.float64), "loss"))
+    try:
+        ev = evaluate({"loss": loss}, keep, attacks=("double_loss", "loss"), return_scores=True)
+    finally:
+        del ATTACKS["double_loss"]
+    np.testing.assert_array_equal(ev.scores["double_loss"], 2 * ev.scores["loss"])
+    np.testing.assert_array_equal(ev.metrics["double_loss"]["auc"], ev.metrics["loss"]["auc"])
+    for t in range(M):
+        ref = roc_auc_ref(-loss[t], keep[t])
+        np.testing.assert_allclose(ev.metrics["double_loss"]["auc"][t], ref, rtol=1e-12)
+
+
+def roc_auc_ref(scores, members):
+    """P(s_in > s_out) + ½ P(tie) by brute force over all pairs."""
+    s_in, s_out = scores[members][:, None], scores[~members][None, :]
+    return float(((s_in > s_out) + 0.5 * (s_in == s_out)).mean())
+
+
+def test_roc_groups_infinite_ties(rng):
+    """Issue #11 item 2: ties found by equality (inf − inf is NaN): 400 scores all +inf, half
+    members, give AUC 0.5; finite and ±inf mixes against the brute force."""
+    from jaxmem.attacks.metrics import roc_auc, roc_curve, tpr_at_fpr
+
+    members = np.arange(400) < 200
+    s = np.full(400, np.inf)
+    assert roc_auc(s, members) == 0.5
+    assert batched_roc_metrics(s[None], members[None])[0][0] == 0.5
+    fpr, tpr, thr = roc_curve(s, members)
+    np.testing.assert_array_equal(fpr, [0, 1])
+    np.testing.assert_array_equal(tpr, [0, 1])
+    assert tpr_at_fpr(s, members, 0.01) == 0.0
+    for _ in range(5):
+        s = rng.normal(size=300)
+        m = rng.random(300) < 0.5
+        s[rng.random(300) < 0.1] = np.inf
+        s[rng.random(300) < 0.1] = -np.inf
+        np.testing.assert_allclose(roc_auc(s, m), roc_auc_ref(s, m), rtol=1e-12)
+        np.testing.assert_allclose(batched_roc_metrics(s[None], m[None])[0][0], roc_auc_ref(s, m), rtol=1e-12)

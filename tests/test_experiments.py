@@ -11,8 +11,8 @@ from jaxmem import config as cfgmod
 from jaxmem.analyses import common as X
 from jaxmem.analyses import run_experiment
 from jaxmem.attacks.evaluation import Evaluation
-from jaxmem.signals import Signals
 from jaxmem.io import RunError
+from jaxmem.signals import Signals
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["subsets.num_models=6", "train.epochs=2", "data.max_train=200", "scoring.targets=2",
@@ -126,8 +126,8 @@ def test_sequence_losses_match_a_float64_reference():
     import jax
     import jax.numpy as jnp
 
-    from jaxmem.train import lm
     from jaxmem.models import get_model
+    from jaxmem.train import lm
 
     V, P, T = 11, 5, 3
     model = get_model("transformer", V, vocab_size=V, max_len=16, causal_lm=True, d_model=16,

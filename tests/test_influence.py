@@ -11,6 +11,7 @@ import pytest
 
 import jaxmem.estimators as E
 
+
 def ref_influence_se(keep, test, mask):
     """Mean IN − mean OUT and sqrt(var_in/n_in + var_out/n_out) (ddof=1) by explicit loops."""
     m_models, n = keep.shape

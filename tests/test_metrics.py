@@ -7,8 +7,14 @@ from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
-from jaxmem.attacks.metrics import (balanced_accuracy, clopper_pearson, epsilon_lower_bound,
-                                    roc_auc, roc_curve, tpr_at_fpr)
+from jaxmem.attacks.metrics import (
+    balanced_accuracy,
+    clopper_pearson,
+    epsilon_lower_bound,
+    roc_auc,
+    roc_curve,
+    tpr_at_fpr,
+)
 
 
 def tied_scores(rng, n, levels):

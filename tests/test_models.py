@@ -7,8 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmem.models import (MODEL_NAMES, count_params, flops_per_example, get_model,
-                           whitening_kernel)
+from jaxmem.models import MODEL_NAMES, count_params, flops_per_example, get_model, whitening_kernel
 
 C = 10
 TINY_AIRBENCH = dict(widths=(8, 16, 16))

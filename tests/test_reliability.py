@@ -17,10 +17,9 @@ import textwrap
 import time
 from pathlib import Path
 
+import helpers_run as H
 import numpy as np
 import pytest
-
-import helpers_run as H
 
 
 def _no_summary(wd):

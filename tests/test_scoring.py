@@ -10,11 +10,11 @@ import shutil
 import subprocess
 import sys
 
+import helpers_run as H
 import numpy as np
 import numpy.testing as npt
 import pytest
 
-import helpers_run as H
 from jaxmem import config as cfgmod
 from jaxmem import runs as R
 from jaxmem.io import RunError

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import helpers_run as H
 import numpy as np
 import pytest
 
-import helpers_run as H
 from jaxmem import config as cfgmod
 from jaxmem import runs as R
-from jaxmem.runs import workdir as W
 from jaxmem.io import RunError
+from jaxmem.runs import workdir as W
 
 SIGNALS = ["logits.npy", "test_logits.npy", "diverged.npy", "final_loss.npy", "correct_by_epoch.npy"]
 

@@ -1,14 +1,12 @@
 """The stacked trainer: chunk independence, determinism, eval mode, divergence isolation, DP-SGD."""
 
-import numpy as np
-import pytest
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxmem.config import load_config
-from jaxmem.subsets import balanced_keep
 from jaxmem.privacy import dp_epsilon
+from jaxmem.subsets import balanced_keep
 from jaxmem.train import Trainer, steps_per_epoch_max
 
 RNG = np.random.default_rng

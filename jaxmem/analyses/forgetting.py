@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxmem.analyses.common import (audit, figure, memorization_of, nanmean, run_signals,
-                                    spearman)
+from jaxmem.analyses.common import audit, figure, memorization_of, nanmean, run_signals, spearman
 from jaxmem.io import load_json, save_json
 
 

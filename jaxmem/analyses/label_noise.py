@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxmem.analyses.common import (audit, common_row, default_targets, figure, id_mask,
-                                    memorization_of, nanmean, run_signals)
+from jaxmem.analyses.common import (
+    audit,
+    common_row,
+    default_targets,
+    figure,
+    id_mask,
+    memorization_of,
+    nanmean,
+    run_signals,
+)
 
 
 def analyze(cfg, workdir, runs, log):

@@ -23,7 +23,8 @@ selection (:mod:`jaxmem.attacks._select`), blocked over examples, under ``jit``.
 float32; means, squared deviations and the scores are computed in float64 inside a
 ``jax.enable_x64(True)`` scope (the leave-one-out downdates of :func:`jaxmem.attacks.evaluate` need
 it). Standardized distances are clipped to |z| ≤ 1e150 so that constant φ (σ = 0 + eps) gives
-finite scores (0 for online when the target equals both locations). Examples with fewer than ``min_in`` IN / ``min_out`` OUT shadows get NaN and a
+finite scores (0 for online when the target equals both locations). Examples with fewer than
+``min_in`` IN / ``min_out`` OUT shadows get NaN and a
 :class:`FewShadowsWarning` with the count.
 """
 

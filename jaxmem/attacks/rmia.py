@@ -33,7 +33,9 @@ margin m = 0.6 at T = 2 (CIFAR-10, CINIC-10) or T = 1 (CIFAR-100); Purchase-100 
 softmax at T = 2 on one query; (2) a ratio per query, ``score > γ`` per query and per (x, z),
 then a majority vote over queries (``torch.mode``: a tie is False), score = fraction of z
 winning; (3) ``scipy.stats.trim_mean(proportiontocut=0.2)`` over the reference models (offline
-the OUT models, online equally many IN and OUT models pooled); (4) γ = 2, strict ``>`` on ratio_x · (1/ratio_z) (here ratio_z < ratio_x / γ: the same up to rounding at exact ties); (5) a
+the OUT models, online equally many IN and OUT models pooled); (4) γ = 2, strict ``>`` on ratio_x ·
+(1/ratio_z) (here ratio_z < ratio_x / γ:
+the same up to rounding at exact ties); (5) a
 fixed a = 0.33 (CIFAR-10, CINIC-10), 0.6 (CIFAR-100), 0.2 (Purchase-100); (6) the population z is
 the target model's non-members (x itself among them), with P(z) from z's OUT models (offline).
 To get (1)–(5) here: compute p with :func:`jaxmem.signals.taylor_soft_margin_probability`

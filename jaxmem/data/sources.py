@@ -26,7 +26,7 @@ import random
 
 import numpy as np
 
-from jaxmem.data.dataset import Dataset, DataError, make_dataset
+from jaxmem.data.dataset import DataError, Dataset, make_dataset
 from jaxmem.data.preprocess import images, standardize
 
 __all__ = ["SOURCES", "PREFIXES", "load", "check_source", "digits_split", "DIGITS_TEST_FRACTION"]

@@ -10,7 +10,6 @@ import jax.numpy as jnp
 
 from jaxmem.models.common import BN_EPS, BN_MOMENTUM, Dtype, as_input, batch_norm_layer, float32_logits
 
-
 _WRN_CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 

@@ -163,7 +163,8 @@ def train_models(cfg, ds, keep, blocks, workdir: Path, *, progress=True, process
     todo = [r for a, b in todo for r in _runs(~done, a, b)]
     sharding = None
     if ndev > 1:
-        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+        from jax.sharding import Mesh, NamedSharding
+        from jax.sharding import PartitionSpec as P
 
         mesh = Mesh(np.array(jax.local_devices()), ("models",))
         sharding = NamedSharding(mesh, P("models"))

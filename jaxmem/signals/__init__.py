@@ -16,8 +16,8 @@ from jaxmem.signals.functions import (
 from jaxmem.signals.stream import (
     RMIA_RESEARCH_SIGNAL,
     SIGNALS,
-    SignalSpec,
     Signals,
+    SignalSpec,
     compute_signals,
     rmia_p_spec,
 )

@@ -88,7 +88,7 @@ class Vocab(NamedTuple):
     chars: str
 
     @staticmethod
-    def of(text: str) -> "Vocab":
+    def of(text: str) -> Vocab:
         return Vocab("".join(sorted(set(text) | set("0123456789"))))
 
     def encode(self, s: str) -> np.ndarray:

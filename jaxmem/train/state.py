@@ -23,7 +23,7 @@ class TrainState(NamedTuple):
         return {k: v for k, v in self._asdict().items() if v is not None}
 
     @classmethod
-    def from_tree(cls, tree: dict) -> "TrainState":
+    def from_tree(cls, tree: dict) -> TrainState:
         return cls(**tree)
 
 
