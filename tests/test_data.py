@@ -109,7 +109,7 @@ def test_digits_arrays_match_sklearn(digits, sk_digits):
 def test_mnist1d_matches_package_and_keeps_global_rng():
     from mnist1d.data import get_dataset_args, make_dataset
 
-    D._mnist1d_raw.cache_clear()
+    D.sources._mnist1d_raw.cache_clear()
     np.random.seed(123)
     random.seed(123)
     before = (np.random.random(), random.random())
@@ -257,7 +257,7 @@ def test_standardize_matches_float64_reference(shape, per_channel, dtype):
     hi = 256 if dtype == np.uint8 else 1000
     x, xt = rng.integers(0, hi, shape).astype(dtype), rng.integers(0, hi, shape).astype(dtype)
     scale = 1.0 / hi
-    a, b, stats = D._standardize(x, xt, scale=scale, per_channel=per_channel)
+    a, b, stats = D.preprocess.standardize(x, xt, scale=scale, per_channel=per_channel)
     c = shape[-1] if per_channel else 1
     ref = x.astype(np.float64).reshape(-1, c) * scale
     mean, std = ref.mean(0), ref.std(0)

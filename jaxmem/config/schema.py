@@ -42,7 +42,7 @@ class SubsetConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "mlp"               # mlp | cnn | resnet_airbench | wrn | transformer
+    name: str = "mlp"               # a family of jaxmem.models.registry.MODELS
     hidden: typing.List[int] = field(default_factory=lambda: [256])
     channels: typing.List[int] = field(default_factory=lambda: [32, 64])
     batch_norm: bool = False
@@ -131,7 +131,7 @@ class ScoringConfig:
 class ExperimentConfig:
     """What an experiment file adds to a single run: variants (a sweep) and an analysis."""
 
-    kind: str = "default"           # the analysis run after training (jaxmem.experiments)
+    kind: str = "default"           # the analysis run after training (jaxmem.analyses.registry)
     variants: typing.List[typing.List[str]] = field(default_factory=list)  # overrides per variant
     variant_names: typing.List[str] = field(default_factory=list)
     full: bool = False              # apply full_overrides (the faithful, accelerator-sized variant)

@@ -11,15 +11,12 @@ This package imports only numpy, jax (and scipy lazily): never flax/optax/jaxmem
 from jaxmem.estimators._common import InsufficientModelsWarning
 from jaxmem.estimators.exposure import SkewNormalExposure, exposure_rank, exposure_skewnorm
 from jaxmem.estimators.forgetting import ForgettingEvents, forgetting_events
-from jaxmem.estimators.influence import (
+from jaxmem.estimators.influence import InfluenceResult, TopInfluence, influence, top_influencers
+from jaxmem.estimators.leave_subset_out import (
     GroupKeep,
-    InfluenceResult,
     SubsetEffect,
-    TopInfluence,
     group_keep_from_ids,
-    influence,
     leave_subset_out,
-    top_influencers,
 )
 from jaxmem.estimators.memorization import (
     CScoreResult,

@@ -99,6 +99,16 @@ def map_column_blocks(fn, col_arrays, shared, n: int, block: int, use_jax: bool)
     return tuple(np.concatenate([o[k] for o in outs], axis=-1) for k in range(len(outs[0])))
 
 
+def matmul(xp, a, b):
+    """``a @ b`` in NumPy, or at ``Precision.HIGHEST`` in JAX (no TF32/bf16 passes on GPUs)."""
+    if xp is np:
+        return a @ b
+    import jax
+    import jax.numpy as jnp
+
+    return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
+
+
 def warn_missing(count: int, total: int, what: str) -> None:
     if count:
         warnings.warn(

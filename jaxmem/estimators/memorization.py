@@ -21,6 +21,7 @@ from jaxmem.estimators._common import (
     check_model_axis,
     is_jax,
     map_column_blocks,
+    matmul,
     resolve_dtype,
     warn_missing,
 )
@@ -42,12 +43,6 @@ class CScoreResult(NamedTuple):
     per_ratio: np.ndarray  # [R, N] hold-out mean at each subset ratio
     ratios: np.ndarray  # [R] the sorted distinct subset ratios
     n_out: np.ndarray  # [R, N] hold-out models per ratio
-
-
-def _matmul(xp, a, b):
-    if xp is np:
-        return a @ b
-    return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
 
 
 def _mem_kernel(xp, keep, x, mask, dt):
@@ -103,8 +98,8 @@ _mem_jit = jax.jit(_mem_kernel_shifted, static_argnames="dt")
 def _cscore_kernel(xp, keep, x, groups, mask, dt):
     kout = ~keep & mask[:, None]
     x = x.astype(dt)
-    num = _matmul(xp, groups.T, xp.where(kout, x, xp.zeros((), dt)))
-    den = _matmul(xp, groups.T, kout.astype(dt))
+    num = matmul(xp, groups.T, xp.where(kout, x, xp.zeros((), dt)))
+    den = matmul(xp, groups.T, kout.astype(dt))
     return xp.where(den > 0, num / den, xp.asarray(np.nan, dt)), den
 
 
