@@ -6,8 +6,15 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 
 
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+# The tests mirror the package (tests/attacks/, tests/runs/, ...); their shared helpers
+# (helpers_run.py) stay here, importable from every folder.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Fresh inputs every run. Each test's seed is printed on failure; replay one test with
 # JAXMEM_TEST_SEED=<that seed> python -m pytest tests/FILE.py::TEST

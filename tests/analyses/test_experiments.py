@@ -14,7 +14,7 @@ from jaxmem.attacks.evaluation import Evaluation
 from jaxmem.io import RunError
 from jaxmem.signals import Signals
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["subsets.num_models=6", "train.epochs=2", "data.max_train=200", "scoring.targets=2",
         "model.hidden=[32]"]
 

@@ -273,7 +273,7 @@ def _headline(tmp_path, config):
     """``config`` through `jaxmem run`, shrunk, on TFDS's mock data; returns (summary, config)."""
     pytest.importorskip("tensorflow_datasets")
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     r = subprocess.run([sys.executable, "-c", _HEADLINE, str(tmp_path / "run"), config], env=env,
                        cwd=root, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

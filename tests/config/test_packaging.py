@@ -13,7 +13,7 @@ import pytest
 
 from jaxmem import config as cfgmod
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_wheel_holds_every_package_and_the_experiment_files(tmp_path):
@@ -44,7 +44,7 @@ def test_experiment_files_resolve_as_before_the_preset():
     """``jaxmem config X`` (quick and full, every variant) equals the configs resolved at
     12d6e22, before the airbench94 recipe moved into experiments/presets/airbench94.toml; only
     ``experiment.full_overrides`` is shorter (the recipe left it for ``full_include``)."""
-    before = json.loads((ROOT / "tests" / "data" / "resolved_configs_12d6e22.json").read_text())
+    before = json.loads((ROOT / "tests" / "fixtures" / "resolved_configs_12d6e22.json").read_text())
     for key, want in before.items():
         name, full = key.split(":full=")
         cfg = cfgmod.load_config(str(ROOT / "experiments" / f"{name}.toml"),
