@@ -105,7 +105,7 @@ def main():
     p_pop = rng.uniform(0.01, 0.99, size=(Mr, NZ))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        run = lambda: rmia(p[0], p[1:], kr[1:], p_pop[0], p_pop[1:], a=0.3)  # noqa: E731
+        run = lambda: rmia(p[0], p[1:], kr[1:], p_pop[0], p_pop[1:], a=0.3)
         run()
         tr, ours = best_of(run, 2)
         tn, ref = best_of(lambda: numpy_rmia_offline(p[0], p[1:], kr[1:], p_pop[0], p_pop[1:], 0.3), 1)
@@ -116,12 +116,11 @@ def main():
     Ne = NZ // 2
     pe = np.clip(rng.beta(2, 2, size=Ne) + 0.2 * kr[:, :Ne] + 0.05 * rng.normal(size=(Mr, Ne)), 1e-3, 1)
     sig = {"p": pe, "p_pop": p_pop}
-    phi0 = np.zeros((Mr, Ne, 1), np.float32)
     kt = min(args.rmia_targets, Mr)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        once = lambda: evaluate(phi0, kr[:, :Ne], attacks=("rmia_offline",), signals=sig)  # noqa: E731
-        per = lambda: evaluate(phi0, kr[:, :Ne], attacks=("rmia_offline",), signals=sig,  # noqa: E731
+        once = lambda: evaluate(sig, kr[:, :Ne], attacks=("rmia_offline",))
+        per = lambda: evaluate(sig, kr[:, :Ne], attacks=("rmia_offline",),
                                targets=np.arange(kt), rmia_tune="per_target")
         to, ev_once = best_of(once, 2)  # best of 2: the first compiles the ROC kernel for its shape
         tp, ev_per = best_of(per, 2)

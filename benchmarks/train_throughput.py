@@ -46,15 +46,15 @@ def _xla_flags_from_argv():
 if __name__ == "__main__":
     _xla_flags_from_argv()
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
 
-from jaxmem.config import load_config  # noqa: E402
-from jaxmem.data import load  # noqa: E402
-from jaxmem.subsets import balanced_keep  # noqa: E402
-from jaxmem.train import Trainer, steps_per_epoch_max  # noqa: E402
+from jaxmem.config import load_config
+from jaxmem.data import load
+from jaxmem.subsets import balanced_keep
+from jaxmem.train import Trainer, steps_per_epoch_max
 
 STEPS, BATCH, LR, HIDDEN = 140, 128, 1e-3, 256
 CLOCK = time.perf_counter   # --clock cpu: time.process_time

@@ -6,11 +6,11 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 
 
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import sys
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
 # The tests mirror the package (tests/attacks/, tests/runs/, ...); their shared helpers
 # (helpers_run.py) stay here, importable from every folder.

@@ -131,7 +131,7 @@ def write_csv(path: Path, rows: list) -> str:
     keys = list(rows[0])
     for r in rows[1:]:
         keys += [k for k in r if k not in keys]
-    fmt = lambda v: "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))  # noqa: E731
+    fmt = lambda v: "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
     lines = [",".join(keys)] + [",".join(fmt(r.get(k)) for k in keys) for r in rows]
     save_text(path, "\n".join(lines) + "\n")
     return str(path)
@@ -141,7 +141,7 @@ def print_rows(rows: list, keys=None):
     if not rows:
         return
     keys = keys or list(rows[0])
-    fmt = lambda v: "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
+    fmt = lambda v: "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
     cells = [[fmt(r.get(k)) for k in keys] for r in rows]
     w = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
     print("  " + "  ".join(k.rjust(w[i]) for i, k in enumerate(keys)))

@@ -104,7 +104,7 @@ def order_statistics_two_groups(x, in_mask, out_mask, j_in, j_out, *, n_next=1, 
     if pad:
         args = tuple(jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)) for a in args)
     args = tuple(a.reshape((-1, r) + a.shape[1:]) for a in args)
-    fn = lambda a: select_two_groups(*a, n_next=n_next)  # noqa: E731
+    fn = lambda a: select_two_groups(*a, n_next=n_next)
     vin, vout = jax.lax.map(fn, args)
     return vin.reshape(-1, n_next + 1)[:R], vout.reshape(-1, n_next + 1)[:R]
 

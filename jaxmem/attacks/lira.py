@@ -139,7 +139,7 @@ def _sub_block_stats(x, in_mask, out_mask, j_in, j_out, *, n_next, want_order, e
         if j_in is None:
             j_in = jnp.maximum((out["n_in"] - 1) // 2, 0)
             j_out = jnp.maximum((out["n_out"] - 1) // 2, 0)
-        rows = lambda a: jnp.broadcast_to(a[:, None], (b, A) + a.shape[1:]).reshape((b * A,) + a.shape[1:])  # noqa: E731
+        rows = lambda a: jnp.broadcast_to(a[:, None], (b, A) + a.shape[1:]).reshape((b * A,) + a.shape[1:])
         v_in, v_out = select_two_groups(
             x.reshape(b * A, M), rows(in_mask), rows(out_mask), rows(j_in), rows(j_out), n_next
         )
@@ -159,7 +159,7 @@ def block_stats(phi, in_mask, out_mask, j_in=None, j_out=None, *, n_next, want_o
     cache (several times faster than whole-block reductions).
     """
     M, B, A = phi.shape
-    split = lambda a: a.reshape((B // sub, sub) + a.shape[1:])  # noqa: E731
+    split = lambda a: a.reshape((B // sub, sub) + a.shape[1:])
     args = [split(jnp.transpose(phi, (1, 2, 0))), split(in_mask.T), split(out_mask.T)]
     has_j = j_in is not None
     if has_j:

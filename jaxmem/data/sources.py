@@ -36,7 +36,7 @@ DIGITS_TEST_FRACTION = 0.2
 
 def digits_split(labels: np.ndarray, test_fraction: float = DIGITS_TEST_FRACTION) -> np.ndarray:
     """Boolean test mask: per class, the round(f * n_c) examples with smallest sha256 key."""
-    digest = lambda i: hashlib.sha256(f"digits:{i}".encode()).hexdigest()  # noqa: E731
+    digest = lambda i: hashlib.sha256(f"digits:{i}".encode()).hexdigest()
     keys = np.array([int(digest(i)[:15], 16) for i in range(len(labels))])
     test = np.zeros(len(labels), bool)
     for c in np.unique(labels):

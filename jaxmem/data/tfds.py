@@ -31,7 +31,7 @@ def _tfds_missing(tfds, name: str, data_dir: str | None, err: Exception) -> str:
     """One-line diagnosis of why prepared TFDS data could not be opened (download=False)."""
     try:
         where = str(tfds.builder(name, data_dir=data_dir).data_dir)
-    except Exception:  # noqa: BLE001
+    except Exception:
         where = os.path.join(data_dir or "the default TFDS data dir", name)
     files = os.listdir(where) if os.path.isdir(where) else []
     if any(".tfrecord" in f for f in files):
@@ -98,7 +98,7 @@ def load_tfds(name: str, data_dir: str | None, download: bool) -> Dataset:
         train, test = tfds.data_source(name, split=["train", "test"], **kwargs)
     except tfds.core.registered.DatasetNotFoundError:
         raise DataError(f"unknown TFDS dataset {name!r}") from None
-    except Exception as e:  # noqa: BLE001 - TFDS raises many types for missing data
+    except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         if download:
             raise DataError(

@@ -43,10 +43,10 @@ class _AirbenchGroup(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        conv = lambda: nn.Conv(self.width, (3, 3), padding="SAME", use_bias=False,  # noqa: E731
+        conv = lambda: nn.Conv(self.width, (3, 3), padding="SAME", use_bias=False,
                                kernel_init=dirac_init(), dtype=self.dtype, param_dtype=jnp.float32)
         # airbench94 freezes the BN scale at 1 and trains only the bias: use_scale=False.
-        bn = lambda: batch_norm_layer(train, self.dtype, momentum=self.bn_momentum,  # noqa: E731
+        bn = lambda: batch_norm_layer(train, self.dtype, momentum=self.bn_momentum,
                                  epsilon=self.bn_eps, use_scale=False)
         h = nn.max_pool(conv()(x), (2, 2), strides=(2, 2))
         h = nn.gelu(bn()(h), approximate=False)

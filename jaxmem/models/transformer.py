@@ -18,7 +18,7 @@ class _TransformerBlock(nn.Module):
     @nn.compact
     def __call__(self, h, mask, train: bool):
         d = h.shape[-1]
-        ln = lambda: nn.LayerNorm(dtype=self.dtype, param_dtype=jnp.float32)  # noqa: E731
+        ln = lambda: nn.LayerNorm(dtype=self.dtype, param_dtype=jnp.float32)
         a = nn.MultiHeadDotProductAttention(self.num_heads, dtype=self.dtype,
                                             param_dtype=jnp.float32)(ln()(h), mask=mask)
         h = h + nn.Dropout(self.dropout)(a, deterministic=not train)

@@ -22,7 +22,7 @@ class _WideBasic(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        conv = lambda k, s: nn.Conv(self.width, (k, k), strides=(s, s), padding="SAME",  # noqa: E731
+        conv = lambda k, s: nn.Conv(self.width, (k, k), strides=(s, s), padding="SAME",
                                     use_bias=False, kernel_init=_WRN_CONV_INIT,
                                     dtype=self.dtype, param_dtype=jnp.float32)
         o = nn.relu(self.bn(train, self.dtype)(x))

@@ -37,10 +37,11 @@ def corpus(max_chars: int = 20000) -> tuple[str, dict]:
     on the installed Python version, so runs record which text they used).
     """
     import contextlib
+    import importlib
     import io
 
-    with contextlib.redirect_stdout(io.StringIO()):
-        import this  # noqa: F401  (prints the Zen on first import)
+    with contextlib.redirect_stdout(io.StringIO()):   # `this` prints the Zen on first import
+        importlib.import_module("this")
 
     parts, sources = [codecs.decode(sys.modules["this"].s, "rot13")], ["this.py (Zen of Python)"]
     lic = Path(sys.base_prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "LICENSE.txt"
@@ -182,6 +183,6 @@ def secret_losses(model, params, vocab: Vocab, secrets, *, num_references: int, 
             refs.append(s)
             taken.add(s)
     prefix = vocab.encode("\n" + PREFIX)
-    enc = lambda ss: np.stack([vocab.encode(s) for s in ss])  # noqa: E731
+    enc = lambda ss: np.stack([vocab.encode(s) for s in ss])
     return (sequence_losses(model, params, prefix, enc(secrets)),
             sequence_losses(model, params, prefix, enc(refs)))

@@ -197,7 +197,7 @@ def _recipe_check():
     tr = Trainer(cfg, x, y, 10, steps_per_epoch_max(keep, 16))
 
     def train(ids):
-        host = lambda t: jax.tree.map(np.asarray, t)  # noqa: E731  (train_epochs donates its state)
+        host = lambda t: jax.tree.map(np.asarray, t)
         st, aux = tr.init_chunk(ids, keep[ids])
         first = host(st)
         st, aux, _ = tr.train_epochs(st, aux, keep[ids], ids, 0, 1)
