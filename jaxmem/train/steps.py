@@ -129,7 +129,7 @@ class ModelSteps:
         x_all, y_all = data
         x_flat = x_all.reshape(y_all.shape[0], -1)
         t_global = e * spe + pos
-        active = (pos < spe) & (t_global < total_steps) & ~diverged
+        active = (pos < spe) & (t_global < total_steps) & ~diverged & (n_in > 0)   # (a phase may give none)
         idx = perm[(pos * B + jnp.arange(B)) % jnp.maximum(n_in, 1)]
         x = x_flat[idx].reshape((B,) + x_all.shape[1:])  # row gather: fast on CPU too
         x = augment(x, jax.random.fold_in(keys["augment"], t_global), tc.augment,

@@ -220,7 +220,8 @@ def train_phases(trainer: Trainer, model_ids, phases, *, init_rows=None):
     ``epochs``; a 0-epoch phase only marks a point to look at the models). The phases' epochs
     follow each other (epoch numbers, and so data orders and keys, continue), and the trainer's
     ``schedule_epochs`` should be their total. ``init_rows`` [K, N]: the rows a whitened stem is
-    computed from (default: the first phase's)."""
+    computed from (default: the first phase's). Each yielded state is donated to the next phase:
+    use it (or copy it to the host) before advancing the generator."""
     phases = list(phases)
     rows = phases[0].available if init_rows is None else init_rows
     state, status = trainer.init_chunk(model_ids, rows)
