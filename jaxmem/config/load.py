@@ -15,14 +15,11 @@ import math
 import typing
 from pathlib import Path
 
-from jaxmem.config.schema import Config
+from jaxmem.config.schema import Config, ConfigError, flatten, to_dict
+from jaxmem.config.validate import validate
 
 __all__ = ["ConfigError", "from_dict", "to_dict", "apply_overrides", "load_config",
            "read_experiment", "resolve_experiment", "variant_configs", "flatten"]
-
-
-class ConfigError(ValueError):
-    """A configuration problem; the message names the field."""
 
 
 def _check_value(path: str, value, tp):
@@ -82,25 +79,8 @@ def from_dict(d, cls=Config, path: str = ""):
     kwargs = {k: _check_value(f"{path}.{k}" if path else k, v, hints[k]) for k, v in d.items()}
     obj = cls(**kwargs)
     if cls is Config:
-        from jaxmem.config.validate import validate
-
         validate(obj)
     return obj
-
-
-def to_dict(cfg) -> dict:
-    return dataclasses.asdict(cfg)
-
-
-def flatten(d, prefix=""):
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def _parse_value(text: str):

@@ -8,10 +8,11 @@ registries by :func:`jaxmem.config.validate.validate`.
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from dataclasses import dataclass, field
 
-__all__ = ["Config", "DataConfig", "SubsetConfig", "ModelConfig", "DPConfig", "TrainConfig",
+__all__ = ["ConfigError", "to_dict", "flatten", "Config", "DataConfig", "SubsetConfig", "ModelConfig", "DPConfig", "TrainConfig",
            "SignalsConfig", "RMIAConfig", "ScoringConfig", "ExperimentConfig"]
 
 
@@ -150,4 +151,25 @@ class Config:
     signals: SignalsConfig = field(default_factory=SignalsConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the field."""
+
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+
+def flatten(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
 

@@ -5,8 +5,7 @@ light enough to import without jax. A bad value raises :class:`ConfigError` nami
 
 from __future__ import annotations
 
-from jaxmem.config.load import ConfigError, flatten, to_dict
-from jaxmem.config.schema import Config
+from jaxmem.config.schema import Config, ConfigError, flatten, to_dict
 
 __all__ = ["validate"]
 
