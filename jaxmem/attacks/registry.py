@@ -25,7 +25,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-__all__ = ["Attack", "TargetView", "ATTACKS", "DEFAULT_ATTACKS", "register", "target_attack",
+__all__ = ["Attack", "TargetView", "ATTACKS", "DEFAULT_ATTACKS", "IMPORT_ATTACKS", "register", "target_attack",
            "shadow_attack", "get"]
 
 
@@ -129,6 +129,10 @@ ATTACKS: dict[str, Attack] = {
 }
 DEFAULT_ATTACKS = ("lira_online", "lira_online_fixed_variance", "lira_offline",
                    "lira_offline_fixed_variance", "global_threshold")
+#: What a run imported from arrays is scored with (jaxmem.runs.import_arrays): every attack that
+#: needs only the logits (RMIA: and a test set as its population); Shokri's classifiers and
+#: RMIA's research variant are one --set scoring.attacks away.
+IMPORT_ATTACKS = DEFAULT_ATTACKS + ("loss", "rmia_offline", "rmia_online")
 
 
 def register(name: str, attack: Attack, *, replace: bool = False) -> None:

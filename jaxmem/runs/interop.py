@@ -51,11 +51,11 @@ def import_arrays(workdir, keep, logits, labels, *, test_logits=None, test_label
     if (labels.min(initial=0) < 0 or labels.max(initial=0) >= C or
             test_labels.min(initial=0) < 0 or test_labels.max(initial=0) >= C):
         raise RunError(f"labels: out of range for {C} classes")
-    from jaxmem.attacks.registry import ATTACKS
+    from jaxmem.attacks.registry import ATTACKS, IMPORT_ATTACKS
 
-    # every attack a run of logits can feed (RMIA needs a population: the test set)
-    attacks = [a for a, e in ATTACKS.items()
-               if not any(n.endswith("_pop") for n in e.needs) or test_labels.size]
+    # RMIA needs a population: the test set
+    attacks = [a for a in IMPORT_ATTACKS
+               if not any(n.endswith("_pop") for n in ATTACKS[a].needs) or test_labels.size]
     base = {"name": name, "data": {"source": f"external:{name}"},
             "subsets": {"num_models": int(M)}, "scoring": {"attacks": attacks}}
     cfg = cfgmod.from_dict(cfgmod.apply_overrides(base, overrides))
