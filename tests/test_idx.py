@@ -145,7 +145,7 @@ def test_read_idx_empty_array(tmp_path):
 
 
 def test_read_idx_reads_into_the_array_without_copies(rng, tmp_path):
-    x = rng.integers(0, 256, (3000, 28, 28), dtype=np.uint8)  # 2.35 MB
+    x = rng.integers(0, 256, (6000, 28, 28), dtype=np.uint8)  # 4.7 MB
     path = tmp_path / "x.gz"
     path.write_bytes(gzip.compress(struct.pack(">BBBBIII", 0, 0, 8, 3, *x.shape) + x.tobytes()))
     tracemalloc.start()
@@ -155,9 +155,9 @@ def test_read_idx_reads_into_the_array_without_copies(rng, tmp_path):
     finally:
         tracemalloc.stop()
     np.testing.assert_array_equal(got, x)
-    # the array itself plus the 1 MiB read chunk and gzip's buffers; a bytes copy of the
-    # payload (or any float copy) would add >= 2.35 MB
-    assert peak < x.nbytes + (1 << 20) + (512 << 10), peak
+    # the array itself plus the 1 MiB read chunk and gzip's buffers (measured ~1.1 MB on
+    # Python 3.11); a bytes copy of the payload (or any float copy) would add >= 4.7 MB
+    assert peak < x.nbytes + (3 << 20), peak
 
 
 def corruptions():
@@ -630,7 +630,8 @@ def test_real_fashion_mnist(monkeypatch):
     assert y[0] == 9 and meta["class_names"][9] == "Ankle boot"
     assert meta["location"] == "JAXMEM_DATA" and meta["num_classes"] == 10
     payload = x.nbytes + xt.nbytes + 70_000 * 9  # uint8 images, uint8 labels + their int64 copies
-    assert peak < payload + (2 << 20), (peak, payload)  # read buffers; a float copy would be 4x
+    # read buffers (measured ~1.5 MB on Python 3.11); a float copy would add >= 188 MB
+    assert peak < payload + (4 << 20), (peak, payload)
 
     # independent parse: struct for the headers and first values, gzip + frombuffer for the rest
     arrays = {"train_images": x, "train_labels": y, "test_images": xt, "test_labels": yt}
