@@ -19,8 +19,9 @@ it is, EOS included, as in Hugging Face's ``labels=input_ids`` loss).
 * :func:`greedy_extraction`: Carlini et al. (2022)'s k-extractability by greedy decoding.
 
 Precision and memory. NumPy inputs are computed in float64 NumPy (float16/32 logits are upcast
-one block at a time: at most ``block_elements`` logits, 2^24 by default = 128 MB in float64, so a
-``[M, N, L, V]`` stack or a memmap is never copied whole) and return float64 (or ``dtype``). JAX
+one block at a time: at most ``block_elements`` logits, 2^24 by default = 128 MB in float64, with
+about five temporaries of that size, so a ``[M, N, L, V]`` stack or a memmap is never copied
+whole) and return float64 (or ``dtype``). JAX
 inputs are computed in ``jax.numpy`` in float32 (float64 if the logits are float64 under x64),
 work under ``jit``/``vmap``, and are blocked over rows with ``lax.map(batch_size=block_rows)``.
 
