@@ -36,7 +36,8 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import numpy as np

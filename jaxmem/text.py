@@ -52,7 +52,8 @@ import hashlib
 import json
 import os
 import zlib
-from typing import Iterable, NamedTuple, Sequence
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -154,7 +155,7 @@ def _lines(path: str) -> list[str]:
     lines = data.split("\n")
     if lines and lines[-1] == "":  # the file's final newline ends the last line; it adds none
         lines.pop()
-    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+    return [ln.removesuffix("\r") for ln in lines]
 
 
 def _find(data_dir: str | None, filename: str, source: str) -> str:
@@ -247,7 +248,7 @@ def read_lines(path: str, *, column: str | None = None) -> TextDataset:
     if not os.path.isfile(path):
         raise TextDataError(f"text:{path}: no such file")
     name = f"text:{path}"
-    is_tsv = path.endswith(".tsv") or path.endswith(".tsv.gz")
+    is_tsv = path.endswith((".tsv", ".tsv.gz"))
     lines = _lines(path)
     if not is_tsv:
         if column is not None:
@@ -349,7 +350,7 @@ class HFTokenizer:
         return {"kind": "bpe", "json": self._tok.to_str()}
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "HFTokenizer":
+    def from_config(cls, cfg: dict) -> HFTokenizer:
         tokenizers = _need("tokenizers", "the BPE tokenizer")
         return cls(tokenizers.Tokenizer.from_str(cfg["json"]))
 
@@ -458,7 +459,7 @@ def _gpt2_ranks(vocab_bpe: str, encoder: dict) -> dict:
             printable.append(b)
             to_byte[chr(256 + n)] = b
             n += 1
-    dec = lambda s: bytes(to_byte[c] for c in s)  # noqa: E731
+    dec = lambda s: bytes(to_byte[c] for c in s)
     ranks = {bytes([b]): i for i, b in enumerate(printable)}
     for line in vocab_bpe.split("\n")[1:-1]:
         a, b = line.split()

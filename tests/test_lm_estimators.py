@@ -12,6 +12,14 @@ from jaxmem.estimators import InsufficientModelsWarning, counterfactual_memoriza
 from jaxmem.estimators import lm as E
 
 
+def mean(v):
+    return sum(v) / len(v) if v else math.nan
+
+
+def var(v):
+    return sum((x - mean(v)) ** 2 for x in v) / (len(v) - 1) if len(v) > 1 else math.nan
+
+
 def _design(rng, M, N):
     keep = rng.random((M, N)) < 0.5
     keep[:, 0] = True  # no OUT model
@@ -31,8 +39,6 @@ def test_counterfactual_memorization_lm_against_loops(rng):
         per = [sum(correct[m, i, t] for t in toks) / len(toks) if toks else math.nan for m in range(M)]
         ins = [per[m] for m in range(M) if keep[m, i]]
         outs = [per[m] for m in range(M) if not keep[m, i]]
-        mean = lambda v: sum(v) / len(v) if v else math.nan  # noqa: E731
-        var = lambda v: sum((x - mean(v)) ** 2 for x in v) / (len(v) - 1) if len(v) > 1 else math.nan  # noqa: E731
         mem = mean(ins) - mean(outs)
         se = math.sqrt(var(ins) / len(ins) + var(outs) / len(outs)) if len(ins) > 1 and len(outs) > 1 else math.nan
         np.testing.assert_allclose(res.mem[i], mem, rtol=1e-12, atol=1e-12, equal_nan=True)

@@ -3,7 +3,6 @@ inputs: per-token log-probabilities, Min-K%++'s mu / sigma, argmax correctness, 
 reductions, the batched model path, and greedy extraction on a hand-built lookup-table LM."""
 
 import math
-import warnings
 
 import jax
 import jax.numpy as jnp

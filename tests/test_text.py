@@ -215,7 +215,7 @@ def test_plant_duplicates_is_seeded_and_traceable(rng):
     # a second transform continues the ids and never copies a copy
     d = T.plant_duplicates(a, (3,), per_count=2, seed=0)
     assert d.ids[len(a):].min() == a.meta["next_id"]
-    assert set(d.meta["transforms"][-1]["source_ids"][0]) <= set(int(i) for i in base.ids)
+    assert set(d.meta["transforms"][-1]["source_ids"][0]) <= {int(i) for i in base.ids}
     with pytest.raises(T.TextDataError, match="distinct integers"):
         T.plant_duplicates(base, (2, 2), per_count=1, seed=0)
     with pytest.raises(T.TextDataError, match="eligible"):

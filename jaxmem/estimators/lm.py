@@ -25,7 +25,10 @@ import numpy as np
 
 from jaxmem.attacks.metrics import clopper_pearson
 from jaxmem.estimators._common import InsufficientModelsWarning
-from jaxmem.estimators.memorization import MemorizationResult, counterfactual_memorization
+from jaxmem.estimators.memorization import (
+    MemorizationResult,
+    counterfactual_memorization,
+)
 from jaxmem.signals_lm import masked_mean
 
 __all__ = [
