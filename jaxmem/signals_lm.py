@@ -9,7 +9,7 @@ it is, EOS included, as in Hugging Face's ``labels=input_ids`` loss).
 
 * :func:`token_signals` -> :class:`TokenSignals`: per token, ``logp`` = log p(x_{t+1} | x_{≤t});
   ``mu`` and ``sigma``, the mean and standard deviation of log p(v) for v drawn from the model's own
-  next-token distribution (Min-K%++'s μ and σ, Zhang et al. 2024, Eq. 4); ``correct`` = 1.0 where
+  next-token distribution (Min-K%++'s μ and σ, Zhang et al. 2024); ``correct`` = 1.0 where
   the argmax of the logits is the true next token (exact-match token accuracy, Tirumala et al.
   2022; ties go to the lowest id), 0.0 elsewhere.
 * :func:`sequence_nll` (mean token NLL, nats), :func:`token_accuracy`, :func:`masked_mean`:
@@ -198,7 +198,7 @@ def token_signals(logits, tokens, mask=None, *, stats=STATS, block_elements=_BLO
     Returns:
       :class:`TokenSignals` with arrays ``[..., L − 1]`` (NumPy in, NumPy out; JAX in, JAX out).
       ``logp`` is log p_θ(x_{t+1} | x_{≤t}); ``mu`` = Σ_v p(v) log p(v); ``sigma`` =
-      sqrt(Σ_v p(v) (log p(v) − mu)²) (Zhang et al. 2024, "Min-K%++", Eq. 4: the mean and standard
+      sqrt(Σ_v p(v) (log p(v) − mu)²) (Zhang et al. 2024, "Min-K%++": the mean and standard
       deviation of log p(z) for z ~ p(· | x_{≤t})); ``correct`` = [argmax_v z_v = x_{t+1}].
 
     Raises:
@@ -301,7 +301,7 @@ def sequence_nll(logp, mask):
 
 def token_accuracy(correct, mask):
     """Exact-match token accuracy per sequence (Tirumala et al. 2022, "Memorization without
-    overfitting", Sec. 2): the fraction of target tokens whose argmax prediction is the true next
+    overfitting"): the fraction of target tokens whose argmax prediction is the true next
     token, ``[..., T] -> [...]``. NaN for a sequence without target tokens."""
     return masked_mean(correct, mask)
 
@@ -319,7 +319,7 @@ class Extraction(NamedTuple):
 def greedy_extraction(apply_fn: Callable, params, tokens, prefix_len: int, suffix_len: int,
                       mask=None) -> Extraction:
     """k-extractability by greedy decoding (Carlini et al. 2022, "Quantifying memorization across
-    neural language models", Sec. 3: a string s is extractable with k tokens of context if the
+    neural language models", the definition of k-extractable: a string s is extractable with k tokens of context if the
     model, prompted with the k-token prefix p, greedily generates exactly s, where [p ‖ s] is a
     training sequence).
 

@@ -553,7 +553,7 @@ def zlib_entropy(texts: Sequence[str] | TextDataset, *, level: int = -1) -> np.n
     """int64 [N]: ``len(zlib.compress(text.encode("utf-8"), level))`` in **bytes**.
 
     This is the "zlib entropy" of Carlini et al. (2021), "Extracting training data from large
-    language models", Sec. 5.1, as their code computes it (``len(zlib.compress(bytes(text,
+    language models", Sec. 5.2, as their code computes it (``len(zlib.compress(bytes(text,
     'utf-8')))``, default level, bytes; also Shi et al. 2024's and Zhang et al. 2024's code).
     Multiply by 8 for bits; the zlib attack's ranking does not depend on the unit.
     """

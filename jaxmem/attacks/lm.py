@@ -138,8 +138,8 @@ def _min_k_core(x, mask, k, at_least_one, who, what, warned=None):
 
 
 def min_k(target_logp, mask, k=0.2, *, at_least_one=False):
-    """Min-K% Prob (Shi et al. 2024, "Detecting pretraining data from large language models",
-    Eq. 1): the mean of the k% lowest token log-probabilities of the sequence,
+    """Min-K% Prob (Shi et al. 2024, "Detecting pretraining data from large language models"):
+    the mean of the k% lowest token log-probabilities of the sequence,
 
         Min-K%(x) = (1 / |min-k(x)|) Σ_{x_i ∈ min-k(x)} log p(x_i | x_1..x_{i−1}).
 
@@ -165,7 +165,7 @@ def min_k(target_logp, mask, k=0.2, *, at_least_one=False):
 
 def min_k_plus_plus(target_logp, mu, sigma, mask, k=0.2, *, at_least_one=False):
     """Min-K%++ (Zhang et al. 2024, "Min-K%++: improved baseline for detecting pre-training data
-    from large language models", Eq. 4-5): per token
+    from large language models"): per token
 
         s_t = (log p(x_t | x_<t) − μ_t) / σ_t,   μ_t = E_{z~p(·|x_<t)}[log p(z | x_<t)],
         σ_t = sqrt(E_{z~p(·|x_<t)}[(log p(z | x_<t) − μ_t)²]),

@@ -101,8 +101,8 @@ class ExactMatch(NamedTuple):
 
 
 def exact_match_accuracy(keep, correct, mask) -> ExactMatch:
-    """Exact-match memorization per model (Tirumala et al. 2022, "Memorization without overfitting",
-    Def. 1): M(f) = the fraction of (context, next token) pairs of the training set whose argmax
+    """Exact-match memorization per model (Tirumala et al. 2022, "Memorization without overfitting"):
+    M(f) = the fraction of (context, next token) pairs of the training set whose argmax
     prediction is the true next token, pooled over all target tokens of the IN sequences (and, for
     comparison, of the OUT sequences).
 
@@ -169,7 +169,7 @@ def _buckets(counts, bins):
 
 def extraction_rate_by_count(extracted, counts, *, keep=None, members=True, valid=None, bins=None,
                              method="wilson", alpha=0.05) -> RateTable:
-    """Extraction rate per duplicate-count bucket (Carlini et al. 2022, Fig. 1b; Kandpal et al.
+    """Extraction rate per duplicate-count bucket (Carlini et al. 2022; Kandpal et al.
     2022), with a binomial interval.
 
     Each (model, sequence) pair is a trial: with ``keep`` only the pairs where the model trained on
@@ -262,7 +262,7 @@ def loglog_slope(counts, values, *, bins=None, num_bootstrap=1000, alpha=0.05, s
     """Slope b of log E[metric | count] = a + b · log(count) across duplicate-count buckets.
 
     Kandpal et al. (2022), "Deduplicating training data mitigates privacy risks in language
-    models", Sec. 4: the rate at which a sequence is regenerated grows super-linearly with its
+    models": the rate at which a sequence is regenerated grows super-linearly with its
     number of duplicates (b > 1 on log-log axes); Carlini et al. (2022) fit log-linear trends the
     same way. Each bucket's y is the mean metric of its sequences (e.g. each sequence's extraction
     rate over its IN models, or its counterfactual memorization); buckets whose mean is <= 0 (or
