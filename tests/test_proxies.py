@@ -68,6 +68,8 @@ def test_epoch_statistics_match_loops(rng, e):
     # one model given as [E, N]: the same numbers without the model axis
     np.testing.assert_allclose(P.cumulative_sample_loss(loss[1]), P.cumulative_sample_loss(loss)[1], rtol=1e-15)
     np.testing.assert_array_equal(P.forgetting(correct[0]), P.forgetting(correct)[0])
+    # a stack of one model
+    np.testing.assert_allclose(P.aum(margins[:1]), P.aum(margins)[:1], rtol=1e-15)
     # int 0/1 and float records of correctness read the same
     np.testing.assert_array_equal(P.cumulative_accuracy(correct.astype(np.int8)), P.cumulative_accuracy(correct))
 
@@ -185,6 +187,11 @@ def test_vog_raw_and_class_normalized_match_loops(rng):
     for t in range(k):
         state = jax.jit(records.vog_update)(state, jnp.asarray(g[0, t]))
     np.testing.assert_allclose(P.vog_from_moments(state.m2, state.count, pixel_ndim=2), ref[0], rtol=1e-4)
+    m2 = np.stack([np.asarray(state.m2)] * 2)  # [M, N, H, W], reduced in blocks of examples
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(P, "_BLOCK", 25)
+        np.testing.assert_allclose(P.vog_from_moments(m2, k, pixel_ndim=2)[1], ref[0], rtol=1e-4)
+        np.testing.assert_allclose(P.vog(g, pixel_ndim=2), ref, rtol=1e-9)
     # one checkpoint: every VoG is 0, and class normalization is undefined (NaN, warning)
     np.testing.assert_array_equal(P.vog(g[0, :1], pixel_ndim=2), 0.0)
     with pytest.warns(UndefinedProxyWarning, match="zero spread"):

@@ -226,3 +226,22 @@ def test_vog_welford_matches_numpy_variance(rng):
     g64 = grads.astype(np.float64)
     np.testing.assert_allclose(state.mean, g64.mean(0), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(state.m2) / k, g64.var(0), rtol=2e-3, atol=1e-7)
+
+
+def test_vog_of_a_linear_model_across_checkpoints_is_analytic(rng):
+    """Linear checkpoints z = x W_t: S_t = W_t[:, y], so VoG_i = mean_p std_t(W_t[p, y_i]) exactly."""
+    from jaxmem.estimators import proxies
+
+    k, d, n = 5, 6, 11
+    ws = rng.normal(size=(k, d, C))
+    x = jnp.asarray(rng.normal(size=(n, d)), jnp.float32)
+    y = rng.integers(0, C, n)
+    state = records.vog_init((n, d))
+    grads = []
+    for t in range(k):
+        g = records.true_logit_input_gradient(lambda w, xb: xb @ w, jnp.asarray(ws[t], jnp.float32), x, jnp.asarray(y))
+        grads.append(np.asarray(g))
+        state = records.vog_update(state, g)
+    ref = np.array([np.mean([np.std([ws[t, p, y[i]] for t in range(k)]) for p in range(d)]) for i in range(n)])
+    np.testing.assert_allclose(proxies.vog(np.stack(grads)), ref, rtol=1e-5)
+    np.testing.assert_allclose(proxies.vog_from_moments(state.m2, state.count), ref, rtol=1e-4)

@@ -393,8 +393,12 @@ def vog_from_moments(m2, count, *, pixel_ndim: int = 1, labels=None, normalize: 
     if lead not in (0, 1):
         raise ValueError(f"m2 must be [N, *P] or [M, N, *P] with {pixel_ndim} pixel axes, got shape {m2.shape}")
     pixel_axes = tuple(range(-pixel_ndim, 0))
-    var = np.maximum(np.asarray(m2, np.float64), 0.0) / k  # Welford's m2 can round to −0
-    out = _vog_reduce(var, pixel_axes)
+    n = m2.shape[lead]
+    out = np.empty(m2.shape[:lead] + (n,), np.float64)
+    step = max(1, _BLOCK // max(1, int(np.prod(m2.shape[lead + 1 :]))))
+    for s in range(0, n, step):
+        blk = np.asarray(m2[(slice(None),) * lead + (slice(s, s + step),)], dtype=np.float64)
+        out[..., s : s + step] = _vog_reduce(np.maximum(blk, 0.0) / k, pixel_axes)  # m2 can round to −0
     _warn_nan(out, "VoG")
     return _finish_vog(out, labels, normalize)
 
