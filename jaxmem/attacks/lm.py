@@ -1,0 +1,320 @@
+"""Membership-inference attacks on language models: pure array functions (NumPy float64).
+
+Every score is "higher means more likely a member". Inputs are the per-token / per-sequence
+signals of :mod:`jaxmem.signals_lm` (or the same arrays computed by any other code, e.g. from a
+PyTorch / Hugging Face model), with the model axis first where shadow or reference models are
+involved, like :func:`jaxmem.attacks.lira`:
+
+=====================  ==================================================  ==========================
+attack                 signals                                             reference
+=====================  ==================================================  ==========================
+:func:`lm_loss`        sequence NLL [..., N]                               Yeom et al. 2018; Carlini
+                                                                           et al. 2021 (perplexity)
+:func:`zlib_ratio`     sequence NLL [..., N], zlib entropy [N] (bytes)     Carlini et al. 2021
+:func:`min_k`          token logp [..., N, T] + target mask                Shi et al. 2024
+:func:`min_k_plus_plus` token logp, mu, sigma [..., N, T] + target mask    Zhang et al. 2024
+:func:`reference_ratio` target NLL [N]; reference NLL [R, N] (+ keep)      Carlini et al. 2021
+:func:`reference_ratio_loo` NLL [M, N], keep [M, N]: every model a target  (same)
+:func:`lm_lira`        target NLL [N]; shadow NLL [M, N], keep [M, N]      Carlini et al. 2022
+=====================  ==================================================  ==========================
+
+The reference-free attacks (loss, zlib, Min-K%, Min-K%++) accept any leading axes, so a stack
+``[M, N, T]`` scores every model as its own target in one call (``[M, N]``).
+
+Undefined scores are NaN with a :class:`LMAttackWarning` saying why (a NaN signal, e.g. from a
+diverged model; a sequence with fewer than 1/k target tokens for Min-K%; σ = 0 for Min-K%++; no
+OUT reference model). They are never 0 or 1. ±inf signals give ±inf scores where the formula
+does (a token of probability 0 makes Min-K% −inf: ranked as the least likely member).
+
+This module imports numpy and :func:`jaxmem.attacks.lira.lira` only.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from jaxmem.attacks.lira import lira
+
+__all__ = [
+    "LMAttackWarning",
+    "lm_loss",
+    "zlib_ratio",
+    "min_k",
+    "min_k_plus_plus",
+    "reference_ratio",
+    "reference_ratio_loo",
+    "lm_lira",
+]
+
+
+class LMAttackWarning(RuntimeWarning):
+    """Some LM attack scores are undefined (NaN); the message says how many and why."""
+
+
+def _warn(count: int, total: int, why: str, who: str) -> None:
+    if count:
+        warnings.warn(f"{who}: {count} of {total} scores are NaN: {why}", LMAttackWarning, stacklevel=3)
+
+
+def _f64(x, name):
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 0:
+        raise ValueError(f"{name} must be an array, got a scalar")
+    return x
+
+
+def _warn_nan_input(x, who, what):
+    _warn(int(np.sum(np.isnan(x))), x.size, f"their {what} is NaN", who)
+
+
+# ----------------------------------------------------------------------------- reference-free
+
+
+def lm_loss(target_nll):
+    """Loss attack on sequences: score = −NLL (Yeom et al. 2018, "Privacy risk in machine learning",
+    threshold on the loss; Carlini et al. 2021, "Extracting training data from large language
+    models", Sec. 5.2, rank by perplexity; log-perplexity = NLL).
+
+    ``target_nll``: [..., N] mean token NLL (nats) of each sequence under the target model
+    (:func:`jaxmem.signals_lm.sequence_nll`). Returns float64 of the same shape.
+    """
+    nll = _f64(target_nll, "target_nll")
+    _warn_nan_input(nll, "lm_loss", "NLL")
+    return -nll
+
+
+def zlib_ratio(target_nll, zlib_entropy):
+    """zlib ratio attack (Carlini et al. 2021, Sec. 5.2, "Comparing to zlib compression"):
+    score = −NLL / zlib entropy.
+
+    Carlini et al. rank by the ratio of the log-perplexity (= NLL, nats) to the zlib entropy; their
+    code sorts ``zlib / log(ppl)`` descending, Shi et al. (2024) and Zhang et al. (2024) score
+    ``log-likelihood / zlib``. For NLL > 0 all three rank sequences identically; −NLL / zlib is
+    also defined at NLL = 0 (where zlib / NLL is +inf for every such sequence).
+
+    Args:
+      target_nll: [..., N] mean token NLL of each sequence.
+      zlib_entropy: [N] (broadcast against ``target_nll``), bytes of ``zlib.compress`` of the
+        UTF-8 text (:func:`jaxmem.text.zlib_entropy`); must be > 0.
+
+    Returns float64 [..., N].
+
+    Raises:
+      ValueError: a zlib entropy <= 0 (zlib output is never empty: 8 bytes for an empty string).
+    """
+    nll = _f64(target_nll, "target_nll")
+    z = np.asarray(zlib_entropy, dtype=np.float64)
+    if np.any(~(z > 0)):
+        raise ValueError("zlib_entropy must be > 0 (the byte length of zlib.compress of the text)")
+    _warn_nan_input(nll, "zlib_ratio", "NLL")
+    return -nll / z
+
+
+def _min_k_core(x, mask, k, at_least_one, who, what, warned=None):
+    if not 0 < k <= 1:
+        raise ValueError(f"k must be a fraction in (0, 1], got {k!r}")
+    x = _f64(x, what)
+    mask = np.broadcast_to(np.asarray(mask, bool), x.shape)
+    n = mask.sum(-1)
+    # the reference code's count: int(len(token_log_probs) * ratio), a float64 product truncated
+    count = np.floor(n.astype(np.float64) * float(k)).astype(np.int64)
+    if at_least_one:
+        count = np.where(n > 0, np.maximum(count, 1), 0)
+    has_nan = np.any(mask & np.isnan(x), axis=-1)
+    srt = np.sort(np.where(mask, x, np.inf), axis=-1)  # masked-out positions last
+    take = np.arange(x.shape[-1]) < count[..., None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = np.where(take, srt, 0.0).sum(-1) / count
+    s = np.where(count > 0, s, np.nan)
+    s = np.where(has_nan, np.nan, s)
+    warned = np.zeros(s.shape, bool) if warned is None else warned
+    few = (count == 0) & ~has_nan & ~warned
+    _warn(int(few.sum()), few.size,
+          f"fewer than 1/k = {1 / k:g} target tokens (floor(k·T) = 0 tokens to average)", who)
+    _warn(int((has_nan & ~warned).sum()), has_nan.size, f"a target token's {what} is NaN", who)
+    return s
+
+
+def min_k(target_logp, mask, k=0.2, *, at_least_one=False):
+    """Min-K% Prob (Shi et al. 2024, "Detecting pretraining data from large language models"):
+    the mean of the k% lowest token log-probabilities of the sequence,
+
+        Min-K%(x) = (1 / |min-k(x)|) Σ_{x_i ∈ min-k(x)} log p(x_i | x_1..x_{i−1}).
+
+    Count rule of the authors' code (``swj0419/detect-pretrain-code`` ``src/run.py``, and
+    ``zjysteven/mink-plus-plus`` ``run.py``; MIMIR ``min_k.py`` likewise): the floor(T · k) lowest
+    of the T target tokens (``int(len(all_prob) * ratio)``, a float64 product truncated), so a
+    sequence with T · k < 1 has no token to average: its score is NaN here (the reference code
+    returns ``np.mean([])`` = NaN with a RuntimeWarning). ``at_least_one=True`` uses
+    max(1, floor(T · k)) instead (a common reimplementation choice, not the authors'). The
+    authors' code scores ``-mean`` as "lower = member" in one repository and ``mean`` in the
+    other; here the score is the mean itself (higher = member).
+
+    Args:
+      target_logp: [..., T] token log-probabilities (``TokenSignals.logp``).
+      mask: [..., T] bool target mask (``TokenSignals.mask``); NaN outside it is ignored.
+      k: the fraction in (0, 1] (the papers report k = 0.2 as a good default).
+
+    Returns float64 [...]. NaN (with :class:`LMAttackWarning`) where floor(T·k) = 0 or a target
+    token's logp is NaN.
+    """
+    return _min_k_core(target_logp, mask, k, at_least_one, "min_k", "logp")
+
+
+def min_k_plus_plus(target_logp, mu, sigma, mask, k=0.2, *, at_least_one=False):
+    """Min-K%++ (Zhang et al. 2024, "Min-K%++: improved baseline for detecting pre-training data
+    from large language models"): per token
+
+        s_t = (log p(x_t | x_<t) − μ_t) / σ_t,   μ_t = E_{z~p(·|x_<t)}[log p(z | x_<t)],
+        σ_t = sqrt(E_{z~p(·|x_<t)}[(log p(z | x_<t) − μ_t)²]),
+
+    then the mean of the k% lowest s_t, with the count rule of :func:`min_k` (floor(T · k); the
+    authors' ``run.py`` and MIMIR's ``min_k_plus_plus.py``). Their code computes σ² as
+    E[(log p)²] − μ²; :func:`jaxmem.signals_lm.token_signals` computes the same variance centred
+    (no cancellation). Here the score is the mean itself (higher = member).
+
+    Args:
+      target_logp, mu, sigma: [..., T] (``TokenSignals.logp``, ``.mu``, ``.sigma``).
+      mask: [..., T] bool target mask.
+      k: the fraction in (0, 1].
+
+    Returns float64 [...]. NaN (with :class:`LMAttackWarning`) where floor(T·k) = 0, or where a
+    target token has σ = 0 (a one-hot or uniform next-token distribution: s_t is 0/0 or ±x/0,
+    undefined) or a NaN signal.
+    """
+    lp = _f64(target_logp, "target_logp")
+    mu = np.broadcast_to(_f64(mu, "mu"), lp.shape)
+    sd = np.broadcast_to(_f64(sigma, "sigma"), lp.shape)
+    mask = np.broadcast_to(np.asarray(mask, bool), lp.shape)
+    zero_sd = np.any(mask & (sd == 0), axis=-1)  # NaN sigma: counted as a NaN signal below
+    _warn(int(zero_sd.sum()), zero_sd.size,
+          "a target token has sigma = 0 (one-hot or uniform next-token distribution)", "min_k_plus_plus")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.where(sd > 0, (lp - mu) / sd, np.nan)
+    return _min_k_core(z, mask, k, at_least_one, "min_k_plus_plus", "standardized log-probability", zero_sd)
+
+
+# ----------------------------------------------------------------------------- reference-based
+
+
+def _reference_score(target, ref, mode):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if mode == "difference":
+            return ref - target
+        return ref / target
+
+
+def _check_mode(mode):
+    if mode not in ("difference", "ratio"):
+        raise ValueError(f"mode must be 'difference' or 'ratio', got {mode!r}")
+
+
+def reference_ratio(target_nll, reference_nll, reference_keep=None, *, mode="difference", min_out=1):
+    """Reference-model attack (Carlini et al. 2021, Sec. 5.2, "Comparing to other neural language
+    models"): calibrate the target's NLL by a reference model that did not train on the example.
+
+    In a stack of models trained on random subsets, the reference for example i is the mean NLL of
+    the OUT references (models with ``reference_keep[r, i]`` False), i.e. the log of the geometric
+    mean perplexity of the models that never saw i:
+
+    * ``mode="difference"`` (default): score = ref − NLL_target, i.e. −(NLL_target − NLL_ref)
+      (Shi et al. 2024's and MIMIR's "Ref"; Watson et al. 2022's difficulty calibration);
+    * ``mode="ratio"``: score = ref / NLL_target, the ratio of log-perplexities that Carlini et
+      al.'s code sorts by (``np.log(ppl_S) / np.log(ppl_XL)``, descending); +inf at NLL_target = 0.
+
+    Args:
+      target_nll: [N] mean token NLL under the target model.
+      reference_nll: [R, N] (or [N] for one reference model) NLL under the reference models.
+      reference_keep: [R, N] bool, True where reference r trained on example i (those are left
+        out); None: every reference is OUT (external reference models).
+      min_out: examples with fewer OUT references score NaN (with a warning).
+
+    Returns float64 [N].
+    """
+    _check_mode(mode)
+    t = _f64(target_nll, "target_nll")
+    r = _f64(reference_nll, "reference_nll")
+    if r.ndim == 1:
+        r = r[None]
+    if t.ndim != 1 or r.ndim != 2 or r.shape[1] != t.shape[0]:
+        raise ValueError(f"target_nll must be [N] and reference_nll [R, N]; got {t.shape} and {r.shape}")
+    out = np.ones(r.shape, bool) if reference_keep is None else ~np.asarray(reference_keep, bool)
+    if out.shape != r.shape:
+        raise ValueError(f"reference_keep {out.shape} must have the shape of reference_nll {r.shape}")
+    n_out = out.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ref = np.where(out, r, 0.0).sum(0) / n_out
+    few = n_out < max(int(min_out), 1)
+    ref = np.where(few, np.nan, ref)
+    _warn(int(few.sum()), few.size, f"fewer than {max(int(min_out), 1)} OUT reference models", "reference_ratio")
+    s = _reference_score(t, ref, mode)
+    nan_in = (np.isnan(t) | np.isnan(ref)) & ~few
+    _warn(int(nan_in.sum()), nan_in.size, "a NaN target or reference NLL", "reference_ratio")
+    return s
+
+
+def reference_ratio_loo(nll, keep, *, mode="difference", min_out=1, model_mask=None):
+    """:func:`reference_ratio` with every model of a stack as the target and the other usable
+    models as its references (leave-one-out), in one pass: for target t and example i the
+    reference is the mean NLL over models m ≠ t with ``keep[m, i]`` False.
+
+    Args:
+      nll: [M, N] mean token NLL of every model on every example.
+      keep: [M, N] bool membership.
+      model_mask: [M] bool, models usable as references (e.g. not diverged); default all.
+
+    Returns float64 [M, N] (row t: the scores of target t), equal to
+    ``reference_ratio(nll[t], nll[others], keep[others])`` up to float64 rounding.
+    """
+    _check_mode(mode)
+    x = _f64(nll, "nll")
+    keep = np.asarray(keep, bool)
+    if x.ndim != 2 or keep.shape != x.shape:
+        raise ValueError(f"nll and keep must both be [M, N]; got {x.shape} and {keep.shape}")
+    use = np.ones(x.shape[0], bool) if model_mask is None else np.asarray(model_mask, bool)
+    if use.shape != (x.shape[0],):
+        raise ValueError(f"model_mask must be [M] = ({x.shape[0]},), got {use.shape}")
+    out = ~keep & use[:, None]
+    tot = np.where(out, x, 0.0).sum(0)
+    cnt = out.sum(0)
+    self_out = out  # the target's own value is in the OUT sum iff it is a usable OUT model
+    n_loo = cnt[None] - self_out
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ref = (tot[None] - np.where(self_out, x, 0.0)) / n_loo
+    few = n_loo < max(int(min_out), 1)
+    ref = np.where(few, np.nan, ref)
+    _warn(int(few.sum()), few.size, f"fewer than {max(int(min_out), 1)} OUT reference models",
+          "reference_ratio_loo")
+    # a NaN among the OUT references poisons the sum: recompute those columns directly
+    bad_cols = np.flatnonzero(np.any(out & np.isnan(x), axis=0))
+    for i in bad_cols:
+        for t in range(x.shape[0]):
+            if not few[t, i]:
+                o = out[:, i].copy()
+                o[t] = False
+                ref[t, i] = x[o, i].mean()
+    s = _reference_score(x, ref, mode)
+    nan_in = (np.isnan(x) | np.isnan(ref)) & ~few
+    _warn(int(nan_in.sum()), nan_in.size, "a NaN target or reference NLL", "reference_ratio_loo")
+    return s
+
+
+def lm_lira(target_nll, shadow_nll, shadow_keep, **lira_kwargs):
+    """LiRA on sequences (Carlini et al. 2022, "Membership inference attacks from first
+    principles", Alg. 1) with the per-sequence statistic φ = −NLL (the mean token log-probability),
+    which, as an average over many tokens, is close to Gaussian across models.
+
+    This calls :func:`jaxmem.attacks.lira` (all its options: ``online``, ``fixed_variance``,
+    ``location``, ``min_in``, ``min_out``, ...); for every model as the target use
+    ``jaxmem.attacks.evaluate(-nll[..., None], keep, attacks=...)`` directly.
+
+    Args:
+      target_nll: [N]; shadow_nll: [M, N]; shadow_keep: [M, N] bool.
+
+    Returns float64 [N].
+    """
+    t = _f64(target_nll, "target_nll")
+    s = _f64(shadow_nll, "shadow_nll")
+    return lira(-t, -s, shadow_keep, **lira_kwargs)
