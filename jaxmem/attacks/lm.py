@@ -1,7 +1,7 @@
 """Membership-inference attacks on language models: pure array functions (NumPy float64).
 
 Every score is "higher means more likely a member". Inputs are the per-token / per-sequence
-signals of :mod:`jaxmem.signals_lm` (or the same arrays computed by any other code, e.g. from a
+signals of :mod:`jaxmem.signals.lm` (or the same arrays computed by any other code, e.g. from a
 PyTorch / Hugging Face model), with the model axis first where shadow or reference models are
 involved, like :func:`jaxmem.attacks.lira`:
 
@@ -78,7 +78,7 @@ def lm_loss(target_nll):
     models", Sec. 5.2, rank by perplexity; log-perplexity = NLL).
 
     ``target_nll``: [..., N] mean token NLL (nats) of each sequence under the target model
-    (:func:`jaxmem.signals_lm.sequence_nll`). Returns float64 of the same shape.
+    (:func:`jaxmem.signals.lm.sequence_nll`). Returns float64 of the same shape.
     """
     nll = _f64(target_nll, "target_nll")
     _warn_nan_input(nll, "lm_loss", "NLL")
@@ -97,7 +97,7 @@ def zlib_ratio(target_nll, zlib_entropy):
     Args:
       target_nll: [..., N] mean token NLL of each sequence.
       zlib_entropy: [N] (broadcast against ``target_nll``), bytes of ``zlib.compress`` of the
-        UTF-8 text (:func:`jaxmem.text.zlib_entropy`); must be > 0.
+        UTF-8 text (:func:`jaxmem.data.text.zlib_entropy`); must be > 0.
 
     Returns float64 [..., N].
 
@@ -172,7 +172,7 @@ def min_k_plus_plus(target_logp, mu, sigma, mask, k=0.2, *, at_least_one=False):
 
     then the mean of the k% lowest s_t, with the count rule of :func:`min_k` (floor(T · k); the
     authors' ``run.py`` and MIMIR's ``min_k_plus_plus.py``). Their code computes σ² as
-    E[(log p)²] − μ²; :func:`jaxmem.signals_lm.token_signals` computes the same variance centred
+    E[(log p)²] − μ²; :func:`jaxmem.signals.lm.token_signals` computes the same variance centred
     (no cancellation). Here the score is the mean itself (higher = member).
 
     Args:

@@ -9,6 +9,8 @@
 * ``mnist1d`` - MNIST-1D (Greydanus 2020) generated offline by ``mnist1d.data.make_dataset``
   with its default arguments (seed 42): 4,000 train / 1,000 test signals ``[N, 40]``.
 * ``tfds:NAME`` - :mod:`jaxmem.data.tfds`.
+* ``fashion_mnist``, ``mnist``, ``kmnist``, ``idx:DIR`` - the original IDX files read from a user's
+  folder (:mod:`jaxmem.data.idx`: where they are looked for, never downloaded).
 * ``external:NAME`` - a run imported from arrays (``jaxmem.runs.interop``): it names where the
   logits came from and cannot be loaded (such a run is scored, not trained).
 
@@ -126,14 +128,37 @@ def _load_tfds(name: str, data_dir=None, download: bool = False) -> Dataset:
     return load_tfds(name, data_dir, download)
 
 
+def _load_idx(source: str, data_dir=None) -> Dataset:
+    """An IDX source (:mod:`jaxmem.data.idx`): images [N, 28, 28, 1] scaled by 1/255, then
+    standardized per channel with the training set's statistics; ids are the row indices in the
+    files; the files found, their sha256 and where they were found are in ``meta``."""
+    from jaxmem.data.idx import load as load_idx
+
+    r = load_idx(source, data_dir)
+    xtr, xte, prep = images(r.x_train[..., None], r.x_test[..., None], scale=1.0 / 255.0)
+    name = r.meta.get("source", source)
+    meta = {**r.meta, "origin": "jaxmem.data.idx", "preprocessing": prep}
+    return make_dataset(name, xtr, r.y_train, np.arange(len(r.y_train)), xte, r.y_test,
+                        np.arange(len(r.y_test)), int(r.meta["num_classes"]), meta)
+
+
+def _idx_dir(name: str, data_dir=None, download: bool = False) -> Dataset:
+    return _load_idx(f"idx:{name}", data_dir)
+
+
 def _external(name: str, data_dir=None, download: bool = False) -> Dataset:
     raise DataError(f"external:{name}: a run imported from arrays; its data cannot be loaded")
 
 
 #: Fixed-name sources: name -> loader().
-SOURCES = {"digits": _load_digits, "digits_tokens": _load_digits_tokens, "mnist1d": _load_mnist1d}
+SOURCES = {"digits": _load_digits, "digits_tokens": _load_digits_tokens, "mnist1d": _load_mnist1d,
+           "fashion_mnist": functools.partial(_load_idx, "fashion_mnist"),
+           "mnist": functools.partial(_load_idx, "mnist"),
+           "kmnist": functools.partial(_load_idx, "kmnist")}
+#: Fixed-name sources that read files from ``data.data_dir`` (their loader takes it).
+READS_DATA_DIR = {"fashion_mnist", "mnist", "kmnist"}
 #: Source families "prefix:NAME": prefix -> loader(NAME, data_dir, download).
-PREFIXES = {"tfds": _load_tfds, "external": _external}
+PREFIXES = {"tfds": _load_tfds, "idx": _idx_dir, "external": _external}
 
 
 def check_source(source: str) -> None:
@@ -147,13 +172,14 @@ def check_source(source: str) -> None:
 
 def load(source: str, *, data_dir: str | None = None, download: bool = False) -> Dataset:
     """Load `source` (a name of :data:`SOURCES` or ``PREFIX:NAME``) into memory, standardized
-    and validated. `data_dir` and `download` apply to TFDS sources only. Without `download`,
+    and validated. `data_dir` applies to TFDS and IDX sources, `download` to TFDS only. Without `download`,
     missing TFDS data raises `DataError` at once, naming how to prepare it elsewhere."""
     if source in SOURCES:
-        return SOURCES[source]()
+        return SOURCES[source](data_dir) if source in READS_DATA_DIR else SOURCES[source]()
     prefix, sep, rest = source.partition(":")
     if sep and prefix in PREFIXES:
         if not rest and prefix == "tfds":
             raise DataError("empty TFDS dataset name; use e.g. 'tfds:cifar10'")
         return PREFIXES[prefix](rest, data_dir, download)
-    raise DataError(f"unknown data source {source!r}; use 'digits', 'digits_tokens', 'mnist1d' or 'tfds:NAME'")
+    raise DataError(f"unknown data source {source!r}; use {', '.join(SOURCES)} or "
+                    f"{' or '.join(p + ':NAME' for p in PREFIXES if p != 'external')}")

@@ -13,7 +13,7 @@
   stratified bootstrap interval, to test Kandpal et al. (2022)'s super-linear claim (slope > 1).
 
 Imports numpy, scipy (lazily), :mod:`jaxmem.estimators.memorization`,
-:func:`jaxmem.attacks.metrics.clopper_pearson` and :func:`jaxmem.signals_lm.masked_mean` only.
+:func:`jaxmem.attacks.metrics.clopper_pearson` and :func:`jaxmem.signals.lm.masked_mean` only.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from jaxmem.estimators.memorization import (
     MemorizationResult,
     counterfactual_memorization,
 )
-from jaxmem.signals_lm import masked_mean
+from jaxmem.signals.lm import masked_mean
 
 __all__ = [
     "counterfactual_memorization_lm",
@@ -182,7 +182,7 @@ def extraction_rate_by_count(extracted, counts, *, keep=None, members=True, vali
 
     Args:
       extracted: [M, N] or [N] bool (``Extraction.extracted`` per model).
-      counts: [N] int, the duplicate count of each sequence (``jaxmem.text.duplicate_counts``).
+      counts: [N] int, the duplicate count of each sequence (``jaxmem.data.text.duplicate_counts``).
       keep: [M, N] bool or None (every pair is a trial).
       valid: [N] or [M, N] bool, pairs that could be scored (``Extraction.valid``); others skipped.
       bins: None (one bucket per distinct count) or increasing lower edges (e.g. 1, 2, 4, 8, ...:

@@ -1,6 +1,6 @@
 """Memorization proxies from one training run: pure functions of per-epoch training records.
 
-Each proxy summarises a model's per-example training dynamics (``jaxmem.records``: loss,
+Each proxy summarises a model's per-example training dynamics (``jaxmem.train.records``: loss,
 margin, correctness, true-class probability per epoch; input-loss curvature and true-logit input
 gradients at chosen epochs) into one number per example, as its paper defines it. Records are
 ``[E, N]`` (E epochs or records, N examples) or ``[M, E, N]`` (M stacked models); results are
@@ -177,7 +177,7 @@ def aum(margins, *, start: int = 0) -> np.ndarray:
     under the margin ranking", Eqs. 1–2).
 
     With the per-epoch margin M_e(x, y) = z_y^{(e)} − max_{j≠y} z_j^{(e)}
-    (``jaxmem.records.margin``), AUM(x, y) = (1/T) Σ_{e} M_e(x, y) over the recorded epochs
+    (``jaxmem.train.records.margin``), AUM(x, y) = (1/T) Σ_{e} M_e(x, y) over the recorded epochs
     e = ``start`` … E−1 (T of them). Mislabeled examples have low (negative) AUM. Sign −1.
 
     Their code (asappresearch/aum ``AUMCalculator``) averages the margins of the training
@@ -287,7 +287,7 @@ def cumulative_sample_loss(loss) -> np.ndarray:
 
 def curvature_proxy(curvature) -> np.ndarray:
     """Input-loss curvature averaged over training (Garg, Ravikumar & Roy 2023/2024, Sec. 3):
-    Curv_i = (1/K) Σ_{k} curv_k(x_i) over the K epochs at which ``jaxmem.records.
+    Curv_i = (1/K) Σ_{k} curv_k(x_i) over the K epochs at which ``jaxmem.train.records.
     input_curvature`` was recorded (its ``curvature`` field, the authors' per-epoch score, or
     ``trace_sq`` for the paper's squared form). The authors record every epoch (every 4th for
     ImageNet). Sign +1.
@@ -340,7 +340,7 @@ def vog(grads, *, pixel_ndim: int = 1, labels=None, normalize: bool = False) -> 
     difficulty using variance of gradients", Eq. 2).
 
     With S_t ∈ R^P the input gradient of the true-class pre-softmax logit at checkpoint
-    t = 1..K (``jaxmem.records.true_logit_input_gradient``) and μ = (1/K) Σ_t S_t,
+    t = 1..K (``jaxmem.train.records.true_logit_input_gradient``) and μ = (1/K) Σ_t S_t,
 
         VoG_p = sqrt((1/K) Σ_t (S_{t,p} − μ_p)²),   VoG = (1/P) Σ_p VoG_p,
 
@@ -356,7 +356,7 @@ def vog(grads, *, pixel_ndim: int = 1, labels=None, normalize: bool = False) -> 
     Returns: [N] or [M, N] float64.
 
     For N = 60,000 and K checkpoints, storing [K, N, P] gradients is K × 188 MB at P = 784 per
-    model; ``jaxmem.records.vog_update`` folds them into running moments instead, and
+    model; ``jaxmem.train.records.vog_update`` folds them into running moments instead, and
     :func:`vog_from_moments` finishes the score.
     """
     g = _as_array(grads)
@@ -379,7 +379,7 @@ def vog(grads, *, pixel_ndim: int = 1, labels=None, normalize: bool = False) -> 
 
 
 def vog_from_moments(m2, count, *, pixel_ndim: int = 1, labels=None, normalize: bool = False) -> np.ndarray:
-    """VoG (:func:`vog`) from the running moments of ``jaxmem.records.VoGState``: the per-pixel
+    """VoG (:func:`vog`) from the running moments of ``jaxmem.train.records.VoGState``: the per-pixel
     variance is m2 / count (Welford), then the same pixel mean and optional class normalization.
 
     Args: m2: [N, *P] or [M, N, *P]; count: K, the number of checkpoints folded in (≥ 1).
@@ -416,7 +416,7 @@ def _finish_vog(out, labels, normalize):
 
 
 class ProxySpec(NamedTuple):
-    record: str  # the input it needs (a jaxmem.records.EpochRecord field, or what else)
+    record: str  # the input it needs (a jaxmem.train.records.EpochRecord field, or what else)
     fn: Callable  # the statistic, as its paper defines it
     sign: int  # +1: larger = more memorized/atypical; −1: larger = more typical
     paper: str
@@ -433,7 +433,7 @@ PROXIES: dict[str, ProxySpec] = {
     "forgetting": ProxySpec("correct", forgetting, +1, "Toneva et al. 2019"),
     "aum": ProxySpec("margin", aum, -1, "Pleiss et al. 2020"),
     "cumulative_sample_loss": ProxySpec("loss", cumulative_sample_loss, +1, "Ravikumar et al. 2025"),
-    "curvature": ProxySpec("curvature (jaxmem.records.input_curvature)", curvature_proxy, +1, "Garg et al. 2024"),
+    "curvature": ProxySpec("curvature (jaxmem.train.records.input_curvature)", curvature_proxy, +1, "Garg et al. 2024"),
     "vog": ProxySpec("true-logit input gradients [K, N, *P]", vog, +1, "Agarwal et al. 2022"),
 }
 

@@ -41,6 +41,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from jaxmem.data.dataset import DataError
+
 __all__ = [
     "DEBIAN_FOLDERS",
     "DEBIAN_ROOT",
@@ -85,12 +87,12 @@ _ROLE_RE = {
 }
 
 
-class IdxFormatError(ValueError):
+class IdxFormatError(DataError):
     """An IDX file is malformed (bad magic, truncated, trailing bytes, corrupt gzip) or a pair of
     files disagrees (counts, shapes, labels out of range). The message names the file(s)."""
 
 
-class DataNotFound(ValueError):
+class DataNotFound(DataError):
     """No searched location holds the files of a source. The message lists every place looked
     (absolute paths) and the commands that would get the files."""
 

@@ -4,27 +4,20 @@ duplicate counts, zlib entropy and planted duplicates, against brute-force refer
 import collections
 import gzip
 import json
-import os
 import sys
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import SHARED_DATA, shared_data
 
-from jaxmem import text as T
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from jaxmem.data import text as T
 
 
 def shared_data_dir(filename):
     """The shared data folder; skip (FAIL when CI=true) when the file is not there."""
-    path = SHARED / "text" / filename
-    if not path.is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{path} is missing and CI=true: the shared data copy must be present in CI")
-        pytest.skip(f"{path} is missing (the shared data copy is not on this machine)")
-    return str(SHARED)
+    shared_data(f"text/{filename}")
+    return str(SHARED_DATA)
 
 
 def _random_text(rng, alphabet, max_len):
@@ -54,14 +47,14 @@ def test_kjv_facts_on_the_shared_copy():
     assert counts.max() == 72 and int((counts > 1).sum()) == sum(c for c in freq.values() if c > 1)
     assert np.median([len(t) for t in ds.texts]) == 123
     # the reader agrees with a plain re-read of the gzip file
-    with gzip.open(SHARED / "text" / "kjv_verses.tsv.gz", "rt", encoding="utf-8") as f:
+    with gzip.open(SHARED_DATA / "text" / "kjv_verses.tsv.gz", "rt", encoding="utf-8") as f:
         rows = [ln.rstrip("\n").split("\t") for ln in f][1:]
     assert [r[3] for r in rows[:: 997]] == list(ds.texts[:: 997])
 
 
 def test_austen_skips_empty_lines_and_keeps_line_ids():
     ds = T.load_text("austen", data_dir=shared_data_dir("austen_lines.tsv.gz"))
-    with gzip.open(SHARED / "text" / "austen_lines.tsv.gz", "rt", encoding="utf-8") as f:
+    with gzip.open(SHARED_DATA / "text" / "austen_lines.tsv.gz", "rt", encoding="utf-8") as f:
         rows = [ln.rstrip("\n").split("\t", 1) for ln in f]
     assert len(rows) == 73_422 == ds.meta["rows_in_file"]
     keep = [i for i, r in enumerate(rows) if r[1].strip()]

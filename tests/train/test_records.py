@@ -1,11 +1,11 @@
-"""jaxmem.records against float64 references: NumPy loops, jax.hessian, analytic gradients."""
+"""jaxmem.train.records against float64 references: NumPy loops, jax.hessian, analytic gradients."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmem import records
+from jaxmem.train import records
 
 D, HID, C = 5, 7, 3
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from jaxmem import signals_lm
 from jaxmem.attacks import lira
 from jaxmem.attacks import lm as A
+from jaxmem.signals import lm as signals_lm
 
 
 def _ref_min_k(values, ratio):

@@ -1,4 +1,4 @@
-"""jaxmem.signals_lm against float64 Python loops over tokens and vocabulary, on fresh random
+"""jaxmem.signals.lm against float64 Python loops over tokens and vocabulary, on fresh random
 inputs: per-token log-probabilities, Min-K%++'s mu / sigma, argmax correctness, sequence
 reductions, the batched model path, and greedy extraction on a hand-built lookup-table LM."""
 
@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmem import signals_lm as S
+from jaxmem.signals import lm as S
 
 
 def _loop_reference(logits, tokens, mask):

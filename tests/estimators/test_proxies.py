@@ -172,7 +172,7 @@ def test_vog_raw_and_class_normalized_match_loops(rng):
     import jax
     import jax.numpy as jnp
 
-    from jaxmem import records
+    from jaxmem.train import records
 
     m, k, n, h, w = 2, 5, 30, 3, 4
     g = rng.normal(size=(m, k, n, h, w)).astype(np.float32) * rng.random((1, 1, n, 1, 1)).astype(np.float32)
@@ -182,7 +182,7 @@ def test_vog_raw_and_class_normalized_match_loops(rng):
     np.testing.assert_allclose(P.vog(g[1].reshape(k, n, h * w)), ref[1], rtol=1e-9)
     refn = np.stack([_class_norm_loop(ref[a], labels) for a in range(m)])
     np.testing.assert_allclose(P.vog(g, pixel_ndim=2, labels=labels, normalize=True), refn, rtol=1e-8, atol=1e-12)
-    # the running (Welford) state of jaxmem.records gives the same VoG
+    # the running (Welford) state of jaxmem.train.records gives the same VoG
     state = records.vog_init((n, h, w))
     for t in range(k):
         state = jax.jit(records.vog_update)(state, jnp.asarray(g[0, t]))

@@ -1,4 +1,4 @@
-"""Tests for jaxmem.idx: the IDX reader against files written here with `struct`, the search
+"""Tests for jaxmem.data.idx: the IDX reader against files written here with `struct`, the search
 order over data_dir / $JAXMEM_DATA / Debian / torchvision / Keras (all roots redirected into
 tmp_path), the not-found message, and the real Fashion-MNIST from ../shared/data."""
 
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import shared_data
 
-from jaxmem import idx as I
+from jaxmem.data import idx as I
 
-SHARED_FMNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fashion-mnist"
 NAMES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -605,12 +605,7 @@ def test_corrupt_file_in_first_location_is_not_skipped(rng, tmp_path, small_name
 
 
 def shared_fmnist() -> Path:
-    if not (SHARED_FMNIST / "train-images-idx3-ubyte.gz").is_file():
-        reason = f"the shared Fashion-MNIST copy is absent ({SHARED_FMNIST})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + "; CI must have it")
-        pytest.skip(reason)
-    return SHARED_FMNIST
+    return shared_data("fashion-mnist/train-images-idx3-ubyte.gz").parent
 
 
 def test_real_fashion_mnist(monkeypatch):
