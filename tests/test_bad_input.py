@@ -164,6 +164,14 @@ CASES = [
      lambda t: RUN + [str(t / "new"), str(t / "bad.toml")], ["bad.toml", "TOML"]),
     ("toml-unknown-key", lambda t: (t / "typo.toml").write_text("[train]\nepoch = 3\n"),
      lambda t: RUN + [str(t / "new"), str(t / "typo.toml")], ["train.epoch"]),
+    ("records-unknown-field", None, lambda t: RUN + [str(t / "new")] +
+     _set('train.records.fields=["loss","grad"]'), ["train.records.fields", "grad"]),
+    ("records-epoch-past-training", None, lambda t: RUN + [str(t / "new")] +
+     _set("train.records.curvature_epochs=[1,99]"), ["train.records.curvature_epochs", "99"]),
+    ("records-vog-one-checkpoint", None, lambda t: RUN + [str(t / "new")] +
+     _set("train.records.vog_epochs=[2]"), ["train.records.vog_epochs", "2 epochs"]),
+    ("label-noise-kind", None, lambda t: RUN + [str(t / "new")] +
+     _set('data.label_noise_kind="pairs"'), ["data.label_noise_kind", "pairs"]),
     # ---- data (jaxmem.data.load patched to return the dataset; validate must refuse it)
     ("labels-out-of-range", None, lambda t: RUN + [str(t / "new")] + SMALL_SETS,
      ["labels", "y_train"], dict(y_train=np.full(N, 3, np.int32))),

@@ -25,6 +25,7 @@ from jaxmem.config.schema import (
     DPConfig,
     ExperimentConfig,
     ModelConfig,
+    RecordsConfig,
     RMIAConfig,
     ScoringConfig,
     SignalsConfig,
@@ -36,4 +37,4 @@ from jaxmem.config.validate import validate
 __all__ = ["Config", "ConfigError", "load_config", "from_dict", "to_dict", "apply_overrides",
            "variant_configs", "validate", "flatten", "read_experiment", "resolve_experiment",
            "DataConfig", "SubsetConfig", "ModelConfig", "DPConfig", "TrainConfig", "SignalsConfig",
-           "RMIAConfig", "ScoringConfig", "ExperimentConfig"]
+           "RMIAConfig", "ScoringConfig", "ExperimentConfig", "RecordsConfig"]

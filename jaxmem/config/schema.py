@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass, field
 
 __all__ = ["ConfigError", "to_dict", "flatten", "Config", "DataConfig", "SubsetConfig", "ModelConfig", "DPConfig", "TrainConfig",
+           "RecordsConfig",
            "SignalsConfig", "RMIAConfig", "ScoringConfig", "ExperimentConfig"]
 
 
@@ -22,6 +23,7 @@ class DataConfig:
     data_dir: typing.Optional[str] = None
     label_noise: float = 0.0        # fraction of train labels flipped to another class
     noise_seed: int = 0
+    label_noise_kind: str = "uniform"  # uniform (any other class) | class_conditional (class c -> pi(c))
     duplicates: int = 0             # number of train examples duplicated ...
     duplicate_copies: int = 1       # ... this many extra times each
     canaries: int = 0               # inserted canaries (random-label or random-input examples)
@@ -67,6 +69,21 @@ class DPConfig:
 
 
 @dataclass(frozen=True)
+class RecordsConfig:
+    """Per-example training dynamics recorded by the trainer (jaxmem.train.records), stored with
+    the run as NAME_by_epoch.npy [M, R, N]; epochs count from 1 (record "after epoch e")."""
+
+    fields: typing.List[str] = field(default_factory=list)  # loss | margin | correct | p_true
+    every: int = 1                  # ... after every k-th epoch (and after the last)
+    dtype: str = "float32"          # float32 | float16: loss, margin, p_true on disk
+    curvature_epochs: typing.List[int] = field(default_factory=list)  # input-loss curvature after these
+    curvature_niter: int = 10       # Rademacher directions (Garg et al.: 10)
+    curvature_h: float = 1e-3       # finite-difference step, in (standardized) input units
+    vog_epochs: typing.List[int] = field(default_factory=list)  # VoG checkpoints (>= 2 epochs)
+    batch_size: int = 1024          # examples per batch of the curvature and VoG passes
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     optimizer: str = "adam"         # adam | adamw | sgd | nesterov
     learning_rate: float = 1e-3
@@ -88,6 +105,7 @@ class TrainConfig:
     augment: str = "none"           # none | flip | crop | flip_crop | altflip | altflip_crop
     dp: DPConfig = field(default_factory=DPConfig)
     record_forgetting: bool = False  # per-epoch correctness on every train example
+    records: RecordsConfig = field(default_factory=RecordsConfig)  # training dynamics (proxies)
     chunk_size: int = 0             # models per jitted call; 0 = choose automatically
     vmap_size: int = 0              # models vmapped together inside a chunk (lax.map); 0 = auto
     step_loop: str = "auto"         # scan | host (a jitted call per step) | auto: host for CNNs on CPU

@@ -5,9 +5,11 @@ light enough to import without jax. A bad value raises :class:`ConfigError` nami
 
 from __future__ import annotations
 
+import math
+
 from jaxmem.config.schema import Config, ConfigError, flatten, to_dict
 
-__all__ = ["validate"]
+__all__ = ["validate", "RECORD_FIELDS"]
 
 _CHOICES = {
     "subsets.design": {"balanced", "bernoulli", "ratio", "leave_k_out", "leave_group_out"},
@@ -19,7 +21,10 @@ _CHOICES = {
     "signals.dtype": {"float32", "float16"},
     "scoring.rmia.signal": {"softmax", "taylor_soft_margin"},
     "scoring.rmia.aggregate": {"mean", "vote"},
+    "train.records.dtype": {"float32", "float16"},
 }
+#: Per-epoch record fields (the fields of jaxmem.train.records.EpochRecord; a test keeps them equal).
+RECORD_FIELDS = ("loss", "margin", "correct", "p_true")
 
 
 def _positive(path, v, strict=True):
@@ -30,9 +35,10 @@ def _positive(path, v, strict=True):
 def validate(cfg: Config) -> None:
     """Range and consistency checks; raises ConfigError naming the field."""
     flat = flatten(to_dict(cfg))
-    from jaxmem.data.transforms import CANARY_KINDS
+    from jaxmem.data.transforms import CANARY_KINDS, LABEL_NOISE_KINDS
 
-    choices = {**_CHOICES, "data.canary_kind": set(CANARY_KINDS)}
+    choices = {**_CHOICES, "data.canary_kind": set(CANARY_KINDS),
+               "data.label_noise_kind": set(LABEL_NOISE_KINDS)}
     for key, allowed in choices.items():
         if flat[key] not in allowed:
             raise ConfigError(f"{key}: must be one of {sorted(allowed)}, got {flat[key]!r}")
@@ -151,11 +157,38 @@ def validate(cfg: Config) -> None:
             parse_query(q)
         except ValueError as e:
             raise ConfigError(f"signals.queries: {e}") from None
+    _validate_records(cfg, spec)
     from jaxmem.analyses.registry import ANALYSES
 
     if cfg.experiment.kind not in ANALYSES:
         raise ConfigError(f"experiment.kind: unknown analysis {cfg.experiment.kind!r} "
                           f"(known: {', '.join(sorted(ANALYSES))})")
+
+
+def _validate_records(cfg: Config, spec) -> None:
+    """``train.records``: known fields, epochs within training, positive sizes; curvature and VoG
+    need float inputs (input gradients), VoG at least two checkpoints."""
+    r, epochs = cfg.train.records, math.ceil(cfg.train.epochs)
+    for f in r.fields:
+        if f not in RECORD_FIELDS:
+            raise ConfigError(f"train.records.fields: unknown record {f!r} (choose from {', '.join(RECORD_FIELDS)})")
+    if len(set(r.fields)) != len(r.fields):
+        raise ConfigError(f"train.records.fields: each record once, got {r.fields}")
+    _positive("train.records.every", r.every)
+    _positive("train.records.curvature_niter", r.curvature_niter)
+    _positive("train.records.curvature_h", r.curvature_h)
+    _positive("train.records.batch_size", r.batch_size)
+    for key in ("curvature_epochs", "vog_epochs"):
+        ep = getattr(r, key)
+        if any(not 1 <= e <= epochs for e in ep) or list(ep) != sorted(set(ep)):
+            raise ConfigError(f"train.records.{key}: increasing epochs in [1, {epochs}] (after that "
+                              f"epoch; train.epochs = {cfg.train.epochs}), got {ep}")
+    if len(r.vog_epochs) == 1:
+        raise ConfigError("train.records.vog_epochs: VoG is a variance over checkpoints; give at "
+                          f"least 2 epochs, got {r.vog_epochs}")
+    if (r.curvature_epochs or r.vog_epochs) and spec.tokens:
+        raise ConfigError(f"train.records: curvature and VoG are input gradients; model "
+                          f"{cfg.model.name!r} takes integer tokens")
 
 
 def _names(models, flag, value) -> str:

@@ -34,6 +34,6 @@ def build_dataset(cfg):
     if d.canaries:
         ds = transforms.insert_canaries(ds, cfg.seed, num=d.canaries, kind=d.canary_kind)
     if d.label_noise:
-        ds = transforms.label_noise(ds, d.label_noise, d.noise_seed)
+        ds = transforms.label_noise(ds, d.label_noise, d.noise_seed, kind=d.label_noise_kind)
     validate(ds)
     return ds

@@ -15,7 +15,7 @@ import numpy as np
 
 from jaxmem.data.dataset import DataError, Dataset, validate
 
-__all__ = ["label_noise", "flipped_mask", "long_tail", "rare_mask", "duplicate",
+__all__ = ["label_noise", "flipped_mask", "LABEL_NOISE_KINDS", "long_tail", "rare_mask", "duplicate",
            "duplicate_groups", "insert_canaries", "canary_mask", "CANARY_KINDS"]
 
 #: Kinds of inserted canaries (``data.canary_kind``).
@@ -53,28 +53,63 @@ def _random_other_labels(rng: np.random.Generator, y: np.ndarray, num_classes: i
     return ((y.astype(np.int64) + shift) % num_classes).astype(np.int32)
 
 
-def label_noise(ds: Dataset, fraction: float, seed: int) -> Dataset:
-    """Flip round(fraction * N) distinct train labels, each to a uniformly random other class.
+#: Kinds of planted label noise (``data.label_noise_kind``).
+LABEL_NOISE_KINDS = ("uniform", "class_conditional")
 
-    Records the flipped ids with their original and new labels; `flipped_mask` reads them back.
+
+def _derangement(rng: np.random.Generator, num_classes: int) -> np.ndarray:
+    """A uniformly random permutation of the classes without a fixed point (rejection sampling)."""
+    while True:
+        p = rng.permutation(num_classes)
+        if not np.any(p == np.arange(num_classes)):
+            return p
+
+
+def label_noise(ds: Dataset, fraction: float, seed: int, kind: str = "uniform") -> Dataset:
+    """Plant label noise in the train labels; the test split is unchanged.
+
+    ``kind="uniform"`` (symmetric noise): flip round(fraction * N) distinct train labels, each to
+    a uniformly random other class. ``kind="class_conditional"``: draw a random derangement π of
+    the classes and, in every class c, flip round(fraction * n_c) of its examples to π(c) — the
+    sparsest class-conditional noise, transition matrix T = (1 − fraction)·I + fraction·P_π
+    (one off-diagonal entry per row: the "pair"/asymmetric noise of e.g. Patrini et al. 2017 and
+    the class-conditional setting of confident learning, Northcutt et al. 2021, Sec. 2).
+
+    Records the kind, the flipped ids with their original and new labels (and π as
+    ``class_map``); `flipped_mask` reads them back.
     """
     if not 0.0 <= fraction <= 1.0:
         raise DataError(f"label noise fraction must be in [0, 1], got {fraction}")
     if ds.num_classes < 2:
         raise DataError("label noise needs at least 2 classes")
+    if kind not in LABEL_NOISE_KINDS:
+        raise DataError(f"unknown label noise kind {kind!r}; use one of {', '.join(LABEL_NOISE_KINDS)}")
     rng = np.random.default_rng(seed)
-    k = int(round(fraction * ds.num_train))
-    rows = np.sort(rng.choice(ds.num_train, size=k, replace=False))
     y = ds.y_train.copy()
-    new = _random_other_labels(rng, y[rows], ds.num_classes)
+    extra = {}
+    if kind == "uniform":
+        k = int(round(fraction * ds.num_train))
+        rows = np.sort(rng.choice(ds.num_train, size=k, replace=False))
+        new = _random_other_labels(rng, y[rows], ds.num_classes)
+    else:
+        pi = _derangement(rng, ds.num_classes)
+        picked = []
+        for c in range(ds.num_classes):
+            members = np.flatnonzero(y == c)
+            picked.append(rng.choice(members, size=int(round(fraction * members.size)), replace=False))
+        rows = np.sort(np.concatenate(picked)).astype(np.int64)
+        new = pi[y[rows]].astype(np.int32)
+        extra = {"class_map": _ints(pi)}
     record = {
         "name": "label_noise",
+        "kind": kind,
         "fraction": float(fraction),
         "seed": int(seed),
-        "num_flipped": k,
+        "num_flipped": int(rows.size),
         "flipped_ids": _ints(ds.ids_train[rows]),
         "original_labels": _ints(y[rows]),
         "new_labels": _ints(new),
+        **extra,
     }
     y[rows] = new
     return _replace(ds, record, y_train=y)

@@ -340,6 +340,41 @@ def test_label_noise_targets_are_uniform_over_other_classes():
     assert scipy.stats.chisquare(counts[1:]).pvalue > 1e-3
 
 
+@pytest.mark.parametrize("fraction", [0.05, 0.4, 1.0])
+def test_class_conditional_label_noise_flips_each_class_to_one_other(fraction, rng):
+    """class_conditional: in every class c exactly round(fraction * n_c) labels change, all to
+    the same class pi(c) != c (pi a derangement recorded as class_map); a loop reference."""
+    ds = synthetic(n_train=3000, num_classes=int(rng.integers(2, 9)), seed=int(rng.integers(1000)))
+    seed = int(rng.integers(2**31))
+    noisy = D.label_noise(ds, fraction, seed, kind="class_conditional")
+    rec = noisy.meta["transforms"][-1]
+    pi = rec["class_map"]
+    assert rec["kind"] == "class_conditional" and sorted(pi) == list(range(ds.num_classes))
+    assert all(pi[c] != c for c in range(ds.num_classes))
+    changed = noisy.y_train != ds.y_train
+    for c in range(ds.num_classes):
+        members = [i for i in range(ds.num_train) if ds.y_train[i] == c]
+        flipped = [i for i in members if noisy.y_train[i] != c]
+        assert len(flipped) == round(fraction * len(members))
+        assert all(noisy.y_train[i] == pi[c] for i in flipped)
+    np.testing.assert_array_equal(D.flipped_mask(noisy), changed)
+    assert rec["num_flipped"] == int(changed.sum())
+    np.testing.assert_array_equal(rec["new_labels"], noisy.y_train[np.isin(ds.ids_train, rec["flipped_ids"])])
+    np.testing.assert_array_equal(D.label_noise(ds, fraction, seed, kind="class_conditional").y_train,
+                                  noisy.y_train)
+    with pytest.raises(D.DataError, match="kind"):
+        D.label_noise(ds, fraction, seed, kind="pairs")
+
+
+def test_label_noise_kind_reaches_the_run_dataset():
+    from jaxmem import config as cfgmod
+
+    cfg = cfgmod.load_config(None, ["data.label_noise=0.2", 'data.label_noise_kind="class_conditional"'])
+    ds = D.build_dataset(cfg)
+    rec = ds.meta["transforms"][-1]
+    assert rec["kind"] == "class_conditional" and rec["fraction"] == 0.2
+
+
 def test_label_noise_rejects_bad_fraction(digits):
     with pytest.raises(D.DataError, match="fraction"):
         D.label_noise(digits, 1.5, 0)
