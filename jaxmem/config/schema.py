@@ -82,6 +82,11 @@ class RecordsConfig:
     vog_epochs: typing.List[int] = field(default_factory=list)  # VoG checkpoints (>= 2 epochs)
     batch_size: int = 1024          # examples per batch of the curvature and VoG passes
 
+    def dynamics_epochs(self, num_epochs: int) -> typing.List[int]:
+        """The epochs (1 = after the first) after which the per-epoch fields are recorded: every
+        ``every``-th and the last, ``num_epochs`` (= ceil(train.epochs))."""
+        return [e for e in range(1, num_epochs + 1) if e % self.every == 0 or e == num_epochs]
+
 
 @dataclass(frozen=True)
 class TrainConfig:

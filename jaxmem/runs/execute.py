@@ -16,6 +16,7 @@ import numpy as np
 from jaxmem import config as cfgmod
 from jaxmem.io import RunError, atomic_dir, load_json, load_npy, save_json, save_npy
 from jaxmem.runs import workdir as W
+from jaxmem.runs.records import record_file
 from jaxmem.runs.store import assemble, covered, shard_name
 from jaxmem.subsets import make_design
 
@@ -189,8 +190,8 @@ def train_models(cfg, ds, keep, blocks, workdir: Path, *, progress=True, process
             ids = np.arange(a, a + K)                      # padded to K: no recompiles
             rows = keep[np.minimum(ids, keep.shape[0] - 1)]
             t0 = time.time()
-            res = _train_chunk(trainer, cfg, rows, ids, workdir / "ckpt" / shard_name(a, b), stop,
-                               sharding)
+            res, recs = _train_chunk(trainer, cfg, rows, ids, workdir / "ckpt" / shard_name(a, b),
+                                     stop, sharding)
             lg = trainer.logits(res.state, x_train, queries, out_dtype)
             tl = trainer.logits(res.state, x_test, queries, out_dtype)
             jax.block_until_ready((lg, tl))
@@ -202,9 +203,10 @@ def train_models(cfg, ds, keep, blocks, workdir: Path, *, progress=True, process
                 save_npy(tmp / "diverged.npy", res.diverged[:n])
                 save_npy(tmp / "final_loss.npy", res.final_loss[:n])
                 for name, rec in res.records.items():    # e.g. correct_by_epoch.npy
-                    save_npy(tmp / f"{name}_by_epoch.npy", rec[:n])
+                    save_npy(tmp / record_file(name), rec[:n])
                 save_json(tmp / "meta.json", {"seconds": seconds, "models": [a, b]})
             shutil.rmtree(workdir / "ckpt" / shard_name(a, b), ignore_errors=True)
+            recs.remove()
             if bar is not None:
                 bar.update(n)
                 bar.set_postfix(models_per_s=f"{n / seconds:.1f}")
@@ -250,47 +252,52 @@ def _main_thread():
 
 def _train_chunk(trainer, cfg, rows, ids, ckpt_dir: Path, stop, sharding):
     """Train one chunk epoch by epoch (where SIGTERM can stop), checkpointing with orbax every
-    ``checkpoint_every`` epochs and on SIGTERM. Returns a :class:`~jaxmem.train.ChunkResult`."""
+    ``checkpoint_every`` epochs and on SIGTERM; its records stream to files beside the
+    checkpoints (:class:`~jaxmem.runs.records.ChunkRecords`). Returns a
+    :class:`~jaxmem.train.ChunkResult` (its records memory-mapped from those files)."""
     import jax
 
     from jaxmem.runs import checkpoint
+    from jaxmem.runs.records import ChunkRecords
     from jaxmem.train import ChunkResult
 
     every = cfg.train.checkpoint_every or 1
     state, status = trainer.init_chunk(ids, rows)
-    epoch0, records = 0, {}
-    mngr = None
+    epoch0, mngr, restored = 0, None, None
+    rec_dir = ckpt_dir.with_name(ckpt_dir.name + ".records")
+    recs = ChunkRecords(trainer, rec_dir, len(ids))
     if cfg.train.checkpoint_every or ckpt_dir.exists():   # (also the checkpoint SIGTERM saved)
         mngr = checkpoint.manager(ckpt_dir)
-        restored = checkpoint.restore(mngr, state, status, tuple(trainer.records))
-        if restored is not None:
-            epoch0, state, status, records = restored
+        restored = checkpoint.restore(mngr, state, status, recs.aux())
+    recs.open(resume=restored is not None)
+    if restored is not None:
+        epoch0, state, status, aux = restored
+        recs.restore_aux(aux)
     if sharding is not None:
         state, status = jax.device_put((state, status), sharding)
         rows = jax.device_put(rows, sharding)
 
-    def host(recs):
-        return {k: [np.asarray(x) for x in v] for k, v in recs.items()}
+    def save():
+        recs.flush()
+        checkpoint.save(mngr, epoch0, state, status, recs.aux())
 
     while epoch0 < trainer.num_epochs:
-        n = min(every, trainer.num_epochs - epoch0)
+        n = min(every, recs.next_stop(epoch0, trainer.num_epochs) - epoch0)
         state, status, new = trainer.train_epochs(state, status, rows, ids, epoch0, n)
-        for k, v in new.items():
-            records.setdefault(k, []).append(v)   # stays on device until a checkpoint or the end
+        recs.add(epoch0, n, new, state)
         epoch0 += n
         if cfg.train.checkpoint_every and epoch0 < trainer.num_epochs and \
                 epoch0 % cfg.train.checkpoint_every == 0:
-            checkpoint.save(mngr, epoch0, state, status, host(records))
+            save()
         if stop["flag"] and epoch0 < trainer.num_epochs:
             mngr = mngr or checkpoint.manager(ckpt_dir)
             if mngr.latest_step() != epoch0:
-                checkpoint.save(mngr, epoch0, state, status, host(records))
+                save()
             mngr.close()
             raise _Stop()
     if mngr is not None:
         mngr.close()
-    return ChunkResult(state, np.asarray(status.diverged), np.asarray(status.loss),
-                       {k: np.concatenate(v, axis=1) for k, v in host(records).items()})
+    return ChunkResult(state, np.asarray(status.diverged), np.asarray(status.loss), recs.results()), recs
 
 
 class _Stop(Exception):

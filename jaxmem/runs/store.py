@@ -14,6 +14,8 @@ Layout of a run directory (plain formats: ``.npy`` without pickle, JSON, CSV, PN
     logits.npy           [M, N, A, C]   eval-mode logits on train examples, A augmentation queries
     test_logits.npy      [M, T, A, C]
     diverged.npy         bool [M]      models frozen because their loss/params became non-finite
+    NAME_by_epoch.npy    [M, R, N]     training-dynamics records (train.records), e.g. loss, correct
+    vog.npy              float32 [M, N] variance of gradients (train.records.vog_epochs)
     results/             memorization.csv, attacks.json, roc.png, memorization_hist.png
     summary.json
 
@@ -29,13 +31,14 @@ import numpy as np
 
 from jaxmem import config as cfgmod
 from jaxmem.io import RunError, load_json, load_npy, save_text
+from jaxmem.runs.records import RECORD_FILES, record_epochs, record_file
 
 __all__ = ["Run", "load_run", "assemble", "RUN_ENTRIES", "shard_name", "covered"]
 
 # What jaxmem writes in a run directory (all that --overwrite deletes).
 RUN_ENTRIES = ("config.json", "design.json", "dataset.json", "keep.npy", "model_ratio.npy",
                "labels.npy", "example_ids.npy", "test_labels.npy", "test_ids.npy", "logits.npy",
-               "test_logits.npy", "diverged.npy", "final_loss.npy", "correct_by_epoch.npy",
+               "test_logits.npy", "diverged.npy", "final_loss.npy", *RECORD_FILES,
                "summary.json", "report.html", ".assembled.json", "shards", "ckpt", "results",
                "variants")
 
@@ -91,8 +94,19 @@ class Run:
 
     @property
     def correct_by_epoch(self):
-        p = self.path / "correct_by_epoch.npy"
+        return self.record("correct")
+
+    def record(self, name: str):
+        """Training-dynamics record ``name`` (``train.records``), memory-mapped, or None when the
+        run has none: [M, R, N] per-epoch records (``loss``, ``margin``, ``correct``, ``p_true``,
+        ``curvature``, ``curvature_trace``, ``curvature_trace_sq``; R = :meth:`record_epochs`),
+        or ``vog`` [M, N]."""
+        p = self.path / record_file(name)
         return load_npy(p, mmap=True) if p.exists() else None
+
+    def record_epochs(self, name: str) -> list:
+        """The epochs (1 = after the first) that record ``name`` holds, along its second axis."""
+        return record_epochs(self.config)[name]
 
     @property
     def dataset(self) -> dict:
@@ -155,8 +169,7 @@ def assemble(workdir: Path, num_models: int):
         raise RunError(f"{workdir}: models {missing[:5].tolist()}... have no shard yet")
     spans = [s for s in spans if s[1] <= num_models]
     names = ["logits.npy", "test_logits.npy", "diverged.npy", "final_loss.npy"]
-    if all((d / "correct_by_epoch.npy").exists() for _, _, d in spans):
-        names.append("correct_by_epoch.npy")
+    names += [f for f in RECORD_FILES if all((d / f).exists() for _, _, d in spans)]
     stamp = json.dumps(sorted([a, b] for a, b, _ in spans))
     marker = workdir / ".assembled.json"
     if marker.exists() and marker.read_text() == stamp and all((workdir / n).exists() for n in names):

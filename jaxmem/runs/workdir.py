@@ -94,14 +94,16 @@ def write_or_check(path: Path, array):
 def storage_plan(cfg, num_models: int, num_train: int, num_test: int, num_classes: int,
                  num_done: int = 0, assembled: bool = False) -> dict:
     """Bytes a run writes: per model, its logits on the training and test sets ([N + T, A, C] in
-    ``signals.dtype``) and, with ``train.record_forgetting``, [ceil(epochs), N] correctness.
+    ``signals.dtype``) and its training-dynamics records (``train.records``,
+    ``train.record_forgetting``: :func:`jaxmem.runs.records.record_layout`).
     :func:`assemble` copies the shards into the run's arrays, so they are on disk twice.
     ``todo`` counts what is still to be written (shards of untrained models, and the assembled
     copy unless a finished run has it)."""
     item = 2 if cfg.signals.dtype == "float16" else 4
     per_model = (num_train + num_test) * len(cfg.signals.queries) * num_classes * item + 5
-    if cfg.train.record_forgetting:
-        per_model += math.ceil(cfg.train.epochs) * num_train
+    from jaxmem.runs.records import record_layout
+
+    per_model += sum(math.prod(shape) * dtype.itemsize for shape, dtype in record_layout(cfg, num_train).values())
     total = 2 * num_models * per_model
     todo = (num_models - num_done) * per_model
     if not (assembled and num_done >= num_models):

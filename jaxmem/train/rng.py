@@ -7,10 +7,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["INIT", "DATA", "DROPOUT", "AUGMENT", "DP_NOISE", "FLIP", "model_keys", "epoch_orders"]
+__all__ = ["INIT", "DATA", "DROPOUT", "AUGMENT", "DP_NOISE", "FLIP", "CURVATURE", "model_keys", "epoch_orders"]
 
 # Stream ids for fold_in(root, stream).
 INIT, DATA, DROPOUT, AUGMENT, DP_NOISE, FLIP = 0, 1, 2, 3, 4, 5
+CURVATURE = 6   # the Rademacher directions of train.records.curvature_epochs
 
 
 def model_keys(seed: int, stream: int, model_ids):

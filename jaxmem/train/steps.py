@@ -100,11 +100,6 @@ class ModelSteps:
         net = jax.tree.map(lambda e, v: jnp.where(do, e, v), ema, net)
         return state._replace(**net, ema=ema, ema_on=state.ema_on | do)
 
-    def _eval_correct(self, state, x_all, y_all):
-        """Eval-mode correctness of one model on every training example: [N] bool."""
-        logits = self.apply_eval(state.params, state.batch_stats, x_all)
-        return jnp.argmax(logits, -1) == y_all
-
     def apply_eval(self, params, batch_stats, x, batch_size: int = 1024):
         """Eval-mode logits (BatchNorm running statistics, no dropout) of one model, batched."""
         variables = {"params": params}
@@ -145,16 +140,19 @@ class ModelSteps:
         w = (take & is_last_epoch).astype(jnp.float32)
         return state, diverged, loss_sum + w * jnp.where(take, loss, 0.0), loss_cnt + w
 
-    def _epoch_end(self, data, state, diverged, loss_sum, loss_cnt, prev_loss):
-        """After an epoch's steps: lookahead's θ ← ema, the last epoch's mean loss, and (with
-        per-epoch records (:attr:`records`, e.g. correctness on every training example)."""
+    def _epoch_end(self, data, state, diverged, loss_sum, loss_cnt, prev_loss, e=None, keys=None):
+        """After epoch ``e``'s steps: lookahead's θ ← ema, the last epoch's mean loss, and the
+        per-epoch records (the hook :attr:`records`: ``fn(state, data, e, keys) -> {name: [N]}``,
+        e.g. correctness on every training example; jaxmem.train.recording)."""
         if self.cfg.train.lookahead_every:   # the epoch ends with θ ← ema (airbench94)
             on = state.ema_on
             state = state._replace(**jax.tree.map(lambda e_, v: jnp.where(on, e_, v), state.ema,
                                                   {"params": state.params,
                                                    "batch_stats": state.batch_stats}))
         loss = jnp.where(loss_cnt > 0, loss_sum / jnp.maximum(loss_cnt, 1), prev_loss)
-        out = {name: fn(state, *data) for name, fn in self.records.items()}
+        out = {}
+        for fn in self.records.values():
+            out.update(fn(state, data, e, keys))
         return state, diverged, loss, out
 
     def _train_one(self, data, state, status, orders, n_in, spe, total_steps, keys, epoch0,
@@ -172,7 +170,7 @@ class ModelSteps:
             (state, diverged, ls, lc), _ = jax.lax.scan(
                 step_body, (state, diverged, jnp.float32(0), jnp.float32(0)),
                 jnp.arange(self.steps_per_epoch_max))
-            state, diverged, loss, out = self._epoch_end(data, state, diverged, ls, lc, prev_loss)
+            state, diverged, loss, out = self._epoch_end(data, state, diverged, ls, lc, prev_loss, e, keys)
             return (state, diverged, loss), out
 
         diverged, prev_loss = status

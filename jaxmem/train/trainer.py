@@ -30,7 +30,7 @@ from jaxmem.data.queries import query_inputs
 from jaxmem.models import make_model
 from jaxmem.models.registry import spec
 from jaxmem.train.optim import make_optimizer
-from jaxmem.train.rng import AUGMENT, DATA, DP_NOISE, DROPOUT, FLIP, INIT, epoch_orders, model_keys
+from jaxmem.train.rng import AUGMENT, CURVATURE, DATA, DP_NOISE, DROPOUT, FLIP, INIT, epoch_orders, model_keys
 from jaxmem.train.state import ChunkStatus
 from jaxmem.train.steps import ModelSteps
 
@@ -79,8 +79,11 @@ class Trainer(ModelSteps):
         if t.dp.enabled and self.has_bn:
             raise ValueError("train.dp.enabled: DP-SGD needs per-example gradients, which BatchNorm "
                              "does not allow; choose a model without batch_norm")
-        # per-epoch records: name -> fn(state, x_train, y_train) -> [N] (one model, eval mode)
-        self.records = {"correct": self._eval_correct} if t.record_forgetting else {}
+        # per-epoch record hook: name -> fn(state, (x, y), epoch, keys) -> {record: [N]} (one
+        # model, eval mode; jaxmem.train.recording); record_names: what the entries return
+        from jaxmem.train import recording
+
+        self.records, self.record_names = recording.hooks(self)
         self._train_fns: dict = {}
         self._cache: dict = {}   # the chunk in training (see _chunk)
 
@@ -94,7 +97,7 @@ class Trainer(ModelSteps):
                 jax.vmap(self._step_one, in_axes=(None,) + (0,) * 9 + (None, None)),
                 donate_argnums=(1,))
             self._train_fns["host_end"] = jax.jit(
-                jax.vmap(self._epoch_end, in_axes=(None,) + (0,) * 5))
+                jax.vmap(self._epoch_end, in_axes=(None,) + (0,) * 5 + (None, 0)))
         end = self._train_fns["host_end"]
         data = (self.x_train, self.y_train)
         diverged, loss = status
@@ -106,9 +109,9 @@ class Trainer(ModelSteps):
             st = (state, diverged, zero, zero)
             for pos in range(self.steps_per_epoch_max):
                 st = step(data, *st, perm, n_in, spe, total, keys, e, jnp.int32(pos))
-            state, diverged, loss, out = end(data, *st, loss)
+            state, diverged, loss, out = end(data, *st, loss, e, keys)
             outs.append(out)
-        records = {k: jnp.stack([o[k] for o in outs], axis=1) for k in self.records}
+        records = {k: jnp.stack([o[k] for o in outs], axis=1) for k in self.record_names}
         return state, ChunkStatus(diverged, loss), records
 
     def _map_models(self, fn, *args):
@@ -165,7 +168,7 @@ class Trainer(ModelSteps):
                      counts=tuple(jnp.asarray(a) for a in self.step_counts(rows)),
                      keys={name: model_keys(self.cfg.seed, s, np.asarray(ids)) for name, s in
                            (("data", DATA), ("dropout", DROPOUT), ("augment", AUGMENT),
-                            ("dp", DP_NOISE), ("flip", FLIP))})
+                            ("dp", DP_NOISE), ("flip", FLIP), ("curvature", CURVATURE))})
         return c
 
     def train_epochs(self, state, status, keep_rows, model_ids, epoch0: int, num_epochs: int):
