@@ -30,6 +30,7 @@ __all__ = [
     "flag_top_k",
     "noise_auroc",
     "out_of_sample_probs",
+    "out_of_sample_votes",
 ]
 
 # float64 elements of one block of models' probabilities in out_of_sample_probs (256 MB).
@@ -198,6 +199,58 @@ def out_of_sample_probs(
         )
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(none[:, None], np.nan, total / np.maximum(count, 1)[:, None])
+
+
+def out_of_sample_votes(logits, keep, *, model_mask=None, block_models: int | None = None) -> np.ndarray:
+    """For each example, how many of the models that did NOT train on it predict each class:
+    ``votes[i, c] = #{m : keep[m, i] == False, argmax_j z_m[i, j] == c}`` (first maximum on
+    ties, as ``np.argmax``). ``votes.argmax(1)`` is the OUT-majority prediction used to relabel
+    suspected label errors (ties to the lowest class); ``votes.sum(1)`` the number of OUT models.
+
+    (model, example) rows with a non-finite logit (a diverged model) are left out, with a
+    warning; pass ``model_mask`` to drop such models entirely. Streamed over blocks of models
+    like :func:`out_of_sample_probs` (memmaps and float16 logits are fine).
+
+    Args: logits: [M, N, C] (the identity query ``[:, :, 0]`` of stored [M, N, A, C] logits);
+      keep: bool [M, N]; model_mask: bool [M].
+    Returns: int64 [N, C]; examples that no usable model held out have a zero row, with an
+    ``InsufficientModelsWarning``.
+    """
+    x = logits if not is_jax(logits) else np.asarray(logits)
+    if getattr(x, "ndim", None) != 3:
+        raise ValueError(f"logits must be [M, N, C], got shape {np.shape(x)}")
+    m, n, c = x.shape
+    kp = np.asarray(keep).astype(bool)
+    if kp.shape != (m, n):
+        raise ValueError(f"keep must be [{m}, {n}] to match logits [M, N, C], got {kp.shape}")
+    mask = as_model_mask(model_mask, m)
+    if block_models is None:
+        block_models = max(1, _OOS_BLOCK_ELEMENTS // max(1, n * c))
+    if int(block_models) != block_models or block_models < 1:
+        raise ValueError(f"block_models must be a positive integer, got {block_models!r}")
+    votes = np.zeros((n, c), np.int64)
+    dropped = 0
+    for s in range(0, m, int(block_models)):
+        rows = np.arange(s, min(s + int(block_models), m))
+        rows = rows[mask[rows]]
+        if rows.size == 0:
+            continue
+        blk = np.asarray(x[rows])
+        finite = np.isfinite(blk).all(axis=-1)
+        w = ~kp[rows]
+        dropped += int((w & ~finite).sum())
+        w &= finite
+        pred = np.argmax(np.where(finite[..., None], blk, 0), axis=-1)   # [b, N]
+        for b in range(rows.size):
+            np.add.at(votes, (np.flatnonzero(w[b]), pred[b][w[b]]), 1)
+    if dropped:
+        warnings.warn(f"out_of_sample_votes: {dropped} non-finite (model, example) outputs left out (diverged model? "
+                      f"pass model_mask)", UndefinedProxyWarning, stacklevel=2)
+    none = votes.sum(1) == 0
+    if none.any():
+        warnings.warn(f"{int(none.sum())} of {n} examples have no OUT model; they have no votes",
+                      InsufficientModelsWarning, stacklevel=2)
+    return votes
 
 
 def _check_pred_probs(pred_probs, labels):

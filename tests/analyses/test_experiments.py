@@ -193,6 +193,16 @@ SLOW_CASES = {
     "long_tail": ["mem_rare", "mem_frequent", "auc_rare", "auc_frequent"],
     "mem_vs_mia": ["spearman_mem_vs_lira", "auc_top10_mem"],
     "canary_exposure": ["exposure_by_repetitions", "spearman_exposure_vs_repetitions"],
+    "memorization_proxies": ["best_proxy", "reference_split_half_spearman"],
+    "label_cleaning": ["retrain"],
+}
+# what each experiment needs besides TINY (records within 2 epochs, enough models, fewer variants)
+SLOW_EXTRA = {
+    "memorization_proxies": ["subsets.num_models=9", "train.records.curvature_epochs=[2]",
+                             "train.records.vog_epochs=[1,2]", 'experiment.params={"models":[1,3],"num_bootstrap":20}'],
+    "label_cleaning": ['experiment.variants=[["data.label_noise=0.2"],'
+                       '["data.label_noise=0.3","data.label_noise_kind=\\"class_conditional\\""]]',
+                       'experiment.variant_names=["u20","c30"]'],
 }
 
 
@@ -202,6 +212,7 @@ def test_quick_variant_at_reduced_size(name, tmp_path):
     extra = ["train.epochs=1"] if name == "canary_exposure" else TINY
     if name == "long_tail":
         extra = extra + ["data.max_train=0", "subsets.num_models=4"]
+    extra = extra + SLOW_EXTRA.get(name, [])
     cfg = cfgmod.load_config(ROOT / "experiments" / f"{name}.toml", extra)
     s = run_experiment(cfg, tmp_path / name, progress=False, log=lambda *a: None)
     for k in SLOW_CASES[name]:
@@ -220,6 +231,72 @@ def test_quick_variant_at_reduced_size(name, tmp_path):
             assert {"auc", "tpr_at_0.001_fpr", "epsilon_lower_bound", "test_accuracy"} <= set(r)
     if name in ("capacity", "regularization"):
         assert len(s["rows"]) == len(cfg.experiment.variants)
+    if name == "memorization_proxies":
+        _check_proxy_rows(cfg, tmp_path / name)
+    if name == "label_cleaning":
+        _check_cleaning_rows(tmp_path / name)
+
+
+def _csv(path):
+    import csv
+
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def _check_proxy_rows(cfg, wd):
+    """The table's numbers equal the estimators called directly on the stored records: the
+    proxy of the first model(s) against memorization from the other models."""
+    from jaxmem.estimators import memorization
+    from jaxmem.estimators.agreement import average_over_models, spearman, top_k_precision
+    from jaxmem.estimators.proxies import memorization_score
+    from jaxmem.runs import load_run
+    from jaxmem.signals import correctness
+
+    rows = _csv(wd / "proxies.csv")
+    assert {r["proxy"] for r in rows} >= {"cumulative_accuracy", "forgetting", "aum", "cumulative_sample_loss",
+                                           "cartography_variability", "curvature", "vog"}
+    run = load_run(wd / "variants" / "noisy10")
+    keep = np.asarray(run.keep)
+    correct = np.asarray(correctness(np.asarray(run.logits[:, :, 0], np.float64), np.asarray(run.labels)))
+    ref_mask = np.arange(keep.shape[0]) >= 3
+    mem = memorization(keep, correct, model_mask=ref_mask).mem
+    for name, record, m in (("aum", "margin", 1), ("cumulative_sample_loss", "loss", 3)):
+        p = average_over_models(memorization_score(name, run.record(record)), keep=keep, models=list(range(m)))
+        fin = np.isfinite(p) & np.isfinite(mem)
+        (row,) = [r for r in rows if r["variant"] == "noisy10" and r["proxy"] == name and int(r["models"]) == m]
+        npt.assert_allclose(float(row["spearman"]), spearman(p[fin], mem[fin]), rtol=1e-5)
+        k = int(row["top_k"])
+        npt.assert_allclose(float(row["top_k_precision"]), top_k_precision(p[fin], mem[fin], k), rtol=1e-5)
+        assert float(row["spearman_low"]) <= float(row["spearman_high"])
+
+
+def _check_cleaning_rows(wd):
+    """Flags of memorization are its top k (k = cleanlab's number of flags), against the
+    flipped labels of the run; every training condition was retrained."""
+    from jaxmem.analyses.common import id_mask
+    from jaxmem.estimators import label_noise as L
+    from jaxmem.estimators import memorization
+    from jaxmem.runs import load_run
+    from jaxmem.signals import correctness
+
+    rows = _csv(wd / "flags.csv")
+    run = load_run(wd / "variants" / "c30")
+    keep = np.asarray(run.keep)
+    labels = np.asarray(run.labels)
+    flipped = id_mask(run, "label_noise", "flipped_ids")
+    assert flipped.sum() == round(0.3 * len(labels)) or abs(flipped.sum() - 0.3 * len(labels)) < 10
+    probs = L.out_of_sample_probs(run.logits[:, :, 0], keep)
+    have = np.isfinite(probs).all(1)
+    k = int(L.cleanlab_flags(probs[have], labels[have]).sum())
+    mem = memorization(keep, np.asarray(correctness(np.asarray(run.logits[:, :, 0], np.float64), labels))).mem
+    want = L.flag_precision_recall(L.flag_top_k(mem, max(k, 1)), flipped)
+    (row,) = [r for r in rows if r["variant"] == "c30" and r["method"] == "memorization"]
+    assert int(row["flagged"]) == want.num_flagged and int(row["flipped"]) == want.num_flipped
+    npt.assert_allclose(float(row["precision"]), want.precision, rtol=1e-5)
+    trainings = {r["training"] for r in _csv(wd / "retrain.csv") if r["variant"] == "c30"}
+    assert trainings == {"noisy", "clean", "memorization_drop", "memorization_relabel", "cleanlab_drop",
+                         "cleanlab_relabel", "cumulative_sample_loss_drop", "cumulative_sample_loss_relabel"}
 
 
 def test_experiment_params_reach_the_analysis_and_unknown_ones_are_refused(tmp_path):

@@ -177,3 +177,36 @@ def test_cleanlab_input_errors_and_missing_dependency(rng, monkeypatch):
     monkeypatch.setitem(sys.modules, "cleanlab", None)
     with pytest.raises(ImportError, match=r"jaxmem\[cleanlab\]"):
         L.cleanlab_flags(p, given)
+
+
+def test_out_of_sample_votes_match_a_loop(rng):
+    """Votes of the OUT models' argmax, as a loop; diverged rows left out; no OUT model: zeros."""
+    m, n, c = 7, 40, 4
+    z = rng.normal(size=(m, n, c)).astype(np.float16)
+    z[2, :, 1] = z[2, :, 0]                     # ties: the first maximum wins
+    keep = rng.random((m, n)) < 0.5
+    keep[:, 0] = True                          # example 0: no OUT model
+    z[5, 3] = np.nan                           # one diverged (model, example) row
+    ref = np.zeros((n, c), int)
+    for a in range(m):
+        for i in range(n):
+            if not keep[a, i] and np.isfinite(z[a, i]).all():
+                ref[i, int(np.argmax(z[a, i]))] += 1
+    with pytest.warns(InsufficientModelsWarning, match="no OUT model"):
+        got = L.out_of_sample_votes(z, keep, block_models=3)
+    if not keep[5, 3]:
+        with pytest.warns(UndefinedProxyWarning, match="non-finite"):
+            L.out_of_sample_votes(z, keep)
+    np.testing.assert_array_equal(got, ref)
+    assert got[0].sum() == 0
+    mask = np.ones(m, bool)
+    mask[5] = False
+    with pytest.warns(InsufficientModelsWarning):
+        masked = L.out_of_sample_votes(z, keep, model_mask=mask)
+    ref5 = ref.copy()
+    for i in range(n):
+        if not keep[5, i] and np.isfinite(z[5, i]).all():
+            ref5[i, int(np.argmax(z[5, i]))] -= 1
+    np.testing.assert_array_equal(masked, ref5)
+    with pytest.raises(ValueError, match="keep"):
+        L.out_of_sample_votes(z, keep[:, :5])
