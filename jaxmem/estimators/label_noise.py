@@ -128,6 +128,52 @@ def _softmax64(z):
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def _out_blocks(outputs, keep, model_mask, block_models, name, softmax=False):
+    """Check ``outputs`` [M, N, C] against ``keep`` [M, N] and iterate over blocks of usable
+    models: yields ``(block [b, N, C] float64, use [b, N])`` where ``use`` marks the OUT and
+    finite (model, example) rows. Returns ``(N, C, blocks, dropped)``; ``dropped[0]`` counts the
+    non-finite OUT rows left out once the blocks are consumed."""
+    x = outputs if not is_jax(outputs) else np.asarray(outputs)
+    if getattr(x, "ndim", None) != 3:
+        raise ValueError(f"{name} must be [M, N, C], got shape {np.shape(x)}")
+    m, n, c = x.shape
+    kp = np.asarray(keep).astype(bool)
+    if kp.shape != (m, n):
+        raise ValueError(f"keep must be [{m}, {n}] to match {name} [M, N, C], got {kp.shape}")
+    mask = as_model_mask(model_mask, m)
+    if block_models is None:
+        block_models = max(1, _OOS_BLOCK_ELEMENTS // max(1, n * c))
+    if int(block_models) != block_models or block_models < 1:
+        raise ValueError(f"block_models must be a positive integer, got {block_models!r}")
+    dropped = [0]
+
+    def blocks():
+        for s in range(0, m, int(block_models)):
+            rows = np.arange(s, min(s + int(block_models), m))
+            rows = rows[mask[rows]]
+            if rows.size == 0:
+                continue
+            blk = np.asarray(x[rows], dtype=np.float64)  # [b, N, C]
+            if softmax:
+                with np.errstate(invalid="ignore", over="ignore"):
+                    blk = _softmax64(blk)
+            finite = np.isfinite(blk).all(axis=-1)
+            use = ~kp[rows]
+            dropped[0] += int((use & ~finite).sum())
+            yield np.where(finite[..., None], blk, 0.0), use & finite
+
+    return n, c, blocks(), dropped
+
+
+def _warn_out(fn: str, dropped: int, none, what: str) -> None:
+    if dropped:
+        warnings.warn(f"{fn}: {dropped} non-finite (model, example) outputs left out (diverged model? pass model_mask)",
+                      UndefinedProxyWarning, stacklevel=3)
+    if none.any():
+        warnings.warn(f"{int(none.sum())} of {none.size} examples have no OUT model; {what}",
+                      InsufficientModelsWarning, stacklevel=3)
+
+
 def out_of_sample_probs(
     outputs, keep, *, from_logits: bool = True, model_mask=None, block_models: int | None = None
 ) -> np.ndarray:
@@ -154,49 +200,14 @@ def out_of_sample_probs(
       [N, C] float64; rows of examples that no (usable) model held out are NaN, with an
       ``InsufficientModelsWarning``.
     """
-    x = outputs if not is_jax(outputs) else np.asarray(outputs)
-    if getattr(x, "ndim", None) != 3:
-        raise ValueError(f"outputs must be [M, N, C], got shape {np.shape(x)}")
-    m, n, c = x.shape
-    kp = np.asarray(keep).astype(bool)
-    if kp.shape != (m, n):
-        raise ValueError(f"keep must be [{m}, {n}] to match outputs [M, N, C], got {kp.shape}")
-    mask = as_model_mask(model_mask, m)
-    if block_models is None:
-        block_models = max(1, _OOS_BLOCK_ELEMENTS // max(1, n * c))
-    if int(block_models) != block_models or block_models < 1:
-        raise ValueError(f"block_models must be a positive integer, got {block_models!r}")
+    n, c, blocks, dropped = _out_blocks(outputs, keep, model_mask, block_models, "outputs", softmax=from_logits)
     total = np.zeros((n, c))
     count = np.zeros(n)
-    dropped = 0
-    for s in range(0, m, int(block_models)):
-        rows = np.arange(s, min(s + int(block_models), m))
-        rows = rows[mask[rows]]
-        if rows.size == 0:
-            continue
-        blk = np.asarray(x[rows], dtype=np.float64)  # [b, N, C]
-        if from_logits:
-            with np.errstate(invalid="ignore", over="ignore"):
-                blk = _softmax64(blk)
-        w = ~kp[rows]
-        finite = np.isfinite(blk).all(axis=-1)
-        dropped += int((w & ~finite).sum())
-        w &= finite
-        total += np.einsum("bn,bnc->nc", w.astype(np.float64), np.where(finite[..., None], blk, 0.0))
-        count += w.sum(axis=0)
-    if dropped:
-        warnings.warn(
-            f"out_of_sample_probs: {dropped} non-finite (model, example) outputs left out (diverged model? pass model_mask)",
-            UndefinedProxyWarning,
-            stacklevel=2,
-        )
+    for blk, use in blocks:
+        total += np.einsum("bn,bnc->nc", use.astype(np.float64), blk)
+        count += use.sum(axis=0)
     none = count == 0
-    if none.any():
-        warnings.warn(
-            f"{int(none.sum())} of {n} examples have no OUT model; their out-of-sample probabilities are NaN",
-            InsufficientModelsWarning,
-            stacklevel=2,
-        )
+    _warn_out("out_of_sample_probs", dropped[0], none, "their out-of-sample probabilities are NaN")
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(none[:, None], np.nan, total / np.maximum(count, 1)[:, None])
 
@@ -216,40 +227,13 @@ def out_of_sample_votes(logits, keep, *, model_mask=None, block_models: int | No
     Returns: int64 [N, C]; examples that no usable model held out have a zero row, with an
     ``InsufficientModelsWarning``.
     """
-    x = logits if not is_jax(logits) else np.asarray(logits)
-    if getattr(x, "ndim", None) != 3:
-        raise ValueError(f"logits must be [M, N, C], got shape {np.shape(x)}")
-    m, n, c = x.shape
-    kp = np.asarray(keep).astype(bool)
-    if kp.shape != (m, n):
-        raise ValueError(f"keep must be [{m}, {n}] to match logits [M, N, C], got {kp.shape}")
-    mask = as_model_mask(model_mask, m)
-    if block_models is None:
-        block_models = max(1, _OOS_BLOCK_ELEMENTS // max(1, n * c))
-    if int(block_models) != block_models or block_models < 1:
-        raise ValueError(f"block_models must be a positive integer, got {block_models!r}")
+    n, c, blocks, dropped = _out_blocks(logits, keep, model_mask, block_models, "logits")
     votes = np.zeros((n, c), np.int64)
-    dropped = 0
-    for s in range(0, m, int(block_models)):
-        rows = np.arange(s, min(s + int(block_models), m))
-        rows = rows[mask[rows]]
-        if rows.size == 0:
-            continue
-        blk = np.asarray(x[rows])
-        finite = np.isfinite(blk).all(axis=-1)
-        w = ~kp[rows]
-        dropped += int((w & ~finite).sum())
-        w &= finite
-        pred = np.argmax(np.where(finite[..., None], blk, 0), axis=-1)   # [b, N]
-        for b in range(rows.size):
-            np.add.at(votes, (np.flatnonzero(w[b]), pred[b][w[b]]), 1)
-    if dropped:
-        warnings.warn(f"out_of_sample_votes: {dropped} non-finite (model, example) outputs left out (diverged model? "
-                      f"pass model_mask)", UndefinedProxyWarning, stacklevel=2)
-    none = votes.sum(1) == 0
-    if none.any():
-        warnings.warn(f"{int(none.sum())} of {n} examples have no OUT model; they have no votes",
-                      InsufficientModelsWarning, stacklevel=2)
+    for blk, use in blocks:
+        pred = np.argmax(blk, axis=-1)   # [b, N]
+        for u, pr in zip(use, pred):
+            np.add.at(votes, (np.flatnonzero(u), pr[u]), 1)
+    _warn_out("out_of_sample_votes", dropped[0], votes.sum(1) == 0, "they have no votes")
     return votes
 
 
