@@ -173,6 +173,9 @@ def train_models(cfg, ds, keep, blocks, workdir: Path, *, progress=True, process
     x_test = jnp.asarray(ds.x_test)
     trainer = Trainer(cfg, x_train, y_train, int(ds.num_classes),
                       steps_per_epoch_max(keep, cfg.train.batch_size))
+    if cfg.train.records.vog_epochs:
+        log(f"train.records.vog_epochs: VoG's running moments take {2 * K * x_train.size * 4 / 1e9:.2f} GB "
+            f"for a chunk of {K} models (train.chunk_size), besides training")
     out_dtype = jnp.float16 if cfg.signals.dtype == "float16" else jnp.float32
     queries = list(cfg.signals.queries)
     bar = None
