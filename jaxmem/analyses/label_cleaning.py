@@ -77,7 +77,10 @@ def _interval(acc):
     a = a[np.isfinite(a)]
     if a.size < 2:
         return float(np.mean(a)) if a.size else float("nan"), float("nan"), float("nan")
-    lo, hi = stats.t.interval(0.95, a.size - 1, loc=a.mean(), scale=a.std(ddof=1) / np.sqrt(a.size))
+    se = a.std(ddof=1) / np.sqrt(a.size)
+    if se == 0:   # every model the same accuracy (a t-interval of zero width)
+        return float(a.mean()), float(a.mean()), float(a.mean())
+    lo, hi = stats.t.interval(0.95, a.size - 1, loc=a.mean(), scale=se)
     return float(a.mean()), float(lo), float(hi)
 
 
@@ -152,11 +155,12 @@ def analyze(cfg, workdir, runs, log, proxies=("cumulative_sample_loss", "aum"), 
 
 
 def _draw_f1(ax, rows):
+    """F1 by noise rate: one colour per method, solid for uniform and dashed for class-conditional noise."""
     for noise, style in (("uniform", "-"), ("class_conditional", "--")):
-        for method in dict.fromkeys(r["method"] for r in rows):
+        for j, method in enumerate(dict.fromkeys(r["method"] for r in rows)):
             sel = sorted((r["rate"], r["f1"]) for r in rows if r["noise"] == noise and r["method"] == method)
             if sel:
-                ax.plot(*zip(*sel), style, marker="o", label=f"{method} ({noise})")
+                ax.plot(*zip(*sel), style, color=f"C{j}", marker="o", label=f"{method} ({noise})")
     ax.set_xlabel("label noise rate")
     ax.set_ylabel("F1 of the flags")
     ax.legend(fontsize=6)
