@@ -147,6 +147,25 @@ def test_stored_records_equal_a_float64_recomputation_from_params_and_logits(tmp
     for m in range(M):
         g = np.stack([_logit_grad(params[m][e - 1], x, y) for e in cfg.train.records.vog_epochs])
         np.testing.assert_allclose(vog[m], g.std(axis=0).mean(axis=1), rtol=2e-3, atol=1e-6)
+    # every proxy of the stored records equals a plain float64 loop over them
+    from jaxmem.estimators.proxies import PROXIES, memorization_score
+
+    def loop(name, v):   # v: one example's records over epochs, Python floats
+        mean = sum(v) / len(v)
+        return {"cumulative_accuracy": -sum(1.0 for t in v if t) / len(v),
+                "forgetting": float(len(v)) if not any(v) else float(sum(1 for a, b in zip(v, v[1:]) if a and not b)),
+                "cumulative_confidence": -mean, "aum": -mean, "curvature": mean, "cumulative_sample_loss": sum(v),
+                "cartography_variability": (sum((t - mean) ** 2 for t in v) / len(v)) ** 0.5}[name]
+
+    source = {"cumulative_accuracy": "correct", "forgetting": "correct", "cumulative_confidence": "p_true",
+              "cartography_variability": "p_true", "aum": "margin", "cumulative_sample_loss": "loss",
+              "curvature": "curvature"}
+    assert set(source) | {"vog"} == set(PROXIES)
+    for name, rec in source.items():
+        got = memorization_score(name, run.record(rec))
+        stored = np.asarray(run.record(rec))
+        ref = [[loop(name, [float(t) for t in stored[m, :, i]]) for i in range(N)] for m in range(M)]
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12, err_msg=name)
     # the storage plan counts every record file
     files = [f for d in [wd, *(wd / "shards").iterdir()] for f in d.glob("*.npy")
              if f.name not in ("keep.npy", "labels.npy", "example_ids.npy", "test_labels.npy", "test_ids.npy",
