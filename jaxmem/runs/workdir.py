@@ -103,12 +103,13 @@ def storage_plan(cfg, num_models: int, num_train: int, num_test: int, num_classe
     per_model = (num_train + num_test) * len(cfg.signals.queries) * num_classes * item + 5
     from jaxmem.runs.records import record_layout
 
-    per_model += sum(math.prod(shape) * dtype.itemsize for shape, dtype in record_layout(cfg, num_train).values())
+    records = sum(math.prod(shape) * dtype.itemsize for shape, dtype in record_layout(cfg, num_train).values())
+    per_model += records
     total = 2 * num_models * per_model
     todo = (num_models - num_done) * per_model
     if not (assembled and num_done >= num_models):
         todo += num_models * per_model
-    return {"per_model": per_model, "total": total, "todo": todo}
+    return {"per_model": per_model, "total": total, "todo": todo, "records_per_model": records}
 
 
 def freed_bytes(workdir: Path, overwrite: bool, num_processes: int = 1) -> int:
@@ -141,10 +142,13 @@ def check_disk(workdir: Path, plan: dict, log=print, free=None, freed: int = 0):
             f"{plan['todo'] / gb:.1f} GB still to write, {free / gb:.1f} GB free")
     if plan["todo"] > free:
         raise RunError(
-            f"{workdir}: this run still writes about {plan['todo'] / gb:.1f} GB of logits "
+            f"{workdir}: this run still writes about {plan['todo'] / gb:.1f} GB of logits"
+            f"{' and training records' if plan.get('records_per_model') else ''} "
             f"({plan['per_model'] / 1e6:.1f} MB per model, stored twice: shards and assembled "
             f"arrays) but only {free / gb:.1f} GB is free there; fewer signals.queries, "
-            f"signals.dtype=float16, or a --workdir on a larger disk")
+            f"signals.dtype=float16, "
+            f"{'fewer train.records.fields or train.records.dtype=float16, ' if plan.get('records_per_model') else ''}"
+            f"or a --workdir on a larger disk")
 
 
 def wait_for(path: Path, what: str, timeout: float = 3600.0, ready=None):

@@ -215,3 +215,19 @@ def test_records_of_a_checkpoint_must_be_there(tmp_path, bad):
         f.write_bytes(f.read_bytes()[:100])
     with pytest.raises(RunError, match="delete"):
         ChunkRecords(tr, folder, 2).open(resume=True)
+
+
+def test_disk_check_names_the_record_fields_that_shrink_a_run():
+    from pathlib import Path
+
+    from jaxmem.io import RunError
+
+    cfg = cfgmod.load_config(None, SETS)
+    plan = W.storage_plan(cfg, 3, 120, 40, 10)
+    assert plan["records_per_model"] == (2 * 120 * 4) * 3 + 2 * 120 + 3 * 2 * 120 * 4 + 120 * 4
+    with pytest.raises(RunError, match=r"logits and training records .*train\.records\.dtype=float16"):
+        W.check_disk(Path("."), plan, lambda *a: None, free=0)
+    plain = W.storage_plan(cfgmod.load_config(None, []), 3, 120, 40, 10)
+    with pytest.raises(RunError, match=r"GB of logits \(") as e:
+        W.check_disk(Path("."), plain, lambda *a: None, free=0)
+    assert "train.records" not in str(e.value)
