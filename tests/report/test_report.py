@@ -20,6 +20,7 @@ def tiny_run(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("run") / "r"
     cfg = load_config(None, ["subsets.num_models=6", "train.epochs=2", "data.max_train=150",
+                             "train.batch_size=32",
                              "model.hidden=[16]",
                              'scoring.attacks=["loss","lira_online","lira_offline"]'])
     execute(cfg, d, progress=False, log=lambda *a: None)

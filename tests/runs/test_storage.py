@@ -40,11 +40,12 @@ def test_plan_equals_the_bytes_a_finished_run_wrote(extra):
 
 
 def test_a_run_that_cannot_fit_fails_at_the_door(tmp_path, monkeypatch):
-    cfg = cfgmod.from_dict({"subsets": {"num_models": 4}, "data": {"max_train": 100, "max_test": 50}})
+    cfg = cfgmod.from_dict({"subsets": {"num_models": 4}, "data": {"max_train": 100, "max_test": 50},
+                            "train": {"batch_size": 32}})
     usage = type("Usage", (), {"free": 10_000, "total": 10**9, "used": 0})
     monkeypatch.setattr(W.shutil, "disk_usage", lambda p: usage)
     wd = tmp_path / "not" / "yet" / "made"
-    with pytest.raises(RunError, match=r"only 0\.0 GB is free.*signals\.dtype=float16"):
+    with pytest.raises(RunError, match=r"only 10 KB is free.*signals\.dtype=float16"):
         R.execute(cfg, wd, progress=False, log=lambda *a: None)
     assert not (tmp_path / "not").exists()     # refused before the run folder was made
 
@@ -53,9 +54,9 @@ def test_large_runs_log_their_size():
     lines = []
     plan = {"per_model": 2 * 10**8, "total": 4 * 10**9, "todo": 3 * 10**9}
     W.check_disk(Path("."), plan, lines.append, free=5 * 10**9)
-    assert lines == ["signals: 4.0 GB on disk in all (shards + assembled arrays); 3.0 GB still to "
-                     "write, 5.0 GB free"]
-    with pytest.raises(RunError, match="200.0 MB per model"):
+    assert lines == ["signals: 4 GB on disk in all (shards + assembled arrays); 3 GB still to "
+                     "write, 5 GB free"]
+    with pytest.raises(RunError, match="200 MB per model"):
         W.check_disk(Path("."), plan, lines.append, free=2 * 10**9)
 
 
@@ -73,7 +74,7 @@ def test_space_the_run_deletes_first_counts_as_free(tmp_path, monkeypatch):
     R.execute(cfg, wd, overwrite=True, progress=False, log=lambda *a: None)     # fits in the old run
     fresh = tmp_path / "fresh"
     fresh.mkdir()
-    with pytest.raises(RunError, match="only 0.0 GB is free"):
+    with pytest.raises(RunError, match="only 0 B is free"):
         R.execute(cfg, fresh, progress=False, log=lambda *a: None)
     plan = W.storage_plan(cfg, 4, 300, 100, 10)
     (fresh / ".logits.npy.abcd1234.tmp.npy").write_bytes(b"\0" * plan["todo"])   # a killed write
