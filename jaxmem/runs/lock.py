@@ -28,7 +28,6 @@ import errno
 import json
 import os
 import socket
-import sys
 import time
 from pathlib import Path
 
@@ -44,8 +43,9 @@ _HELD: dict = {}   # resolved run path -> [fd, depth]
 def _command() -> str:
     import shlex
 
-    return " ".join(shlex.quote(a) for a in ["jaxmem"] + sys.argv[1:]) if sys.argv and \
-        sys.argv[0].endswith(("jaxmem", "__main__.py")) else " ".join(map(shlex.quote, sys.argv))
+    from jaxmem.runs.provenance import command_line
+
+    return " ".join(shlex.quote(a) for a in command_line())
 
 
 def _info(extra: dict) -> dict:

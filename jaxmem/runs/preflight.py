@@ -208,15 +208,15 @@ def check(cfg, ds, *, log=print, available=None, device=None) -> dict:
         fixed = chunk - math.ceil(K / max(1, _ndev())) * est["per_model_state"]
         fit = int((limit - fixed) // max(1, est["per_model_state"])) * _ndev()
         act = max(est["train_activations"], est["eval_activations"])
-        hint = (f"train.chunk_size={fit} fits" if 1 <= fit < K else
-                f"one model alone does not fit: a smaller model ({_fields(cfg)})")
+        hint = (f"train.chunk_size={fit} fits, or" if 1 <= fit < K else
+                "one model alone does not fit:")
         raise RunError(
             f"model: a chunk of {K} models needs about {B(chunk)} of {where}, {B(limit)} is "
             f"available (per model: parameters {B(est['params'])}, optimizer state "
             f"{B(est['optimizer'])}, gradients {B(est['params'])}; activations of "
             f"{est['vmapped']} models at a time: {B(act)}, train.batch_size="
-            f"{cfg.train.batch_size}, signals.batch_size={cfg.signals.batch_size}); {hint}, or "
-            f"a smaller train.batch_size / train.vmap_size")
+            f"{cfg.train.batch_size}, signals.batch_size={cfg.signals.batch_size}); {hint} a "
+            f"smaller model ({_fields(cfg)}), train.batch_size or train.vmap_size")
     peak = max(est["design"], scoring, M * N + (chunk if dev is None else 0))
     if peak > host / 2 or (dev is not None and chunk > dev / 2):
         log(f"memory: about {B(peak)} of host memory at the peak ({B(host)} available)"

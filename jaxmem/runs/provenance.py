@@ -32,7 +32,7 @@ from pathlib import Path
 from jaxmem.io import load_json, save_json
 
 __all__ = ["record", "NUMERIC_FIELDS", "mismatch", "start", "append", "load", "git_revision",
-           "PROVENANCE"]
+           "PROVENANCE", "command_line"]
 
 PROVENANCE = "provenance.json"
 
@@ -71,7 +71,8 @@ def git_revision():
     return rev.stdout.strip(), bool(st.stdout.strip()) if st.returncode == 0 else None
 
 
-def _command() -> list:
+def command_line() -> list:
+    """This process's command line (``jaxmem ...`` when run as the jaxmem command)."""
     argv = list(sys.argv)
     if argv and argv[0].endswith(("__main__.py", "/jaxmem")):
         argv[0] = "jaxmem"
@@ -89,7 +90,7 @@ def record(*, devices: bool = True, process_id: int = 0, num_processes: int = 1)
         "numpy": _version("numpy"), "python": platform.python_version(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "jax_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("JAX_")},
-        "command": _command(), "cwd": os.getcwd(), "host": socket.gethostname(),
+        "command": command_line(), "cwd": os.getcwd(), "host": socket.gethostname(),
         "pid": os.getpid(), "process_id": process_id, "num_processes": num_processes,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

@@ -309,9 +309,12 @@ def _plots(res: Path, mem, curves) -> dict:
     out = {}
     fig, ax = plt.subplots(figsize=(5, 3.5))
     m = mem.mem[np.isfinite(mem.mem)]
-    ax.hist(m, bins=40)
+    ax.hist(m, bins=40, log=True)
     ax.set_xlabel("Feldman–Zhang memorization")
-    ax.set_ylabel("training examples")
+    ax.set_ylabel("training examples (log scale)")
+    ax.set_title(f"{m.size} examples" + (f" ({int((~np.isfinite(mem.mem)).sum())} NaN: no IN or "
+                                         f"no OUT model)" if m.size < mem.mem.size else ""),
+                 fontsize=8)
     fig.tight_layout()
     with atomic_path(res / "memorization_hist.png", ".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
