@@ -196,24 +196,25 @@ class Digest:
     """SHA-256 of each :data:`SEGMENT`-byte segment of a byte stream; :meth:`result` is the
     JSON-able record ``{"algorithm", "segment", "size", "sha256": [hex per segment]}``."""
 
-    def __init__(self):
+    def __init__(self, segment: int = SEGMENT):
+        self.segment = segment
         self.size, self.parts, self._h, self._fill = 0, [], hashlib.sha256(), 0
 
     def update(self, data) -> None:
         mv = memoryview(data).cast("B")
         while len(mv):
-            take = min(len(mv), SEGMENT - self._fill)
+            take = min(len(mv), self.segment - self._fill)
             self._h.update(mv[:take])
             self._fill += take
             self.size += take
             mv = mv[take:]
-            if self._fill == SEGMENT:
+            if self._fill == self.segment:
                 self.parts.append(self._h.hexdigest())
                 self._h, self._fill = hashlib.sha256(), 0
 
     def result(self) -> dict:
         parts = self.parts + ([self._h.hexdigest()] if self._fill or not self.parts else [])
-        return {"algorithm": "sha256", "segment": SEGMENT, "size": self.size, "sha256": parts}
+        return {"algorithm": "sha256", "segment": self.segment, "size": self.size, "sha256": parts}
 
 
 class HashingWriter:
@@ -229,11 +230,11 @@ class HashingWriter:
         return self.f.write(data)
 
 
-def file_digest(path) -> dict:
+def file_digest(path, segment: int = SEGMENT) -> dict:
     """The :class:`Digest` record of a file on disk."""
-    d = Digest()
+    d = Digest(segment)
     with open(path, "rb") as f:
-        while chunk := f.read(SEGMENT):
+        while chunk := f.read(segment):
             d.update(chunk)
     return d.result()
 

@@ -63,7 +63,8 @@ def score(workdir, *, log=print, dataset=None, overrides=(), verify: str = "auto
         raise cfgmod.ConfigError(f"{bad[0]}: jaxmem score takes scoring.* overrides only")
     if verify not in ("auto", "full"):
         raise ValueError(f'verify must be "auto" or "full", got {verify!r}')
-    load_run(workdir)            # (a folder that is not a run is refused before it is locked)
+    if not workdir.is_dir():
+        load_run(workdir)        # (the error of a missing run, before a folder is made to lock)
     with run_lock(workdir):
         run = load_run(workdir)
         cfg = run.config

@@ -99,9 +99,11 @@ def test_roc_png_mode_and_killed_plot_temporaries(tmp_path):
 
 
 def test_killed_score_set_leaves_config_and_summary_consistent(tmp_path, monkeypatch):
-    from jaxmem.runs import score
-    from jaxmem.runs import score as S
+    import importlib
 
+    from jaxmem.runs import score
+
+    S = importlib.import_module("jaxmem.runs.score")     # (the module; jaxmem.runs.score is the function)
     import_arrays(tmp_path / "r", *_arrays())
     score(tmp_path / "r", log=lambda *a: None)
     cfg0 = (tmp_path / "r" / "config.json").read_text()

@@ -110,19 +110,23 @@ def test_damaged_logits_and_shard_name_the_shard_to_delete():
     assert f"delete {shard}" in r.stderr and "retrain those models" in r.stderr, r.stderr
 
 
-def test_large_files_are_sampled_unless_full(monkeypatch):
-    wd = _copy("sample")
-    monkeypatch.setattr(integrity, "FULL_BYTES", 1)       # every file counts as large
-    monkeypatch.setattr(integrity, "SAMPLE_SEGMENTS", 1)
-    # a real multi-segment digest needs > 64 MiB: check the sampling rule on a fake digest
-    assert integrity._sample(1) == [0] and len(integrity._sample(1000)) == 1
-    monkeypatch.setattr(integrity, "SAMPLE_SEGMENTS", 8)
-    s = integrity._sample(1000)
-    assert s[0] == 0 and s[-1] == 999 and len(s) == 8
-    monkeypatch.setattr(integrity, "SAMPLE_SEGMENTS", 1)
-    assert integrity.verify(wd) == {} and integrity.verify(wd, full=True) == {}
-    _flip(wd / "labels.npy")
-    assert "labels.npy" in integrity.verify(wd) and "labels.npy" in integrity.verify(wd, full=True)
+def test_large_files_are_sampled_unless_full(tmp_path, monkeypatch, rng):
+    """Above FULL_BYTES a file is checked by its size and SAMPLE_SEGMENTS segments (first, last,
+    spread between); --verify full reads it all. (Segments of 1 KB here stand for 64 MiB.)"""
+    (tmp_path / "big.bin").write_bytes(rng.integers(0, 256, 10 * 1024, dtype=np.uint8).tobytes())
+    integrity.record(tmp_path, {"big.bin": file_digest(tmp_path / "big.bin", segment=1024)})
+    monkeypatch.setattr(integrity, "FULL_BYTES", 1000)
+    monkeypatch.setattr(integrity, "SAMPLE_SEGMENTS", 3)
+    assert integrity._sample(10) == [0, 4, 9] or integrity._sample(10) == [0, 5, 9]
+    assert integrity.verify(tmp_path) == {} == integrity.verify(tmp_path, full=True)
+    _flip(tmp_path / "big.bin", offset=2 * 1024 + 7)          # in segment 2: not sampled
+    assert integrity.verify(tmp_path) == {}
+    assert "checksum mismatch at bytes 2048..3072" in integrity.verify(tmp_path, full=True)["big.bin"]
+    _flip(tmp_path / "big.bin", offset=-1)                    # in the last segment: sampled
+    assert "9216..10240" in integrity.verify(tmp_path)["big.bin"]
+    with open(tmp_path / "big.bin", "ab") as f:
+        f.write(b"x")
+    assert "size" in integrity.verify(tmp_path)["big.bin"]
 
 
 def test_mixed_shards_are_refused_unless_allowed():
