@@ -121,3 +121,41 @@ def test_cli_report_and_errors(tiny_run, tmp_path, capsys):
     assert (tmp_path / "c.html").read_text().startswith("<!DOCTYPE html>")
     with pytest.raises(RunError, match="neither"):
         report.write_report(tmp_path)
+
+
+def test_report_says_what_was_run_and_by_what(tiny_run, tmp_path):
+    text = Path(report.write_report(tiny_run, tmp_path / "p.html")).read_text()
+    for section in ("What was run", "Provenance"):
+        assert f"<h2>{section}</h2>" in text
+    for words in ("<td>seed</td><td>0</td>", "mlp (hidden=[16]", "adam, lr 0.001", "<td>epochs</td><td>2,",
+                  "batch size 32", "digits (digits)", "jax / jaxlib / flax / optax", "XLA_FLAGS",
+                  "run id"):
+        assert words in text, words
+    import jax
+
+    assert jax.__version__ in text
+    assert "<div class='scroll'><table>" in text       # wide tables scroll instead of being cut
+
+
+def test_report_of_an_imported_run_claims_no_model(tmp_path):
+    from jaxmem.runs import import_arrays, score
+
+    r = np.random.default_rng(0)
+    import_arrays(tmp_path / "imp", r.random((5, 40)) < 0.5,
+                  r.normal(size=(5, 40, 1, 3)).astype(np.float32), r.integers(0, 3, 40),
+                  source="somewhere/exp")
+    score(tmp_path / "imp", log=lambda *a: None)
+    text = Path(report.write_report(tmp_path / "imp")).read_text()
+    text = re.sub(r'src="data:[^"]*"', "", text)      # (the images' base64)
+    assert "imported from arrays trained outside jaxmem" in text and "somewhere/exp" in text
+    assert "mlp" not in text and "<td>optimizer</td>" not in text and "<td>seed</td>" not in text
+
+
+def test_most_memorized_images_have_a_public_plot(tiny_run, tmp_path):
+    from jaxmem.report import plot_most_memorized
+
+    fig = plot_most_memorized(tiny_run, path=tmp_path / "top.png")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    ex = (tiny_run / "results" / "examples.csv").read_text().splitlines()[1].split(",")
+    assert len(titles) == 16 and titles[0].startswith(f"id {ex[1]}") and f"given {ex[3]}" in titles[0]
+    assert (tmp_path / "top.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
