@@ -148,6 +148,9 @@ def train_models(cfg, ds, keep, blocks, workdir: Path, *, progress=True, process
     mine = [c for i, c in enumerate(chunks(blocks, K)) if i % num_processes == process_id]
     done = covered(workdir, keep.shape[0])
     todo = [c for c in mine if not done[c[0]:c[1]].all()]
+    for a, b in mine:    # a checkpoint left by a kill between a chunk's shard and its removal
+        if done[a:b].all() and (workdir / "ckpt" / shard_name(a, b)).exists():
+            shutil.rmtree(workdir / "ckpt" / shard_name(a, b), ignore_errors=True)
     if not todo:
         return
     # a chunk partly covered by shards of another chunk size: train only its uncovered runs
