@@ -120,7 +120,10 @@ def storage_plan(cfg, num_models: int, num_train: int, num_test: int, num_classe
     ``signals.dtype``) and, with ``train.record_forgetting``, [ceil(epochs), N] correctness.
     :func:`assemble` copies the shards into the run's arrays, so they are on disk twice.
     ``todo`` counts what is still to be written (shards of untrained models, and the assembled
-    copy unless a finished run has it)."""
+    copy unless a finished run has it) and the per-example attack scores that scoring writes
+    (``scores``: :func:`jaxmem.runs.examples.score_bytes`, the targets' [T, N] per attack)."""
+    from jaxmem.runs.examples import score_bytes
+
     item = 2 if cfg.signals.dtype == "float16" else 4
     per_model = (num_train + num_test) * len(cfg.signals.queries) * num_classes * item + 5
     if cfg.train.record_forgetting:
@@ -129,7 +132,9 @@ def storage_plan(cfg, num_models: int, num_train: int, num_test: int, num_classe
     todo = (num_models - num_done) * per_model
     if not (assembled and num_done >= num_models):
         todo += num_models * per_model
-    return {"per_model": per_model, "total": total, "todo": todo}
+    scores = score_bytes(min(cfg.scoring.targets or num_models, num_models), num_train,
+                         len(cfg.scoring.attacks), cfg.signals.dtype)
+    return {"per_model": per_model, "total": total, "todo": todo + scores, "scores": scores}
 
 
 def freed_bytes(workdir: Path, overwrite: bool, num_processes: int = 1) -> int:

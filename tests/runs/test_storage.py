@@ -33,10 +33,14 @@ def test_plan_equals_the_bytes_a_finished_run_wrote(extra):
     M = cfg.subsets.num_models
     plan = W.storage_plan(cfg, M, ds["num_train"], ds["num_test"], ds["num_classes"])
     assert plan["total"] == _written(wd)
-    assert plan["todo"] == plan["total"]      # nothing written yet
-    assert W.storage_plan(cfg, M, ds["num_train"], ds["num_test"], ds["num_classes"], M, True)["todo"] == 0
+    scores = [f for f in (wd / "results" / "scores").glob("*.npy") if f.name not in
+              ("targets.npy", "example_ids.npy")]
+    assert plan["scores"] == sum(np.load(f, mmap_mode="r").nbytes for f in scores)
+    assert plan["todo"] == plan["total"] + plan["scores"]      # nothing written yet
+    done = W.storage_plan(cfg, M, ds["num_train"], ds["num_test"], ds["num_classes"], M, True)
+    assert done["todo"] == plan["scores"]                       # (rescoring rewrites them)
     half = W.storage_plan(cfg, M, ds["num_train"], ds["num_test"], ds["num_classes"], M // 2, False)
-    assert half["todo"] == plan["total"] - M // 2 * plan["per_model"]
+    assert half["todo"] == plan["total"] + plan["scores"] - M // 2 * plan["per_model"]
 
 
 def test_a_run_that_cannot_fit_fails_at_the_door(tmp_path, monkeypatch):
