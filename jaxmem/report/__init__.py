@@ -1,7 +1,9 @@
 """Self-contained HTML reports of runs and experiments (``jaxmem report DIR``), rendered from what
 scoring and the analyses wrote; a report computes nothing.
 
-A run's report holds its summary table, attack table and log-log ROC curves, the memorization
+A run's report holds what was run (seed, data, design, model, optimizer, epochs) and its
+provenance (versions, devices, flags, date; which shards differ), its summary table, attack table
+and log-log ROC curves (down to the lowest FPR every target can measure), the memorization
 histogram, the most-memorized training examples with their given label and the label predicted
 by the models that did not train on them (majority vote), and the convergence of the estimate
 as models are added. An experiment's report holds its summary and tables, its figures, and one

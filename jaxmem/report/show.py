@@ -51,8 +51,9 @@ def what_was_run(workdir) -> list:
                           f"{ds.get('num_test')} test examples, {ds.get('num_classes')} classes"),
                  ("design", f"{keep.shape[0]} models, {design}"),
                  ("model", f"{m.name} ({fields})" if fields else m.name),
-                 ("optimizer", f"{t.optimizer}, lr {lr}, momentum {t.momentum:g}, weight decay "
-                               f"{t.weight_decay:g}"),
+                 ("optimizer", f"{t.optimizer}, lr {lr}"
+                               + (f", momentum {t.momentum:g}" if t.optimizer in ("sgd", "nesterov")
+                                  else "") + f", weight decay {t.weight_decay:g}"),
                  ("epochs", f"{t.epochs:g}, batch size {t.batch_size}, augment {t.augment}, "
                             f"label smoothing {t.label_smoothing:g}, {t.compute_dtype}"),
                  ("DP-SGD", f"clip {t.dp.clip_norm:g}, noise {t.dp.noise_multiplier:g}, delta "
