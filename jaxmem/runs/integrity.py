@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jaxmem.io import SEGMENT, RunError, check_digest, file_digest, load_json, save_json
+from jaxmem.io import RunError, check_digest, file_digest, load_json, save_json
 
 __all__ = ["CHECKSUMS", "FULL_BYTES", "SAMPLE_SEGMENTS", "record", "stored", "verify",
            "ensure_intact", "note_mixed", "record_missing", "DERIVED"]
