@@ -11,14 +11,15 @@ Estimated (bytes; :func:`estimate`):
   statistics), for the models vmapped together the activations of a training batch (the
   forward's layer outputs kept for the backward pass and as much again while it runs) and of an
   evaluation batch (``signals.batch_size``), the chunk's logits, the data on the device;
-* scoring (host): the signals it computes ([M, N] float32 each), one streamed block of logits
-  (512 MB), memorization's blocked kernel and the attacks' per-target scores ([T, N] float64 each).
+* scoring (host): the signals it keeps ([M, N] float32 each), then the larger of computing them
+  from one streamed block of logits (up to 512 MB of float64 logits, and the signal functions'
+  temporaries) and the attacks' per-target scores ([T, N] float64 each).
 
 On CPU the device is the host, so the chunk counts against host memory. The limits: the device's
 ``bytes_limit`` (GPU/TPU), and the memory the host has available (``MemAvailable``, within a
 cgroup's limit). A run over a limit is refused with :class:`~jaxmem.io.RunError`; one over half
-of it is logged. The estimates are checked against measured peaks in ``tests/runs/test_preflight.py``
-(within a factor of 2 on small runs, where the fixed costs dominate).
+of it is logged. ``tests/runs/test_preflight.py`` checks the chunk's estimate against XLA's own
+memory analysis of the training step, and scoring's against the peak RSS of scoring a run.
 """
 
 from __future__ import annotations
@@ -123,25 +124,41 @@ def design_bytes(cfg, num_train: int) -> int:
     return _DESIGN_PEAK.get(cfg.subsets.design, 17) * cfg.subsets.num_models * num_train
 
 
+#: Scoring's fixed cost on the host (plotting, XLA's compilations of the attack kernels).
+_SCORING_FIXED = 256 << 20
+#: Peak bytes of computing the signals of one streamed block, per float64 logit of the block
+#: (the block itself, a softmax and the signal functions' temporaries; measured: 6.2x).
+_SIGNAL_BLOCK_FACTOR = 7
+
+
 def scoring_bytes(cfg, num_train: int, num_test: int, num_classes: int) -> dict:
-    """Host bytes of scoring: the signals, a streamed block, the estimators, the attack scores."""
+    """Host bytes of scoring by stage: the signals it keeps ([M, N] float32 each), the peak of
+    computing them from one streamed block of logits (:func:`jaxmem.signals.compute_signals`
+    reads as many models as hold 2^26 float64 logits), the attacks' per-target scores ([T, N]
+    float64 per attack, and their concatenation) and a fixed part. The stages follow each other:
+    the peak is the kept signals plus the largest stage."""
+    from jaxmem.attacks.registry import get
     from jaxmem.runs.score import _signal_names
     from jaxmem.signals.stream import SIGNALS
 
     M, N, T, A, C = (cfg.subsets.num_models, num_train, num_test, len(cfg.signals.queries),
                      num_classes)
+    names = set(_signal_names(cfg))
     sig = 0
-    for name in set(_signal_names(cfg)):
+    for name in names:
         pop = name.endswith("_pop")
         spec = SIGNALS.get(name[:-4] if pop else name)
         per = math.prod(spec.shape(T if pop else N, A, C)) if spec else (T if pop else N) * A
         sig += M * per * 4
-    targets = cfg.scoring.targets or M
-    scores = targets * N * 8 * 2 * max(1, len(cfg.scoring.attacks))   # float64, and concatenated
-    estimators = 3 * M * N * 4 + (1 << 29)          # keep/correct as float32 + a streamed block
-    phi = M * N * A * 4 if any("lira" in a or "threshold" in a for a in cfg.scoring.attacks) else 0
-    return {"signals": sig, "attack_scores": scores + phi, "estimators": estimators,
-            "keep": M * N}
+    every = A > 1 and any(SIGNALS[n].every_query for n in names if n in SIGNALS)
+    per_model = max(N, T) * (A if every else 1) * C
+    block = min(M, max(1, (1 << 26) // max(1, per_model))) * per_model * 8
+    targets = min(cfg.scoring.targets or M, M)
+    attacks = len(cfg.scoring.attacks)
+    scores = targets * N * 8 * 2 * attacks
+    phi = M * N * A * 4 if any("phi" in get(a).needs for a in cfg.scoring.attacks) else 0
+    return {"fixed": _SCORING_FIXED, "keep": M * N, "signals": sig,
+            "stage": max(_SIGNAL_BLOCK_FACTOR * block, scores + phi)}
 
 
 def estimate(cfg, ds) -> dict:
@@ -197,8 +214,8 @@ def check(cfg, ds, *, log=print, available=None, device=None) -> dict:
     scoring = sum(sc.values())
     if scoring > host:
         raise RunError(f"subsets.num_models: scoring {M} models x {N} examples needs about "
-                       f"{B(scoring)} of host memory (signals {B(sc['signals'])}, attack scores "
-                       f"{B(sc['attack_scores'])}, estimators {B(sc['estimators'])}), {B(host)} "
+                       f"{B(scoring)} of host memory (signals {B(sc['signals'])}, then at most "
+                       f"{B(sc['stage'])} to compute them or for the attacks' scores), {B(host)} "
                        f"is available; fewer subsets.num_models, scoring.targets=K (attack the "
                        f"first K models only) or fewer scoring.attacks")
     chunk, K = est["chunk_device"], est["models_per_chunk"]

@@ -3,6 +3,7 @@ to change, and the issue's three inputs ending in one line without growing the p
 
 from __future__ import annotations
 
+import json
 import resource
 import subprocess
 import sys
@@ -83,7 +84,7 @@ def test_refusals_name_the_fields(rng):
         P.check(cfg, _DS(), log=lambda *a: None, available=4 * 10**9)
     with pytest.raises(RunError, match=r"scoring\.targets"):
         P.check(cfgmod.from_dict({"subsets": {"num_models": 2000}}), _DS(N=50000),
-                log=lambda *a: None, available=8 * 10**9)
+                log=lambda *a: None, available=6 * 10**9)
     lines = []
     P.check(cfgmod.from_dict({}), _DS(), log=lines.append, available=10**12)
     assert lines == []                                    # small runs say nothing
@@ -113,3 +114,53 @@ def test_the_issue_s_inputs_end_in_one_line_without_growing(tmp_path, setting):
     assert field.split(".")[0] in lines[0]
     assert rss < 1.5e9, rss          # (the largest of any child so far: the others are smaller)
     assert not (tmp_path / "w").exists()
+
+
+_PROBE = """
+import json, sys, tempfile, threading, time
+import numpy as np
+from jaxmem.runs import import_arrays, load_run, score
+from jaxmem.runs.preflight import scoring_bytes
+
+M, N, T, C = 48, 20000, 1000, 10
+attacks = json.loads(sys.argv[1])
+r = np.random.default_rng(0)
+d = tempfile.mkdtemp()
+import_arrays(d + "/r", r.random((M, N)) < 0.5, r.normal(size=(M, N, 1, C)).astype(np.float32),
+              r.integers(0, C, N), test_logits=r.normal(size=(M, T, 1, C)).astype(np.float32),
+              test_labels=r.integers(0, C, T), overrides=["scoring.attacks=" + sys.argv[1]])
+
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) * 1024
+
+base = rss()
+peak, done = [base], []
+
+def watch():
+    while not done:
+        peak[0] = max(peak[0], rss())
+        time.sleep(0.002)
+
+th = threading.Thread(target=watch)
+th.start()
+score(d + "/r", log=lambda *a: None)
+done.append(1)
+th.join()
+print(json.dumps({"measured": peak[0] - base,
+                  "estimate": sum(scoring_bytes(load_run(d + "/r").config, N, T, C).values())}))
+"""
+
+
+@pytest.mark.parametrize("attacks", ['["loss"]', '["lira_online","lira_offline","global_threshold"]'])
+def test_scoring_estimate_bounds_the_measured_peak(attacks):
+    """Scoring a 48-model run of 20,000 examples (its logits imported): the estimate is above the
+    peak growth of the process's RSS (sampled every 2 ms), and within 3x of it."""
+    pytest.importorskip("resource")
+    r = subprocess.run([sys.executable, "-c", _PROBE, attacks], capture_output=True, text=True,
+                       env=H.env(), cwd=H.REPO, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    print(attacks, {k: f"{v / 1e6:.0f} MB" for k, v in out.items()})
+    assert out["measured"] <= out["estimate"] <= 3 * out["measured"]
