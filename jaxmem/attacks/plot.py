@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["FPR_GRID", "tpr_on_grid", "mean_roc", "plot_roc", "lowest_fpr"]
+__all__ = ["FPR_GRID", "tpr_on_grid", "mean_roc", "plot_roc", "lowest_fpr", "roc_figure"]
 
 #: Common log-spaced FPR grid, 1e-5 … 1 (the LiRA reference plot's axis range).
 FPR_GRID = np.logspace(-5, 0, 251)
@@ -50,19 +50,26 @@ def lowest_fpr(curves) -> float:
 
 
 def plot_roc(curves, path, *, title=None, grid=FPR_GRID):
-    """Write a log-log ROC plot (PNG) of each attack's mean curve over targets.
+    """Write :func:`roc_figure` of ``curves`` as a PNG, atomically
+    (:func:`jaxmem.io.atomic_path`, with a new file's usual mode). Returns ``path``."""
+    from jaxmem.io import atomic_path
+
+    fig = roc_figure(curves, title=title, grid=grid)
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=150)
+    return path
+
+
+def roc_figure(curves, *, title=None, grid=FPR_GRID):
+    """A log-log ROC plot (a matplotlib ``Figure``) of each attack's mean curve over targets.
 
     ``curves``: {attack name: [(fpr, tpr), ...] one per target model}. The curves stop at the
     lowest FPR all targets can measure (:func:`lowest_fpr`: below 1 / the number of
     non-members a target's TPR is not measured, only bounded), and the axis label says over how
-    many targets they are averaged. The legend gives the mean AUC and mean TPR at 0.1% FPR. The
-    file is written atomically (:func:`jaxmem.io.atomic_path`, with a new file's usual mode).
-    Returns ``path``.
+    many targets they are averaged. The legend gives the mean AUC and mean TPR at 0.1% FPR.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure  # no pyplot: the global backend is left alone
-
-    from jaxmem.io import atomic_path
 
     fig = Figure(figsize=(4.5, 4))
     FigureCanvasAgg(fig)
@@ -86,6 +93,4 @@ def plot_roc(curves, path, *, title=None, grid=FPR_GRID):
         ax.set_title(title)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    with atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=150)
-    return path
+    return fig

@@ -33,8 +33,8 @@ import numpy as np
 from jaxmem.io import RunError
 from jaxmem.io import fmt_bytes as B
 
-__all__ = ["estimate", "check", "check_batch", "host_available", "device_limit", "model_bytes",
-           "scoring_bytes", "design_bytes"]
+__all__ = ["estimate", "check", "check_batch", "check_scoring", "host_available", "device_limit",
+           "model_bytes", "scoring_bytes", "design_bytes"]
 
 #: Bytes per model and example while drawing each design (keep itself included).
 _DESIGN_PEAK = {"balanced": 17, "leave_group_out": 2, "bernoulli": 2, "ratio": 1,
@@ -191,6 +191,22 @@ def estimate(cfg, ds) -> dict:
             "scoring": scoring_bytes(cfg, N, T, C), "backend": backend}
 
 
+def check_scoring(cfg, num_train: int, num_test: int, num_classes: int, available=None) -> int:
+    """Refuse to score a run whose scoring cannot fit in host memory (:func:`scoring_bytes`);
+    returns the estimate. Called at the door of a run and before scoring (an imported run)."""
+    host = host_available() if available is None else available
+    sc = scoring_bytes(cfg, num_train, num_test, num_classes)
+    total = sum(sc.values())
+    if total > host:
+        M = cfg.subsets.num_models
+        raise RunError(f"subsets.num_models: scoring {M} models x {num_train} examples needs about "
+                       f"{B(total)} of host memory (signals {B(sc['signals'])}, then at most "
+                       f"{B(sc['stage'])} to compute them or for the attacks' scores), {B(host)} "
+                       f"is available; fewer subsets.num_models, scoring.targets=K (attack the "
+                       f"first K models only) or fewer scoring.attacks")
+    return total
+
+
 def _fields(cfg) -> str:
     from jaxmem.models.registry import spec
 
@@ -210,14 +226,7 @@ def check(cfg, ds, *, log=print, available=None, device=None) -> dict:
         raise RunError(f"subsets.num_models: drawing the {cfg.subsets.design} design of {M} models "
                        f"x {N} examples needs about {B(est['design'])} of host memory, "
                        f"{B(host)} is available; fewer subsets.num_models")
-    sc = est["scoring"]
-    scoring = sum(sc.values())
-    if scoring > host:
-        raise RunError(f"subsets.num_models: scoring {M} models x {N} examples needs about "
-                       f"{B(scoring)} of host memory (signals {B(sc['signals'])}, then at most "
-                       f"{B(sc['stage'])} to compute them or for the attacks' scores), {B(host)} "
-                       f"is available; fewer subsets.num_models, scoring.targets=K (attack the "
-                       f"first K models only) or fewer scoring.attacks")
+    scoring = check_scoring(cfg, N, len(ds.y_test), int(ds.num_classes), available=host)
     chunk, K = est["chunk_device"], est["models_per_chunk"]
     limit = host - M * N if dev is None else dev
     where = "host memory (the CPU is the device)" if dev is None else f"{backend} device memory"

@@ -71,6 +71,10 @@ def score(workdir, *, log=print, dataset=None, overrides=(), verify: str = "auto
         if overrides:
             cfg = cfgmod.from_dict(cfgmod.apply_overrides(load_json(workdir / "config.json"),
                                                           overrides))
+        from jaxmem.runs.preflight import check_scoring
+
+        check_scoring(cfg, len(run.labels), len(run.test_labels),
+                      int(run.logits.shape[-1]))       # (before anything is allocated)
         remove_stale_tmp(workdir, ("results", "results/scores"))
         integrity.ensure_intact(workdir, run.num_models, full=verify == "full", log=log,
                                 allow_mixed=allow_mixed_shards)

@@ -159,3 +159,36 @@ def test_most_memorized_images_have_a_public_plot(tiny_run, tmp_path):
     ex = (tiny_run / "results" / "examples.csv").read_text().splitlines()[1].split(",")
     assert len(titles) == 16 and titles[0].startswith(f"id {ex[1]}") and f"given {ex[3]}" in titles[0]
     assert (tmp_path / "top.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_roc_plot_stops_at_the_lowest_measurable_fpr_and_names_the_targets(rng, tmp_path):
+    """Three targets with 200, 400 and 500 non-members: every curve is measured from 1/200 up;
+    the axis says the curves are the mean over 3 targets; the file gets a new file's mode."""
+    import os
+
+    from jaxmem.attacks.plot import lowest_fpr, plot_roc, roc_figure
+
+    curves = {"a": [], "b": []}
+    for n_out in (200, 400, 500):
+        member = np.r_[np.ones(300, bool), np.zeros(n_out, bool)]
+        for name in curves:
+            s = rng.normal(size=member.size) + member
+            curves[name].append(_brute_roc(s, member))
+    assert lowest_fpr(curves) == pytest.approx(1 / 200)
+    ax = roc_figure(curves).axes[0]
+    assert ax.get_xlim()[0] == pytest.approx(1 / 200) and ax.get_ylim()[0] == pytest.approx(1 / 200)
+    assert "mean over 3 targets" in ax.get_ylabel() and "lowest measurable" in ax.get_xlabel()
+    assert all(min(line.get_xdata()) >= 1 / 200 * (1 - 1e-9) for line in ax.get_lines())
+    plot_roc(curves, tmp_path / "roc.png")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (tmp_path / "roc.png").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert [p.name for p in tmp_path.iterdir()] == ["roc.png"]
+
+
+def _brute_roc(scores, member):
+    """(fpr, tpr) at every distinct threshold, by counting (an independent reference)."""
+    ts = np.r_[np.inf, np.sort(np.unique(scores))[::-1]]
+    fpr = np.array([(scores[~member] >= t).mean() for t in ts])
+    tpr = np.array([(scores[member] >= t).mean() for t in ts])
+    return fpr, tpr

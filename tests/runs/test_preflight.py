@@ -164,3 +164,16 @@ def test_scoring_estimate_bounds_the_measured_peak(attacks):
     out = json.loads(r.stdout.strip().splitlines()[-1])
     print(attacks, {k: f"{v / 1e6:.0f} MB" for k, v in out.items()})
     assert out["measured"] <= out["estimate"] <= 3 * out["measured"]
+
+
+def test_scoring_an_imported_run_is_checked_at_the_door_too(tmp_path, monkeypatch):
+    from jaxmem.runs import import_arrays, score
+
+    r = np.random.default_rng(0)
+    import_arrays(tmp_path / "imp", r.random((5, 40)) < 0.5,
+                  r.normal(size=(5, 40, 1, 3)).astype(np.float32), r.integers(0, 3, 40))
+    monkeypatch.setattr(P, "host_available", lambda: 10**6)
+    with pytest.raises(RunError, match=r"scoring 5 models x 40 examples needs about .*1 MB is "
+                                       r"available.*scoring\.targets"):
+        score(tmp_path / "imp", log=lambda *a: None)
+    assert not (tmp_path / "imp" / "summary.json").exists()
