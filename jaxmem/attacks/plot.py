@@ -3,6 +3,8 @@ over target models. matplotlib is imported lazily and drawn with the Agg canvas 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 __all__ = ["FPR_GRID", "tpr_on_grid", "mean_roc", "plot_roc", "lowest_fpr", "roc_figure"]
@@ -51,13 +53,13 @@ def lowest_fpr(curves) -> float:
 
 def plot_roc(curves, path, *, title=None, grid=FPR_GRID):
     """Write :func:`roc_figure` of ``curves`` as a PNG, atomically
-    (:func:`jaxmem.io.atomic_path`, with a new file's usual mode). Returns ``path``."""
+    (:func:`jaxmem.io.atomic_path`, with a new file's usual mode). Returns ``path`` as a str."""
     from jaxmem.io import atomic_path
 
     fig = roc_figure(curves, title=title, grid=grid)
     with atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, format="png", dpi=150)
-    return path
+    return os.fspath(path)
 
 
 def roc_figure(curves, *, title=None, grid=FPR_GRID):
