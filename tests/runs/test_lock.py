@@ -95,6 +95,7 @@ def test_two_runs_on_one_workdir_cannot_interleave():
     p = H.start(wd)
     try:
         H.wait_for(p, lambda: (L.holder(wd) or {}).get("pid") == p.pid)
+        p.send_signal(signal.SIGSTOP)      # (paused while holding the lock: the order is certain)
         sets = [s for s in H.SMALL if not s.startswith("train.epochs")] + ["train.epochs=2"]
         r = H.run(wd, sets)
         assert r.returncode == 2, r.stderr
@@ -104,6 +105,7 @@ def test_two_runs_on_one_workdir_cannot_interleave():
                            text=True, env=H.env(), cwd=H.REPO, timeout=300)
         assert s.returncode == 2 and f"pid {p.pid}" in s.stderr, s.stderr
     finally:
+        p.send_signal(signal.SIGCONT)
         assert p.wait(timeout=600) == 0, H.log_text(p)[-3000:]
     assert json.loads((wd / "config.json").read_text())["train"]["epochs"] == 4
     H.assert_same_run(H.finished_reference(), wd)
