@@ -90,7 +90,7 @@ def device_limit():
 def _tree_bytes(tree) -> int:
     import jax
 
-    return int(sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize
+    return int(sum(math.prod(x.shape) * x.dtype.itemsize    # (PRNG key dtypes have one too)
                    for x in jax.tree_util.tree_leaves(tree)))
 
 

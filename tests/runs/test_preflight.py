@@ -39,6 +39,9 @@ def test_model_bytes_from_shapes_match_counts():
                                           "train": {"optimizer": "sgd", "momentum": 0.0}}),
                         (64,), np.float32, 10)
     assert sgd["optimizer"] < 64
+    dp = P.model_bytes(cfgmod.from_dict({"model": {"hidden": [32, 16]},
+                                         "train": {"dp": {"enabled": True}}}), (64,), np.float32, 10)
+    assert dp["params"] == m["params"] and dp["optimizer"] >= m["optimizer"]   # (+ its noise key)
 
 
 def test_estimate_of_a_chunk_is_at_least_xla_s_own_count():
