@@ -104,15 +104,7 @@ def save_npy(path, array) -> dict:
     with atomic_path(path, ".npy") as tmp:
         with open(tmp, "wb") as f:
             w = HashingWriter(f)
-            if array.flags.c_contiguous and array.dtype.hasobject is False:
-                # the header through the hasher, then the data straight from the array's memory
-                # (np.save's own path for a file object copies it in pieces: ~8x the CPU time)
-                np.lib.format.write_array_header_1_0(
-                    w, np.lib.format.header_data_from_array_1_0(array))
-                data = memoryview(array.reshape(-1).view(np.uint8)) if array.size else b""
-                w.write(data)
-            else:
-                np.lib.format.write_array(w, array, allow_pickle=False)
+            np.lib.format.write_array(w, array, allow_pickle=False)
     return w.digest.result()
 
 
