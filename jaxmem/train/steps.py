@@ -162,56 +162,53 @@ class ModelSteps:
         out = {name: fn(state, *data) for name, fn in self.records.items()}
         return state, diverged, loss, out
 
+    def _epoch_masked(self, data, state, diverged, perm, n_in, spe, total_steps, keys, e):
+        """Epoch ``e``'s steps for a vmapped model: a scan over the chunk's longest epoch
+        (``steps_per_epoch_max``), each step masked (:meth:`_step_one`). Returns (state, diverged,
+        the last epoch's loss sum, its step count)."""
+        def step_body(c, pos):
+            return self._step_one(data, *c, perm, n_in, spe, total_steps, keys, e, pos), None
+
+        (state, diverged, ls, lc), _ = jax.lax.scan(
+            step_body, (state, diverged, jnp.float32(0), jnp.float32(0)),
+            jnp.arange(self.steps_per_epoch_max))
+        return state, diverged, ls, lc
+
+    def _epoch_unmasked(self, data, state, diverged, perm, n_in, spe, total_steps, keys, e):
+        """Epoch ``e``'s steps for a model trained on its own (``lax.map`` over the chunk's
+        models, the CPU default): a loop over the model's own steps (no padded steps) with no
+        per-step masking, and one finiteness check at the end of the epoch: a model whose loss or
+        parameters are then not finite goes back to its state at the start of the epoch and is
+        flagged diverged. The steps are :meth:`_epoch_masked`'s, so the two train the same model
+        (to float rounding: here the products are unbatched)."""
+        t0 = e * spe
+        n = jnp.where((n_in > 0) & ~diverged, jnp.clip(total_steps - t0, 0, spe), 0)
+
+        def step_body(pos, c):
+            st, ls = c
+            new, loss = self._batch_step(data, st, perm, n_in, total_steps, keys, e, t0 + pos, pos)
+            return new, ls + loss
+
+        new, ls = jax.lax.fori_loop(0, n, step_body, (state, jnp.float32(0)))
+        finite = _finite(ls, new)
+        state = jax.tree.map(lambda n_, o: jnp.where(finite, n_, o), new, state)
+        last = finite & (e == (total_steps - 1) // jnp.maximum(spe, 1))
+        return (state, diverged | ~finite, jnp.where(last, ls, 0.0),
+                jnp.where(last, n, 0).astype(jnp.float32))
+
     def _train_one(self, data, state, status, orders, n_in, spe, total_steps, keys, epoch0,
-                   num_epochs):
+                   num_epochs, per_step_mask=True):
         """Train one model for epochs [epoch0, epoch0 + num_epochs) as one XLA loop. ``status``:
         its :class:`ChunkStatus`; ``orders`` [num_epochs, N]: each epoch's visiting order of its IN
-        examples."""
+        examples; ``per_step_mask``: :meth:`_epoch_masked` (vmapped models) or
+        :meth:`_epoch_unmasked` (a model on its own)."""
+        steps = self._epoch_masked if per_step_mask else self._epoch_unmasked
+
         def epoch_body(carry, e_perm):
             e, perm = e_perm
             state, diverged, prev_loss = carry
-
-            def step_body(c, pos):
-                return self._step_one(data, *c, perm, n_in, spe, total_steps, keys, e, pos), None
-
-            (state, diverged, ls, lc), _ = jax.lax.scan(
-                step_body, (state, diverged, jnp.float32(0), jnp.float32(0)),
-                jnp.arange(self.steps_per_epoch_max))
-            state, diverged, loss, out = self._epoch_end(data, state, diverged, ls, lc, prev_loss)
-            return (state, diverged, loss), out
-
-        diverged, prev_loss = status
-        (state, diverged, loss), records = jax.lax.scan(
-            epoch_body, (state, diverged, prev_loss), (epoch0 + jnp.arange(num_epochs), orders))
-        return state, ChunkStatus(diverged, loss), records
-
-    def _train_one_unmasked(self, data, state, status, orders, n_in, spe, total_steps, keys,
-                            epoch0, num_epochs):
-        """:meth:`_train_one` for a model trained on its own (not vmapped: ``lax.map`` over the
-        chunk's models one at a time, the CPU default): each epoch is a loop over the model's own
-        steps (no padded steps) with no per-step masking, and the finiteness check runs once per
-        epoch: a model whose loss or parameters are not finite at the end of an epoch goes back to
-        its state at the start of that epoch and is flagged diverged. The steps taken are the
-        same as :meth:`_train_one`'s, so the two train the same model (to float rounding: here
-        the products are unbatched)."""
-        def epoch_body(carry, e_perm):
-            e, perm = e_perm
-            state, diverged, prev_loss = carry
-            t0 = e * spe
-            n = jnp.where((n_in > 0) & ~diverged, jnp.clip(total_steps - t0, 0, spe), 0)
-
-            def step_body(pos, c):
-                st, ls = c
-                new, loss = self._batch_step(data, st, perm, n_in, total_steps, keys, e,
-                                             t0 + pos, pos)
-                return new, ls + loss
-
-            new, ls = jax.lax.fori_loop(0, n, step_body, (state, jnp.float32(0)))
-            finite = _finite(ls, new)
-            state = jax.tree.map(lambda n_, o: jnp.where(finite, n_, o), new, state)
-            diverged = diverged | ~finite
-            last = finite & (e == (total_steps - 1) // jnp.maximum(spe, 1))
-            ls, lc = jnp.where(last, ls, 0.0), jnp.where(last, n, 0).astype(jnp.float32)
+            state, diverged, ls, lc = steps(data, state, diverged, perm, n_in, spe, total_steps,
+                                            keys, e)
             state, diverged, loss, out = self._epoch_end(data, state, diverged, ls, lc, prev_loss)
             return (state, diverged, loss), out
 

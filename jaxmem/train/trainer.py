@@ -189,9 +189,8 @@ class Trainer(ModelSteps):
         if fn is None:
             def run(state, status, orders, n_in, spe, total, keys, epoch0, data):
                 # one model at a time: its own step count per epoch, no per-step masking
-                body = (self._train_one_unmasked if self.group_size(n_in.shape[0]) == 1
-                        else self._train_one)
-                one = functools.partial(body, data, epoch0=epoch0, num_epochs=num_epochs)
+                one = functools.partial(self._train_one, data, epoch0=epoch0, num_epochs=num_epochs,
+                                        per_step_mask=self.group_size(n_in.shape[0]) != 1)
                 return self._map_models(one, state, status, orders, n_in, spe, total, keys)
             fn = self._train_fns[("train", num_epochs)] = jax.jit(run, donate_argnums=(0,))
         return fn(state, status, orders, *c["counts"], c["keys"], jnp.int32(epoch0),
