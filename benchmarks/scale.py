@@ -127,7 +127,12 @@ def main():
     ap.add_argument("--epochs", type=float, default=2.0)
     ap.add_argument("--workdir", default=None, help="default: a temporary folder, removed after")
     ap.add_argument("--set", action="append", default=[], help="more config overrides")
+    ap.add_argument("--score-only", metavar="RUN", default=None,
+                    help="only rescore the finished run RUN (jaxmem score RUN --set ...), e.g. "
+                         "to see one attack's memory: --set 'scoring.attacks=[\"lira_online\"]'")
     args = ap.parse_args()
+    if args.score_only:
+        return _score_only(Path(args.score_only), args.set)
     wd = Path(args.workdir or tempfile.mkdtemp(prefix="jaxmem-scale-")) / "run"
     sets = ["data.source=fashion_mnist", f"subsets.num_models={args.models}", "model.hidden=[512]",
             f"train.epochs={args.epochs}",
@@ -148,6 +153,29 @@ def main():
     sampler.stop.set()
     if rc:
         raise SystemExit(f"jaxmem run exited {rc}")
+    _report(wd, wall, cpu)
+    if not args.workdir:
+        shutil.rmtree(wd.parent, ignore_errors=True)
+
+
+def _score_only(wd: Path, sets):
+    sampler = Sampler()
+    sampler.start()
+    _patch(sampler)
+    from jaxmem.cli import main as cli
+
+    argv = ["score", str(wd)]
+    for s in sets:
+        argv += ["--set", s]
+    print(f"jaxmem {' '.join(argv)}", flush=True)
+    t0, c0 = time.perf_counter(), time.process_time()
+    if cli(argv):
+        raise SystemExit("jaxmem score failed")
+    sampler.stop.set()
+    _report(wd, time.perf_counter() - t0, time.process_time() - c0)
+
+
+def _report(wd: Path, wall: float, cpu: float):
     import json
 
     import numpy as np
@@ -168,7 +196,8 @@ def main():
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB:,.0f} MB")
     sc = next(x for x in STAGES if x[0] == "score")
     grew = (sc[4]["RssAnon"] - sc[3]["RssAnon"]) / MB
-    print(f"\nscoring: anonymous memory grew by at most {grew:,.0f} MB over its start; the logits "
+    print(f"\nscoring ({', '.join(s.get('attacks', {})) or 'no attacks'}): anonymous memory grew by "
+          f"at most {grew:,.0f} MB over its start; the logits "
           f"as float64 would be {f64 / MB:,.0f} MB (M*N*A*C*8), as stored {lg.nbytes / MB:,.0f} MB "
           f"({lg.dtype}): " + ("so no O(M*N*C) float64 array was held at once" if grew < f64 / MB
                                  else "an O(M*N*C) float64 array may have been held (or the "
@@ -181,8 +210,6 @@ def main():
     small = [n for n in sizes if sizes[n] < 0.05 * MB]
     print(f"  {f'{len(small)} small files':<28} {sum(sizes[n] for n in small) / MB:10.1f}")
     print(f"  {'total':<28} {_du(wd) / MB:10.1f}")
-    if not args.workdir:
-        shutil.rmtree(wd.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":
