@@ -26,6 +26,7 @@ ANALYSES = {
     "mem_vs_mia": "jaxmem.analyses.mem_vs_mia",
     "memorization_proxies": "jaxmem.analyses.memorization_proxies",
     "label_cleaning": "jaxmem.analyses.label_cleaning",
+    "memorization_audit": "jaxmem.analyses.memorization_audit",
 }
 #: Analyses that train their own models instead of running jaxmem.runs.execute per variant.
 NO_VARIANTS = {"canary_exposure"}

@@ -67,7 +67,8 @@ def _directions(key, n, k, d):
 def _replay(cfg, keep):
     """Per model: float64 params after each epoch, retrained with the trainer's own chunking."""
     from jaxmem.data import build_dataset
-    from jaxmem.runs.execute import _chunk_size, _chunks
+    from jaxmem.runs.training import chunk_size as _chunk_size
+    from jaxmem.runs.training import chunks as _chunks
     from jaxmem.train import Trainer, steps_per_epoch_max
 
     ds = build_dataset(cfg)
@@ -228,6 +229,26 @@ def test_disk_check_names_the_record_fields_that_shrink_a_run():
     with pytest.raises(RunError, match=r"logits and training records .*train\.records\.dtype=float16"):
         W.check_disk(Path("."), plan, lambda *a: None, free=0)
     plain = W.storage_plan(cfgmod.load_config(None, []), 3, 120, 40, 10)
-    with pytest.raises(RunError, match=r"GB of logits \(") as e:
+    with pytest.raises(RunError, match=r"B of logits \(") as e:
         W.check_disk(Path("."), plain, lambda *a: None, free=0)
     assert "train.records" not in str(e.value)
+
+
+def test_memory_check_counts_vog_moments_per_model_of_the_chunk():
+    """Preflight (jaxmem.runs.preflight) counts VoG's running moments, 2 x [N, *input] float32
+    per model of the chunk, and names train.records.vog_epochs when a chunk does not fit."""
+    from jaxmem.io import RunError
+    from jaxmem.runs import preflight as P
+
+    class DS:
+        x_train, x_test = np.zeros((120, 64), np.float32), np.zeros((40, 64), np.float32)
+        y_train, y_test, num_classes = np.zeros(120, np.int32), np.zeros(40, np.int32), 10
+
+    with_vog = P.estimate(cfgmod.load_config(None, SETS), DS)
+    without = P.estimate(cfgmod.load_config(None, SETS + ["train.records.vog_epochs=[]"]), DS)
+    assert with_vog["vog_moments"] == 2 * 120 * 64 * 4 and without["vog_moments"] == 0
+    per_device = -(-with_vog["models_per_chunk"] // jax.local_device_count())
+    assert with_vog["chunk_device"] - without["chunk_device"] == per_device * with_vog["vog_moments"]
+    with pytest.raises(RunError, match="train.records.vog_epochs"):
+        P.check(cfgmod.load_config(None, SETS), DS, available=10**9,
+                device=("gpu", without["chunk_device"] + with_vog["vog_moments"]))
