@@ -182,7 +182,7 @@ def extraction_rate_by_count(extracted, counts, *, keep=None, members=True, vali
 
     Args:
       extracted: [M, N] or [N] bool (``Extraction.extracted`` per model).
-      counts: [N] int, the duplicate count of each sequence (``jaxmem.data.text.duplicate_counts``).
+      counts: [N] int, the duplicate count of each sequence (``jaxmem.data.text_transforms.duplicate_counts``).
       keep: [M, N] bool or None (every pair is a trial).
       valid: [N] or [M, N] bool, pairs that could be scored (``Extraction.valid``); others skipped.
       bins: None (one bucket per distinct count) or increasing lower edges (e.g. 1, 2, 4, 8, ...:
