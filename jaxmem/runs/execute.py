@@ -83,13 +83,15 @@ def execute(cfg: cfgmod.Config, workdir, *, overwrite: bool = False, progress: b
 
         # an example and its duplicates form one group; with no duplicates, drop whole classes
         groups = duplicate_groups(ds) if cfg.data.duplicates else np.asarray(ds.y_train)
-    keep, model_ratio = make_design(cfg, blocks, len(ds.y_train), groups)
+    # a text dataset's identical texts (natural and planted copies) are IN or OUT together
+    keep, model_ratio = make_design(cfg, blocks, len(ds.y_train), groups, units=getattr(ds, "groups", None))
     if process_id == 0:
         M = keep.shape[0]
         done = 0 if overwrite else int(covered(workdir, M).sum())
         W.check_disk(workdir, W.storage_plan(cfg, M, len(ds.y_train), len(ds.y_test),
                                              int(ds.num_classes), done, not overwrite and
-                                             (workdir / ".assembled.json").exists()),
+                                             (workdir / ".assembled.json").exists(),
+                                             seq_len=int(ds.x_train.shape[1]) if spec(cfg.model.name).lm else 0),
                      log, freed=W.freed_bytes(workdir, overwrite, num_processes))
         from jaxmem.io import remove_stale_tmp
 
@@ -110,6 +112,10 @@ def execute(cfg: cfgmod.Config, workdir, *, overwrite: bool = False, progress: b
         W.write_or_check(workdir / "example_ids.npy", np.asarray(ds.ids_train))
         W.write_or_check(workdir / "test_labels.npy", np.asarray(ds.y_test))
         W.write_or_check(workdir / "test_ids.npy", np.asarray(ds.ids_test))
+        if hasattr(ds, "texts_train"):   # a text dataset: its texts and per-example facts
+            from jaxmem.data.text_build import text_facts
+
+            save_json(workdir / "text.json", text_facts(ds))
         old_keep = workdir / "keep.npy"
         if old_keep.exists():
             prev = load_npy(old_keep)
@@ -191,14 +197,19 @@ def train_models(cfg, ds, keep, blocks, workdir: Path, *, progress=True, process
             t0 = time.time()
             res = _train_chunk(trainer, cfg, rows, ids, workdir / "ckpt" / shard_name(a, b), stop,
                                sharding)
-            lg = trainer.logits(res.state, x_train, queries, out_dtype)
-            tl = trainer.logits(res.state, x_test, queries, out_dtype)
-            jax.block_until_ready((lg, tl))
+            if trainer.lm:   # per-token signals and extraction, never [K, N, L, V] logits
+                from jaxmem.train.lm import chunk_signals
+
+                arrays = chunk_signals(trainer, res.state, ds.x_train, ds.y_train, ds.x_test, ds.y_test)
+            else:
+                arrays = {"logits": trainer.logits(res.state, x_train, queries, out_dtype),
+                          "test_logits": trainer.logits(res.state, x_test, queries, out_dtype)}
+                jax.block_until_ready(arrays)
             seconds = time.time() - t0
             n = b - a
             with atomic_dir(workdir / "shards" / shard_name(a, b)) as tmp:
-                save_npy(tmp / "logits.npy", np.asarray(lg)[:n])
-                save_npy(tmp / "test_logits.npy", np.asarray(tl)[:n])
+                for name, arr in arrays.items():
+                    save_npy(tmp / f"{name}.npy", np.asarray(arr)[:n])
                 save_npy(tmp / "diverged.npy", res.diverged[:n])
                 save_npy(tmp / "final_loss.npy", res.final_loss[:n])
                 for name, rec in res.records.items():    # e.g. correct_by_epoch.npy

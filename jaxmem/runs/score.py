@@ -47,6 +47,10 @@ def score(workdir, *, log=print, dataset=None) -> dict:
 
     workdir = Path(workdir)
     run = load_run(workdir)
+    if run.is_lm:   # per-token signals instead of logits
+        from jaxmem.runs.score_lm import score_lm
+
+        return score_lm(workdir, log=log)
     cfg = run.config
     keep, labels, test_labels = run.keep, run.labels, run.test_labels
     diverged = run.diverged

@@ -14,6 +14,10 @@ Layout of a run directory (plain formats: ``.npy`` without pickle, JSON, CSV, PN
     logits.npy           [M, N, A, C]   eval-mode logits on train examples, A augmentation queries
     test_logits.npy      [M, T, A, C]
     diverged.npy         bool [M]      models frozen because their loss/params became non-finite
+    (a language-model run stores instead of logits: token_logp / token_mu / token_sigma /
+    token_correct.npy [M, N, L-1], nll.npy [M, N], test_token_logp.npy [M, T, L-1],
+    test_nll.npy [M, T] (jaxmem.train.lm); its labels.npy
+    holds each sequence's length, and text.json its texts and per-example facts)
     results/             memorization.csv, attacks.json, roc.png, memorization_hist.png
     summary.json
 
@@ -30,14 +34,18 @@ import numpy as np
 from jaxmem import config as cfgmod
 from jaxmem.io import RunError, load_json, load_npy, save_text
 
-__all__ = ["Run", "load_run", "assemble", "RUN_ENTRIES", "shard_name", "covered"]
+__all__ = ["Run", "load_run", "assemble", "RUN_ENTRIES", "LM_ARRAYS", "shard_name", "covered"]
 
 # What jaxmem writes in a run directory (all that --overwrite deletes).
 RUN_ENTRIES = ("config.json", "design.json", "dataset.json", "keep.npy", "model_ratio.npy",
                "labels.npy", "example_ids.npy", "test_labels.npy", "test_ids.npy", "logits.npy",
                "test_logits.npy", "diverged.npy", "final_loss.npy", "correct_by_epoch.npy",
                "summary.json", "report.html", ".assembled.json", "shards", "ckpt", "results",
-               "variants")
+               "variants", "text.json", "token_logp.npy", "token_mu.npy", "token_sigma.npy",
+               "token_correct.npy", "nll.npy", "test_token_logp.npy", "test_nll.npy")
+#: The arrays of a language-model run that stand in for logits.npy / test_logits.npy.
+LM_ARRAYS = ("token_logp.npy", "token_mu.npy", "token_sigma.npy", "token_correct.npy", "nll.npy",
+             "test_token_logp.npy", "test_nll.npy")
 
 
 @dataclasses.dataclass
@@ -106,19 +114,34 @@ class Run:
     def num_models(self) -> int:
         return int(self.keep.shape[0])
 
+    @property
+    def is_lm(self) -> bool:
+        """A language-model run (per-token signals instead of logits)."""
+        return (self.path / "nll.npy").exists() and not (self.path / "logits.npy").exists()
+
+    def array(self, name: str, mmap: bool = True):
+        """A stored array by file stem (``run.array("token_logp")``), memory-mapped."""
+        return self._npy(f"{name}.npy", mmap=mmap)
+
+    @property
+    def text(self) -> dict:
+        """A text run's texts and per-example facts (``text.json``, :func:`jaxmem.data.text_build.text_facts`)."""
+        return load_json(self.path / "text.json")
+
 
 def load_run(path) -> Run:
     """Open a finished run directory (see the module docstring for its files)."""
     path = Path(path)
-    for f in ("config.json", "keep.npy", "labels.npy", "logits.npy"):
+    outputs = "nll.npy" if (path / "nll.npy").exists() else "logits.npy"   # a language model's
+    for f in ("config.json", "keep.npy", "labels.npy", outputs):
         if not (path / f).exists():
             raise RunError(f"{path}: not a finished jaxmem run ({f} is missing)")
     run = Run(path)
-    keep, logits = run.keep, run.logits
+    keep, out = run.keep, run._npy(outputs, mmap=True)
     if keep.dtype != bool or keep.ndim != 2:
         raise RunError(f"{path / 'keep.npy'}: expected a bool [M, N] array, got {keep.dtype} {keep.shape}")
-    if logits.shape[:2] != keep.shape:
-        raise RunError(f"{path}: logits {logits.shape} do not match keep {keep.shape}")
+    if out.shape[:2] != keep.shape:
+        raise RunError(f"{path}: {outputs[:-4]} {out.shape} do not match keep {keep.shape}")
     return run
 
 
@@ -154,7 +177,9 @@ def assemble(workdir: Path, num_models: int):
         missing = np.flatnonzero(~covered)
         raise RunError(f"{workdir}: models {missing[:5].tolist()}... have no shard yet")
     spans = [s for s in spans if s[1] <= num_models]
-    names = ["logits.npy", "test_logits.npy", "diverged.npy", "final_loss.npy"]
+    outputs = (["logits.npy", "test_logits.npy"] if (spans[0][2] / "logits.npy").exists()
+               else list(LM_ARRAYS))
+    names = outputs + ["diverged.npy", "final_loss.npy"]
     if all((d / "correct_by_epoch.npy").exists() for _, _, d in spans):
         names.append("correct_by_epoch.npy")
     stamp = json.dumps(sorted([a, b] for a, b, _ in spans))
