@@ -1,6 +1,7 @@
-"""Experiments: attack metrics vs sklearn/brute force, shadow selection, the char-LM pieces, and
+"""Experiments: attack metrics vs sklearn/brute force, shadow selection, canary exposure, and
 each experiment file's quick variant at a reduced size (one fast, the rest @slow)."""
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -109,50 +110,40 @@ def test_shadow_counts():
     assert shadow_counts(6) == [4, 5]
 
 
-def test_canaries_inserted_the_requested_number_of_times():
-    from jaxmem.train import lm
+def test_canary_exposure_ranks_each_canary_among_the_references(tmp_path):
+    """The analysis reads a run: each (model, secret) pair's line log-perplexity, its rank
+    exposure among the run's reference secrets (brute force), IN/OUT by the keep matrix."""
+    from types import SimpleNamespace
 
-    text = "line a\nline b\nline c\n\nline d"
-    can = lm.make_canaries(3, [1, 3, 5], per_level=2)
-    assert len(set(can.secrets)) == 6 and all(len(s) == lm.DIGITS and s.isdigit() for s in can.secrets)
-    out = lm.insert_canaries(text, can, 3)
-    lines = out.split("\n")
-    for sec, r in zip(can.secrets, can.repetitions):
-        assert lines.count(lm.PREFIX + sec) == r
-    assert "\n".join(x for x in lines if not x.startswith(lm.PREFIX)) == text
+    from jaxmem.analyses import canary_exposure as C
 
-
-def test_sequence_losses_match_a_float64_reference():
-    import jax
-    import jax.numpy as jnp
-
-    from jaxmem.models import get_model
-    from jaxmem.train import lm
-
-    V, P, T = 11, 5, 3
-    model = get_model("transformer", V, vocab_size=V, max_len=16, causal_lm=True, d_model=16,
-                      num_layers=1, num_heads=2)
-    params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 16), jnp.int32))["params"]
-    rng = np.random.default_rng(0)
-    prefix = rng.integers(0, V, P)
-    targets = rng.integers(0, V, (4, T))
-    got = lm.sequence_losses(model, params, prefix, targets, batch=3)
-    apply = jax.jit(lambda x: model.apply({"params": params}, x))
-    for r, row in enumerate(targets):
-        seq = np.concatenate([prefix, row])
-        ref = 0.0
-        for j in range(T):  # one forward per token: the logits at position P+j-1
-            z = np.asarray(apply(jnp.asarray(seq[None, : P + j])), np.float64)[0, -1]
-            ref -= z[row[j]] - np.log(np.exp(z - z.max()).sum()) - z.max()
-        npt.assert_allclose(got[r], ref, rtol=2e-5, atol=2e-5)
-
-
-def test_corpus_is_offline_text():
-    from jaxmem.train import lm
-
-    text, meta = lm.corpus()
-    assert "Beautiful is better than ugly." in text
-    assert meta["chars"] == len(text) > 500
+    rng = np.random.default_rng(3)
+    M, L, R = 4, 6, 50
+    which = np.array([-1, 0, 0, 1, -1, 1, 1, 1])          # secret 0 twice, secret 1 four times
+    count = np.where(which == 0, 2, np.where(which == 1, 4, 0))
+    lengths, tlengths = rng.integers(3, L + 1, 8), rng.integers(3, L + 1, R + 2)
+    lp, tlp = -rng.exponential(size=(M, 8, L - 1)), -rng.exponential(size=(M, R + 2, L - 1))
+    keep = np.array([[True] * 8, [False] * 8, [True] * 8, [False] * 8])
+    arrays = {"token_logp": lp, "test_token_logp": tlp}
+    run = SimpleNamespace(text={"secret_count": count.tolist(), "secret_index": which.tolist(),
+                                "test_secret_index": [-1, -1] + [-2 - r for r in range(R)]},
+                          keep=keep, diverged=np.zeros(M, bool), labels=lengths, test_labels=tlengths,
+                          array=lambda n: arrays[n])
+    s = C.analyze(None, tmp_path, {"main": run}, print)
+    with open(tmp_path / "canaries.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == M * 2
+    loss = lambda a, i, n: -a[i, : n - 1].sum()
+    for r in rows:
+        m, j = int(r["model"]), int(r["secret"])
+        i = int(np.flatnonzero(which == j)[0])
+        c = loss(lp[m], i, lengths[i])
+        refs = np.array([loss(tlp[m], 2 + q, tlengths[2 + q]) for q in range(R)])
+        npt.assert_allclose(float(r["canary_loss"]), c, rtol=1e-5)   # (6 digits in the CSV)
+        npt.assert_allclose(float(r["exposure_rank"]), np.log2(R + 1) - np.log2(1 + (refs <= c).sum()), rtol=1e-5)
+        assert (r["member"] == "True") == bool(keep[m, i]) and int(r["repetitions"]) == count[i]
+    assert [x["repetitions"] for x in s["exposure_by_repetitions"]] == [2, 4]
+    assert s["exposure_by_repetitions"][0]["pairs_in"] == 2 and s["num_references"] == R
 
 
 def test_refuses_unknown_kind_and_foreign_dirs(tmp_path):
