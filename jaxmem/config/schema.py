@@ -36,6 +36,7 @@ class DataConfig:
     max_len: int = 128              # tokens per sequence, BOS and EOS included
     text_column: typing.Optional[str] = None  # text:FILE.tsv: the column holding the texts
     text_test_fraction: float = 0.05  # held out by text hash (copies of a text stay together)
+    text_offset: int = 0            # skip this many training texts (file order) before max_train
     plant_counts: typing.List[int] = field(default_factory=list)  # planted duplicate counts ...
     plant_per_count: int = 0        # ... and texts planted at each count (Kandpal et al. 2022)
     canary_counts: typing.List[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])  # secrets: insertions

@@ -201,6 +201,7 @@ def _validate_text(cfg, spec) -> None:
         if any(v < 1 for v in c) or len(set(c)) != len(c):
             raise ConfigError(f"data.{key}: must be distinct integers >= 1, got {c}")
     _positive("data.plant_per_count", d.plant_per_count, strict=False)
+    _positive("data.text_offset", d.text_offset, strict=False)
     if d.plant_per_count and not d.plant_counts:
         raise ConfigError("data.plant_counts: data.plant_per_count needs the counts to plant at")
     if d.canaries and not d.canary_counts:

@@ -1,7 +1,7 @@
 """Text corpora for language-model memorization: readers with stable example ids.
 
-Sources (:func:`load_text`), read from a user's ``data_dir`` (the project's tests read the shared
-copy; nothing is downloaded):
+Sources (:func:`load_text`), read from a user's ``data_dir`` or ``$JAXMEM_DATA`` (the project's
+tests read the shared copy; nothing is downloaded):
 
 * ``kjv`` - the King James Bible, one verse per example: ``kjv_verses.tsv[.gz]``, tab-separated
   with a header row ``book, chapter, verse, text`` (31,102 verses in the Debian ``bible-kjv``
@@ -131,17 +131,23 @@ def _lines(path: str) -> list[str]:
 
 
 def _find(data_dir: str | None, filename: str, source: str) -> str:
-    if data_dir is None:
+    """The corpus file: in ``data_dir``, then in ``$JAXMEM_DATA`` (the folder convention of the
+    IDX sources, :mod:`jaxmem.data.idx`), each as given or its ``text/`` subfolder, gzipped or
+    not. Nothing is downloaded."""
+    roots = [r for r in (data_dir, os.environ.get("JAXMEM_DATA")) if r]
+    if not roots:
         raise TextDataError(
-            f"{source}: data_dir is not set; point it at the folder holding {filename}.gz "
-            f"(or {filename})")
+            f"{source}: data_dir is not set (nor JAXMEM_DATA); point it at the folder holding "
+            f"{filename}.gz (or {filename})")
     tried = []
-    for folder in (data_dir, os.path.join(data_dir, "text")):
-        for name in (filename + ".gz", filename):
-            p = os.path.join(folder, name)
-            tried.append(p)
-            if os.path.isfile(p):
-                return p
+    for root in roots:
+        root = os.path.abspath(os.path.expanduser(root))
+        for folder in (root, os.path.join(root, "text")):
+            for name in (filename + ".gz", filename):
+                p = os.path.join(folder, name)
+                tried.append(p)
+                if os.path.isfile(p):
+                    return p
     raise TextDataError(f"{source}: none of {', '.join(tried)} exists")
 
 

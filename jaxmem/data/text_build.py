@@ -8,7 +8,8 @@ Steps, in a fixed order (:func:`build_text_dataset`):
 2. split: a text is held out (test) when ``sha256(text)`` falls in the first
    ``data.text_test_fraction`` of the hash range, so every copy of a text lands on the same side
    and the split does not depend on the file's order (the test fraction is met in expectation);
-3. ``data.max_train`` / ``data.max_test``: the first rows of each split, in file order;
+3. ``data.max_train`` / ``data.max_test``: the first rows of each split, in file order (the
+   training rows after skipping ``data.text_offset`` of them: a window of the corpus);
 4. planted duplicates (``data.plant_counts``, ``data.plant_per_count``;
    :func:`~jaxmem.data.text_transforms.plant_duplicates`, seed = the run's seed), then secret
    canaries (``data.canaries`` per count of ``data.canary_counts`` with
@@ -99,6 +100,7 @@ def build_text_dataset(cfg) -> TextData:
         full = load_text(d.source, data_dir=d.data_dir, column=d.text_column)
         test = text_split(full.texts, d.text_test_fraction)
         tr, te = np.flatnonzero(~test), np.flatnonzero(test)
+        tr = tr[d.text_offset:]
         tr, te = tr[: d.max_train or None], te[: d.max_test or None]
         train, held = _rows(full, tr), _rows(full, te)
         tok = _tokenizer(d, train.texts)
@@ -120,7 +122,7 @@ def build_text_dataset(cfg) -> TextData:
     meta.update(source=d.source, origin="jaxmem.data.text_build", kind="text",
                 tokenizer=tok.name, vocab_size=int(tok.vocab_size), max_len=int(d.max_len),
                 text_test_fraction=float(d.text_test_fraction), max_train=d.max_train,
-                max_test=d.max_test, truncated_train=etr.num_truncated,
+                max_test=d.max_test, text_offset=d.text_offset, truncated_train=etr.num_truncated,
                 truncated_test=ete.num_truncated, num_groups=int(groups.max(initial=-1) + 1))
     ds = make_dataset(d.source, etr.tokens, etr.mask.sum(1, dtype=np.int32), train.ids, ete.tokens,
                       ete.mask.sum(1, dtype=np.int32), held.ids, tok.vocab_size, meta)

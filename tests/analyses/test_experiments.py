@@ -213,6 +213,51 @@ def test_quick_variant_at_reduced_size(name, tmp_path):
         assert len(s["rows"]) == len(cfg.experiment.variants)
 
 
+# The language-model experiments at a reduced size: tiny LMs, few texts, few epochs.
+LM_TINY = ["data.max_train=50", "data.max_test=20", "data.max_len=32", "model.d_model=16", "model.num_layers=1",
+           "model.num_heads=2", "subsets.num_models=6", "train.epochs=2", "scoring.prefix_lengths=[4,8]",
+           "scoring.suffix_length=8", "data.plant_per_count=2", "data.text_offset=0"]
+
+
+def _lm_checks(name, s, cfg):
+    if name == "lm_memorization":
+        assert {r["count"] for r in s["by_planted_count"]} == set(cfg.data.plant_counts)
+        assert set(s["slopes_vs_planted_count"]) == {"mem", "extraction_k4", "extraction_k8"}
+        assert len(s["most_memorized"]) == 10 and all(r["text"] for r in s["most_memorized"])
+        mems = [r["mem"] for r in s["most_memorized"]]
+        assert mems == sorted(mems, reverse=True)
+    if name == "lm_scaling":
+        assert [r["variant"] for r in s["rows"]] == cfg.experiment.variant_names
+        assert [r["params"] for r in s["rows"]] == sorted(r["params"] for r in s["rows"])
+        assert "mem_vs_params" in s["fits"] and len(s["by_prefix"]) == 2 * len(s["rows"])
+    if name == "lm_mia":
+        attacks = {r["attack"] for r in s["attacks"]}
+        assert attacks == set(cfg.scoring.attacks)
+        assert {r["kind"] for r in s["attacks"]} == {"reference-free", "reference-based"}
+        assert all(0 <= r["auc"] <= 1 for r in s["attacks"])
+
+
+def test_lm_memorization_runs_on_pythons_own_text(tmp_path):
+    """lm_memorization end to end without any data folder (python_text), at a tiny size."""
+    cfg = cfgmod.load_config(ROOT / "experiments" / "lm_memorization.toml",
+                             LM_TINY + ['data.source="python_text"', "data.plant_counts=[1,2,4]"])
+    s = run_experiment(cfg, tmp_path / "lm", progress=False, log=lambda *a: None)
+    _files_exist(s)
+    _lm_checks("lm_memorization", s, cfg)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["lm_memorization", "lm_scaling", "lm_mia"])
+def test_lm_quick_variant_at_reduced_size(name, tmp_path):
+    from shared_data import SHARED_DATA, shared_data
+
+    shared_data("text/kjv_verses.tsv.gz")
+    cfg = cfgmod.load_config(ROOT / "experiments" / f"{name}.toml", LM_TINY + [f'data.data_dir="{SHARED_DATA}"'])
+    s = run_experiment(cfg, tmp_path / name, progress=False, log=lambda *a: None)
+    _files_exist(s)
+    _lm_checks(name, s, cfg)
+
+
 def test_experiment_params_reach_the_analysis_and_unknown_ones_are_refused(tmp_path):
     cfg = cfgmod.load_config(ROOT / "experiments" / "label_noise.toml",
                              TINY + ['experiment.params={"no_such_parameter": 1}'])

@@ -92,7 +92,8 @@ def test_text_path_lines_and_tsv(tmp_path, rng):
         T.load_text(f"text:{tmp_path / 'latin1.txt'}")
 
 
-def test_named_sources_read_a_users_folder(tmp_path):
+def test_named_sources_read_a_users_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("JAXMEM_DATA", raising=False)
     with pytest.raises(T.TextDataError, match="data_dir is not set"):
         T.load_text("kjv")
     with pytest.raises(T.TextDataError, match="kjv_verses.tsv"):
@@ -109,6 +110,8 @@ def test_named_sources_read_a_users_folder(tmp_path):
     (sub / "austen_lines.tsv.gz").write_bytes(gzip.compress(b"emma\tEMMA\nemma\t\nemma\tHi\n"))
     ds = T.load_text("austen", data_dir=str(tmp_path))
     assert ds.texts == ("EMMA", "Hi") and list(ds.ids) == [0, 2]
+    monkeypatch.setenv("JAXMEM_DATA", str(tmp_path))   # the IDX sources' folder convention
+    assert T.load_text("austen").texts == ("EMMA", "Hi")
     with pytest.raises(T.TextDataError, match="unknown text source"):
         T.load_text("bible")
 

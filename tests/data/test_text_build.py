@@ -88,7 +88,8 @@ def test_build_text_dataset_against_brute_force(tmp_path, rng):
     assert again.texts_train == ds.texts_train
 
 
-def test_text_sources_are_registered_and_errors_are_data_errors(tmp_path):
+def test_text_sources_are_registered_and_errors_are_data_errors(tmp_path, monkeypatch):
+    monkeypatch.delenv("JAXMEM_DATA", raising=False)
     for s in ("kjv", "austen", "python_text", "text:/x.txt"):
         sources.check_source(s)
         assert sources.is_text_source(s)
@@ -118,3 +119,12 @@ def test_bpe_tokenizer_is_trained_on_the_training_texts(tmp_path, rng):
     assert tok.config() == want.config() and ds.num_classes == tok.vocab_size
     assert tok.decode(ds.x_train[0, 1:ds.y_train[0] - 1]) == ds.texts_train[0][: len(tok.decode(
         ds.x_train[0, 1:ds.y_train[0] - 1]))]
+
+
+def test_text_offset_is_a_window_of_the_training_rows(tmp_path, rng):
+    lines = _lines(rng, 120)
+    whole = build_dataset(_cfg(tmp_path, lines, "data.max_len=16"))
+    win = build_dataset(_cfg(tmp_path, lines, "data.max_len=16", "data.text_offset=30", "data.max_train=25"))
+    np.testing.assert_array_equal(win.ids_train, whole.ids_train[30:55])
+    np.testing.assert_array_equal(win.x_train, whole.x_train[30:55])
+    np.testing.assert_array_equal(win.ids_test, whole.ids_test)
