@@ -94,8 +94,8 @@ def _lm_rows(summary: dict) -> list:
     f = lambda v: "-" if v is None else f"{v:.4f}"
     rows = [("token NLL train IN / OUT / test", f"{f(summary['train_nll_in'])} / "
              f"{f(summary['train_nll_out'])} / {f(summary['test_nll'])}"),
-            ("token accuracy IN / OUT", f"{f(summary['train_token_accuracy_in'])} / "
-             f"{f(summary['train_token_accuracy_out'])}")]
+            ("exact-match token accuracy IN / OUT", f"{f(summary['exact_match_in'])} / "
+             f"{f(summary['exact_match_out'])}")]
     for e in summary["extraction"].values():
         rows.append((f"extracted (k={e['prefix_length']}, s={e['suffix_length']}) IN / OUT",
                      f"{f(e['rate_in'])} / {f(e['rate_out'])}"))

@@ -26,21 +26,25 @@ def _fit(x, per_seq, num_bootstrap=2000, seed=0):
 
 
 def _extracted(run, k, s, rows):
-    """[N] per-sequence extraction rate over the models that trained on it (NaN elsewhere)."""
+    """([N], [N]) per-sequence extraction rate over the models that trained on it and over those
+    that did not, on the sequences ``rows`` (NaN elsewhere)."""
     from jaxmem.runs.score_lm import extraction
 
     matched, valid = extraction(run, k, s)
     keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)
-    use = keep & ok[:, None]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = ((matched == s) & use).sum(0) / use.sum(0)
-    return np.where(valid & rows, r, np.nan)
+    out = []
+    for use in (keep & ok[:, None], ~keep & ok[:, None]):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = ((matched == s) & use).sum(0) / use.sum(0)
+        out.append(np.where(valid & rows, r, np.nan))
+    return out
 
 
 def analyze(cfg, workdir, runs, log):
     """Per model size (variant): parameters, mean counterfactual memorization, NLLs, extraction
-    of the IN and OUT models at each prefix length; slopes per decade of parameters (and of
-    prefix length) with paired bootstrap 95% intervals over sequences."""
+    of the IN and OUT models at each prefix length (on the texts long enough for the longest
+    prefix, each text once); slopes per decade of parameters (and of prefix length) with paired
+    bootstrap 95% intervals over sequences."""
     ks, s = list(cfg.scoring.prefix_lengths), int(cfg.scoring.suffix_length)
     rows, per_size = [], {k: [] for k in ks}
     mem_seq, sizes, by_prefix = [], [], []
@@ -58,10 +62,10 @@ def analyze(cfg, workdir, runs, log):
                "mem_se": mean_se(t["mem"][first])[1], "train_nll_in": summ["train_nll_in"],
                "train_nll_out": summ["train_nll_out"], "test_nll": summ["test_nll"]}
         for k in ks:
-            e = _extracted(run, k, s, common)
+            e, e_out = _extracted(run, k, s, common)
             per_size[k].append(e)
             row[f"extracted_in_k{k}"] = mean_se(e)[0]
-            row[f"extracted_out_k{k}"] = summ["extraction"].get(f"k{k}", {}).get("rate_out")
+            row[f"extracted_out_k{k}"] = mean_se(e_out)[0]
             by_prefix.append({"variant": name, "params": p, "prefix_length": k, "extracted_in": mean_se(e)[0],
                               "extracted_in_se": mean_se(e)[1], "sequences": int(np.isfinite(e).sum())})
         rows.append(row)

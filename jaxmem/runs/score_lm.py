@@ -204,11 +204,17 @@ def _summary(cfg, workdir, run, keep, ok, acc, nll, mem, mem_ll, ks, ext_in, ext
     seconds = float(sum(m["seconds"] for m in shard_meta if m["models"][1] <= len(keep)))
     k_ok = keep[ok]
     test_nll = np.asarray(run.array("test_nll"), np.float64)[ok]
+    n_tok = np.asarray(run.labels, np.float64) - 1   # target tokens of each sequence
+    with np.errstate(invalid="ignore", divide="ignore"):   # Tirumala et al.'s M(f): pooled over tokens
+        em_in = (acc[ok] * n_tok * k_ok).sum(1) / (n_tok * k_ok).sum(1)
+        em_out = (acc[ok] * n_tok * ~k_ok).sum(1) / (n_tok * ~k_ok).sum(1)
     ids = run.example_ids
     return {
         "name": cfg.name, "kind": "language_model", "num_models": int(keep.shape[0]),
         "num_examples": int(keep.shape[1]), "num_test": int(len(run.test_labels)),
-        # token-weighted exact-match accuracy (Tirumala et al.) is in memorization.csv per sequence
+        # exact-match accuracy (Tirumala et al. 2022): per model over all IN (OUT) target tokens,
+        # mean over models; and the mean over (model, sequence) pairs of each sequence's accuracy
+        "exact_match_in": _nanmean(em_in), "exact_match_out": _nanmean(em_out),
         "train_token_accuracy_in": _nanmean(acc[ok][k_ok]), "train_token_accuracy_out": _nanmean(acc[ok][~k_ok]),
         "train_nll_in": _nanmean(nll[ok][k_ok]), "train_nll_out": _nanmean(nll[ok][~k_ok]),
         "test_nll": _nanmean(test_nll),
@@ -239,9 +245,9 @@ def _memorization_csv(path, run, order, mem, mem_ll, acc, nll, keep, ok, dup, pl
     ids, lengths = run.example_ids, run.labels
     k_ok = keep & ok[:, None]
     o_ok = ~keep & ok[:, None]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        nll_in = (nll * k_ok).sum(0) / k_ok.sum(0)
-        nll_out = (nll * o_ok).sum(0) / o_ok.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):   # (a diverged model's NaN left out)
+        nll_in = np.where(k_ok, nll, 0.0).sum(0) / k_ok.sum(0)
+        nll_out = np.where(o_ok, nll, 0.0).sum(0) / o_ok.sum(0)
     g = lambda x: float(x)
     rows = []
     for r, i in enumerate(order):
