@@ -67,7 +67,7 @@ def analyze(cfg, workdir, runs, log):
         def draw(ax):
             for a in attacks:
                 pts = [r for r in dup_rows if r["variant"] == name and r["attack"] == a and r["copies"] != "unique (natural)"]
-                ax.plot([int(r["copies"].split("x")[1]) for r in pts], [r["auc"] for r in pts], "o-", ms=3,
+                ax.plot([int(r["copies"].split("x")[1]) for r in pts], [r["auc"] for r in pts], marker="o", ms=3,
                         ls="--" if a in REFERENCE_FREE else "-", label=a)
             ax.set_xscale("log", base=2)
             ax.set_xlabel("copies of the text (planted)")

@@ -139,6 +139,7 @@ def test_every_lm_attack_equals_a_direct_float64_computation(lm_run):
             npt.assert_allclose(per[a]["auc"][t], roc_auc_score(keep[t][ok], sc[ok]), rtol=1e-9, err_msg=a)
 
 
+@pytest.mark.slow
 def test_lm_run_resumes_grows_and_reports(lm_run, tmp_path):
     import shutil
 
