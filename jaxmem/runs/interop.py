@@ -100,5 +100,8 @@ def export_lira(workdir, dest) -> Path:
     from jaxmem.attacks.interop import write_lira_layout
 
     run = load_run(workdir)
+    if run.is_lm:
+        raise RunError(f"{workdir}: a language-model run stores per-token signals, not the logits the "
+                       f"LiRA layout holds")
     return Path(write_lira_layout(dest, run.keep, np.asarray(run.logits), run.labels,
                                   hparams={"jaxmem_run": str(Path(workdir).resolve())}))

@@ -160,3 +160,8 @@ def test_lm_run_resumes_grows_and_reports(lm_run, tmp_path):
         npt.assert_array_equal(np.load(wd2 / f"{name}.npy")[:6], a)
     html = write_report(wd2).read_text()
     assert "extract" in html.lower() and "min_k" in html
+    from jaxmem.io import RunError
+    from jaxmem.runs import export_lira
+
+    with pytest.raises(RunError, match="per-token signals"):
+        export_lira(wd2, tmp_path / "lira")
