@@ -27,6 +27,7 @@ ANALYSES = {
     "lm_memorization": "jaxmem.analyses.lm_memorization",
     "lm_scaling": "jaxmem.analyses.lm_scaling",
     "lm_mia": "jaxmem.analyses.lm_mia",
+    "memorization_audit": "jaxmem.analyses.memorization_audit",
 }
 #: Analyses that train their own models instead of running jaxmem.runs.execute per variant
 #: (none since the canary experiment's language models became a run of the stacked trainer).

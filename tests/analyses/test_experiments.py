@@ -17,6 +17,7 @@ from jaxmem.signals import Signals
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["subsets.num_models=6", "train.epochs=2", "data.max_train=200", "scoring.targets=2",
+        "train.batch_size=64",
         "model.hidden=[32]"]
 
 
@@ -216,7 +217,8 @@ def test_quick_variant_at_reduced_size(name, tmp_path):
 # The language-model experiments at a reduced size: tiny LMs, few texts, few epochs.
 LM_TINY = ["data.max_train=50", "data.max_test=20", "data.max_len=32", "model.d_model=16", "model.num_layers=1",
            "model.num_heads=2", "subsets.num_models=6", "train.epochs=2", "scoring.prefix_lengths=[4,8]",
-           "scoring.suffix_length=8", "data.plant_per_count=2", "data.text_offset=0"]
+           "scoring.suffix_length=8", "data.plant_per_count=2", "data.text_offset=0",
+           "train.batch_size=8"]   # (a batch may not exceed the smallest IN set: ~20 texts at this size)
 
 
 def _lm_checks(name, s, cfg):
