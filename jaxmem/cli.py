@@ -110,6 +110,21 @@ def _parser():
     return p
 
 
+def _lm_rows(summary: dict) -> list:
+    """A language-model run's summary lines (jaxmem.runs.score_lm)."""
+    if summary.get("kind") != "language_model":
+        return []
+    f = lambda v: "-" if v is None else f"{v:.4f}"
+    rows = [("token NLL train IN / OUT / test", f"{f(summary['train_nll_in'])} / "
+             f"{f(summary['train_nll_out'])} / {f(summary['test_nll'])}"),
+            ("exact-match token accuracy IN / OUT", f"{f(summary['exact_match_in'])} / "
+             f"{f(summary['exact_match_out'])}")]
+    for e in summary["extraction"].values():
+        rows.append((f"extracted (k={e['prefix_length']}, s={e['suffix_length']}) IN / OUT",
+                     f"{f(e['rate_in'])} / {f(e['rate_out'])}"))
+    return rows
+
+
 def _common_write_args(q):
     q.add_argument("--allow-mixed-shards", action="store_true",
                    help="assemble shards trained under different software or settings "
@@ -142,9 +157,11 @@ def _print_summary(summary: dict, workdir: str) -> None:
     rows = [
         ("models", summary["num_models"]),
         ("training examples", summary["num_examples"]),
-        ("test accuracy (mean over models)", f"{summary['test_accuracy']:.4f}"),
+        *([("test accuracy (mean over models)", f"{summary['test_accuracy']:.4f}")]
+          if "test_accuracy" in summary else []),
         *([("  with logits averaged over queries", f"{summary['test_accuracy_query_average']:.4f}")]
           if summary.get("test_accuracy_query_average") is not None else []),
+        *_lm_rows(summary),
         ("train seconds", f"{summary['train_seconds']:.1f}"),
         ("models / second", f"{summary['models_per_second']:.1f}" if summary["models_per_second"] else "-"),
         ("diverged models", summary["diverged"]["count"]),

@@ -130,6 +130,9 @@ def export_lira(workdir, dest) -> Path:
     from jaxmem.runs.provenance import load
 
     run = load_run(workdir)
+    if run.is_lm:
+        raise RunError(f"{workdir}: a language-model run stores per-token signals, not the logits the "
+                       f"LiRA layout holds")
     dest = Path(dest)
     run_id = load(workdir).get("run_id") or f"path:{Path(workdir).resolve()}"
     if dest.exists() and not dest.is_dir():

@@ -68,17 +68,26 @@ def score(workdir, *, log=print, dataset=None, overrides=(), verify: str = "auto
     with run_lock(workdir):
         run = load_run(workdir)
         cfg = run.config
+        if overrides and run.is_lm:
+            raise cfgmod.ConfigError(f"{overrides[0]}: a language-model run is scored with the "
+                                     f"settings it was run with (no scoring overrides)")
         if overrides:
             cfg = cfgmod.from_dict(cfgmod.apply_overrides(load_json(workdir / "config.json"),
                                                           overrides))
         from jaxmem.runs.preflight import check_scoring
 
-        check_scoring(cfg, len(run.labels), len(run.test_labels),
-                      int(run.logits.shape[-1]))       # (before anything is allocated)
+        if not run.is_lm:
+            check_scoring(cfg, len(run.labels), len(run.test_labels),
+                          int(run.logits.shape[-1]))       # (before anything is allocated)
         remove_stale_tmp(workdir, ("results", "results/scores"))
         integrity.ensure_intact(workdir, run.num_models, full=verify == "full", log=log,
                                 allow_mixed=allow_mixed_shards)
-        summary = _score(workdir, run, cfg, log, dataset)
+        if run.is_lm:   # per-token signals instead of logits
+            from jaxmem.runs.score_lm import score_lm
+
+            summary = score_lm(workdir, log=log)
+        else:
+            summary = _score(workdir, run, cfg, log, dataset)
         integrity.record_missing(workdir, log)
         if overrides:
             from jaxmem.io import save_json
