@@ -91,15 +91,13 @@ def score(workdir, *, log=print, dataset=None) -> dict:
         keep_scores = n_targets * keep.shape[1] <= 50_000_000   # scores only for the ROC figure
         ev = evaluate(sg, keep, attacks=tuple(cfg.scoring.attacks), targets=targets,
                       model_mask=ok, return_scores=keep_scores, **rmia_kw)
-        attack_summary = ev.summary()
         if ev.scores:
             curves = ev.curves()
-        save_json(res / "attacks.json", {
-            "targets": np.asarray(ev.targets).tolist(),
-            "per_target": {a: {k: np.asarray(v).tolist() for k, v in ms.items()}
-                           for a, ms in ev.metrics.items()},
-            "params": ev.params,   # e.g. RMIA's offline a, tuned once
-            "summary": attack_summary})
+        # targets, excluded models, per-target metrics and scored fractions, params (RMIA's a),
+        # summary (means over the n_targets targets where defined); undefined numbers are null
+        stored = ev.to_json()
+        save_json(res / "attacks.json", stored)
+        attack_summary = stored["summary"]
     figures = {}
     try:
         figures = _plots(res, mem, curves)
