@@ -98,6 +98,8 @@ def logit_scaled_confidence(logits, labels):
 
     Carlini et al. (2022), "Membership inference attacks from first principles", Sec. IV.B: the
     logit of the true-class softmax probability, which is approximately Gaussian over models.
+    Unbounded: the LiRA reference code's ``log(p_y + 1e-45) − log(Σ p_j + 1e-45)`` floors |φ|
+    at ≈ 103.6 (:func:`jaxmem.attacks.lira_reference_scores` reproduces that; this does not).
     """
     xp, z, _, onehot = _prepare(logits, labels)
     z_y = xp.sum(xp.where(onehot, z, xp.zeros_like(z)), axis=-1)
