@@ -63,11 +63,13 @@ def _rmia_offline_a(p, keep, p_pop, mask, targets, shadows, opts, mode):
               trim=opts.get("trim", 0.0))
     if mode == "once":  # on the first usable model whose AUC is defined (one with members,
         usable = np.flatnonzero(mask)  # non-members and OUT references for both)
+        if usable.size < mask.size:    # (no copy of the signals when every model is usable)
+            p, keep, p_pop = p[usable], keep[usable], p_pop[usable]
         a, j = float("nan"), 0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UndefinedMetricWarning)
             for j in range(usable.size):
-                a = tune_rmia_a(p[usable], keep[usable], p_pop[usable], tune_model=j, **kw)
+                a = tune_rmia_a(p, keep, p_pop, tune_model=j, **kw)
                 if not np.isnan(a):
                     break
         if np.isnan(a):
@@ -102,7 +104,7 @@ def evaluate(
     labels=None,
     fprs=(0.001, 0.01),
     return_scores=False,
-    target_block_elems=1 << 22,
+    target_block_elems=1 << 20,
     min_scored=MIN_SCORED,
     **options,
 ):
@@ -355,10 +357,11 @@ def _rmia_call_options(name, entry, sig, keep, mask, targets, shadows, rmia_opts
     per_query = opts.get("aggregate", "mean") == "vote"
     for k in ("p", "p_pop"):   # the folded array under a key of its own, made once per fold
         key = (opts[k], per_query)
-        if key not in sig:
-            x = sig[opts[k]].astype(np.float64)
+        if key not in sig:   # averaged over queries in float64; else as given (rmia converts
+            x = sig[opts[k]]  # each target's slices: no float64 copy of every model's p here)
             x = x.reshape(x.shape[0], x.shape[1], -1)
-            sig[key] = x if per_query else x.mean(-1)
+            sig[key] = x if per_query else (x[..., 0] if x.shape[-1] == 1 else
+                                            x.astype(np.float64).mean(-1))
         opts[k] = key
     given = _rmia_given_options(rmia_opts)
     if opts.get("online"):

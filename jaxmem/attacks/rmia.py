@@ -76,6 +76,7 @@ A_GRID = np.round(np.arange(0.0, 1.1, 0.1), 10)
 #: How A augmentation queries are combined: average p first, or the research code's majority vote.
 AGGREGATES = ("mean", "vote")
 _VOTE_BLOCK = 1 << 21  # x × z pairs per block of the vote (uint8 counts: 2 MB)
+_COLUMN_BLOCK = 1 << 20  # values per block of examples in the trimmed means
 
 
 def _f64(x, ndim, name):
@@ -101,13 +102,24 @@ def _trimmed_mean(values, use, trim):
     """
     extra = (1,) * (values.ndim - 2)
     use = use.reshape(use.shape + extra)
-    n = use.sum(0)
-    srt = np.moveaxis(np.sort(np.moveaxis(np.where(use, values, np.inf), 0, -1), axis=-1), -1, 0)
-    lo = (trim * n).astype(np.int64)
     k = np.arange(values.shape[0]).reshape((-1,) + (1,) * (values.ndim - 1))
-    sel = (k >= lo) & (k < n - lo)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(sel, srt, 0.0).sum(0) / (n - 2 * lo)
+    out = np.empty(values.shape[1:])
+    for c in _column_blocks(values):   # per example independent: blocks bound the temporaries
+        u = use[:, c]
+        n = u.sum(0)
+        srt = np.moveaxis(np.sort(np.moveaxis(np.where(u, values[:, c], np.inf), 0, -1), axis=-1), -1, 0)
+        lo = (trim * n).astype(np.int64)
+        sel = (k >= lo) & (k < n - lo)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[c] = np.sum(srt, axis=0, where=sel) / (n - 2 * lo)
+    return out
+
+
+def _column_blocks(values):
+    """Slices of the example axis (1) holding about 2^20 values of ``values`` each."""
+    per = max(1, int(np.prod(values.shape, dtype=np.int64)) // max(values.shape[1], 1))
+    step = max(1, _COLUMN_BLOCK // per)
+    return [slice(i, i + step) for i in range(0, values.shape[1], step)]
 
 
 def rmia_reference_mean(ref_p, ref_keep, *, online=False, a=0.0, trim=0.0):
@@ -134,10 +146,12 @@ def rmia_reference_mean(ref_p, ref_keep, *, online=False, a=0.0, trim=0.0):
         return (1.0 + a) / 2.0 * _trimmed_mean(ref_p, ~keep, trim) + (1.0 - a) / 2.0
     if ref_p.ndim == 3:
         keep, n_in, n_out = keep[..., None], n_in[..., None], n_out[..., None]
+    # masked sums (no [M, N] float temporary): the same additions, in the same order, as summing
+    # np.where(mask, p, 0) over the models
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean_out = np.where(~keep, ref_p, 0.0).sum(0) / n_out
+        mean_out = np.sum(ref_p, axis=0, where=~keep) / n_out
         if online:
-            mean_in = np.where(keep, ref_p, 0.0).sum(0) / n_in
+            mean_in = np.sum(ref_p, axis=0, where=keep) / n_in
             return (mean_in + mean_out) / 2.0
     return (1.0 + a) / 2.0 * mean_out + (1.0 - a) / 2.0
 
@@ -304,8 +318,10 @@ def tune_rmia_a(ref_p, ref_keep, ref_p_pop, *, grid=A_GRID, tune_model=0, gamma=
     :class:`UndefinedMetricWarning`: pass ``a`` explicitly, or tune on another model.
     """
     _check_options(aggregate, trim)
-    ref_p = _f64(ref_p, (2, 3), "ref_p")
-    ref_p_pop = _f64(ref_p_pop, (2, 3), "ref_p_pop")
+    ref_p, ref_p_pop = np.asarray(ref_p), np.asarray(ref_p_pop)   # float64 once sliced, below
+    for x, name in ((ref_p, "ref_p"), (ref_p_pop, "ref_p_pop")):
+        if x.ndim not in (2, 3):
+            raise ValueError(f"{name} must have (2, 3) dims, got shape {x.shape}")
     keep = np.asarray(ref_keep, dtype=bool)
     M = ref_p.shape[0]
     if M < 2:

@@ -24,8 +24,8 @@ import numpy as np
 
 __all__ = ["roc_metrics", "roc_curve", "UndefinedMetricWarning"]
 
-#: Score elements per block of rows in :func:`roc_metrics` (its temporaries: ~80 bytes each).
-ROC_BLOCK_ELEMS = 1 << 20
+#: Score elements per block of rows in :func:`roc_metrics` (its temporaries: ~80 bytes each: 21 MB).
+ROC_BLOCK_ELEMS = 1 << 18
 
 
 class UndefinedMetricWarning(UserWarning):
