@@ -6,10 +6,13 @@
     jaxmem config [EXPERIMENT] [--set key=value ...]
     jaxmem import-lira SRC --workdir DIR     (the LiRA reference code's experiment folders)
     jaxmem export-lira DIR DEST
+    jaxmem show DIR [--example ID]           (what a run holds; one example's results)
 
 EXPERIMENT is a TOML file under ``experiments/`` (a name or a path); without one, the embedded
 digits experiment runs. Problems with the config, the data or a run directory end with a one-line
-``jaxmem: error: ...`` and a non-zero exit, before anything is overwritten.
+``jaxmem: error: ...`` and a non-zero exit, before anything is overwritten; so do the operating
+system's (a full disk, a read-only folder). Commands that write a run hold its lock
+(:mod:`jaxmem.runs.lock`): a second one is refused, naming the first.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ def _enable_compilation_cache(path: str) -> None:
         return
     import jax
 
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise RunError(f"--cache-dir {path}: exists and is not a directory (choose a folder, or "
+                       f"--cache-dir '' for no cache)")
     os.makedirs(path, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
@@ -61,11 +67,19 @@ def _parser():
     r.add_argument("--cache-dir", default=os.environ.get("JAXMEM_CACHE_DIR", _DEFAULT_CACHE),
                    help="persistent XLA compilation cache ('' to disable; default %(default)s, "
                         "or $JAXMEM_CACHE_DIR)")
+    r.add_argument("--delete-imported", action="store_true",
+                   help="with --overwrite: also delete an imported run (its logits cannot be remade)")
+    for q in (r,):
+        _common_write_args(q)
 
     s = sub.add_parser("score", help="(re)score a finished run")
     s.add_argument("workdir")
     s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="scoring.* overrides only")
+    s.add_argument("--verify", choices=("auto", "full"), default="auto",
+                   help="check the run's arrays against their checksums: whole files up to 1 GiB "
+                        "and samples of larger ones (auto), or every byte (full)")
+    _common_write_args(s)
 
     rep = sub.add_parser("report", help="write a self-contained HTML report of a run")
     rep.add_argument("workdir")
@@ -75,16 +89,52 @@ def _parser():
     im.add_argument("src", help="folder with experiment-*/keep.npy and experiment-*/logits/")
     im.add_argument("--workdir", required=True)
     im.add_argument("--overwrite", action="store_true")
+    im.add_argument("--delete-imported", action="store_true",
+                    help="with --overwrite: replace a run imported before (its logits are deleted)")
+    im.add_argument("--log-file", default=None, help="also append log lines to this file")
     im.add_argument("--epoch", type=int, default=None, help="default: each model's last")
 
     ex = sub.add_parser("export-lira", help="write a run in the LiRA reference layout")
     ex.add_argument("workdir")
     ex.add_argument("dest")
 
+    sh = sub.add_parser("show", help="print what a run holds, or one example's results")
+    sh.add_argument("workdir")
+    sh.add_argument("--example", type=int, default=None, metavar="ID",
+                    help="a training example's id: memorization, influence, attack scores")
+    sh.add_argument("--json", action="store_true", help="as JSON")
+
     c = sub.add_parser("config", help="print the resolved, validated config as JSON")
     c.add_argument("experiment", nargs="?", default=None)
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     return p
+
+
+def _common_write_args(q):
+    q.add_argument("--allow-mixed-shards", action="store_true",
+                   help="assemble shards trained under different software or settings "
+                        "(jax versions, XLA_FLAGS, ...; refused by default)")
+    q.add_argument("--log-file", default=None, help="also append log lines to this file")
+
+
+class _Log:
+    """Log lines: printed, and appended with a time stamp to ``--log-file`` when given."""
+
+    def __init__(self, path=None):
+        self.path = path
+        if path:
+            if os.path.isdir(path):
+                raise RunError(f"--log-file {path}: is a directory")
+            d = os.path.dirname(os.path.abspath(path))
+            os.makedirs(d, exist_ok=True)
+
+    def __call__(self, *parts):
+        msg = " ".join(str(p) for p in parts)
+        print(msg, flush=True)
+        if self.path:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            with open(self.path, "a") as f:
+                f.writelines(f"{stamp}  {line}\n" for line in msg.splitlines() or [""])
 
 
 def _print_summary(summary: dict, workdir: str) -> None:
@@ -147,7 +197,16 @@ def _print_attacks(attacks: dict) -> None:
 def _init_distributed(args):
     """Join a multi-process run with jax.distributed; returns (process_id, num_processes)."""
     if not (args.coordinator or args.distributed):
-        return 0, 1
+        if args.num_processes not in (None, 1) or args.process_id not in (None, 0):
+            if not _cluster_env():
+                raise cfgmod.ConfigError(
+                    "--num-processes/--process-id: a multi-process run needs --coordinator "
+                    "HOST:PORT (process 0's address), or --distributed where jax.distributed "
+                    "reads the cluster (SLURM, Open MPI, a TPU pod); without them this process "
+                    "would train the whole run alone")
+            args.distributed = True
+        else:
+            return 0, 1
     import jax
 
     if args.coordinator:
@@ -156,12 +215,23 @@ def _init_distributed(args):
         jax.distributed.initialize(coordinator_address=args.coordinator,
                                    num_processes=args.num_processes, process_id=args.process_id)
     else:
-        jax.distributed.initialize()
+        jax.distributed.initialize(num_processes=args.num_processes, process_id=args.process_id)
     return jax.process_index(), jax.process_count()
+
+
+def _cluster_env() -> bool:
+    """Whether jax.distributed can read a cluster environment here (SLURM, Open MPI, TPU, ...)."""
+    try:
+        from jax._src import clusters
+    except ImportError:   # jax moved it: let jax.distributed decide
+        return True
+    return any(not env.opt_in_only_method and env.is_env_present()
+               for env in clusters.ClusterEnv._cluster_types)
 
 
 def _cmd_run(args) -> int:
     cfg = cfgmod.load_config(args.experiment, args.overrides)
+    log = _Log(args.log_file)
     _enable_compilation_cache(args.cache_dir)
     pid, nproc = _init_distributed(args)
     from jaxmem.runs import execute
@@ -171,10 +241,12 @@ def _cmd_run(args) -> int:
         from jaxmem.analyses import run_experiment
 
         run_experiment(cfg, args.workdir, overwrite=args.overwrite, progress=not args.no_progress,
-                       process_id=pid, num_processes=nproc)
+                       process_id=pid, num_processes=nproc, log=log)
         return 0
     summary = execute(cfg, args.workdir, overwrite=args.overwrite, progress=not args.no_progress,
-                      process_id=pid, num_processes=nproc)
+                      process_id=pid, num_processes=nproc, log=log,
+                      allow_mixed_shards=args.allow_mixed_shards,
+                      delete_imported=args.delete_imported)
     if pid == 0:
         _print_summary(summary, args.workdir)
         print(f"  wall time:     {time.time() - t0:.1f} s")
@@ -182,17 +254,10 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_score(args) -> int:
-    from jaxmem.io import load_json, save_json
     from jaxmem.runs import score
 
-    bad = [o for o in args.overrides if not o.startswith("scoring.")]
-    if bad:
-        raise cfgmod.ConfigError(f"{bad[0]}: jaxmem score takes scoring.* overrides only")
-    if args.overrides:
-        path = os.path.join(args.workdir, "config.json")
-        cfg = cfgmod.from_dict(cfgmod.apply_overrides(load_json(path), args.overrides))
-        save_json(path, cfgmod.to_dict(cfg))
-    summary = score(args.workdir)
+    summary = score(args.workdir, overrides=args.overrides, verify=args.verify,
+                    allow_mixed_shards=args.allow_mixed_shards, log=_Log(args.log_file))
     _print_summary(summary, args.workdir)
     return 0
 
@@ -208,8 +273,10 @@ def _cmd_report(args) -> int:
 def _cmd_import_lira(args) -> int:
     from jaxmem.runs import import_lira, score
 
-    import_lira(args.src, args.workdir, overwrite=args.overwrite, epoch=args.epoch)
-    _print_summary(score(args.workdir), args.workdir)
+    log = _Log(args.log_file)
+    import_lira(args.src, args.workdir, overwrite=args.overwrite, epoch=args.epoch,
+                delete_imported=args.delete_imported)
+    _print_summary(score(args.workdir, log=log), args.workdir)
     return 0
 
 
@@ -217,6 +284,16 @@ def _cmd_export_lira(args) -> int:
     from jaxmem.runs import export_lira
 
     print(export_lira(args.workdir, args.dest))
+    return 0
+
+
+def _cmd_show(args) -> int:
+    from jaxmem.report.show import example_text, run_text
+
+    if args.example is not None:
+        print(example_text(args.workdir, args.example, as_json=args.json))
+    else:
+        print(run_text(args.workdir, as_json=args.json))
     return 0
 
 
@@ -234,9 +311,14 @@ def main(argv=None) -> int:
     try:
         return {"run": _cmd_run, "score": _cmd_score, "report": _cmd_report,
                 "config": _cmd_config, "import-lira": _cmd_import_lira,
-                "export-lira": _cmd_export_lira}[args.cmd](args)
+                "export-lira": _cmd_export_lira, "show": _cmd_show}[args.cmd](args)
     except (cfgmod.ConfigError, RunError, DataError) as e:
         print(f"jaxmem: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:   # a full disk, a read-only folder, ...: one line, no traceback
+        from jaxmem.io import os_error_line
+
+        print(f"jaxmem: error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except Interrupted as e:   # SIGTERM: state saved
         print(f"jaxmem: {e}", file=sys.stderr)

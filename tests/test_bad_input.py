@@ -226,7 +226,46 @@ CASES = [
      lambda t: ["score", str(t / "bad"), "--set", 'scoring.attacks=["nope"]'], ["scoring.attacks"]),
     ("report-non-run", lambda t: (t / "mine").mkdir() or (t / "mine" / "a.txt").write_text("x"),
      lambda t: ["report", str(t / "mine")], ["mine"]),
+    # ---- issue 13: everyday OS errors, --set spelling, doors that refuse
+    ("toml-not-utf8", lambda t: (t / "bin.toml").write_bytes(b"\xff\xfe[train]\x00\x01"),
+     lambda t: RUN + [str(t / "new"), str(t / "bin.toml")], ["bin.toml", "not UTF-8"]),
+    ("set-not-json", None, lambda t: RUN + [str(t / "new")] + _set("scoring.attacks=[lira_online]"),
+     ["scoring.attacks", "JSON", """--set 'scoring.attacks=["lira_online"]'"""]),
+    ("set-string-for-list", None, lambda t: RUN + [str(t / "new")] + _set("model.hidden=64"),
+     ["model.hidden", "JSON", "--set 'model.hidden=[64]'"]),
+    ("config-unknown-kind", None, lambda t: ["config", "--set", "experiment.kind=nope"],
+     ["experiment.kind", "nope"]),
+    ("cache-dir-is-a-file", lambda t: (t / "afile").write_text("x"),
+     lambda t: RUN + [str(t / "new"), "--cache-dir", str(t / "afile")] + SMALL_SETS,
+     ["--cache-dir", "afile", "not a directory"]),
+    ("log-file-is-a-folder", lambda t: (t / "logs").mkdir(),
+     lambda t: RUN + [str(t / "new"), "--log-file", str(t / "logs")] + SMALL_SETS,
+     ["--log-file", "is a directory"]),
+    ("export-dest-is-a-file", lambda t: (t / "afile").write_text("x"),
+     lambda t: ["export-lira", str(t / "prev"), str(t / "afile")], ["afile", "not a directory"]),
+    ("export-dest-foreign", lambda t: (t / "mine").mkdir() or (t / "mine" / "a.txt").write_text("x"),
+     lambda t: ["export-lira", str(t / "prev"), str(t / "mine")], ["mine", "not an export"]),
+    ("batch-larger-than-an-in-set", None,
+     lambda t: RUN + [str(t / "new")] + _set("train.batch_size=200"),
+     ["train.batch_size", "200", "IN set"]),
+    ("process-1-without-coordinator", None,
+     lambda t: RUN + [str(t / "new"), "--num-processes", "2", "--process-id", "1"] + SMALL_SETS,
+     ["--coordinator"]),
+    ("overwrite-imported", lambda t: _imported(t / "imp"),
+     lambda t: RUN + [str(t / "imp"), "--overwrite"] + SMALL_SETS, ["imported", "--delete-imported"]),
+    ("show-unknown-example", None, lambda t: ["show", str(t / "prev"), "--example", "99999"],
+     ["99999"]),
+    ("show-non-run", lambda t: (t / "mine").mkdir(), lambda t: ["show", str(t / "mine")],
+     ["not a finished jaxmem run"]),
 ]
+
+
+def _imported(wd):
+    from jaxmem.runs import import_arrays
+
+    r = np.random.default_rng(0)
+    import_arrays(wd, r.random((4, 30)) < 0.5, r.normal(size=(4, 30, 1, 3)).astype(np.float32),
+                  r.integers(0, 3, 30))
 CASES = [c if len(c) == 5 else c + (None,) for c in CASES]
 
 # Cases that fail because of an open request to the lead (REQUESTS.md); strict: they must fail.

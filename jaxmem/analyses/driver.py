@@ -21,9 +21,8 @@ __all__ = ["run_experiment"]
 def run_experiment(cfg: cfgmod.Config, workdir, *, overwrite: bool = False, progress: bool = True,
                    process_id: int = 0, num_processes: int = 1, log=print) -> dict:
     """Train every variant into ``WORKDIR/variants/NAME``, run the analysis ``experiment.kind``,
-    write ``WORKDIR/summary.json`` (+ CSV/PNG files) and print a table. Returns the summary."""
-    from jaxmem.runs import execute, load_run
-
+    write ``WORKDIR/summary.json`` (+ CSV/PNG files) and print a table. Returns the summary.
+    Process 0 holds the experiment folder's lock throughout."""
     workdir = Path(workdir)
     kind = cfg.experiment.kind
     if kind not in registry.ANALYSES:
@@ -36,11 +35,29 @@ def run_experiment(cfg: cfgmod.Config, workdir, *, overwrite: bool = False, prog
         if k not in allowed:
             raise cfgmod.ConfigError(f"experiment.params.{k}: not a parameter of the {kind!r} "
                                      f"analysis (it takes: {', '.join(allowed) or 'none'})")
+    if process_id != 0:
+        return _run(cfg, workdir, kind, fn, params, overwrite, progress, process_id,
+                    num_processes, log)
+    from jaxmem.runs.lock import run_lock
+
+    with run_lock(workdir):   # one writer of the experiment folder (each variant locks its own)
+        return _run(cfg, workdir, kind, fn, params, overwrite, progress, process_id,
+                    num_processes, log)
+
+
+def _run(cfg, workdir: Path, kind, fn, params, overwrite, progress, process_id, num_processes,
+         log) -> dict:
+    from jaxmem.runs import execute, load_run
+    from jaxmem.runs.lock import LOCK_NAME
+
     marker = workdir / "experiment.json"
-    if workdir.exists() and any(workdir.iterdir()) and not marker.exists():
+    if workdir.exists() and any(p for p in workdir.iterdir() if p.name != LOCK_NAME) and \
+            not marker.exists():
         raise RunError(f"{workdir}: exists, is not empty and is not a jaxmem experiment")
     if overwrite and marker.exists() and process_id == 0:
-        shutil.rmtree(workdir)
+        for p in workdir.iterdir():          # (all but the lock this process holds)
+            if p.name != LOCK_NAME:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
     t0 = time.time()
     variants = [] if kind in registry.NO_VARIANTS else cfgmod.variant_configs(cfg)
     if process_id == 0:

@@ -46,8 +46,10 @@ def analyze(cfg, workdir, runs, log):
         rows.append(row)
 
     def draw(ax):
+        vals = np.concatenate([np.concatenate(v) for v in hist.values()] or [np.zeros(1)])
+        lo, hi = (float(vals.min()), float(vals.max())) if vals.size else (-1.0, 1.0)
+        bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 41)   # the data's range
         for name, (noisy, clean) in hist.items():
-            bins = np.linspace(-1, 1, 41)
             ax.hist(clean, bins, alpha=0.5, density=True, label=f"{name}: clean")
             ax.hist(noisy, bins, alpha=0.5, density=True, label=f"{name}: flipped")
         ax.set_xlabel("memorization")

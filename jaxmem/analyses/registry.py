@@ -24,6 +24,7 @@ ANALYSES = {
     "long_tail": "jaxmem.analyses.long_tail",
     "canary_exposure": "jaxmem.analyses.canary_exposure",
     "mem_vs_mia": "jaxmem.analyses.mem_vs_mia",
+    "memorization_audit": "jaxmem.analyses.memorization_audit",
 }
 #: Analyses that train their own models instead of running jaxmem.runs.execute per variant.
 NO_VARIANTS = {"canary_exposure"}

@@ -4,11 +4,10 @@ over target models. matplotlib is imported lazily and drawn with the Agg canvas 
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 
-__all__ = ["FPR_GRID", "tpr_on_grid", "mean_roc", "plot_roc"]
+__all__ = ["FPR_GRID", "tpr_on_grid", "mean_roc", "plot_roc", "lowest_fpr", "roc_figure"]
 
 #: Common log-spaced FPR grid, 1e-5 … 1 (the LiRA reference plot's axis range).
 FPR_GRID = np.logspace(-5, 0, 251)
@@ -44,12 +43,32 @@ def mean_roc(curves, grid=FPR_GRID):
     return tprs.mean(0), auc, low
 
 
-def plot_roc(curves, path, *, title=None, grid=FPR_GRID):
-    """Write a log-log ROC plot (PNG) of each attack's mean curve over targets.
+def lowest_fpr(curves) -> float:
+    """The lowest FPR every target's ROC curve can resolve: the largest over targets of its
+    smallest positive FPR (1 / its number of non-members, unless they tie at the top)."""
+    lows = [float(np.min(np.asarray(f)[np.asarray(f) > 0])) for cs in curves.values()
+            for f, _ in cs if np.any(np.asarray(f) > 0)]
+    return max(lows) if lows else float(FPR_GRID[0])
 
-    ``curves``: {attack name: [(fpr, tpr), ...] one per target model}. The legend gives the mean
-    AUC and mean TPR at 0.1% FPR. The file is written to a temporary name, then os.replace'd.
-    Returns ``path``.
+
+def plot_roc(curves, path, *, title=None, grid=FPR_GRID):
+    """Write :func:`roc_figure` of ``curves`` as a PNG, atomically
+    (:func:`jaxmem.io.atomic_path`, with a new file's usual mode). Returns ``path`` as a str."""
+    from jaxmem.io import atomic_path
+
+    fig = roc_figure(curves, title=title, grid=grid)
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=150)
+    return os.fspath(path)
+
+
+def roc_figure(curves, *, title=None, grid=FPR_GRID):
+    """A log-log ROC plot (a matplotlib ``Figure``) of each attack's mean curve over targets.
+
+    ``curves``: {attack name: [(fpr, tpr), ...] one per target model}. The curves stop at the
+    lowest FPR all targets can measure (:func:`lowest_fpr`: below 1 / the number of
+    non-members a target's TPR is not measured, only bounded), and the axis label says over how
+    many targets they are averaged. The legend gives the mean AUC and mean TPR at 0.1% FPR.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure  # no pyplot: the global backend is left alone
@@ -57,30 +76,23 @@ def plot_roc(curves, path, *, title=None, grid=FPR_GRID):
     fig = Figure(figsize=(4.5, 4))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
+    low = max(lowest_fpr(curves), float(grid[0]))
+    g = np.asarray(grid)[np.asarray(grid) >= low * (1 - 1e-12)]
+    targets = sorted({len(cs) for cs in curves.values()})
     for name, cs in curves.items():
-        t, auc, low = mean_roc(cs, grid)
-        ax.plot(grid, np.maximum(t, 1e-5), label=f"{name}  AUC={auc:.3f}  TPR@0.1%={low:.3f}")
-    ax.plot([1e-5, 1], [1e-5, 1], ls="--", color="gray", lw=0.8)
+        t, auc, tpr_low = mean_roc(cs, g)
+        ax.plot(g, np.maximum(t, low), label=f"{name}  AUC={auc:.3f}  TPR@0.1%={tpr_low:.3f}")
+    ax.plot([low, 1], [low, 1], ls="--", color="gray", lw=0.8)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlim(1e-5, 1)
-    ax.set_ylim(1e-5, 1)
-    ax.set_xlabel("False positive rate")
-    ax.set_ylabel("True positive rate")
+    ax.set_xlim(low, 1)
+    ax.set_ylim(low, 1)
+    n = "/".join(map(str, targets))
+    ax.set_xlabel(f"False positive rate (from {low:.1e}, the lowest measurable)", fontsize=8)
+    ax.set_ylabel(f"True positive rate (mean over {n} target{'s' if targets != [1] else ''})",
+                  fontsize=8)
     if title:
         ax.set_title(title)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, suffix=".png.tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=150)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    return fig

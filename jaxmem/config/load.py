@@ -83,10 +83,25 @@ def from_dict(d, cls=Config, path: str = ""):
     return obj
 
 
-def _parse_value(text: str):
+def _json_hint(key: str, text: str) -> str:
+    """``--set 'key=VALUE'`` with the bare words of ``text`` in double quotes (the JSON spelling
+    of what was probably meant)."""
+    import re
+
+    fixed = re.sub(r'(?<!")\b([A-Za-z_][\w:./-]*)\b(?!")',
+                   lambda m: m.group(1) if m.group(1) in ("true", "false", "null") else f'"{m.group(1)}"',
+                   text)
+    return f"--set '{key}={fixed}'"
+
+
+def _parse_value(text: str, key: str = "KEY"):
     try:
         return json.loads(text)
     except json.JSONDecodeError:
+        if text.strip()[:1] in "[{":
+            raise ConfigError(f"--set {key}={text}: not valid JSON (--set values are JSON: strings "
+                              f"inside lists and tables need double quotes, and the shell needs "
+                              f"the whole argument quoted: {_json_hint(key, text)})") from None
         low = text.strip().lower()
         if low in ("true", "false"):
             return low == "true"
@@ -108,7 +123,7 @@ def apply_overrides(d: dict, overrides) -> dict:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"{key}: {p} is not a table")
-        node[parts[-1]] = _parse_value(text)
+        node[parts[-1]] = _parse_value(text, key.strip())
     return d
 
 
@@ -122,6 +137,11 @@ def _read_toml(path: Path) -> dict:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML (not UTF-8 text: byte {e.object[e.start]:#04x} "
+                          f"at offset {e.start})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
 
 
 def _experiment_dirs() -> list:
@@ -201,7 +221,10 @@ def load_config(experiment: typing.Optional[str] = None, overrides=()) -> Config
     path = resolve_experiment(experiment)
     base, full = read_experiment(path) if path is not None else ({}, [])
     d = apply_overrides(base, overrides)
-    cfg = from_dict(d)
+    try:
+        cfg = from_dict(d)
+    except ConfigError as e:
+        raise _with_set_hint(e, overrides) from None
     if cfg.experiment.full and (cfg.experiment.full_overrides or full):
         # The full variant: the full_include files and the file's full_overrides first, then the
         # user's own overrides again.
@@ -210,6 +233,25 @@ def load_config(experiment: typing.Optional[str] = None, overrides=()) -> Config
         d = apply_overrides(apply_overrides(base, cfg.experiment.full_overrides), overrides)
         cfg = from_dict(d)
     return cfg
+
+
+def _with_set_hint(err: ConfigError, overrides) -> ConfigError:
+    """A type error in a value given with --set: say that --set values are JSON, and how the
+    value is spelled in JSON."""
+    msg = str(err)
+    for item in overrides or ():
+        key, _, text = item.partition("=")
+        key = key.strip()
+        if msg.startswith(f"{key}:") and "expected" in msg:
+            hint = (_json_hint(key, text) if not text.strip().startswith(('"', "[", "{"))
+                    or "got str" in msg else None)
+            if "expected a string" in msg:
+                hint = f"--set '{key}=\"{text}\"'"
+            elif "expected a list" in msg and not text.strip().startswith("["):
+                hint = _json_hint(key, f"[{text}]")
+            if hint:
+                return ConfigError(f"{msg} (--set values are JSON: {hint})")
+    return err
 
 
 def variant_configs(cfg: Config):

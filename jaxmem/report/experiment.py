@@ -3,6 +3,7 @@ variant linking to the variant's own report."""
 
 from __future__ import annotations
 
+import contextlib
 import html
 from pathlib import Path
 
@@ -71,15 +72,30 @@ def experiment_html(workdir) -> str:
     return page(f"jaxmem experiment: {summary.get('name', workdir.name)}", "".join(body))
 
 
-def write_report(workdir, output=None) -> Path:
-    """Write ``WORKDIR/report.html`` (or ``output``) for a run or an experiment directory."""
+def write_report(workdir, output=None, *, log=print) -> Path:
+    """Write ``WORKDIR/report.html`` (or ``output``) for a run or an experiment directory. A
+    report written into a run holds the run's lock; a run's arrays are checked against their
+    checksums first (:func:`jaxmem.runs.integrity.ensure_intact`: a damaged assembled array with
+    intact shards is rebuilt)."""
+    from jaxmem.runs.lock import run_lock
+
     workdir = Path(workdir)
     if (workdir / "experiment.json").exists():
-        text = experiment_html(workdir)
+        kind = "experiment"
     elif (workdir / "keep.npy").exists():
-        text = run_html(workdir)
+        kind = "run"
     else:
         raise RunError(f"{workdir}: neither a jaxmem run nor an experiment directory")
     out = Path(output) if output else workdir / "report.html"
-    save_text(out, text)
+    # (a run's report may repair the run: it always locks it)
+    locked = kind == "run" or out.resolve().parent == workdir.resolve()
+    with run_lock(workdir) if locked else contextlib.nullcontext():
+        if kind == "run":
+            from jaxmem.runs import integrity, load_run
+
+            integrity.ensure_intact(workdir, load_run(workdir).num_models, log=log)
+            text = run_html(workdir)
+        else:
+            text = experiment_html(workdir)
+        save_text(out, text)
     return out

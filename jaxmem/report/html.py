@@ -16,6 +16,7 @@ table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;
 font-size:13px;text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 img{max-width:100%;margin:0.3em}h2{border-bottom:1px solid #ddd;padding-bottom:0.2em}
 .figs{display:flex;flex-wrap:wrap;align-items:flex-start}.note{color:#666;font-size:13px}
+.scroll{overflow-x:auto;max-width:100%}.scroll table{margin-top:0}
 """
 
 
@@ -30,18 +31,19 @@ def fmt(v) -> str:
 
 
 def table(rows, keys=None) -> str:
-    """An HTML table of a list of dicts (or of (key, value) pairs)."""
+    """An HTML table of a list of dicts (or of (key, value) pairs), in a box that scrolls
+    sideways when the table is wider than the page."""
     if not rows:
         return ""
     if isinstance(rows[0], tuple):
         body = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(fmt(v))}</td></tr>"
                        for k, v in rows)
-        return f"<table>{body}</table>"
+        return f"<div class='scroll'><table>{body}</table></div>"
     keys = keys or list(dict.fromkeys(k for r in rows for k in r))
     head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(r.get(k)))}</td>" for k in keys) + "</tr>"
                    for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
 
 
 def attack_table(attacks: dict) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import html
-import math
 from pathlib import Path
 
 import numpy as np
@@ -48,24 +47,9 @@ def _examples_section(workdir: Path, res: Path) -> str:
               "memorization": float(r["mem"]), "stderr": float(r["stderr"])} for r in rows]
     out = ""
     if (res / "examples_inputs.npy").exists():
-        x = np.load(res / "examples_inputs.npy", allow_pickle=False)
-        cols = 8
-        rows_n = int(math.ceil(len(shown) / cols))
-        fig, axes = new_figure((1.6 * cols, 1.9 * rows_n), rows_n, cols)
-        for ax in axes.ravel():
-            ax.axis("off")
-        for j, r in enumerate(shown):
-            ax = axes.ravel()[j]
-            xi = x[j]
-            if xi.ndim == 3:
-                ax.imshow(xi[..., 0] if xi.shape[-1] == 1 else
-                          (xi - xi.min()) / max(np.ptp(xi), 1e-9), cmap="gray")
-            else:
-                ax.plot(np.ravel(xi), lw=0.8)
-            ax.set_title(f"id {r['example_id']}  mem {r['memorization']:.2f}\n"
-                         f"given {r['given label']}  pred {r['predicted (OUT majority)']}",
-                         fontsize=7)
-        out += fig_img(fig, "most memorized training examples")
+        from jaxmem.report.figures import plot_most_memorized
+
+        out += fig_img(plot_most_memorized(workdir), "most memorized training examples")
     else:
         out += note("Training inputs unavailable where the run was scored.")
     return (out + note("Predicted = majority vote of the models that did not train on the "
@@ -79,15 +63,20 @@ def _convergence_section(workdir: Path, res: Path, num_ok: int) -> str:
         return _missing(workdir)
     rows = [{k: (int(v) if k == "models" else float(v)) for k, v in r.items()}
             for r in _csv(res / "convergence.csv")]
-    fig, ax = new_figure((5, 3.3))
+    fig, ax = new_figure((5.5, 3.3))
     ax = ax[0, 0]
     sizes = [r["models"] for r in rows]
-    ax.plot(sizes, [r["spearman"] for r in rows], "o-", label="Spearman vs all models")
-    ax.plot(sizes, [r["mean_stderr"] for r in rows], "s-", label="mean stderr")
-    ax.plot(sizes, [r["frac_nan"] for r in rows], "^-", label="fraction NaN")
+    ax.plot(sizes, [r["spearman"] for r in rows], "o-", color="C0", label="Spearman vs all models")
+    ax.set_ylabel("Spearman correlation with all models", color="C0", fontsize=8)
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("models")
-    ax.legend(fontsize=7)
+    ax.set_xlabel("models used")
+    right = ax.twinx()
+    right.plot(sizes, [r["mean_stderr"] for r in rows], "s-", color="C1", label="mean stderr")
+    right.plot(sizes, [r["frac_nan"] for r in rows], "^-", color="C2",
+               label="fraction NaN (no IN or OUT model)")
+    right.set_ylabel("mean stderr; fraction NaN", fontsize=8)
+    lines = ax.get_lines() + right.get_lines()
+    ax.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="center right")
     return fig_img(fig, "convergence of memorization") + table(rows)
 
 
@@ -99,9 +88,7 @@ def run_html(workdir) -> str:
     run = load_run(workdir)
     summary = load_json(workdir / "summary.json") if (workdir / "summary.json").exists() else {}
     keep, ok = np.asarray(run.keep), ~np.asarray(run.diverged)
-    cfg = run.config
-    rows = [("name", cfg.name), ("data", run.dataset.get("name")), ("model", cfg.model.name),
-            ("models", run.num_models), ("training examples", keep.shape[1]),
+    rows = [("models", run.num_models), ("training examples", keep.shape[1]),
             ("diverged models", int((~ok).sum()))]
     for k in ("test_accuracy", "train_accuracy_in", "train_seconds", "models_per_second"):
         if k in summary:
@@ -111,7 +98,9 @@ def run_html(workdir) -> str:
     if "dp" in summary:
         rows.append(("DP-SGD epsilon", summary["dp"].get("epsilon")))
     res = workdir / "results"
-    body = ["<h2>Summary</h2>", table(rows)]
+    from jaxmem.report.show import provenance_rows, what_was_run
+
+    body = ["<h2>What was run</h2>", table(what_was_run(workdir)), "<h2>Summary</h2>", table(rows)]
     if not summary:
         body.append(_missing(workdir))
     body += ["<h2>Membership inference (ROC, log-log)</h2>", _attack_section(workdir, res, summary)]
@@ -122,5 +111,6 @@ def run_html(workdir) -> str:
         body.append(_missing(workdir))
     body += ["<h2>Most memorized training examples</h2>", _examples_section(workdir, res)]
     body += ["<h2>Convergence</h2>", _convergence_section(workdir, res, int(ok.sum()))]
+    body += ["<h2>Provenance</h2>", table(provenance_rows(workdir))]
     body.append(note(f"Run directory: {html.escape(str(workdir.resolve()))}"))
-    return page(f"jaxmem report: {cfg.name}", "".join(body))
+    return page(f"jaxmem report: {run.config.name}", "".join(body))

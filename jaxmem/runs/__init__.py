@@ -2,8 +2,14 @@
 
 * :mod:`jaxmem.runs.store` - the file layout, :class:`Run`, :func:`load_run`, :func:`assemble`
 * :mod:`jaxmem.runs.workdir` - which config changes a run accepts, --overwrite, disk accounting
-* :mod:`jaxmem.runs.execute` - :func:`execute` (the chunk loop, SIGTERM -> :class:`Interrupted`)
+* :mod:`jaxmem.runs.execute` - :func:`execute` (lock, checks at the door, design, train, assemble, score)
+* :mod:`jaxmem.runs.training` - the chunk loop (SIGTERM -> :class:`Interrupted`), shards, progress
 * :mod:`jaxmem.runs.checkpoint` - orbax checkpoints of the chunk in training
+* :mod:`jaxmem.runs.lock` - the run directory's lock: one writer at a time
+* :mod:`jaxmem.runs.provenance` - what produced a run and each of its shards
+* :mod:`jaxmem.runs.integrity` - checksums, checked before scoring and reporting; rebuilding
+* :mod:`jaxmem.runs.preflight` - memory at the door: estimates from shapes, refusals
+* :mod:`jaxmem.runs.examples` - per-example attack scores (results/scores), one example's record
 * :mod:`jaxmem.runs.score` - :func:`score`: results/ and summary.json
 * :mod:`jaxmem.runs.interop` - :func:`import_arrays`, :func:`import_lira`, :func:`export_lira`
 """

@@ -1,29 +1,32 @@
-"""Executing a run: check the workdir, build the data and the design, train every chunk of models
-that has no shard yet (resumable; SIGTERM-safe with orbax checkpoints; one process's share of a
-multi-process run), assemble the shards, score. Library code raises :class:`Interrupted` on
-SIGTERM; the CLI maps it to exit status 143."""
+"""Executing a run: lock the run directory, check it, build the data, check memory and disk at
+the door, draw the design, train every chunk of models that has no shard yet
+(:mod:`jaxmem.runs.training`: resumable, SIGTERM-safe, one process's share of a multi-process
+run), assemble the shards, score. Library code raises :class:`Interrupted` on SIGTERM; the CLI
+maps it to exit status 143."""
 
 from __future__ import annotations
 
-import math
-import shutil
-import signal
-import time
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 
 from jaxmem import config as cfgmod
-from jaxmem.io import RunError, atomic_dir, load_json, load_npy, save_json, save_npy
+from jaxmem.io import RunError, load_json, load_npy, save_json, save_npy
 from jaxmem.runs import workdir as W
-from jaxmem.runs.store import assemble, covered, shard_name
+from jaxmem.runs.lock import run_lock, wait_for_coordinator
+from jaxmem.runs.store import assemble, covered
+from jaxmem.runs.training import Interrupted, default_chunk_size, train_models
 from jaxmem.subsets import make_design
 
-__all__ = ["execute", "train_models", "Interrupted", "default_chunk_size"]
+__all__ = ["execute", "train_models", "Interrupted", "default_chunk_size", "config_hash"]
 
 
-class Interrupted(Exception):
-    """A run stopped by SIGTERM after saving its state; rerunning the same command resumes."""
+def config_hash(cfg) -> str:
+    """A short hash of a config (its resolved dict), to tell runs apart."""
+    text = json.dumps(cfgmod.to_dict(cfg), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _design_blocks(cfg, old_blocks):
@@ -43,18 +46,30 @@ def _design_blocks(cfg, old_blocks):
     return blocks
 
 
-def default_chunk_size(num_models: int, num_devices: int = 1) -> int:
-    import jax
-
-    per_device = 16 if jax.default_backend() == "cpu" else 256
-    return max(1, min(num_models, per_device * num_devices))
-
-
 def execute(cfg: cfgmod.Config, workdir, *, overwrite: bool = False, progress: bool = True,
-            process_id: int = 0, num_processes: int = 1, log=print) -> dict:
-    """Train (or resume, or grow) the run in ``workdir``, then score it. Returns the summary."""
+            process_id: int = 0, num_processes: int = 1, log=print,
+            allow_mixed_shards: bool = False, delete_imported: bool = False) -> dict:
+    """Train (or resume, or grow) the run in ``workdir``, then score it. Returns the summary.
+
+    Process 0 holds the run directory's lock (:func:`jaxmem.runs.lock.run_lock`) throughout;
+    the other processes of a multi-process run wait for it to lock the run, then write only
+    their own shards. ``allow_mixed_shards``: assemble shards trained under different software
+    or settings (refused by default). ``delete_imported``: with ``overwrite``, also delete a run
+    imported from arrays (which cannot be retrained)."""
     workdir = Path(workdir)
-    blocks = W.check_workdir(workdir, cfg, overwrite) if process_id == 0 else None
+    kw = dict(overwrite=overwrite, progress=progress, process_id=process_id,
+              num_processes=num_processes, log=log, allow_mixed_shards=allow_mixed_shards,
+              delete_imported=delete_imported)
+    if process_id != 0:
+        wait_for_coordinator(workdir, num_processes, config_hash(cfg))
+        return _execute(cfg, workdir, **kw)
+    with run_lock(workdir, process_id=0, num_processes=num_processes, config=config_hash(cfg)):
+        return _execute(cfg, workdir, **kw)
+
+
+def _execute(cfg, workdir: Path, *, overwrite, progress, process_id, num_processes, log,
+             allow_mixed_shards, delete_imported) -> dict:
+    blocks = W.check_workdir(workdir, cfg, overwrite, delete_imported) if process_id == 0 else None
     if process_id != 0:  # the coordinator's design, once it covers this many models
         design = workdir / "design.json"
         W.wait_for(design, "the coordinator's design", ready=lambda: sum(
@@ -62,6 +77,7 @@ def execute(cfg: cfgmod.Config, workdir, *, overwrite: bool = False, progress: b
         blocks = load_json(design)["blocks"]
     from jaxmem.data import DataError, build_dataset
     from jaxmem.models.registry import spec
+    from jaxmem.runs import preflight
 
     try:
         ds = build_dataset(cfg)
@@ -77,6 +93,14 @@ def execute(cfg: cfgmod.Config, workdir, *, overwrite: bool = False, progress: b
         raise RunError(f"scoring.influence_top_k: {cfg.scoring.influence_top_k} is more than the "
                        f"{len(ds.y_train)} training examples")
     blocks = _design_blocks(cfg, blocks)
+    M = cfg.subsets.num_models
+    if process_id == 0:   # memory and disk at the door: before the design is drawn
+        preflight.check(cfg, ds, log=log)
+        done = 0 if overwrite else int(covered(workdir, M).sum())
+        W.check_disk(workdir, W.storage_plan(cfg, M, len(ds.y_train), len(ds.y_test),
+                                             int(ds.num_classes), done, not overwrite and
+                                             (workdir / ".assembled.json").exists()),
+                     log, freed=W.freed_bytes(workdir, overwrite, num_processes))
     groups = None
     if cfg.subsets.design == "leave_group_out":
         from jaxmem.data import duplicate_groups
@@ -84,41 +108,9 @@ def execute(cfg: cfgmod.Config, workdir, *, overwrite: bool = False, progress: b
         # an example and its duplicates form one group; with no duplicates, drop whole classes
         groups = duplicate_groups(ds) if cfg.data.duplicates else np.asarray(ds.y_train)
     keep, model_ratio = make_design(cfg, blocks, len(ds.y_train), groups)
+    preflight.check_batch(cfg, keep)
     if process_id == 0:
-        M = keep.shape[0]
-        done = 0 if overwrite else int(covered(workdir, M).sum())
-        W.check_disk(workdir, W.storage_plan(cfg, M, len(ds.y_train), len(ds.y_test),
-                                             int(ds.num_classes), done, not overwrite and
-                                             (workdir / ".assembled.json").exists()),
-                     log, freed=W.freed_bytes(workdir, overwrite, num_processes))
-        from jaxmem.io import remove_stale_tmp
-
-        if overwrite:   # only now that the config, data and design are known to be good
-            W.delete_run(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        # temporaries of writes killed in an earlier attempt (shards/ only when no other
-        # process may be writing there)
-        remove_stale_tmp(workdir, ("shards", "results") if num_processes == 1 else ("results",))
-        save_json(workdir / "config.json", cfgmod.to_dict(cfg))
-        from jaxmem.data import dataset_fingerprint
-
-        meta = {"name": ds.name, "num_classes": int(ds.num_classes), "num_train": len(ds.y_train),
-                "num_test": len(ds.y_test), "input_shape": list(ds.x_train.shape[1:]),
-                "fingerprint": dataset_fingerprint(ds), "meta": ds.meta}
-        save_json(workdir / "dataset.json", meta)
-        W.write_or_check(workdir / "labels.npy", np.asarray(ds.y_train))
-        W.write_or_check(workdir / "example_ids.npy", np.asarray(ds.ids_train))
-        W.write_or_check(workdir / "test_labels.npy", np.asarray(ds.y_test))
-        W.write_or_check(workdir / "test_ids.npy", np.asarray(ds.ids_test))
-        old_keep = workdir / "keep.npy"
-        if old_keep.exists():
-            prev = load_npy(old_keep)
-            if prev.shape[1] != keep.shape[1] or not np.array_equal(prev, keep[: prev.shape[0]]):
-                raise RunError(f"{old_keep}: differs from this config's design (pass --overwrite "
-                               f"to start over)")
-        save_npy(workdir / "keep.npy", keep)
-        save_npy(workdir / "model_ratio.npy", model_ratio)
-        save_json(workdir / "design.json", {"design": cfg.subsets.design, "blocks": blocks})
+        _write_run(cfg, workdir, ds, keep, model_ratio, blocks, overwrite, num_processes, log)
     else:
         W.wait_for(workdir / "keep.npy", "the coordinator's keep")
 
@@ -129,169 +121,60 @@ def execute(cfg: cfgmod.Config, workdir, *, overwrite: bool = False, progress: b
     if num_processes > 1:  # the other processes' shards
         W.wait_for(workdir / "shards", "the other processes' shards",
                    ready=lambda: covered(workdir, keep.shape[0]).all())
-    assemble(workdir, keep.shape[0])
+    assemble(workdir, keep.shape[0], allow_mixed=allow_mixed_shards, log=log)
     from jaxmem.runs.score import score
 
-    return score(workdir, log=log, dataset=ds)
+    return score(workdir, log=log, dataset=ds, allow_mixed_shards=allow_mixed_shards)
 
 
-def _chunk_size(cfg) -> int:
-    """Models per jitted call: a multiple of the local device count (the model axis is sharded)."""
-    import jax
+def _write_run(cfg, workdir: Path, ds, keep, model_ratio, blocks, overwrite, num_processes, log):
+    """Process 0: (delete an overwritten run,) write the run's config, provenance and the arrays
+    drawn from the config and the data; a damaged one (checksum) is rewritten, a differing one
+    refused."""
+    from jaxmem.data import dataset_fingerprint
+    from jaxmem.io import remove_stale_tmp
+    from jaxmem.runs import integrity, provenance
 
-    ndev = jax.local_device_count()
-    K = cfg.train.chunk_size or default_chunk_size(cfg.subsets.num_models, ndev)
-    return int(math.ceil(K / ndev) * ndev)
-
-
-def train_models(cfg, ds, keep, blocks, workdir: Path, *, progress=True, process_id=0,
-                 num_processes=1, log=print):
-    """Train every chunk of models that has no finished shard yet (this process's share)."""
-    import jax
-    import jax.numpy as jnp
-
-    from jaxmem.train import Trainer, steps_per_epoch_max
-
-    ndev = jax.local_device_count()
-    K = _chunk_size(cfg)
-    chunks = [c for i, c in enumerate(_chunks(blocks, K)) if i % num_processes == process_id]
-    done = covered(workdir, keep.shape[0])
-    todo = [c for c in chunks if not done[c[0]:c[1]].all()]
-    if not todo:
-        return
-    # a chunk partly covered by shards of another chunk size: train only its uncovered runs
-    todo = [r for a, b in todo for r in _runs(~done, a, b)]
-    sharding = None
-    if ndev > 1:
-        from jax.sharding import Mesh, NamedSharding
-        from jax.sharding import PartitionSpec as P
-
-        mesh = Mesh(np.array(jax.local_devices()), ("models",))
-        sharding = NamedSharding(mesh, P("models"))
-    x_train, y_train = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
-    x_test = jnp.asarray(ds.x_test)
-    trainer = Trainer(cfg, x_train, y_train, int(ds.num_classes),
-                      steps_per_epoch_max(keep, cfg.train.batch_size))
-    out_dtype = jnp.float16 if cfg.signals.dtype == "float16" else jnp.float32
-    queries = list(cfg.signals.queries)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        done = sum(b - a for a, b in chunks) - sum(b - a for a, b in todo)
-        bar = tqdm(total=sum(b - a for a, b in chunks), initial=done, unit="model",
-                   desc="training", dynamic_ncols=True)
-    stop = {"flag": False}
-    prev = signal.signal(signal.SIGTERM, lambda *a: stop.__setitem__("flag", True)) \
-        if _main_thread() else None
-    try:
-        for a, b in todo:
-            ids = np.arange(a, a + K)                      # padded to K: no recompiles
-            rows = keep[np.minimum(ids, keep.shape[0] - 1)]
-            t0 = time.time()
-            res = _train_chunk(trainer, cfg, rows, ids, workdir / "ckpt" / shard_name(a, b), stop,
-                               sharding)
-            lg = trainer.logits(res.state, x_train, queries, out_dtype)
-            tl = trainer.logits(res.state, x_test, queries, out_dtype)
-            jax.block_until_ready((lg, tl))
-            seconds = time.time() - t0
-            n = b - a
-            with atomic_dir(workdir / "shards" / shard_name(a, b)) as tmp:
-                save_npy(tmp / "logits.npy", np.asarray(lg)[:n])
-                save_npy(tmp / "test_logits.npy", np.asarray(tl)[:n])
-                save_npy(tmp / "diverged.npy", res.diverged[:n])
-                save_npy(tmp / "final_loss.npy", res.final_loss[:n])
-                for name, rec in res.records.items():    # e.g. correct_by_epoch.npy
-                    save_npy(tmp / f"{name}_by_epoch.npy", rec[:n])
-                save_json(tmp / "meta.json", {"seconds": seconds, "models": [a, b]})
-            shutil.rmtree(workdir / "ckpt" / shard_name(a, b), ignore_errors=True)
-            if bar is not None:
-                bar.update(n)
-                bar.set_postfix(models_per_s=f"{n / seconds:.1f}")
-            if stop["flag"]:
-                raise _Stop()
-    except _Stop:
-        raise Interrupted(f"stopped by SIGTERM; state saved in {workdir}. Rerun the same command "
-                          f"to resume.") from None
-    finally:
-        if bar is not None:
-            bar.close()
-        if prev is not None:
-            signal.signal(signal.SIGTERM, prev)
-
-
-def _chunks(blocks, chunk_size):
-    out = []
-    for b in blocks:
-        for s in range(b["first"], b["first"] + b["count"], chunk_size):
-            out.append((s, min(s + chunk_size, b["first"] + b["count"])))
-    return out
-
-
-def _runs(mask: np.ndarray, a: int, b: int):
-    """Maximal [start, end) runs of True in mask[a:b]."""
-    out, start = [], None
-    for i in range(a, b):
-        if mask[i] and start is None:
-            start = i
-        if not mask[i] and start is not None:
-            out.append((start, i))
-            start = None
-    if start is not None:
-        out.append((start, b))
-    return out
-
-
-def _main_thread():
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-def _train_chunk(trainer, cfg, rows, ids, ckpt_dir: Path, stop, sharding):
-    """Train one chunk epoch by epoch (where SIGTERM can stop), checkpointing with orbax every
-    ``checkpoint_every`` epochs and on SIGTERM. Returns a :class:`~jaxmem.train.ChunkResult`."""
-    import jax
-
-    from jaxmem.runs import checkpoint
-    from jaxmem.train import ChunkResult
-
-    every = cfg.train.checkpoint_every or 1
-    state, status = trainer.init_chunk(ids, rows)
-    epoch0, records = 0, {}
-    mngr = None
-    if cfg.train.checkpoint_every or ckpt_dir.exists():   # (also the checkpoint SIGTERM saved)
-        mngr = checkpoint.manager(ckpt_dir)
-        restored = checkpoint.restore(mngr, state, status, tuple(trainer.records))
-        if restored is not None:
-            epoch0, state, status, records = restored
-    if sharding is not None:
-        state, status = jax.device_put((state, status), sharding)
-        rows = jax.device_put(rows, sharding)
-
-    def host(recs):
-        return {k: [np.asarray(x) for x in v] for k, v in recs.items()}
-
-    while epoch0 < trainer.num_epochs:
-        n = min(every, trainer.num_epochs - epoch0)
-        state, status, new = trainer.train_epochs(state, status, rows, ids, epoch0, n)
-        for k, v in new.items():
-            records.setdefault(k, []).append(v)   # stays on device until a checkpoint or the end
-        epoch0 += n
-        if cfg.train.checkpoint_every and epoch0 < trainer.num_epochs and \
-                epoch0 % cfg.train.checkpoint_every == 0:
-            checkpoint.save(mngr, epoch0, state, status, host(records))
-        if stop["flag"] and epoch0 < trainer.num_epochs:
-            mngr = mngr or checkpoint.manager(ckpt_dir)
-            if mngr.latest_step() != epoch0:
-                checkpoint.save(mngr, epoch0, state, status, host(records))
-            mngr.close()
-            raise _Stop()
-    if mngr is not None:
-        mngr.close()
-    return ChunkResult(state, np.asarray(status.diverged), np.asarray(status.loss),
-                       {k: np.concatenate(v, axis=1) for k, v in host(records).items()})
-
-
-class _Stop(Exception):
-    pass
+    if overwrite:   # only now that the config, data and design are known to be good
+        W.delete_run(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    # temporaries of writes killed in an earlier attempt (shards/ only when no other process
+    # may be writing there)
+    remove_stale_tmp(workdir, ("shards", "results") if num_processes == 1 else ("results",))
+    rec = provenance.record(num_processes=num_processes)
+    if (workdir / provenance.PROVENANCE).exists():
+        provenance.append(workdir, rec)
+    else:
+        provenance.start(workdir, rec)
+    save_json(workdir / "config.json", cfgmod.to_dict(cfg))
+    meta = {"name": ds.name, "num_classes": int(ds.num_classes), "num_train": len(ds.y_train),
+            "num_test": len(ds.y_test), "input_shape": list(ds.x_train.shape[1:]),
+            "fingerprint": dataset_fingerprint(ds), "meta": ds.meta}
+    save_json(workdir / "dataset.json", meta)
+    damaged = integrity.verify(workdir, integrity.DERIVED)
+    sums = {}
+    arrays = {"labels.npy": ds.y_train, "example_ids.npy": ds.ids_train,
+              "test_labels.npy": ds.y_test, "test_ids.npy": ds.ids_test}
+    for name, arr in arrays.items():
+        path, arr = workdir / name, np.asarray(arr)
+        if path.exists() and name not in damaged:
+            old = load_npy(path)
+            if old.shape != arr.shape or not np.array_equal(old, arr):
+                raise RunError(f"{path}: differs from what this config's data gives (the data "
+                               f"changed since the run was made?); restore the data, or start a "
+                               f"new run in another --workdir")
+        else:
+            sums[name] = save_npy(path, arr)
+    path = workdir / "keep.npy"
+    if path.exists() and "keep.npy" not in damaged:
+        prev = load_npy(path)
+        if prev.shape[1] != keep.shape[1] or not np.array_equal(prev, keep[: prev.shape[0]]):
+            raise RunError(f"{path}: differs from this config's design (a different jaxmem "
+                           f"version drew it?); start a new run in another --workdir")
+    sums["keep.npy"] = save_npy(path, keep)
+    sums["model_ratio.npy"] = save_npy(workdir / "model_ratio.npy", model_ratio)
+    integrity.record(workdir, sums)
+    for name, what in damaged.items():
+        if name in sums:
+            log(f"{workdir / name}: was damaged ({what}); rewritten from the config and the data")
+    save_json(workdir / "design.json", {"design": cfg.subsets.design, "blocks": blocks})

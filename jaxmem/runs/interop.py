@@ -7,11 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from jaxmem import config as cfgmod
-from jaxmem.io import RunError, save_json, save_npy
+from jaxmem.io import RunError, load_json, save_json, save_npy
+from jaxmem.runs import integrity, provenance
+from jaxmem.runs.lock import run_lock
 from jaxmem.runs.store import Run, load_run
-from jaxmem.runs.workdir import delete_run
+from jaxmem.runs.workdir import check_overwrite, delete_run
 
-__all__ = ["import_arrays", "import_lira", "export_lira", "ArrayInputError"]
+__all__ = ["import_arrays", "import_lira", "export_lira", "ArrayInputError", "EXPORT_MARKER"]
 
 
 class ArrayInputError(RunError, ValueError):
@@ -20,7 +22,8 @@ class ArrayInputError(RunError, ValueError):
 
 
 def import_arrays(workdir, keep, logits, labels, *, test_logits=None, test_labels=None,
-                  example_ids=None, name="imported", overrides=(), overwrite=False) -> Run:
+                  example_ids=None, name="imported", overrides=(), overwrite=False,
+                  delete_imported=False, source=None) -> Run:
     """Make a scoreable jaxmem run from arrays trained anywhere (PyTorch, the LiRA code, ...).
 
     ``keep`` [M, N] bool, ``logits`` [M, N, A, C] (or [M, N, C]), ``labels`` [N] integers in
@@ -34,6 +37,10 @@ def import_arrays(workdir, keep, logits, labels, *, test_logits=None, test_label
     diverged (``diverged.npy``), as ``jaxmem run`` marks its own, with a
     :class:`~jaxmem.attacks.NonFiniteModelWarning` naming them: scoring leaves them out of the
     estimators and the attacks.
+
+    ``workdir`` must be new or empty; ``overwrite`` replaces a jaxmem run there, and a run
+    imported before only with ``delete_imported`` too (its logits cannot be made again).
+    ``source``: where the arrays came from, recorded in ``provenance.json``.
     """
     workdir = Path(workdir)
     keep = np.asarray(keep)
@@ -84,27 +91,39 @@ def import_arrays(workdir, keep, logits, labels, *, test_logits=None, test_label
     base = {"name": name, "data": {"source": f"external:{name}"},
             "subsets": {"num_models": int(M)}, "scoring": {"attacks": attacks}}
     cfg = cfgmod.from_dict(cfgmod.apply_overrides(base, overrides))
-    if workdir.exists() and any(p for p in workdir.iterdir() if not p.name.startswith(".")):
-        if not overwrite:
-            raise RunError(f"{workdir}: exists and is not empty (pass --overwrite to replace a run)")
-        delete_run(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    save_json(workdir / "config.json", cfgmod.to_dict(cfg))
-    save_json(workdir / "design.json", {"design": "external", "blocks": [
-        {"first": 0, "count": int(M), "block": 0}]})
-    save_json(workdir / "dataset.json", {"name": name, "num_classes": int(C), "num_train": int(N),
-                                         "num_test": int(test_labels.size), "input_shape": [],
-                                         "meta": {"source": f"external:{name}"}})
-    ids = np.arange(N) if example_ids is None else np.asarray(example_ids)
-    for fname, arr in (("keep.npy", keep), ("labels.npy", labels), ("example_ids.npy", ids),
-                       ("test_labels.npy", test_labels), ("test_ids.npy", np.arange(test_labels.size)),
-                       ("model_ratio.npy", keep.mean(1)), ("logits.npy", logits),
-                       ("test_logits.npy", test_logits), ("diverged.npy", diverged)):
-        save_npy(workdir / fname, arr)
+    with run_lock(workdir):
+        if any(p for p in workdir.iterdir() if not p.name.startswith(".")):
+            if not overwrite:
+                raise RunError(f"{workdir}: exists and is not empty; choose another --workdir "
+                               f"(--overwrite replaces a run there)")
+            if not (workdir / "config.json").exists():
+                raise RunError(f"{workdir}: not a jaxmem run; refusing to delete it (choose "
+                               f"another --workdir)")
+            check_overwrite(workdir, delete_imported)
+            delete_run(workdir)
+        save_json(workdir / "config.json", cfgmod.to_dict(cfg))
+        save_json(workdir / "design.json", {"design": "external", "blocks": [
+            {"first": 0, "count": int(M), "block": 0}]})
+        save_json(workdir / "dataset.json", {"name": name, "num_classes": int(C),
+                                             "num_train": int(N), "num_test": int(test_labels.size),
+                                             "input_shape": [],
+                                             "meta": {"source": f"external:{name}"}})
+        ids = np.arange(N) if example_ids is None else np.asarray(example_ids)
+        sums = {}
+        for fname, arr in (("keep.npy", keep), ("labels.npy", labels), ("example_ids.npy", ids),
+                           ("test_labels.npy", test_labels),
+                           ("test_ids.npy", np.arange(test_labels.size)),
+                           ("model_ratio.npy", keep.mean(1)), ("logits.npy", logits),
+                           ("test_logits.npy", test_logits), ("diverged.npy", diverged)):
+            sums[fname] = save_npy(workdir / fname, arr)
+        integrity.record(workdir, sums)
+        provenance.start(workdir, provenance.record(devices=False), imported={
+            "source": str(source) if source is not None else None, "name": name,
+            "models": int(M), "examples": int(N)})
     return Run(workdir)
 
 
-def import_lira(src, workdir, *, overwrite=False, epoch=None) -> Run:
+def import_lira(src, workdir, *, overwrite=False, epoch=None, delete_imported=False) -> Run:
     """A jaxmem run from a directory in the LiRA reference code's layout (tensorflow/privacy
     ``research/mi_lira_2021``: ``experiment-*/keep.npy``, ``experiment-*/logits/*.npy``)."""
     from jaxmem.attacks.interop import read_lira_layout
@@ -117,13 +136,43 @@ def import_lira(src, workdir, *, overwrite=False, epoch=None) -> Run:
         raise RunError(f"{src}: needs experiment-*/logits/*.npy and y_train.npy to make a run")
     return import_arrays(workdir, arrays["keep"], arrays["logits"],
                          np.asarray(arrays["y_train"]).astype(np.int64), name="lira",
-                         overwrite=overwrite)
+                         overwrite=overwrite, delete_imported=delete_imported,
+                         source=Path(src).resolve())
+
+
+EXPORT_MARKER = "jaxmem_export.json"
 
 
 def export_lira(workdir, dest) -> Path:
-    """Write a jaxmem run's keep, logits and labels in the LiRA reference code's layout."""
+    """Write a jaxmem run's keep, logits and labels in the LiRA reference code's layout.
+
+    ``dest`` must be new, empty, or a previous export of the same run (``jaxmem_export.json``
+    names the run), which is then replaced whole: exporting two runs into one folder would make
+    one 'run' of both when it is read back."""
+    import shutil
+
     from jaxmem.attacks.interop import write_lira_layout
+    from jaxmem.runs.provenance import load
 
     run = load_run(workdir)
-    return Path(write_lira_layout(dest, run.keep, np.asarray(run.logits), run.labels,
-                                  hparams={"jaxmem_run": str(Path(workdir).resolve())}))
+    dest = Path(dest)
+    run_id = load(workdir).get("run_id") or f"path:{Path(workdir).resolve()}"
+    if dest.exists() and not dest.is_dir():
+        raise RunError(f"{dest}: exists and is not a directory; choose a new folder to export to")
+    if dest.exists() and any(dest.iterdir()):
+        marker = dest / EXPORT_MARKER
+        prev = load_json(marker).get("run_id") if marker.exists() else None
+        if prev != run_id:
+            what = ("an export of another run" if prev else "not an export of this run")
+            raise RunError(f"{dest}: is not empty and is {what}; choose a new or empty folder "
+                           f"(exporting into it would mix the runs' models)")
+        marker.unlink()                    # (first: a killed re-export is not taken for whole)
+        for p in dest.iterdir():
+            if p.name.startswith("experiment") or p.name in ("x_train.npy", "y_train.npy"):
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+    dest.mkdir(parents=True, exist_ok=True)
+    out = Path(write_lira_layout(dest, run.keep, np.asarray(run.logits), run.labels,
+                                 hparams={"jaxmem_run": str(Path(workdir).resolve())}))
+    save_json(dest / EXPORT_MARKER, {"run_id": run_id, "run": str(Path(workdir).resolve()),
+                                     "models": int(run.num_models)})
+    return out

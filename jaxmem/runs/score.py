@@ -8,11 +8,14 @@ driver), DP accounting, and every table and figure a report shows, written to ``
     results/convergence.csv         the estimate's convergence as models are added (>= 4 models)
     results/examples.csv            the most memorized examples, with the OUT models' majority label
     results/examples_inputs.npy     their inputs (when the training data is at hand)
+    results/scores/                 every target's per-example attack scores (jaxmem.runs.examples)
     results/memorization_hist.png, results/roc.png
 """
 
 from __future__ import annotations
 
+import shutil
+import time
 import warnings
 from pathlib import Path
 
@@ -37,17 +40,61 @@ def _signal_names(cfg):
     return train + pop
 
 
-def score(workdir, *, log=print, dataset=None) -> dict:
-    """Estimators and attacks on a finished run; writes results/ and summary.json. ``dataset``:
-    the run's training data when at hand (else rebuilt from the config, if possible), for the
-    inputs of the most memorized examples."""
-    from jaxmem import estimators
-    from jaxmem.attacks import evaluate
-    from jaxmem.signals import compute_signals, rmia_p_spec
+def score(workdir, *, log=print, dataset=None, overrides=(), verify: str = "auto",
+          allow_mixed_shards: bool = False) -> dict:
+    """Estimators and attacks on a finished run; writes results/ and summary.json.
+
+    Holds the run's lock (:func:`jaxmem.runs.lock.run_lock`). The run's arrays are checked
+    against their checksums first (:func:`jaxmem.runs.integrity.ensure_intact`; ``verify="full"``
+    reads every byte of the large ones); a damaged assembled array with intact shards is rebuilt.
+    ``overrides``: ``scoring.*`` settings (``--set`` syntax) to score with; ``config.json`` takes
+    them only once scoring has finished (a killed rescoring leaves the run as it was; the summary
+    records the scoring settings it was computed with). ``dataset``: the run's training data when
+    at hand (else rebuilt from the config, if possible), for the inputs of the most memorized
+    examples."""
+    from jaxmem import config as cfgmod
+    from jaxmem.io import load_json, remove_stale_tmp
+    from jaxmem.runs import integrity, provenance
+    from jaxmem.runs.lock import run_lock
 
     workdir = Path(workdir)
-    run = load_run(workdir)
-    cfg = run.config
+    bad = [o for o in overrides if not o.startswith("scoring.")]
+    if bad:
+        raise cfgmod.ConfigError(f"{bad[0]}: jaxmem score takes scoring.* overrides only")
+    if verify not in ("auto", "full"):
+        raise ValueError(f'verify must be "auto" or "full", got {verify!r}')
+    if not workdir.is_dir():
+        load_run(workdir)        # (the error of a missing run, before a folder is made to lock)
+    with run_lock(workdir):
+        run = load_run(workdir)
+        cfg = run.config
+        if overrides:
+            cfg = cfgmod.from_dict(cfgmod.apply_overrides(load_json(workdir / "config.json"),
+                                                          overrides))
+        from jaxmem.runs.preflight import check_scoring
+
+        check_scoring(cfg, len(run.labels), len(run.test_labels),
+                      int(run.logits.shape[-1]))       # (before anything is allocated)
+        remove_stale_tmp(workdir, ("results", "results/scores"))
+        integrity.ensure_intact(workdir, run.num_models, full=verify == "full", log=log,
+                                allow_mixed=allow_mixed_shards)
+        summary = _score(workdir, run, cfg, log, dataset)
+        integrity.record_missing(workdir, log)
+        if overrides:
+            from jaxmem.io import save_json
+
+            save_json(workdir / "config.json", cfgmod.to_dict(cfg))
+        provenance.append(workdir, provenance.record(devices=False))
+    return summary
+
+
+def _score(workdir: Path, run, cfg, log, dataset) -> dict:
+    from jaxmem import config as cfgmod
+    from jaxmem import estimators
+    from jaxmem.attacks import evaluate
+    from jaxmem.runs.examples import write_scores
+    from jaxmem.signals import compute_signals, rmia_p_spec
+
     keep, labels, test_labels = run.keep, run.labels, run.test_labels
     diverged = run.diverged
     ok = ~diverged
@@ -56,8 +103,11 @@ def score(workdir, *, log=print, dataset=None) -> dict:
     rc = cfg.scoring.rmia
     specs = {"p": rmia_p_spec(rc.signal, rc.temperature, rc.margin, rc.order,
                               every_query=rc.aggregate == "vote")}   # else p of the identity query
+    t0 = time.time()
     sg = compute_signals(run.logits, labels, _signal_names(cfg), test_logits=run.test_logits,
                          test_labels=test_labels, specs=specs)   # streamed, float32
+    log(f"scoring: signals of {len(keep)} models in {time.time() - t0:.1f} s")
+    t0 = time.time()
     correct = sg["correct"]
     test_acc = sg["correct_pop"].mean(1) if len(test_labels) else np.full(len(keep), np.nan)
     test_acc_tta = (sg["correct_query_average_pop"].mean(1)
@@ -76,6 +126,8 @@ def score(workdir, *, log=print, dataset=None) -> dict:
                                              cfg.scoring.influence_top_k, run, mem)
     _convergence_table(res / "convergence.csv", keep, correct, ok)
     _examples_table(res, run, mem, order[:EXAMPLES_SHOWN], ok, dataset)
+    log(f"scoring: estimators in {time.time() - t0:.1f} s")
+    t0 = time.time()
 
     targets = None
     if cfg.scoring.targets:
@@ -87,17 +139,19 @@ def score(workdir, *, log=print, dataset=None) -> dict:
             rmia_kw = dict(rmia_gamma=rc.gamma, rmia_aggregate=rc.aggregate, rmia_trim=rc.trim)
             if rc.a is not None:
                 rmia_kw["rmia_a"] = rc.a
-        n_targets = len(targets) if targets is not None else int(ok.sum())
-        keep_scores = n_targets * keep.shape[1] <= 50_000_000   # scores only for the ROC figure
         ev = evaluate(sg, keep, attacks=tuple(cfg.scoring.attacks), targets=targets,
-                      model_mask=ok, return_scores=keep_scores, **rmia_kw)
-        if ev.scores:
-            curves = ev.curves()
+                      model_mask=ok, return_scores=True, **rmia_kw)
+        curves = ev.curves()
+        write_scores(res / "scores", ev, ids, cfg.signals.dtype)
         # targets, excluded models, per-target metrics and scored fractions, params (RMIA's a),
         # summary (means over the n_targets targets where defined); undefined numbers are null
         stored = ev.to_json()
         save_json(res / "attacks.json", stored)
         attack_summary = stored["summary"]
+        log(f"scoring: {len(cfg.scoring.attacks)} attacks on {len(ev.targets)} targets in "
+            f"{time.time() - t0:.1f} s")
+    elif (res / "scores").exists():
+        shutil.rmtree(res / "scores")
     figures = {}
     try:
         figures = _plots(res, mem, curves)
@@ -108,10 +162,13 @@ def score(workdir, *, log=print, dataset=None) -> dict:
     if influence_summary is not None:
         summary["influence"] = influence_summary
         summary["files"]["influence"] = str(res / "influence.csv")
+    if cfg.scoring.attacks:
+        summary["files"]["scores"] = str(res / "scores")
     if cfg.train.dp.enabled:
         from jaxmem.privacy import run_epsilon
 
         summary["dp"] = run_epsilon(cfg.train, keep.sum(1).mean())
+    summary["scoring"] = cfgmod.to_dict(cfg)["scoring"]   # the settings this summary was made with
     save_json(workdir / "summary.json", summary)
     return summary
 
@@ -255,9 +312,12 @@ def _plots(res: Path, mem, curves) -> dict:
     out = {}
     fig, ax = plt.subplots(figsize=(5, 3.5))
     m = mem.mem[np.isfinite(mem.mem)]
-    ax.hist(m, bins=40)
+    ax.hist(m, bins=40, log=True)
     ax.set_xlabel("Feldman–Zhang memorization")
-    ax.set_ylabel("training examples")
+    ax.set_ylabel("training examples (log scale)")
+    ax.set_title(f"{m.size} examples" + (f" ({int((~np.isfinite(mem.mem)).sum())} NaN: no IN or "
+                                         f"no OUT model)" if m.size < mem.mem.size else ""),
+                 fontsize=8)
     fig.tight_layout()
     with atomic_path(res / "memorization_hist.png", ".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,14 +31,15 @@ import numpy as np
 from jaxmem import config as cfgmod
 from jaxmem.io import RunError, load_json, load_npy, save_text
 
-__all__ = ["Run", "load_run", "assemble", "RUN_ENTRIES", "shard_name", "covered"]
+__all__ = ["Run", "load_run", "assemble", "RUN_ENTRIES", "shard_name", "covered", "shard_spans",
+           "ASSEMBLED"]
 
 # What jaxmem writes in a run directory (all that --overwrite deletes).
 RUN_ENTRIES = ("config.json", "design.json", "dataset.json", "keep.npy", "model_ratio.npy",
                "labels.npy", "example_ids.npy", "test_labels.npy", "test_ids.npy", "logits.npy",
                "test_logits.npy", "diverged.npy", "final_loss.npy", "correct_by_epoch.npy",
                "summary.json", "report.html", ".assembled.json", "shards", "ckpt", "results",
-               "variants")
+               "variants", "checksums.json", "provenance.json")
 
 
 @dataclasses.dataclass
@@ -135,39 +137,121 @@ def covered(workdir: Path, num_models: int) -> np.ndarray:
     return done
 
 
-def assemble(workdir: Path, num_models: int):
-    """Concatenate the chunk shards into the run's arrays (memory-mapped, written atomically)."""
-    from numpy.lib.format import open_memmap
+ASSEMBLED = ("logits.npy", "test_logits.npy", "diverged.npy", "final_loss.npy")
 
-    from jaxmem.io import atomic_path
 
-    shard_dirs = sorted((workdir / "shards").glob("models-*"))
+def shard_spans(workdir: Path, num_models: int) -> list:
+    """``[(a, b, folder)]`` of the finished shards inside the first ``num_models`` models."""
     spans = []
-    for d in shard_dirs:
+    for d in sorted((workdir / "shards").glob("models-*")):
         a, b = (int(x) for x in d.name.split("-")[1:])
-        spans.append((a, b, d))
+        if b <= num_models:
+            spans.append((a, b, d))
+    return spans
+
+
+def _mixed(workdir: Path, spans, allow: bool, log) -> list:
+    """Refuse shards trained under different software or settings (unless ``allow``)."""
+    from jaxmem.runs.provenance import mismatch
+
+    recs = [(d, load_json(d / "meta.json").get("provenance")) for _, _, d in spans
+            if (d / "meta.json").exists()]
+    recs = [(d, r) for d, r in recs if r]
+    for d, r in recs[1:]:
+        diff = mismatch(recs[0][1], r)
+        if diff:
+            k = diff[0]
+            msg = (f"{workdir}: shards were trained under different settings ({k}: "
+                   f"{recs[0][1][k]!r} in {recs[0][0].name}, {r[k]!r} in {d.name}"
+                   f"{' and more' if len(diff) > 1 else ''})")
+            if not allow:
+                raise RunError(f"{msg}; delete the shards of one kind (rm -r {d}) and rerun to "
+                               f"retrain them, or pass --allow-mixed-shards to assemble them anyway")
+            log(f"warning: {msg}; assembled anyway (--allow-mixed-shards)")
+            return diff
+    return []
+
+
+def _copy_npy(src: Path, out, digest, want=None):
+    """Append the data bytes of ``.npy`` file ``src`` to ``out`` (and to ``digest``); the whole
+    file is hashed on the way and compared with ``want`` (its digest at write), if given.
+    Returns the shard's (dtype, shape) and whether it matched."""
+    from jaxmem.io import SEGMENT, Digest
+
+    mine = Digest()
+    with open(src, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read(f)
+        head = f.tell()
+        f.seek(0)
+        mine.update(f.read(head))
+        if fortran:
+            raise RunError(f"{src}: Fortran-ordered array; cannot assemble it")
+        while chunk := f.read(SEGMENT):
+            mine.update(chunk)
+            digest.update(chunk)
+            out.write(chunk)
+    ok = want is None or mine.result() == want
+    return dtype, shape, ok
+
+
+def assemble(workdir: Path, num_models: int, *, names=None, force: bool = False,
+             allow_mixed: bool = False, log=print) -> list:
+    """Concatenate the chunk shards into the run's arrays (``logits.npy``, ...), each written
+    atomically and hashed on the way (its digest goes to ``checksums.json``); every shard is
+    checked against the digest it was written with as it is read. Shards trained under
+    different settings (:func:`jaxmem.runs.provenance.mismatch`) are refused unless
+    ``allow_mixed``. ``names``: only these arrays; ``force``: even if already assembled.
+    Returns the names (re)written."""
+    from jaxmem.io import Digest, HashingWriter, atomic_path, fmt_bytes
+    from jaxmem.runs import integrity
+
+    spans = shard_spans(workdir, num_models)
     covered = np.zeros(num_models, bool)
     for a, b, _ in spans:
-        if b <= num_models:
-            covered[a:b] = True
+        covered[a:b] = True
     if not covered.all():
         missing = np.flatnonzero(~covered)
         raise RunError(f"{workdir}: models {missing[:5].tolist()}... have no shard yet")
-    spans = [s for s in spans if s[1] <= num_models]
-    names = ["logits.npy", "test_logits.npy", "diverged.npy", "final_loss.npy"]
+    all_names = list(ASSEMBLED)
     if all((d / "correct_by_epoch.npy").exists() for _, _, d in spans):
-        names.append("correct_by_epoch.npy")
+        all_names.append("correct_by_epoch.npy")
+    names = [n for n in (names or all_names) if n in all_names]
     stamp = json.dumps(sorted([a, b] for a, b, _ in spans))
     marker = workdir / ".assembled.json"
-    if marker.exists() and marker.read_text() == stamp and all((workdir / n).exists() for n in names):
-        return
+    if not force and marker.exists() and marker.read_text() == stamp and \
+            all((workdir / n).exists() for n in names):
+        return []
+    mixed = _mixed(workdir, spans, allow_mixed, log)
+    metas = {d: (load_json(d / "meta.json") if (d / "meta.json").exists() else {})
+             for _, _, d in spans}
     for name in names:
         first = load_npy(spans[0][2] / name, mmap=True)
         shape = (num_models,) + first.shape[1:]
+        digest = Digest()
+        t0 = time.time()
         with atomic_path(workdir / name, ".npy") as tmp:
-            out = open_memmap(tmp, mode="w+", dtype=first.dtype, shape=shape)
-            for a, b, d in spans:
-                out[a:b] = load_npy(d / name, mmap=True)
-            out.flush()
-            del out
+            with open(tmp, "wb") as out:
+                header = {"descr": np.lib.format.dtype_to_descr(first.dtype),
+                          "fortran_order": False, "shape": shape}
+                np.lib.format.write_array_header_1_0(HashingWriter(out, digest), header)
+                for a, b, d in spans:
+                    want = metas[d].get("checksums", {}).get(name)
+                    dtype, sh, ok = _copy_npy(d / name, out, digest, want)
+                    if dtype != first.dtype or tuple(sh) != (b - a,) + first.shape[1:]:
+                        raise RunError(f"{d / name}: {dtype} {sh} does not fit the run's "
+                                       f"{first.dtype} [{b - a}, {', '.join(map(str, first.shape[1:]))}]")
+                    if not ok:
+                        raise RunError(f"{d / name}: damaged (it differs from the checksum it "
+                                       f"was written with); delete {d} and rerun the run's "
+                                       f"command to retrain its {b - a} models")
+        integrity.record(workdir, {name: digest.result()})
+        seconds = time.time() - t0
+        if seconds > 5:
+            log(f"assembled {name}: {fmt_bytes(digest.size)} in {seconds:.0f} s")
+    if mixed:
+        integrity.note_mixed(workdir, mixed)
     save_text(marker, stamp)
+    return names

@@ -9,14 +9,12 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
-
 from jaxmem import config as cfgmod
-from jaxmem.io import RunError, load_json, load_npy, save_npy
+from jaxmem.io import RunError, load_json
 from jaxmem.runs.store import RUN_ENTRIES
 
-__all__ = ["check_workdir", "delete_run", "write_or_check", "storage_plan", "freed_bytes",
-           "check_disk", "wait_for"]
+__all__ = ["check_workdir", "check_overwrite", "is_imported", "delete_run", "storage_plan",
+           "freed_bytes", "check_disk", "wait_for"]
 
 # Config fields that may change between invocations of the same run. chunk_size and vmap_size
 # change float rounding (~1e-7: XLA batches the arithmetic differently), so bit-identity of a
@@ -48,9 +46,38 @@ def delete_run(workdir: Path) -> None:
     remove_stale_tmp(workdir)
 
 
-def check_workdir(workdir: Path, cfg, overwrite: bool):
+def is_imported(workdir: Path) -> bool:
+    """Whether the run in ``workdir`` was made from arrays trained elsewhere (it cannot be
+    retrained: deleting it loses its logits)."""
+    from jaxmem.runs.provenance import load
+
+    if load(workdir).get("imported") is not None:
+        return True
+    design = workdir / "design.json"
+    return design.exists() and load_json(design).get("design") == "external"
+
+
+def _num_trained(workdir: Path) -> int:
+    from jaxmem.runs.store import covered
+
+    design = workdir / "design.json"
+    M = sum(b["count"] for b in load_json(design)["blocks"]) if design.exists() else 0
+    return int(covered(workdir, M).sum()) if M else 0
+
+
+def check_overwrite(workdir: Path, delete_imported: bool) -> None:
+    """``--overwrite`` of an imported run (whose logits cannot be made again here) needs
+    ``--delete-imported`` as well."""
+    if (workdir / "config.json").exists() and is_imported(workdir) and not delete_imported:
+        raise RunError(f"{workdir}: holds an imported run, whose logits came from outside jaxmem "
+                       f"and cannot be retrained; --overwrite would delete them. Choose another "
+                       f"--workdir, or add --delete-imported to delete them")
+
+
+def check_workdir(workdir: Path, cfg, overwrite: bool, delete_imported: bool = False):
     """Refuse to mix configs in one run directory; return the stored design blocks (or None).
-    With ``overwrite`` only check that the folder may be deleted (see :func:`delete_run`)."""
+    With ``overwrite`` only check that the folder may be deleted (see :func:`delete_run`): a
+    jaxmem run, and an imported one only with ``delete_imported``."""
     cfg_path = workdir / "config.json"
     if workdir.exists() and not workdir.is_dir():
         raise RunError(f"{workdir}: exists and is not a directory")
@@ -58,6 +85,7 @@ def check_workdir(workdir: Path, cfg, overwrite: bool):
         if workdir.exists() and not cfg_path.exists() and any(
                 p for p in workdir.iterdir() if not p.name.startswith(".")):
             raise RunError(f"{workdir}: not a jaxmem run; refusing to delete it (choose another --workdir)")
+        check_overwrite(workdir, delete_imported)
         return None
     if not workdir.exists():
         return None
@@ -74,21 +102,16 @@ def check_workdir(workdir: Path, cfg, overwrite: bool):
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and not _mutable(k))
     if diff:
         k = diff[0]
+        if is_imported(workdir):
+            fix = "it is an imported run: score it with jaxmem score, it cannot be trained"
+        else:
+            n = _num_trained(workdir)
+            fix = (f"rerun with the same config to resume, or choose another --workdir for this "
+                   f"one (--overwrite would delete the {n} trained models)")
         raise RunError(f"{workdir}: was written with a different config ({k}: {a.get(k)!r} there, "
-                       f"{b.get(k)!r} now{' and more' if len(diff) > 1 else ''}); rerun with the "
-                       f"same config, or pass --overwrite to start over")
+                       f"{b.get(k)!r} now{' and more' if len(diff) > 1 else ''}); {fix}")
     design = workdir / "design.json"
     return load_json(design)["blocks"] if design.exists() else None
-
-
-def write_or_check(path: Path, array):
-    if path.exists():
-        old = load_npy(path)
-        if old.shape != array.shape or not np.array_equal(old, array):
-            raise RunError(f"{path}: differs from what this config produces; the data or design "
-                           f"changed (pass --overwrite to start over)")
-    else:
-        save_npy(path, array)
 
 
 def storage_plan(cfg, num_models: int, num_train: int, num_test: int, num_classes: int,
@@ -97,7 +120,10 @@ def storage_plan(cfg, num_models: int, num_train: int, num_test: int, num_classe
     ``signals.dtype``) and, with ``train.record_forgetting``, [ceil(epochs), N] correctness.
     :func:`assemble` copies the shards into the run's arrays, so they are on disk twice.
     ``todo`` counts what is still to be written (shards of untrained models, and the assembled
-    copy unless a finished run has it)."""
+    copy unless a finished run has it) and the per-example attack scores that scoring writes
+    (``scores``: :func:`jaxmem.runs.examples.score_bytes`, the targets' [T, N] per attack)."""
+    from jaxmem.runs.examples import score_bytes
+
     item = 2 if cfg.signals.dtype == "float16" else 4
     per_model = (num_train + num_test) * len(cfg.signals.queries) * num_classes * item + 5
     if cfg.train.record_forgetting:
@@ -106,7 +132,9 @@ def storage_plan(cfg, num_models: int, num_train: int, num_test: int, num_classe
     todo = (num_models - num_done) * per_model
     if not (assembled and num_done >= num_models):
         todo += num_models * per_model
-    return {"per_model": per_model, "total": total, "todo": todo}
+    scores = score_bytes(min(cfg.scoring.targets or num_models, num_models), num_train,
+                         len(cfg.scoring.attacks), cfg.signals.dtype)
+    return {"per_model": per_model, "total": total, "todo": todo + scores, "scores": scores}
 
 
 def freed_bytes(workdir: Path, overwrite: bool, num_processes: int = 1) -> int:
@@ -133,15 +161,16 @@ def check_disk(workdir: Path, plan: dict, log=print, free=None, freed: int = 0):
             where = where.parent
         free = shutil.disk_usage(where).free
     free += freed
-    gb = 1e9
-    if plan["total"] > gb:
-        log(f"signals: {plan['total'] / gb:.1f} GB on disk in all (shards + assembled arrays); "
-            f"{plan['todo'] / gb:.1f} GB still to write, {free / gb:.1f} GB free")
+    from jaxmem.io import fmt_bytes as B
+
+    if plan["total"] > 1e9:
+        log(f"signals: {B(plan['total'])} on disk in all (shards + assembled arrays); "
+            f"{B(plan['todo'])} still to write, {B(free)} free")
     if plan["todo"] > free:
         raise RunError(
-            f"{workdir}: this run still writes about {plan['todo'] / gb:.1f} GB of logits "
-            f"({plan['per_model'] / 1e6:.1f} MB per model, stored twice: shards and assembled "
-            f"arrays) but only {free / gb:.1f} GB is free there; fewer signals.queries, "
+            f"{workdir}: this run still writes about {B(plan['todo'])} of logits "
+            f"({B(plan['per_model'])} per model, stored twice: shards and assembled "
+            f"arrays) but only {B(free)} is free there; fewer signals.queries, "
             f"signals.dtype=float16, or a --workdir on a larger disk")
 
 

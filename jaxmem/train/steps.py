@@ -118,26 +118,31 @@ class ModelSteps:
                           xp.reshape((nb, bs) + x.shape[1:]))
         return out.reshape((nb * bs,) + out.shape[2:])[:n]
 
-    def _step_one(self, data, state, diverged, loss_sum, loss_cnt, perm, n_in, spe, total_steps,
-                  keys, e, pos):
-        """Step ``pos`` of epoch ``e`` of one model (a no-op past its own steps or once diverged).
-        ``data`` = (x_train, y_train), an argument of the jitted call (a closed-over array would
-        be embedded in the program as a constant); ``perm`` [N]: the epoch's visiting order of
-        the model's IN examples."""
+    def _batch_step(self, data, state, perm, n_in, total_steps, keys, e, t_global, pos):
+        """Optimizer step ``t_global`` (= position ``pos`` of epoch ``e``) of one model on its
+        batch ``pos``: ``perm`` [N] is the epoch's visiting order of its IN examples, ``data`` =
+        (x_train, y_train), an argument of the jitted call (a closed-over array would be embedded
+        in the program as a constant). Returns (new_state, loss), unmasked."""
         tc = self.cfg.train
         B = tc.batch_size
         x_all, y_all = data
         x_flat = x_all.reshape(y_all.shape[0], -1)
-        t_global = e * spe + pos
-        active = (pos < spe) & (t_global < total_steps) & ~diverged & (n_in > 0)   # (a phase may give none)
         idx = perm[(pos * B + jnp.arange(B)) % jnp.maximum(n_in, 1)]
         x = x_flat[idx].reshape((B,) + x_all.shape[1:])  # row gather: fast on CPU too
         x = augment(x, jax.random.fold_in(keys["augment"], t_global), tc.augment,
                      idx=idx, epoch=e, flip_key=keys["flip"])
-        new_state, loss = self._step(state, x, y_all[idx], t_global, total_steps, keys, e)
-        # one reduction: a NaN/inf anywhere makes the sum non-finite (so does a sum past float32's
-        # range, which only a diverging model reaches)
-        finite = jnp.isfinite(loss + sum(jnp.sum(a) for a in jax.tree.leaves(new_state.params)))
+        return self._step(state, x, y_all[idx], t_global, total_steps, keys, e)
+
+    def _step_one(self, data, state, diverged, loss_sum, loss_cnt, perm, n_in, spe, total_steps,
+                  keys, e, pos):
+        """Step ``pos`` of epoch ``e`` of one model, masked: a no-op past its own steps or once
+        diverged (the vmapped loop, whose scan runs the chunk's longest epoch for every model,
+        and the host step loop)."""
+        t_global = e * spe + pos
+        active = (pos < spe) & (t_global < total_steps) & ~diverged & (n_in > 0)   # (a phase may give none)
+        new_state, loss = self._batch_step(data, state, perm, n_in, total_steps, keys, e,
+                                           t_global, pos)
+        finite = _finite(loss, new_state)
         take = active & finite
         state = jax.tree.map(lambda n_, o: jnp.where(take, n_, o), new_state, state)
         diverged = diverged | (active & ~finite)
@@ -157,21 +162,53 @@ class ModelSteps:
         out = {name: fn(state, *data) for name, fn in self.records.items()}
         return state, diverged, loss, out
 
+    def _epoch_masked(self, data, state, diverged, perm, n_in, spe, total_steps, keys, e):
+        """Epoch ``e``'s steps for a vmapped model: a scan over the chunk's longest epoch
+        (``steps_per_epoch_max``), each step masked (:meth:`_step_one`). Returns (state, diverged,
+        the last epoch's loss sum, its step count)."""
+        def step_body(c, pos):
+            return self._step_one(data, *c, perm, n_in, spe, total_steps, keys, e, pos), None
+
+        (state, diverged, ls, lc), _ = jax.lax.scan(
+            step_body, (state, diverged, jnp.float32(0), jnp.float32(0)),
+            jnp.arange(self.steps_per_epoch_max))
+        return state, diverged, ls, lc
+
+    def _epoch_unmasked(self, data, state, diverged, perm, n_in, spe, total_steps, keys, e):
+        """Epoch ``e``'s steps for a model trained on its own (``lax.map`` over the chunk's
+        models, the CPU default): a loop over the model's own steps (no padded steps) with no
+        per-step masking, and one finiteness check at the end of the epoch: a model whose loss or
+        parameters are then not finite goes back to its state at the start of the epoch and is
+        flagged diverged. The steps are :meth:`_epoch_masked`'s, so the two train the same model
+        (to float rounding: here the products are unbatched)."""
+        t0 = e * spe
+        n = jnp.where((n_in > 0) & ~diverged, jnp.clip(total_steps - t0, 0, spe), 0)
+
+        def step_body(pos, c):
+            st, ls = c
+            new, loss = self._batch_step(data, st, perm, n_in, total_steps, keys, e, t0 + pos, pos)
+            return new, ls + loss
+
+        new, ls = jax.lax.fori_loop(0, n, step_body, (state, jnp.float32(0)))
+        finite = _finite(ls, new)
+        state = jax.tree.map(lambda n_, o: jnp.where(finite, n_, o), new, state)
+        last = finite & (e == (total_steps - 1) // jnp.maximum(spe, 1))
+        return (state, diverged | ~finite, jnp.where(last, ls, 0.0),
+                jnp.where(last, n, 0).astype(jnp.float32))
+
     def _train_one(self, data, state, status, orders, n_in, spe, total_steps, keys, epoch0,
-                   num_epochs):
+                   num_epochs, per_step_mask=True):
         """Train one model for epochs [epoch0, epoch0 + num_epochs) as one XLA loop. ``status``:
         its :class:`ChunkStatus`; ``orders`` [num_epochs, N]: each epoch's visiting order of its IN
-        examples."""
+        examples; ``per_step_mask``: :meth:`_epoch_masked` (vmapped models) or
+        :meth:`_epoch_unmasked` (a model on its own)."""
+        steps = self._epoch_masked if per_step_mask else self._epoch_unmasked
+
         def epoch_body(carry, e_perm):
             e, perm = e_perm
             state, diverged, prev_loss = carry
-
-            def step_body(c, pos):
-                return self._step_one(data, *c, perm, n_in, spe, total_steps, keys, e, pos), None
-
-            (state, diverged, ls, lc), _ = jax.lax.scan(
-                step_body, (state, diverged, jnp.float32(0), jnp.float32(0)),
-                jnp.arange(self.steps_per_epoch_max))
+            state, diverged, ls, lc = steps(data, state, diverged, perm, n_in, spe, total_steps,
+                                            keys, e)
             state, diverged, loss, out = self._epoch_end(data, state, diverged, ls, lc, prev_loss)
             return (state, diverged, loss), out
 
@@ -179,3 +216,9 @@ class ModelSteps:
         (state, diverged, loss), records = jax.lax.scan(
             epoch_body, (state, diverged, prev_loss), (epoch0 + jnp.arange(num_epochs), orders))
         return state, ChunkStatus(diverged, loss), records
+
+
+def _finite(loss, state):
+    """One reduction: a NaN/inf anywhere in the loss or the parameters makes the sum non-finite
+    (so does a sum past float32's range, which only a diverging model reaches)."""
+    return jnp.isfinite(loss + sum(jnp.sum(a) for a in jax.tree.leaves(state.params)))

@@ -37,7 +37,7 @@ from jaxmem.train.steps import ModelSteps
 __all__ = ["Trainer", "train_phases", "steps_per_epoch_max", "WHITEN_IMAGES", "CPU_VMAP_SIZE"]
 
 WHITEN_IMAGES = 5000   # airbench94 whitens on 5,000 training images
-CPU_VMAP_SIZE = 4      # models vmapped together on CPU when train.vmap_size = 0
+CPU_VMAP_SIZE = 1      # models vmapped together on CPU when train.vmap_size = 0 (1: one at a time)
 
 
 @dataclasses.dataclass
@@ -111,16 +111,23 @@ class Trainer(ModelSteps):
         records = {k: jnp.stack([o[k] for o in outs], axis=1) for k in self.records}
         return state, ChunkStatus(diverged, loss), records
 
-    def _map_models(self, fn, *args):
-        """vmap ``fn`` over the leading model axis, in groups of ``vmap_size`` via lax.map.
-
-        ``vmap_size = 0`` vmaps the whole chunk, except on CPU, where groups of 4 stay in cache
-        (8-10% faster for MLPs; no group of one, whose unbatched products round differently)."""
+    def group_size(self, K: int) -> int:
+        """Models vmapped together in a chunk of ``K``: ``train.vmap_size``, or when 0, the whole
+        chunk, except on CPU, where models go one at a time (CPU_VMAP_SIZE = 1)."""
         vs = self.cfg.train.vmap_size
+        if vs <= 0:
+            vs = CPU_VMAP_SIZE if jax.default_backend() == "cpu" else K
+        return min(vs, K)
+
+    def _map_models(self, fn, *args):
+        """Map ``fn`` over the leading model axis: ``vmap``, in groups of :meth:`group_size` via
+        ``lax.map``, or (a group of one) ``lax.map`` over single, unbatched models: the same
+        program whatever the chunk size, so a model's result does not depend on its chunk."""
         K = jax.tree.leaves(args)[0].shape[0]
-        if vs <= 0 and jax.default_backend() == "cpu" and K % CPU_VMAP_SIZE != 1:
-            vs = CPU_VMAP_SIZE
-        if vs <= 0 or vs >= K:
+        vs = self.group_size(K)
+        if vs == 1:
+            return jax.lax.map(lambda a: fn(*a), args)
+        if vs >= K:
             return jax.vmap(fn)(*args)
         return jax.lax.map(lambda a: fn(*a), args, batch_size=vs)
 
@@ -181,7 +188,9 @@ class Trainer(ModelSteps):
         fn = self._train_fns.get(("train", num_epochs))
         if fn is None:
             def run(state, status, orders, n_in, spe, total, keys, epoch0, data):
-                one = functools.partial(self._train_one, data, epoch0=epoch0, num_epochs=num_epochs)
+                # one model at a time: its own step count per epoch, no per-step masking
+                one = functools.partial(self._train_one, data, epoch0=epoch0, num_epochs=num_epochs,
+                                        per_step_mask=self.group_size(n_in.shape[0]) != 1)
                 return self._map_models(one, state, status, orders, n_in, spe, total, keys)
             fn = self._train_fns[("train", num_epochs)] = jax.jit(run, donate_argnums=(0,))
         return fn(state, status, orders, *c["counts"], c["keys"], jnp.int32(epoch0),

@@ -16,6 +16,7 @@ from jaxmem.signals import Signals
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["subsets.num_models=6", "train.epochs=2", "data.max_train=200", "scoring.targets=2",
+        "train.batch_size=64",
         "model.hidden=[32]"]
 
 

@@ -20,6 +20,7 @@ def tiny_run(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("run") / "r"
     cfg = load_config(None, ["subsets.num_models=6", "train.epochs=2", "data.max_train=150",
+                             "train.batch_size=32",
                              "model.hidden=[16]",
                              'scoring.attacks=["loss","lira_online","lira_offline"]'])
     execute(cfg, d, progress=False, log=lambda *a: None)
@@ -120,3 +121,74 @@ def test_cli_report_and_errors(tiny_run, tmp_path, capsys):
     assert (tmp_path / "c.html").read_text().startswith("<!DOCTYPE html>")
     with pytest.raises(RunError, match="neither"):
         report.write_report(tmp_path)
+
+
+def test_report_says_what_was_run_and_by_what(tiny_run, tmp_path):
+    text = Path(report.write_report(tiny_run, tmp_path / "p.html")).read_text()
+    for section in ("What was run", "Provenance"):
+        assert f"<h2>{section}</h2>" in text
+    for words in ("<td>seed</td><td>0</td>", "mlp (hidden=[16]", "adam, lr 0.001", "<td>epochs</td><td>2,",
+                  "batch size 32", "digits (digits)", "jax / jaxlib / flax / optax", "XLA_FLAGS",
+                  "run id"):
+        assert words in text, words
+    import jax
+
+    assert jax.__version__ in text
+    assert "<div class='scroll'><table>" in text       # wide tables scroll instead of being cut
+
+
+def test_report_of_an_imported_run_claims_no_model(tmp_path):
+    from jaxmem.runs import import_arrays, score
+
+    r = np.random.default_rng(0)
+    import_arrays(tmp_path / "imp", r.random((5, 40)) < 0.5,
+                  r.normal(size=(5, 40, 1, 3)).astype(np.float32), r.integers(0, 3, 40),
+                  source="somewhere/exp")
+    score(tmp_path / "imp", log=lambda *a: None)
+    text = Path(report.write_report(tmp_path / "imp")).read_text()
+    text = re.sub(r'src="data:[^"]*"', "", text)      # (the images' base64)
+    assert "imported from arrays trained outside jaxmem" in text and "somewhere/exp" in text
+    assert "mlp" not in text and "<td>optimizer</td>" not in text and "<td>seed</td>" not in text
+
+
+def test_most_memorized_images_have_a_public_plot(tiny_run, tmp_path):
+    from jaxmem.report import plot_most_memorized
+
+    fig = plot_most_memorized(tiny_run, path=tmp_path / "top.png")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    ex = (tiny_run / "results" / "examples.csv").read_text().splitlines()[1].split(",")
+    assert len(titles) == 16 and titles[0].startswith(f"id {ex[1]}") and f"given {ex[3]}" in titles[0]
+    assert (tmp_path / "top.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_roc_plot_stops_at_the_lowest_measurable_fpr_and_names_the_targets(rng, tmp_path):
+    """Three targets with 200, 400 and 500 non-members: every curve is measured from 1/200 up;
+    the axis says the curves are the mean over 3 targets; the file gets a new file's mode."""
+    import os
+
+    from jaxmem.attacks.plot import lowest_fpr, plot_roc, roc_figure
+
+    curves = {"a": [], "b": []}
+    for n_out in (200, 400, 500):
+        member = np.r_[np.ones(300, bool), np.zeros(n_out, bool)]
+        for name in curves:
+            s = rng.normal(size=member.size) + member
+            curves[name].append(_brute_roc(s, member))
+    assert lowest_fpr(curves) == pytest.approx(1 / 200)
+    ax = roc_figure(curves).axes[0]
+    assert ax.get_xlim()[0] == pytest.approx(1 / 200) and ax.get_ylim()[0] == pytest.approx(1 / 200)
+    assert "mean over 3 targets" in ax.get_ylabel() and "lowest measurable" in ax.get_xlabel()
+    assert all(min(line.get_xdata()) >= 1 / 200 * (1 - 1e-9) for line in ax.get_lines())
+    plot_roc(curves, tmp_path / "roc.png")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (tmp_path / "roc.png").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert [p.name for p in tmp_path.iterdir()] == ["roc.png"]
+
+
+def _brute_roc(scores, member):
+    """(fpr, tpr) at every distinct threshold, by counting (an independent reference)."""
+    ts = np.r_[np.inf, np.sort(np.unique(scores))[::-1]]
+    fpr = np.array([(scores[~member] >= t).mean() for t in ts])
+    tpr = np.array([(scores[member] >= t).mean() for t in ts])
+    return fpr, tpr

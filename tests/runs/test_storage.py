@@ -33,18 +33,23 @@ def test_plan_equals_the_bytes_a_finished_run_wrote(extra):
     M = cfg.subsets.num_models
     plan = W.storage_plan(cfg, M, ds["num_train"], ds["num_test"], ds["num_classes"])
     assert plan["total"] == _written(wd)
-    assert plan["todo"] == plan["total"]      # nothing written yet
-    assert W.storage_plan(cfg, M, ds["num_train"], ds["num_test"], ds["num_classes"], M, True)["todo"] == 0
+    scores = [f for f in (wd / "results" / "scores").glob("*.npy") if f.name not in
+              ("targets.npy", "example_ids.npy")]
+    assert plan["scores"] == sum(np.load(f, mmap_mode="r").nbytes for f in scores)
+    assert plan["todo"] == plan["total"] + plan["scores"]      # nothing written yet
+    done = W.storage_plan(cfg, M, ds["num_train"], ds["num_test"], ds["num_classes"], M, True)
+    assert done["todo"] == plan["scores"]                       # (rescoring rewrites them)
     half = W.storage_plan(cfg, M, ds["num_train"], ds["num_test"], ds["num_classes"], M // 2, False)
-    assert half["todo"] == plan["total"] - M // 2 * plan["per_model"]
+    assert half["todo"] == plan["total"] + plan["scores"] - M // 2 * plan["per_model"]
 
 
 def test_a_run_that_cannot_fit_fails_at_the_door(tmp_path, monkeypatch):
-    cfg = cfgmod.from_dict({"subsets": {"num_models": 4}, "data": {"max_train": 100, "max_test": 50}})
+    cfg = cfgmod.from_dict({"subsets": {"num_models": 4}, "data": {"max_train": 100, "max_test": 50},
+                            "train": {"batch_size": 32}})
     usage = type("Usage", (), {"free": 10_000, "total": 10**9, "used": 0})
     monkeypatch.setattr(W.shutil, "disk_usage", lambda p: usage)
     wd = tmp_path / "not" / "yet" / "made"
-    with pytest.raises(RunError, match=r"only 0\.0 GB is free.*signals\.dtype=float16"):
+    with pytest.raises(RunError, match=r"only 10 KB is free.*signals\.dtype=float16"):
         R.execute(cfg, wd, progress=False, log=lambda *a: None)
     assert not (tmp_path / "not").exists()     # refused before the run folder was made
 
@@ -53,9 +58,9 @@ def test_large_runs_log_their_size():
     lines = []
     plan = {"per_model": 2 * 10**8, "total": 4 * 10**9, "todo": 3 * 10**9}
     W.check_disk(Path("."), plan, lines.append, free=5 * 10**9)
-    assert lines == ["signals: 4.0 GB on disk in all (shards + assembled arrays); 3.0 GB still to "
-                     "write, 5.0 GB free"]
-    with pytest.raises(RunError, match="200.0 MB per model"):
+    assert lines == ["signals: 4 GB on disk in all (shards + assembled arrays); 3 GB still to "
+                     "write, 5 GB free"]
+    with pytest.raises(RunError, match="200 MB per model"):
         W.check_disk(Path("."), plan, lines.append, free=2 * 10**9)
 
 
@@ -73,7 +78,7 @@ def test_space_the_run_deletes_first_counts_as_free(tmp_path, monkeypatch):
     R.execute(cfg, wd, overwrite=True, progress=False, log=lambda *a: None)     # fits in the old run
     fresh = tmp_path / "fresh"
     fresh.mkdir()
-    with pytest.raises(RunError, match="only 0.0 GB is free"):
+    with pytest.raises(RunError, match="only 0 B is free"):
         R.execute(cfg, fresh, progress=False, log=lambda *a: None)
     plan = W.storage_plan(cfg, 4, 300, 100, 10)
     (fresh / ".logits.npy.abcd1234.tmp.npy").write_bytes(b"\0" * plan["todo"])   # a killed write

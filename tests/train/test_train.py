@@ -241,3 +241,47 @@ def test_dp_epsilon_behaves():
     classic = np.min(T * a / (2 * s * s) + np.log(1 / d) / (a - 1))
     got = dp_epsilon(s, 1.0, T, d)
     assert 0.7 * classic < got <= classic + 1e-9
+
+
+def test_cpu_default_trains_a_model_bit_identically_in_any_chunk():
+    """On CPU models train one at a time (train.vmap_size = 0): model m's parameters, loss and
+    records are the same bits in a chunk of 1 as in a chunk of 6, whatever its position."""
+    if jax.default_backend() != "cpu":
+        return
+    tr, keep, xte = _trainer(["model.dropout=0.2", "train.epochs=2.5",
+                              "train.record_forgetting=true"])
+    assert tr.group_size(6) == 1
+    s_all, a_all, r_all = _train(tr, keep, np.arange(6))
+    p_all = [np.asarray(a) for a in jax.tree.leaves(s_all.params)]
+    for m in (0, 4):
+        s1, a1, r1 = _train(tr, keep, [m])
+        for a, b in zip(p_all, jax.tree.leaves(s1.params)):
+            np.testing.assert_array_equal(a[m], np.asarray(b)[0])
+        np.testing.assert_array_equal(np.asarray(a_all[1])[m], np.asarray(a1[1])[0])
+        np.testing.assert_array_equal(np.asarray(r_all)[m], np.asarray(r1)[0])
+
+
+def test_a_model_diverging_mid_epoch_is_flagged_and_reset_to_the_epoch_start():
+    """A NaN training input makes the models that train on it diverge in the middle of their
+    first epoch: they are flagged and keep their state from the start of that epoch (the
+    per-model loop checks finiteness once per epoch); every other model trains as if nothing
+    happened (bit for bit)."""
+    xtr, ytr, xte, yte = _data()
+    tr, keep, _ = _trainer([], data=(xtr, ytr, xte, yte))
+    i = 7
+    bad = keep[:, i]            # the models that train on example i (half of them)
+    x2 = xtr.copy()
+    x2[i] = np.nan
+    tr2, _, _ = _trainer([], data=(x2, ytr, xte, yte))
+    ids = np.arange(6)
+    init, _ = tr2.init_chunk(ids)
+    init = jax.tree.map(np.asarray, init.params)       # (training donates the state)
+    good, _, _ = _train(tr, keep, ids)
+    state, aux, _ = _train(tr2, keep, ids)
+    np.testing.assert_array_equal(np.asarray(aux[0]), bad)
+    assert np.isnan(np.asarray(aux[1])[bad]).all() and np.isfinite(np.asarray(aux[1])[~bad]).all()
+    for a0, a, b in zip(jax.tree.leaves(init), jax.tree.leaves(state.params),
+                        jax.tree.leaves(good.params)):
+        a, b = np.asarray(a), np.asarray(b)
+        np.testing.assert_array_equal(a[bad], a0[bad])      # back to the start of epoch 0
+        np.testing.assert_array_equal(a[~bad], b[~bad])     # the others untouched
