@@ -76,7 +76,7 @@ def test_undefined_metrics_are_null_in_json_and_na_in_the_table_and_report(tmp_p
     section = page.split("Membership inference")[1].split("<h2>")[0]
     assert "<td>n/a</td>" in section and "nan" not in section
 
-    from jaxmem.report.show import run_text   # `jaxmem show`: a null number prints n/a
+    from jaxmem.report.show import run_text  # `jaxmem show`: a null number prints n/a
     shown = run_text(wd)
     assert "lira_offline AUC" in shown
     assert next(ln for ln in shown.splitlines() if "lira_offline AUC" in ln).split()[-1] == "n/a"
