@@ -183,15 +183,32 @@ def _print_summary(summary: dict, workdir: str) -> None:
         print(f"  {k:<{w}}  {v}")
     if summary.get("attacks"):
         print()
-        print(f"  {'attack':<30} {'AUC':>12} {'TPR@0.1%FPR':>14} {'TPR@1%FPR':>12}")
-        for name, a in summary["attacks"].items():
-            auc = f"{a['auc']:.4f}±{a.get('auc_std', 0):.3f}"
-            print(f"  {name:<30} {auc:>12} {a['tpr_at_0.001_fpr']:>14.4f} {a['tpr_at_0.01_fpr']:>12.4f}")
+        _print_attacks(summary["attacks"])
     print()
     print(f"  summary:       {os.path.join(workdir, 'summary.json')}")
     for k, v in summary.get("files", {}).items():
         print(f"  {k + ':':<14} {v}")
     print(f"  report:        jaxmem report {workdir}")
+
+
+def _num(v, fmt=".4f"):
+    """A number, or "n/a" when undefined (NaN; null in summary.json)."""
+    return "n/a" if v is None or v != v else format(v, fmt)
+
+
+def _print_attacks(attacks: dict) -> None:
+    """The attack table: means over the targets where each metric is defined (n_targets of the
+    targets attacked) and the mean fraction of members / non-members scored."""
+    print(f"  {'attack':<30} {'AUC':>12} {'TPR@0.1%FPR':>14} {'TPR@1%FPR':>12} {'targets':>8} "
+          f"{'scored in/out':>14}")
+    for name, a in attacks.items():
+        auc = _num(a["auc"]) + ("" if _num(a["auc"]) == "n/a" else "±" + _num(a.get("auc_std"), ".3f"))
+        n, und = a.get("n_targets"), a.get("n_targets_undefined", 0)
+        tg = "" if n is None else (f"{n}" if not und else f"{n}/{n + und}")
+        sf = (f"{_num(a['scored_fraction_members'], '.2f')}/{_num(a['scored_fraction_non_members'], '.2f')}"
+              if "scored_fraction_members" in a else "")
+        print(f"  {name:<30} {auc:>12} {_num(a['tpr_at_0.001_fpr']):>14} "
+              f"{_num(a['tpr_at_0.01_fpr']):>12} {tg:>8} {sf:>14}")
 
 
 def _init_distributed(args):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxmem.io import load_json
-from jaxmem.report.html import fig_img, img_file, new_figure, note, page, table
+from jaxmem.report.html import attack_table, fig_img, img_file, new_figure, note, page, table
 
 __all__ = ["run_html"]
 
@@ -28,7 +28,7 @@ def _csv(path: Path) -> list:
 def _attack_section(workdir: Path, res: Path, summary: dict) -> str:
     parts = []
     if summary.get("attacks"):
-        parts.append(table([{"attack": a, **m} for a, m in summary["attacks"].items()]))
+        parts.append(attack_table(summary["attacks"]))
     if (res / "roc.png").exists():
         parts.append(img_file(res / "roc.png", "ROC curves (log-log)"))
     if not parts:

@@ -150,15 +150,13 @@ def _score(workdir: Path, run, cfg, log, dataset) -> dict:
                 rmia_kw["rmia_a"] = rc.a
         ev = evaluate(sg, keep, attacks=tuple(cfg.scoring.attacks), targets=targets,
                       model_mask=ok, return_scores=True, **rmia_kw)
-        attack_summary = ev.summary()
         curves = ev.curves()
         write_scores(res / "scores", ev, ids, cfg.signals.dtype)
-        save_json(res / "attacks.json", {
-            "targets": np.asarray(ev.targets).tolist(),
-            "per_target": {a: {k: np.asarray(v).tolist() for k, v in ms.items()}
-                           for a, ms in ev.metrics.items()},
-            "params": ev.params,   # e.g. RMIA's offline a, tuned once
-            "summary": attack_summary})
+        # targets, excluded models, per-target metrics and scored fractions, params (RMIA's a),
+        # summary (means over the n_targets targets where defined); undefined numbers are null
+        stored = ev.to_json()
+        save_json(res / "attacks.json", stored)
+        attack_summary = stored["summary"]
         log(f"scoring: {len(cfg.scoring.attacks)} attacks on {len(ev.targets)} targets in "
             f"{time.time() - t0:.1f} s")
     elif (res / "scores").exists():
