@@ -36,7 +36,8 @@ def analyze(cfg, workdir, runs, log):
         row.update({"epsilon": None if eps is None or not math.isfinite(eps) else float(eps),
                     "noise_multiplier": c.train.dp.noise_multiplier if c.train.dp.enabled else None,
                     "auc": m["auc"], "tpr_at_0.001_fpr": m["tpr_at_0.001_fpr"],
-                    "tpr_at_0.01_fpr": m["tpr_at_0.01_fpr"], "epsilon_lower_bound": lb,
+                    "tpr_at_0.01_fpr": m["tpr_at_0.01_fpr"], "n_targets": m["n_targets"],
+                    "epsilon_lower_bound": lb,
                     "loss_attack_auc": table["loss"]["auc"]})
         rows.append(row)
         roc[f"{name} lira_online"] = ev.curves().get("lira_online", [])

@@ -2,6 +2,7 @@
 each experiment file's quick variant at a reduced size (one fast, the rest @slow)."""
 
 import csv
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,23 @@ def test_audit_uses_the_other_healthy_models_as_shadows():
     order = [m for m in np.random.default_rng(1).permutation(9) if m not in (0, 3)][:4]
     sh = np.sort(order)
     npt.assert_allclose(sub, lira(phi[0], phi[sh], keep[sh], online=False), rtol=1e-6)
+
+
+def test_audit_lets_the_undefined_metric_warning_through_and_rows_count_targets():
+    """An analysis hides the per-example 'few shadows' warnings, not the one that says a target's
+    metrics are undefined; the table gives NaN for that target and n_targets without it."""
+    from jaxmem.attacks import UndefinedMetricWarning
+
+    keep, ok, s = _signals(M=12)
+    keep[0] = True                                   # target 0 has no non-member: AUC undefined
+    with pytest.warns(UndefinedMetricWarning):
+        ev = X.audit(s, keep, ok, ["lira_online"], [0, 1, 2])
+    m = ev.table()["lira_online"]
+    assert m["n_targets"] == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")               # ... and nothing else escapes
+        ev = X.audit(s, keep, ok, ["lira_online"], [1, 2])
+    assert ev.table()["lira_online"]["n_targets"] == 2
 
 
 def test_audit_rmia_online_research_is_the_research_codes_settings():
