@@ -110,6 +110,21 @@ def _parser():
     return p
 
 
+def _lm_rows(summary: dict) -> list:
+    """A language-model run's summary lines (jaxmem.runs.score_lm)."""
+    if summary.get("kind") != "language_model":
+        return []
+    f = lambda v: "-" if v is None else f"{v:.4f}"
+    rows = [("token NLL train IN / OUT / test", f"{f(summary['train_nll_in'])} / "
+             f"{f(summary['train_nll_out'])} / {f(summary['test_nll'])}"),
+            ("exact-match token accuracy IN / OUT", f"{f(summary['exact_match_in'])} / "
+             f"{f(summary['exact_match_out'])}")]
+    for e in summary["extraction"].values():
+        rows.append((f"extracted (k={e['prefix_length']}, s={e['suffix_length']}) IN / OUT",
+                     f"{f(e['rate_in'])} / {f(e['rate_out'])}"))
+    return rows
+
+
 def _common_write_args(q):
     q.add_argument("--allow-mixed-shards", action="store_true",
                    help="assemble shards trained under different software or settings "
@@ -142,9 +157,11 @@ def _print_summary(summary: dict, workdir: str) -> None:
     rows = [
         ("models", summary["num_models"]),
         ("training examples", summary["num_examples"]),
-        ("test accuracy (mean over models)", f"{summary['test_accuracy']:.4f}"),
+        *([("test accuracy (mean over models)", f"{summary['test_accuracy']:.4f}")]
+          if "test_accuracy" in summary else []),
         *([("  with logits averaged over queries", f"{summary['test_accuracy_query_average']:.4f}")]
           if summary.get("test_accuracy_query_average") is not None else []),
+        *_lm_rows(summary),
         ("train seconds", f"{summary['train_seconds']:.1f}"),
         ("models / second", f"{summary['models_per_second']:.1f}" if summary["models_per_second"] else "-"),
         ("diverged models", summary["diverged"]["count"]),
@@ -166,15 +183,32 @@ def _print_summary(summary: dict, workdir: str) -> None:
         print(f"  {k:<{w}}  {v}")
     if summary.get("attacks"):
         print()
-        print(f"  {'attack':<30} {'AUC':>12} {'TPR@0.1%FPR':>14} {'TPR@1%FPR':>12}")
-        for name, a in summary["attacks"].items():
-            auc = f"{a['auc']:.4f}±{a.get('auc_std', 0):.3f}"
-            print(f"  {name:<30} {auc:>12} {a['tpr_at_0.001_fpr']:>14.4f} {a['tpr_at_0.01_fpr']:>12.4f}")
+        _print_attacks(summary["attacks"])
     print()
     print(f"  summary:       {os.path.join(workdir, 'summary.json')}")
     for k, v in summary.get("files", {}).items():
         print(f"  {k + ':':<14} {v}")
     print(f"  report:        jaxmem report {workdir}")
+
+
+def _num(v, fmt=".4f"):
+    """A number, or "n/a" when undefined (NaN; null in summary.json)."""
+    return "n/a" if v is None or v != v else format(v, fmt)
+
+
+def _print_attacks(attacks: dict) -> None:
+    """The attack table: means over the targets where each metric is defined (n_targets of the
+    targets attacked) and the mean fraction of members / non-members scored."""
+    print(f"  {'attack':<30} {'AUC':>12} {'TPR@0.1%FPR':>14} {'TPR@1%FPR':>12} {'targets':>8} "
+          f"{'scored in/out':>14}")
+    for name, a in attacks.items():
+        auc = _num(a["auc"]) + ("" if _num(a["auc"]) == "n/a" else "±" + _num(a.get("auc_std"), ".3f"))
+        n, und = a.get("n_targets"), a.get("n_targets_undefined", 0)
+        tg = "" if n is None else (f"{n}" if not und else f"{n}/{n + und}")
+        sf = (f"{_num(a['scored_fraction_members'], '.2f')}/{_num(a['scored_fraction_non_members'], '.2f')}"
+              if "scored_fraction_members" in a else "")
+        print(f"  {name:<30} {auc:>12} {_num(a['tpr_at_0.001_fpr']):>14} "
+              f"{_num(a['tpr_at_0.01_fpr']):>12} {tg:>8} {sf:>14}")
 
 
 def _init_distributed(args):

@@ -150,10 +150,18 @@ def make_keep(design: str, seed: int, num_models: int, num_examples: int, *, pke
     raise ValueError(f"unknown design {design!r}")
 
 
-def make_design(cfg, blocks, num_examples, groups=None):
+def make_design(cfg, blocks, num_examples, groups=None, units=None):
     """``keep`` [M, N] and each model's subset ratio [M] of a run's config (``cfg.subsets``), one
     block of models after another (``blocks``: ``[{"first", "count", "block"}]``, a run grown
-    later adds one)."""
+    later adds one). ``units`` (int [N] in [0, U)): the design is drawn over the U units and every
+    example takes its unit's row, so the examples of a unit are IN or OUT together (a text and
+    its copies, :mod:`jaxmem.data.text_build`); the ratios are then fractions of units."""
+    if units is not None:
+        units = np.asarray(units, np.int64)
+        if units.shape != (num_examples,) or (units.size and units.min() < 0):
+            raise ValueError(f"units must be [N] = ({num_examples},) non-negative ints, got {units.shape}")
+        keep, ratio = make_design(cfg, blocks, int(units.max(initial=-1)) + 1, groups)
+        return keep[:, units], ratio
     s = cfg.subsets
     keeps, ratios = [], []
     for b in blocks:

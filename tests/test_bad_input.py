@@ -329,13 +329,17 @@ def test_real_entry_point_prints_one_line(tmp_path, kind):
 
 def test_config_attack_names_are_the_attack_registry():
     """Validation reads the one registry: every registered attack (one added at run time too)
-    validates, any other name is refused naming the field."""
+    validates (the language-model ones in a language-model config), any other name is refused
+    naming the field."""
     import jaxmem.attacks
-    from jaxmem.attacks.registry import ATTACKS, register, target_attack
+    from jaxmem.attacks.registry import ATTACKS, LM_ATTACKS, register, target_attack
 
     assert jaxmem.attacks.ATTACKS is ATTACKS
+    lm = {"data": {"source": "python_text"}, "model": {"name": "causal_lm"}}
     for a in ATTACKS:
-        cfgmod.from_dict({"scoring": {"attacks": [a]}})
+        cfgmod.from_dict({**(lm if a in LM_ATTACKS else {}), "scoring": {"attacks": [a]}})
+    for a in LM_ATTACKS:
+        cfgmod.from_dict({**lm, "scoring": {"attacks": [a]}})
     with pytest.raises(cfgmod.ConfigError, match="scoring.attacks: unknown attack 'nope'"):
         cfgmod.from_dict({"scoring": {"attacks": ["nope"]}})
     register("_test_only", target_attack(lambda loss: -loss, "loss"))

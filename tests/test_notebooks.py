@@ -12,7 +12,8 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 
 def test_notebooks_exist():
     names = {p.name for p in NOTEBOOKS}
-    assert {"quickstart.ipynb", "bring_your_own_arrays.ipynb", "lira_audit.ipynb"} <= names
+    assert {"quickstart.ipynb", "bring_your_own_arrays.ipynb", "lira_audit.ipynb",
+            "bring_your_own_lm_outputs.ipynb"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -71,3 +71,26 @@ def test_make_keep_rejects_bad_args():
         subsets.balanced_keep(0, 4, 10, pkeep=1.0)
     with pytest.raises(ValueError, match="unknown design"):
         subsets.make_keep("nope", 0, 4, 10)
+
+
+@pytest.mark.parametrize("design", ["balanced", "bernoulli", "ratio", "leave_k_out"])
+def test_make_design_over_units_keeps_a_unit_together(design, rng):
+    """A text dataset's copies of one text (a unit) are IN or OUT together: the design is the one
+    drawn over the units, each example taking its unit's row; growing a run adds rows the same way."""
+    from jaxmem import config as cfgmod
+
+    U = int(rng.integers(5, 40))
+    units = np.concatenate([np.arange(U), rng.integers(0, U, size=int(rng.integers(0, 30)))])
+    rng.shuffle(units)
+    cfg = cfgmod.load_config(None, [f'subsets.design="{design}"', "subsets.num_models=12", "scoring.attacks=[]",
+                                    "subsets.ratios=[0.3]", "subsets.k=2"])
+    blocks = [{"first": 0, "count": 8, "block": 0}, {"first": 8, "count": 4, "block": 1}]
+    keep, ratio = subsets.make_design(cfg, blocks, len(units), units=units)
+    want, want_ratio = subsets.make_design(cfg, blocks, U)
+    np.testing.assert_array_equal(keep, want[:, units])
+    np.testing.assert_array_equal(ratio, want_ratio)
+    for u in range(U):
+        cols = keep[:, units == u]
+        assert (cols == cols[:, :1]).all()
+    with pytest.raises(ValueError, match="units"):
+        subsets.make_design(cfg, blocks, len(units) + 1, units=units)

@@ -33,11 +33,16 @@ def audit(sig, keep, ok, attacks, targets, *, num_shadows=None, seed: int = 0):
     ``num_shadows`` of a fixed random order when given), like Carlini et al. (2022, Sec. VI):
     :func:`jaxmem.attacks.evaluate` with the scores kept and RMIA's offline ``a`` tuned per
     target on its own references. NaN marks examples an attack could not score (too few IN/OUT
-    shadows); :meth:`~jaxmem.attacks.evaluation.Evaluation.table` drops them."""
-    from jaxmem.attacks import evaluate
+    shadows); :meth:`~jaxmem.attacks.evaluation.Evaluation.table` drops them. The per-example
+    warnings (few shadows) are silenced; those that make a metric undefined or unreliable (a
+    target with no scored member or non-member, few scored examples, a model excluded for
+    non-finite signals) are let through, one each, as from ``evaluate``."""
+    from jaxmem.attacks import FewScoredWarning, NonFiniteModelWarning, UndefinedMetricWarning, evaluate
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        for kind in (UndefinedMetricWarning, FewScoredWarning, NonFiniteModelWarning):
+            warnings.simplefilter("default", kind)
         return evaluate(sig, keep, list(attacks), np.asarray(targets), model_mask=ok,
                         num_shadows=num_shadows, shadow_seed=seed, return_scores=True,
                         rmia_tune="per_target", labels=sig.labels)
@@ -103,7 +108,7 @@ def sweep_rows(cfg, runs, extra=None, attacks=("lira_online",)):
         m = ev.table()[attacks[0]]
         row = common_row(name, keep, ok, sig, mem)
         row.update({"auc": m["auc"], "tpr_at_0.001_fpr": m["tpr_at_0.001_fpr"],
-                    "tpr_at_0.01_fpr": m["tpr_at_0.01_fpr"]})
+                    "tpr_at_0.01_fpr": m["tpr_at_0.01_fpr"], "n_targets": m["n_targets"]})
         if extra:
             row.update(extra(name, run, sig, mem, c))
         rows.append(row)

@@ -28,14 +28,16 @@ def analyze(cfg, workdir, runs, log):
         c = run.config
         eps = run.summary.get("dp", {}).get("epsilon") if c.train.dp.enabled else None
         # Bonferroni over targets: the max of T bounds at level alpha/T is a valid alpha bound.
-        lb = max(epsilon_lower_bound(row[np.isfinite(row)], mb[np.isfinite(row)],
-                                     alpha=0.05 / len(targets))
-                 for row, mb in zip(ev.scores["lira_online"], ev.members))
+        # (a target without a scored member or non-member has no bound: NaN, left out)
+        lb = max((b for row, mb in zip(ev.scores["lira_online"], ev.members)
+                  if (b := epsilon_lower_bound(row[np.isfinite(row)], mb[np.isfinite(row)],
+                                               alpha=0.05 / len(targets))) == b), default=float("nan"))
         row = common_row(name, keep, ok, sig, mem)
         row.update({"epsilon": None if eps is None or not math.isfinite(eps) else float(eps),
                     "noise_multiplier": c.train.dp.noise_multiplier if c.train.dp.enabled else None,
                     "auc": m["auc"], "tpr_at_0.001_fpr": m["tpr_at_0.001_fpr"],
-                    "tpr_at_0.01_fpr": m["tpr_at_0.01_fpr"], "epsilon_lower_bound": lb,
+                    "tpr_at_0.01_fpr": m["tpr_at_0.01_fpr"], "n_targets": m["n_targets"],
+                    "epsilon_lower_bound": lb,
                     "loss_attack_auc": table["loss"]["auc"]})
         rows.append(row)
         roc[f"{name} lira_online"] = ev.curves().get("lira_online", [])

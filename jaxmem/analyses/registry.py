@@ -26,10 +26,14 @@ ANALYSES = {
     "mem_vs_mia": "jaxmem.analyses.mem_vs_mia",
     "memorization_proxies": "jaxmem.analyses.memorization_proxies",
     "label_cleaning": "jaxmem.analyses.label_cleaning",
+    "lm_memorization": "jaxmem.analyses.lm_memorization",
+    "lm_scaling": "jaxmem.analyses.lm_scaling",
+    "lm_mia": "jaxmem.analyses.lm_mia",
     "memorization_audit": "jaxmem.analyses.memorization_audit",
 }
-#: Analyses that train their own models instead of running jaxmem.runs.execute per variant.
-NO_VARIANTS = {"canary_exposure"}
+#: Analyses that train their own models instead of running jaxmem.runs.execute per variant
+#: (none since the canary experiment's language models became a run of the stacked trainer).
+NO_VARIANTS: set = set()
 
 
 def get(kind: str):

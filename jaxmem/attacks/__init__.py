@@ -9,7 +9,9 @@ Every score is "higher means more likely a member".
 * loss / confidence thresholds (Yeom et al. 2018) and Shokri et al. (2017): :func:`loss_attack`,
   :func:`confidence_attack`, :func:`shokri`
 * metrics (one ROC kernel, :mod:`jaxmem.attacks.roc`): :func:`roc_curve`, :func:`roc_auc`,
-  :func:`tpr_at_fpr`, ...
+  :func:`tpr_at_fpr`, ...; an undefined metric is NaN with an :class:`UndefinedMetricWarning`
+* warnings of the driver: :class:`FewScoredWarning` (metrics resting on < 10 scored members or
+  non-members), :class:`NonFiniteModelWarning` (models with NaN/inf signals left out)
 * the LiRA reference code's file layout: :func:`read_lira_layout`, :func:`write_lira_layout`
 * ROC plots: :func:`mean_roc`, :func:`plot_roc`
 
@@ -25,6 +27,7 @@ __all__ = [
     "ATTACKS", "DEFAULT_ATTACKS", "Attack", "register",
     "lira", "global_threshold", "FewShadowsWarning",
     "evaluate", "Evaluation", "LIRA_ATTACKS",
+    "UndefinedMetricWarning", "FewScoredWarning", "NonFiniteModelWarning",
     "rmia", "rmia_reference_mean", "tune_rmia_a", "A_GRID",
     "loss_attack", "confidence_attack", "shokri", "sorted_probability_features",
     "roc_curve", "roc_auc", "tpr_at_fpr", "balanced_accuracy", "clopper_pearson", "epsilon_lower_bound",
@@ -34,6 +37,8 @@ __all__ = [
 
 _LAZY = {
     "evaluate": "evaluate", "Evaluation": "evaluation", "LIRA_ATTACKS": "evaluate",
+    "UndefinedMetricWarning": "roc", "FewScoredWarning": "evaluation",
+    "NonFiniteModelWarning": "_checks",
     "lira": "lira", "global_threshold": "lira", "FewShadowsWarning": "lira",
     "rmia": "rmia", "rmia_reference_mean": "rmia", "tune_rmia_a": "rmia", "A_GRID": "rmia",
     "loss_attack": "threshold", "confidence_attack": "threshold", "shokri": "threshold",

@@ -71,14 +71,18 @@ def lira_reference_scores(logits, labels):
 
     log(p_y + 1e-45) − log(Σ_{j≠y} p_j + 1e-45) with p = softmax(logits); as there, the max is
     subtracted and exp taken in the logits' dtype before the cast to float64. A [N, A, C] input is
-    treated as [N, 1, A, C].
+    treated as [N, 1, A, C]. The ``+ 1e-45`` floors |φ| at log(1e45) ≈ 103.6: a confident
+    example's reference φ stops there, where :func:`jaxmem.signals.logit_scaled_confidence`
+    (what a run computes, stably) keeps growing. Labels outside [0, C) raise a ValueError.
     """
     z = np.asarray(logits)
     if z.ndim == 3:
         z = z[:, None]
     if z.ndim != 4 or z.shape[1] != 1:
         raise ValueError(f"logits must be [N, 1, A, C] or [N, A, C], got {np.shape(logits)}")
-    labels = np.asarray(labels).astype(np.int64)
+    from jaxmem.signals.functions import check_labels
+
+    labels = check_labels(labels, z.shape[-1])
     p = np.array(np.exp(z - z.max(axis=3, keepdims=True)), dtype=np.float64)
     p = p / p.sum(axis=3, keepdims=True)
     n = p.shape[0]

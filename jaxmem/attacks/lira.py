@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import log_ndtr
 
+from jaxmem.attacks._checks import drop_nonfinite_shadows
 from jaxmem.attacks._select import select_two_groups
 
 __all__ = ["lira", "global_threshold", "FewShadowsWarning"]
@@ -251,10 +252,15 @@ def lira(
         :class:`FewShadowsWarning`.
       eps: added to every σ (the reference code's 1e-30).
 
+    Shadow models whose φ holds NaN/inf (diverged) are left out, with a
+    :class:`~jaxmem.attacks.NonFiniteModelWarning` naming them; NaN/inf in the target's φ give
+    NaN/±inf scores for those examples.
+
     Returns:
       [N] float64 numpy array, higher = more likely a member.
     """
     _check_options(offline_variant, location, fixed_variance)
+    (shadow_phi,), shadow_keep = drop_nonfinite_shadows("lira", [shadow_phi], shadow_keep)
     with jax.enable_x64(True):
         target_phi, shadow_phi, shadow_keep = _as_phi(target_phi, shadow_phi, shadow_keep)
         st = blocked_stats(shadow_phi, shadow_keep, ~shadow_keep, n_next=1, want_order=location == "median")

@@ -97,7 +97,7 @@ def zlib_ratio(target_nll, zlib_entropy):
     Args:
       target_nll: [..., N] mean token NLL of each sequence.
       zlib_entropy: [N] (broadcast against ``target_nll``), bytes of ``zlib.compress`` of the
-        UTF-8 text (:func:`jaxmem.data.text.zlib_entropy`); must be > 0.
+        UTF-8 text (:func:`jaxmem.data.text_transforms.zlib_entropy`); must be > 0.
 
     Returns float64 [..., N].
 

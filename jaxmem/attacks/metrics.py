@@ -3,16 +3,19 @@ kernel, :mod:`jaxmem.attacks.roc`), balanced accuracy, Clopper–Pearson interva
 empirical ε lower bound of a DP audit.
 
 Scores are "higher means more likely a member"; ``members`` is a boolean array of the same shape.
-NaN scores are dropped (with their labels) before any metric is computed.
+NaN scores are dropped (with their labels) before any metric is computed: NaN means "not scored".
+A metric without at least one scored member and one scored non-member is undefined: NaN with an
+:class:`UndefinedMetricWarning`, never 0 or 1.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from jaxmem.attacks.roc import roc_curve, roc_metrics
+from jaxmem.attacks.roc import UndefinedMetricWarning, roc_curve, roc_metrics, warn_undefined
 
 __all__ = [
+    "UndefinedMetricWarning",
     "roc_curve",
     "roc_auc",
     "tpr_at_fpr",
@@ -31,15 +34,36 @@ def _clean(scores, members):
     return scores[ok], members[ok]
 
 
+def _undefined(what, m):
+    """True (after one warning) when ``m`` (the scored examples' membership) lacks a class."""
+    pos = int(m.sum())
+    if pos and pos < m.size:
+        return False
+    warn_undefined(what, pos, m.size - pos, stacklevel=3)
+    return True
+
+
 def roc_auc(scores, members):
-    """Area under the ROC curve (trapezoidal, ties count one half): P(score_in > score_out)."""
+    """Area under the ROC curve (trapezoidal, ties count one half): P(score_in > score_out).
+
+    ``scores``, ``members``: same size (flattened), float and bool. Returns a float in [0, 1];
+    NaN (with an :class:`UndefinedMetricWarning`) without a scored member or non-member."""
     s, m = _clean(scores, members)
+    if _undefined("the AUC", m):
+        return float("nan")
     return float(roc_metrics(s[None], m[None], fprs=())[0][0])
 
 
 def tpr_at_fpr(scores, members, fpr=0.001):
-    """The largest TPR among ROC points whose FPR ≤ ``fpr`` (Carlini et al. 2022, Sec. III)."""
+    """The largest TPR among ROC points whose FPR ≤ ``fpr`` (Carlini et al. 2022, Sec. III).
+
+    The LiRA reference code (``plot.py``) takes ``tpr[last fpr < x]`` instead: the two differ
+    exactly when ``fpr`` × #non-members is an integer (FPR = 25/25,000 on CIFAR-10, where this
+    one counts the ROC point at FPR = 0.001 and the reference does not). NaN (with an
+    :class:`UndefinedMetricWarning`) without a scored member or non-member."""
     s, m = _clean(scores, members)
+    if _undefined(f"TPR@{fpr:g} FPR", m):
+        return float("nan")
     return float(roc_metrics(s[None], m[None], fprs=(fpr,))[1][0, 0])
 
 
@@ -47,9 +71,13 @@ def balanced_accuracy(scores, members):
     """Best balanced accuracy over thresholds: max over ROC points of (TPR + 1 − FPR) / 2.
 
     This is the "accuracy" of Carlini et al. (2022), LiRA reference code ``plot.py``:
-    ``max(1 − (FPR + (1 − TPR)) / 2)``.
+    ``max(1 − (FPR + (1 − TPR)) / 2)``. NaN (with an :class:`UndefinedMetricWarning`) without a
+    scored member or non-member.
     """
-    f, t, _ = roc_curve(scores, members)
+    s, m = _clean(scores, members)
+    if _undefined("the balanced accuracy", m):
+        return float("nan")
+    f, t, _ = roc_curve(s, m)
     return float(np.max((t + 1.0 - f) / 2.0))
 
 
@@ -88,12 +116,13 @@ def epsilon_lower_bound(scores, members, *, alpha=0.05, delta=0.0, two_sided=Fal
     log(TPR_lo / FPR_hi) and log(TNR_lo / FNR_hi) over all thresholds (``two_sided=True`` adds
     the reversed tests FPR/TPR and FNR/TNR, TF Privacy's ``two_sided_threshold``). Members are
     the positives; thresholds run over every distinct score ("score ≥ t" is predicted member).
-    Returns the maximum over thresholds and tests, floored at 0 (a bound of 0 is no evidence).
+    Returns the maximum over thresholds and tests, floored at 0 (a bound of 0 is no evidence);
+    NaN (with an :class:`UndefinedMetricWarning`) without a scored member or non-member.
     """
     s, m = _clean(scores, members)
+    if _undefined("the epsilon lower bound", m):
+        return float("nan")
     pos, neg = int(m.sum()), int((~m).sum())
-    if pos == 0 or neg == 0:
-        raise ValueError("need at least one member and one non-member")
     f, t, _ = roc_curve(s, m)
     tp = np.rint(t * pos)
     fp = np.rint(f * neg)

@@ -25,8 +25,8 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-__all__ = ["Attack", "TargetView", "ATTACKS", "DEFAULT_ATTACKS", "IMPORT_ATTACKS", "register", "target_attack",
-           "shadow_attack", "get"]
+__all__ = ["Attack", "TargetView", "ATTACKS", "DEFAULT_ATTACKS", "IMPORT_ATTACKS", "LM_ATTACKS", "LM_SIGNALS",
+           "register", "target_attack", "shadow_attack", "get"]
 
 
 class TargetView(NamedTuple):
@@ -101,6 +101,21 @@ def _rmia(v, *, p="p", p_pop="p_pop", **o):
     return rmia(v.target(p), v.shadow(p), v.shadow_keep, v.target(p_pop), v.shadow(p_pop), **o)
 
 
+def _lm(name):
+    """A language-model attack of :mod:`jaxmem.attacks.lm` on the target's signals."""
+    def call(v, **o):
+        from jaxmem.attacks import lm
+
+        if name == "zlib_ratio":
+            return lm.zlib_ratio(v.target("loss"), v.target("zlib_entropy"))
+        if name == "min_k":
+            return lm.min_k(v.target("token_logp"), v.target("token_mask"), **o)
+        if name == "min_k_plus_plus":
+            return lm.min_k_plus_plus(*(v.target(f"token_{s}") for s in ("logp", "mu", "sigma", "mask")), **o)
+        return lm.reference_ratio(v.target("loss"), v.shadow("loss"), v.shadow_keep, **o)
+    return call
+
+
 def _lira_entry(online, fixed):
     return Attack(_lira, ("phi",), {"online": online, "fixed_variance": fixed}, loo="lira")
 
@@ -126,6 +141,14 @@ ATTACKS: dict[str, Attack] = {
     # the research code's online RMIA: its signal per query, a vote over queries, 20%-trimmed
     # means, γ = 2 (jaxmem.attacks.rmia lists the differences from ML Privacy Meter)
     "rmia_online_research": _rmia_entry("p_taylor", **RMIA_RESEARCH),
+    # language models (jaxmem.attacks.lm): "loss" is the per-sequence NLL, "phi" = -NLL (LiRA);
+    # the per-token signals are [M, N, L - 1] with the target mask (jaxmem.runs.score_lm)
+    "zlib": Attack(_lm("zlib_ratio"), ("loss", "zlib_entropy")),
+    "min_k": Attack(_lm("min_k"), ("token_logp", "token_mask"), {"k": 0.2}),
+    "min_k_plus_plus": Attack(_lm("min_k_plus_plus"), ("token_logp", "token_mu", "token_sigma", "token_mask"),
+                              {"k": 0.2}),
+    # the mean NLL of the target's OUT reference models (the other models of the stack)
+    "reference": Attack(_lm("reference"), ("loss",), {"mode": "difference"}),
 }
 DEFAULT_ATTACKS = ("lira_online", "lira_online_fixed_variance", "lira_offline",
                    "lira_offline_fixed_variance", "global_threshold")
@@ -133,6 +156,15 @@ DEFAULT_ATTACKS = ("lira_online", "lira_online_fixed_variance", "lira_offline",
 #: needs only the logits (RMIA: and a test set as its population); Shokri's classifiers and
 #: RMIA's research variant are one --set scoring.attacks away.
 IMPORT_ATTACKS = DEFAULT_ATTACKS + ("loss", "rmia_offline", "rmia_online")
+#: The signals a language-model run gives its attacks (jaxmem.runs.score_lm): "loss" = the mean
+#: token NLL of each sequence, "phi" = -NLL (LiRA's statistic), "zlib_entropy" [M, N] (the same
+#: row for every model), per-token "token_logp" / "token_mu" / "token_sigma" and the target
+#: mask "token_mask" [M, N, L - 1] (the mask the same for every model).
+LM_SIGNALS = ("loss", "phi", "zlib_entropy", "token_logp", "token_mu", "token_sigma", "token_mask")
+#: Every attack a language-model run can take: reference-free (loss, zlib, Min-K%, Min-K%++) and
+#: reference-based (the OUT references' NLL, LiRA with the other models as shadows).
+LM_ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus", "reference", "lira_online", "lira_offline",
+              "lira_online_fixed_variance", "lira_offline_fixed_variance")
 
 
 def register(name: str, attack: Attack, *, replace: bool = False) -> None:

@@ -13,34 +13,51 @@ Population points are members of no reference model: P(z) = (1+a)/2 · mean p(z)
 reference models online. For one target the score is a non-decreasing function of p(x)/P(x), so
 P(z) and γ change its ROC only through ties; they matter when scores are pooled across targets.
 
-The N × Z pairwise comparison is computed exactly in O((N + Z) log Z): sort the Z population
-ratios once (numpy, float64) and count, for each x, the ratios strictly below ratio(x) / γ with
-``searchsorted``. That is faster here than a blocked jitted N × Z comparison (XLA's CPU sort is
-slow, and this needs no N × Z work at all) and bounded in memory. The opt-in per-query vote
-(``aggregate="vote"``) cannot be counted that way; it turns each query's ratios into integer
-ranks and counts the N × Z × A votes exactly in blocks of x (numpy).
+The N × Z pairwise comparison is the research code's, ``ratio_x · (1/ratio_z) > γ`` evaluated
+in float64 (``main.py``, ``aggregate_signals``: ``torch.outer(prob_ratio_x, prob_ratio_z_rev) >
+gamma`` with ``prob_ratio_z_rev = 1 / ratio_z``), and counted exactly in O((N + Z) log Z): the
+reciprocals 1/ratio_z are sorted once, and for each x the product with them is monotone along
+the sorted order (non-decreasing for ratio_x > 0, non-increasing for ratio_x < 0), so the
+winning z form a prefix or suffix found by bisection with the very same float comparison. This
+is NOT the same as ``ratio_z < ratio_x / γ`` whenever ratio_z < 0 (the Taylor soft-margin
+signal is negative for very negative logits; 4% of a digits run's values): for ratio_x > 0 a
+negative ratio_z makes the product negative, which never beats γ > 0. At ratio_z = 0 (p(z) = 0,
+e.g. a softmax that underflows) 1/ratio_z is +inf, as in torch: every x with ratio_x > 0 beats
+that z, ratio_x = 0 gives 0 · inf = NaN (no win) and ratio_x < 0 gives −inf (no win); −0.0 gives
+−inf and the reverse. Population points whose ratio is NaN (p(z) / P(z) = 0 / 0) are dropped
+here; the research code keeps them in Z as losses. The opt-in per-query vote
+(``aggregate="vote"``) thresholds each query with the same rule; the position of each z in the
+sorted order and each x's prefix/suffix bound turn it into integer comparisons, counted exactly
+over the N × Z × A votes in blocks of x (numpy). Reference models whose p or p(z) hold NaN/inf
+(diverged) are left out with a :class:`~jaxmem.attacks.NonFiniteModelWarning`.
 
-Differences from the research code (ml_privacy_meter ``research/2023_rmia``: ``main.py``
-``aggregate_signals``, ``signals.py`` ``convert_signals``, ``attack_configs/*/rmia_*.yaml``) and
-from ML Privacy Meter. Defaults here: p = softmax(z)_y (T = 1); the A augmentation queries are
-averaged before the ratio; plain means over reference models; ``a`` tuned by ML Privacy Meter's
-grid search (``tune_rmia_a``); γ = 1; the population is points no model trained on. These follow
-ML Privacy Meter (``attacks.py``: ``run_rmia`` compares ``ratios > 1.0`` over a separate
-population with plain means over OUT models, ``tune_offline_a`` picks a), except that it uses
-one OUT model per tuning and a leave-pair-out design (see ``tune_rmia_a``). The research code
-instead uses (1) the signal ``sm_taylor_softmax_relative``, a 4-term Taylor softmax with soft
-margin m = 0.6 at T = 2 (CIFAR-10, CINIC-10) or T = 1 (CIFAR-100); Purchase-100 uses plain
-softmax at T = 2 on one query; (2) a ratio per query, ``score > γ`` per query and per (x, z),
-then a majority vote over queries (``torch.mode``: a tie is False), score = fraction of z
-winning; (3) ``scipy.stats.trim_mean(proportiontocut=0.2)`` over the reference models (offline
-the OUT models, online equally many IN and OUT models pooled); (4) γ = 2, strict ``>`` on ratio_x ·
-(1/ratio_z) (here ratio_z < ratio_x / γ:
-the same up to rounding at exact ties); (5) a
-fixed a = 0.33 (CIFAR-10, CINIC-10), 0.6 (CIFAR-100), 0.2 (Purchase-100); (6) the population z is
-the target model's non-members (x itself among them), with P(z) from z's OUT models (offline).
-To get (1)–(5) here: compute p with :func:`jaxmem.signals.taylor_soft_margin_probability`
-(``order=4, margin=0.6, temperature=2.0``) per query, pass [N, A] / [M, N, A] arrays with
-``aggregate="vote", trim=0.2, gamma=2.0, a=0.33``. (6) is a choice of data, not of this function.
+Differences from the research code (ml_privacy_meter ``research/2024_rmia``, formerly
+``research/2023_rmia``: ``main.py`` ``aggregate_signals``, ``signals.py`` ``convert_signals``,
+``attack_configs/*/rmia_*.yaml``) and from ML Privacy Meter. Defaults here: p = softmax(z)_y
+(T = 1); the A augmentation queries are averaged before the ratio; plain means over reference
+models; ``a`` tuned by ML Privacy Meter's grid search (``tune_rmia_a``); γ = 1; the population
+is points no model trained on. These follow ML Privacy Meter (``attacks.py``: ``run_rmia``
+compares ``ratios > 1.0`` over a separate population with plain means over OUT models,
+``tune_offline_a`` picks a), except that it uses one OUT model per tuning and a leave-pair-out
+design (see ``tune_rmia_a``); its later ``modules/mia`` scoring averages the largest k of the
+2k masked reference values, which is the OUT mean only when the models come in complementary
+pairs (each example IN for exactly one model of a pair), which jaxmem's designs do not assume.
+The research code instead uses (1) the signal ``sm_taylor_softmax_relative``, a 4-term Taylor
+softmax with soft margin m = 0.6 at T = 2 (CIFAR-10, CINIC-10) or T = 1 (CIFAR-100);
+Purchase-100 uses plain softmax at T = 2 on one query; (2) a ratio per query, the comparison
+above per query and per (x, z), then a majority vote over queries (``torch.mode``: a tie is
+False), score = fraction of z winning; (3) ``scipy.stats.trim_mean(proportiontocut=0.2)`` over
+the reference models (offline the OUT models, online equally many IN and OUT models pooled);
+(4) γ = 2; (5) a fixed a = 0.33 (CIFAR-10, CINIC-10), 0.6 (CIFAR-100), 0.2 (Purchase-100);
+(6) the population z is the target model's non-members (x itself among them), with P(z) from
+z's OUT models (offline). Its line for the x that are also population points,
+``prediction = (prediction · Z − 1) / (Z − 1)``, meant to discount x's comparison with itself,
+adds one spurious win to every such non-member instead (on scores stored negated, it turns
+k wins into (k + 1)/(Z − 1); x never beats itself, ratio 1 < γ, so k/(Z − 1) would be the
+discount): jaxmem does not reproduce it. To get (1)–(5) here: compute p with
+:func:`jaxmem.signals.taylor_soft_margin_probability` (``order=4, margin=0.6,
+temperature=2.0``) per query, pass [N, A] / [M, N, A] arrays with ``aggregate="vote",
+trim=0.2, gamma=2.0, a=0.33``. (6) is a choice of data, not of this function.
 """
 
 from __future__ import annotations
@@ -49,7 +66,8 @@ import warnings
 
 import numpy as np
 
-from .metrics import roc_auc
+from ._checks import drop_nonfinite_shadows
+from .metrics import UndefinedMetricWarning, roc_auc
 
 __all__ = ["rmia", "rmia_reference_mean", "tune_rmia_a", "A_GRID", "AGGREGATES"]
 
@@ -58,6 +76,7 @@ A_GRID = np.round(np.arange(0.0, 1.1, 0.1), 10)
 #: How A augmentation queries are combined: average p first, or the research code's majority vote.
 AGGREGATES = ("mean", "vote")
 _VOTE_BLOCK = 1 << 21  # x × z pairs per block of the vote (uint8 counts: 2 MB)
+_COLUMN_BLOCK = 1 << 20  # values per block of examples in the trimmed means
 
 
 def _f64(x, ndim, name):
@@ -83,13 +102,24 @@ def _trimmed_mean(values, use, trim):
     """
     extra = (1,) * (values.ndim - 2)
     use = use.reshape(use.shape + extra)
-    n = use.sum(0)
-    srt = np.moveaxis(np.sort(np.moveaxis(np.where(use, values, np.inf), 0, -1), axis=-1), -1, 0)
-    lo = (trim * n).astype(np.int64)
     k = np.arange(values.shape[0]).reshape((-1,) + (1,) * (values.ndim - 1))
-    sel = (k >= lo) & (k < n - lo)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(sel, srt, 0.0).sum(0) / (n - 2 * lo)
+    out = np.empty(values.shape[1:])
+    for c in _column_blocks(values):   # per example independent: blocks bound the temporaries
+        u = use[:, c]
+        n = u.sum(0)
+        srt = np.moveaxis(np.sort(np.moveaxis(np.where(u, values[:, c], np.inf), 0, -1), axis=-1), -1, 0)
+        lo = (trim * n).astype(np.int64)
+        sel = (k >= lo) & (k < n - lo)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[c] = np.sum(srt, axis=0, where=sel) / (n - 2 * lo)
+    return out
+
+
+def _column_blocks(values):
+    """Slices of the example axis (1) holding about 2^20 values of ``values`` each."""
+    per = max(1, int(np.prod(values.shape, dtype=np.int64)) // max(values.shape[1], 1))
+    step = max(1, _COLUMN_BLOCK // per)
+    return [slice(i, i + step) for i in range(0, values.shape[1], step)]
 
 
 def rmia_reference_mean(ref_p, ref_keep, *, online=False, a=0.0, trim=0.0):
@@ -116,10 +146,12 @@ def rmia_reference_mean(ref_p, ref_keep, *, online=False, a=0.0, trim=0.0):
         return (1.0 + a) / 2.0 * _trimmed_mean(ref_p, ~keep, trim) + (1.0 - a) / 2.0
     if ref_p.ndim == 3:
         keep, n_in, n_out = keep[..., None], n_in[..., None], n_out[..., None]
+    # masked sums (no [M, N] float temporary): the same additions, in the same order, as summing
+    # np.where(mask, p, 0) over the models
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean_out = np.where(~keep, ref_p, 0.0).sum(0) / n_out
+        mean_out = np.sum(ref_p, axis=0, where=~keep) / n_out
         if online:
-            mean_in = np.where(keep, ref_p, 0.0).sum(0) / n_in
+            mean_in = np.sum(ref_p, axis=0, where=keep) / n_in
             return (mean_in + mean_out) / 2.0
     return (1.0 + a) / 2.0 * mean_out + (1.0 - a) / 2.0
 
@@ -133,15 +165,51 @@ def _population_ratio(target_p_pop, ref_p_pop, online, a, trim=0.0):
     return target_p_pop / P
 
 
-def _fraction_below(ratio_x, ratio_z_sorted, gamma):
-    """Fraction of z with ratio_z < ratio_x / γ, i.e. ratio_x / ratio_z > γ (strict); NaN stays NaN."""
-    counts = np.searchsorted(ratio_z_sorted, ratio_x / gamma, side="left")
-    out = counts / ratio_z_sorted.size
+def _reciprocals(ratio_z):
+    """1/ratio_z (the research code's ``prob_ratio_z_rev``) sorted ascending; NaN ratios dropped;
+    1/0 = inf and 1/(−0) = −inf, as torch."""
+    ratio_z = ratio_z[~np.isnan(ratio_z)]
+    with np.errstate(divide="ignore"):
+        return np.sort(1.0 / ratio_z)
+
+
+def _bounds(ratio_x, rev_sorted, gamma):
+    """For each x, where its wins lie in ``rev_sorted`` (ascending 1/ratio_z): z wins iff
+    ratio_x · rev_z > γ (float64, the research code's rule). Returns (k, suffix): the wins are the
+    positions ≥ k when ``suffix`` (ratio_x > 0: the product grows along the order), else the
+    positions < k (ratio_x < 0; ratio_x = 0 or NaN: k = 0, no win). Exact: the bisection
+    evaluates the same product and comparison, which are monotone along the sorted order."""
+    Z = rev_sorted.size
+    suffix = ratio_x > 0
+    lo = np.zeros(ratio_x.shape, np.int64)
+    hi = np.full(ratio_x.shape, Z, np.int64)
+    if Z == 0:
+        return lo, suffix
+    with np.errstate(invalid="ignore", over="ignore"):
+        while True:
+            active = lo < hi
+            if not active.any():
+                break
+            mid = (lo + hi) // 2
+            # g: the first position where a suffix starts winning / a prefix stops winning
+            g = (ratio_x * rev_sorted[np.minimum(mid, Z - 1)] > gamma) == suffix
+            hi = np.where(active & g, mid, hi)
+            lo = np.where(active & ~g, mid + 1, lo)
+    return lo, suffix
+
+
+def _fraction_winning(ratio_x, rev_sorted, gamma):
+    """Fraction of z with ratio_x · (1/ratio_z) > γ (strict); NaN where ratio_x is NaN."""
+    k, suffix = _bounds(ratio_x, rev_sorted, gamma)
+    counts = np.where(suffix, rev_sorted.size - k, k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = counts / rev_sorted.size
     return np.where(np.isnan(ratio_x), np.nan, out)
 
 
-def _vote_counts(rank_x, rank_z, block_elems=None):
-    """#{z : Σ_a [rank_z[z, a] < rank_x[x, a]] > A/2} per x, exactly, blocked over x.
+def _vote_counts(rank_x, suffix_x, rank_z, block_elems=None):
+    """#{z : Σ_a win(x, z, a) > A/2} per x, exactly, blocked over x, where z wins query a for x
+    iff ``rank_z[z, a] < rank_x[x, a]`` XOR ``suffix_x[x, a]`` (see :func:`_bounds`).
 
     A tie (A/2 wins on an even A) loses, as ``torch.mode`` on booleans returns the smaller value.
     numpy, not JAX: at N = 25,000, Z = 10,000, A = 2 on the 2-core dev CPU these uint8 blocks took
@@ -154,10 +222,10 @@ def _vote_counts(rank_x, rank_z, block_elems=None):
     out = np.empty(N, np.int64)
     bx = max(1, (block_elems or _VOTE_BLOCK) // max(Z, 1))
     for i in range(0, N, bx):
-        xb = rank_x[i:i + bx]
+        xb, sb = rank_x[i:i + bx], suffix_x[i:i + bx]
         votes = np.zeros((xb.shape[0], Z), np.uint16 if A > 255 else np.uint8)
         for q in range(A):
-            votes += zt[q][None, :] < xb[:, q, None]
+            votes += (zt[q][None, :] < xb[:, q, None]) != sb[:, q, None]
         out[i:i + bx] = (votes > A // 2).sum(1)
     return out
 
@@ -170,16 +238,19 @@ def _rmia_scores_vote(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, online
     ratio_z = ratio_z[~np.isnan(ratio_z).any(1)]
     if ratio_z.shape[0] == 0:
         return np.full(ratio_x.shape[0], np.nan)
-    # Per query a: ratio_z < ratio_x / γ  <=>  rank(ratio_z) < #{z : ratio_z < ratio_x / γ},
-    # the rank of a z being the count of population ratios strictly below it (ties share it).
+    # Per query: z's position in the sorted reciprocals (the first of its tie group: tied values
+    # win or lose together) against each x's bound.
+    with np.errstate(divide="ignore"):
+        rev = 1.0 / ratio_z
     rank_x = np.empty(ratio_x.shape, np.int64)
+    suffix = np.empty(ratio_x.shape, bool)
     rank_z = np.empty(ratio_z.shape, np.int64)
     for q in range(ratio_x.shape[1]):
-        srt = np.sort(ratio_z[:, q])
-        rank_x[:, q] = np.searchsorted(srt, ratio_x[:, q] / gamma, side="left")
-        rank_z[:, q] = np.searchsorted(srt, ratio_z[:, q], side="left")
+        srt = np.sort(rev[:, q])
+        rank_x[:, q], suffix[:, q] = _bounds(ratio_x[:, q], srt, gamma)
+        rank_z[:, q] = np.searchsorted(srt, rev[:, q], side="left")
     idx = np.int32 if ratio_z.shape[0] < 2**31 - 1 else np.int64
-    out = _vote_counts(rank_x.astype(idx), rank_z.astype(idx)) / ratio_z.shape[0]
+    out = _vote_counts(rank_x.astype(idx), suffix, rank_z.astype(idx)) / ratio_z.shape[0]
     return np.where(np.isnan(ratio_x).any(1), np.nan, out)
 
 
@@ -194,9 +265,8 @@ def _rmia_scores(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, online, a, 
         target_p_pop, ref_p_pop = target_p_pop.mean(-1), ref_p_pop.mean(-1)
     P_x = rmia_reference_mean(ref_p, ref_keep, online=online, a=a, trim=trim)
     ratio_x = target_p / P_x
-    ratio_z = np.sort(_population_ratio(target_p_pop, ref_p_pop, online, a, trim))
-    ratio_z = ratio_z[~np.isnan(ratio_z)]
-    return _fraction_below(ratio_x, ratio_z, gamma)
+    rev = _reciprocals(_population_ratio(target_p_pop, ref_p_pop, online, a, trim))
+    return _fraction_winning(ratio_x, rev, gamma)
 
 
 def _check_shapes(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, aggregate):
@@ -242,11 +312,16 @@ def tune_rmia_a(ref_p, ref_keep, ref_p_pop, *, grid=A_GRID, tune_model=0, gamma=
     from the largest k of the 2k reference values rather than their mean. The temporary target's
     own population probabilities are used, as in ``attacks.py`` (``modules/mia`` passes the real
     target's). ``aggregate`` and ``trim`` are passed to the scorings as in :func:`rmia`; ``ref_p``
-    [M, N] or per query [M, N, A], ``ref_p_pop`` likewise.
+    [M, N] or per query [M, N, A], ``ref_p_pop`` likewise. When the tuning model's AUC is
+    undefined for every ``a`` (no scored member or non-member: e.g. it trained on every example,
+    or no other model is OUT on its non-members) the result is NaN, with an
+    :class:`UndefinedMetricWarning`: pass ``a`` explicitly, or tune on another model.
     """
     _check_options(aggregate, trim)
-    ref_p = _f64(ref_p, (2, 3), "ref_p")
-    ref_p_pop = _f64(ref_p_pop, (2, 3), "ref_p_pop")
+    ref_p, ref_p_pop = np.asarray(ref_p), np.asarray(ref_p_pop)   # float64 once sliced, below
+    for x, name in ((ref_p, "ref_p"), (ref_p_pop, "ref_p_pop")):
+        if x.ndim not in (2, 3):
+            raise ValueError(f"{name} must have (2, 3) dims, got shape {x.shape}")
     keep = np.asarray(ref_keep, dtype=bool)
     M = ref_p.shape[0]
     if M < 2:
@@ -257,10 +332,16 @@ def tune_rmia_a(ref_p, ref_keep, ref_p_pop, *, grid=A_GRID, tune_model=0, gamma=
     aucs = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
         for a in grid:
-            s = _rmia_scores(*args, False, float(a), gamma, aggregate, trim)
-            aucs.append(roc_auc(s, keep[j]) if np.isfinite(s).any() else -np.inf)
-    return float(np.asarray(grid, dtype=np.float64)[int(np.argmax(aucs))])
+            aucs.append(roc_auc(_rmia_scores(*args, False, float(a), gamma, aggregate, trim), keep[j]))
+    aucs = np.asarray(aucs, np.float64)
+    if np.isnan(aucs).all():
+        warnings.warn(f"tune_rmia_a: the AUC of tuning model {j} is undefined for every a (it needs "
+                      "a scored member and a scored non-member); a is NaN: pass a explicitly",
+                      UndefinedMetricWarning, stacklevel=2)
+        return float("nan")
+    return float(np.asarray(grid, dtype=np.float64)[int(np.nanargmax(aucs))])
 
 
 def rmia(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, *, online=False, a=None, gamma=1.0,
@@ -278,25 +359,29 @@ def rmia(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, *, online=False, a=
       a: offline coefficient; None tunes it with ``tune_rmia_a`` (ML Privacy Meter's procedure)
         on these reference models, at every call (11 extra scorings): when attacking many
         targets, tune once and pass it (``evaluate`` does, see its ``rmia_tune``).
-      gamma: likelihood-ratio threshold γ (1 in ML Privacy Meter, 2 in the paper's code).
+      gamma: likelihood-ratio threshold γ > 0 (1 in ML Privacy Meter, 2 in the paper's code).
       aggregate: ``"mean"`` averages p over the A queries first (on x and on z separately), then
         scores as below. ``"vote"`` is the research code's (``main.py``, ``aggregate_signals``):
         per query a the ratios use that query's p and P, each pair (x, z) is thresholded per
         query, and it counts for x when more than half of the A queries say
-        ratio_x[a] / ratio_z[a] > γ (a tie on an even A does not count: ``torch.mode`` keeps
+        ratio_x[a] · (1/ratio_z[a]) > γ (a tie on an even A does not count: ``torch.mode`` keeps
         the smaller of two equally frequent values); score = fraction of z counted. With A = 1
         both are the same. Population points with a NaN ratio on any query are dropped.
       trim: proportion cut from each end before averaging over reference models, per example
         (and query), with ``scipy.stats.trim_mean`` semantics; 0 is the plain mean (0.2 in the
         research code). Offline over the OUT models; online over IN and OUT pooled.
 
-    score(x) = #{z : (p(x)/P(x)) / (p(z)/P(z)) > γ} / Z, evaluated as ratio_z < ratio_x / γ in
-    float64 (exact on ties: an equal ratio does not count). Examples without an OUT reference
-    model (online: or without an IN one) get NaN, with a warning.
+    score(x) = #{z : ratio_x · (1/ratio_z) > γ} / Z with ratio = p / P, the research code's rule
+    evaluated in float64 (strict: an equal product does not count; a negative ratio_z never
+    counts for a positive ratio_x; ratio_z = 0 counts for every ratio_x > 0; population points
+    with a NaN ratio are dropped; see the module docstring). Examples without an OUT reference
+    model (online: or without an IN one) get NaN, with a warning. Reference models whose p or
+    p(z) hold NaN/inf are left out, with a :class:`~jaxmem.attacks.NonFiniteModelWarning`.
     """
     _check_options(aggregate, trim)
     target_p, ref_p, keep, target_p_pop, ref_p_pop = _check_shapes(
         target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, aggregate)
+    (ref_p, ref_p_pop), keep = drop_nonfinite_shadows("rmia", [ref_p, ref_p_pop], keep)
     if not gamma > 0:
         raise ValueError("gamma must be > 0")
     missing = (~keep).sum(0) == 0

@@ -119,19 +119,25 @@ def shokri(target_probs, target_labels, shadow_probs, shadow_keep, *, top_k=None
       min_per_class: a class with fewer "in" or "out" shadow pairs uses one attack model trained
         on all classes instead.
 
-    Features are standardized with the training pairs' mean and std. Returns float64 [N], the
-    attack classifier's logit for "member".
+    Features are standardized with the training pairs' mean and std. Shadow models whose
+    probabilities hold NaN/inf are left out (a :class:`~jaxmem.attacks.NonFiniteModelWarning`
+    names them); labels outside [0, C) raise a ValueError naming the range. Returns float64
+    [N], the attack classifier's logit for "member".
     """
+    from jaxmem.attacks._checks import drop_nonfinite_shadows
+    from jaxmem.signals.functions import check_labels
+
     tp = np.asarray(target_probs, dtype=np.float64)
-    y = np.asarray(target_labels).astype(np.int64)
     sp = np.asarray(shadow_probs)
     keep = np.asarray(shadow_keep, dtype=bool)
     M, N, C = sp.shape
+    y = np.asarray(target_labels)
     if tp.shape != (N, C) or y.shape != (N,) or keep.shape != (M, N):
         raise ValueError(f"shapes disagree: target {tp.shape}, labels {y.shape}, "
                          f"shadow {sp.shape}, keep {keep.shape}")
-    if y.size and (y.min() < 0 or y.max() >= C):
-        raise ValueError(f"labels must lie in [0, {C})")
+    y = check_labels(y, C, name="target_labels")
+    (sp,), keep = drop_nonfinite_shadows("shokri", [sp], keep)
+    M = sp.shape[0]
     rng = np.random.default_rng(seed)
     # training sets: one per class, then one over all classes (the fallback), as (m, i) pairs
     groups = [np.flatnonzero(y == c) for c in range(C)] + [np.arange(N)]

@@ -19,7 +19,7 @@ __all__ = ["ConfigError", "to_dict", "flatten", "Config", "DataConfig", "SubsetC
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = "digits"          # digits | digits_tokens | mnist1d | tfds:NAME
+    source: str = "digits"          # digits | digits_tokens | mnist1d | tfds:NAME | kjv | austen | python_text | text:PATH
     data_dir: typing.Optional[str] = None
     label_noise: float = 0.0        # fraction of train labels flipped to another class
     noise_seed: int = 0
@@ -27,11 +27,22 @@ class DataConfig:
     duplicates: int = 0             # number of train examples duplicated ...
     duplicate_copies: int = 1       # ... this many extra times each
     canaries: int = 0               # inserted canaries (random-label or random-input examples)
-    canary_kind: str = "random_label"
+    canary_kind: str = "random_label"  # random_label | random_input | secret (text: canaries per count)
     long_tail_classes: typing.List[int] = field(default_factory=list)
     long_tail_fraction: float = 1.0  # fraction of the listed classes' train examples kept
     max_train: int = 0              # 0 = all; else the first max_train train examples (quick runs)
     max_test: int = 0
+    # text sources, for causal language models (jaxmem.data.text_build)
+    tokenizer: str = "bytes"        # bytes | bpe (trained on the training texts) | gpt2
+    bpe_vocab_size: int = 4096
+    max_len: int = 128              # tokens per sequence, BOS and EOS included
+    text_column: typing.Optional[str] = None  # text:FILE.tsv: the column holding the texts
+    text_test_fraction: float = 0.05  # held out by text hash (copies of a text stay together)
+    text_offset: int = 0            # skip this many training texts (file order) before max_train
+    plant_counts: typing.List[int] = field(default_factory=list)  # planted duplicate counts ...
+    plant_per_count: int = 0        # ... and texts planted at each count (Kandpal et al. 2022)
+    canary_counts: typing.List[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])  # secrets: insertions
+    canary_references: int = 1000   # secrets: random reference secrets (exposure ranks among them)
 
 
 @dataclass(frozen=True)
@@ -149,6 +160,10 @@ class ScoringConfig:
     targets: int = 0                # 0 = every model takes its turn as the target; else the first K
     influence_top_k: int = 0        # >0: the k most influential training examples of each test example
     rmia: RMIAConfig = field(default_factory=RMIAConfig)
+    # language models: is the suffix of suffix_length tokens greedily extractable from a prefix
+    # of k tokens (BOS included), for each k (Carlini et al. 2022)
+    prefix_lengths: typing.List[int] = field(default_factory=lambda: [32])
+    suffix_length: int = 16
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,11 @@ def _positive(path, v, strict=True):
 def validate(cfg: Config) -> None:
     """Range and consistency checks; raises ConfigError naming the field."""
     flat = flatten(to_dict(cfg))
+    from jaxmem.data.tokenizers import TOKENIZERS
     from jaxmem.data.transforms import CANARY_KINDS, LABEL_NOISE_KINDS
 
-    choices = {**_CHOICES, "data.canary_kind": set(CANARY_KINDS),
-               "data.label_noise_kind": set(LABEL_NOISE_KINDS)}
+    choices = {**_CHOICES, "data.canary_kind": set(CANARY_KINDS) | {"secret"},
+               "data.label_noise_kind": set(LABEL_NOISE_KINDS), "data.tokenizer": set(TOKENIZERS)}
     for key, allowed in choices.items():
         if flat[key] not in allowed:
             raise ConfigError(f"{key}: must be one of {sorted(allowed)}, got {flat[key]!r}")
@@ -134,6 +135,7 @@ def validate(cfg: Config) -> None:
         check_source(d.source)
     except ValueError as e:
         raise ConfigError(f"data.source: {e}") from None
+    _validate_text(cfg, spec)
     if cfg.scoring.targets < 0 or cfg.scoring.targets > s.num_models:
         raise ConfigError(f"scoring.targets: must be in [0, num_models], got {cfg.scoring.targets}")
     if cfg.scoring.influence_top_k < 0:
@@ -189,6 +191,77 @@ def _validate_records(cfg: Config, spec) -> None:
     if (r.curvature_epochs or r.vog_epochs) and spec.tokens:
         raise ConfigError(f"train.records: curvature and VoG are input gradients; model "
                           f"{cfg.model.name!r} takes integer tokens")
+
+
+def _validate_text(cfg, spec) -> None:
+    """Text sources and causal language models come together; what applies to either."""
+    from jaxmem.attacks.registry import LM_SIGNALS, get
+    from jaxmem.data.sources import is_text_source
+
+    d, t, sg, sc = cfg.data, cfg.train, cfg.signals, cfg.scoring
+    text, lm = is_text_source(d.source), spec.lm
+    if lm and not text:
+        raise ConfigError(f"data.source: model {cfg.model.name!r} is a language model; it needs a text "
+                          f"source (kjv, austen, python_text, text:PATH), got {d.source!r}")
+    if text and not lm:
+        raise ConfigError(f"model.name: data.source={d.source!r} is a text source; it needs a language "
+                          f"model (causal_lm), got {cfg.model.name!r}")
+    if d.canary_kind == "secret" and not text:
+        raise ConfigError("data.canary_kind: secret canaries are for text sources")
+    if not text:
+        for a in cfg.scoring.attacks:
+            only = [n for n in get(a).needs if n in LM_SIGNALS and n not in ("loss", "phi")]
+            if only:
+                raise ConfigError(f"scoring.attacks: {a!r} needs {only}, which only a language model run has")
+        return
+    for key, bad in (("label_noise", d.label_noise), ("duplicates", d.duplicates),
+                     ("long_tail_classes", d.long_tail_classes)):
+        if bad:
+            raise ConfigError(f"data.{key}: not for text sources (plant duplicates with "
+                              f"data.plant_counts and data.plant_per_count)")
+    if d.canaries and d.canary_kind != "secret":
+        raise ConfigError(f'data.canary_kind: text sources insert secret canaries ("secret"), got '
+                          f"{d.canary_kind!r}")
+    if d.max_len < 4:
+        raise ConfigError(f"data.max_len: must be >= 4 tokens (BOS, text, EOS), got {d.max_len}")
+    if d.bpe_vocab_size < 259:
+        raise ConfigError(f"data.bpe_vocab_size: must be >= 259 (bytes + PAD/BOS/EOS), got {d.bpe_vocab_size}")
+    if not 0.0 <= d.text_test_fraction < 1.0:
+        raise ConfigError(f"data.text_test_fraction: must be in [0, 1), got {d.text_test_fraction}")
+    for key in ("plant_counts", "canary_counts"):
+        c = getattr(d, key)
+        if any(v < 1 for v in c) or len(set(c)) != len(c):
+            raise ConfigError(f"data.{key}: must be distinct integers >= 1, got {c}")
+    _positive("data.plant_per_count", d.plant_per_count, strict=False)
+    _positive("data.text_offset", d.text_offset, strict=False)
+    if d.plant_per_count and not d.plant_counts:
+        raise ConfigError("data.plant_counts: data.plant_per_count needs the counts to plant at")
+    if d.canaries and not d.canary_counts:
+        raise ConfigError("data.canary_counts: secret canaries need their insertion counts")
+    _positive("data.canary_references", d.canary_references)
+    if cfg.subsets.design == "leave_group_out":
+        raise ConfigError("subsets.design: leave_group_out is not for text sources (every design "
+                          "already keeps the copies of a text IN or OUT together)")
+    for key, bad in (("train.record_forgetting", t.record_forgetting),
+                     ("train.records", bool(t.records.fields or t.records.curvature_epochs or t.records.vog_epochs)),
+                     ("train.augment", t.augment != "none"),
+                     ("model.whiten", cfg.model.whiten), ("scoring.influence_top_k", cfg.scoring.influence_top_k),
+                     ("signals.queries", list(sg.queries) != ["identity"])):
+        if bad:
+            raise ConfigError(f"{key}: not for language models")
+    if not sc.prefix_lengths:
+        raise ConfigError("scoring.prefix_lengths: needs at least one prefix length k")
+    if sc.suffix_length < 1 or any(k < 1 for k in sc.prefix_lengths):
+        raise ConfigError(f"scoring.prefix_lengths / suffix_length: must be >= 1, got "
+                          f"{sc.prefix_lengths} / {sc.suffix_length}")
+    if max(sc.prefix_lengths) + sc.suffix_length > d.max_len:
+        raise ConfigError(f"scoring.prefix_lengths: the longest prefix + scoring.suffix_length must fit "
+                          f"data.max_len = {d.max_len}, got {max(sc.prefix_lengths)} + {sc.suffix_length}")
+    for a in cfg.scoring.attacks:
+        missing = [n for n in get(a).needs if n not in LM_SIGNALS]
+        if missing:
+            raise ConfigError(f"scoring.attacks: {a!r} needs {missing}, which a language model run does "
+                              f"not have (it has {', '.join(LM_SIGNALS)})")
 
 
 def _names(models, flag, value) -> str:

@@ -8,6 +8,10 @@ transforms, test-time queries, and a run's dataset built from its config. numpy 
 * :mod:`jaxmem.data.transforms` - label noise, long tail, duplicates, canaries
 * :mod:`jaxmem.data.queries` - test-time augmentation queries
 * :mod:`jaxmem.data.build` - :func:`build_dataset` (a run's data from its config)
+* :mod:`jaxmem.data.text` - text corpora (``kjv``, ``austen``, ``python_text``, ``text:PATH``)
+* :mod:`jaxmem.data.tokenizers` - bytes, BPE (Hugging Face ``tokenizers``), GPT-2 (``tiktoken``)
+* :mod:`jaxmem.data.text_transforms` - encoding, duplicate counts, zlib entropy, planted
+  duplicates, secret canaries
 """
 
 from jaxmem.data.build import build_dataset

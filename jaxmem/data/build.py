@@ -12,8 +12,13 @@ __all__ = ["build_dataset"]
 
 def build_dataset(cfg):
     """Load ``cfg.data.source`` and apply the configured transforms, in a fixed order: the first
-    ``max_train`` / ``max_test`` examples, long tail, duplicates, canaries, label noise."""
+    ``max_train`` / ``max_test`` examples, long tail, duplicates, canaries, label noise. A text
+    source is built by :func:`jaxmem.data.text_build.build_text_dataset` (its own steps)."""
     d = cfg.data
+    if sources.is_text_source(d.source):
+        from jaxmem.data.text_build import build_text_dataset
+
+        return build_text_dataset(cfg)
     if d.source.startswith("external:"):
         raise DataError(f"data.source={d.source!r}: this run was imported from arrays; it can be "
                         f"scored (jaxmem score) and reported, not trained")

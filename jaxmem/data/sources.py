@@ -11,6 +11,10 @@
 * ``tfds:NAME`` - :mod:`jaxmem.data.tfds`.
 * ``fashion_mnist``, ``mnist``, ``kmnist``, ``idx:DIR`` - the original IDX files read from a user's
   folder (:mod:`jaxmem.data.idx`: where they are looked for, never downloaded).
+* ``kjv``, ``austen``, ``python_text``, ``text:PATH`` - text corpora for causal language models,
+  tokenized into sequences (:mod:`jaxmem.data.text`, :mod:`jaxmem.data.text_build`; a run's
+  ``data.tokenizer``, ``data.max_len``, planted duplicates and canaries are applied by
+  :func:`jaxmem.data.build_dataset`, ``load`` gives the defaults).
 * ``external:NAME`` - a run imported from arrays (``jaxmem.runs.interop``): it names where the
   logits came from and cannot be loaded (such a run is scored, not trained).
 
@@ -30,8 +34,10 @@ import numpy as np
 
 from jaxmem.data.dataset import DataError, Dataset, make_dataset
 from jaxmem.data.preprocess import images, standardize
+from jaxmem.data.text import TEXT_SOURCES
 
-__all__ = ["SOURCES", "PREFIXES", "load", "check_source", "digits_split", "DIGITS_TEST_FRACTION"]
+__all__ = ["SOURCES", "PREFIXES", "load", "check_source", "is_text_source", "digits_split",
+           "DIGITS_TEST_FRACTION"]
 
 DIGITS_TEST_FRACTION = 0.2
 
@@ -146,6 +152,16 @@ def _idx_dir(name: str, data_dir=None, download: bool = False) -> Dataset:
     return _load_idx(f"idx:{name}", data_dir)
 
 
+def _load_text(source: str, data_dir=None) -> Dataset:
+    from jaxmem.data.text_build import load_text_dataset
+
+    return load_text_dataset(source, data_dir)
+
+
+def _text_file(name: str, data_dir=None, download: bool = False) -> Dataset:
+    return _load_text(f"text:{name}", data_dir)
+
+
 def _external(name: str, data_dir=None, download: bool = False) -> Dataset:
     raise DataError(f"external:{name}: a run imported from arrays; its data cannot be loaded")
 
@@ -154,11 +170,18 @@ def _external(name: str, data_dir=None, download: bool = False) -> Dataset:
 SOURCES = {"digits": _load_digits, "digits_tokens": _load_digits_tokens, "mnist1d": _load_mnist1d,
            "fashion_mnist": functools.partial(_load_idx, "fashion_mnist"),
            "mnist": functools.partial(_load_idx, "mnist"),
-           "kmnist": functools.partial(_load_idx, "kmnist")}
+           "kmnist": functools.partial(_load_idx, "kmnist"),
+           "kjv": functools.partial(_load_text, "kjv"), "austen": functools.partial(_load_text, "austen"),
+           "python_text": functools.partial(_load_text, "python_text")}
 #: Fixed-name sources that read files from ``data.data_dir`` (their loader takes it).
-READS_DATA_DIR = {"fashion_mnist", "mnist", "kmnist"}
+READS_DATA_DIR = {"fashion_mnist", "mnist", "kmnist", "kjv", "austen"}
 #: Source families "prefix:NAME": prefix -> loader(NAME, data_dir, download).
-PREFIXES = {"tfds": _load_tfds, "idx": _idx_dir, "external": _external}
+PREFIXES = {"tfds": _load_tfds, "idx": _idx_dir, "external": _external, "text": _text_file}
+
+
+def is_text_source(source: str) -> bool:
+    """Whether ``source`` is a text corpus (``kjv``, ``austen``, ``python_text``, ``text:PATH``)."""
+    return source in TEXT_SOURCES or source.startswith("text:")
 
 
 def check_source(source: str) -> None:

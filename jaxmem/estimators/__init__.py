@@ -18,6 +18,14 @@ from jaxmem.estimators.leave_subset_out import (
     group_keep_from_ids,
     leave_subset_out,
 )
+from jaxmem.estimators.lm import (
+    ExactMatch,
+    RateTable,
+    counterfactual_memorization_lm,
+    exact_match_accuracy,
+    extraction_rate_by_count,
+)
+from jaxmem.estimators.lm_trends import LogLinearSlope, LogLogSlope, loglinear_slope, loglog_slope
 from jaxmem.estimators.memorization import (
     CScoreResult,
     MemorizationResult,
@@ -50,4 +58,13 @@ __all__ = [
     "convergence",
     "BootstrapCI",
     "bootstrap_ci",
+    "counterfactual_memorization_lm",
+    "exact_match_accuracy",
+    "ExactMatch",
+    "extraction_rate_by_count",
+    "RateTable",
+    "loglog_slope",
+    "LogLogSlope",
+    "loglinear_slope",
+    "LogLinearSlope",
 ]

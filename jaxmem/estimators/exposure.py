@@ -31,7 +31,8 @@ def exposure_rank(canary_loss, reference_losses) -> np.ndarray:
     canary has the lowest loss (perplexity) of all. Ties count against the canary (a reference
     with equal loss ranks ahead), so exposure is never overstated. ``canary_loss`` [...],
     ``reference_losses`` [..., R] (broadcast against each other) -> exposure [...] in bits,
-    between 0 and log2(R + 1).
+    between 0 and log2(R + 1). TensorFlow Privacy's secret sharer counts |R| = R candidates
+    (log2 R − log2 rank): its rank exposure is a constant log2((R + 1) / R) bits lower.
     """
     canary, refs = _split(canary_loss, reference_losses)
     rank = 1 + np.sum(refs <= canary[..., None], axis=-1)

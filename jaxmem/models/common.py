@@ -2,7 +2,8 @@
 float32 logits, PyTorch's default initializer.
 
 Every module maps ``__call__(x, train: bool = False) -> logits`` with float32 logits
-``[B, num_classes]`` (the causal language model returns ``[B, L, vocab_size]``), whatever
+``[B, num_classes]`` (the causal language model returns ``[B, L, num_classes]``, its
+vocabulary), whatever
 the compute ``dtype`` (parameters are always float32). Conventions the trainer relies on:
 
 * BatchNorm: ``nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)``,

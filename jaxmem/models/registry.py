@@ -24,7 +24,10 @@ class ModelSpec(NamedTuple):
     switches it) or ``"never"``; ``dropout`` — has dropout layers (``model.dropout``);
     ``tokens`` — takes int token sequences, not float inputs; ``whiten`` — its stem can be
     whitened (``model.whiten``, ``train.whiten_bias_epochs``); ``convolutional`` — convolution
-    gradients dominate (the trainer steps from the host on CPU, jax#12868).
+    gradients dominate (the trainer steps from the host on CPU, jax#12868); ``lm`` — a causal
+    language model: it takes token sequences ``[N, L]`` of a text source (their lengths as ``y``)
+    and returns next-token logits ``[N, L, V]``; the trainer takes its next-token loss and a run
+    stores per-token signals instead of logits (:mod:`jaxmem.train.lm`).
     DP-SGD needs per-example gradients, so a family is DP-compatible unless it uses BatchNorm.
     """
 
@@ -35,6 +38,7 @@ class ModelSpec(NamedTuple):
     tokens: bool = False
     whiten: bool = False
     convolutional: bool = False
+    lm: bool = False
 
     def uses_batch_norm(self, model_cfg) -> bool:
         """Whether a model built from ``model_cfg`` (a ``ModelConfig``) has BatchNorm layers."""
@@ -55,6 +59,9 @@ MODELS: dict[str, ModelSpec] = {
     "transformer": ModelSpec("jaxmem.models.transformer:Transformer",
                              ("d_model", "num_layers", "num_heads", "dropout"), dropout=True,
                              tokens=True),
+    "causal_lm": ModelSpec("jaxmem.models.causal_lm:CausalLM",
+                           ("d_model", "num_layers", "num_heads", "dropout"), dropout=True,
+                           tokens=True, lm=True),
 }
 MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
 

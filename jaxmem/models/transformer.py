@@ -1,5 +1,5 @@
-"""A small pre-LN transformer on int tokens (``model.name = "transformer"``): a classifier, or
-with ``causal_lm=True`` a character language model (:mod:`jaxmem.train.lm`)."""
+"""A small pre-LN transformer classifier on int tokens (``model.name = "transformer"``); its block
+is shared with the causal language model (:mod:`jaxmem.models.causal_lm`)."""
 
 from __future__ import annotations
 
@@ -30,9 +30,8 @@ class _TransformerBlock(nn.Module):
 class Transformer(nn.Module):
     """Small pre-LN transformer on int tokens [B, L] (L <= max_len), learned position embeddings.
 
-    Heads: classification logits [B, num_classes] from mean-pooled final features, or with
-    ``causal_lm=True`` next-token logits [B, L, vocab_size] (``num_classes`` unused; implies a
-    causal mask). ``causal=True`` masks attention causally for the classifier too.
+    Classification logits [B, num_classes] from mean-pooled final features; ``causal=True``
+    masks attention causally.
     """
 
     num_classes: int
@@ -44,7 +43,6 @@ class Transformer(nn.Module):
     mlp_ratio: int = 4
     dropout: float = 0.0
     causal: bool = False
-    causal_lm: bool = False
     dtype: Dtype | None = None
 
     @nn.compact
@@ -58,12 +56,10 @@ class Transformer(nn.Module):
                          jnp.float32)
         h = h + pos[:seq_len].astype(h.dtype)
         h = nn.Dropout(self.dropout)(h, deterministic=not train)
-        mask = nn.make_causal_mask(tokens) if (self.causal or self.causal_lm) else None
+        mask = nn.make_causal_mask(tokens) if self.causal else None
         for _ in range(self.num_layers):
             h = _TransformerBlock(self.num_heads, self.mlp_ratio, self.dropout, dtype=self.dtype)(
                 h, mask, train)
         h = nn.LayerNorm(dtype=self.dtype, param_dtype=jnp.float32)(h)
-        if self.causal_lm:
-            return float32_logits(nn.Dense(self.vocab_size, dtype=self.dtype, param_dtype=jnp.float32)(h))
         h = jnp.mean(h, axis=1)
         return float32_logits(nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=jnp.float32)(h))

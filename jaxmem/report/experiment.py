@@ -8,7 +8,7 @@ import html
 from pathlib import Path
 
 from jaxmem.io import RunError, load_json, save_text
-from jaxmem.report.html import img_file, page, table
+from jaxmem.report.html import attack_table, img_file, page, table
 from jaxmem.report.run import run_html
 
 __all__ = ["experiment_html", "write_report"]
@@ -38,7 +38,7 @@ def experiment_html(workdir) -> str:
     if summary.get("rows"):
         body += ["<h2>Results</h2>", table(summary["rows"])]
     if isinstance(summary.get("attacks"), dict):
-        body += ["<h2>Attacks</h2>", table([{"attack": a, **m} for a, m in summary["attacks"].items()])]
+        body += ["<h2>Attacks</h2>", attack_table(summary["attacks"])]
     figs = [(k, _png_path(workdir, v)) for k, v in summary.get("files", {}).items()]
     figs = [(k, p) for k, p in figs if p is not None]
     if figs:

@@ -8,7 +8,7 @@ import io
 import math
 from pathlib import Path
 
-__all__ = ["fmt", "table", "img_bytes", "img_file", "new_figure", "fig_img", "page", "note"]
+__all__ = ["fmt", "table", "attack_table", "img_bytes", "img_file", "new_figure", "fig_img", "page", "note"]
 
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -44,6 +44,13 @@ def table(rows, keys=None) -> str:
     body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(r.get(k)))}</td>" for k in keys) + "</tr>"
                    for r in rows)
     return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
+
+
+def attack_table(attacks: dict) -> str:
+    """The attack table of a summary (``{attack: {metric: value}}``): an undefined number (NaN;
+    null in summary.json, e.g. a mean over zero targets) shows as "n/a"."""
+    na = lambda v: "n/a" if v is None or (isinstance(v, float) and v != v) else v
+    return table([{"attack": a, **{k: na(v) for k, v in m.items()}} for a, m in attacks.items()])
 
 
 def img_bytes(data: bytes, alt: str, width=None) -> str:

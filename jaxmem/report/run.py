@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxmem.io import load_json
-from jaxmem.report.html import fig_img, img_file, new_figure, note, page, table
+from jaxmem.report.html import attack_table, fig_img, img_file, new_figure, note, page, table
 
 __all__ = ["run_html"]
 
@@ -28,7 +28,7 @@ def _csv(path: Path) -> list:
 def _attack_section(workdir: Path, res: Path, summary: dict) -> str:
     parts = []
     if summary.get("attacks"):
-        parts.append(table([{"attack": a, **m} for a, m in summary["attacks"].items()]))
+        parts.append(attack_table(summary["attacks"]))
     if (res / "roc.png").exists():
         parts.append(img_file(res / "roc.png", "ROC curves (log-log)"))
     if not parts:
@@ -80,6 +80,28 @@ def _convergence_section(workdir: Path, res: Path, num_ok: int) -> str:
     return fig_img(fig, "convergence of memorization") + table(rows)
 
 
+def _lm_sections(workdir: Path, res: Path, summary: dict) -> list:
+    """A language-model run's sections (jaxmem.runs.score_lm wrote them): extraction and the
+    most and least memorized sequences with their texts."""
+    if not (res / "memorization.csv").exists() or not summary:
+        return ["<h2>Language model</h2>", _missing(workdir)]
+    out = ["<h2>Greedy extraction (rate over IN / OUT models)</h2>",
+           table([{"prefix k": e["prefix_length"], "suffix s": e["suffix_length"], "extracted IN": e["rate_in"],
+                   "extracted OUT": e["rate_out"], "sequences": e["scored_sequences"]}
+                  for e in summary.get("extraction", {}).values()])]
+    if (res / "extraction.csv").exists():
+        rows = [r for r in _csv(res / "extraction.csv") if r["members"] == "True"]
+        out += ["<h3>By duplicate / planted count (members)</h3>",
+                table([{k: r[k] for k in ("prefix_length", "by", "count", "trials", "rate", "low", "high")}
+                       for r in rows])]
+    rows = _csv(res / "memorization.csv")
+    keys = ("rank", "example_id", "duplicate_count", "planted_count", "mem", "stderr", "acc_in", "acc_out", "text")
+    shown = lambda rs: table([{k: r[k] for k in keys} for r in rs])
+    out += ["<h2>Most memorized sequences (counterfactual, token accuracy)</h2>", shown(rows[:16]),
+            "<h2>Least memorized sequences</h2>", shown(rows[-8:])]
+    return out
+
+
 def run_html(workdir) -> str:
     """The HTML report of one run directory."""
     from jaxmem.runs import load_run
@@ -90,7 +112,8 @@ def run_html(workdir) -> str:
     keep, ok = np.asarray(run.keep), ~np.asarray(run.diverged)
     rows = [("models", run.num_models), ("training examples", keep.shape[1]),
             ("diverged models", int((~ok).sum()))]
-    for k in ("test_accuracy", "train_accuracy_in", "train_seconds", "models_per_second"):
+    for k in ("test_accuracy", "train_accuracy_in", "train_nll_in", "train_nll_out", "test_nll",
+              "train_token_accuracy_in", "train_token_accuracy_out", "train_seconds", "models_per_second"):
         if k in summary:
             rows.append((k.replace("_", " "), summary[k]))
     if "memorization" in summary:
@@ -109,7 +132,10 @@ def run_html(workdir) -> str:
         body.append(img_file(res / "memorization_hist.png", "memorization histogram"))
     else:
         body.append(_missing(workdir))
-    body += ["<h2>Most memorized training examples</h2>", _examples_section(workdir, res)]
+    if run.is_lm:
+        body += _lm_sections(workdir, res, summary)
+    else:
+        body += ["<h2>Most memorized training examples</h2>", _examples_section(workdir, res)]
     body += ["<h2>Convergence</h2>", _convergence_section(workdir, res, int(ok.sum()))]
     body += ["<h2>Provenance</h2>", table(provenance_rows(workdir))]
     body.append(note(f"Run directory: {html.escape(str(workdir.resolve()))}"))

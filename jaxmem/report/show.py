@@ -107,6 +107,8 @@ def provenance_rows(workdir) -> list:
 
 
 def _fmt(v) -> str:
+    if v is None:   # undefined in summary.json (JSON null: e.g. a mean over zero targets)
+        return "n/a"
     if isinstance(v, float):
         return "nan" if not math.isfinite(v) else f"{v:.4g}"
     return str(v)

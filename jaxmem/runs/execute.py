@@ -99,7 +99,8 @@ def _execute(cfg, workdir: Path, *, overwrite, progress, process_id, num_process
         done = 0 if overwrite else int(covered(workdir, M).sum())
         W.check_disk(workdir, W.storage_plan(cfg, M, len(ds.y_train), len(ds.y_test),
                                              int(ds.num_classes), done, not overwrite and
-                                             (workdir / ".assembled.json").exists()),
+                                             (workdir / ".assembled.json").exists(),
+                                             seq_len=int(ds.x_train.shape[1]) if spec(cfg.model.name).lm else 0),
                      log, freed=W.freed_bytes(workdir, overwrite, num_processes))
     groups = None
     if cfg.subsets.design == "leave_group_out":
@@ -107,7 +108,8 @@ def _execute(cfg, workdir: Path, *, overwrite, progress, process_id, num_process
 
         # an example and its duplicates form one group; with no duplicates, drop whole classes
         groups = duplicate_groups(ds) if cfg.data.duplicates else np.asarray(ds.y_train)
-    keep, model_ratio = make_design(cfg, blocks, len(ds.y_train), groups)
+    # a text dataset's identical texts (natural and planted copies) are IN or OUT together
+    keep, model_ratio = make_design(cfg, blocks, len(ds.y_train), groups, units=getattr(ds, "groups", None))
     preflight.check_batch(cfg, keep)
     if process_id == 0:
         _write_run(cfg, workdir, ds, keep, model_ratio, blocks, overwrite, num_processes, log)
@@ -151,6 +153,10 @@ def _write_run(cfg, workdir: Path, ds, keep, model_ratio, blocks, overwrite, num
             "num_test": len(ds.y_test), "input_shape": list(ds.x_train.shape[1:]),
             "fingerprint": dataset_fingerprint(ds), "meta": ds.meta}
     save_json(workdir / "dataset.json", meta)
+    if hasattr(ds, "texts_train"):   # a text dataset: its texts and per-example facts
+        from jaxmem.data.text_build import text_facts
+
+        save_json(workdir / "text.json", text_facts(ds))
     damaged = integrity.verify(workdir, integrity.DERIVED)
     sums = {}
     arrays = {"labels.npy": ds.y_train, "example_ids.npy": ds.ids_train,

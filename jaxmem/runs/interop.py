@@ -13,7 +13,12 @@ from jaxmem.runs.lock import run_lock
 from jaxmem.runs.store import Run, load_run
 from jaxmem.runs.workdir import check_overwrite, delete_run
 
-__all__ = ["import_arrays", "import_lira", "export_lira", "EXPORT_MARKER"]
+__all__ = ["import_arrays", "import_lira", "export_lira", "ArrayInputError", "EXPORT_MARKER"]
+
+
+class ArrayInputError(RunError, ValueError):
+    """An array given to :func:`import_arrays` is unusable (a RunError for the CLI, and a
+    ValueError: a bad argument)."""
 
 
 def import_arrays(workdir, keep, logits, labels, *, test_logits=None, test_labels=None,
@@ -21,10 +26,17 @@ def import_arrays(workdir, keep, logits, labels, *, test_logits=None, test_label
                   delete_imported=False, source=None) -> Run:
     """Make a scoreable jaxmem run from arrays trained anywhere (PyTorch, the LiRA code, ...).
 
-    ``keep`` [M, N] bool, ``logits`` [M, N, A, C] (or [M, N, C]), ``labels`` [N]; optionally the
-    test set's ``test_logits`` [M, T, A, C] and ``test_labels`` [T] (needed for test accuracy and
-    RMIA's population). The config records ``data.source = "external:NAME"``: such a run can be
-    scored (``jaxmem score``) and reported, not trained. Then score it with :func:`score`.
+    ``keep`` [M, N] bool, ``logits`` [M, N, A, C] (or [M, N, C]), ``labels`` [N] integers in
+    [0, C); optionally the test set's ``test_logits`` [M, T, A, C] and ``test_labels`` [T]
+    (needed for test accuracy and RMIA's population). The config records ``data.source =
+    "external:NAME"``: such a run can be scored (``jaxmem score``) and reported, not trained.
+    Then score it with :func:`score`.
+
+    Labels out of range (e.g. 1..C, or −1) raise :class:`ArrayInputError` (a ValueError and a
+    RunError) naming the range. Models whose logits (or test logits) hold NaN/inf are marked
+    diverged (``diverged.npy``), as ``jaxmem run`` marks its own, with a
+    :class:`~jaxmem.attacks.NonFiniteModelWarning` naming them: scoring leaves them out of the
+    estimators and the attacks.
 
     ``workdir`` must be new or empty; ``overwrite`` replaces a jaxmem run there, and a run
     imported before only with ``delete_imported`` too (its logits cannot be made again).
@@ -42,8 +54,6 @@ def import_arrays(workdir, keep, logits, labels, *, test_logits=None, test_label
         raise RunError(f"logits {logits.shape} do not match keep {keep.shape} (need [M, N, A, C])")
     if labels.shape != (keep.shape[1],) or not np.issubdtype(labels.dtype, np.integer):
         raise RunError(f"labels: expected integer [{keep.shape[1]}], got {labels.dtype} {labels.shape}")
-    if not np.isfinite(logits).all():
-        raise RunError("logits: hold non-finite values")
     M, N, A, C = logits.shape
     if test_logits is None:
         test_logits, test_labels = np.zeros((M, 0, A, C), logits.dtype), np.zeros(0, np.int64)
@@ -55,9 +65,24 @@ def import_arrays(workdir, keep, logits, labels, *, test_logits=None, test_label
             test_labels.shape != test_logits.shape[1:2]:
         raise RunError(f"test_logits {test_logits.shape} / test_labels {test_labels.shape} do not "
                        f"match logits {logits.shape}")
-    if (labels.min(initial=0) < 0 or labels.max(initial=0) >= C or
-            test_labels.min(initial=0) < 0 or test_labels.max(initial=0) >= C):
-        raise RunError(f"labels: out of range for {C} classes")
+    from jaxmem.signals.functions import check_labels
+
+    for name, lab in (("labels", labels), ("test_labels", test_labels)):
+        try:
+            check_labels(lab, C, name=name)
+        except ValueError as e:
+            raise ArrayInputError(str(e).replace(f"{name}: must", f"{name}: out of range: must")) from None
+    diverged = (~np.isfinite(logits).reshape(M, -1).all(1)) | (~np.isfinite(test_logits).reshape(M, -1).all(1))
+    if diverged.all():
+        raise ArrayInputError("logits: every model's logits hold NaN/inf values")
+    if diverged.any():
+        import warnings
+
+        from jaxmem.attacks._checks import NonFiniteModelWarning
+
+        warnings.warn(f"import_arrays: models {np.flatnonzero(diverged).tolist()} have NaN/inf logits; "
+                      "they are marked diverged and left out of scoring", NonFiniteModelWarning,
+                      stacklevel=2)
     from jaxmem.attacks.registry import ATTACKS, IMPORT_ATTACKS
 
     # RMIA needs a population: the test set
@@ -89,7 +114,7 @@ def import_arrays(workdir, keep, logits, labels, *, test_logits=None, test_label
                            ("test_labels.npy", test_labels),
                            ("test_ids.npy", np.arange(test_labels.size)),
                            ("model_ratio.npy", keep.mean(1)), ("logits.npy", logits),
-                           ("test_logits.npy", test_logits), ("diverged.npy", np.zeros(M, bool))):
+                           ("test_logits.npy", test_logits), ("diverged.npy", diverged)):
             sums[fname] = save_npy(workdir / fname, arr)
         integrity.record(workdir, sums)
         provenance.start(workdir, provenance.record(devices=False), imported={
@@ -130,6 +155,9 @@ def export_lira(workdir, dest) -> Path:
     from jaxmem.runs.provenance import load
 
     run = load_run(workdir)
+    if run.is_lm:
+        raise RunError(f"{workdir}: a language-model run stores per-token signals, not the logits the "
+                       f"LiRA layout holds")
     dest = Path(dest)
     run_id = load(workdir).get("run_id") or f"path:{Path(workdir).resolve()}"
     if dest.exists() and not dest.is_dir():

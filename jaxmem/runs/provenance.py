@@ -7,14 +7,15 @@
      "imported": {"source": ...},      only for runs made from arrays trained elsewhere
      "invocations": [{...}, ...]}      every command that wrote the run, oldest first (last 100)
 
-A record (:func:`record`) holds the jaxmem version and git revision (when jaxmem runs from a git
-checkout), the versions of jax, jaxlib, flax, optax, orbax-checkpoint and numpy, the backend and
-device kinds, ``XLA_FLAGS`` and the ``JAX_*`` settings, the command line, host, pid, process
-index / count and the UTC date. Each shard stores the record of the process that trained it
-(``shards/models-A-B/meta.json``: ``provenance``), since processes (or a resumed run) can
-differ: :func:`mismatch` names the fields (:data:`NUMERIC_FIELDS`) on which two shards' records
-differ in a way that can change the numbers, and assembling such mixed shards is refused unless
-``--allow-mixed-shards`` is given.
+A record (:func:`record`) holds the jaxmem version, the SHA-256 of its package source
+(``jaxmem_source``: every ``.py`` file of the installed ``jaxmem`` package, by path and content)
+and the git revision (when jaxmem runs from a git checkout), the versions of jax, jaxlib, flax,
+optax, orbax-checkpoint and numpy, the backend and device kinds, ``XLA_FLAGS`` and the ``JAX_*``
+settings, the command line, host, pid, process index / count and the UTC date. Each shard stores
+the record of the process that trained it (``shards/models-A-B/meta.json``: ``provenance``), since
+processes (or a resumed run) can differ: :func:`mismatch` names the fields
+(:data:`NUMERIC_FIELDS`) on which two shards' records differ in a way that can change the numbers,
+and assembling such mixed shards is refused unless ``--allow-mixed-shards`` is given.
 """
 
 from __future__ import annotations
@@ -31,14 +32,17 @@ from pathlib import Path
 
 from jaxmem.io import load_json, save_json
 
-__all__ = ["record", "NUMERIC_FIELDS", "mismatch", "start", "append", "load", "git_revision",
+__all__ = ["record", "NUMERIC_FIELDS", "mismatch", "start", "append", "load", "git_revision", "source_hash",
            "PROVENANCE", "command_line"]
 
 PROVENANCE = "provenance.json"
 
 #: Record fields that can change a model's numbers: shards that differ in one were trained
 #: under different software or settings.
-NUMERIC_FIELDS = ("jaxmem", "git_revision", "jax", "jaxlib", "flax", "optax", "backend",
+#: The package source's hash, not the git revision, decides: a commit that changes only tests,
+#: docs or experiments (a new revision, the same code) must not make a running experiment's
+#: shards "mixed"; a dirty checkout's edits to the package do change the hash.
+NUMERIC_FIELDS = ("jaxmem", "jaxmem_source", "jax", "jaxlib", "flax", "optax", "backend",
                   "device_kind", "xla_flags")
 
 _MAX_INVOCATIONS = 100
@@ -71,6 +75,20 @@ def git_revision():
     return rev.stdout.strip(), bool(st.stdout.strip()) if st.returncode == 0 else None
 
 
+@functools.lru_cache(maxsize=1)
+def source_hash() -> str:
+    """SHA-256 (hex) of the jaxmem package's Python source: each ``.py`` file's path relative to
+    the package and its bytes, in sorted order."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode() + b"\0")
+        h.update(f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def command_line() -> list:
     """This process's command line (``jaxmem ...`` when run as the jaxmem command)."""
     argv = list(sys.argv)
@@ -84,7 +102,8 @@ def record(*, devices: bool = True, process_id: int = 0, num_processes: int = 1)
     out the backend and devices (and so does not start jax's backend)."""
     rev, dirty = git_revision()
     out = {
-        "jaxmem": _version("jaxmem"), "git_revision": rev, "git_dirty": dirty,
+        "jaxmem": _version("jaxmem"), "jaxmem_source": source_hash(),
+        "git_revision": rev, "git_dirty": dirty,
         "jax": _version("jax"), "jaxlib": _version("jaxlib"), "flax": _version("flax"),
         "optax": _version("optax"), "orbax_checkpoint": _version("orbax-checkpoint"),
         "numpy": _version("numpy"), "python": platform.python_version(),

@@ -68,17 +68,26 @@ def score(workdir, *, log=print, dataset=None, overrides=(), verify: str = "auto
     with run_lock(workdir):
         run = load_run(workdir)
         cfg = run.config
+        if overrides and run.is_lm:
+            raise cfgmod.ConfigError(f"{overrides[0]}: a language-model run is scored with the "
+                                     f"settings it was run with (no scoring overrides)")
         if overrides:
             cfg = cfgmod.from_dict(cfgmod.apply_overrides(load_json(workdir / "config.json"),
                                                           overrides))
         from jaxmem.runs.preflight import check_scoring
 
-        check_scoring(cfg, len(run.labels), len(run.test_labels),
-                      int(run.logits.shape[-1]))       # (before anything is allocated)
+        if not run.is_lm:
+            check_scoring(cfg, len(run.labels), len(run.test_labels),
+                          int(run.logits.shape[-1]))       # (before anything is allocated)
         remove_stale_tmp(workdir, ("results", "results/scores"))
         integrity.ensure_intact(workdir, run.num_models, full=verify == "full", log=log,
                                 allow_mixed=allow_mixed_shards)
-        summary = _score(workdir, run, cfg, log, dataset)
+        if run.is_lm:   # per-token signals instead of logits
+            from jaxmem.runs.score_lm import score_lm
+
+            summary = score_lm(workdir, log=log)
+        else:
+            summary = _score(workdir, run, cfg, log, dataset)
         integrity.record_missing(workdir, log)
         if overrides:
             from jaxmem.io import save_json
@@ -141,15 +150,13 @@ def _score(workdir: Path, run, cfg, log, dataset) -> dict:
                 rmia_kw["rmia_a"] = rc.a
         ev = evaluate(sg, keep, attacks=tuple(cfg.scoring.attacks), targets=targets,
                       model_mask=ok, return_scores=True, **rmia_kw)
-        attack_summary = ev.summary()
         curves = ev.curves()
         write_scores(res / "scores", ev, ids, cfg.signals.dtype)
-        save_json(res / "attacks.json", {
-            "targets": np.asarray(ev.targets).tolist(),
-            "per_target": {a: {k: np.asarray(v).tolist() for k, v in ms.items()}
-                           for a, ms in ev.metrics.items()},
-            "params": ev.params,   # e.g. RMIA's offline a, tuned once
-            "summary": attack_summary})
+        # targets, excluded models, per-target metrics and scored fractions, params (RMIA's a),
+        # summary (means over the n_targets targets where defined); undefined numbers are null
+        stored = ev.to_json()
+        save_json(res / "attacks.json", stored)
+        attack_summary = stored["summary"]
         log(f"scoring: {len(cfg.scoring.attacks)} attacks on {len(ev.targets)} targets in "
             f"{time.time() - t0:.1f} s")
     elif (res / "scores").exists():

@@ -16,6 +16,10 @@ Layout of a run directory (plain formats: ``.npy`` without pickle, JSON, CSV, PN
     diverged.npy         bool [M]      models frozen because their loss/params became non-finite
     NAME_by_epoch.npy    [M, R, N]     training-dynamics records (train.records), e.g. loss, correct
     vog.npy              float32 [M, N] variance of gradients (train.records.vog_epochs)
+    (a language-model run stores instead of logits: token_logp / token_mu / token_sigma /
+    token_correct.npy [M, N, L-1], nll.npy [M, N], test_token_logp.npy [M, T, L-1],
+    test_nll.npy [M, T] (jaxmem.train.lm); its labels.npy
+    holds each sequence's length, and text.json its texts and per-example facts)
     results/             memorization.csv, attacks.json, roc.png, memorization_hist.png
     summary.json
 
@@ -34,15 +38,20 @@ from jaxmem import config as cfgmod
 from jaxmem.io import RunError, load_json, load_npy, save_text
 from jaxmem.runs.records import RECORD_FILES, record_epochs, record_file
 
-__all__ = ["Run", "load_run", "assemble", "RUN_ENTRIES", "shard_name", "covered", "shard_spans",
-           "ASSEMBLED"]
+__all__ = ["Run", "load_run", "assemble", "RUN_ENTRIES", "LM_ARRAYS", "shard_name", "covered",
+           "shard_spans", "ASSEMBLED"]
 
 # What jaxmem writes in a run directory (all that --overwrite deletes).
 RUN_ENTRIES = ("config.json", "design.json", "dataset.json", "keep.npy", "model_ratio.npy",
                "labels.npy", "example_ids.npy", "test_labels.npy", "test_ids.npy", "logits.npy",
                "test_logits.npy", "diverged.npy", "final_loss.npy", *RECORD_FILES,
                "summary.json", "report.html", ".assembled.json", "shards", "ckpt", "results",
-               "variants", "checksums.json", "provenance.json")
+               "variants", "checksums.json", "provenance.json", "text.json", "token_logp.npy",
+               "token_mu.npy", "token_sigma.npy", "token_correct.npy", "nll.npy",
+               "test_token_logp.npy", "test_nll.npy")
+#: The arrays of a language-model run that stand in for logits.npy / test_logits.npy.
+LM_ARRAYS = ("token_logp.npy", "token_mu.npy", "token_sigma.npy", "token_correct.npy", "nll.npy",
+             "test_token_logp.npy", "test_nll.npy")
 
 
 @dataclasses.dataclass
@@ -122,19 +131,34 @@ class Run:
     def num_models(self) -> int:
         return int(self.keep.shape[0])
 
+    @property
+    def is_lm(self) -> bool:
+        """A language-model run (per-token signals instead of logits)."""
+        return (self.path / "nll.npy").exists() and not (self.path / "logits.npy").exists()
+
+    def array(self, name: str, mmap: bool = True):
+        """A stored array by file stem (``run.array("token_logp")``), memory-mapped."""
+        return self._npy(f"{name}.npy", mmap=mmap)
+
+    @property
+    def text(self) -> dict:
+        """A text run's texts and per-example facts (``text.json``, :func:`jaxmem.data.text_build.text_facts`)."""
+        return load_json(self.path / "text.json")
+
 
 def load_run(path) -> Run:
     """Open a finished run directory (see the module docstring for its files)."""
     path = Path(path)
-    for f in ("config.json", "keep.npy", "labels.npy", "logits.npy"):
+    outputs = "nll.npy" if (path / "nll.npy").exists() else "logits.npy"   # a language model's
+    for f in ("config.json", "keep.npy", "labels.npy", outputs):
         if not (path / f).exists():
             raise RunError(f"{path}: not a finished jaxmem run ({f} is missing)")
     run = Run(path)
-    keep, logits = run.keep, run.logits
+    keep, out = run.keep, run._npy(outputs, mmap=True)
     if keep.dtype != bool or keep.ndim != 2:
         raise RunError(f"{path / 'keep.npy'}: expected a bool [M, N] array, got {keep.dtype} {keep.shape}")
-    if logits.shape[:2] != keep.shape:
-        raise RunError(f"{path}: logits {logits.shape} do not match keep {keep.shape}")
+    if out.shape[:2] != keep.shape:
+        raise RunError(f"{path}: {outputs[:-4]} {out.shape} do not match keep {keep.shape}")
     return run
 
 
@@ -151,7 +175,8 @@ def covered(workdir: Path, num_models: int) -> np.ndarray:
     return done
 
 
-ASSEMBLED = ("logits.npy", "test_logits.npy", "diverged.npy", "final_loss.npy")
+#: The arrays assemble() concatenates from the shards (those the shards hold).
+ASSEMBLED = ("logits.npy", "test_logits.npy", "diverged.npy", "final_loss.npy") + LM_ARRAYS
 
 
 def shard_spans(workdir: Path, num_models: int) -> list:
@@ -229,7 +254,8 @@ def assemble(workdir: Path, num_models: int, *, names=None, force: bool = False,
     if not covered.all():
         missing = np.flatnonzero(~covered)
         raise RunError(f"{workdir}: models {missing[:5].tolist()}... have no shard yet")
-    all_names = list(ASSEMBLED)
+    # a run's shards hold logits, or a language-model run's per-token signals (LM_ARRAYS)
+    all_names = [n for n in ASSEMBLED if (spans[0][2] / n).exists()]
     all_names += [f for f in RECORD_FILES if all((d / f).exists() for _, _, d in spans)]
     names = [n for n in (names or all_names) if n in all_names]
     stamp = json.dumps(sorted([a, b] for a, b, _ in spans))

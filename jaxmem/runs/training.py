@@ -194,16 +194,21 @@ def train_models(cfg, ds, keep, blocks, workdir: Path, *, progress=True, process
             t0 = time.time()
             res, recs = _train_chunk(trainer, cfg, rows, ids, workdir / "ckpt" / shard_name(a, b),
                                      stop, sharding, prog, (a, b))
-            lg = trainer.logits(res.state, x_train, queries, out_dtype)
-            tl = trainer.logits(res.state, x_test, queries, out_dtype)
-            jax.block_until_ready((lg, tl))
+            if trainer.lm:   # per-token signals and extraction, never [K, N, L, V] logits
+                from jaxmem.train.lm import chunk_signals
+
+                arrays = chunk_signals(trainer, res.state, ds.x_train, ds.y_train, ds.x_test, ds.y_test)
+            else:
+                arrays = {"logits": trainer.logits(res.state, x_train, queries, out_dtype),
+                          "test_logits": trainer.logits(res.state, x_test, queries, out_dtype)}
+                jax.block_until_ready(arrays)
             seconds = time.time() - t0
             n = b - a
             with atomic_dir(workdir / "shards" / shard_name(a, b)) as tmp:
-                sums = {"logits.npy": save_npy(tmp / "logits.npy", np.asarray(lg)[:n]),
-                        "test_logits.npy": save_npy(tmp / "test_logits.npy", np.asarray(tl)[:n]),
-                        "diverged.npy": save_npy(tmp / "diverged.npy", res.diverged[:n]),
-                        "final_loss.npy": save_npy(tmp / "final_loss.npy", res.final_loss[:n])}
+                sums = {f"{name}.npy": save_npy(tmp / f"{name}.npy", np.asarray(arr)[:n])
+                        for name, arr in arrays.items()}
+                sums["diverged.npy"] = save_npy(tmp / "diverged.npy", res.diverged[:n])
+                sums["final_loss.npy"] = save_npy(tmp / "final_loss.npy", res.final_loss[:n])
                 for name, rec in res.records.items():    # e.g. correct_by_epoch.npy
                     sums[record_file(name)] = save_npy(tmp / record_file(name), rec[:n])
                 save_json(tmp / "meta.json", {"seconds": seconds, "models": [a, b],

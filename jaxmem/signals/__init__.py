@@ -1,12 +1,14 @@
 """Per-example signals from logits.
 
 * :mod:`jaxmem.signals.functions` - pure array functions on logits ``[..., C]``: logit-scaled
-  confidence φ, true-class probability, loss, correctness, RMIA's Taylor soft-margin signal
+  confidence φ, true-class probability, loss, correctness, RMIA's Taylor soft-margin signal;
+  :func:`check_labels` (labels in [0, C), a ValueError naming the range otherwise)
 * :mod:`jaxmem.signals.stream` - the one streamed computation of named per-model signals from
   stored logits ``[M, N, A, C]`` (:func:`compute_signals` -> :class:`Signals`) and its registry
 """
 
 from jaxmem.signals.functions import (
+    check_labels,
     correctness,
     cross_entropy,
     logit_scaled_confidence,
@@ -22,6 +24,6 @@ from jaxmem.signals.stream import (
     rmia_p_spec,
 )
 
-__all__ = ["logit_scaled_confidence", "true_class_probability", "cross_entropy", "correctness",
+__all__ = ["check_labels", "logit_scaled_confidence", "true_class_probability", "cross_entropy", "correctness",
            "taylor_soft_margin_probability", "Signals", "SignalSpec", "SIGNALS",
            "compute_signals", "rmia_p_spec", "RMIA_RESEARCH_SIGNAL"]

@@ -4,6 +4,14 @@ Every function takes ``logits`` of shape ``[..., C]`` and integer ``labels`` of 
 ``logits.shape[:-1]`` (or broadcastable to it) and returns an array of shape ``logits.shape[:-1]``.
 NumPy inputs are computed in NumPy (float64 stays float64, as the LiRA reference code computes φ);
 JAX inputs are computed in ``jax.numpy`` and work under ``jit``/``vmap``.
+
+Labels must be integers in [0, C) (C = ``logits.shape[-1]``): anything else raises a ValueError
+that names the range (:func:`check_labels`), for NumPy inputs and for concrete JAX arrays. Under
+``jit`` / ``vmap`` the labels are tracers whose values cannot be read, so they are not checked:
+an out-of-range label then matches no class and gives a finite, wrong value (φ and the loss
+computed as if z_y were 0, correctness 0). That is the contract: check labels before tracing
+(every entry point that takes labels from a user does: :func:`jaxmem.signals.compute_signals`,
+:func:`jaxmem.attacks.evaluate`, :func:`jaxmem.runs.import_arrays`).
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "check_labels",
     "logit_scaled_confidence",
     "true_class_probability",
     "cross_entropy",
@@ -29,8 +38,41 @@ def _xp(*arrays):
     return np
 
 
+def _traced(x):
+    if not type(x).__module__.startswith("jax"):
+        return False
+    import jax
+
+    return isinstance(x, jax.core.Tracer)
+
+
+def check_labels(labels, num_classes=None, *, shape=None, name="labels"):
+    """``labels`` as an int64 numpy array, checked: integer values (an integral float dtype is
+    accepted), in [0, ``num_classes``) (only ≥ 0 when ``num_classes`` is None), of ``shape``
+    when given. Raises ValueError naming the field and the range otherwise."""
+    y = np.asarray(labels)
+    if shape is not None and y.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {y.shape}")
+    if y.dtype.kind == "b" or y.dtype.kind not in "iuf":
+        raise ValueError(f"{name}: expected integer class labels, got dtype {y.dtype}")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all() or (y != np.round(y)).any():
+            raise ValueError(f"{name}: expected integer class labels, got non-integer values")
+    if y.size:
+        lo, hi = y.min(), y.max()
+        if lo < 0 or (num_classes is not None and hi >= num_classes):
+            rng = f"[0, {num_classes})" if num_classes is not None else "[0, ∞)"
+            bad = int(((y < 0) | (y >= (num_classes if num_classes is not None else np.inf))).sum())
+            raise ValueError(
+                f"{name}: must lie in {rng}" + (f" for {num_classes} classes" if num_classes else "")
+                + f"; got values in [{lo:.0f}, {hi:.0f}] ({bad} of {y.size} out of range)")
+    return y.astype(np.int64)
+
+
 def _prepare(logits, labels):
     xp = _xp(logits, labels)
+    if not _traced(labels):
+        check_labels(labels, np.shape(logits)[-1])
     logits = xp.asarray(logits)
     if not xp.issubdtype(logits.dtype, xp.floating):
         logits = logits.astype(xp.float32)
@@ -56,6 +98,8 @@ def logit_scaled_confidence(logits, labels):
 
     Carlini et al. (2022), "Membership inference attacks from first principles", Sec. IV.B: the
     logit of the true-class softmax probability, which is approximately Gaussian over models.
+    Unbounded: the LiRA reference code's ``log(p_y + 1e-45) − log(Σ p_j + 1e-45)`` floors |φ|
+    at ≈ 103.6 (:func:`jaxmem.attacks.lira_reference_scores` reproduces that; this does not).
     """
     xp, z, _, onehot = _prepare(logits, labels)
     z_y = xp.sum(xp.where(onehot, z, xp.zeros_like(z)), axis=-1)

@@ -120,7 +120,8 @@ def compute_signals(logits, labels, names, *, test_logits=None, test_labels=None
     """Per-example signals of M models from their logits, streamed over blocks of models.
 
     Args:
-      logits: [M, N, A, C] (a memmap is read a block at a time); ``labels`` [N] int.
+      logits: [M, N, A, C] (a memmap is read a block at a time); ``labels`` [N] int in [0, C)
+        (a ValueError names the range otherwise; likewise ``test_labels``).
       names: signal names (keys of :data:`SIGNALS` or ``specs``); ``NAME_pop`` computes NAME on
         ``test_logits`` [M, Z, A, C] / ``test_labels`` [Z]. ``correct_query_average`` is left out
         when A = 1 (it would equal ``correct``).
@@ -145,6 +146,8 @@ def compute_signals(logits, labels, names, *, test_logits=None, test_labels=None
             continue
         if lg is None:
             raise ValueError(f"signals {[n + suffix for n in group]} need test_logits and test_labels")
+        F.check_labels(lab, lg.shape[-1], shape=lg.shape[1:2],
+                       name="test_labels" if suffix else "labels")
         if lg.shape[2] == 1:
             group = [n for n in group if n != "correct_query_average"]
         out.update({n + suffix: v for n, v in _stream(lg, lab, group, specs, dtype, block).items()})

@@ -8,7 +8,7 @@
 * :mod:`jaxmem.train.optim` - optimizers, schedules, DP-SGD's key
 * :mod:`jaxmem.train.augment` - training-time augmentation
 * :mod:`jaxmem.train.rng` - random streams (fold_in of seed, stream, model, step)
-* :mod:`jaxmem.train.lm` - the character language model trainer (canary exposure)
+* :mod:`jaxmem.train.lm` - the language-model path (next-token loss, per-chunk LM signals)
 """
 
 from jaxmem.train.optim import make_optimizer, schedule_factor

@@ -1,188 +1,131 @@
-"""Character-level language models with inserted canaries (Carlini et al. 2019, "The secret sharer").
+"""The language-model path of the stacked trainer, selected by the model family's ``lm`` flag
+(:data:`jaxmem.models.registry.MODELS`): the next-token loss of a batch of sequences, and what a
+run stores of each trained chunk instead of logits (a ``[K, N, L, V]`` logit array never exists).
 
-A small causal transformer (``jaxmem.models.Transformer(causal_lm=True)``) is trained on a text
-that ships with Python (the Zen of Python, ``this.py``, decoded, followed by the interpreter's
-``LICENSE.txt`` when present), into which random secrets ``"my secret number is DDDDDD"`` have
-been inserted 1…k times each. Exposure (Def. 4) ranks each canary's log-perplexity among
-``R`` random secrets of the same format; ``jaxmem.estimators.exposure_rank/exposure_skewnorm``
-turn the losses into bits.
+Batches are rows of a text dataset (:mod:`jaxmem.data.text_build`): tokens ``x`` [B, L] and
+lengths ``y`` [B] (the real tokens are ``arange(L) < y``). Everything else (chunks, vmap,
+``fold_in`` streams, data orders, resume, sharding, DP-SGD) is the trainer's, unchanged.
 
-Everything here is small and CPU-friendly: one jitted optax step, random windows of the corpus.
+:func:`chunk_signals` computes, for every model of a chunk, with the one LM signal code
+(:func:`jaxmem.signals.lm.token_signals`, :func:`jaxmem.signals.lm.greedy_extraction`):
+
+* ``token_logp``, ``token_mu``, ``token_sigma`` [K, N, L − 1] (``signals.dtype``; NaN outside the
+  target mask) and ``token_correct`` [K, N, L − 1] bool, on the training sequences;
+* ``nll`` [K, N] float32: mean token NLL of each sequence (from the float32 log-probabilities);
+* ``test_token_logp`` [K, T, L − 1] and ``test_nll`` [K, T] on the held-out sequences.
+
+Greedy extraction needs no decoding here: prompted with a true prefix, greedy decoding reproduces
+the next tokens exactly as long as each next-token argmax *given the true preceding tokens* is
+right (while it matches, its context is the true sequence), so the longest matched suffix from
+any prefix length is the run of ones in ``token_correct`` that starts there
+(:func:`jaxmem.runs.score_lm.extraction`; checked against decoding with
+:func:`jaxmem.signals.lm.greedy_extraction` in the tests). It costs nothing, for every k.
 """
 
 from __future__ import annotations
-
-import codecs
-import hashlib
-import sys
-from pathlib import Path
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-__all__ = ["corpus", "Canaries", "make_canaries", "insert_canaries", "Vocab", "train_lm",
-           "sequence_losses", "secret_losses"]
+__all__ = ["next_token_loss", "chunk_signals", "CHUNK_ARRAYS"]
 
-PREFIX = "my secret number is "
-DIGITS = 6
-
-
-def corpus(max_chars: int = 20000) -> tuple[str, dict]:
-    """An offline text corpus: the Zen of Python (``this.s`` rot13-decoded) + Python's LICENSE.txt.
-
-    Returns ``(text, meta)`` with the sources and a sha256 of the text (the license text depends
-    on the installed Python version, so runs record which text they used).
-    """
-    import contextlib
-    import importlib
-    import io
-
-    with contextlib.redirect_stdout(io.StringIO()):   # `this` prints the Zen on first import
-        importlib.import_module("this")
-
-    parts, sources = [codecs.decode(sys.modules["this"].s, "rot13")], ["this.py (Zen of Python)"]
-    lic = Path(sys.base_prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "LICENSE.txt"
-    if lic.is_file():
-        parts.append(lic.read_text(errors="ignore"))
-        sources.append(str(lic))
-    text = "\n".join(parts)
-    text = "".join(c for c in text if c == "\n" or 32 <= ord(c) < 127)[:max_chars]
-    meta = {"sources": sources, "chars": len(text),
-            "sha256": hashlib.sha256(text.encode()).hexdigest()[:16]}
-    return text, meta
+#: The arrays a chunk of a language-model run stores (each with the model axis first).
+CHUNK_ARRAYS = ("token_logp", "token_mu", "token_sigma", "token_correct", "nll", "test_token_logp",
+                "test_nll")
+_STATS = ("logp", "mu", "sigma", "correct")
 
 
-class Canaries(NamedTuple):
-    secrets: list          # [K] digit strings
-    repetitions: np.ndarray  # [K] how many times each is inserted
+def next_token_loss(logits, tokens, lengths, label_smoothing: float = 0.0):
+    """Mean cross-entropy of the next token over the target tokens of a batch (Hugging Face's
+    ``labels=input_ids`` loss): logits [B, L, V] at position t predict ``tokens[:, t + 1]``,
+    counted where both positions are real (t + 1 < length). With ``label_smoothing`` the target is
+    ``optax.smooth_labels`` of the one-hot token. A batch without target tokens has loss 0."""
+    L = tokens.shape[1]
+    real = jnp.arange(L)[None] < lengths[:, None]
+    target = real[:, :-1] & real[:, 1:]
+    z, y = logits[:, :-1].astype(jnp.float32), tokens[:, 1:]
+    if label_smoothing:
+        onehot = optax.smooth_labels(jax.nn.one_hot(y, z.shape[-1]), label_smoothing)
+        ce = optax.softmax_cross_entropy(z, onehot)
+    else:
+        ce = optax.softmax_cross_entropy_with_integer_labels(z, y)
+    w = target.astype(jnp.float32)
+    return jnp.sum(ce * w) / jnp.maximum(jnp.sum(w), 1.0)
 
 
-def make_canaries(seed: int, repetitions, per_level: int = 2) -> Canaries:
-    """``per_level`` random 6-digit secrets for each repetition count."""
-    rng = np.random.default_rng(seed)
-    reps = np.repeat(np.asarray(repetitions, np.int64), per_level)
-    secrets = ["".join(map(str, rng.integers(0, 10, DIGITS))) for _ in reps]
-    return Canaries(secrets, reps)
+def _batch_size(cfg, n: int, L: int, V: int) -> int:
+    """Sequences per batch: ``signals.batch_size`` and the n sequences at most, and at most 2^26
+    logits (256 MB)."""
+    return int(max(1, min(cfg.signals.batch_size, n, (1 << 26) // max(1, L * V))))
 
 
-def insert_canaries(text: str, canaries: Canaries, seed: int) -> str:
-    """Insert each canary line ``PREFIX + secret`` ``repetitions`` times at random line breaks."""
-    rng = np.random.default_rng(seed + 1)
-    lines = text.split("\n")
-    extra = [PREFIX + s for s, r in zip(canaries.secrets, canaries.repetitions) for _ in range(r)]
-    pos = np.sort(rng.integers(0, len(lines) + 1, len(extra)))
-    order = rng.permutation(len(extra))
-    out, j = [], 0
-    for i, line in enumerate(lines + [None]):
-        while j < len(pos) and pos[j] == i:
-            out.append(extra[order[j]])
-            j += 1
-        if line is not None:
-            out.append(line)
-    return "\n".join(out)
+def _padded(a, B):
+    n = a.shape[0]
+    nb = max(1, -(-n // B))
+    pad = nb * B - n
+    if pad:
+        a = np.concatenate([a, np.repeat(a[:1], pad, 0)]) if n else np.zeros((pad,) + a.shape[1:], a.dtype)
+    return a.reshape((nb, B) + a.shape[1:])
 
 
-class Vocab(NamedTuple):
-    chars: str
+def _fns(trainer):
+    """The jitted per-chunk functions, built once per trainer."""
+    key = "lm_signal_fns"
+    if key in trainer._train_fns:
+        return trainer._train_fns[key]
+    from jaxmem.signals.lm import masked_mean, token_signals
 
-    @staticmethod
-    def of(text: str) -> Vocab:
-        return Vocab("".join(sorted(set(text) | set("0123456789"))))
+    model = trainer.model
+    out = jnp.float16 if trainer.cfg.signals.dtype == "float16" else jnp.float32
 
-    def encode(self, s: str) -> np.ndarray:
-        table = {c: i for i, c in enumerate(self.chars)}
-        return np.array([table[c] for c in s], np.int32)
+    def apply(params, tokens):
+        return model.apply({"params": params}, tokens, train=False)
 
+    def signals(params, xb, lb, stats):
+        def batch(args):
+            x, n = args
+            mask = jnp.arange(x.shape[1])[None] < n[:, None]
+            ts = token_signals(apply(params, x), x, mask, stats=stats, block_rows=x.shape[0])
+            res = {s: getattr(ts, s) for s in stats}
+            nll = -masked_mean(res["logp"], ts.mask)
+            res = {s: (v.astype(out) if s != "correct" else v == 1) for s, v in res.items()}
+            return res, nll
+        return jax.lax.map(batch, (xb, lb))
 
-def _model(vocab_size, context, model_cfg):
-    from jaxmem.models import get_model
+    def train_sig(state_params, xb, lb):
+        return trainer._map_models(lambda p: signals(p, xb, lb, _STATS), state_params)
 
-    return get_model("transformer", vocab_size, vocab_size=vocab_size, max_len=context,
-                     causal_lm=True, d_model=model_cfg.d_model, num_layers=model_cfg.num_layers,
-                     num_heads=model_cfg.num_heads)
+    def test_sig(state_params, xb, lb):
+        return trainer._map_models(lambda p: signals(p, xb, lb, ("logp",)), state_params)
 
-
-def train_lm(tokens: np.ndarray, vocab_size: int, model_cfg, *, steps: int, batch_size: int = 32,
-             context: int = 64, learning_rate: float = 3e-3, seed: int = 0, log_every: int = 0,
-             log=print):
-    """Train a causal char transformer with Adam on random windows of ``tokens``.
-
-    Returns ``(model, params, losses)`` with the training loss of every step.
-    """
-    model = _model(vocab_size, context, model_cfg)
-    key = jax.random.key(seed)
-    params = jax.jit(model.init)(key, jnp.zeros((1, context), jnp.int32))["params"]
-    sched = optax.warmup_cosine_decay_schedule(0.0, learning_rate, max(1, steps // 20), steps)
-    tx = optax.adam(sched)
-    opt = tx.init(params)
-    data = jnp.asarray(tokens)
-    n_starts = len(tokens) - context - 1
-
-    @jax.jit
-    def step(params, opt, t):
-        k = jax.random.fold_in(jax.random.fold_in(key, 1), t)
-        starts = jax.random.randint(k, (batch_size,), 0, n_starts)
-        idx = starts[:, None] + jnp.arange(context + 1)[None]
-        win = data[idx]
-
-        def loss_fn(p):
-            logits = model.apply({"params": p}, win[:, :-1])
-            return optax.softmax_cross_entropy_with_integer_labels(logits, win[:, 1:]).mean()
-
-        loss, g = jax.value_and_grad(loss_fn)(params)
-        upd, opt = tx.update(g, opt, params)
-        return optax.apply_updates(params, upd), opt, loss
-
-    losses = np.zeros(steps, np.float32)
-    for t in range(steps):
-        params, opt, loss = step(params, opt, t)
-        losses[t] = loss
-        if log_every and (t + 1) % log_every == 0:
-            log(f"  lm step {t + 1}/{steps}  loss {float(loss):.3f}")
-    return model, params, losses
+    fns = trainer._train_fns[key] = {"train": jax.jit(train_sig), "test": jax.jit(test_sig)}
+    return fns
 
 
-def sequence_losses(model, params, prefix: np.ndarray, targets: np.ndarray, batch: int = 512):
-    """Negative log-likelihood (nats) of each row of ``targets`` [R, T] after ``prefix`` [P]:
-    −Σ_t log p(target_t | prefix, target_<t), the canary's log-perplexity of Carlini et al."""
-    prefix = np.asarray(prefix, np.int32)
-    targets = np.asarray(targets, np.int32)
-    R, T = targets.shape
-    P = len(prefix)
-
-    @jax.jit
-    def nll(rows):
-        seq = jnp.concatenate([jnp.broadcast_to(prefix, (rows.shape[0], P)), rows], 1)
-        logits = model.apply({"params": params}, seq[:, :-1])[:, P - 1:]
-        logp = jax.nn.log_softmax(logits.astype(jnp.float32), -1)
-        return -jnp.take_along_axis(logp, rows[..., None], -1)[..., 0].sum(-1)
-
-    out = []
-    for s in range(0, R, batch):
-        rows = targets[s: s + batch]
-        pad = batch - len(rows) if R > batch else 0
-        rows_p = np.concatenate([rows, np.repeat(rows[-1:], pad, 0)]) if pad else rows
-        out.append(np.asarray(nll(jnp.asarray(rows_p)))[: len(rows)])
-    return np.concatenate(out).astype(np.float64)
+def _unbatch(a, n):
+    """[K, nb, B, ...] -> [K, n, ...] on the host."""
+    a = np.asarray(a)
+    return a.reshape((a.shape[0], -1) + a.shape[3:])[:, :n]
 
 
-def secret_losses(model, params, vocab: Vocab, secrets, *, num_references: int, seed: int):
-    """Log-perplexity of each secret and of ``num_references`` random secrets (same for all).
-
-    Returns ``(canary_loss [K], reference_losses [R])``; the references exclude the canaries.
-    """
-    rng = np.random.default_rng(seed + 2)
-    taken = set(secrets)
-    refs = []
-    while len(refs) < num_references:
-        s = "".join(map(str, rng.integers(0, 10, DIGITS)))
-        if s not in taken:
-            refs.append(s)
-            taken.add(s)
-    prefix = vocab.encode("\n" + PREFIX)
-    enc = lambda ss: np.stack([vocab.encode(s) for s in ss])
-    return (sequence_losses(model, params, prefix, enc(secrets)),
-            sequence_losses(model, params, prefix, enc(refs)))
+def chunk_signals(trainer, state, x_train, y_train, x_test, y_test) -> dict:
+    """The arrays of :data:`CHUNK_ARRAYS` for a trained chunk (module docstring), as numpy arrays
+    with the chunk's model axis first. ``x_*`` int32 token sequences [N, L], ``y_*`` their
+    lengths [N] (host arrays)."""
+    cfg = trainer.cfg
+    fns = _fns(trainer)
+    x_train, y_train = np.asarray(x_train, np.int32), np.asarray(y_train, np.int32)
+    x_test, y_test = np.asarray(x_test, np.int32), np.asarray(y_test, np.int32)
+    (N, L), T = x_train.shape, x_test.shape[0]
+    params = state.params
+    B = _batch_size(cfg, N, L, trainer.num_classes)
+    res, nll = fns["train"](params, _padded(x_train, B), _padded(y_train, B))
+    out = {f"token_{s}": _unbatch(v, N) for s, v in res.items()}
+    out["nll"] = _unbatch(nll, N).astype(np.float32)
+    B = _batch_size(cfg, T, L, trainer.num_classes)
+    res, nll = fns["test"](params, _padded(x_test, B), _padded(y_test, B))
+    out["test_token_logp"] = _unbatch(res["logp"], T)
+    out["test_nll"] = _unbatch(nll, T).astype(np.float32)
+    return out

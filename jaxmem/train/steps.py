@@ -17,7 +17,7 @@ __all__ = ["ModelSteps"]
 
 class ModelSteps:
     """One model's training, as methods of the trainer (they read ``self.cfg``, ``self.model``,
-    ``self.tx``, ``self.has_bn``, ``self.records``, ``self.schedule_epochs``)."""
+    ``self.tx``, ``self.has_bn``, ``self.records``, ``self.schedule_epochs``, ``self.lm``)."""
 
     def _init_one(self, key, stem=None):
         sample = jnp.zeros((1,) + tuple(self.x_train.shape[1:]), self.x_train.dtype)
@@ -45,6 +45,10 @@ class ModelSteps:
             logits = self.model.apply(variables, x, train=True, rngs=rngs)
             new_bs = batch_stats
         logits = logits.astype(jnp.float32)
+        if self.lm:   # a causal LM: x are token sequences, y their lengths (jaxmem.train.lm)
+            from jaxmem.train.lm import next_token_loss
+
+            return next_token_loss(logits, x, y, t.label_smoothing), new_bs
         if t.label_smoothing:
             labels = optax.smooth_labels(jax.nn.one_hot(y, self.num_classes), t.label_smoothing)
             loss = optax.softmax_cross_entropy(logits, labels).mean()

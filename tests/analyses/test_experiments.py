@@ -1,6 +1,8 @@
-"""Experiments: attack metrics vs sklearn/brute force, shadow selection, the char-LM pieces, and
+"""Experiments: attack metrics vs sklearn/brute force, shadow selection, canary exposure, and
 each experiment file's quick variant at a reduced size (one fast, the rest @slow)."""
 
+import csv
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +84,23 @@ def test_audit_uses_the_other_healthy_models_as_shadows():
     npt.assert_allclose(sub, lira(phi[0], phi[sh], keep[sh], online=False), rtol=1e-6)
 
 
+def test_audit_lets_the_undefined_metric_warning_through_and_rows_count_targets():
+    """An analysis hides the per-example 'few shadows' warnings, not the one that says a target's
+    metrics are undefined; the table gives NaN for that target and n_targets without it."""
+    from jaxmem.attacks import UndefinedMetricWarning
+
+    keep, ok, s = _signals(M=12)
+    keep[0] = True                                   # target 0 has no non-member: AUC undefined
+    with pytest.warns(UndefinedMetricWarning):
+        ev = X.audit(s, keep, ok, ["lira_online"], [0, 1, 2])
+    m = ev.table()["lira_online"]
+    assert m["n_targets"] == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")               # ... and nothing else escapes
+        ev = X.audit(s, keep, ok, ["lira_online"], [1, 2])
+    assert ev.table()["lira_online"]["n_targets"] == 2
+
+
 def test_audit_rmia_online_research_is_the_research_codes_settings():
     """rmia_online_research: the soft-margin Taylor signal per query, a vote over queries, 20%
     trimmed means and γ = 2, against rmia called directly with those settings (each setting is
@@ -110,50 +129,40 @@ def test_shadow_counts():
     assert shadow_counts(6) == [4, 5]
 
 
-def test_canaries_inserted_the_requested_number_of_times():
-    from jaxmem.train import lm
+def test_canary_exposure_ranks_each_canary_among_the_references(tmp_path):
+    """The analysis reads a run: each (model, secret) pair's line log-perplexity, its rank
+    exposure among the run's reference secrets (brute force), IN/OUT by the keep matrix."""
+    from types import SimpleNamespace
 
-    text = "line a\nline b\nline c\n\nline d"
-    can = lm.make_canaries(3, [1, 3, 5], per_level=2)
-    assert len(set(can.secrets)) == 6 and all(len(s) == lm.DIGITS and s.isdigit() for s in can.secrets)
-    out = lm.insert_canaries(text, can, 3)
-    lines = out.split("\n")
-    for sec, r in zip(can.secrets, can.repetitions):
-        assert lines.count(lm.PREFIX + sec) == r
-    assert "\n".join(x for x in lines if not x.startswith(lm.PREFIX)) == text
+    from jaxmem.analyses import canary_exposure as C
 
-
-def test_sequence_losses_match_a_float64_reference():
-    import jax
-    import jax.numpy as jnp
-
-    from jaxmem.models import get_model
-    from jaxmem.train import lm
-
-    V, P, T = 11, 5, 3
-    model = get_model("transformer", V, vocab_size=V, max_len=16, causal_lm=True, d_model=16,
-                      num_layers=1, num_heads=2)
-    params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 16), jnp.int32))["params"]
-    rng = np.random.default_rng(0)
-    prefix = rng.integers(0, V, P)
-    targets = rng.integers(0, V, (4, T))
-    got = lm.sequence_losses(model, params, prefix, targets, batch=3)
-    apply = jax.jit(lambda x: model.apply({"params": params}, x))
-    for r, row in enumerate(targets):
-        seq = np.concatenate([prefix, row])
-        ref = 0.0
-        for j in range(T):  # one forward per token: the logits at position P+j-1
-            z = np.asarray(apply(jnp.asarray(seq[None, : P + j])), np.float64)[0, -1]
-            ref -= z[row[j]] - np.log(np.exp(z - z.max()).sum()) - z.max()
-        npt.assert_allclose(got[r], ref, rtol=2e-5, atol=2e-5)
-
-
-def test_corpus_is_offline_text():
-    from jaxmem.train import lm
-
-    text, meta = lm.corpus()
-    assert "Beautiful is better than ugly." in text
-    assert meta["chars"] == len(text) > 500
+    rng = np.random.default_rng(3)
+    M, L, R = 4, 6, 50
+    which = np.array([-1, 0, 0, 1, -1, 1, 1, 1])          # secret 0 twice, secret 1 four times
+    count = np.where(which == 0, 2, np.where(which == 1, 4, 0))
+    lengths, tlengths = rng.integers(3, L + 1, 8), rng.integers(3, L + 1, R + 2)
+    lp, tlp = -rng.exponential(size=(M, 8, L - 1)), -rng.exponential(size=(M, R + 2, L - 1))
+    keep = np.array([[True] * 8, [False] * 8, [True] * 8, [False] * 8])
+    arrays = {"token_logp": lp, "test_token_logp": tlp}
+    run = SimpleNamespace(text={"secret_count": count.tolist(), "secret_index": which.tolist(),
+                                "test_secret_index": [-1, -1] + [-2 - r for r in range(R)]},
+                          keep=keep, diverged=np.zeros(M, bool), labels=lengths, test_labels=tlengths,
+                          array=lambda n: arrays[n])
+    s = C.analyze(None, tmp_path, {"main": run}, print)
+    with open(tmp_path / "canaries.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == M * 2
+    loss = lambda a, i, n: -a[i, : n - 1].sum()
+    for r in rows:
+        m, j = int(r["model"]), int(r["secret"])
+        i = int(np.flatnonzero(which == j)[0])
+        c = loss(lp[m], i, lengths[i])
+        refs = np.array([loss(tlp[m], 2 + q, tlengths[2 + q]) for q in range(R)])
+        npt.assert_allclose(float(r["canary_loss"]), c, rtol=1e-5)   # (6 digits in the CSV)
+        npt.assert_allclose(float(r["exposure_rank"]), np.log2(R + 1) - np.log2(1 + (refs <= c).sum()), rtol=1e-5)
+        assert (r["member"] == "True") == bool(keep[m, i]) and int(r["repetitions"]) == count[i]
+    assert [x["repetitions"] for x in s["exposure_by_repetitions"]] == [2, 4]
+    assert s["exposure_by_repetitions"][0]["pairs_in"] == 2 and s["num_references"] == R
 
 
 def test_refuses_unknown_kind_and_foreign_dirs(tmp_path):
@@ -298,6 +307,52 @@ def _check_cleaning_rows(wd):
     trainings = {r["training"] for r in _csv(wd / "retrain.csv") if r["variant"] == "c30"}
     assert trainings == {"noisy", "clean", "memorization_drop", "memorization_relabel", "cleanlab_drop",
                          "cleanlab_relabel", "cumulative_sample_loss_drop", "cumulative_sample_loss_relabel"}
+
+
+# The language-model experiments at a reduced size: tiny LMs, few texts, few epochs.
+LM_TINY = ["data.max_train=50", "data.max_test=20", "data.max_len=32", "model.d_model=16", "model.num_layers=1",
+           "model.num_heads=2", "subsets.num_models=6", "train.epochs=2", "scoring.prefix_lengths=[4,8]",
+           "scoring.suffix_length=8", "data.plant_per_count=2", "data.text_offset=0",
+           "train.batch_size=8"]   # (a batch may not exceed the smallest IN set: ~20 texts at this size)
+
+
+def _lm_checks(name, s, cfg):
+    if name == "lm_memorization":
+        assert {r["count"] for r in s["by_planted_count"]} == set(cfg.data.plant_counts)
+        assert set(s["slopes_vs_planted_count"]) == {"mem", "extraction_k4", "extraction_k8"}
+        assert len(s["most_memorized"]) == 10 and all(r["text"] for r in s["most_memorized"])
+        mems = [r["mem"] for r in s["most_memorized"]]
+        assert mems == sorted(mems, reverse=True)
+    if name == "lm_scaling":
+        assert [r["variant"] for r in s["rows"]] == cfg.experiment.variant_names
+        assert [r["params"] for r in s["rows"]] == sorted(r["params"] for r in s["rows"])
+        assert "mem_vs_params" in s["fits"] and len(s["by_prefix"]) == 2 * len(s["rows"])
+    if name == "lm_mia":
+        attacks = {r["attack"] for r in s["attacks"]}
+        assert attacks == set(cfg.scoring.attacks)
+        assert {r["kind"] for r in s["attacks"]} == {"reference-free", "reference-based"}
+        assert all(0 <= r["auc"] <= 1 for r in s["attacks"])
+
+
+def test_lm_memorization_runs_on_pythons_own_text(tmp_path):
+    """lm_memorization end to end without any data folder (python_text), at a tiny size."""
+    cfg = cfgmod.load_config(ROOT / "experiments" / "lm_memorization.toml",
+                             LM_TINY + ['data.source="python_text"', "data.plant_counts=[1,2,4]"])
+    s = run_experiment(cfg, tmp_path / "lm", progress=False, log=lambda *a: None)
+    _files_exist(s)
+    _lm_checks("lm_memorization", s, cfg)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["lm_memorization", "lm_scaling", "lm_mia"])
+def test_lm_quick_variant_at_reduced_size(name, tmp_path):
+    from shared_data import SHARED_DATA, shared_data
+
+    shared_data("text/kjv_verses.tsv.gz")
+    cfg = cfgmod.load_config(ROOT / "experiments" / f"{name}.toml", LM_TINY + [f'data.data_dir="{SHARED_DATA}"'])
+    s = run_experiment(cfg, tmp_path / name, progress=False, log=lambda *a: None)
+    _files_exist(s)
+    _lm_checks(name, s, cfg)
 
 
 def test_experiment_params_reach_the_analysis_and_unknown_ones_are_refused(tmp_path):

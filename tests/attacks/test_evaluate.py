@@ -122,12 +122,18 @@ def test_few_shadows_warn_once_with_the_count_and_bad_inputs_raise():
     rng = np.random.default_rng(3)
     M, N = 6, 40
     phi, keep = stack(rng, M, N, 1, ties=False)
-    keep[:, 2:] = (np.arange(M) % 2 == 0)[:, None]  # 3 IN, 3 OUT: 2 left on each side
+    for i in range(2, N):  # 3 IN, 3 OUT: 2 left on one side, 3 on the other
+        keep[:, i] = np.isin(np.arange(M), rng.permutation(M)[:3])
     keep[:, 0] = False
     keep[0, 0] = True  # one IN model: NaN online for the other 5 targets, and for target 0 (zero IN)
     keep[:, 1] = [True, True, False, False, False, False]  # 2 IN: NaN online for targets 0, 1
-    with pytest.warns(FewShadowsWarning, match=r"evaluate\[lira_online\].*: 8 of 240 scores"):
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
         ev = evaluate(phi, keep, attacks=("lira_online",), return_scores=True)
+    assert [str(w.message) for w in got if issubclass(w.category, FewShadowsWarning)] == [
+        "evaluate[lira_online] (6 targets): 8 of 240 scores are NaN (fewer than 2 IN or 2 OUT shadow "
+        "models)"]   # once, with the count; every target still has scored members and non-members
+    assert not np.isnan(ev["lira_online"]["auc"]).any()
     assert np.isnan(ev.scores["lira_online"][:, 0]).all()
     np.testing.assert_array_equal(np.isnan(ev.scores["lira_online"][:, 1]), [True, True, False, False, False, False])
     with pytest.raises(ValueError, match="unknown attacks"):

@@ -103,3 +103,16 @@ def test_refuses_pickle_and_partial_data(tmp_path):
             allow_pickle=True)
     with pytest.raises(ValueError, match="pickle"):
         read_lira_layout(tmp_path)
+
+
+def test_reference_phi_floor_and_label_range():
+    """The reference's +1e-45 floors φ at log(1e45) ≈ 103.6 (documented difference); jaxmem's φ is
+    the exact log-odds. Labels outside [0, C) (−1 would index from the end) raise."""
+    z = np.array([[[[300.0, 0.0, 0.0]]]])           # [N=1, 1, A=1, C=3], p_y ≈ 1
+    ref = lira_reference_scores(z, np.array([0]))
+    npt.assert_allclose(ref, np.log(1 + 1e-45) - np.log(2 * np.exp(-300.0) + 1e-45), rtol=1e-12)
+    assert 103 < ref[0, 0] < 104
+    npt.assert_allclose(logit_scaled_confidence(z[:, 0], np.array([[0]])), 300 - np.log(2), rtol=1e-12)
+    for bad in ([-1], [3]):
+        with pytest.raises(ValueError, match=r"must lie in \[0, 3\)"):
+            lira_reference_scores(z, np.array(bad))

@@ -162,3 +162,92 @@ def test_plot_roc_writes_png(tmp_path):
     img = matplotlib.image.imread(out)
     assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
     assert [p.name for p in out.parent.iterdir()] == ["roc.png"]  # no temp file left
+
+
+# --- issue #11: undefined metrics are NaN with a warning, never 0 or 1; ties at ±inf ----------
+
+@pytest.mark.parametrize("case", ["all_members", "no_members", "all_nan", "members_nan", "empty"])
+def test_metrics_without_both_classes_are_nan_with_a_warning(rng, case):
+    from jaxmem.attacks import UndefinedMetricWarning
+
+    n = 50
+    s = rng.normal(size=n)
+    m = rng.random(n) < 0.5
+    if case == "all_members":
+        m[:] = True
+    elif case == "no_members":
+        m[:] = False
+    elif case == "all_nan":
+        s[:] = np.nan
+    elif case == "members_nan":     # only non-members were scored
+        s[m] = np.nan
+    else:
+        s, m = s[:0], m[:0]
+    for fn in (roc_auc, lambda s, m: tpr_at_fpr(s, m, 0.001), balanced_accuracy, epsilon_lower_bound):
+        with pytest.warns(UndefinedMetricWarning, match="undefined"):
+            assert np.isnan(fn(s, m))
+    with pytest.warns(UndefinedMetricWarning):
+        f, t, _ = roc_curve(s, m)
+    ok = ~np.isnan(s)
+    if m[ok].any() or not ok.any():      # sklearn agrees where it draws a curve at all
+        assert np.isnan(f).all() or np.isnan(t).all()
+    if case == "no_members":
+        with pytest.warns(Warning):     # sklearn: UndefinedMetricWarning, TPR NaN
+            fs, ts, _ = sk_roc_curve(m, s, drop_intermediate=False)
+        npt.assert_array_equal(np.isnan(t), np.isnan(ts))
+        npt.assert_allclose(f, fs)
+
+
+def test_all_scores_tied_at_inf_separate_nothing():
+    """Issue #11 item 2: 400 scores all +inf (or all −inf), half members, members first or
+    last: AUC 0.5, TPR@0.1% 0, ε lower bound 0, balanced accuracy 0.5."""
+    for value in (np.inf, -np.inf):
+        for first in (True, False):
+            m = (np.arange(400) < 200) if first else (np.arange(400) >= 200)
+            s = np.full(400, value)
+            assert roc_auc(s, m) == 0.5
+            assert tpr_at_fpr(s, m, 0.001) == 0.0
+            assert epsilon_lower_bound(s, m) == 0.0
+            assert balanced_accuracy(s, m) == 0.5
+
+
+def test_infinite_and_nan_scores_against_brute_force(rng):
+    """±inf ties mixed with finite scores and NaNs (dropped): AUC, TPR@FPR, balanced accuracy by
+    brute force over the scored pairs and thresholds."""
+    for _ in range(4):
+        n = 120
+        s = np.round(rng.normal(size=n), 1)
+        m = rng.random(n) < 0.5
+        u = rng.random(n)
+        s[u < 0.15] = np.inf
+        s[(u >= 0.15) & (u < 0.25)] = -np.inf
+        s[(u >= 0.25) & (u < 0.3)] = np.nan
+        ok = ~np.isnan(s)
+        si, so = s[ok & m][:, None], s[ok & ~m][None, :]
+        npt.assert_allclose(roc_auc(s, m), ((si > so) + 0.5 * (si == so)).mean(), rtol=1e-12)
+        sc, mc = s[ok], m[ok]
+        best_tpr, best_acc = 0.0, 0.0
+        for t in np.r_[np.unique(sc), np.nan]:   # NaN threshold: predict nothing
+            pred = sc >= t
+            tpr, fpr = (pred & mc).sum() / mc.sum(), (pred & ~mc).sum() / (~mc).sum()
+            best_acc = max(best_acc, (tpr + 1 - fpr) / 2)
+            if fpr <= 0.1:
+                best_tpr = max(best_tpr, tpr)
+        npt.assert_allclose(tpr_at_fpr(s, m, 0.1), best_tpr, rtol=1e-12)
+        npt.assert_allclose(balanced_accuracy(s, m), best_acc, rtol=1e-12)
+
+
+def test_batched_roc_metrics_in_blocks_equal_one_block(rng):
+    from jaxmem.attacks.roc import roc_metrics
+
+    s = np.round(rng.normal(size=(9, 70)), 1)
+    m = rng.random((9, 70)) < 0.4
+    s[2, m[2]] = np.nan   # undefined row
+    s[4] = np.inf
+    a = roc_metrics(s, m, (0.01, 0.2), return_counts=True)
+    b = roc_metrics(s, m, (0.01, 0.2), return_counts=True, block_elems=70)
+    for x, y in zip(a, b):
+        npt.assert_array_equal(x, y)
+    assert np.isnan(a[0][2]) and np.isnan(a[1][:, 2]).all()
+    npt.assert_array_equal(a[2], (m & ~np.isnan(s)).sum(1))
+    npt.assert_array_equal(a[3], (~m & ~np.isnan(s)).sum(1))

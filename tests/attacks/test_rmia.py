@@ -1,4 +1,5 @@
-"""RMIA against float64 loop references written here (Zarifzadeh et al. 2024)."""
+"""RMIA against float64 loop references written here (Zarifzadeh et al. 2024). The references
+compare as the research code does: ratio_x * (1 / ratio_z) > gamma."""
 
 import warnings
 
@@ -40,7 +41,7 @@ def ref_rmia(tp, rp, rk, tpz, rpz, online, a, gamma):
             out[i] = np.nan
             continue
         rx = tp[i] / P
-        out[i] = sum(1 for r in rz if rx / r > gamma) / Z
+        out[i] = sum(1 for r in rz if rx * (1 / r) > gamma) / Z
     return out
 
 
@@ -185,7 +186,7 @@ def ref_rmia_q(tp, rp, rk, tpz, rpz, online, a, gamma, aggregate, trim):
         if any(np.isnan(v) for v in rx[i]):
             out[i] = np.nan
             continue
-        wins = sum(1 for j in range(Z) if mode_bool([rx[i][q] / rz[j][q] > gamma for q in range(A)]))
+        wins = sum(1 for j in range(Z) if mode_bool([rx[i][q] * (1 / rz[j][q]) > gamma for q in range(A)]))
         out[i] = wins / Z
     return out
 
@@ -264,7 +265,10 @@ def test_vote_with_one_query_is_the_mean_path():
 
 
 def old_rmia(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, online, a, gamma):
-    """The computation before the per-query options (commit 5b72c45), copied as it was."""
+    """The computation before the per-query options (commit 5b72c45), copied as it was. Its
+    comparison, ratio_z < ratio_x / gamma, is the research code's ratio_x * (1/ratio_z) > gamma
+    for positive ratios except at exact float ties (none in these seeds); not for negative ones
+    (test_comparison_is_the_research_codes below)."""
     keep = np.asarray(ref_keep, bool)
     n_out, n_in = (~keep).sum(0), keep.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -391,3 +395,68 @@ def test_evaluate_passes_the_options_to_rmia():
         ref[t] = False
         npt.assert_array_equal(per.scores["rmia_offline"][j],
                                rmia(p[t], p[ref], keep[ref], p_pop[t], p_pop[ref], aggregate="vote", trim=0.2))
+
+
+# --- issue #11 item 6: the research code's comparison, ratio_x * (1/ratio_z) > gamma -------------
+
+def brute_pairs(rx, rz, gamma):
+    """[N, Z] wins, evaluated as the research code does (float64, torch.outer of the reciprocals)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (rx[:, None] * (1.0 / rz)[None, :]) > gamma
+
+
+def test_negative_population_ratio_never_beats_gamma():
+    """The issue's input: p_x = 0.5, one IN and one OUT reference at 0.5, one population point
+    with p = -0.5 and P(z) = 0.5, gamma = 2: the research code gives 0 (jaxmem gave 1)."""
+    got = rmia(np.array([0.5]), np.array([[0.5], [0.5]]), np.array([[True], [False]]),
+               np.array([-0.5]), np.array([[0.5], [0.5]]), online=True, gamma=2.0)
+    assert got.tolist() == [0.0]
+
+
+@pytest.mark.filterwarnings("ignore:RMIA")
+@pytest.mark.parametrize("aggregate,A", [("mean", 1), ("vote", 3), ("vote", 2)])
+@pytest.mark.parametrize("gamma", [1.0, 2.0, 0.5])
+def test_comparison_is_the_research_codes(rng, aggregate, A, gamma):
+    """Signed probabilities (the Taylor signal goes negative), exact zeros (ratio_z = 0: 1/0 =
+    inf), -0.0, ties: counts equal the N x Z brute force of the research rule, per query and
+    majority-voted (a tie loses)."""
+    M, N, Z = 6, 80, 70
+    keep = rng.random((M, N)) < 0.5
+    grid = np.array([-0.5, -0.25, -0.0, 0.0, 0.25, 0.5, 0.75, 1.0])   # exact, many ties
+    tp = rng.choice(grid, size=(N, A)) + (rng.random((N, A)) < 0.5) * rng.normal(size=(N, A))
+    rp = rng.uniform(0.2, 1.0, size=(M, N, A))
+    tpz = rng.choice(grid, size=(Z, A)) + (rng.random((Z, A)) < 0.5) * rng.normal(size=(Z, A))
+    rpz = rng.uniform(0.2, 1.0, size=(M, Z, A))
+    tpz[:3] = 0.0
+    tpz[3:5] = -0.0
+    tp[:2] = 0.0
+    kw = dict(online=False, a=0.3, gamma=gamma, aggregate=aggregate)
+    got = rmia(tp if A > 1 else tp[:, 0], rp if A > 1 else rp[..., 0], keep,
+               tpz if A > 1 else tpz[:, 0], rpz if A > 1 else rpz[..., 0], **kw)
+    from jaxmem.attacks.rmia import _population_ratio, rmia_reference_mean
+
+    rx = tp / rmia_reference_mean(rp, keep, a=0.3)
+    rz = _population_ratio(tpz, rpz, False, 0.3)
+    assert (rz < 0).any() and (rz == 0).any() and (rx < 0).any()
+    wins = np.stack([brute_pairs(rx[:, q], rz[:, q], gamma) for q in range(A)])   # [A, N, Z]
+    want = np.where(np.isnan(rx).any(1), np.nan, (wins.sum(0) > A // 2).mean(1))   # no OUT model: NaN
+    npt.assert_array_equal(got, want)
+    # the old rule counted z with ratio_z < ratio_x / gamma: a negative ratio_z always "won"
+    if A == 1:
+        old = (rz[None, :, 0] < rx[:, None, 0] / gamma).mean(1)
+        assert (old != want).any()
+
+
+def test_zero_and_infinite_ratios_follow_ieee_as_torch():
+    """ratio_z = +0: every x with ratio_x > 0 wins (x * inf = inf), ratio_x = 0 does not
+    (0 * inf = NaN), ratio_x < 0 does not (-inf); ratio_z = -0 the reverse. NaN ratio_z (0/0)
+    is dropped from Z."""
+    from jaxmem.attacks.rmia import _fraction_winning, _reciprocals
+
+    rz = np.array([0.0, -0.0, 1.0, -2.0, np.nan])
+    rx = np.array([3.0, 0.0, -3.0, np.inf, -np.inf, np.nan])
+    got = _fraction_winning(rx, _reciprocals(rz), 2.0)
+    want = brute_pairs(rx, rz[:4], 2.0).mean(1)
+    want[-1] = np.nan
+    npt.assert_array_equal(got, want)
+    assert got[:5].tolist() == [0.5, 0.0, 0.25, 0.5, 0.5]   # -3: only -0 (-3 * -inf = inf) wins

@@ -163,3 +163,29 @@ def test_loglog_slope_bootstrap_spread_matches_fresh_data_sets(rng):
     ratio = np.median(boot_se) / np.std(mc, ddof=1)
     assert 0.65 < ratio < 1.3, ratio  # measured 0.80-1.05 (mean 0.90) over 40 seeds
     assert abs(np.mean(mc) - 1.3) < 4 * np.std(mc) / math.sqrt(len(mc)) + 0.02
+
+
+def test_loglinear_slope_against_polyfit_and_a_bootstrap_loop(rng):
+    from jaxmem.estimators import loglinear_slope
+
+    G, N = int(rng.integers(2, 5)), int(rng.integers(20, 60))
+    x = np.sort(rng.choice([10, 100, 1_000, 5_000, 20_000, 1e6], size=G, replace=False))
+    v = 0.2 + 0.03 * np.log10(x)[:, None] + rng.normal(0, 0.1, (G, N))
+    v[rng.random((G, N)) < 0.1] = np.nan             # not scored in that group
+    r = loglinear_slope(x, v, num_bootstrap=200, seed=7)
+    means = np.array([np.nanmean(row) for row in v])
+    b, a = np.polyfit(np.log10(x), means, 1)
+    np.testing.assert_allclose([r.slope, r.intercept], [b, a], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(r.means, means, rtol=1e-12)
+    draws = np.random.default_rng(7).integers(0, N, size=(200, N))   # the same paired resamples
+    boots = []
+    for idx in draws:
+        m = np.array([np.nanmean(row[idx]) for row in v])
+        boots.append(np.polyfit(np.log10(x), m, 1)[0])
+    np.testing.assert_allclose([r.low, r.high], np.percentile(boots, [2.5, 97.5]), rtol=1e-9)
+    np.testing.assert_allclose(r.stderr, np.std(boots, ddof=1), rtol=1e-9)
+    with pytest.warns(RuntimeWarning, match="fewer than two"):
+        one = loglinear_slope(x[:1], v[:1])
+    assert np.isnan(one.slope) and np.isnan(one.low)
+    with pytest.raises(ValueError, match="> 0"):
+        loglinear_slope(np.zeros(G), v)

@@ -13,6 +13,7 @@ C = 10
 TINY_AIRBENCH = dict(widths=(8, 16, 16))
 TINY_WRN = dict(depth=10, width=1)
 TRANSFORMER = dict(vocab_size=17, max_len=12, d_model=16, num_layers=2, num_heads=2)
+LM = dict(d_model=16, num_layers=2, num_heads=2)   # causal_lm: its num_classes is the vocabulary
 
 # (name, kwargs, input shape, input kind)
 CASES = {
@@ -26,7 +27,7 @@ CASES = {
     "wrn": ("wrn", TINY_WRN, (3, 8, 8, 3), "float"),
     "transformer": ("transformer", TRANSFORMER, (3, 12), "tokens"),
     "transformer-causal": ("transformer", dict(TRANSFORMER, causal=True), (3, 9), "tokens"),
-    "transformer-lm": ("transformer", dict(TRANSFORMER, causal_lm=True), (2, 12), "tokens"),
+    "causal-lm": ("causal_lm", LM, (2, 12), "tokens"),
 }
 
 
@@ -38,7 +39,7 @@ def _cases(*names, slow=()):
 
 def _input(key, shape, kind):
     if kind == "tokens":
-        return jax.random.randint(key, shape, 0, TRANSFORMER["vocab_size"], jnp.int32)
+        return jax.random.randint(key, shape, 0, C, jnp.int32)   # valid ids of both token families
     return jax.random.normal(key, shape, jnp.float32)
 
 
@@ -59,12 +60,12 @@ def _train_fn(model):
 
 
 def test_model_names_and_unknown():
-    assert set(MODEL_NAMES) == {"mlp", "cnn", "resnet_airbench", "wrn", "transformer"}
+    assert set(MODEL_NAMES) == {"mlp", "cnn", "resnet_airbench", "wrn", "transformer", "causal_lm"}
     with pytest.raises(ValueError):
         get_model("vgg", C)
 
 
-@pytest.mark.parametrize("name,kw,shape,kind", _cases(*[n for n in CASES if n != "transformer-lm"]))
+@pytest.mark.parametrize("name,kw,shape,kind", _cases(*[n for n in CASES if n != "causal-lm"]))
 def test_shapes_and_dtypes(name, kw, shape, kind):
     model = get_model(name, C, **kw)
     x = _input(jax.random.key(1), shape, kind)
@@ -80,13 +81,16 @@ def test_airbench_default_widths_and_lm_shapes():
     variables = jax.eval_shape(model.init, jax.random.key(0), x)
     out = jax.eval_shape(model.apply, variables, x)
     assert out.shape == (2, C) and out.dtype == jnp.float32
-    lm = get_model("transformer", C, causal_lm=True, **TRANSFORMER)
+    lm = get_model("causal_lm", C, **LM)
     tok = jnp.zeros((2, 7), jnp.int32)
-    out = _eval_fn(lm)(_init(lm, tok), tok)
-    chex.assert_shape(out, (2, 7, TRANSFORMER["vocab_size"]))
+    v = _init(lm, tok)
+    out = _eval_fn(lm)(v, tok)
+    chex.assert_shape(out, (2, 7, C))
     assert out.dtype == jnp.float32
-    with pytest.raises(ValueError):
-        lm.init(jax.random.key(0), jnp.zeros((1, TRANSFORMER["max_len"] + 1), jnp.int32))
+    assert v["params"]["pos_embedding"].shape == (7, LM["d_model"])   # positions of its init length
+    chex.assert_shape(_eval_fn(lm)(v, tok[:, :4]), (2, 4, C))
+    with pytest.raises(ValueError, match="positions"):
+        lm.apply(v, jnp.zeros((1, 8), jnp.int32))
 
 
 @pytest.mark.parametrize("name,kw,shape,kind", _cases(
@@ -256,7 +260,7 @@ def test_wrn_param_count(depth, width):
 
 
 @pytest.mark.parametrize("name,kw,shape,kind", _cases(
-    "mlp", "cnn-1d-bn", "airbench", "transformer-lm", slow=("cnn-8x8", "wrn", "transformer")))
+    "mlp", "cnn-1d-bn", "airbench", "causal-lm", slow=("cnn-8x8", "wrn", "transformer")))
 def test_bf16_compute_float32_params_and_logits(name, kw, shape, kind):
     x = _input(jax.random.key(1), shape, kind)
     m32 = get_model(name, C, **kw)
@@ -276,13 +280,13 @@ def test_bf16_compute_float32_params_and_logits(name, kw, shape, kind):
 
 
 def test_causal_lm_logits_ignore_future_tokens():
-    lm = get_model("transformer", C, causal_lm=True, **TRANSFORMER)
+    lm = get_model("causal_lm", C, **LM)
     tok = _input(jax.random.key(1), (3, 12), "tokens")
     v = _init(lm, tok)
     apply = _eval_fn(lm)
     a = apply(v, tok)
     for t in (0, 5, 10):
-        changed = tok.at[:, t + 1:].set((tok[:, t + 1:] + 1) % TRANSFORMER["vocab_size"])
+        changed = tok.at[:, t + 1:].set((tok[:, t + 1:] + 1) % C)
         b = apply(v, changed)
         np.testing.assert_allclose(a[:, :t + 1], b[:, :t + 1], rtol=1e-6, atol=1e-6)
         assert not np.allclose(a[:, t + 1:], b[:, t + 1:])
@@ -298,8 +302,8 @@ def test_flops_per_example_analytic():
     macs = 40 * 3 * 1 * 8 + 20 * 3 * 8 * 16 + 10 * 16 * 32 + 32 * 10
     f = flops_per_example(cnn, (40,))
     assert 2 * macs <= f <= 1.25 * 2 * macs
-    lm = get_model("transformer", C, causal_lm=True, **TRANSFORMER)
-    assert flops_per_example(lm, (12,)) > 2 * 12 * TRANSFORMER["num_layers"] * 12 * 16 ** 2
+    lm = get_model("causal_lm", C, **LM)
+    assert flops_per_example(lm, (12,)) > 2 * 12 * LM["num_layers"] * 12 * 16 ** 2
 
 
 def test_airbench_dirac_init():

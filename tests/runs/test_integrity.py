@@ -157,6 +157,24 @@ def test_provenance_mismatch_compares_numeric_fields_only():
     assert provenance.mismatch(a, {k: v for k, v in b.items() if k != "xla_flags"}) == []
 
 
+def test_shards_of_the_same_package_source_are_not_mixed_across_commits():
+    """A commit that changes only tests or docs gives a new git revision and the same package
+    source: a running experiment's shards still assemble. An edit to the package does not."""
+    import hashlib
+    from pathlib import Path
+
+    import jaxmem
+
+    a = provenance.record(devices=False)
+    assert provenance.mismatch(a, dict(a, git_revision="0" * 40, git_dirty=True)) == []
+    assert provenance.mismatch(a, dict(a, jaxmem_source="f" * 64)) == ["jaxmem_source"]
+    root = Path(jaxmem.__file__).resolve().parent        # brute force, independently of the module
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    assert a["jaxmem_source"] == h.hexdigest()
+
+
 def test_imported_run_damage_advises_a_new_import(tmp_path):
     from jaxmem.runs import import_arrays, score
 

@@ -226,10 +226,10 @@ def test_disk_check_names_the_record_fields_that_shrink_a_run():
     cfg = cfgmod.load_config(None, SETS)
     plan = W.storage_plan(cfg, 3, 120, 40, 10)
     assert plan["records_per_model"] == (2 * 120 * 4) * 3 + 2 * 120 + 3 * 2 * 120 * 4 + 120 * 4
-    with pytest.raises(RunError, match=r"logits and training records .*train\.records\.dtype=float16"):
+    with pytest.raises(RunError, match=r"logits or LM signals and training records .*train\.records\.dtype=float16"):
         W.check_disk(Path("."), plan, lambda *a: None, free=0)
     plain = W.storage_plan(cfgmod.load_config(None, []), 3, 120, 40, 10)
-    with pytest.raises(RunError, match=r"B of logits \(") as e:
+    with pytest.raises(RunError, match=r"B of logits or LM signals \(") as e:
         W.check_disk(Path("."), plain, lambda *a: None, free=0)
     assert "train.records" not in str(e.value)
 

@@ -1,0 +1,90 @@
+"""Membership inference on language models with ground-truth membership: reference-free attacks
+(loss, zlib, Min-K%, Min-K%++) against reference-based ones (the OUT references' mean NLL, LiRA
+with the other models as shadows) on the same models, every model the target in turn. The
+members and non-members are random halves of one corpus, so no distribution shift between
+them inflates the result (the remedy Duan et al. 2024 and Meeus et al. 2024 ask for). Variants
+train longer; planted duplicates give texts seen 1..C times per epoch."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from jaxmem.analyses.common import figure, write_csv
+
+#: Attacks that need no other model (scored from the target's own outputs).
+REFERENCE_FREE = ("loss", "zlib", "min_k", "min_k_plus_plus")
+
+
+def _evaluate(run, attacks, targets):
+    from jaxmem.attacks import evaluate
+    from jaxmem.attacks.registry import get
+    from jaxmem.runs.score_lm import lm_signals
+
+    keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)
+    sig = lm_signals(run, sorted({n for a in attacks for n in get(a).needs}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return evaluate(sig, keep, list(attacks), targets, model_mask=ok, return_scores=True)
+
+
+def analyze(cfg, workdir, runs, log):
+    """Per variant and attack: AUC and TPR at 0.1% / 1% FPR (means over every usable model as the
+    target), overall and by a text's number of copies (each text once: its first row); the log-log
+    ROC of the last variant."""
+    from jaxmem.attacks.plot import plot_roc
+
+    attacks = list(cfg.scoring.attacks)
+    rows, dup_rows, last = [], [], None
+    for name, run in runs.items():
+        ok = ~np.asarray(run.diverged, bool)
+        targets = np.flatnonzero(ok)[: cfg.scoring.targets or None]
+        ev = _evaluate(run, attacks, targets)
+        facts = run.text
+        groups, planted = np.asarray(facts["groups"]), np.asarray(facts["planted_count"])
+        dup = np.asarray(facts["duplicate_count"])
+        first = np.zeros(len(groups), bool)
+        first[np.unique(groups, return_index=True)[1]] = True
+        for a, m in ev.table(first).items():
+            rows.append({"variant": name, "epochs": run.config.train.epochs, "attack": a,
+                         "kind": "reference-free" if a in REFERENCE_FREE else "reference-based", **m})
+        buckets = [("unique (natural)", first & (planted == 0) & (dup == 1))]
+        buckets += [(f"planted x{c}", first & (planted == c)) for c in sorted(set(planted[planted > 0]))]
+        for label, sel in buckets:
+            for a, m in ev.table(sel).items():
+                dup_rows.append({"variant": name, "copies": label, "texts": int(sel.sum()), "attack": a,
+                                 "auc": m["auc"], "tpr_at_0.01_fpr": m["tpr_at_0.01_fpr"]})
+        last = (name, ev, first)
+    files = {"attacks": write_csv(workdir / "attacks.csv", rows),
+             "by_copies": write_csv(workdir / "attacks_by_copies.csv", dup_rows)}
+    if last is not None:
+        name, ev, first = last
+        sub = type(ev)(targets=ev.targets, metrics=ev.metrics, scores={a: s[:, first] for a, s in ev.scores.items()},
+                       members=ev.members[:, first])
+        files["roc"] = plot_roc(sub.curves(), workdir / "roc.png", title=f"{name}: every model the target")
+
+        def draw(ax):
+            for a in attacks:
+                pts = [r for r in dup_rows if r["variant"] == name and r["attack"] == a and r["copies"] != "unique (natural)"]
+                ax.plot([int(r["copies"].split("x")[1]) for r in pts], [r["auc"] for r in pts], marker="o", ms=3,
+                        ls="--" if a in REFERENCE_FREE else "-", label=a)
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("copies of the text (planted)")
+            ax.set_ylabel("AUC over targets")
+            ax.legend(fontsize=6)
+
+        if any(r["copies"] != "unique (natural)" for r in dup_rows):
+            files["auc_vs_copies"] = figure(workdir / "auc_vs_copies.png", draw)
+    best = {}
+    for name in runs:
+        for kind in ("reference-free", "reference-based"):
+            rs = [r for r in rows if r["variant"] == name and r["kind"] == kind]
+            if rs:
+                top = max(rs, key=lambda r: np.nan_to_num(r["tpr_at_0.001_fpr"], nan=-1))
+                best[f"{name}/{kind}"] = {"attack": top["attack"], "auc": top["auc"],
+                                          "tpr_at_0.001_fpr": top["tpr_at_0.001_fpr"],
+                                          "tpr_at_0.01_fpr": top["tpr_at_0.01_fpr"]}
+    return {"rows": [{k: r[k] for k in ("variant", "attack", "kind", "auc", "tpr_at_0.001_fpr", "tpr_at_0.01_fpr")}
+                     for r in rows],
+            "attacks": rows, "by_copies": dup_rows, "best_at_low_fpr": best, "files": files}

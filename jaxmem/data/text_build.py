@@ -1,0 +1,166 @@
+"""A language-model run's data from its config: a text source, split, transformed, tokenized and
+encoded into a :class:`TextData` (a :class:`~jaxmem.data.dataset.Dataset` of token sequences).
+
+Steps, in a fixed order (:func:`build_text_dataset`):
+
+1. read the corpus (:func:`jaxmem.data.text.load_text`: ``kjv``, ``austen``, ``python_text``,
+   ``text:PATH``);
+2. split: a text is held out (test) when ``sha256(text)`` falls in the first
+   ``data.text_test_fraction`` of the hash range, so every copy of a text lands on the same side
+   and the split does not depend on the file's order (the test fraction is met in expectation);
+3. ``data.max_train`` / ``data.max_test``: the first rows of each split, in file order (the
+   training rows after skipping ``data.text_offset`` of them: a window of the corpus);
+4. planted duplicates (``data.plant_counts``, ``data.plant_per_count``;
+   :func:`~jaxmem.data.text_transforms.plant_duplicates`, seed = the run's seed), then secret
+   canaries (``data.canaries`` per count of ``data.canary_counts`` with
+   ``data.canary_kind = "secret"``; :func:`~jaxmem.data.text_transforms.insert_secrets`): the
+   canaries join the training set, their ``data.canary_references`` reference secrets the test set;
+5. the tokenizer (``data.tokenizer``: ``bytes``; ``bpe`` trained on the training texts of step 3,
+   before planting; ``gpt2``) and :func:`~jaxmem.data.text_transforms.encode` at
+   ``data.max_len``.
+
+Representation. ``x`` holds the sequences ``BOS + text + EOS`` (int32 ``[N, L]``, padded with
+the tokenizer's pad id), ``y`` each sequence's number of real tokens (int32, 2..L: the mask is
+``arange(L) < y``; a text cut at L tokens has no EOS), ``num_classes`` the vocabulary size (a
+next-token model classifies over the vocabulary). :class:`TextData` adds the texts, each training
+text's ``source_ids`` and ``groups`` (identical texts share a group: membership designs keep
+them IN or OUT together), and the tokenizer's record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import numpy as np
+
+from jaxmem.data.dataset import DataError, Dataset, make_dataset
+from jaxmem.data.text import TextDataError, TextDataset, load_text
+
+__all__ = ["TextData", "build_text_dataset", "load_text_dataset", "text_split", "text_facts"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class TextData(Dataset):
+    """Token sequences of a text corpus (see the module docstring for ``x``, ``y``, ``num_classes``).
+
+    Extra fields: ``texts_train`` / ``texts_test`` (tuples of str, row order), ``source_ids``
+    (int64 [N]: the id of the row each training text was copied from; its own id otherwise),
+    ``groups`` (int64 [N] in [0, G): identical training texts share a group), ``tokenizer``
+    (the tokenizer's ``config()`` record)."""
+
+    texts_train: tuple = ()
+    texts_test: tuple = ()
+    source_ids: np.ndarray | None = None
+    groups: np.ndarray | None = None
+    tokenizer: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def mask_train(self) -> np.ndarray:
+        return np.arange(self.x_train.shape[1])[None] < self.y_train[:, None]
+
+    @property
+    def mask_test(self) -> np.ndarray:
+        return np.arange(self.x_test.shape[1])[None] < self.y_test[:, None]
+
+
+def text_split(texts, fraction: float) -> np.ndarray:
+    """bool [N]: held-out texts, those whose ``sha256(text)`` (first 60 bits, as a fraction of
+    2^60) is below ``fraction``. Identical texts always agree."""
+    keys = np.array([int(hashlib.sha256(t.encode("utf-8")).hexdigest()[:15], 16) for t in texts],
+                    dtype=np.float64)
+    return keys / float(16 ** 15) < fraction
+
+
+def _rows(ds: TextDataset, rows) -> TextDataset:
+    rows = np.asarray(rows, np.int64)
+    return TextDataset(ds.name, tuple(ds.texts[r] for r in rows), ds.ids[rows], ds.source_ids[rows],
+                       {k: v[rows] for k, v in ds.columns.items()}, ds.meta)
+
+
+def _tokenizer(d, texts):
+    from jaxmem.data.tokenizers import get_tokenizer
+
+    if d.tokenizer == "bpe":
+        return get_tokenizer("bpe", texts, vocab_size=d.bpe_vocab_size)
+    return get_tokenizer(d.tokenizer)
+
+
+def build_text_dataset(cfg) -> TextData:
+    """The run's text data (module docstring). ``cfg``: a run config with a text ``data.source``.
+
+    Raises:
+      DataError: the corpus is missing or malformed, a transform's arguments are invalid, a split
+        is empty, or ``data.max_len`` is not below the vocabulary size.
+    """
+    from jaxmem.data import text_transforms as X
+
+    d = cfg.data
+    try:
+        full = load_text(d.source, data_dir=d.data_dir, column=d.text_column)
+        test = text_split(full.texts, d.text_test_fraction)
+        tr, te = np.flatnonzero(~test), np.flatnonzero(test)
+        tr = tr[d.text_offset:]
+        tr, te = tr[: d.max_train or None], te[: d.max_test or None]
+        train, held = _rows(full, tr), _rows(full, te)
+        tok = _tokenizer(d, train.texts)
+        if d.plant_per_count:
+            train = X.plant_duplicates(train, d.plant_counts, per_count=d.plant_per_count, seed=cfg.seed)
+        if d.canaries:
+            train, refs = X.insert_secrets(train, d.canary_counts, per_count=d.canaries,
+                                           num_references=d.canary_references, seed=cfg.seed)
+            held = TextDataset(held.name, held.texts + refs.texts, np.concatenate([held.ids, refs.ids]),
+                               np.concatenate([held.source_ids, refs.source_ids]), {}, held.meta)
+        if d.max_len >= tok.vocab_size:
+            raise DataError(f"data.max_len: must be below the vocabulary size {tok.vocab_size} "
+                            f"(sequence lengths are stored as labels), got {d.max_len}")
+        etr, ete = X.encode(train.texts, tok, d.max_len), X.encode(held.texts, tok, d.max_len)
+    except TextDataError as e:
+        raise DataError(str(e)) from None
+    groups = np.unique(X.text_groups(train.texts), return_inverse=True)[1].astype(np.int64)
+    meta = {k: v for k, v in train.meta.items() if k not in ("transforms", "next_id")}
+    meta.update(source=d.source, origin="jaxmem.data.text_build", kind="text",
+                tokenizer=tok.name, vocab_size=int(tok.vocab_size), max_len=int(d.max_len),
+                text_test_fraction=float(d.text_test_fraction), max_train=d.max_train,
+                max_test=d.max_test, text_offset=d.text_offset, truncated_train=etr.num_truncated,
+                truncated_test=ete.num_truncated, num_groups=int(groups.max(initial=-1) + 1))
+    ds = make_dataset(d.source, etr.tokens, etr.mask.sum(1, dtype=np.int32), train.ids, ete.tokens,
+                      ete.mask.sum(1, dtype=np.int32), held.ids, tok.vocab_size, meta)
+    ds.meta["transforms"] = list(train.meta.get("transforms", []))
+    ds.meta["next_id"] = max(ds.meta["next_id"], int(train.meta.get("next_id", 0)))
+    return TextData(**{f.name: getattr(ds, f.name) for f in dataclasses.fields(Dataset)},
+                    texts_train=train.texts, texts_test=held.texts, source_ids=train.source_ids,
+                    groups=groups, tokenizer=tok.config())
+
+
+def load_text_dataset(source: str, data_dir=None) -> TextData:
+    """A text source with the default settings (bytes, ``max_len`` 128, 5% held out): what
+    :func:`jaxmem.data.load` returns for ``kjv``, ``austen``, ``python_text`` and ``text:PATH``."""
+    from jaxmem.config import Config, DataConfig
+
+    return build_text_dataset(Config(data=DataConfig(source=source, data_dir=data_dir)))
+
+
+def text_facts(ds: TextData) -> dict:
+    """Per-training-example facts a run stores (JSON-ready lists, row order): ``duplicate_count``
+    (occurrences of the text among the training texts), ``planted_count`` (0 = not planted),
+    ``secret_count`` / ``secret_index`` (:func:`~jaxmem.data.text_transforms.secret_rows`),
+    ``zlib_entropy`` (bytes) of the text each sequence holds (decoded from its real tokens, so a
+    cut sequence is measured as cut), ``groups`` and ``source_ids``; and the texts of both splits."""
+    from jaxmem.data import text_transforms as X
+    from jaxmem.data.tokenizers import from_config
+
+    tok = from_config(ds.tokenizer)
+    seen = [tok.decode(ds.x_train[i, : ds.y_train[i]]) for i in range(ds.num_train)]
+    tds = TextDataset(ds.name, ds.texts_train, ds.ids_train, ds.source_ids, {},
+                      {"transforms": ds.meta.get("transforms", [])})
+    count, which = X.secret_rows(ds.ids_train, ds.meta.get("transforms", []))
+    twhich = X.secret_rows(ds.ids_test, ds.meta.get("transforms", []))[1]
+    return {"duplicate_count": X.duplicate_counts(ds.texts_train).tolist(),
+            "planted_count": X.planted_counts(tds).tolist(),
+            "secret_count": count.tolist(), "secret_index": which.tolist(),
+            "test_secret_index": twhich.tolist(),
+            "zlib_entropy": X.zlib_entropy(seen).tolist(),
+            "groups": np.asarray(ds.groups).tolist(), "source_ids": np.asarray(ds.source_ids).tolist(),
+            "texts_train": list(ds.texts_train), "texts_test": list(ds.texts_test),
+            "tokenizer": ds.tokenizer}

@@ -1,0 +1,264 @@
+"""Scoring a finished language-model run (:mod:`jaxmem.train.lm` stored per-token signals instead
+of logits): counterfactual memorization of every sequence, exact-match accuracy, extraction rates
+by duplicate count, the LM attacks through the one driver, written to ``results/`` and
+``summary.json`` like :func:`jaxmem.runs.score` (which calls :func:`score_lm` for such runs):
+
+    results/memorization.csv   every training sequence, ranked: counterfactual memorization of
+                               token accuracy (Zhang et al. 2021) ± stderr, of the mean token
+                               log-likelihood, IN/OUT accuracies and NLLs, duplicate and planted
+                               counts, per-prefix extraction rate over IN / OUT models, the text
+    results/extraction.csv     extraction rate (Wilson 95%) by duplicate count and by planted
+                               count, per prefix length, members and non-members
+    results/attacks.json       per-target attack metrics and their summary
+    results/memorization_hist.png, results/roc.png
+
+Memorization's metric is each sequence's exact-match token accuracy (the fraction of target
+tokens whose argmax is the true next token; Tirumala et al. 2022); ``mem_loglik`` uses −NLL.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from jaxmem.io import save_json, save_text
+from jaxmem.runs.store import load_run
+
+__all__ = ["score_lm", "lm_signals", "target_mask", "per_sequence", "extraction"]
+
+_BLOCK = 1 << 25   # per-token values read at a time (float64: 256 MB)
+
+
+def target_mask(run) -> np.ndarray:
+    """bool [N, L − 1]: the positions whose next token counts (t + 1 < the sequence's length)."""
+    T = run.array("token_logp").shape[-1]
+    return np.arange(T)[None] < (np.asarray(run.labels, np.int64) - 1)[:, None]
+
+
+def lm_signals(run, names=None) -> dict:
+    """The signals of :data:`jaxmem.attacks.registry.LM_SIGNALS` for :func:`jaxmem.attacks.evaluate`
+    (``names``: only those; per-token arrays stay memory-mapped, model-independent ones are
+    broadcast views): ``loss`` = NLL [M, N], ``phi`` = −NLL [M, N, 1], ``zlib_entropy`` [M, N],
+    ``token_logp`` / ``token_mu`` / ``token_sigma`` [M, N, L − 1], ``token_mask`` [M, N, L − 1]."""
+    from jaxmem.attacks.registry import LM_SIGNALS
+
+    names = LM_SIGNALS if names is None else names
+    nll = np.asarray(run.array("nll"), np.float64)
+    M, N = nll.shape
+    out = {}
+    for n in names:
+        if n == "loss":
+            out[n] = nll
+        elif n == "phi":
+            out[n] = -nll[..., None]
+        elif n == "zlib_entropy":
+            out[n] = np.broadcast_to(np.asarray(run.text["zlib_entropy"], np.float64), (M, N))
+        elif n == "token_mask":
+            tm = target_mask(run)
+            out[n] = np.broadcast_to(tm, (M,) + tm.shape)
+        elif n.startswith("token_"):
+            out[n] = run.array(n)
+        else:
+            raise ValueError(f"{n!r} is not a language-model signal ({', '.join(LM_SIGNALS)})")
+    return out
+
+
+def per_sequence(run) -> np.ndarray:
+    """float64 [M, N]: each model's exact-match token accuracy on each training sequence (the
+    fraction of its target tokens whose argmax is the true next token), read in blocks of models."""
+    corr = run.array("token_correct")
+    M, N, T = corr.shape
+    tm = target_mask(run)
+    n = tm.sum(1)
+    out = np.empty((M, N))
+    step = max(1, _BLOCK // max(1, N * T))
+    for a in range(0, M, step):
+        c = np.asarray(corr[a:a + step], bool)
+        out[a:a + step] = (c & tm).sum(-1) / np.maximum(n, 1)
+    return out
+
+
+def extraction(run, k: int, s: int):
+    """Greedy extraction from the k-token prefix (BOS included) of every training sequence
+    (Carlini et al. 2022's k-extractability with an s-token suffix), from the stored
+    ``token_correct``: ``(matched int16 [M, N], valid bool [N])``. ``matched`` counts the leading
+    suffix tokens greedy decoding reproduces: prompted with a true prefix, decoding stays on the
+    true sequence while each next-token argmax given the true preceding tokens is right, so it is
+    the run of ones of ``token_correct[..., k - 1 : k - 1 + s]`` (equal to decoding with
+    :func:`jaxmem.signals.lm.greedy_extraction` up to argmax ties and float rounding; tested).
+    ``matched == s``: extracted. ``valid``: the sequence has k + s real tokens (others: matched 0,
+    and they are left out of rates)."""
+    corr = run.array("token_correct")
+    M, N, _ = corr.shape
+    valid = np.asarray(run.labels, np.int64) >= k + s
+    out = np.zeros((M, N), np.int16)
+    step = max(1, _BLOCK // max(1, N * s))
+    for a in range(0, M, step):
+        c = np.asarray(corr[a:a + step, :, k - 1:k - 1 + s], bool)
+        run_len = np.cumprod(c, axis=-1, dtype=np.int16).sum(-1, dtype=np.int16)
+        out[a:a + step] = np.where(valid, run_len, 0)
+    return out, valid
+
+
+def _rate_rows(tables, k, by, members):
+    rows = []
+    for c, tr, sc, r, lo, hi, nseq in zip(*tables):
+        rows.append({"prefix_length": k, "by": by, "members": members, "count": int(c),
+                     "trials": int(tr), "extracted": int(sc), "rate": float(r), "low": float(lo),
+                     "high": float(hi), "sequences": int(nseq)})
+    return rows
+
+
+def score_lm(workdir, *, log=print) -> dict:
+    """Estimators, extraction tables and attacks of a finished language-model run (module
+    docstring); returns and writes ``summary.json``."""
+    from jaxmem.attacks import evaluate
+    from jaxmem.estimators.lm import counterfactual_memorization_lm, extraction_rate_by_count
+
+    workdir = Path(workdir)
+    run = load_run(workdir)
+    cfg = run.config
+    keep = np.asarray(run.keep, bool)
+    ok = ~np.asarray(run.diverged, bool)
+    res = workdir / "results"
+    res.mkdir(exist_ok=True)
+    facts = run.text
+    dup = np.asarray(facts["duplicate_count"], np.int64)
+    planted = np.asarray(facts["planted_count"], np.int64)
+    acc = per_sequence(run)
+    nll = np.asarray(run.array("nll"), np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mem = counterfactual_memorization_lm(keep, acc, model_mask=ok)
+        mem_ll = counterfactual_memorization_lm(keep, -nll, model_mask=ok)
+    ks, s = list(cfg.scoring.prefix_lengths), int(cfg.scoring.suffix_length)
+    ext_in, ext_out, tables = {}, {}, []
+    for k in ks:
+        matched, valid = extraction(run, k, s)
+        x = matched == s
+        use = valid[None] & ok[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ext_in[k] = (x & use & keep).sum(0) / (use & keep).sum(0)
+            ext_out[k] = (x & use & ~keep).sum(0) / (use & ~keep).sum(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for members in (True, False):
+                tables += _rate_rows(extraction_rate_by_count(x, dup, keep=keep, members=members, valid=use),
+                                     k, "duplicate_count", members)
+                if (planted > 0).any():
+                    sel = planted > 0
+                    tables += _rate_rows(extraction_rate_by_count(
+                        x[:, sel], planted[sel], keep=keep[:, sel], members=members, valid=use[:, sel]),
+                        k, "planted_count", members)
+    order = np.argsort(-np.nan_to_num(mem.mem, nan=-np.inf), kind="stable")
+    _memorization_csv(res / "memorization.csv", run, order, mem, mem_ll, acc, nll, keep, ok, dup,
+                      planted, ext_in, ext_out, facts["texts_train"])
+    _csv(res / "extraction.csv", tables)
+    attack_summary, curves = {}, {}
+    if cfg.scoring.attacks:
+        targets = np.flatnonzero(ok)[: cfg.scoring.targets] if cfg.scoring.targets else None
+        from jaxmem.attacks.registry import get
+
+        sig = lm_signals(run, sorted({n for a in cfg.scoring.attacks for n in get(a).needs}))
+        n_targets = len(targets) if targets is not None else int(ok.sum())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ev = evaluate(sig, keep, attacks=tuple(cfg.scoring.attacks), targets=targets, model_mask=ok,
+                          return_scores=n_targets * keep.shape[1] <= 50_000_000)
+        attack_summary = ev.summary()
+        curves = ev.curves() if ev.scores else {}
+        save_json(res / "attacks.json", {
+            "targets": np.asarray(ev.targets).tolist(),
+            "per_target": {a: {k: np.asarray(v).tolist() for k, v in ms.items()} for a, ms in ev.metrics.items()},
+            "params": ev.params, "summary": attack_summary})
+    figures = {}
+    try:
+        from jaxmem.runs.score import _plots
+
+        figures = _plots(res, mem, curves)
+    except Exception as e:  # plotting is a convenience; never lose a scored run to it
+        log(f"warning: plotting failed: {e}")
+    summary = _summary(cfg, workdir, run, keep, ok, acc, nll, mem, mem_ll, ks, ext_in, ext_out, order,
+                       attack_summary, {"memorization": str(res / "memorization.csv"),
+                                        "extraction": str(res / "extraction.csv"), **figures})
+    save_json(workdir / "summary.json", summary)
+    return summary
+
+
+def _nanmean(x) -> float | None:
+    x = np.asarray(x, float)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else None
+
+
+def _summary(cfg, workdir, run, keep, ok, acc, nll, mem, mem_ll, ks, ext_in, ext_out, order, attacks,
+             files) -> dict:
+    from jaxmem.io import load_json
+
+    shard_meta = [load_json(d / "meta.json") for d in sorted((workdir / "shards").glob("models-*"))
+                  if (d / "meta.json").exists()]
+    seconds = float(sum(m["seconds"] for m in shard_meta if m["models"][1] <= len(keep)))
+    k_ok = keep[ok]
+    test_nll = np.asarray(run.array("test_nll"), np.float64)[ok]
+    n_tok = np.asarray(run.labels, np.float64) - 1   # target tokens of each sequence
+    with np.errstate(invalid="ignore", divide="ignore"):   # Tirumala et al.'s M(f): pooled over tokens
+        em_in = (acc[ok] * n_tok * k_ok).sum(1) / (n_tok * k_ok).sum(1)
+        em_out = (acc[ok] * n_tok * ~k_ok).sum(1) / (n_tok * ~k_ok).sum(1)
+    ids = run.example_ids
+    return {
+        "name": cfg.name, "kind": "language_model", "num_models": int(keep.shape[0]),
+        "num_examples": int(keep.shape[1]), "num_test": int(len(run.test_labels)),
+        # exact-match accuracy (Tirumala et al. 2022): per model over all IN (OUT) target tokens,
+        # mean over models; and the mean over (model, sequence) pairs of each sequence's accuracy
+        "exact_match_in": _nanmean(em_in), "exact_match_out": _nanmean(em_out),
+        "train_token_accuracy_in": _nanmean(acc[ok][k_ok]), "train_token_accuracy_out": _nanmean(acc[ok][~k_ok]),
+        "train_nll_in": _nanmean(nll[ok][k_ok]), "train_nll_out": _nanmean(nll[ok][~k_ok]),
+        "test_nll": _nanmean(test_nll),
+        "train_seconds": seconds, "models_per_second": float(keep.shape[0] / seconds) if seconds else None,
+        "diverged": {"count": int((~ok).sum()), "models": np.flatnonzero(~ok).tolist()},
+        "memorization": {"metric": "token accuracy", "mean": _nanmean(mem.mem),
+                         "mean_stderr": _nanmean(mem.stderr), "mean_loglik": _nanmean(mem_ll.mem),
+                         "top10": [int(ids[i]) for i in order[:10]], "top10_index": [int(i) for i in order[:10]],
+                         "num_nan": int((~np.isfinite(mem.mem)).sum())},
+        "extraction": {f"k{k}": {"prefix_length": k, "suffix_length": cfg.scoring.suffix_length,
+                                 "rate_in": _nanmean(ext_in[k]), "rate_out": _nanmean(ext_out[k]),
+                                 "scored_sequences": int(np.isfinite(ext_in[k]).sum())} for k in ks},
+        "attacks": attacks, "files": files,
+    }
+
+
+def _csv(path: Path, rows: list) -> None:
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    save_text(path, buf.getvalue())
+
+
+def _memorization_csv(path, run, order, mem, mem_ll, acc, nll, keep, ok, dup, planted, ext_in, ext_out,
+                      texts) -> None:
+    ids, lengths = run.example_ids, run.labels
+    k_ok = keep & ok[:, None]
+    o_ok = ~keep & ok[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):   # (a diverged model's NaN left out)
+        nll_in = np.where(k_ok, nll, 0.0).sum(0) / k_ok.sum(0)
+        nll_out = np.where(o_ok, nll, 0.0).sum(0) / o_ok.sum(0)
+    g = lambda x: float(x)
+    rows = []
+    for r, i in enumerate(order):
+        row = {"rank": r, "example_id": int(ids[i]), "index": int(i), "length": int(lengths[i]),
+               "duplicate_count": int(dup[i]), "planted_count": int(planted[i]), "mem": g(mem.mem[i]),
+               "stderr": g(mem.stderr[i]), "n_in": int(mem.n_in[i]), "n_out": int(mem.n_out[i]),
+               "acc_in": g(mem.mean_in[i]), "acc_out": g(mem.mean_out[i]), "mem_loglik": g(mem_ll.mem[i]),
+               "nll_in": g(nll_in[i]), "nll_out": g(nll_out[i])}
+        for k in ext_in:
+            row[f"extracted_in_k{k}"] = g(ext_in[k][i])
+            row[f"extracted_out_k{k}"] = g(ext_out[k][i])
+        row["text"] = texts[i]
+        rows.append(row)
+    _csv(path, rows)

@@ -1,0 +1,53 @@
+"""Language-model configs are validated at the door: text sources and causal LMs come together,
+and each field that does not apply (or is out of range) is refused with one line naming it."""
+
+import pytest
+
+from jaxmem import config as cfgmod
+
+LM = ['data.source="python_text"', 'model.name="causal_lm"', "scoring.attacks=[]"]
+
+
+def test_a_language_model_config_resolves():
+    cfg = cfgmod.load_config(None, LM + ['scoring.attacks=["loss","zlib","min_k","min_k_plus_plus","reference",'
+                                         '"lira_online","lira_offline"]'])
+    assert cfg.data.tokenizer == "bytes" and cfg.data.max_len == 128
+    assert cfg.scoring.prefix_lengths == [32] and cfg.scoring.suffix_length == 16
+
+
+@pytest.mark.parametrize("sets,field", [
+    (['data.source="python_text"'], "model.name"),
+    (['model.name="causal_lm"'], "data.source"),
+    (['data.source="text:x.txt"', 'model.name="transformer"'], "model.name"),
+    (LM + ['scoring.attacks=["rmia_offline"]'], "scoring.attacks"),
+    (LM + ['scoring.attacks=["shokri"]'], "scoring.attacks"),
+    (['scoring.attacks=["min_k"]'], "scoring.attacks"),
+    (['scoring.attacks=["zlib"]'], "scoring.attacks"),
+    (LM + ['data.tokenizer="sentencepiece"'], "data.tokenizer"),
+    (LM + ["data.max_len=3"], "data.max_len"),
+    (LM + ["data.bpe_vocab_size=100"], "data.bpe_vocab_size"),
+    (LM + ["data.text_test_fraction=1.0"], "data.text_test_fraction"),
+    (LM + ["data.plant_counts=[2,2]", "data.plant_per_count=1"], "data.plant_counts"),
+    (LM + ["data.plant_per_count=3"], "data.plant_counts"),
+    (LM + ["data.plant_per_count=-1", "data.plant_counts=[2]"], "data.plant_per_count"),
+    (LM + ["data.canaries=2"], "data.canary_kind"),
+    (LM + ["data.canaries=2", 'data.canary_kind="secret"', "data.canary_counts=[0]"], "data.canary_counts"),
+    (LM + ['data.canary_kind="secret"', "data.canary_references=0"], "data.canary_references"),
+    (['data.canaries=2', 'data.canary_kind="secret"'], "data.canary_kind"),
+    (LM + ["data.label_noise=0.1"], "data.label_noise"),
+    (LM + ["data.duplicates=3"], "data.duplicates"),
+    (LM + ["data.long_tail_classes=[1]"], "data.long_tail_classes"),
+    (LM + ['subsets.design="leave_group_out"'], "subsets.design"),
+    (LM + ["train.record_forgetting=true"], "train.record_forgetting"),
+    (LM + ['train.records.fields=["loss"]'], "train.records"),
+    (LM + ["train.records.vog_epochs=[1,2]"], "train.records"),
+    (LM + ['train.augment="flip"'], "train.augment"),
+    (LM + ["scoring.influence_top_k=3"], "scoring.influence_top_k"),
+    (LM + ['signals.queries=["identity","flip"]'], "signals.queries"),
+    (LM + ["scoring.prefix_lengths=[]"], "scoring.prefix_lengths"),
+    (LM + ["scoring.suffix_length=0"], "scoring.prefix_lengths"),
+    (LM + ["data.max_len=40"], "scoring.prefix_lengths"),
+])
+def test_refused_with_the_field_named(sets, field):
+    with pytest.raises(cfgmod.ConfigError, match=f"^{field}"):
+        cfgmod.load_config(None, sets)

@@ -1,0 +1,130 @@
+"""jaxmem.data.text_build: a language-model run's data from its config (split by text hash,
+max_train, planted duplicates, secret canaries, tokenizer, encoding, groups, per-example facts),
+against brute-force recomputations; the text sources in the data registry."""
+
+import hashlib
+import zlib
+
+import numpy as np
+import pytest
+
+from jaxmem import config as cfgmod
+from jaxmem.data import DataError, build_dataset, load, sources
+from jaxmem.data import text_transforms as X
+from jaxmem.data.text_build import TextData, text_facts, text_split
+
+LM = ['model.name="causal_lm"', "scoring.attacks=[]", "scoring.prefix_lengths=[4]", "scoring.suffix_length=4"]
+
+
+def _cfg(tmp_path, lines, *sets):
+    p = tmp_path / "corpus.txt"
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return cfgmod.load_config(None, LM + [f'data.source="text:{p}"', *sets])
+
+
+def _lines(rng, n):
+    words = ["alpha", "beta", "gamma", "delta", "é", "中"]
+    return [" ".join(rng.choice(words, size=int(rng.integers(1, 8)))) + f" {i}" for i in range(n)]
+
+
+def test_split_by_text_hash_keeps_copies_together(rng):
+    texts = _lines(rng, 400)
+    texts += [texts[3]] * 5 + [texts[10]] * 3   # natural duplicates
+    f = float(rng.uniform(0.1, 0.5))
+    held = text_split(texts, f)
+    want = [int(hashlib.sha256(t.encode()).hexdigest()[:15], 16) / 16 ** 15 < f for t in texts]
+    np.testing.assert_array_equal(held, want)
+    for t in set(texts):
+        assert len({held[i] for i, u in enumerate(texts) if u == t}) == 1
+    assert abs(held.mean() - f) < 0.1
+
+
+def test_build_text_dataset_against_brute_force(tmp_path, rng):
+    lines = _lines(rng, 300)
+    lines[5] = ""                                  # empty lines are skipped (not examples)
+    lines += [lines[7]] * 3                        # a natural duplicate group of 4
+    cfg = _cfg(tmp_path, lines, "data.max_len=24", "data.text_test_fraction=0.2", "data.max_train=200",
+               "data.plant_counts=[1,2,4]", "data.plant_per_count=3", "data.canaries=2",
+               'data.canary_kind="secret"', "data.canary_counts=[1,3]", "data.canary_references=20",
+               "seed=5")
+    ds = build_dataset(cfg)
+    assert isinstance(ds, TextData) and ds.num_classes == 259 and ds.x_train.shape[1] == 24
+    real = [(i, t) for i, t in enumerate(lines) if t.strip()]
+    held = text_split([t for _, t in real], 0.2)
+    train = [(i, t) for (i, t), h in zip(real, held) if not h][:200]
+    test = [(i, t) for (i, t), h in zip(real, held) if h]
+    n_plant = 3 * (0 + 1 + 3)
+    n_secret = 2 * (1 + 3)
+    assert ds.num_train == 200 + n_plant + n_secret and ds.num_test == len(test) + 20
+    np.testing.assert_array_equal(ds.ids_train[:200], [i for i, _ in train])
+    assert ds.texts_train[:200] == tuple(t for _, t in train)
+    assert ds.texts_test[: len(test)] == tuple(t for _, t in test)
+    # tokens, lengths (= the mask's sums), groups of identical texts
+    for r in range(ds.num_train):
+        full = [257] + list(ds.texts_train[r].encode()) + [258]
+        n = min(len(full), 24)
+        assert ds.y_train[r] == n and list(ds.x_train[r, :n]) == full[:n]
+        assert (ds.x_train[r, n:] == 256).all()
+    for a in range(0, ds.num_train, 7):
+        same = [b for b in range(ds.num_train) if ds.texts_train[b] == ds.texts_train[a]]
+        assert set(np.flatnonzero(ds.groups == ds.groups[a])) == set(same)
+    assert ds.groups.max() + 1 == len(set(ds.texts_train)) == ds.meta["num_groups"]
+    # per-example facts
+    f = text_facts(ds)
+    for r in range(0, ds.num_train, 5):
+        assert f["duplicate_count"][r] == ds.texts_train.count(ds.texts_train[r])
+        seen = bytes(ds.x_train[r, 1:ds.y_train[r]][ds.x_train[r, 1:ds.y_train[r]] < 256].tolist())
+        assert f["zlib_entropy"][r] == len(zlib.compress(seen.decode("utf-8", "replace").encode()))
+    planted = np.asarray(f["planted_count"])
+    assert sorted(np.unique(planted).tolist()) == [0, 1, 2, 4] and (planted == 4).sum() == 12
+    sc = np.asarray(f["secret_count"])
+    assert (sc == 3).sum() == 6 and (sc == 1).sum() == 2
+    assert all(ds.texts_train[r].startswith(X.SECRET_PREFIX) for r in np.flatnonzero(sc))
+    refs = np.asarray(f["test_secret_index"])
+    assert (refs <= -2).sum() == 20 and all(t.startswith(X.SECRET_PREFIX) for t in ds.texts_test[-20:])
+    # deterministic
+    again = build_dataset(cfg)
+    np.testing.assert_array_equal(again.x_train, ds.x_train)
+    assert again.texts_train == ds.texts_train
+
+
+def test_text_sources_are_registered_and_errors_are_data_errors(tmp_path, monkeypatch):
+    monkeypatch.delenv("JAXMEM_DATA", raising=False)
+    for s in ("kjv", "austen", "python_text", "text:/x.txt"):
+        sources.check_source(s)
+        assert sources.is_text_source(s)
+    assert not sources.is_text_source("digits")
+    ds = load("python_text")
+    assert isinstance(ds, TextData) and ds.meta["tokenizer"] == "bytes" and ds.x_train.shape[1] == 128
+    with pytest.raises(DataError, match="data_dir is not set"):
+        load("kjv")
+    cfg = _cfg(tmp_path, ["a b", "c d"], "data.max_len=300")
+    with pytest.raises(DataError, match="max_len"):
+        build_dataset(cfg)
+    cfg = _cfg(tmp_path, ["a b", "c d"], "data.text_test_fraction=0.0")
+    with pytest.raises(DataError, match="empty test"):
+        build_dataset(cfg)
+
+
+def test_bpe_tokenizer_is_trained_on_the_training_texts(tmp_path, rng):
+    pytest.importorskip("tokenizers", reason="the optional 'tokenizers' package (jaxmem[text]) is not installed")
+    lines = _lines(rng, 300)
+    cfg = _cfg(tmp_path, lines, "data.max_len=16", 'data.tokenizer="bpe"', "data.bpe_vocab_size=300",
+               "data.plant_counts=[8]", "data.plant_per_count=1")
+    ds = build_dataset(cfg)
+    from jaxmem.data.tokenizers import from_config, train_bpe
+
+    tok = from_config(ds.tokenizer)
+    want = train_bpe(ds.texts_train[: ds.num_train - 7], 300)   # before the 7 planted copies
+    assert tok.config() == want.config() and ds.num_classes == tok.vocab_size
+    assert tok.decode(ds.x_train[0, 1:ds.y_train[0] - 1]) == ds.texts_train[0][: len(tok.decode(
+        ds.x_train[0, 1:ds.y_train[0] - 1]))]
+
+
+def test_text_offset_is_a_window_of_the_training_rows(tmp_path, rng):
+    lines = _lines(rng, 120)
+    whole = build_dataset(_cfg(tmp_path, lines, "data.max_len=16"))
+    win = build_dataset(_cfg(tmp_path, lines, "data.max_len=16", "data.text_offset=30", "data.max_train=25"))
+    np.testing.assert_array_equal(win.ids_train, whole.ids_train[30:55])
+    np.testing.assert_array_equal(win.x_train, whole.x_train[30:55])
+    np.testing.assert_array_equal(win.ids_test, whole.ids_test)
