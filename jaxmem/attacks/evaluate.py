@@ -126,7 +126,8 @@ def evaluate(
       attacks: names of :data:`jaxmem.attacks.registry.ATTACKS`.
       targets: model indices to attack (default: every usable model).
       model_mask: [M] bool, False for models to exclude entirely (diverged): neither targets nor
-        shadows. Models whose signals (those the attacks read) hold NaN/inf are excluded as well,
+        shadows. Models whose signals (those the attacks read, but the per-token ones of
+        ``registry.UNCHECKED_SIGNALS``, where −inf is a value) hold NaN/inf are excluded as well,
         found from the signals, with a :class:`NonFiniteModelWarning` naming them; their ids are
         ``Evaluation.excluded_models`` (and they are dropped from ``targets``).
       num_shadows: None: every other usable model is a shadow of each target (LiRA then uses its
@@ -221,11 +222,12 @@ def evaluate(
     if targets.size and ((targets < 0).any() or (targets >= M).any() or not mask[targets].all()):
         raise ValueError("targets must be indices of usable models (inside model_mask)")
     # models whose signals hold NaN/inf (diverged) are neither targets nor shadows
-    bad = nonfinite_models([sig[n] for n in sorted(needs)], mask)
+    checked = sorted(n for n in needs if n not in registry.UNCHECKED_SIGNALS)
+    bad = nonfinite_models([sig[n] for n in checked], mask) if checked else np.zeros(M, bool)
     excluded = np.flatnonzero(bad).tolist()
     if excluded:
         warnings.warn(f"evaluate: models {excluded} have NaN/inf values in the signals "
-                      f"{sorted(needs)}; they are excluded as targets and as shadow models "
+                      f"{checked}; they are excluded as targets and as shadow models "
                       "(Evaluation.excluded_models)", NonFiniteModelWarning, stacklevel=2)
         mask = mask & ~bad
         targets = targets[~bad[targets]]

@@ -26,6 +26,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 __all__ = ["Attack", "TargetView", "ATTACKS", "DEFAULT_ATTACKS", "IMPORT_ATTACKS", "LM_ATTACKS", "LM_SIGNALS",
+           "UNCHECKED_SIGNALS",
            "register", "target_attack", "shadow_attack", "get"]
 
 
@@ -161,6 +162,11 @@ IMPORT_ATTACKS = DEFAULT_ATTACKS + ("loss", "rmia_offline", "rmia_online")
 #: row for every model), per-token "token_logp" / "token_mu" / "token_sigma" and the target
 #: mask "token_mask" [M, N, L - 1] (the mask the same for every model).
 LM_SIGNALS = ("loss", "phi", "zlib_entropy", "token_logp", "token_mu", "token_sigma", "token_mask")
+#: Signals that may hold ±inf or NaN by design, so that a model is not judged diverged by them
+#: (evaluate's non-finite check skips them): per-token values (a token of probability 0 has log-
+#: probability −inf, padding positions are outside the mask). A diverged language model shows in
+#: its sequence NLL ("loss", "phi"), which is checked.
+UNCHECKED_SIGNALS = ("token_logp", "token_mu", "token_sigma", "token_mask")
 #: Every attack a language-model run can take: reference-free (loss, zlib, Min-K%, Min-K%++) and
 #: reference-based (the OUT references' NLL, LiRA with the other models as shadows).
 LM_ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus", "reference", "lira_online", "lira_offline",

@@ -171,10 +171,7 @@ def score_lm(workdir, *, log=print) -> dict:
                           return_scores=n_targets * keep.shape[1] <= 50_000_000)
         attack_summary = ev.summary()
         curves = ev.curves() if ev.scores else {}
-        save_json(res / "attacks.json", {
-            "targets": np.asarray(ev.targets).tolist(),
-            "per_target": {a: {k: np.asarray(v).tolist() for k, v in ms.items()} for a, ms in ev.metrics.items()},
-            "params": ev.params, "summary": attack_summary})
+        save_json(res / "attacks.json", ev.to_json())   # the image runs' layout (NaN as null)
     figures = {}
     try:
         from jaxmem.runs.score import _plots

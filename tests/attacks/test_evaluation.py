@@ -265,11 +265,20 @@ def test_every_attack_runs_in_blocks_of_targets(rng):
     M, N = 5, 40
     keep = balanced(rng, M, N, 3)
     sig, labels = world(rng, keep, Z=30)
+    L = 6                                  # and the language-model attacks' per-token signals
+    mask = np.arange(L)[None] < rng.integers(1, L + 1, N)[:, None]
+    lp = rng.normal(-2, 1, (M, N, L)) + 0.5 * keep[..., None]
+    lp[:, ~mask] = -np.inf                 # padding: outside the mask, and not a diverged model
+    sig = {**sig, "token_logp": lp, "token_mu": lp - 0.3,
+           "token_sigma": rng.uniform(0.5, 1.5, (M, N, L)),
+           "token_mask": np.broadcast_to(mask, (M, N, L)),
+           "zlib_entropy": np.broadcast_to(rng.uniform(20, 80, N), (M, N))}
     kw = dict(attacks=tuple(ATTACKS), return_scores=True, labels=labels, rmia_a=0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         one = evaluate(sig, keep, target_block_elems=N, **kw)
         all_ = evaluate(sig, keep, **kw)
+    assert one.excluded_models == [] and len(one.targets) == M
     for a in ATTACKS:   # (XLA may round a block of 1 and of 7 targets differently)
         np.testing.assert_allclose(one.scores[a], all_.scores[a], rtol=1e-12, atol=0, err_msg=a)
         for m in one[a]:

@@ -16,7 +16,7 @@ from shared_data import shared_data
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = ["data.source=fashion_mnist", "data.max_train=1000", "data.max_test=300",
-         "subsets.num_models=4", "train.epochs=2", "model.hidden=[64]",
+         "subsets.num_models=6", "train.epochs=2", "model.hidden=[64]",
          'scoring.attacks=["lira_online"]']
 
 
@@ -50,7 +50,9 @@ def test_jaxmem_run_on_fashion_mnist_from_the_shared_copy(tmp_path):
     s = json.loads((wd / "summary.json").read_text())
     assert s["num_examples"] == 1000 and s["diverged"]["count"] == 0
     assert s["test_accuracy"] > 0.6      # 10 classes: chance is 0.1
-    assert np.isfinite(s["attacks"]["lira_online"]["auc"])
+    # 6 models: each target's 5 shadows hold >= 2 IN and >= 2 OUT models of every example (with 4,
+    # online LiRA has 3 shadows and no example to score: an undefined AUC, null in JSON)
+    assert np.isfinite(s["attacks"]["lira_online"]["auc"]) and s["attacks"]["lira_online"]["n_targets"] == 6
 
 
 def test_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch):
