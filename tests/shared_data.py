@@ -1,4 +1,6 @@
-"""Where the tests find the team's real data: ``../shared/data`` beside the repository root.
+"""Where the tests find the team's real data: ``$JAXMEM_DATA`` when set (the folder jaxmem's own
+loaders search first; ``.ci/run`` sets it to ``../shared/data``), else ``../shared/data`` beside
+the repository root.
 
 A user's fresh clone has no ``../shared``: a test that needs it skips with the reason there, and
 fails when ``CI=true`` (CI must have the copy)."""
@@ -9,7 +11,8 @@ from pathlib import Path
 import pytest
 
 #: The shared data folder (may not exist).
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("JAXMEM_DATA") or
+                   Path(__file__).resolve().parent.parent.parent / "shared" / "data")
 
 
 def shared_data(relpath: str = "") -> Path:
