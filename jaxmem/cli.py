@@ -114,7 +114,7 @@ def _lm_rows(summary: dict) -> list:
     """A language-model run's summary lines (jaxmem.runs.score_lm)."""
     if summary.get("kind") != "language_model":
         return []
-    f = lambda v: "-" if v is None else f"{v:.4f}"
+    f = _num
     rows = [("token NLL train IN / OUT / test", f"{f(summary['train_nll_in'])} / "
              f"{f(summary['train_nll_out'])} / {f(summary['test_nll'])}"),
             ("exact-match token accuracy IN / OUT", f"{f(summary['exact_match_in'])} / "
@@ -157,16 +157,15 @@ def _print_summary(summary: dict, workdir: str) -> None:
     rows = [
         ("models", summary["num_models"]),
         ("training examples", summary["num_examples"]),
-        *([("test accuracy (mean over models)", f"{summary['test_accuracy']:.4f}")]
+        *([("test accuracy (mean over models)", _num(summary["test_accuracy"]))]
           if "test_accuracy" in summary else []),
-        *([("  with logits averaged over queries", f"{summary['test_accuracy_query_average']:.4f}")]
+        *([("  with logits averaged over queries", _num(summary["test_accuracy_query_average"]))]
           if summary.get("test_accuracy_query_average") is not None else []),
         *_lm_rows(summary),
         ("train seconds", f"{summary['train_seconds']:.1f}"),
         ("models / second", f"{summary['models_per_second']:.1f}" if summary["models_per_second"] else "-"),
         ("diverged models", summary["diverged"]["count"]),
-        ("mean memorization", f"{m['mean']:.4f} (mean stderr {m['mean_stderr']:.4f})"
-         if m["mean"] is not None else "-"),
+        ("mean memorization", f"{_num(m['mean'])} (mean stderr {_num(m['mean_stderr'])})"),
         ("most memorized example ids", ", ".join(map(str, m["top10"]))),
     ]
     if "influence" in summary:

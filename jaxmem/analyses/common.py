@@ -37,12 +37,9 @@ def audit(sig, keep, ok, attacks, targets, *, num_shadows=None, seed: int = 0):
     warnings (few shadows) are silenced; those that make a metric undefined or unreliable (a
     target with no scored member or non-member, few scored examples, a model excluded for
     non-finite signals) are let through, one each, as from ``evaluate``."""
-    from jaxmem.attacks import FewScoredWarning, NonFiniteModelWarning, UndefinedMetricWarning, evaluate
+    from jaxmem.attacks import evaluate, metric_warnings_only
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for kind in (UndefinedMetricWarning, FewScoredWarning, NonFiniteModelWarning):
-            warnings.simplefilter("default", kind)
+    with metric_warnings_only():
         return evaluate(sig, keep, list(attacks), np.asarray(targets), model_mask=ok,
                         num_shadows=num_shadows, shadow_seed=seed, return_scores=True,
                         rmia_tune="per_target", labels=sig.labels)

@@ -7,8 +7,6 @@ train longer; planted duplicates give texts seen 1..C times per epoch."""
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from jaxmem.analyses.common import figure, write_csv
@@ -18,14 +16,13 @@ REFERENCE_FREE = ("loss", "zlib", "min_k", "min_k_plus_plus")
 
 
 def _evaluate(run, attacks, targets):
-    from jaxmem.attacks import evaluate
+    from jaxmem.attacks import evaluate, metric_warnings_only
     from jaxmem.attacks.registry import get
     from jaxmem.runs.score_lm import lm_signals
 
     keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)
     sig = lm_signals(run, sorted({n for a in attacks for n in get(a).needs}))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with metric_warnings_only():
         return evaluate(sig, keep, list(attacks), targets, model_mask=ok, return_scores=True)
 
 

@@ -26,7 +26,7 @@ from jaxmem.attacks.registry import ATTACKS, DEFAULT_ATTACKS, Attack, register
 __all__ = [
     "ATTACKS", "DEFAULT_ATTACKS", "Attack", "register",
     "lira", "global_threshold", "FewShadowsWarning",
-    "evaluate", "Evaluation", "LIRA_ATTACKS",
+    "evaluate", "Evaluation", "LIRA_ATTACKS", "metric_warnings_only",
     "UndefinedMetricWarning", "FewScoredWarning", "NonFiniteModelWarning",
     "rmia", "rmia_reference_mean", "tune_rmia_a", "A_GRID",
     "loss_attack", "confidence_attack", "shokri", "sorted_probability_features",
@@ -37,6 +37,7 @@ __all__ = [
 
 _LAZY = {
     "evaluate": "evaluate", "Evaluation": "evaluation", "LIRA_ATTACKS": "evaluate",
+    "metric_warnings_only": "evaluate",
     "UndefinedMetricWarning": "roc", "FewScoredWarning": "evaluation",
     "NonFiniteModelWarning": "_checks",
     "lira": "lira", "global_threshold": "lira", "FewShadowsWarning": "lira",

@@ -14,6 +14,7 @@ number of targets (unless ``return_scores=True`` keeps them all); ``benchmarks/s
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Mapping
 
@@ -28,9 +29,23 @@ from jaxmem.attacks.evaluation import MIN_SCORED, Evaluation, FewScoredWarning
 from jaxmem.attacks.lira import FewShadowsWarning, _check_options
 from jaxmem.attacks.roc import UndefinedMetricWarning, roc_metrics
 
-__all__ = ["evaluate", "Evaluation", "ATTACKS", "DEFAULT_ATTACKS", "LIRA_ATTACKS"]
+__all__ = ["evaluate", "Evaluation", "ATTACKS", "DEFAULT_ATTACKS", "LIRA_ATTACKS", "metric_warnings_only"]
 
 ATTACKS = registry.ATTACKS
+
+
+@contextlib.contextmanager
+def metric_warnings_only():
+    """Silence every warning but those that make a metric undefined or unreliable
+    (:class:`UndefinedMetricWarning`, :class:`FewScoredWarning`, :class:`NonFiniteModelWarning`),
+    shown once each: how a run's scoring and the analyses call :func:`evaluate`, where the
+    per-example ones (few shadows, NaN inputs) would be chatter."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for kind in (UndefinedMetricWarning, FewScoredWarning, NonFiniteModelWarning):
+            warnings.simplefilter("default", kind)
+        yield
+
 DEFAULT_ATTACKS = registry.DEFAULT_ATTACKS
 #: LiRA variants: name -> (online, fixed_variance).
 LIRA_ATTACKS = {n: (a.options["online"], a.options["fixed_variance"])

@@ -110,7 +110,7 @@ def _fmt(v) -> str:
     if v is None:   # undefined in summary.json (JSON null: e.g. a mean over zero targets)
         return "n/a"
     if isinstance(v, float):
-        return "nan" if not math.isfinite(v) else f"{v:.4g}"
+        return "n/a" if math.isnan(v) else f"{v:.4g}"
     return str(v)
 
 
@@ -129,8 +129,8 @@ def run_text(workdir, as_json: bool = False) -> str:
                            "summary": summary}, indent=2, default=str)
     out = [f"{workdir}", "", "what was run:"] + _lines(settings) + ["", "provenance:"] + _lines(prov)
     if summary:
-        rows = [("test accuracy", summary.get("test_accuracy")),
-                ("mean memorization", (summary.get("memorization") or {}).get("mean"))]
+        rows = [("test accuracy", summary["test_accuracy"])] if "test_accuracy" in summary else []
+        rows += [("mean memorization", (summary.get("memorization") or {}).get("mean"))]
         rows += [(f"{a} AUC", m.get("auc")) for a, m in (summary.get("attacks") or {}).items()]
         out += ["", "results:"] + _lines(rows)
     else:

@@ -116,7 +116,7 @@ def _rate_rows(tables, k, by, members):
 def score_lm(workdir, *, log=print) -> dict:
     """Estimators, extraction tables and attacks of a finished language-model run (module
     docstring); returns and writes ``summary.json``."""
-    from jaxmem.attacks import evaluate
+    from jaxmem.attacks import evaluate, metric_warnings_only
     from jaxmem.estimators.lm import counterfactual_memorization_lm, extraction_rate_by_count
 
     workdir = Path(workdir)
@@ -165,13 +165,13 @@ def score_lm(workdir, *, log=print) -> dict:
 
         sig = lm_signals(run, sorted({n for a in cfg.scoring.attacks for n in get(a).needs}))
         n_targets = len(targets) if targets is not None else int(ok.sum())
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with metric_warnings_only():
             ev = evaluate(sig, keep, attacks=tuple(cfg.scoring.attacks), targets=targets, model_mask=ok,
                           return_scores=n_targets * keep.shape[1] <= 50_000_000)
-        attack_summary = ev.summary()
+        stored = ev.to_json()                           # the image runs' layout (NaN as null)
+        attack_summary = stored["summary"]
         curves = ev.curves() if ev.scores else {}
-        save_json(res / "attacks.json", ev.to_json())   # the image runs' layout (NaN as null)
+        save_json(res / "attacks.json", stored)
     figures = {}
     try:
         from jaxmem.runs.score import _plots

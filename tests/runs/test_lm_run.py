@@ -6,6 +6,7 @@ grows and reports like any other."""
 import csv
 import json
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -165,3 +166,35 @@ def test_lm_run_resumes_grows_and_reports(lm_run, tmp_path):
 
     with pytest.raises(RunError, match="per-token signals"):
         export_lira(wd2, tmp_path / "lira")
+
+
+def test_three_model_lm_run_prints_n_a_writes_strict_json_and_says_why(tmp_path):
+    """3 models: each sequence has 1 IN or 1 OUT model besides the target, so memorization's
+    standard errors and online LiRA's AUC are undefined. The command still succeeds, prints "n/a"
+    (it raised a TypeError formatting None), summary.json holds null and no bare NaN, and the
+    warning that says why reaches the user (the LM path silenced it)."""
+    import subprocess
+    import sys
+
+    import helpers_run as H
+
+    wd = tmp_path / "w"
+    sets = [s for s in TINY if not s.startswith(("subsets.num_models", "train.chunk_size",
+                                                  "train.epochs", "scoring.attacks"))]
+    sets += ["subsets.num_models=3", "train.epochs=1", 'scoring.attacks=["loss","lira_online"]']
+    cmd = [sys.executable, "-m", "jaxmem", "run", "--workdir", str(wd), "--no-progress"]
+    for s in sets:
+        cmd += ["--set", s]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=H.env(), cwd=H.REPO, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "n/a" in r.stdout
+    assert "UndefinedMetricWarning" in r.stderr and "lira_online" in r.stderr, r.stderr[-2000:]
+    text = (wd / "summary.json").read_text()
+    s = json.loads(text, parse_constant=lambda c: pytest.fail(f"summary.json holds a bare {c}"))
+    assert s["attacks"]["lira_online"]["auc"] is None and s["attacks"]["lira_online"]["n_targets"] == 0
+    assert s["attacks"]["loss"]["n_targets"] == 3
+    show = subprocess.run([sys.executable, "-m", "jaxmem", "show", str(wd)], capture_output=True,
+                          text=True, env=H.env(), cwd=H.REPO, timeout=300)
+    assert show.returncode == 0 and re.search(r"lira_online AUC +n/a", show.stdout), show.stdout
+    assert not re.search(r"\bnan\b", show.stdout)
+    assert "test accuracy" not in show.stdout       # a language-model run has none
