@@ -177,6 +177,9 @@ def _validate_records(cfg: Config, spec) -> None:
     if len(set(r.fields)) != len(r.fields):
         raise ConfigError(f"train.records.fields: each record once, got {r.fields}")
     _positive("train.records.every", r.every)
+    if cfg.train.record_forgetting and r.every != 1:
+        raise ConfigError(f"train.records.every: forgetting events (train.record_forgetting) need "
+                          f"the correctness after every epoch; every must be 1, got {r.every}")
     _positive("train.records.curvature_niter", r.curvature_niter)
     _positive("train.records.curvature_h", r.curvature_h)
     _positive("train.records.batch_size", r.batch_size)

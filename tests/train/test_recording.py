@@ -4,8 +4,9 @@ one per call."""
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from jaxmem.config import load_config
+from jaxmem.config import ConfigError, load_config
 from jaxmem.config.validate import RECORD_FIELDS
 from jaxmem.runs.records import RECORD_FILES, record_epochs, record_file
 from jaxmem.subsets import balanced_keep
@@ -32,9 +33,12 @@ def test_record_names_live_in_one_place(rng):
     assert dtypes["correct"] == np.bool_ and dtypes["loss"] == np.float32
     assert {record_file(n) for n in [*tr.record_names, "vog"]} <= set(RECORD_FILES)
     assert record_epochs(tr.cfg)["loss"] == [2, 3] and record_epochs(tr.cfg)["curvature"] == [1, 3]
-    # record_forgetting alone is correctness after every epoch, as before
-    tr2, _ = _trainer(["train.record_forgetting=true", "train.records.every=2"], rng)
-    assert tr2.record_names == ["correct"]
+    # record_forgetting alone is correctness after every epoch, as before; with records every
+    # k > 1 epochs it would count forgetting events between every k-th epoch: refused at the door
+    tr2, _ = _trainer(["train.record_forgetting=true"], rng)
+    assert tr2.record_names == ["correct"] and record_epochs(tr2.cfg)["correct"] == [1, 2, 3]
+    with pytest.raises(ConfigError, match=r"^train.records.every: forgetting events .* got 2$"):
+        _trainer(["train.record_forgetting=true", "train.records.every=2"], rng)
 
 
 def test_host_loop_and_scan_record_the_same_and_skip_unrecorded_epochs(rng):
