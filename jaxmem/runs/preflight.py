@@ -184,16 +184,27 @@ def estimate(cfg, ds) -> dict:
     vog = 2 * N * math.prod(ds.x_train.shape[1:]) * 4 if cfg.train.records.vog_epochs else 0
     per_model_state = state + vog
     train_act = V * _TRAIN_ACTIVATION_FACTOR * min(cfg.train.batch_size, N) * act_bytes
-    eval_act = V * min(cfg.signals.batch_size, max(N, T, 1)) * act_bytes
-    out = (N + T) * A * C * 4
+    from jaxmem.models.registry import spec
+
+    lm = spec(cfg.model.name).lm
+    if lm:   # C is the vocabulary: never [N, L, V] outputs (jaxmem.train.lm.chunk_signals)
+        from jaxmem.train.lm import _batch_size as lm_batch
+
+        L = int(ds.x_train.shape[1])
+        item = 2 if cfg.signals.dtype == "float16" else 4
+        eval_act = V * lm_batch(cfg, max(N, T, 1), L, C) * act_bytes
+        out = (3 * N + T) * (L - 1) * item + N * (L - 1) + 4 * (N + T)
+    else:
+        eval_act = V * min(cfg.signals.batch_size, max(N, T, 1)) * act_bytes
+        out = (N + T) * A * C * 4
     data = ds.x_train.nbytes + ds.x_test.nbytes + ds.y_train.nbytes + ds.y_test.nbytes
     per_dev_models = math.ceil(K / ndev)
     chunk = per_dev_models * (per_model_state + out + 2 * N * 4) + max(train_act, eval_act) + data
     return {"models_per_chunk": K, "vmapped": V, "per_model_state": per_model_state,
             "params": m["params"], "optimizer": m["optimizer"], "vog_moments": vog,
-            "train_activations": train_act, "eval_activations": eval_act,
+            "train_activations": train_act, "eval_activations": eval_act, "outputs_per_model": out,
             "chunk_device": chunk, "design": design_bytes(cfg, N),
-            "scoring": scoring_bytes(cfg, N, T, C), "backend": backend}
+            "scoring": None if lm else scoring_bytes(cfg, N, T, C), "backend": backend}
 
 
 def check_scoring(cfg, num_train: int, num_test: int, num_classes: int, available=None) -> int:
@@ -231,7 +242,9 @@ def check(cfg, ds, *, log=print, available=None, device=None) -> dict:
         raise RunError(f"subsets.num_models: drawing the {cfg.subsets.design} design of {M} models "
                        f"x {N} examples needs about {B(est['design'])} of host memory, "
                        f"{B(host)} is available; fewer subsets.num_models")
-    scoring = check_scoring(cfg, N, len(ds.y_test), int(ds.num_classes), available=host)
+    # (a language-model run is scored from its per-token signals, read in blocks: jaxmem.runs.score_lm)
+    scoring = 0 if est["scoring"] is None else check_scoring(cfg, N, len(ds.y_test),
+                                                             int(ds.num_classes), available=host)
     chunk, K = est["chunk_device"], est["models_per_chunk"]
     limit = host - M * N if dev is None else dev
     where = "host memory (the CPU is the device)" if dev is None else f"{backend} device memory"

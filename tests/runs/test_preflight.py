@@ -194,3 +194,26 @@ def test_scoring_an_imported_run_is_checked_at_the_door_too(tmp_path, monkeypatc
                                        r"available.*scoring\.targets"):
         score(tmp_path / "imp", log=lambda *a: None)
     assert not (tmp_path / "imp" / "summary.json").exists()
+
+
+def test_a_language_model_is_not_estimated_as_a_classifier_over_its_vocabulary():
+    """A causal LM's outputs are its per-token signals (never [N, L, V] logits) and its scoring
+    reads them in blocks: the door does not refuse GPT-2's vocabulary at lm_memorization's full
+    size for [N + T, V] logits or a [M, N, V] scoring stage (it did: 'one model alone does not
+    fit', 321 GB). Its outputs are what the storage plan counts per model."""
+    import types
+
+    from jaxmem.runs import preflight as P
+    from jaxmem.runs import workdir as W
+
+    cfg = cfgmod.load_config(H.REPO / "experiments" / "lm_memorization.toml",
+                             ["experiment.full=true", 'data.tokenizer="gpt2"'])
+    N, T, L, V = 31_000, 1_000, cfg.data.max_len, 50_257
+    ds = types.SimpleNamespace(x_train=np.zeros((N, L), np.int32), y_train=np.zeros(N, np.int32),
+                               x_test=np.zeros((T, L), np.int32), y_test=np.zeros(T, np.int32),
+                               num_classes=V)
+    est = P.estimate(cfg, ds)
+    assert est["scoring"] is None
+    plan = W.storage_plan(cfg, cfg.subsets.num_models, N, T, V, seq_len=L)
+    assert est["outputs_per_model"] == plan["per_model"] - 5      # (diverged flag, final loss)
+    P.check(cfg, ds, available=100e9, device=("gpu", 140e9), log=lambda *a: None)
