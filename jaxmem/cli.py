@@ -128,7 +128,8 @@ def _lm_rows(summary: dict) -> list:
 def _common_write_args(q):
     q.add_argument("--allow-mixed-shards", action="store_true",
                    help="assemble shards trained under different software or settings "
-                        "(jax versions, XLA_FLAGS, ...; refused by default)")
+                        "(jax versions, XLA_FLAGS, ...), or go on with data whose fingerprint "
+                        "changed (a tokenizer, the files); refused by default")
     q.add_argument("--log-file", default=None, help="also append log lines to this file")
 
 

@@ -112,7 +112,8 @@ def _execute(cfg, workdir: Path, *, overwrite, progress, process_id, num_process
     keep, model_ratio = make_design(cfg, blocks, len(ds.y_train), groups, units=getattr(ds, "groups", None))
     preflight.check_batch(cfg, keep)
     if process_id == 0:
-        _write_run(cfg, workdir, ds, keep, model_ratio, blocks, overwrite, num_processes, log)
+        _write_run(cfg, workdir, ds, keep, model_ratio, blocks, overwrite, num_processes, log,
+                   allow_mixed_shards)
     else:
         W.wait_for(workdir / "keep.npy", "the coordinator's keep")
 
@@ -129,7 +130,8 @@ def _execute(cfg, workdir: Path, *, overwrite, progress, process_id, num_process
     return score(workdir, log=log, dataset=ds, allow_mixed_shards=allow_mixed_shards)
 
 
-def _write_run(cfg, workdir: Path, ds, keep, model_ratio, blocks, overwrite, num_processes, log):
+def _write_run(cfg, workdir: Path, ds, keep, model_ratio, blocks, overwrite, num_processes, log,
+               allow_mixed=False):
     """Process 0: (delete an overwritten run,) write the run's config, provenance and the arrays
     drawn from the config and the data; a damaged one (checksum) is rewritten, a differing one
     refused."""
@@ -152,11 +154,6 @@ def _write_run(cfg, workdir: Path, ds, keep, model_ratio, blocks, overwrite, num
     meta = {"name": ds.name, "num_classes": int(ds.num_classes), "num_train": len(ds.y_train),
             "num_test": len(ds.y_test), "input_shape": list(ds.x_train.shape[1:]),
             "fingerprint": dataset_fingerprint(ds), "meta": ds.meta}
-    save_json(workdir / "dataset.json", meta)
-    if hasattr(ds, "texts_train"):   # a text dataset: its texts and per-example facts
-        from jaxmem.data.text_build import text_facts
-
-        save_json(workdir / "text.json", text_facts(ds))
     damaged = integrity.verify(workdir, integrity.DERIVED)
     sums = {}
     arrays = {"labels.npy": ds.y_train, "example_ids.npy": ds.ids_train,
@@ -171,6 +168,20 @@ def _write_run(cfg, workdir: Path, ds, keep, model_ratio, blocks, overwrite, num
                                f"new run in another --workdir")
         else:
             sums[name] = save_npy(path, arr)
+    # the inputs too (a tokenizer or preprocessing that changed keeps the labels and ids): the
+    # data's fingerprint (all its arrays) must be the one the run was trained on
+    old = load_json(workdir / "dataset.json") if (workdir / "dataset.json").exists() else {}
+    if old.get("fingerprint") not in (None, meta["fingerprint"]) and not allow_mixed:
+        raise RunError(f"{workdir / 'dataset.json'}: the data this config gives now (fingerprint "
+                       f"{meta['fingerprint']}) differs from the data the run was trained on "
+                       f"({old['fingerprint']}: the files, their preprocessing or a tokenizer "
+                       f"changed?); restore them, start a new run in another --workdir, or pass "
+                       f"--allow-mixed-shards to go on with the new data")
+    save_json(workdir / "dataset.json", meta)
+    if hasattr(ds, "texts_train"):   # a text dataset: its texts and per-example facts
+        from jaxmem.data.text_build import text_facts
+
+        save_json(workdir / "text.json", text_facts(ds))
     path = workdir / "keep.npy"
     if path.exists() and "keep.npy" not in damaged:
         prev = load_npy(path)

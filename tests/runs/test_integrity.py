@@ -185,3 +185,29 @@ def test_imported_run_damage_advises_a_new_import(tmp_path):
     _flip(tmp_path / "imp" / "logits.npy")
     with pytest.raises(Exception, match="imported and cannot be rebuilt"):
         score(tmp_path / "imp", log=lambda *a: None)
+
+
+def test_a_resume_on_changed_inputs_with_the_same_labels_is_refused(tmp_path, monkeypatch):
+    """A tokenizer or preprocessing that changed gives other inputs with the same labels and
+    ids: the run's data fingerprint catches it (only labels and ids were compared), unless
+    --allow-mixed-shards."""
+    import dataclasses
+
+    from jaxmem import config as cfgmod
+    from jaxmem import data
+    from jaxmem.io import RunError
+    from jaxmem.runs import execute
+
+    cfg = cfgmod.load_config(None, ["subsets.num_models=4", "train.epochs=1", "train.batch_size=64",
+                                    "model.hidden=[16]", 'scoring.attacks=["loss"]'])
+    wd = tmp_path / "w"
+    execute(cfg, wd, progress=False, log=lambda *a: None)
+    before = json.loads((wd / "dataset.json").read_text())["fingerprint"]
+    real = data.build_dataset
+    monkeypatch.setattr(data, "build_dataset",
+                        lambda c: dataclasses.replace(real(c), x_train=real(c).x_train * 0.5))
+    with pytest.raises(RunError, match=rf"dataset.json: the data this config gives now .* \({before}:"):
+        execute(cfg, wd, progress=False, log=lambda *a: None)
+    assert json.loads((wd / "dataset.json").read_text())["fingerprint"] == before   # not overwritten
+    execute(cfg, wd, progress=False, log=lambda *a: None, allow_mixed_shards=True)
+    assert json.loads((wd / "dataset.json").read_text())["fingerprint"] != before
