@@ -196,11 +196,12 @@ def _summary(cfg, workdir, run, keep, ok, diverged, correct, test_acc, test_acc_
         "num_models": int(keep.shape[0]),
         "num_examples": int(keep.shape[1]),
         "num_test": int(len(run.test_labels)),
-        "test_accuracy": float(test_acc[ok].mean()) if ok.any() else float("nan"),
+        "test_accuracy": float(test_acc[ok].mean()) if ok.any() else None,   # (no usable model)
         # test-time augmentation over the signal queries (identity + flip: airbench's mirror TTA)
         "test_accuracy_query_average": (float(test_acc_tta[ok].mean()) if test_acc_tta is not None
                                         and ok.any() else None),
-        "train_accuracy_in": float((correct * keep)[ok].sum() / max((keep[ok]).sum(), 1)),
+        "train_accuracy_in": (float((correct * keep)[ok].sum() / keep[ok].sum()) if keep[ok].any()
+                              else None),
         "train_seconds": train_seconds,
         "models_per_second": float(keep.shape[0] / train_seconds) if train_seconds else None,
         "diverged": {"count": int(diverged.sum()), "models": np.flatnonzero(diverged).tolist()},
