@@ -142,10 +142,11 @@ def storage_plan(cfg, num_models: int, num_train: int, num_test: int, num_classe
     todo = (num_models - num_done) * per_model
     if not (assembled and num_done >= num_models):
         todo += num_models * per_model
-    scores = score_bytes(min(cfg.scoring.targets or num_models, num_models), num_train,
-                         len(cfg.scoring.attacks), cfg.signals.dtype)
+    # (a language-model run's scoring writes no per-example score files: jaxmem.runs.score_lm)
+    scores = 0 if seq_len else score_bytes(min(cfg.scoring.targets or num_models, num_models),
+                                           num_train, len(cfg.scoring.attacks), cfg.signals.dtype)
     return {"per_model": per_model, "total": total, "todo": todo + scores, "scores": scores,
-            "records_per_model": records}
+            "records_per_model": records, "language_model": bool(seq_len)}
 
 
 def freed_bytes(workdir: Path, overwrite: bool, num_processes: int = 1) -> int:
@@ -179,10 +180,12 @@ def check_disk(workdir: Path, plan: dict, log=print, free=None, freed: int = 0):
             f"{B(plan['todo'])} still to write, {B(free)} free")
     if plan["todo"] > free:
         raise RunError(
-            f"{workdir}: this run still writes about {B(plan['todo'])} of logits or LM signals"
+            f"{workdir}: this run still writes about {B(plan['todo'])} of "
+            f"{'per-token LM signals' if plan.get('language_model') else 'logits'}"
             f"{' and training records' if plan.get('records_per_model') else ''} "
             f"({B(plan['per_model'])} per model, stored twice: shards and assembled "
-            f"arrays) but only {B(free)} is free there; fewer signals.queries, "
+            f"arrays) but only {B(free)} is free there; "
+            f"{'shorter data.max_len, ' if plan.get('language_model') else 'fewer signals.queries, '}"
             f"signals.dtype=float16, "
             f"{'fewer train.records.fields or train.records.dtype=float16, ' if plan.get('records_per_model') else ''}"
             f"or a --workdir on a larger disk")

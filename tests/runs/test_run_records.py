@@ -20,8 +20,8 @@ from jaxmem.runs import workdir as W
 
 SETS = ["subsets.num_models=3", "train.chunk_size=2", "train.epochs=3", "train.batch_size=32",
         "train.learning_rate=0.01", "data.max_train=120", "data.max_test=40", "model.hidden=[16]",
-        "scoring.attacks=[]", "train.checkpoint_every=1", "train.record_forgetting=true",
-        'train.records.fields=["loss","margin","p_true"]', "train.records.every=2",
+        "scoring.attacks=[]", "train.checkpoint_every=1",
+        'train.records.fields=["loss","margin","p_true","correct"]', "train.records.every=2",
         "train.records.curvature_epochs=[1,3]", "train.records.curvature_niter=3",
         "train.records.vog_epochs=[1,2,3]", "train.records.batch_size=50"]
 
@@ -226,12 +226,17 @@ def test_disk_check_names_the_record_fields_that_shrink_a_run():
     cfg = cfgmod.load_config(None, SETS)
     plan = W.storage_plan(cfg, 3, 120, 40, 10)
     assert plan["records_per_model"] == (2 * 120 * 4) * 3 + 2 * 120 + 3 * 2 * 120 * 4 + 120 * 4
-    with pytest.raises(RunError, match=r"logits or LM signals and training records .*train\.records\.dtype=float16"):
+    with pytest.raises(RunError, match=r"of logits and training records .*train\.records\.dtype=float16"):
         W.check_disk(Path("."), plan, lambda *a: None, free=0)
     plain = W.storage_plan(cfgmod.load_config(None, []), 3, 120, 40, 10)
-    with pytest.raises(RunError, match=r"B of logits or LM signals \(") as e:
+    with pytest.raises(RunError, match=r"B of logits \(.*fewer signals.queries") as e:
         W.check_disk(Path("."), plain, lambda *a: None, free=0)
     assert "train.records" not in str(e.value)
+    # a language model's: per-token signals, no per-example score files, its own advice
+    lm = W.storage_plan(cfgmod.load_config(None, []), 3, 120, 40, 259, seq_len=33)
+    assert lm["scores"] == 0 and lm["todo"] == 2 * 3 * lm["per_model"]
+    with pytest.raises(RunError, match=r"B of per-token LM signals \(.*shorter data.max_len, signals"):
+        W.check_disk(Path("."), lm, lambda *a: None, free=0)
 
 
 def test_memory_check_counts_vog_moments_per_model_of_the_chunk():
