@@ -261,15 +261,15 @@ def _influence_table(path: Path, keep, test_correct, ok, k: int, run, mem,
 
 def majority_out(logits0, keep, ok) -> np.ndarray:
     """Per example: the most common argmax among the non-diverged models that did not train on it
-    (-1 when there is none; the smallest label on ties). ``logits0`` [M, N, C]."""
-    pred = np.asarray(logits0).argmax(-1)  # [M, N]
-    C = np.asarray(logits0).shape[-1]
-    out = np.full(pred.shape[1], -1)
-    for i in range(pred.shape[1]):
-        sel = ~keep[:, i] & ok
-        if sel.any():
-            out[i] = int(np.bincount(pred[sel, i], minlength=C).argmax())
-    return out
+    (-1 when there is none; the smallest label on ties). ``logits0`` [M, N, C]. The OUT models'
+    votes are :func:`jaxmem.estimators.label_noise.out_of_sample_votes`'s."""
+    from jaxmem.estimators import InsufficientModelsWarning
+    from jaxmem.estimators.label_noise import out_of_sample_votes
+
+    with warnings.catch_warnings():   # (an example no OUT model votes on is -1 here)
+        warnings.simplefilter("ignore", InsufficientModelsWarning)
+        votes = out_of_sample_votes(logits0, np.asarray(keep, bool), model_mask=np.asarray(ok, bool))
+    return np.where(votes.sum(1) > 0, votes.argmax(1), -1)
 
 
 def _convergence_table(path: Path, keep, correct, ok) -> None:

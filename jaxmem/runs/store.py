@@ -41,17 +41,17 @@ from jaxmem.runs.records import RECORD_FILES, record_epochs, record_file
 __all__ = ["Run", "load_run", "assemble", "RUN_ENTRIES", "LM_ARRAYS", "shard_name", "covered",
            "shard_spans", "ASSEMBLED"]
 
+#: The arrays of a language-model run that stand in for logits.npy / test_logits.npy: those of
+#: jaxmem.train.lm.CHUNK_ARRAYS (not imported here, which would load jax to read a run; a test
+#: holds the two equal).
+LM_ARRAYS = ("token_logp.npy", "token_mu.npy", "token_sigma.npy", "token_correct.npy", "nll.npy",
+             "test_token_logp.npy", "test_nll.npy")
 # What jaxmem writes in a run directory (all that --overwrite deletes).
 RUN_ENTRIES = ("config.json", "design.json", "dataset.json", "keep.npy", "model_ratio.npy",
                "labels.npy", "example_ids.npy", "test_labels.npy", "test_ids.npy", "logits.npy",
                "test_logits.npy", "diverged.npy", "final_loss.npy", *RECORD_FILES,
                "summary.json", "report.html", ".assembled.json", "shards", "ckpt", "results",
-               "variants", "checksums.json", "provenance.json", "text.json", "token_logp.npy",
-               "token_mu.npy", "token_sigma.npy", "token_correct.npy", "nll.npy",
-               "test_token_logp.npy", "test_nll.npy")
-#: The arrays of a language-model run that stand in for logits.npy / test_logits.npy.
-LM_ARRAYS = ("token_logp.npy", "token_mu.npy", "token_sigma.npy", "token_correct.npy", "nll.npy",
-             "test_token_logp.npy", "test_nll.npy")
+               "variants", "checksums.json", "provenance.json", "text.json", *LM_ARRAYS)
 
 
 @dataclasses.dataclass

@@ -85,6 +85,9 @@ def test_chunk_signals_equal_a_float64_recomputation_from_logits(trained, dtype)
         tr = Trainer(cfg, tr.x_train, tr.y_train, tr.num_classes, tr.steps_per_epoch_max)
     out = chunk_signals(tr, st, ds.x_train, ds.y_train, ds.x_test, ds.y_test)
     assert set(out) == set(CHUNK_ARRAYS)
+    from jaxmem.runs.store import LM_ARRAYS, RUN_ENTRIES  # what a run stores and assembles
+
+    assert LM_ARRAYS == tuple(f"{n}.npy" for n in CHUNK_ARRAYS) and set(LM_ARRAYS) <= set(RUN_ENTRIES)
     N, L = ds.x_train.shape
     assert out["token_logp"].shape == (3, N, L - 1) and out["token_correct"].dtype == bool
     assert out["token_logp"].dtype == (np.float16 if dtype == "float16" else np.float32)
