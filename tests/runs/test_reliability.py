@@ -343,7 +343,8 @@ def test_remove_stale_tmp_removes_only_killed_writes(tmp_path):
 @pytest.mark.slow
 def test_resume_removes_temporaries_of_killed_writes():
     """Kill a run while it writes a shard, then while it assembles; the rerun leaves no temporary.
-    A write window can fall between two polls: after 3 misses, a temporary named exactly as the
+    A write window can fall between two polls, or close between the poll that saw it and the kill
+    (the temporary renamed into place): after 3 such misses, a temporary named exactly as the
     atomic writers name theirs is left by hand (what the missed kill would have left)."""
     import tempfile
 
@@ -351,7 +352,7 @@ def test_resume_removes_temporaries_of_killed_writes():
 
     def kill_during(pred, folder, prefix, suffix, make_dir):
         for _ in range(3):
-            if H.kill_when(H.start(wd), pred):
+            if H.kill_when(H.start(wd), pred) and pred():
                 return
         folder.mkdir(parents=True, exist_ok=True)
         (tempfile.mkdtemp if make_dir else tempfile.mkstemp)(prefix=prefix, suffix=suffix,
