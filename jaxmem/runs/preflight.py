@@ -188,12 +188,12 @@ def estimate(cfg, ds) -> dict:
 
     lm = spec(cfg.model.name).lm
     if lm:   # C is the vocabulary: never [N, L, V] outputs (jaxmem.train.lm.chunk_signals)
+        from jaxmem.runs.workdir import lm_output_bytes
         from jaxmem.train.lm import _batch_size as lm_batch
 
         L = int(ds.x_train.shape[1])
-        item = 2 if cfg.signals.dtype == "float16" else 4
         eval_act = V * lm_batch(cfg, max(N, T, 1), L, C) * act_bytes
-        out = (3 * N + T) * (L - 1) * item + N * (L - 1) + 4 * (N + T)
+        out = lm_output_bytes(cfg, N, T, L)
     else:
         eval_act = V * min(cfg.signals.batch_size, max(N, T, 1)) * act_bytes
         out = (N + T) * A * C * 4

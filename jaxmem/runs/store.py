@@ -28,6 +28,7 @@ Every stage is restartable: a killed run, rerun with the same command, skips wha
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from pathlib import Path
@@ -140,9 +141,11 @@ class Run:
         """A stored array by file stem (``run.array("token_logp")``), memory-mapped."""
         return self._npy(f"{name}.npy", mmap=mmap)
 
-    @property
+    @functools.cached_property
     def text(self) -> dict:
-        """A text run's texts and per-example facts (``text.json``, :func:`jaxmem.data.text_build.text_facts`)."""
+        """A text run's texts and per-example facts (``text.json``, :func:`jaxmem.data.text_build.text_facts`);
+        parsed once per ``Run`` (every text of both splits: scoring reads it for the facts and
+        again for the zlib entropy)."""
         return load_json(self.path / "text.json")
 
 

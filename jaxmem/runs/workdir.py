@@ -114,15 +114,23 @@ def check_workdir(workdir: Path, cfg, overwrite: bool, delete_imported: bool = F
     return load_json(design)["blocks"] if design.exists() else None
 
 
+def lm_output_bytes(cfg, num_train: int, num_test: int, seq_len: int) -> int:
+    """Bytes of one language model's stored per-token signals (:data:`jaxmem.train.lm.CHUNK_ARRAYS`):
+    log-probability, μ and σ on the training sequences and the log-probability on the test ones
+    ([N, L − 1] and [T, L − 1] in ``signals.dtype``), a correctness byte per training token and
+    float32 NLLs [N + T]."""
+    item = 2 if cfg.signals.dtype == "float16" else 4
+    T = seq_len - 1
+    return (3 * num_train + num_test) * T * item + num_train * T + 4 * (num_train + num_test)
+
+
 def storage_plan(cfg, num_models: int, num_train: int, num_test: int, num_classes: int,
                  num_done: int = 0, assembled: bool = False, seq_len: int = 0) -> dict:
     """Bytes a run writes: per model, its logits on the training and test sets ([N + T, A, C] in
     ``signals.dtype``) and its training-dynamics records (``train.records``,
     ``train.record_forgetting``: :func:`jaxmem.runs.records.record_layout`). A
     language-model run (``seq_len`` = L > 0) stores per-token signals instead
-    (:mod:`jaxmem.train.lm`): log-probability, μ and σ on the training sequences and the
-    log-probability on the test ones ([N, L − 1] and [T, L − 1] in ``signals.dtype``), a
-    correctness byte per training token and float32 NLLs [N + T].
+    (:func:`lm_output_bytes`).
     :func:`assemble` copies the shards into the run's arrays, so they are on disk twice.
     ``todo`` counts what is still to be written (shards of untrained models, and the assembled
     copy unless a finished run has it) and the per-example attack scores that scoring writes
@@ -132,8 +140,7 @@ def storage_plan(cfg, num_models: int, num_train: int, num_test: int, num_classe
     item = 2 if cfg.signals.dtype == "float16" else 4
     per_model = (num_train + num_test) * len(cfg.signals.queries) * num_classes * item + 5
     if seq_len:
-        T = seq_len - 1
-        per_model = (3 * num_train + num_test) * T * item + num_train * T + 4 * (num_train + num_test) + 5
+        per_model = lm_output_bytes(cfg, num_train, num_test, seq_len) + 5
     from jaxmem.runs.records import record_layout
 
     records = sum(math.prod(shape) * dtype.itemsize for shape, dtype in record_layout(cfg, num_train).values())

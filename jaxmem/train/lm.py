@@ -43,8 +43,9 @@ def next_token_loss(logits, tokens, lengths, label_smoothing: float = 0.0):
     counted where both positions are real (t + 1 < length). With ``label_smoothing`` the target is
     ``optax.smooth_labels`` of the one-hot token. A batch without target tokens has loss 0."""
     L = tokens.shape[1]
-    real = jnp.arange(L)[None] < lengths[:, None]
-    target = real[:, :-1] & real[:, 1:]
+    from jaxmem.signals.lm import target_mask
+
+    target = target_mask(jnp.arange(L)[None] < lengths[:, None])
     z, y = logits[:, :-1].astype(jnp.float32), tokens[:, 1:]
     if label_smoothing:
         onehot = optax.smooth_labels(jax.nn.one_hot(y, z.shape[-1]), label_smoothing)
@@ -75,7 +76,7 @@ def _fns(trainer):
     key = "lm_signal_fns"
     if key in trainer._train_fns:
         return trainer._train_fns[key]
-    from jaxmem.signals.lm import masked_mean, token_signals
+    from jaxmem.signals.lm import sequence_nll, token_signals
 
     model = trainer.model
     out = jnp.float16 if trainer.cfg.signals.dtype == "float16" else jnp.float32
@@ -89,7 +90,7 @@ def _fns(trainer):
             mask = jnp.arange(x.shape[1])[None] < n[:, None]
             ts = token_signals(apply(params, x), x, mask, stats=stats, block_rows=x.shape[0])
             res = {s: getattr(ts, s) for s in stats}
-            nll = -masked_mean(res["logp"], ts.mask)
+            nll = sequence_nll(res["logp"], ts.mask)
             res = {s: (v.astype(out) if s != "correct" else v == 1) for s, v in res.items()}
             return res, nll
         return jax.lax.map(batch, (xb, lb))
