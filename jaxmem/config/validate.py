@@ -227,6 +227,14 @@ def _validate_text(cfg, spec) -> None:
                           f"{d.canary_kind!r}")
     if d.max_len < 4:
         raise ConfigError(f"data.max_len: must be >= 4 tokens (BOS, text, EOS), got {d.max_len}")
+    if d.canaries and d.tokenizer == "bytes":   # other tokenizers: checked once trained (text_build)
+        from jaxmem.data.text_transforms import SECRET_BYTES
+
+        if d.max_len < SECRET_BYTES + 2:
+            raise ConfigError(
+                f"data.max_len: secret canaries (data.canaries = {d.canaries}, data.canary_kind = "
+                f"\"secret\") are {SECRET_BYTES + 2} byte tokens with BOS and EOS; data.max_len = "
+                f"{d.max_len} would cut their digits (raise it to >= {SECRET_BYTES + 2})")
     if d.bpe_vocab_size < 259:
         raise ConfigError(f"data.bpe_vocab_size: must be >= 259 (bytes + PAD/BOS/EOS), got {d.bpe_vocab_size}")
     if not 0.0 <= d.text_test_fraction < 1.0:

@@ -21,7 +21,9 @@ tests read the shared copy; nothing is downloaded):
   ``"text"``). Empty lines / cells are skipped as for Austen; ids are the line index (plain
   text) or the data-row index (TSV), as above.
 
-Lines are split on ``"\\n"`` only (a trailing ``"\\r"`` is removed); TSV fields are split on tabs
+Files are read as UTF-8; a byte-order mark at the start of a file (U+FEFF, as some editors
+write) is dropped, not kept in the first text or column name. Lines are split on ``"\\n"`` only
+(a trailing ``"\\r"`` is removed); TSV fields are split on tabs
 with no quoting (Austen's lines contain ``"`` characters, which a CSV reader would treat as
 quotes), the last column keeping any further tabs. Texts are kept exactly as in the file.
 
@@ -110,9 +112,11 @@ class TextDataset:
 
 
 def _open_text(path: str):
+    # utf-8-sig: a byte-order mark at the start of the file is not part of the first line's text
+    # (it would make that line differ from an exact copy of it, and hide a TSV's first column name)
     if path.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
 
 
 def _lines(path: str) -> list[str]:

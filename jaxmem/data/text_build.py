@@ -7,24 +7,29 @@ Steps, in a fixed order (:func:`build_text_dataset`):
    ``text:PATH``);
 2. split: a text is held out (test) when ``sha256(text)`` falls in the first
    ``data.text_test_fraction`` of the hash range, so every copy of a text lands on the same side
-   and the split does not depend on the file's order (the test fraction is met in expectation);
+   and the split does not depend on the file's order (the test fraction is met in expectation).
+   Texts whose first ``data.max_len - 1`` UTF-8 bytes agree may be the same sequence once cut to
+   ``data.max_len`` tokens (BOS + text, every token at least one byte), so they all take the side
+   of the smallest of them (:func:`text_split`): no held-out sequence is a training sequence;
 3. ``data.max_train`` / ``data.max_test``: the first rows of each split, in file order (the
    training rows after skipping ``data.text_offset`` of them: a window of the corpus);
 4. planted duplicates (``data.plant_counts``, ``data.plant_per_count``;
-   :func:`~jaxmem.data.text_transforms.plant_duplicates`, seed = the run's seed), then secret
+   :func:`~jaxmem.data.text_transforms.plant_duplicates`, seed = the run's seed, drawn among the
+   texts whose encoded sequence occurs once), then secret
    canaries (``data.canaries`` per count of ``data.canary_counts`` with
    ``data.canary_kind = "secret"``; :func:`~jaxmem.data.text_transforms.insert_secrets`): the
    canaries join the training set, their ``data.canary_references`` reference secrets the test set;
 5. the tokenizer (``data.tokenizer``: ``bytes``; ``bpe`` trained on the training texts of step 3,
    before planting; ``gpt2``) and :func:`~jaxmem.data.text_transforms.encode` at
-   ``data.max_len``.
+   ``data.max_len``; a secret canary or reference that would be cut is refused (DataError).
 
 Representation. ``x`` holds the sequences ``BOS + text + EOS`` (int32 ``[N, L]``, padded with
 the tokenizer's pad id), ``y`` each sequence's number of real tokens (int32, 2..L: the mask is
 ``arange(L) < y``; a text cut at L tokens has no EOS), ``num_classes`` the vocabulary size (a
 next-token model classifies over the vocabulary). :class:`TextData` adds the texts, each training
-text's ``source_ids`` and ``groups`` (identical texts share a group: membership designs keep
-them IN or OUT together), and the tokenizer's record.
+text's ``source_ids`` and ``groups`` (one group per distinct sequence the model sees: identical
+texts, and texts equal once cut to ``data.max_len`` tokens, share a group; membership designs
+keep a group IN or OUT together and it is one example), and the tokenizer's record.
 """
 
 from __future__ import annotations
@@ -46,7 +51,9 @@ class TextData(Dataset):
 
     Extra fields: ``texts_train`` / ``texts_test`` (tuples of str, row order), ``source_ids``
     (int64 [N]: the id of the row each training text was copied from; its own id otherwise),
-    ``groups`` (int64 [N] in [0, G): identical training texts share a group), ``tokenizer``
+    ``groups`` (int64 [N] in [0, G), numbered in order of first appearance: training rows whose
+    token sequences, :func:`~jaxmem.data.text_transforms.sequence_keys`, are equal share a
+    group), ``tokenizer``
     (the tokenizer's ``config()`` record)."""
 
     texts_train: tuple = ()
@@ -64,10 +71,32 @@ class TextData(Dataset):
         return np.arange(self.x_test.shape[1])[None] < self.y_test[:, None]
 
 
-def text_split(texts, fraction: float) -> np.ndarray:
+def text_split(texts, fraction: float, *, max_len: int | None = None) -> np.ndarray:
     """bool [N]: held-out texts, those whose ``sha256(text)`` (first 60 bits, as a fraction of
-    2^60) is below ``fraction``. Identical texts always agree."""
-    keys = np.array([int(hashlib.sha256(t.encode("utf-8")).hexdigest()[:15], 16) for t in texts],
+    2^60) is below ``fraction``. Identical texts always agree.
+
+    Args:
+      texts: the corpus's texts.
+      fraction: the held-out fraction, in [0, 1).
+      max_len: the encoded length (BOS + text + EOS, cut to ``max_len`` tokens). When given, texts
+        whose first ``max_len - 1`` UTF-8 bytes agree all take the side of the smallest of them
+        (in string order), hashed as above. A model sees at most ``max_len - 1`` text tokens of at
+        least one byte each, so two texts with the same sequence under any tokenizer agree on
+        those bytes and land on the same side (for the byte tokenizer the classes are exactly the
+        sequences). A text alone in its class keeps its own hash's side.
+
+    Returns:
+      bool [N], True = held out.
+    """
+    texts = list(texts)
+    rep = texts
+    if max_len is not None:
+        cut = max(int(max_len) - 1, 0)
+        first: dict = {}
+        for t in sorted(set(texts)):
+            first.setdefault(t.encode("utf-8")[:cut], t)
+        rep = [first[t.encode("utf-8")[:cut]] for t in texts]
+    keys = np.array([int(hashlib.sha256(t.encode("utf-8")).hexdigest()[:15], 16) for t in rep],
                     dtype=np.float64)
     return keys / float(16 ** 15) < fraction
 
@@ -98,26 +127,36 @@ def build_text_dataset(cfg) -> TextData:
     d = cfg.data
     try:
         full = load_text(d.source, data_dir=d.data_dir, column=d.text_column)
-        test = text_split(full.texts, d.text_test_fraction)
+        test = text_split(full.texts, d.text_test_fraction, max_len=d.max_len)
         tr, te = np.flatnonzero(~test), np.flatnonzero(test)
         tr = tr[d.text_offset:]
         tr, te = tr[: d.max_train or None], te[: d.max_test or None]
         train, held = _rows(full, tr), _rows(full, te)
         tok = _tokenizer(d, train.texts)
-        if d.plant_per_count:
-            train = X.plant_duplicates(train, d.plant_counts, per_count=d.plant_per_count, seed=cfg.seed)
+        if d.max_len >= tok.vocab_size:
+            raise DataError(f"data.max_len: must be below the vocabulary size {tok.vocab_size} "
+                            f"(sequence lengths are stored as labels), got {d.max_len}")
+        if d.plant_per_count:   # "unique" = a sequence the model sees once (not merely a text)
+            e = X.encode(train.texts, tok, d.max_len)
+            train = X.plant_duplicates(train, d.plant_counts, per_count=d.plant_per_count, seed=cfg.seed,
+                                       keys=X.sequence_keys(e.tokens, e.mask.sum(1)))
         if d.canaries:
             train, refs = X.insert_secrets(train, d.canary_counts, per_count=d.canaries,
                                            num_references=d.canary_references, seed=cfg.seed)
             held = TextDataset(held.name, held.texts + refs.texts, np.concatenate([held.ids, refs.ids]),
                                np.concatenate([held.source_ids, refs.source_ids]), {}, held.meta)
-        if d.max_len >= tok.vocab_size:
-            raise DataError(f"data.max_len: must be below the vocabulary size {tok.vocab_size} "
-                            f"(sequence lengths are stored as labels), got {d.max_len}")
         etr, ete = X.encode(train.texts, tok, d.max_len), X.encode(held.texts, tok, d.max_len)
     except TextDataError as e:
         raise DataError(str(e)) from None
-    groups = np.unique(X.text_groups(train.texts), return_inverse=True)[1].astype(np.int64)
+    if d.canaries:
+        _check_secrets_whole(d, tok, train, held, etr, ete)
+    keys_tr = X.sequence_keys(etr.tokens, etr.mask.sum(1))
+    groups = np.unique(X.text_groups(keys_tr), return_inverse=True)[1].astype(np.int64)
+    seen = set(keys_tr)
+    both = sum(k in seen for k in X.sequence_keys(ete.tokens, ete.mask.sum(1)))
+    if both:   # the split keeps natural texts apart; a corpus text equal to a secret would do it
+        raise DataError(f"data.source: {both} held-out sequence(s) equal a training sequence at "
+                        f"data.max_len = {d.max_len} (a text of the corpus equals a secret canary?)")
     meta = {k: v for k, v in train.meta.items() if k not in ("transforms", "next_id")}
     meta.update(source=d.source, origin="jaxmem.data.text_build", kind="text",
                 tokenizer=tok.name, vocab_size=int(tok.vocab_size), max_len=int(d.max_len),
@@ -133,6 +172,22 @@ def build_text_dataset(cfg) -> TextData:
                     groups=groups, tokenizer=tok.config())
 
 
+def _check_secrets_whole(d, tok, train, held, etr, ete) -> None:
+    """Every secret canary and reference must be encoded whole (BOS + text + EOS within
+    ``data.max_len``): a cut secret is scored on digits the model never saw."""
+    from jaxmem.data import text_transforms as X
+
+    tf = train.meta.get("transforms", [])
+    rows_tr = np.flatnonzero(X.secret_rows(train.ids, tf)[1] != -1)
+    rows_te = np.flatnonzero(X.secret_rows(held.ids, tf)[1] != -1)
+    need = int(max(etr.lengths[rows_tr].max(initial=0), ete.lengths[rows_te].max(initial=0)))
+    if need > d.max_len:
+        raise DataError(
+            f"data.max_len: secret canaries (data.canaries = {d.canaries}, data.canary_kind = \"secret\", "
+            f"data.canary_references = {d.canary_references}) need up to {need} {tok.name} tokens with "
+            f"BOS and EOS; data.max_len = {d.max_len} would cut their digits (raise it to >= {need})")
+
+
 def load_text_dataset(source: str, data_dir=None) -> TextData:
     """A text source with the default settings (bytes, ``max_len`` 128, 5% held out): what
     :func:`jaxmem.data.load` returns for ``kjv``, ``austen``, ``python_text`` and ``text:PATH``."""
@@ -143,7 +198,8 @@ def load_text_dataset(source: str, data_dir=None) -> TextData:
 
 def text_facts(ds: TextData) -> dict:
     """Per-training-example facts a run stores (JSON-ready lists, row order): ``duplicate_count``
-    (occurrences of the text among the training texts), ``planted_count`` (0 = not planted),
+    (occurrences of the row's sequence, its group, among the training sequences: texts equal
+    once cut to ``max_len`` tokens are copies), ``planted_count`` (0 = not planted),
     ``secret_count`` / ``secret_index`` (:func:`~jaxmem.data.text_transforms.secret_rows`),
     ``zlib_entropy`` (bytes) of the text each sequence holds (decoded from its real tokens, so a
     cut sequence is measured as cut), ``groups`` and ``source_ids``; and the texts of both splits."""
@@ -156,7 +212,8 @@ def text_facts(ds: TextData) -> dict:
                       {"transforms": ds.meta.get("transforms", [])})
     count, which = X.secret_rows(ds.ids_train, ds.meta.get("transforms", []))
     twhich = X.secret_rows(ds.ids_test, ds.meta.get("transforms", []))[1]
-    return {"duplicate_count": X.duplicate_counts(ds.texts_train).tolist(),
+    groups = np.asarray(ds.groups, np.int64)
+    return {"duplicate_count": np.bincount(groups, minlength=1)[groups].tolist(),
             "planted_count": X.planted_counts(tds).tolist(),
             "secret_count": count.tolist(), "secret_index": which.tolist(),
             "test_secret_index": twhich.tolist(),

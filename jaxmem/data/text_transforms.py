@@ -5,7 +5,8 @@ secret canaries (Carlini et al. 2019), each recorded so that every added row is 
 * :func:`encode` builds ``[N, L]`` int32 sequences ``BOS + text + EOS`` (truncated or padded,
   with a bool mask);
 * :func:`duplicate_counts`, :func:`text_groups`: the natural duplicate count of each text and
-  a group index shared by identical texts (membership designs keep a group together);
+  a group index shared by identical texts (membership designs keep a group together); a run
+  applies them to :func:`sequence_keys`, the token sequences its model sees;
 * :func:`zlib_entropy` of each text (Carlini et al. 2021);
 * :func:`plant_duplicates` adds copies of chosen examples at controlled counts;
   :func:`planted_counts` reads them back;
@@ -28,9 +29,9 @@ import numpy as np
 
 from jaxmem.data.text import TextDataError, TextDataset
 
-__all__ = ["Encoded", "encode", "duplicate_counts", "text_groups", "zlib_entropy",
+__all__ = ["Encoded", "encode", "duplicate_counts", "text_groups", "sequence_keys", "zlib_entropy",
            "plant_duplicates", "planted_counts", "insert_secrets", "secret_rows", "SECRET_PREFIX",
-           "SECRET_DIGITS"]
+           "SECRET_DIGITS", "SECRET_BYTES"]
 
 # ----------------------------------------------------------------------------- encoding
 
@@ -84,21 +85,42 @@ def encode(texts: Sequence[str], tokenizer=None, max_len: int = 128) -> Encoded:
 # ----------------------------------------------------------------------------- per-text facts
 
 
-def duplicate_counts(texts: Sequence[str] | TextDataset) -> np.ndarray:
-    """int64 [N]: how many of the N texts equal each text exactly (1 = unique), planted copies
-    included. KJV: 31,102 verses, 119 distinct texts occur more than once, the most frequent
-    ("And the LORD spake unto Moses, saying,") 72 times."""
+def duplicate_counts(texts: Sequence | TextDataset) -> np.ndarray:
+    """int64 [N]: how many of the N items equal each item exactly (1 = unique), planted copies
+    included. The items are texts, or any hashable identity such as :func:`sequence_keys` (a
+    run counts the sequences its model sees, so texts equal after truncation are copies). KJV:
+    31,102 verses, 119 distinct texts occur more than once, the most frequent ("And the LORD spake
+    unto Moses, saying,") 72 times."""
     texts = texts.texts if isinstance(texts, TextDataset) else texts
     c = collections.Counter(texts)
     return np.array([c[t] for t in texts], np.int64)
 
 
-def text_groups(texts: Sequence[str] | TextDataset) -> np.ndarray:
-    """int64 [N]: for each text, the position of the first text equal to it (a group index for
-    leave-group-out designs that keep exact duplicates in or out of a model together)."""
+def text_groups(texts: Sequence | TextDataset) -> np.ndarray:
+    """int64 [N]: for each item, the position of the first item equal to it (a group index for
+    designs that keep exact duplicates in or out of a model together). Items are texts or any
+    hashable identity such as :func:`sequence_keys`."""
     texts = texts.texts if isinstance(texts, TextDataset) else texts
     first: dict = {}
     return np.array([first.setdefault(t, i) for i, t in enumerate(texts)], np.int64)
+
+
+def sequence_keys(tokens, lengths) -> list[bytes]:
+    """The identity of each encoded sequence, the tokens a model sees: the bytes of its first
+    ``lengths[i]`` token ids (int32). Two texts equal after truncation to ``max_len`` (or
+    that tokenize alike) get the same key; a cut sequence and a whole one differ (the whole one
+    ends with EOS, and its length differs).
+
+    Args:
+      tokens: int [N, L], as :func:`encode` returns them.
+      lengths: int [N], the number of real tokens of each row (``mask.sum(1)``).
+
+    Returns:
+      N ``bytes`` keys (hashable; compare and hash them, do not pass them through a fixed-width
+      numpy string array, which drops trailing zero bytes).
+    """
+    tokens = np.asarray(tokens, np.int32)
+    return [tokens[i, : int(n)].tobytes() for i, n in enumerate(np.asarray(lengths))]
 
 
 def zlib_entropy(texts: Sequence[str] | TextDataset, *, level: int = -1) -> np.ndarray:
@@ -123,6 +145,7 @@ def plant_duplicates(
     per_count: int,
     seed: int,
     only_unique: bool = True,
+    keys: Sequence | None = None,
 ) -> TextDataset:
     """Plant exact duplicates at controlled counts (Kandpal et al. 2022; Lee et al. 2022).
 
@@ -130,7 +153,10 @@ def plant_duplicates(
     all counts, uniformly, with ``numpy.random.default_rng(seed)``) and c − 1 copies of each are
     appended, so that each chosen text occurs c times in the result (c = 1 is the untouched
     control group, drawn the same way). With ``only_unique`` the examples are drawn among texts
-    that occur once, so the planted count is the text's whole count.
+    that occur once, so the planted count is the text's whole count; ``keys`` (one hashable per
+    row, e.g. :func:`sequence_keys` of the encoded texts) says what "the same" means, by default
+    the text itself (a run passes the sequences its model sees: a text whose truncated sequence
+    equals another's is not unique).
 
     Copies get new ids (after ``meta["next_id"]``) and ``source_ids`` = the chosen row's id; their
     ``columns`` repeat the source's. The transform is recorded in ``meta["transforms"]`` as
@@ -141,7 +167,8 @@ def plant_duplicates(
     model: ``source_ids`` is the group), otherwise a model almost always sees some copy.
 
     Raises:
-      TextDataError: a count < 1, repeated counts, per_count < 0, or too few eligible examples.
+      TextDataError: a count < 1, repeated counts, per_count < 0, too few eligible examples, or
+        ``keys`` of the wrong length.
     """
     counts = [int(c) for c in counts]
     if any(c < 1 for c in counts) or len(set(counts)) != len(counts):
@@ -149,8 +176,10 @@ def plant_duplicates(
     if per_count < 0:
         raise TextDataError(f"plant_duplicates per_count must be >= 0, got {per_count}")
     eligible = np.flatnonzero(ds.source_ids == ds.ids)  # never copy a copy
+    if keys is not None and len(keys) != len(ds):
+        raise TextDataError(f"plant_duplicates keys must have one entry per text ({len(ds)}), got {len(keys)}")
     if only_unique:
-        eligible = eligible[duplicate_counts(ds)[eligible] == 1]
+        eligible = eligible[duplicate_counts(ds if keys is None else list(keys))[eligible] == 1]
     need = per_count * len(counts)
     if need > len(eligible):
         raise TextDataError(
@@ -206,6 +235,9 @@ def planted_counts(ds: TextDataset) -> np.ndarray:
 
 SECRET_PREFIX = "my secret number is "
 SECRET_DIGITS = 6
+#: UTF-8 bytes of a secret canary's text (the byte tokenizer's token count, an upper bound for
+#: the BPE tokenizers, whose tokens are at least one byte each)
+SECRET_BYTES = len(SECRET_PREFIX.encode("utf-8")) + SECRET_DIGITS
 
 
 def _draw_secrets(rng: np.random.Generator, k: int, taken: set) -> list[str]:

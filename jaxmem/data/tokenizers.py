@@ -4,6 +4,11 @@ JSON-ready record that :func:`from_config` turns back into the same tokenizer):
 
 * :class:`ByteTokenizer` (default): UTF-8 bytes 0..255, PAD 256, BOS 257, EOS 258; exact round
   trip for every string.
+
+Special tokens are only ever inserted by jaxmem (:func:`~jaxmem.data.text_transforms.encode`
+adds BOS and EOS, padding adds PAD): a text's own characters always encode as text, so a literal
+``[EOS]`` or ``<|endoftext|>`` inside a text is the text's characters, never the special id (the
+BPE tokenizer's ``encode_special_tokens``, tiktoken's ``encode_ordinary``).
 * :func:`train_bpe` (optional, Hugging Face ``tokenizers``): a byte-level BPE trained on the
   corpus (GPT-2's pre-tokenizer and byte alphabet), exact round trip.
 * :func:`gpt2_tokenizer` (optional, ``tiktoken``): GPT-2's BPE ranks, read offline from the
@@ -68,12 +73,16 @@ class HFTokenizer:
     """A Hugging Face ``tokenizers.Tokenizer`` with PAD/BOS/EOS special tokens.
 
     Made by :func:`train_bpe`, or from its ``config()`` (``HFTokenizer.from_config``) so that a
-    run can record the exact tokenizer it used.
+    run can record the exact tokenizer it used. ``encode`` never returns a special id: the
+    tokenizer's ``encode_special_tokens`` is switched on (it is not part of the saved JSON, so it
+    is set here), so the literal strings ``[PAD]``, ``[BOS]``, ``[EOS]`` in a text are encoded as
+    the text they are and ``decode(encode(s)) == s``.
     """
 
     name = "bpe"
 
     def __init__(self, tok):
+        tok.encode_special_tokens = True   # a text's "[EOS]" is text; jaxmem alone inserts specials
         self._tok = tok
         ids = [tok.token_to_id(t) for t in ("[PAD]", "[BOS]", "[EOS]")]
         if None in ids:
@@ -116,6 +125,7 @@ def train_bpe(texts: Sequence[str], vocab_size: int = 4096, *, min_frequency: in
     from tokenizers import decoders, models, pre_tokenizers, trainers
 
     tok = tokenizers.Tokenizer(models.BPE())
+    tok.encode_special_tokens = True   # train on a literal "[EOS]" in a text as the text it is
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
@@ -138,7 +148,8 @@ _GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++
 
 class TiktokenTokenizer:
     """GPT-2's BPE through ``tiktoken``. GPT-2 has one special token, ``<|endoftext|>`` (50256),
-    which it uses as BOS, EOS and padding alike; the mask of :func:`encode` tells padding apart."""
+    which it uses as BOS, EOS and padding alike; the mask of :func:`encode` tells padding apart.
+    Texts are encoded with ``encode_ordinary``: a literal ``<|endoftext|>`` in a text is text."""
 
     name = "gpt2"
 

@@ -39,18 +39,28 @@ def test_split_by_text_hash_keeps_copies_together(rng):
     assert abs(held.mean() - f) < 0.1
 
 
+def _held_brute_force(texts, f, L):
+    """The split of text_build's docstring, brute force: a text's side is that of the smallest
+    text sharing its first L - 1 UTF-8 bytes."""
+    def side(t):
+        rep = min(u for u in texts if u.encode()[: L - 1] == t.encode()[: L - 1])
+        return int(hashlib.sha256(rep.encode()).hexdigest()[:15], 16) / 16 ** 15 < f
+    return [side(t) for t in texts]
+
+
 def test_build_text_dataset_against_brute_force(tmp_path, rng):
     lines = _lines(rng, 300)
     lines[5] = ""                                  # empty lines are skipped (not examples)
     lines += [lines[7]] * 3                        # a natural duplicate group of 4
-    cfg = _cfg(tmp_path, lines, "data.max_len=24", "data.text_test_fraction=0.2", "data.max_train=200",
+    lines[20:23] = [lines[9] + " " * 40 + "tail" + str(k) for k in range(3)]   # equal once cut to 32
+    cfg = _cfg(tmp_path, lines, "data.max_len=32", "data.text_test_fraction=0.2", "data.max_train=200",
                "data.plant_counts=[1,2,4]", "data.plant_per_count=3", "data.canaries=2",
                'data.canary_kind="secret"', "data.canary_counts=[1,3]", "data.canary_references=20",
                "seed=5")
     ds = build_dataset(cfg)
-    assert isinstance(ds, TextData) and ds.num_classes == 259 and ds.x_train.shape[1] == 24
+    assert isinstance(ds, TextData) and ds.num_classes == 259 and ds.x_train.shape[1] == 32
     real = [(i, t) for i, t in enumerate(lines) if t.strip()]
-    held = text_split([t for _, t in real], 0.2)
+    held = _held_brute_force([t for _, t in real], 0.2, 32)
     train = [(i, t) for (i, t), h in zip(real, held) if not h][:200]
     test = [(i, t) for (i, t), h in zip(real, held) if h]
     n_plant = 3 * (0 + 1 + 3)
@@ -59,20 +69,29 @@ def test_build_text_dataset_against_brute_force(tmp_path, rng):
     np.testing.assert_array_equal(ds.ids_train[:200], [i for i, _ in train])
     assert ds.texts_train[:200] == tuple(t for _, t in train)
     assert ds.texts_test[: len(test)] == tuple(t for _, t in test)
-    # tokens, lengths (= the mask's sums), groups of identical texts
+    # tokens, lengths (= the mask's sums), groups of identical sequences
+    seqs = []
     for r in range(ds.num_train):
         full = [257] + list(ds.texts_train[r].encode()) + [258]
-        n = min(len(full), 24)
+        n = min(len(full), 32)
         assert ds.y_train[r] == n and list(ds.x_train[r, :n]) == full[:n]
         assert (ds.x_train[r, n:] == 256).all()
-    for a in range(0, ds.num_train, 7):
-        same = [b for b in range(ds.num_train) if ds.texts_train[b] == ds.texts_train[a]]
+        seqs.append(tuple(full[:n]))
+    for a in range(ds.num_train):
+        same = [b for b in range(ds.num_train) if seqs[b] == seqs[a]]
         assert set(np.flatnonzero(ds.groups == ds.groups[a])) == set(same)
-    assert ds.groups.max() + 1 == len(set(ds.texts_train)) == ds.meta["num_groups"]
+    assert ds.groups.max() + 1 == len(set(seqs)) == ds.meta["num_groups"]
+    tails = lines[20:23]   # three texts, one sequence: one side, one group, duplicate count 3
+    where = {t in ds.texts_train for t in tails} | {t not in ds.texts_test for t in tails}
+    assert len(where) == 1
+    if ds.texts_train.count(tails[0]):
+        assert len({int(ds.groups[ds.texts_train.index(t)]) for t in tails}) == 1
+    test_seqs = {tuple(([257] + list(t.encode()) + [258])[:32]) for t in ds.texts_test}
+    assert not test_seqs & set(seqs)
     # per-example facts
     f = text_facts(ds)
     for r in range(0, ds.num_train, 5):
-        assert f["duplicate_count"][r] == ds.texts_train.count(ds.texts_train[r])
+        assert f["duplicate_count"][r] == seqs.count(seqs[r])
         seen = bytes(ds.x_train[r, 1:ds.y_train[r]][ds.x_train[r, 1:ds.y_train[r]] < 256].tolist())
         assert f["zlib_entropy"][r] == len(zlib.compress(seen.decode("utf-8", "replace").encode()))
     planted = np.asarray(f["planted_count"])
