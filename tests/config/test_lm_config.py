@@ -51,3 +51,18 @@ def test_a_language_model_config_resolves():
 def test_refused_with_the_field_named(sets, field):
     with pytest.raises(cfgmod.ConfigError, match=f"^{field}"):
         cfgmod.load_config(None, sets)
+
+
+@pytest.mark.parametrize("max_len", [12, 16, 24, 27])
+def test_secrets_that_max_len_would_cut_are_refused(max_len):
+    """Issue 21, item 5: a secret canary ("my secret number is " + 6 digits, 26 bytes) is 28 byte
+    tokens with BOS and EOS. At 24 the model saw 3 of its 6 digits; at 16 the exposure fit crashed.
+    Both are refused at the door, the line naming data.max_len and the canary fields."""
+    sets = LM + ["data.canaries=2", 'data.canary_kind="secret"', f"data.max_len={max_len}",
+                 "scoring.prefix_lengths=[4]", "scoring.suffix_length=4"]
+    with pytest.raises(cfgmod.ConfigError, match=r"^data\.max_len: secret canaries \(data\.canaries = 2, "
+                                                 r"data\.canary_kind = \"secret\"\) are 28 .* >= 28\)$") as e:
+        cfgmod.load_config(None, sets)
+    assert "\n" not in str(e.value)
+    cfgmod.load_config(None, sets[:-3] + ["data.max_len=28", "scoring.prefix_lengths=[4]", "scoring.suffix_length=4"])
+    cfgmod.load_config(None, LM + [f"data.max_len={max_len}", "scoring.prefix_lengths=[4]", "scoring.suffix_length=4"])

@@ -133,3 +133,23 @@ def test_python_text_is_the_zen_and_license_one_line_per_example():
     np.testing.assert_array_equal(ds.ids, keep)
     assert list(ds.texts) == [lines[i] for i in keep]
     assert ds.meta["sources"][0].startswith("this.py") and len(ds.meta["sha256"]) == 16
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_byte_order_mark_is_not_part_of_the_first_text(tmp_path, gz):
+    """Issue 21, item 10: a file that starts with a UTF-8 BOM (as some editors write it)."""
+    bom = "\ufeff".encode("utf-8")
+    body = "first line\nsecond\nfirst line\n"
+    p = tmp_path / ("c.txt.gz" if gz else "c.txt")
+    p.write_bytes(gzip.compress(bom + body.encode()) if gz else bom + body.encode())
+    ds = T.load_text(f"text:{p}")
+    assert ds.texts == ("first line", "second", "first line")
+    assert X.duplicate_counts(ds).tolist() == [2, 1, 2] and X.text_groups(ds).tolist() == [0, 1, 0]
+    tsv = tmp_path / ("t.tsv.gz" if gz else "t.tsv")
+    data = bom + b"text\tnote\nfirst line\tx\nsecond\ty\n"
+    tsv.write_bytes(gzip.compress(data) if gz else data)
+    d2 = T.load_text(f"text:{tsv}")
+    assert d2.texts == ("first line", "second") and list(d2.columns["note"]) == ["x", "y"]
+    # a BOM anywhere else is a character of the text, kept as it is
+    (tmp_path / "mid.txt").write_bytes(b"a\n" + bom + b"b\n")
+    assert T.load_text(f"text:{tmp_path / 'mid.txt'}").texts == ("a", "\ufeffb")

