@@ -24,6 +24,23 @@ def test_duplicate_counts_groups_and_zlib_against_brute_force(rng):
     assert X.zlib_entropy([""])[0] == 8  # zlib output is never empty
 
 
+def test_sequence_keys_are_the_real_tokens(rng):
+    """Keys equal exactly when the real tokens are equal: a trailing token 0 (byte NUL) counts, so
+    a numpy fixed-width string array, which drops trailing zero bytes, must not be used."""
+    L = 6
+    tok = rng.integers(0, 3, size=(200, L)).astype(np.int32)
+    lengths = rng.integers(1, L + 1, size=200)
+    tok[np.arange(L)[None] >= lengths[:, None]] = 0          # padding looks like a real token 0
+    keys = X.sequence_keys(tok, lengths)
+    real = [tuple(tok[i, : lengths[i]]) for i in range(200)]
+    for i in range(200):
+        for j in range(200):
+            assert (keys[i] == keys[j]) == (real[i] == real[j])
+    np.testing.assert_array_equal(X.duplicate_counts(keys), [real.count(r) for r in real])
+    np.testing.assert_array_equal(X.text_groups(keys), [real.index(r) for r in real])
+    assert X.sequence_keys(np.array([[5, 0]]), [1]) != X.sequence_keys(np.array([[5, 0]]), [2])
+
+
 def _toy(n, rng):
     texts = tuple(f"verse {i} {random_text(rng, list('xyz'), 6)}" for i in range(n))
     ids = np.arange(n, dtype=np.int64) * 2  # gaps, as after skipping empty lines
