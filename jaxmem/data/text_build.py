@@ -120,7 +120,8 @@ def build_text_dataset(cfg) -> TextData:
 
     Raises:
       DataError: the corpus is missing or malformed, a transform's arguments are invalid, a split
-        is empty, or ``data.max_len`` is not below the vocabulary size.
+        is empty, ``data.max_len`` is not below the vocabulary size or would cut a secret canary
+        or reference, or a held-out sequence equals a training sequence.
     """
     from jaxmem.data import text_transforms as X
 
