@@ -9,11 +9,12 @@ Shapes (one convention, shared with :func:`jaxmem.signals.compute_signals` and
 
 A 3-D array is always ``[M, N, C]``: for one model's queries ``[N, A, C]`` pass ``logits[None]``.
 ``labels`` are integer class labels ``[N]`` (aligned with the N axis, whatever the rank), or any
-array of the same rank as ``logits.shape[:-1]`` that broadcasts to it (e.g. ``labels[None]`` for
-``[M, N, C]``). Every function returns ``logits.shape[:-1]``. Other ranks (``[..., C]``, as under
-``vmap``) take labels of rank ``logits.ndim - 1``. A shape that does not fit raises a ValueError
-that names the axis, e.g. ``labels: expected [N] or a shape that broadcasts to logits [M, N, A];
-axis N (examples) is 6 in logits but 5 in labels``.
+other array that broadcasts to ``logits.shape[:-1]`` by numpy's rule (trailing axes align: e.g.
+``labels[:, None]`` for ``[M, N, A, C]``, ``labels[None]`` for ``[M, N, C]``). Every function
+returns ``logits.shape[:-1]``. Other ranks (``[..., C]``, as under ``vmap``) follow numpy's
+rule alone. A shape that does not fit raises a ValueError that names the axis, e.g. ``labels:
+expected [N] or a shape that broadcasts to logits [M, N, A]; axis N (examples) is 6 in logits
+[M, N, A, C] (3, 6, 2, 4) but 5 in labels``.
 
 NumPy inputs are computed in NumPy (float64 stays float64, as the LiRA reference code computes φ);
 JAX inputs are computed in ``jax.numpy`` and work under ``jit``/``vmap``.
@@ -115,8 +116,9 @@ def _align_labels(xp, labels, shape):
                 f"axis N ({AXES['N']}) is {lead[n_ax]} in logits {_fmt(layout)} {shape} but "
                 f"{ls[0]} in labels{hint}")
         return xp.reshape(labels, tuple(ls[0] if i == n_ax else 1 for i in range(len(lead))))
-    if len(ls) == len(lead) or len(ls) == 0:
-        for i, (a, b) in enumerate(zip(lead, ls)):
+    if len(ls) <= len(lead):   # numpy broadcasting: trailing axes align (labels[:, None])
+        off = len(lead) - len(ls)
+        for i, (a, b) in enumerate(zip(lead[off:], ls), start=off):
             if b not in (1, a):
                 axis = f"axis {layout[i]} ({AXES[layout[i]]})" if layout else f"axis {i}"
                 raise ValueError(
@@ -124,9 +126,8 @@ def _align_labels(xp, labels, shape):
                     f"{_fmt(layout) if layout else '[..., C]'} {shape}: {axis} is {a} in logits "
                     f"but {b} in labels{hint}")
         return labels
-    want = f"[N] or rank {len(lead)}" if layout is not None and len(lead) > 1 else f"rank {len(lead)}"
-    raise ValueError(f"labels: expected {want} for logits {_fmt(layout) if layout else '[..., C]'} "
-                     f"{shape}, got shape {ls}")
+    raise ValueError(f"labels: expected [N] or at most {len(lead)} axes for logits "
+                     f"{_fmt(layout) if layout else '[..., C]'} {shape}, got shape {ls}")
 
 
 def _prepare(logits, labels):

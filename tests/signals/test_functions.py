@@ -119,8 +119,8 @@ def test_every_documented_rank_matches_a_float64_reference(rng, fn, rank):
     got = fn(z, y)                                           # labels [N], whatever the rank
     assert got.shape == z.shape[:-1] and got.dtype == np.float64
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
-    full = {2: y, 3: y[None], 4: y[None, :, None]}[z.ndim]   # the explicit broadcastable form
-    np.testing.assert_allclose(fn(z, full), want, rtol=1e-10, atol=1e-12)
+    for full in {2: [y], 3: [y[None]], 4: [y[None, :, None], y[:, None]]}[z.ndim]:
+        np.testing.assert_allclose(fn(z, full), want, rtol=1e-10, atol=1e-12)   # numpy's rule
     got_jax = fn(jnp.asarray(z, jnp.float32), jnp.asarray(y))    # JAX, concrete and under jit
     np.testing.assert_allclose(np.asarray(got_jax), want, rtol=2e-4, atol=2e-5)
     got_jit = jax.jit(fn)(jnp.asarray(z, jnp.float32), jnp.asarray(y))
@@ -131,8 +131,8 @@ def test_labels_are_aligned_with_the_example_axis_even_when_A_equals_N(rng):
     """[M, N, A, C] with A == N: labels [N] must index the example axis, not the query axis
     (plain broadcasting would align them with A and give a silently wrong answer)."""
     N = A = 4
-    z = rng.normal(size=(2, N, A, 3))
-    y = rng.integers(0, 3, N)
+    z = rng.normal(size=(2, N, A, 4))
+    y = rng.permutation(4)   # not all equal: aligned with A, the labels would differ
     want = _expected("cross_entropy", z, y)
     np.testing.assert_allclose(signals.cross_entropy(z, y), want, rtol=1e-12)
     assert not np.allclose(signals.cross_entropy(z, np.broadcast_to(y, (2, N, A))), want)
@@ -150,9 +150,13 @@ def test_shape_errors_name_the_axis(rng, fn):
                        r"\[M, N, A, C\] \(3, 6, 2, 4\): axis A \(queries\) is 2 in logits but 3 "
                        r"in labels$"):
         fn(z4, np.broadcast_to(y[None, :, None], (1, 6, 3)))
-    with pytest.raises(ValueError, match=r"^labels: expected \[N\] or rank 3 for logits "
-                       r"\[M, N, A, C\] \(3, 6, 2, 4\), got shape \(1, 6\)$"):
-        fn(z4, y[None])
+    with pytest.raises(ValueError, match=r"^labels: shape \(1, 6\) does not broadcast to logits "
+                       r"\[M, N, A, C\] \(3, 6, 2, 4\): axis A \(queries\) is 2 in logits but 6 "
+                       r"in labels$"):
+        fn(z4, y[None])                               # numpy's rule: trailing axes align
+    with pytest.raises(ValueError, match=r"^labels: expected \[N\] or at most 3 axes for logits "
+                       r"\[M, N, A, C\] \(3, 6, 2, 4\), got shape \(1, 1, 6, 1\)$"):
+        fn(z4, y[None, None, :, None])
     with pytest.raises(ValueError, match=r"axis N \(examples\) is 2 in logits \[M, N, C\] "
                        r"\(6, 2, 4\) but 6 in labels; a 3-D array is \[M, N, C\] .*pass logits\[None\]"):
         fn(z4[0], y)                                  # one model's [N, A, C]
