@@ -325,11 +325,14 @@ def _stdout_closed() -> bool:
     import select
 
     try:
-        poll = select.poll()
-        poll.register(sys.stdout.fileno(), select.POLLERR)
-        return any(ev & select.POLLERR for _, ev in poll.poll(0))
-    except (AttributeError, OSError, ValueError):   # no poll (Windows), no real stdout
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):   # stdout replaced by an object: not a pipe
+        return False
+    if not hasattr(select, "poll"):   # (Windows) a broken pipe is then taken to be stdout's
         return True
+    poll = select.poll()
+    poll.register(fd, select.POLLERR)
+    return any(ev & select.POLLERR for _, ev in poll.poll(0))
 
 
 def _reader_gone() -> int:
@@ -355,10 +358,14 @@ def main(argv=None) -> int:
               "export-lira": _cmd_export_lira, "show": _cmd_show}[args.cmd](args)
         sys.stdout.flush()   # here, so that a reader gone (| head) is caught below, not at exit
         return rc
-    except BrokenPipeError:
-        if not _stdout_closed():
-            raise
-        return _reader_gone()
+    except BrokenPipeError as e:
+        if _stdout_closed():
+            return _reader_gone()
+        # another pipe than stdout: an OS error like any other
+        from jaxmem.io import os_error_line
+
+        print(f"jaxmem: error: {os_error_line(e)}", file=sys.stderr)
+        return 2
     except (cfgmod.ConfigError, RunError, DataError) as e:
         print(f"jaxmem: error: {e}", file=sys.stderr)
         return 2

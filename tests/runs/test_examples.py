@@ -100,3 +100,17 @@ def test_show_piped_into_head_ends_quietly(tmp_path):
     sh = subprocess.run(["bash", "-c", 'set -o pipefail; "$@" | head -1', "_", *cmd],
                         capture_output=True, text=True, env=H.env(), cwd=H.REPO, timeout=300)
     assert sh.stdout == f"{wd}\n" and sh.stderr == "" and sh.returncode in (0, 141)
+
+
+def test_a_broken_pipe_elsewhere_is_an_error_line(monkeypatch, capsys):
+    """Only the reader of stdout going away ends quietly; any other broken pipe (stdout still
+    open) is an OS error: one line, status 2."""
+    from jaxmem import cli
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_cmd_config", broken)
+    assert cli.main(["config"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("jaxmem: error:") and "Broken pipe" in err and err.count("\n") == 1
