@@ -320,15 +320,52 @@ def _cmd_config(args) -> int:
     return 0
 
 
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone (``jaxmem show RUN | head -1``)."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):   # stdout replaced by an object: not a pipe
+        return False
+    if not hasattr(select, "poll"):   # (Windows) a broken pipe is then taken to be stdout's
+        return True
+    poll = select.poll()
+    poll.register(fd, select.POLLERR)
+    return any(ev & select.POLLERR for _, ev in poll.poll(0))
+
+
+def _reader_gone() -> int:
+    """Quiet end when the reader of standard output closed it (``| head``): no "Broken pipe"
+    message, no error at interpreter exit (stdout is pointed at /dev/null, as the Python docs
+    advise for SIGPIPE); exit status 141 = 128 + SIGPIPE, as a shell tool gets."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass
+    return 141
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     from jaxmem.data import DataError
     from jaxmem.runs.execute import Interrupted
 
     try:
-        return {"run": _cmd_run, "score": _cmd_score, "report": _cmd_report,
-                "config": _cmd_config, "import-lira": _cmd_import_lira,
-                "export-lira": _cmd_export_lira, "show": _cmd_show}[args.cmd](args)
+        rc = {"run": _cmd_run, "score": _cmd_score, "report": _cmd_report,
+              "config": _cmd_config, "import-lira": _cmd_import_lira,
+              "export-lira": _cmd_export_lira, "show": _cmd_show}[args.cmd](args)
+        sys.stdout.flush()   # here, so that a reader gone (| head) is caught below, not at exit
+        return rc
+    except BrokenPipeError as e:
+        if _stdout_closed():
+            return _reader_gone()
+        # another pipe than stdout: an OS error like any other
+        from jaxmem.io import os_error_line
+
+        print(f"jaxmem: error: {os_error_line(e)}", file=sys.stderr)
+        return 2
     except (cfgmod.ConfigError, RunError, DataError) as e:
         print(f"jaxmem: error: {e}", file=sys.stderr)
         return 2

@@ -1,5 +1,6 @@
 """The notebooks under notebooks/ execute top to bottom (small sizes) and are stored without outputs."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,20 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+
+#: What a notebook teaches, checked on its printed output (issue #27.8: a notebook printed an
+#: online LiRA AUC below chance, another an RMIA TPR of 0 from a 50-point population, without a
+#: word): {notebook: [(regex capturing a number, lower bound)]}.
+TEACHES = {
+    "bring_your_own_arrays": [(r"rmia\s+AUC [\d.]+\s+TPR@1%FPR ([\d.]+)", 0.1),
+                              (r"lira_online\s+AUC ([\d.]+)", 0.7),
+                              (r"lira_online\s+AUC [\d.]+\s+TPR@1%FPR ([\d.]+)", 0.1),
+                              (r"Spearman\(memorization, difficulty\) = ([\d.]+)", 0.8)],
+    "lira_audit": [(r"\bonline\s+mean AUC ([\d.]+)", 0.6),
+                   (r"offline\s+mean AUC ([\d.]+)", 0.6),
+                   (r"online, fixed variance\s+mean AUC ([\d.]+)", 0.6),
+                   (r"Spearman\(memorization, LiRA gap\) = ([\d.]+)", 0.2)],
+}
 
 
 def test_notebooks_exist():
@@ -35,3 +50,7 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     assert not errors
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "AUC" in text
+    for pattern, floor in TEACHES.get(path.stem, []):
+        found = re.search(pattern, text)
+        assert found, f"{path.name}: no output matches {pattern!r}"
+        assert float(found.group(1)) > floor, f"{path.name}: {found.group(0)!r}, expected > {floor}"

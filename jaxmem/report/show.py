@@ -163,6 +163,7 @@ def example_text(workdir, example_id, as_json: bool = False) -> str:
     for a, row in (attacks or {}).items():
         i_, o_ = row["in"], row["out"]
         out.append(f"  {a}: as a member of {i_['count']} targets mean score {_fmt(i_['mean'])} "
-                   f"[{_fmt(i_['min'])}, {_fmt(i_['max'])}]; as a non-member of {o_['count']} "
-                   f"mean {_fmt(o_['mean'])} [{_fmt(o_['min'])}, {_fmt(o_['max'])}]")
+                   f"(min {_fmt(i_['min'])}, max {_fmt(i_['max'])}); as a non-member of "
+                   f"{o_['count']} mean {_fmt(o_['mean'])} (min {_fmt(o_['min'])}, "
+                   f"max {_fmt(o_['max'])})")
     return "\n".join(out)

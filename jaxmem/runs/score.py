@@ -2,7 +2,7 @@
 driver), DP accounting, and every table and figure a report shows, written to ``results/`` and
 ``summary.json``:
 
-    results/memorization.csv        every training example, ranked (Feldman & Zhang 2020)
+    results/memorization.csv        every training example, ranked (rank 1: the most memorized; Feldman & Zhang 2020)
     results/attacks.json            per-target attack metrics, chosen parameters, summary
     results/influence.csv           with scoring.influence_top_k: each test example's top-k
     results/convergence.csv         the estimate's convergence as models are added (>= 4 models)
@@ -126,7 +126,7 @@ def _score(workdir: Path, run, cfg, log, dataset) -> dict:
     order = np.argsort(-np.nan_to_num(mem.mem, nan=-np.inf), kind="stable")
     lines = ["rank,example_id,index,label,mem,stderr,n_in,n_out"]
     for r, i in enumerate(order):
-        lines.append(f"{r},{ids[i]},{i},{labels[i]},{mem.mem[i]:.6g},{mem.stderr[i]:.6g},"
+        lines.append(f"{r + 1},{ids[i]},{i},{labels[i]},{mem.mem[i]:.6g},{mem.stderr[i]:.6g},"
                      f"{mem.n_in[i]},{mem.n_out[i]}")
     save_text(res / "memorization.csv", "\n".join(lines) + "\n")
     influence_summary = None
@@ -243,7 +243,7 @@ def _influence_table(path: Path, keep, test_correct, ok, k: int, run, mem,
             i = int(top.indices[j, r])
             if i < 0:   # fewer than k training examples with an IN and an OUT model
                 break
-            lines.append(f"{j},{tids[j]},{tlabels[j]},{r},{i},{ids[i]},{labels[i]},"
+            lines.append(f"{j},{tids[j]},{tlabels[j]},{r + 1},{i},{ids[i]},{labels[i]},"
                          f"{top.values[j, r]:.6g},{top.stderr[j, r]:.6g},{mem.mem[i]:.6g}")
     save_text(path, "\n".join(lines) + "\n")
     best = np.nan_to_num(top.values[:, 0], nan=-np.inf)

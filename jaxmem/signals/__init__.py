@@ -4,7 +4,8 @@
   confidence φ, true-class probability, loss, correctness, RMIA's Taylor soft-margin signal;
   :func:`check_labels` (labels in [0, C), a ValueError naming the range otherwise)
 * :mod:`jaxmem.signals.stream` - the one streamed computation of named per-model signals from
-  stored logits ``[M, N, A, C]`` (:func:`compute_signals` -> :class:`Signals`) and its registry
+  stored logits ``[M, N, A, C]`` or ``[M, N, C]`` (:func:`compute_signals` -> :class:`Signals`)
+  and its registry; :func:`model_logits` (the one check of stacked logits' shape)
 """
 
 from jaxmem.signals.functions import (
@@ -21,9 +22,10 @@ from jaxmem.signals.stream import (
     Signals,
     SignalSpec,
     compute_signals,
+    model_logits,
     rmia_p_spec,
 )
 
 __all__ = ["check_labels", "logit_scaled_confidence", "true_class_probability", "cross_entropy", "correctness",
            "taylor_soft_margin_probability", "Signals", "SignalSpec", "SIGNALS",
-           "compute_signals", "rmia_p_spec", "RMIA_RESEARCH_SIGNAL"]
+           "compute_signals", "model_logits", "rmia_p_spec", "RMIA_RESEARCH_SIGNAL"]

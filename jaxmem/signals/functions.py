@@ -1,7 +1,21 @@
 """Per-example signals computed from logits: pure array functions.
 
-Every function takes ``logits`` of shape ``[..., C]`` and integer ``labels`` of shape
-``logits.shape[:-1]`` (or broadcastable to it) and returns an array of shape ``logits.shape[:-1]``.
+Shapes (one convention, shared with :func:`jaxmem.signals.compute_signals` and
+:func:`jaxmem.runs.import_arrays`): ``logits`` is one of
+
+* ``[N, C]`` — one model, N examples, C classes;
+* ``[M, N, C]`` — M models; a missing query axis means A = 1 (one query per example);
+* ``[M, N, A, C]`` — M models, A test-time queries (augmentations) per example.
+
+A 3-D array is always ``[M, N, C]``: for one model's queries ``[N, A, C]`` pass ``logits[None]``.
+``labels`` are integer class labels ``[N]`` (aligned with the N axis, whatever the rank), or any
+other array that broadcasts to ``logits.shape[:-1]`` by numpy's rule (trailing axes align: e.g.
+``labels[:, None]`` for ``[M, N, A, C]``, ``labels[None]`` for ``[M, N, C]``). Every function
+returns ``logits.shape[:-1]``. Other ranks (``[..., C]``, as under ``vmap``) follow numpy's
+rule alone. A shape that does not fit raises a ValueError that names the axis, e.g. ``labels:
+expected [N] or a shape that broadcasts to logits [M, N, A]; axis N (examples) is 6 in logits
+[M, N, A, C] (3, 6, 2, 4) but 5 in labels``.
+
 NumPy inputs are computed in NumPy (float64 stays float64, as the LiRA reference code computes φ);
 JAX inputs are computed in ``jax.numpy`` and work under ``jit``/``vmap``.
 
@@ -19,6 +33,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "AXES",
+    "axis_layout",
     "check_labels",
     "logit_scaled_confidence",
     "true_class_probability",
@@ -69,8 +85,55 @@ def check_labels(labels, num_classes=None, *, shape=None, name="labels"):
     return y.astype(np.int64)
 
 
+#: What each axis letter of a documented shape means (named in every shape error).
+AXES = {"M": "models", "N": "examples", "A": "queries", "C": "classes"}
+
+
+def axis_layout(ndim):
+    """The documented axis letters of a logits array of rank ``ndim``: ``"NC"``, ``"MNC"`` (a
+    missing query axis means A = 1) or ``"MNAC"``; None for any other rank."""
+    return {2: "NC", 3: "MNC", 4: "MNAC"}.get(int(ndim))
+
+
+def _fmt(letters):
+    return "[" + ", ".join(letters) + "]"
+
+
+def _align_labels(xp, labels, shape):
+    """``labels`` reshaped to broadcast against ``shape[:-1]`` (``shape`` = the logits' shape,
+    see the module docstring), or a ValueError naming the first axis that does not fit."""
+    shape = tuple(shape)
+    lead = shape[:-1]
+    layout = axis_layout(len(shape))
+    ls = tuple(np.shape(labels))
+    hint = ("; a 3-D array is [M, N, C] (a missing query axis means A = 1): for one model's "
+            "[N, A, C] pass logits[None]") if len(shape) == 3 else ""
+    if len(ls) == 1 and layout is not None and len(lead) > 1:
+        n_ax = layout.index("N")
+        if ls[0] != lead[n_ax]:
+            raise ValueError(
+                f"labels: expected [N] or a shape that broadcasts to logits {_fmt(layout[:-1])}; "
+                f"axis N ({AXES['N']}) is {lead[n_ax]} in logits {_fmt(layout)} {shape} but "
+                f"{ls[0]} in labels{hint}")
+        return xp.reshape(labels, tuple(ls[0] if i == n_ax else 1 for i in range(len(lead))))
+    if len(ls) <= len(lead):   # numpy broadcasting: trailing axes align (labels[:, None])
+        off = len(lead) - len(ls)
+        for i, (a, b) in enumerate(zip(lead[off:], ls), start=off):
+            if b not in (1, a):
+                axis = f"axis {layout[i]} ({AXES[layout[i]]})" if layout else f"axis {i}"
+                raise ValueError(
+                    f"labels: shape {ls} does not broadcast to logits "
+                    f"{_fmt(layout) if layout else '[..., C]'} {shape}: {axis} is {a} in logits "
+                    f"but {b} in labels{hint}")
+        return labels
+    raise ValueError(f"labels: expected [N] or at most {len(lead)} axes for logits "
+                     f"{_fmt(layout) if layout else '[..., C]'} {shape}, got shape {ls}")
+
+
 def _prepare(logits, labels):
     xp = _xp(logits, labels)
+    if np.ndim(logits) < 1:
+        raise ValueError("logits: expected [N, C], [M, N, C] or [M, N, A, C], got a scalar")
     if not _traced(labels):
         check_labels(labels, np.shape(logits)[-1])
     logits = xp.asarray(logits)
@@ -78,7 +141,8 @@ def _prepare(logits, labels):
         logits = logits.astype(xp.float32)
     elif logits.dtype == xp.float16 or str(logits.dtype) == "bfloat16":
         logits = logits.astype(xp.float32)
-    labels = xp.broadcast_to(xp.asarray(labels), logits.shape[:-1])
+    labels = xp.broadcast_to(_align_labels(xp, xp.asarray(labels), logits.shape),
+                             logits.shape[:-1])
     onehot = labels[..., None] == xp.arange(logits.shape[-1])
     return xp, logits, labels, onehot
 

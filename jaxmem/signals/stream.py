@@ -1,5 +1,6 @@
 """The one signals computation: named per-model signals streamed from (memory-mapped) logits
-``[M, N, A, C]``, used by runs' scoring, the analyses and the report.
+``[M, N, A, C]`` (or ``[M, N, C]``: a missing query axis means A = 1, as everywhere in jaxmem, see
+:mod:`jaxmem.signals.functions`), used by runs' scoring, the analyses and the report.
 
 :func:`compute_signals` reads one block of models at a time (``block`` models; by default as many
 as hold 2^26 float64 logits, 512 MB), computes every requested signal from the block in float64
@@ -21,7 +22,7 @@ import numpy as np
 from jaxmem.signals import functions as F
 
 __all__ = ["Signals", "SignalSpec", "SIGNALS", "compute_signals", "rmia_p_spec",
-           "RMIA_RESEARCH_SIGNAL"]
+           "RMIA_RESEARCH_SIGNAL", "model_logits"]
 
 
 class Signals(dict):
@@ -88,6 +89,44 @@ def rmia_p_spec(signal="softmax", temperature=1.0, margin=0.6, order=4, every_qu
     return _per_query(fn) if every_query else _identity(fn)
 
 
+def model_logits(logits, name="logits", *, like=None, like_name="logits"):
+    """Stacked models' logits as a 4-D ``[M, N, A, C]`` array, checked.
+
+    Args:
+      logits: ``[M, N, A, C]``, or ``[M, N, C]`` (a missing query axis means A = 1: a query axis
+        of length 1 is added; a memmap stays a lazy view). Anything with a ``shape`` whose rank
+        is 4 (e.g. a lazy reader) is passed through unread.
+      name: the argument's name in error messages (``"test_logits"``: its example axis is Z).
+      like: optional 4-D logits that ``logits`` must match on every axis but the example axis
+        (M models, A queries, C classes), named ``like_name`` in errors.
+
+    Returns:
+      ``logits`` with 4 axes.
+
+    Raises:
+      ValueError: a rank other than 3 or 4 (naming the accepted shapes), or an axis that differs
+        from ``like``'s, naming it: ``test_logits: expected [M, Z, A, C] matching logits
+        [M, N, A, C]; axis A (queries) is 2 in logits but 1 in test_logits``.
+    """
+    ex = "Z" if name.startswith("test") else "N"
+    shape = tuple(getattr(logits, "shape", np.shape(logits)))
+    if len(shape) == 3:
+        logits = (logits if isinstance(logits, np.ndarray) else np.asarray(logits))[:, :, None, :]
+        shape = shape[:2] + (1,) + shape[2:]
+    elif len(shape) != 4:
+        raise ValueError(f"{name}: expected [M, {ex}, A, C] or [M, {ex}, C] (one query), got "
+                         f"{len(shape)}-D shape {shape}"
+                         + (f"; for one model pass {name}[None]" if len(shape) == 2 else ""))
+    if like is not None:
+        ref = tuple(like.shape)
+        for i, letter in enumerate("MNAC"):
+            if i != 1 and shape[i] != ref[i]:
+                raise ValueError(
+                    f"{name}: expected [M, {ex}, A, C] matching {like_name} [M, N, A, C]; axis "
+                    f"{letter} ({F.AXES[letter]}) is {ref[i]} in {like_name} but {shape[i]} in {name}")
+    return logits
+
+
 class _FirstQuery:
     """``logits[..., :1, :]`` of a memory-mapped [M, N, A, C] array, read a block of models at a
     time (slicing the view would be lazy too, but this keeps the reads to one query)."""
@@ -120,10 +159,12 @@ def compute_signals(logits, labels, names, *, test_logits=None, test_labels=None
     """Per-example signals of M models from their logits, streamed over blocks of models.
 
     Args:
-      logits: [M, N, A, C] (a memmap is read a block at a time); ``labels`` [N] int in [0, C)
-        (a ValueError names the range otherwise; likewise ``test_labels``).
+      logits: [M, N, A, C], or [M, N, C] (a missing query axis means A = 1); a memmap is read a
+        block at a time. ``labels`` [N] int in [0, C) (a ValueError names the range otherwise;
+        likewise ``test_labels``).
       names: signal names (keys of :data:`SIGNALS` or ``specs``); ``NAME_pop`` computes NAME on
-        ``test_logits`` [M, Z, A, C] / ``test_labels`` [Z]. ``correct_query_average`` is left out
+        ``test_logits`` [M, Z, A, C] (or [M, Z, C]; M, A and C as in ``logits``) / ``test_labels``
+        [Z]. ``correct_query_average`` is left out
         when A = 1 (it would equal ``correct``).
       dtype: of the stored signals (computed in float64).
       specs: signal definitions that replace or add to :data:`SIGNALS` (e.g. ``{"p":
@@ -132,6 +173,11 @@ def compute_signals(logits, labels, names, *, test_logits=None, test_labels=None
 
     Returns:
       :class:`Signals`: ``{name: [M, N, ...]}`` with ``labels`` (and ``pop_labels``).
+
+    Raises:
+      ValueError: an unknown signal name; logits of another rank, ``test_logits`` that differ
+        from ``logits`` in M, A or C, or labels that do not match the example axis (each naming
+        the axis, see :func:`model_logits`); labels out of [0, C).
     """
     specs = {**SIGNALS, **(specs or {})}
     names = list(dict.fromkeys(names))
@@ -140,14 +186,21 @@ def compute_signals(logits, labels, names, *, test_logits=None, test_labels=None
     for n in train + pop:
         if n not in specs:
             raise ValueError(f"unknown signal {n!r}; known: {', '.join(specs)}")
+    logits = model_logits(logits)
+    if test_logits is not None:
+        test_logits = model_logits(test_logits, "test_logits", like=logits)
     out = Signals(labels=np.asarray(labels), pop_labels=test_labels)
     for group, lg, lab, suffix in ((train, logits, labels, ""), (pop, test_logits, test_labels, "_pop")):
         if not group:
             continue
         if lg is None:
             raise ValueError(f"signals {[n + suffix for n in group]} need test_logits and test_labels")
-        F.check_labels(lab, lg.shape[-1], shape=lg.shape[1:2],
-                       name="test_labels" if suffix else "labels")
+        lname, ex = ("test_labels", "Z") if suffix else ("labels", "N")
+        if np.shape(lab) != tuple(lg.shape[1:2]):
+            raise ValueError(f"{lname}: expected shape {tuple(lg.shape[1:2])}, the axis {ex} "
+                             f"({F.AXES['N']}) of {'test_' if suffix else ''}logits "
+                             f"[M, {ex}, A, C] {tuple(lg.shape)}; got {np.shape(lab)}")
+        F.check_labels(lab, lg.shape[-1], name=lname)
         if lg.shape[2] == 1:
             group = [n for n in group if n != "correct_query_average"]
         out.update({n + suffix: v for n, v in _stream(lg, lab, group, specs, dtype, block).items()})

@@ -53,7 +53,10 @@ def test_show_example_prints_what_the_run_holds_about_it():
     rec = example_record(wd, eid)
     keep = np.load(wd / "keep.npy")[:, int(row["index"])]
     assert rec["models_in"] == keep.sum() and rec["models_out"] == (~keep).sum()
-    assert rec["memorization"]["mem"] == float(row["mem"]) and rec["memorization"]["rank"] == 0
+    assert rec["memorization"]["mem"] == float(row["mem"]) and rec["memorization"]["rank"] == 1
+    with open(wd / "results" / "examples.csv") as f:   # both tables rank from 1 (issue #27.9)
+        first = next(csv.DictReader(f))
+    assert first["rank"] == row["rank"] == "1" and first["example_id"] == row["example_id"]
     lira = rec["attacks"]["lira_online"]
     col = np.load(wd / "results" / "scores" / "lira_online.npy")[:, int(row["index"])]
     assert lira["in"]["count"] == keep.sum()
@@ -63,6 +66,8 @@ def test_show_example_prints_what_the_run_holds_about_it():
     assert r.returncode == 0, r.stderr
     assert f"example {eid}" in r.stdout and "memorization" in r.stdout
     assert f"IN for {keep.sum()} models" in r.stdout and "lira_online: as a member of" in r.stdout
+    v = col[keep & np.isfinite(col)]   # the brackets are labelled (issue #27.9)
+    assert f"(min {v.min():.4g}, max {v.max():.4g}); as a non-member of" in r.stdout
     r = subprocess.run([sys.executable, "-m", "jaxmem", "show", str(wd), "--json"],
                        capture_output=True, text=True, env=H.env(), cwd=H.REPO, timeout=300)
     out = json.loads(r.stdout)
@@ -77,3 +82,35 @@ def test_show_needs_no_lock():
     wd = H.finished_reference()
     with run_lock(wd):
         assert "what was run:" in run_text(wd)
+
+
+def test_show_piped_into_head_ends_quietly(tmp_path):
+    """`jaxmem show RUN | head -1` (issue #27.9): the reader going away is no error: no
+    "Broken pipe" on stderr, no traceback at exit, status 141 (128 + SIGPIPE)."""
+    wd = H.finished_reference()
+    cmd = [sys.executable, "-m", "jaxmem", "show", str(wd)]
+    # deterministic: the reader is gone before jaxmem writes anything
+    err = tmp_path / "err.txt"
+    with open(err, "w") as f:
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=f, env=H.env(), cwd=H.REPO)
+        p.stdout.close()
+        rc = p.wait(timeout=300)
+    assert err.read_text() == "" and rc == 141
+    # and as a user types it
+    sh = subprocess.run(["bash", "-c", 'set -o pipefail; "$@" | head -1', "_", *cmd],
+                        capture_output=True, text=True, env=H.env(), cwd=H.REPO, timeout=300)
+    assert sh.stdout == f"{wd}\n" and sh.stderr == "" and sh.returncode in (0, 141)
+
+
+def test_a_broken_pipe_elsewhere_is_an_error_line(monkeypatch, capsys):
+    """Only the reader of stdout going away ends quietly; any other broken pipe (stdout still
+    open) is an OS error: one line, status 2."""
+    from jaxmem import cli
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_cmd_config", broken)
+    assert cli.main(["config"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("jaxmem: error:") and "Broken pipe" in err and err.count("\n") == 1

@@ -42,7 +42,7 @@ def test_influence_table_is_each_test_examples_top_k():
     ids, labels = np.load(wd / "example_ids.npy"), np.load(wd / "labels.npy")
     for j in range(T):
         mine = [r for r in rows if int(r["test_index"]) == j]
-        assert [int(r["rank"]) for r in mine] == list(range(K))
+        assert [int(r["rank"]) for r in mine] == list(range(1, K + 1))   # 1-based, as everywhere
         got_i = np.array([int(r["train_index"]) for r in mine])
         got_v = np.array([float(r["influence"]) for r in mine])
         # the chosen pairs' values are theirs, and they are a top k (ties may pick any of equals)
