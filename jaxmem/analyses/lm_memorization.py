@@ -29,12 +29,10 @@ def _slope(counts, values):
 def analyze(cfg, workdir, runs, log, top=10):
     """Most and least memorized verses; memorization and extraction by natural and by planted
     duplicate count, with log-log slopes (stratified bootstrap 95% intervals) against the
-    planted count. Every text counts once (its first row; copies share its membership)."""
+    planted count. Every text counts once (the run's table is per text: copies merged)."""
     name, run = next(iter(runs.items()))
     t = sequence_table(run)
-    groups = np.asarray(run.text["groups"])
-    first = np.zeros(len(groups), bool)
-    first[np.unique(groups, return_index=True)[1]] = True
+    first = np.ones(len(t["index"]), bool)      # (the table is per text: copies merged)
     dup, planted = t["duplicate_count"], t["planted_count"]
     ks, s = list(cfg.scoring.prefix_lengths), int(cfg.scoring.suffix_length)
     ext_cols = [f"extracted_in_k{k}" for k in ks] + [f"extracted_out_k{k}" for k in ks]

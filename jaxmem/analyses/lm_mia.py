@@ -10,18 +10,20 @@ from __future__ import annotations
 import numpy as np
 
 from jaxmem.analyses.common import figure, write_csv
+from jaxmem.analyses.lm_common import texts
 
 #: Attacks that need no other model (scored from the target's own outputs).
 REFERENCE_FREE = ("loss", "zlib", "min_k", "min_k_plus_plus")
 
 
-def _evaluate(run, attacks, targets):
+def _evaluate(run, attacks, targets, tg):
+    """Every attack on the texts ``tg`` (copies merged, as the run's own scoring does)."""
     from jaxmem.attacks import evaluate, metric_warnings_only
     from jaxmem.attacks.registry import get
-    from jaxmem.runs.score_lm import lm_signals
+    from jaxmem.runs.score_lm import per_text_signals
 
-    keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)
-    sig = lm_signals(run, sorted({n for a in attacks for n in get(a).needs}))
+    keep, ok = np.asarray(run.keep, bool)[:, tg.first], ~np.asarray(run.diverged, bool)
+    sig = per_text_signals(run, sorted({n for a in attacks for n in get(a).needs}), tg)
     with metric_warnings_only():
         return evaluate(sig, keep, list(attacks), targets, model_mask=ok, return_scores=True)
 
@@ -37,12 +39,12 @@ def analyze(cfg, workdir, runs, log):
     for name, run in runs.items():
         ok = ~np.asarray(run.diverged, bool)
         targets = np.flatnonzero(ok)[: cfg.scoring.targets or None]
-        ev = _evaluate(run, attacks, targets)
+        tg = texts(run)
+        ev = _evaluate(run, attacks, targets, tg)
         facts = run.text
-        groups, planted = np.asarray(facts["groups"]), np.asarray(facts["planted_count"])
-        dup = np.asarray(facts["duplicate_count"])
-        first = np.zeros(len(groups), bool)
-        first[np.unique(groups, return_index=True)[1]] = True
+        planted = np.asarray(facts["planted_count"])[tg.first]
+        dup = np.asarray(facts["duplicate_count"])[tg.first]
+        first = np.ones(tg.num_texts, bool)      # (the evaluation is per text already)
         for a, m in ev.table(first).items():
             rows.append({"variant": name, "epochs": run.config.train.epochs, "attack": a,
                          "kind": "reference-free" if a in REFERENCE_FREE else "reference-based", **m})

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 
 from jaxmem.analyses.common import figure, write_csv
-from jaxmem.analyses.lm_common import mean_se, num_params, sequence_table
+from jaxmem.analyses.lm_common import mean_se, num_params, sequence_table, texts
 
 
 def _fit(x, per_seq, num_bootstrap=2000, seed=0):
@@ -26,12 +26,14 @@ def _fit(x, per_seq, num_bootstrap=2000, seed=0):
 
 
 def _extracted(run, k, s, rows):
-    """([N], [N]) per-sequence extraction rate over the models that trained on it and over those
-    that did not, on the sequences ``rows`` (NaN elsewhere)."""
+    """([G], [G]) per-text extraction rate over the models that trained on it and over those
+    that did not, on the texts ``rows`` (NaN elsewhere; copies merged: :func:`texts`)."""
     from jaxmem.runs.score_lm import extraction
 
+    f = texts(run).first
     matched, valid = extraction(run, k, s)
-    keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)
+    matched, valid = matched[:, f], valid[f]
+    keep, ok = np.asarray(run.keep, bool)[:, f], ~np.asarray(run.diverged, bool)
     out = []
     for use in (keep & ok[:, None], ~keep & ok[:, None]):
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -51,11 +53,9 @@ def analyze(cfg, workdir, runs, log):
     for name, run in runs.items():
         c = run.config
         t = sequence_table(run)
-        groups = np.asarray(run.text["groups"])
-        first = np.zeros(len(groups), bool)
-        first[np.unique(groups, return_index=True)[1]] = True
-        # the same sequences at every k: those long enough for the longest prefix
-        common = first & (np.asarray(run.labels) >= max(ks) + s)
+        # every row of the table is a text; the same texts at every k: those long enough
+        first = np.ones(len(t["index"]), bool)
+        common = np.asarray(t["length"]) >= max(ks) + s
         p = num_params(c, int(run.dataset["num_classes"]), int(run.dataset["input_shape"][0]))
         summ = run.summary
         row = {"variant": name, "params": p, "mem": mean_se(t["mem"][first])[0],

@@ -3,14 +3,21 @@ of logits): counterfactual memorization of every sequence, exact-match accuracy,
 by duplicate count, the LM attacks through the one driver, written to ``results/`` and
 ``summary.json`` like :func:`jaxmem.runs.score` (which calls :func:`score_lm` for such runs):
 
-    results/memorization.csv   every training sequence, ranked: counterfactual memorization of
+    results/memorization.csv   every training text, ranked: counterfactual memorization of
                                token accuracy (Zhang et al. 2021) ± stderr, of the mean token
-                               log-likelihood, IN/OUT accuracies and NLLs, duplicate and planted
-                               counts, per-prefix extraction rate over IN / OUT models, the text
+                               log-likelihood, IN/OUT accuracies and NLLs, copies, duplicate and
+                               planted counts, per-prefix extraction rate over IN / OUT models
     results/extraction.csv     extraction rate (Wilson 95%) by duplicate count and by planted
-                               count, per prefix length, members and non-members
-    results/attacks.json       per-target attack metrics and their summary
+                               count, per prefix and suffix length, members and non-members; one
+                               trial per (model, text)
+    results/attacks.json       per-target attack metrics and their summary (``unit``: texts)
     results/memorization_hist.png, results/roc.png
+
+The unit is the text: a text and its copies (planted or natural duplicates, one group of
+``text.json``'s ``groups``) are ONE example in every number here: attacks, memorization,
+extraction rates and exact match (:func:`jaxmem.estimators.lm.text_groups`, which the
+experiments' tables, :mod:`jaxmem.analyses.lm_common`, use too). Each output says so
+(``unit``).
 
 Memorization's metric is each sequence's exact-match token accuracy (the fraction of target
 tokens whose argmax is the true next token; Tirumala et al. 2022); ``mem_loglik`` uses −NLL.
@@ -28,7 +35,7 @@ import numpy as np
 from jaxmem.io import save_json, save_text
 from jaxmem.runs.store import load_run
 
-__all__ = ["score_lm", "lm_signals", "target_mask", "per_sequence", "extraction"]
+__all__ = ["score_lm", "lm_signals", "per_text_signals", "target_mask", "per_sequence", "extraction"]
 
 _BLOCK = 1 << 25   # per-token values read at a time (float64: 256 MB)
 
@@ -104,33 +111,82 @@ def extraction(run, k: int, s: int):
     return out, valid
 
 
-def _rate_rows(tables, k, by, members):
+def _rate_rows(tables, k, s, by, members):
+    """extraction.csv's rows: one trial per (model, text), a text's copies merged."""
     rows = []
     for c, tr, sc, r, lo, hi, nseq in zip(*tables):
-        rows.append({"prefix_length": k, "by": by, "members": members, "count": int(c),
+        rows.append({"prefix_length": k, "suffix_length": s, "by": by, "members": members, "count": int(c),
                      "trials": int(tr), "extracted": int(sc), "rate": float(r), "low": float(lo),
-                     "high": float(hi), "sequences": int(nseq)})
+                     "high": float(hi), "texts": int(nseq), "unit": "(model, text) pair"})
     return rows
+
+
+def _columns(x, cols, n_rows):
+    """``x[:, cols]`` for a per-model array [M, N, ...] (read in blocks of models; ``x`` itself,
+    still memory-mapped, when ``cols`` is every row in order)."""
+    if len(cols) == n_rows:
+        return x
+    M = x.shape[0]
+    out = np.empty((M, len(cols)) + tuple(x.shape[2:]), x.dtype)
+    per = max(1, int(np.prod(x.shape[1:], dtype=np.int64)))
+    step = max(1, _BLOCK // per)
+    for a in range(0, M, step):
+        out[a:a + step] = np.asarray(x[a:a + step])[:, cols]
+    return out
+
+
+def per_text_signals(run, names, tg) -> dict:
+    """:func:`lm_signals` of the texts only (``tg``: :func:`jaxmem.estimators.lm.text_groups`):
+    every signal at each text's first row, so that a text and its copies are one example."""
+    sig = lm_signals(run, names)
+    return {n: _columns(v, tg.first, tg.num_rows) for n, v in sig.items()}
+
+
+def _exact_match(run, keep, ok, tg):
+    """Exact-match accuracy (:func:`jaxmem.estimators.lm.exact_match_accuracy`) of the usable
+    models over the texts, read in blocks of models: ``(acc_in [M_ok], acc_out [M_ok])``."""
+    from jaxmem.estimators.lm import exact_match_accuracy
+
+    corr = run.array("token_correct")
+    M, _, T = corr.shape
+    tm = target_mask(run)[tg.first]
+    models = np.flatnonzero(ok)
+    step = max(1, _BLOCK // max(1, tg.num_texts * T))
+    a_in, a_out = [], []
+    for a in range(0, len(models), step):
+        m = models[a:a + step]
+        c = np.asarray(corr[m[0]:m[-1] + 1], bool)[m - m[0]][:, tg.first]
+        r = exact_match_accuracy(keep[m][:, tg.first], c, tm)
+        a_in.append(r.acc_in)
+        a_out.append(r.acc_out)
+    cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)
+    return cat(a_in), cat(a_out)
 
 
 def score_lm(workdir, *, log=print) -> dict:
     """Estimators, extraction tables and attacks of a finished language-model run (module
-    docstring); returns and writes ``summary.json``."""
+    docstring); returns and writes ``summary.json``. Every number counts each text once: a text
+    and its copies (one group of ``text.json``'s ``groups``) are one example
+    (:func:`jaxmem.estimators.lm.text_groups`), as in the experiments' tables."""
     from jaxmem.attacks import evaluate, metric_warnings_only
-    from jaxmem.estimators.lm import counterfactual_memorization_lm, extraction_rate_by_count
+    from jaxmem.estimators.lm import counterfactual_memorization_lm, extraction_rate_by_count, text_groups
 
     workdir = Path(workdir)
     run = load_run(workdir)
     cfg = run.config
-    keep = np.asarray(run.keep, bool)
+    keep_rows = np.asarray(run.keep, bool)
     ok = ~np.asarray(run.diverged, bool)
     res = workdir / "results"
     res.mkdir(exist_ok=True)
     facts = run.text
-    dup = np.asarray(facts["duplicate_count"], np.int64)
-    planted = np.asarray(facts["planted_count"], np.int64)
-    acc = per_sequence(run)
-    nll = np.asarray(run.array("nll"), np.float64)
+    tg = text_groups(facts["groups"], keep=keep_rows)
+    f = tg.first
+    unit = tg.unit()
+    keep = keep_rows[:, f]
+    dup = np.asarray(facts["duplicate_count"], np.int64)[f]
+    planted = np.asarray(facts["planted_count"], np.int64)[f]
+    acc = per_sequence(run)[:, f]
+    nll = np.asarray(run.array("nll"), np.float64)[:, f]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mem = counterfactual_memorization_lm(keep, acc, model_mask=ok)
@@ -139,8 +195,8 @@ def score_lm(workdir, *, log=print) -> dict:
     ext_in, ext_out, tables = {}, {}, []
     for k in ks:
         matched, valid = extraction(run, k, s)
-        x = matched == s
-        use = valid[None] & ok[:, None]
+        x = (matched == s)[:, f]
+        use = valid[f][None] & ok[:, None]
         with np.errstate(invalid="ignore", divide="ignore"):
             ext_in[k] = (x & use & keep).sum(0) / (use & keep).sum(0)
             ext_out[k] = (x & use & ~keep).sum(0) / (use & ~keep).sum(0)
@@ -148,14 +204,14 @@ def score_lm(workdir, *, log=print) -> dict:
             warnings.simplefilter("ignore")
             for members in (True, False):
                 tables += _rate_rows(extraction_rate_by_count(x, dup, keep=keep, members=members, valid=use),
-                                     k, "duplicate_count", members)
+                                     k, s, "duplicate_count", members)
                 if (planted > 0).any():
                     sel = planted > 0
                     tables += _rate_rows(extraction_rate_by_count(
                         x[:, sel], planted[sel], keep=keep[:, sel], members=members, valid=use[:, sel]),
-                        k, "planted_count", members)
+                        k, s, "planted_count", members)
     order = np.argsort(-np.nan_to_num(mem.mem, nan=-np.inf), kind="stable")
-    _memorization_csv(res / "memorization.csv", run, order, mem, mem_ll, acc, nll, keep, ok, dup,
+    _memorization_csv(res / "memorization.csv", run, tg, order, mem, mem_ll, acc, nll, keep, ok, dup,
                       planted, ext_in, ext_out, facts["texts_train"])
     _csv(res / "extraction.csv", tables)
     attack_summary, curves = {}, {}
@@ -163,12 +219,14 @@ def score_lm(workdir, *, log=print) -> dict:
         targets = np.flatnonzero(ok)[: cfg.scoring.targets] if cfg.scoring.targets else None
         from jaxmem.attacks.registry import get
 
-        sig = lm_signals(run, sorted({n for a in cfg.scoring.attacks for n in get(a).needs}))
+        sig = per_text_signals(run, sorted({n for a in cfg.scoring.attacks for n in get(a).needs}), tg)
         n_targets = len(targets) if targets is not None else int(ok.sum())
         with metric_warnings_only():
             ev = evaluate(sig, keep, attacks=tuple(cfg.scoring.attacks), targets=targets, model_mask=ok,
                           return_scores=n_targets * keep.shape[1] <= 50_000_000)
         stored = ev.to_json()                           # the image runs' layout (NaN as null)
+        stored["unit"] = unit
+        stored["num_texts"], stored["num_sequences"] = tg.num_texts, tg.num_rows
         attack_summary = stored["summary"]
         curves = ev.curves() if ev.scores else {}
         save_json(res / "attacks.json", stored)
@@ -179,9 +237,11 @@ def score_lm(workdir, *, log=print) -> dict:
         figures = _plots(res, mem, curves)
     except Exception as e:  # plotting is a convenience; never lose a scored run to it
         log(f"warning: plotting failed: {e}")
-    summary = _summary(cfg, workdir, run, keep, ok, acc, nll, mem, mem_ll, ks, ext_in, ext_out, order,
-                       attack_summary, {"memorization": str(res / "memorization.csv"),
-                                        "extraction": str(res / "extraction.csv"), **figures})
+    em_in, em_out = _exact_match(run, keep_rows, ok, tg)
+    summary = _summary(cfg, workdir, run, tg, keep, ok, em_in, em_out, nll, mem, mem_ll, ks, s, ext_in,
+                       ext_out, order, attack_summary,
+                       {"memorization": str(res / "memorization.csv"),
+                        "extraction": str(res / "extraction.csv"), **figures})
     save_json(workdir / "summary.json", summary)
     return summary
 
@@ -192,8 +252,8 @@ def _nanmean(x) -> float | None:
     return float(x.mean()) if x.size else None
 
 
-def _summary(cfg, workdir, run, keep, ok, acc, nll, mem, mem_ll, ks, ext_in, ext_out, order, attacks,
-             files) -> dict:
+def _summary(cfg, workdir, run, tg, keep, ok, em_in, em_out, nll, mem, mem_ll, ks, s, ext_in, ext_out, order,
+             attacks, files) -> dict:
     from jaxmem.io import load_json
 
     shard_meta = [load_json(d / "meta.json") for d in sorted((workdir / "shards").glob("models-*"))
@@ -201,29 +261,29 @@ def _summary(cfg, workdir, run, keep, ok, acc, nll, mem, mem_ll, ks, ext_in, ext
     seconds = float(sum(m["seconds"] for m in shard_meta if m["models"][1] <= len(keep)))
     k_ok = keep[ok]
     test_nll = np.asarray(run.array("test_nll"), np.float64)[ok]
-    n_tok = np.asarray(run.labels, np.float64) - 1   # target tokens of each sequence
-    with np.errstate(invalid="ignore", divide="ignore"):   # Tirumala et al.'s M(f): pooled over tokens
-        em_in = (acc[ok] * n_tok * k_ok).sum(1) / (n_tok * k_ok).sum(1)
-        em_out = (acc[ok] * n_tok * ~k_ok).sum(1) / (n_tok * ~k_ok).sum(1)
-    ids = run.example_ids
+    ids = np.asarray(run.example_ids)[tg.first]
     return {
         "name": cfg.name, "kind": "language_model", "num_models": int(keep.shape[0]),
-        "num_examples": int(keep.shape[1]), "num_test": int(len(run.test_labels)),
-        # exact-match accuracy (Tirumala et al. 2022): per model over all IN (OUT) target tokens,
-        # mean over models; and the mean over (model, sequence) pairs of each sequence's accuracy
+        # the unit of every number below: a text (its copies merged: jaxmem.estimators.lm.text_groups)
+        "unit": tg.unit(), "num_examples": tg.num_texts, "num_texts": tg.num_texts,
+        "num_sequences": tg.num_rows, "num_test": int(len(run.test_labels)),
+        # exact-match accuracy (Tirumala et al. 2022; jaxmem.estimators.lm.exact_match_accuracy):
+        # per model, correct / target tokens pooled over its IN (OUT) texts; mean over models
+        "exact_match_definition": "per model: correct argmax tokens / target tokens, pooled over its IN "
+                                  "(OUT) texts (Tirumala et al. 2022); mean over usable models",
         "exact_match_in": _nanmean(em_in), "exact_match_out": _nanmean(em_out),
-        "train_token_accuracy_in": _nanmean(acc[ok][k_ok]), "train_token_accuracy_out": _nanmean(acc[ok][~k_ok]),
         "train_nll_in": _nanmean(nll[ok][k_ok]), "train_nll_out": _nanmean(nll[ok][~k_ok]),
         "test_nll": _nanmean(test_nll),
         "train_seconds": seconds, "models_per_second": float(keep.shape[0] / seconds) if seconds else None,
         "diverged": {"count": int((~ok).sum()), "models": np.flatnonzero(~ok).tolist()},
         "memorization": {"metric": "token accuracy", "mean": _nanmean(mem.mem),
                          "mean_stderr": _nanmean(mem.stderr), "mean_loglik": _nanmean(mem_ll.mem),
-                         "top10": [int(ids[i]) for i in order[:10]], "top10_index": [int(i) for i in order[:10]],
+                         "top10": [int(ids[i]) for i in order[:10]],
+                         "top10_index": [int(tg.first[i]) for i in order[:10]],
                          "num_nan": int((~np.isfinite(mem.mem)).sum())},
-        "extraction": {f"k{k}": {"prefix_length": k, "suffix_length": cfg.scoring.suffix_length,
+        "extraction": {f"k{k}": {"prefix_length": k, "suffix_length": s,
                                  "rate_in": _nanmean(ext_in[k]), "rate_out": _nanmean(ext_out[k]),
-                                 "scored_sequences": int(np.isfinite(ext_in[k]).sum())} for k in ks},
+                                 "scored_texts": int(np.isfinite(ext_in[k]).sum())} for k in ks},
         "attacks": attacks, "files": files,
     }
 
@@ -237,9 +297,12 @@ def _csv(path: Path, rows: list) -> None:
     save_text(path, buf.getvalue())
 
 
-def _memorization_csv(path, run, order, mem, mem_ll, acc, nll, keep, ok, dup, planted, ext_in, ext_out,
+def _memorization_csv(path, run, tg, order, mem, mem_ll, acc, nll, keep, ok, dup, planted, ext_in, ext_out,
                       texts) -> None:
-    ids, lengths = run.example_ids, run.labels
+    """One row per text (its first row's ``index`` and ``example_id``; ``copies``: its rows)."""
+    f = tg.first
+    ids, lengths = np.asarray(run.example_ids)[f], np.asarray(run.labels)[f]
+    texts = [texts[i] for i in f]
     k_ok = keep & ok[:, None]
     o_ok = ~keep & ok[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):   # (a diverged model's NaN left out)
@@ -248,8 +311,8 @@ def _memorization_csv(path, run, order, mem, mem_ll, acc, nll, keep, ok, dup, pl
     g = lambda x: float(x)
     rows = []
     for r, i in enumerate(order):
-        row = {"rank": r, "example_id": int(ids[i]), "index": int(i), "length": int(lengths[i]),
-               "duplicate_count": int(dup[i]), "planted_count": int(planted[i]), "mem": g(mem.mem[i]),
+        row = {"rank": r, "example_id": int(ids[i]), "index": int(f[i]), "copies": int(tg.copies[i]),
+               "length": int(lengths[i]), "duplicate_count": int(dup[i]), "planted_count": int(planted[i]), "mem": g(mem.mem[i]),
                "stderr": g(mem.stderr[i]), "n_in": int(mem.n_in[i]), "n_out": int(mem.n_out[i]),
                "acc_in": g(mem.mean_in[i]), "acc_out": g(mem.mean_out[i]), "mem_loglik": g(mem_ll.mem[i]),
                "nll_in": g(nll_in[i]), "nll_out": g(nll_out[i])}

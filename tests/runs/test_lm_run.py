@@ -23,6 +23,7 @@ TINY = ['data.source="python_text"', 'model.name="causal_lm"', "data.max_len=32"
         "data.text_test_fraction=0.1", "model.d_model=16", "model.num_layers=1", "model.num_heads=2",
         "train.batch_size=8", "train.epochs=4", "train.learning_rate=0.01", "subsets.num_models=6",
         "train.chunk_size=3", "scoring.prefix_lengths=[2,8]", "scoring.suffix_length=8",
+        "data.plant_counts=[2,4]", "data.plant_per_count=2",
         'scoring.attacks=["loss","zlib","min_k","min_k_plus_plus","reference","lira_online","lira_offline"]']
 
 
@@ -73,6 +74,16 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
+def _texts(run):
+    """Brute force: the first row of each group, by a loop (a text and its copies are one)."""
+    seen, first = set(), []
+    for i, g in enumerate(run.text["groups"]):
+        if g not in seen:
+            seen.add(g)
+            first.append(i)
+    return np.array(first)
+
+
 def test_scoring_equals_float64_brute_force(lm_run):
     cfg, wd, summary = lm_run
     run = load_run(wd)
@@ -83,27 +94,65 @@ def test_scoring_equals_float64_brute_force(lm_run):
     acc = np.array([[corr[m, i, : lengths[i] - 1].mean() for i in range(N)] for m in range(M)])
     rows = {int(r["index"]): r for r in _rows(wd / "results" / "memorization.csv")}
     dup = run.text["duplicate_count"]
-    for i in range(N):
+    texts = _texts(run)
+    assert sorted(rows) == list(texts) and len(texts) < N          # one row per text
+    for i in texts:
         a_in, a_out = acc[keep[:, i], i], acc[~keep[:, i], i]
         want = a_in.mean() - a_out.mean()
         se = math.sqrt(a_in.var(ddof=1) / len(a_in) + a_out.var(ddof=1) / len(a_out))
         npt.assert_allclose(float(rows[i]["mem"]), want, rtol=1e-5, atol=1e-6)
         npt.assert_allclose(float(rows[i]["stderr"]), se, rtol=1e-5, atol=1e-6)
         assert int(rows[i]["duplicate_count"]) == dup[i] and rows[i]["text"] == run.text["texts_train"][i]
-    # extraction: leading correct tokens from position k - 1, by duplicate count, IN models
+        assert int(rows[i]["copies"]) == sum(g == run.text["groups"][i] for g in run.text["groups"])
+    # extraction: leading correct tokens from position k - 1, by duplicate count, IN models; one
+    # trial per (model, text): copies do not add trials
     s = cfg.scoring.suffix_length
     for r in _rows(wd / "results" / "extraction.csv"):
+        assert int(r["suffix_length"]) == s and r["unit"] == "(model, text) pair"
         if r["by"] != "duplicate_count":
             continue
         k, c, members = int(r["prefix_length"]), int(r["count"]), r["members"] == "True"
         trials = hits = 0
         for m in range(M):
-            for i in range(N):
+            for i in texts:
                 if dup[i] == c and keep[m, i] == members and lengths[i] >= k + s:
                     trials += 1
                     hits += bool(corr[m, i, k - 1:k - 1 + s].all())
         assert (int(r["trials"]), int(r["extracted"])) == (trials, hits)
     assert summary["extraction"]["k2"]["rate_in"] >= 0
+
+
+def test_run_outputs_equal_the_experiments_per_text_tables(lm_run, tmp_path):
+    """Issue 21 item 1: the run's own summary.json, attacks.json and extraction.csv count each
+    text once, so they equal the experiments' per-text tables on the same models (before, the
+    run counted every planted copy as its own member / non-member / extraction trial)."""
+    from jaxmem.analyses import lm_memorization, lm_mia
+
+    cfg, wd, summary = lm_run
+    run = load_run(wd)
+    mia = lm_mia.analyze(cfg, tmp_path / "mia", {"v": run}, log=lambda *a: None)
+    mem = lm_memorization.analyze(cfg, tmp_path / "mem", {"v": run}, log=lambda *a: None)
+    texts = _texts(run)
+    assert summary["num_texts"] == mem["texts"] == len(texts) < summary["num_sequences"]
+    assert "copies merged" in summary["unit"]
+    for r in mia["attacks"]:
+        got = summary["attacks"][r["attack"]]
+        for m in ("auc", "tpr_at_0.001_fpr", "tpr_at_0.01_fpr"):
+            npt.assert_allclose(got[m], r[m], rtol=1e-9, err_msg=f"{r['attack']} {m}")
+    npt.assert_allclose(summary["memorization"]["mean"], mem["mem_mean"], rtol=1e-12)
+    want = {(int(r["prefix_length"]), int(r["count"]), bool(r["members"])): (r["trials"], r["extracted"])
+            for r in mem["extraction"] if r["by"] == "planted"}
+    got = {(int(r["prefix_length"]), int(r["count"]), r["members"] == "True"): (int(r["trials"]), int(r["extracted"]))
+           for r in _rows(wd / "results" / "extraction.csv") if r["by"] == "planted_count"}
+    assert got == want and want
+    # a planted text of c copies is 1 trial per usable model (not c)
+    ok = ~np.asarray(run.diverged)
+    planted = np.asarray(run.text["planted_count"])[texts]
+    lengths = np.asarray(run.labels)[texts]
+    keep = np.asarray(run.keep)[:, texts]
+    for (k, c, members), (trials, _) in got.items():
+        sel = (planted == c) & (lengths >= k + cfg.scoring.suffix_length)
+        assert trials == int(((keep == members) & ok[:, None] & sel).sum())
 
 
 def _min_k(x, n, k=0.2):
@@ -124,7 +173,10 @@ def test_every_lm_attack_equals_a_direct_float64_computation(lm_run):
     nll = np.asarray(run.array("nll"), np.float64)
     lp, mu, sd = (np.asarray(run.array(f"token_{k}"), np.float64) for k in ("logp", "mu", "sigma"))
     z = np.asarray(run.text["zlib_entropy"], np.float64)
-    per = json.loads((wd / "results" / "attacks.json").read_text())["per_target"]
+    stored = json.loads((wd / "results" / "attacks.json").read_text())
+    per = stored["per_target"]
+    texts = _texts(run)
+    assert stored["num_texts"] == len(texts) < N and "copies merged" in stored["unit"]
     for t in range(M):
         o = [m for m in range(M) if m != t]
         ref = np.array([nll[[m for m in o if not keep[m, i]], i].mean() for i in range(N)])
@@ -134,10 +186,11 @@ def test_every_lm_attack_equals_a_direct_float64_computation(lm_run):
                 "reference": ref - nll[t],
                 "lira_online": lira(-nll[t], -nll[o], keep[o]),
                 "lira_offline": lira(-nll[t], -nll[o], keep[o], online=False)}
-        for a, sc in want.items():
+        for a, sc in want.items():      # each text once: scored on its first row
+            sc, member = sc[texts], keep[t][texts]
             ok = np.isfinite(sc)
-            assert ok.sum() > N // 2, a
-            npt.assert_allclose(per[a]["auc"][t], roc_auc_score(keep[t][ok], sc[ok]), rtol=1e-9, err_msg=a)
+            assert ok.sum() > len(texts) // 2, a
+            npt.assert_allclose(per[a]["auc"][t], roc_auc_score(member[ok], sc[ok]), rtol=1e-9, err_msg=a)
 
 
 @pytest.mark.slow
