@@ -12,7 +12,9 @@ import numpy as np
 from jaxmem.analyses.common import figure, write_csv
 from jaxmem.analyses.lm_common import texts
 
-#: Attacks that need no other model (scored from the target's own outputs).
+#: Attacks that need no other model (scored from the target's own outputs). Reference-based:
+#: reference_out (alias reference: the target's OUT models), reference_model (an external model's
+#: NLL, scoring.reference_nll), LiRA.
 REFERENCE_FREE = ("loss", "zlib", "min_k", "min_k_plus_plus")
 
 

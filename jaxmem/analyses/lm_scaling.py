@@ -12,6 +12,7 @@ import numpy as np
 
 from jaxmem.analyses.common import figure, write_csv
 from jaxmem.analyses.lm_common import mean_se, num_params, sequence_table, texts
+from jaxmem.runs.score_lm import suffix_length_used
 
 
 def _fit(x, per_seq, num_bootstrap=2000, seed=0):
@@ -47,7 +48,7 @@ def analyze(cfg, workdir, runs, log):
     of the IN and OUT models at each prefix length (on the texts long enough for the longest
     prefix, each text once); slopes per decade of parameters (and of prefix length) with paired
     bootstrap 95% intervals over sequences."""
-    ks, s = list(cfg.scoring.prefix_lengths), int(cfg.scoring.suffix_length)
+    ks, s = list(cfg.scoring.prefix_lengths), suffix_length_used(cfg)   # (the run's: clipped)
     rows, per_size = [], {k: [] for k in ks}
     mem_seq, sizes, by_prefix = [], [], []
     for name, run in runs.items():
@@ -66,7 +67,8 @@ def analyze(cfg, workdir, runs, log):
             per_size[k].append(e)
             row[f"extracted_in_k{k}"] = mean_se(e)[0]
             row[f"extracted_out_k{k}"] = mean_se(e_out)[0]
-            by_prefix.append({"variant": name, "params": p, "prefix_length": k, "extracted_in": mean_se(e)[0],
+            by_prefix.append({"variant": name, "params": p, "prefix_length": k, "suffix_length": s,
+                              "extracted_in": mean_se(e)[0],
                               "extracted_in_se": mean_se(e)[1], "sequences": int(np.isfinite(e).sum())})
         rows.append(row)
         mem_seq.append(t["mem"])

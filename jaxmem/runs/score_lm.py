@@ -35,26 +35,97 @@ import numpy as np
 from jaxmem.io import save_json, save_text
 from jaxmem.runs.store import load_run
 
-__all__ = ["score_lm", "lm_signals", "per_text_signals", "target_mask", "per_sequence", "extraction"]
+__all__ = ["score_lm", "lm_signals", "per_text_signals", "target_mask", "sequence_nlls", "per_sequence",
+           "extraction", "suffix_length_used", "scored_tokens"]
 
 _BLOCK = 1 << 25   # per-token values read at a time (float64: 256 MB)
 
 
-def target_mask(run) -> np.ndarray:
-    """bool [N, L − 1]: the positions whose next token counts (t + 1 < the sequence's length)."""
+def suffix_length_used(cfg) -> int:
+    """The extraction suffix length a run's scoring uses: ``scoring.suffix_length`` (Carlini et al.
+    2022's 50 tokens by default), clipped to what the sequences allow, ``data.max_len`` − the
+    longest of ``scoring.prefix_lengths`` (validation guarantees >= 1)."""
+    sc = cfg.scoring
+    return int(max(1, min(int(sc.suffix_length), int(cfg.data.max_len) - max(sc.prefix_lengths))))
+
+
+def scored_tokens(cfg) -> str:
+    """What the per-sequence scores of a run count, in words (written into its outputs)."""
+    sc = cfg.scoring
+    first = "the first text token" + ("" if sc.score_first_token else " NOT")
+    eos = "EOS" + ("" if sc.score_eos else " NOT")
+    return (f"target tokens after BOS: {first} scored, {eos} scored (scoring.score_first_token="
+            f"{str(sc.score_first_token).lower()}, scoring.score_eos={str(sc.score_eos).lower()})")
+
+
+def _has_eos(run, lengths, texts) -> np.ndarray:
+    """bool [N]: the sequence ends with its EOS (a text cut at data.max_len has none)."""
+    L = run.array("token_logp").shape[-1] + 1
+    has = np.asarray(lengths) < L
+    cut = np.flatnonzero(~has)
+    if cut.size:
+        from jaxmem.data.tokenizers import from_config
+
+        tok = from_config(run.text["tokenizer"])
+        for i in cut:
+            has[i] = len(tok.encode(texts[i])) + 2 == L
+    return has
+
+
+def target_mask(run, test: bool = False) -> np.ndarray:
+    """bool [N, L − 1] (``test``: [T, L − 1]): the positions whose next token counts, i.e.
+    t + 1 < the sequence's length, less position 0 (the first text token) unless
+    ``scoring.score_first_token`` and the EOS position unless ``scoring.score_eos``."""
     T = run.array("token_logp").shape[-1]
-    return np.arange(T)[None] < (np.asarray(run.labels, np.int64) - 1)[:, None]
+    lengths = np.asarray(run.test_labels if test else run.labels, np.int64)
+    pos, n = np.arange(T)[None], lengths[:, None]
+    m = pos < n - 1
+    sc = run.config.scoring
+    if not sc.score_first_token:
+        m &= pos > 0
+    if not sc.score_eos:
+        texts = run.text["texts_test" if test else "texts_train"]
+        m &= ~((pos == n - 2) & _has_eos(run, lengths, texts)[:, None])
+    return m
+
+
+def sequence_nlls(run, test: bool = False) -> np.ndarray:
+    """float64 [M, N] (``test``: [M, T]): each model's mean token NLL of each sequence over the
+    scored tokens (:func:`target_mask`): the stored ``nll`` when every target token is scored,
+    else :func:`jaxmem.signals.lm.sequence_nll` of the stored per-token log-probabilities."""
+    from jaxmem.signals.lm import sequence_nll
+
+    sc = run.config.scoring
+    if sc.score_first_token and sc.score_eos:
+        return np.asarray(run.array("test_nll" if test else "nll"), np.float64)
+    lp = run.array("test_token_logp" if test else "token_logp")
+    tm = target_mask(run, test)
+    M, N, T = lp.shape
+    out = np.empty((M, N))
+    step = max(1, _BLOCK // max(1, N * T))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # (no target token: NaN, counted below)
+        for a in range(0, M, step):
+            out[a:a + step] = sequence_nll(np.asarray(lp[a:a + step], np.float64), tm)
+    empty = int((tm.sum(1) == 0).sum())
+    if empty:
+        warnings.warn(f"{empty} sequences have no scored token ({scored_tokens(run.config)}); their NLL "
+                      "is NaN", RuntimeWarning, stacklevel=2)
+    return out
 
 
 def lm_signals(run, names=None) -> dict:
     """The signals of :data:`jaxmem.attacks.registry.LM_SIGNALS` for :func:`jaxmem.attacks.evaluate`
     (``names``: only those; per-token arrays stay memory-mapped, model-independent ones are
     broadcast views): ``loss`` = NLL [M, N], ``phi`` = −NLL [M, N, 1], ``zlib_entropy`` [M, N],
-    ``token_logp`` / ``token_mu`` / ``token_sigma`` [M, N, L − 1], ``token_mask`` [M, N, L − 1]."""
+    ``token_logp`` / ``token_mu`` / ``token_sigma`` [M, N, L − 1], ``token_mask`` [M, N, L − 1]
+    (the scored tokens: :func:`target_mask`), ``reference_nll`` [M, N] (an external reference
+    model's NLL, ``scoring.reference_nll``; only when given)."""
     from jaxmem.attacks.registry import LM_SIGNALS
 
-    names = LM_SIGNALS if names is None else names
-    nll = np.asarray(run.array("nll"), np.float64)
+    sc = run.config.scoring
+    names = [n for n in LM_SIGNALS if n != "reference_nll" or sc.reference_nll] if names is None else names
+    nll = sequence_nlls(run)
     M, N = nll.shape
     out = {}
     for n in names:
@@ -67,11 +138,27 @@ def lm_signals(run, names=None) -> dict:
         elif n == "token_mask":
             tm = target_mask(run)
             out[n] = np.broadcast_to(tm, (M,) + tm.shape)
+        elif n == "reference_nll":
+            out[n] = np.broadcast_to(_reference_nll(run, N), (M, N))
         elif n.startswith("token_"):
             out[n] = run.array(n)
         else:
             raise ValueError(f"{n!r} is not a language-model signal ({', '.join(LM_SIGNALS)})")
     return out
+
+
+def _reference_nll(run, N) -> np.ndarray:
+    from jaxmem.config import ConfigError
+
+    path = run.config.scoring.reference_nll
+    if not path:
+        raise ConfigError("scoring.reference_nll: the attack reference_model needs an external reference "
+                          "model's NLL of every training sequence (a .npy file)")
+    r = np.asarray(np.load(path, allow_pickle=False), np.float64)
+    if r.shape != (N,):
+        raise ConfigError(f"scoring.reference_nll: {path} holds {r.shape}, the run has N = {N} training "
+                          f"sequences (one NLL each, in text.json's texts_train order)")
+    return r
 
 
 def per_sequence(run) -> np.ndarray:
@@ -186,12 +273,12 @@ def score_lm(workdir, *, log=print) -> dict:
     dup = np.asarray(facts["duplicate_count"], np.int64)[f]
     planted = np.asarray(facts["planted_count"], np.int64)[f]
     acc = per_sequence(run)[:, f]
-    nll = np.asarray(run.array("nll"), np.float64)[:, f]
+    nll = sequence_nlls(run)[:, f]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mem = counterfactual_memorization_lm(keep, acc, model_mask=ok)
         mem_ll = counterfactual_memorization_lm(keep, -nll, model_mask=ok)
-    ks, s = list(cfg.scoring.prefix_lengths), int(cfg.scoring.suffix_length)
+    ks, s = list(cfg.scoring.prefix_lengths), suffix_length_used(cfg)
     ext_in, ext_out, tables = {}, {}, []
     for k in ks:
         matched, valid = extraction(run, k, s)
@@ -212,20 +299,24 @@ def score_lm(workdir, *, log=print) -> dict:
                         k, s, "planted_count", members)
     order = np.argsort(-np.nan_to_num(mem.mem, nan=-np.inf), kind="stable")
     _memorization_csv(res / "memorization.csv", run, tg, order, mem, mem_ll, acc, nll, keep, ok, dup,
-                      planted, ext_in, ext_out, facts["texts_train"])
+                      planted, ext_in, ext_out, facts["texts_train"], s)
     _csv(res / "extraction.csv", tables)
     attack_summary, curves = {}, {}
-    if cfg.scoring.attacks:
+    attacks = list(cfg.scoring.attacks)
+    if cfg.scoring.reference_nll and "reference_model" not in attacks:
+        attacks.append("reference_model")               # an external reference NLL given: it runs
+    if attacks:
         targets = np.flatnonzero(ok)[: cfg.scoring.targets] if cfg.scoring.targets else None
         from jaxmem.attacks.registry import get
 
-        sig = per_text_signals(run, sorted({n for a in cfg.scoring.attacks for n in get(a).needs}), tg)
+        sig = per_text_signals(run, sorted({n for a in attacks for n in get(a).needs}), tg)
         n_targets = len(targets) if targets is not None else int(ok.sum())
         with metric_warnings_only():
-            ev = evaluate(sig, keep, attacks=tuple(cfg.scoring.attacks), targets=targets, model_mask=ok,
+            ev = evaluate(sig, keep, attacks=tuple(attacks), targets=targets, model_mask=ok,
                           return_scores=n_targets * keep.shape[1] <= 50_000_000)
         stored = ev.to_json()                           # the image runs' layout (NaN as null)
         stored["unit"] = unit
+        stored["scored_tokens"] = scored_tokens(cfg)
         stored["num_texts"], stored["num_sequences"] = tg.num_texts, tg.num_rows
         attack_summary = stored["summary"]
         curves = ev.curves() if ev.scores else {}
@@ -260,13 +351,14 @@ def _summary(cfg, workdir, run, tg, keep, ok, em_in, em_out, nll, mem, mem_ll, k
                   if (d / "meta.json").exists()]
     seconds = float(sum(m["seconds"] for m in shard_meta if m["models"][1] <= len(keep)))
     k_ok = keep[ok]
-    test_nll = np.asarray(run.array("test_nll"), np.float64)[ok]
+    test_nll = sequence_nlls(run, test=True)[ok]
     ids = np.asarray(run.example_ids)[tg.first]
     return {
         "name": cfg.name, "kind": "language_model", "num_models": int(keep.shape[0]),
         # the unit of every number below: a text (its copies merged: jaxmem.estimators.lm.text_groups)
         "unit": tg.unit(), "num_examples": tg.num_texts, "num_texts": tg.num_texts,
         "num_sequences": tg.num_rows, "num_test": int(len(run.test_labels)),
+        "scored_tokens": scored_tokens(cfg),
         # exact-match accuracy (Tirumala et al. 2022; jaxmem.estimators.lm.exact_match_accuracy):
         # per model, correct / target tokens pooled over its IN (OUT) texts; mean over models
         "exact_match_definition": "per model: correct argmax tokens / target tokens, pooled over its IN "
@@ -282,6 +374,7 @@ def _summary(cfg, workdir, run, tg, keep, ok, em_in, em_out, nll, mem, mem_ll, k
                          "top10_index": [int(tg.first[i]) for i in order[:10]],
                          "num_nan": int((~np.isfinite(mem.mem)).sum())},
         "extraction": {f"k{k}": {"prefix_length": k, "suffix_length": s,
+                                 "suffix_length_requested": int(cfg.scoring.suffix_length),
                                  "rate_in": _nanmean(ext_in[k]), "rate_out": _nanmean(ext_out[k]),
                                  "scored_texts": int(np.isfinite(ext_in[k]).sum())} for k in ks},
         "attacks": attacks, "files": files,
@@ -298,7 +391,7 @@ def _csv(path: Path, rows: list) -> None:
 
 
 def _memorization_csv(path, run, tg, order, mem, mem_ll, acc, nll, keep, ok, dup, planted, ext_in, ext_out,
-                      texts) -> None:
+                      texts, suffix) -> None:
     """One row per text (its first row's ``index`` and ``example_id``; ``copies``: its rows)."""
     f = tg.first
     ids, lengths = np.asarray(run.example_ids)[f], np.asarray(run.labels)[f]
@@ -316,6 +409,7 @@ def _memorization_csv(path, run, tg, order, mem, mem_ll, acc, nll, keep, ok, dup
                "stderr": g(mem.stderr[i]), "n_in": int(mem.n_in[i]), "n_out": int(mem.n_out[i]),
                "acc_in": g(mem.mean_in[i]), "acc_out": g(mem.mean_out[i]), "mem_loglik": g(mem_ll.mem[i]),
                "nll_in": g(nll_in[i]), "nll_out": g(nll_out[i])}
+        row["suffix_length"] = suffix
         for k in ext_in:
             row[f"extracted_in_k{k}"] = g(ext_in[k][i])
             row[f"extracted_out_k{k}"] = g(ext_out[k][i])

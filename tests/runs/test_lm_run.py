@@ -155,6 +155,59 @@ def test_run_outputs_equal_the_experiments_per_text_tables(lm_run, tmp_path):
         assert trials == int(((keep == members) & ok[:, None] & sel).sum())
 
 
+def test_rescoring_with_fewer_scored_tokens_a_clipped_suffix_and_an_external_reference(lm_run, tmp_path):
+    """Issue 21's definitions: which tokens are scored is an option (here neither the first text
+    token nor EOS, MIMIR's BOS-less convention) recorded in the outputs; the extraction suffix
+    follows Carlini et al. 2022 (50) clipped to what max_len allows, written beside every
+    extraction number; an external reference model's NLL makes reference_model run."""
+    import shutil
+
+    from sklearn.metrics import roc_auc_score
+
+    from jaxmem.runs.score_lm import score_lm
+
+    cfg, wd, _ = lm_run
+    wd2 = tmp_path / "run"
+    shutil.copytree(wd, wd2)
+    rng = np.random.default_rng(5)
+    run = load_run(wd2)
+    N = len(run.labels)
+    np.save(tmp_path / "ref.npy", rng.gamma(3.0, 1.0, N))
+    c = json.loads((wd2 / "config.json").read_text())
+    c["scoring"].update(score_first_token=False, score_eos=False, suffix_length=50,
+                        reference_nll=str(tmp_path / "ref.npy"), attacks=["loss"])
+    (wd2 / "config.json").write_text(json.dumps(c))
+    summary = score_lm(wd2, log=lambda *a: None)
+    s_used = cfg.data.max_len - max(cfg.scoring.prefix_lengths)           # 32 - 8 = 24 < 50
+    assert "first text token NOT" in summary["scored_tokens"] and "EOS NOT" in summary["scored_tokens"]
+    for e in summary["extraction"].values():
+        assert (e["suffix_length"], e["suffix_length_requested"]) == (s_used, 50)
+    assert {int(r["suffix_length"]) for r in _rows(wd2 / "results" / "extraction.csv")} == {s_used}
+    # brute force: each sequence's NLL over its tokens after the first text token, EOS left out
+    ds = build_dataset(cfg)
+    from jaxmem.data.tokenizers import from_config
+
+    eos = from_config(ds.tokenizer).eos_id
+    lp = np.asarray(run.array("token_logp"), np.float64)
+    keep, texts = np.asarray(run.keep), _texts(run)
+    M = keep.shape[0]
+    nll = np.full((M, N), np.nan)
+    for i in range(N):
+        n = int(ds.y_train[i])
+        last = n - 2 if ds.x_train[i, n - 1] == eos else n - 1       # targets 1 .. (EOS excluded)
+        for m in range(M):
+            nll[m, i] = -lp[m, i, 1:last].mean()
+    npt.assert_allclose(summary["train_nll_in"], nll[:, texts][keep[:, texts]].mean(), rtol=1e-9)
+    stored = json.loads((wd2 / "results" / "attacks.json").read_text())
+    assert stored["scored_tokens"] == summary["scored_tokens"]
+    ref = np.load(tmp_path / "ref.npy")
+    for t in range(M):
+        npt.assert_allclose(stored["per_target"]["loss"]["auc"][t],
+                            roc_auc_score(keep[t, texts], -nll[t, texts]), rtol=1e-9)
+        npt.assert_allclose(stored["per_target"]["reference_model"]["auc"][t],
+                            roc_auc_score(keep[t, texts], ref[texts] / nll[t, texts]), rtol=1e-9)
+
+
 def _min_k(x, n, k=0.2):
     c = math.floor(n * k)
     return np.sort(x[:n])[:c].mean() if c else np.nan
