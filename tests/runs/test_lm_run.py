@@ -208,6 +208,31 @@ def test_rescoring_with_fewer_scored_tokens_a_clipped_suffix_and_an_external_ref
                             roc_auc_score(keep[t, texts], ref[texts] / nll[t, texts]), rtol=1e-9)
 
 
+def test_show_example_of_an_lm_run_says_length_text_and_the_true_reason(lm_run):
+    """Issue 21 item 12: `jaxmem show --example` on an LM run printed the sequence length as
+    "label" and blamed an older jaxmem for the missing per-example scores. It prints the length,
+    the text's copies and its memorization (the text's row: copies are one example), and says why
+    no per-example attack scores exist."""
+    from jaxmem.report.show import example_text
+    from jaxmem.runs.examples import example_record
+
+    _, wd, _ = lm_run
+    run = load_run(wd)
+    groups = np.asarray(run.text["groups"])
+    texts = _texts(run)
+    copy = next(i for i in range(len(groups)) if i not in set(texts))     # a planted copy, not its first row
+    first = int(texts[[groups[j] for j in texts].index(groups[copy])])
+    eid = int(run.example_ids[copy])
+    r = example_record(wd, eid)
+    assert "label" not in r and r["length"] == int(run.labels[copy]) and r["text_index"] == first
+    assert r["copies"] == int((groups == groups[copy]).sum()) > 1
+    mem_row = {int(x["index"]): x for x in _rows(wd / "results" / "memorization.csv")}[first]
+    npt.assert_equal(r["memorization"]["mem"], float(mem_row["mem"]))
+    out = example_text(wd, eid)
+    assert f"sequence of {r['length']} tokens" in out and "label" not in out
+    assert "older jaxmem" not in out and "per-example attack scores" in out
+
+
 def _min_k(x, n, k=0.2):
     c = math.floor(n * k)
     return np.sort(x[:n])[:c].mean() if c else np.nan
