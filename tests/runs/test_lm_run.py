@@ -120,6 +120,20 @@ def test_scoring_equals_float64_brute_force(lm_run):
                     hits += bool(corr[m, i, k - 1:k - 1 + s].all())
         assert (int(r["trials"]), int(r["extracted"])) == (trials, hits)
     assert summary["extraction"]["k2"]["rate_in"] >= 0
+    # ONE exact-match definition (item 12: two "IN" numbers, .8415 and .8459, were stored):
+    # per model, correct / target tokens pooled over its IN (OUT) texts; mean over models
+    assert not any(k.startswith("train_token_accuracy") for k in summary)
+    for key, member in (("exact_match_in", True), ("exact_match_out", False)):
+        per_model = []
+        for m in range(M):
+            c = n = 0
+            for i in texts:
+                if keep[m, i] == member:
+                    c += corr[m, i, : lengths[i] - 1].sum()
+                    n += lengths[i] - 1
+            per_model.append(c / n)
+        npt.assert_allclose(summary[key], np.mean(per_model), rtol=1e-12)
+    assert "per model" in summary["exact_match_definition"]
 
 
 def test_run_outputs_equal_the_experiments_per_text_tables(lm_run, tmp_path):
@@ -291,7 +305,7 @@ def test_lm_run_resumes_grows_and_reports(lm_run, tmp_path):
     for name, a in before.items():
         npt.assert_array_equal(np.load(wd2 / f"{name}.npy")[:6], a)
     html = write_report(wd2).read_text()
-    assert "extract" in html.lower() and "min_k" in html
+    assert "extract" in html.lower() and "min_k" in html and "copies merged" in html
     from jaxmem.io import RunError
     from jaxmem.runs import export_lira
 
@@ -319,6 +333,7 @@ def test_three_model_lm_run_prints_n_a_writes_strict_json_and_says_why(tmp_path)
     r = subprocess.run(cmd, capture_output=True, text=True, env=H.env(), cwd=H.REPO, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "n/a" in r.stdout
+    assert re.search(r"unit +text group: \d+ texts, \d+ training sequences", r.stdout), r.stdout   # item 1
     assert "UndefinedMetricWarning" in r.stderr and "lira_online" in r.stderr, r.stderr[-2000:]
     text = (wd / "summary.json").read_text()
     s = json.loads(text, parse_constant=lambda c: pytest.fail(f"summary.json holds a bare {c}"))
@@ -327,5 +342,6 @@ def test_three_model_lm_run_prints_n_a_writes_strict_json_and_says_why(tmp_path)
     show = subprocess.run([sys.executable, "-m", "jaxmem", "show", str(wd)], capture_output=True,
                           text=True, env=H.env(), cwd=H.REPO, timeout=300)
     assert show.returncode == 0 and re.search(r"lira_online AUC +n/a", show.stdout), show.stdout
+    assert "copies merged" in show.stdout
     assert not re.search(r"\bnan\b", show.stdout)
     assert "test accuracy" not in show.stdout       # a language-model run has none
