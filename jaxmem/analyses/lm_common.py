@@ -31,7 +31,7 @@ def sequence_table(run) -> dict:
     for k in rows[0]:
         if k == "text":
             out[k] = [r[k] for r in rows]
-        elif k in ("rank", "example_id", "index", "copies", "length", "duplicate_count", "planted_count",
+        elif k in ("rank", "example_id", "index", "copies", "length", "suffix_length", "duplicate_count", "planted_count",
                    "n_in", "n_out"):
             out[k] = np.array([int(r[k]) for r in rows], np.int64)
         else:

@@ -97,10 +97,10 @@ def analyze(cfg, workdir, runs, log, top=10):
         files["extraction_vs_planted"] = figure(workdir / "extraction_vs_planted.png", draw_ext)
     mem_all = mean_se(t["mem"][first])
     rows = [{"copies": r["count"], "kind": "planted", "texts": r["sequences"], "mem": r["mem"],
-             "mem_se": r["mem_se"], f"extracted_in_k{k0}": r[f"extracted_in_k{k0}"],
+             "mem_se": r["mem_se"], "suffix_length": s, f"extracted_in_k{k0}": r[f"extracted_in_k{k0}"],
              f"extracted_out_k{k0}": r[f"extracted_out_k{k0}"]} for r in pl_rows]
     rows += [{"copies": r["count"], "kind": "natural", "texts": r["sequences"], "mem": r["mem"],
-              "mem_se": r["mem_se"], f"extracted_in_k{k0}": r[f"extracted_in_k{k0}"],
+              "mem_se": r["mem_se"], "suffix_length": s, f"extracted_in_k{k0}": r[f"extracted_in_k{k0}"],
               f"extracted_out_k{k0}": r[f"extracted_out_k{k0}"]} for r in nat_rows if r["sequences"]]
     return {"rows": rows, "suffix_length": s, "unit": texts(run).unit(), "mem_mean": mem_all[0],
             "mem_mean_se": mem_all[1], "texts": int(first.sum()),

@@ -37,11 +37,12 @@ def analyze(cfg, workdir, runs, log):
     from jaxmem.attacks.plot import plot_roc
 
     attacks = list(cfg.scoring.attacks)
-    rows, dup_rows, last = [], [], None
+    rows, dup_rows, last, units = [], [], None, {}
     for name, run in runs.items():
         ok = ~np.asarray(run.diverged, bool)
         targets = np.flatnonzero(ok)[: cfg.scoring.targets or None]
         tg = texts(run)
+        units[name] = tg.unit()
         ev = _evaluate(run, attacks, targets, tg)
         facts = run.text
         planted = np.asarray(facts["planted_count"])[tg.first]
@@ -88,4 +89,4 @@ def analyze(cfg, workdir, runs, log):
                                           "tpr_at_0.01_fpr": top["tpr_at_0.01_fpr"]}
     return {"rows": [{k: r[k] for k in ("variant", "attack", "kind", "auc", "tpr_at_0.001_fpr", "tpr_at_0.01_fpr")}
                      for r in rows],
-            "attacks": rows, "by_copies": dup_rows, "best_at_low_fpr": best, "files": files}
+            "attacks": rows, "by_copies": dup_rows, "best_at_low_fpr": best, "unit": units, "files": files}

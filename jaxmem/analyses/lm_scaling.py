@@ -61,7 +61,7 @@ def analyze(cfg, workdir, runs, log):
         summ = run.summary
         row = {"variant": name, "params": p, "mem": mean_se(t["mem"][first])[0],
                "mem_se": mean_se(t["mem"][first])[1], "train_nll_in": summ["train_nll_in"],
-               "train_nll_out": summ["train_nll_out"], "test_nll": summ["test_nll"]}
+               "train_nll_out": summ["train_nll_out"], "test_nll": summ["test_nll"], "suffix_length": s}
         for k in ks:
             e, e_out = _extracted(run, k, s, common)
             per_size[k].append(e)
