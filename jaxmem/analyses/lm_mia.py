@@ -35,8 +35,9 @@ def analyze(cfg, workdir, runs, log):
     target), overall and by a text's number of copies (each text once: its first row); the log-log
     ROC of the last variant."""
     from jaxmem.attacks.plot import plot_roc
+    from jaxmem.runs.score_lm import lm_attacks
 
-    attacks = list(cfg.scoring.attacks)
+    attacks = lm_attacks(cfg)         # (the run's own: reference_model too when its NLL is given)
     rows, dup_rows, last, units = [], [], None, {}
     for name, run in runs.items():
         ok = ~np.asarray(run.diverged, bool)

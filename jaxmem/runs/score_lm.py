@@ -36,7 +36,7 @@ from jaxmem.io import save_json, save_text
 from jaxmem.runs.store import load_run
 
 __all__ = ["score_lm", "lm_signals", "per_text_signals", "target_mask", "sequence_nlls", "per_sequence",
-           "extraction", "suffix_length_used", "scored_tokens"]
+           "extraction", "suffix_length_used", "scored_tokens", "lm_attacks"]
 
 _BLOCK = 1 << 25   # per-token values read at a time (float64: 256 MB)
 
@@ -47,6 +47,15 @@ def suffix_length_used(cfg) -> int:
     longest of ``scoring.prefix_lengths`` (validation guarantees >= 1)."""
     sc = cfg.scoring
     return int(max(1, min(int(sc.suffix_length), int(cfg.data.max_len) - max(sc.prefix_lengths))))
+
+
+def lm_attacks(cfg) -> list:
+    """The attacks a language-model run is scored with: ``scoring.attacks``, and
+    ``reference_model`` whenever an external reference NLL is given (``scoring.reference_nll``)."""
+    attacks = list(cfg.scoring.attacks)
+    if cfg.scoring.reference_nll and "reference_model" not in attacks:
+        attacks.append("reference_model")
+    return attacks
 
 
 def scored_tokens(cfg) -> str:
@@ -302,9 +311,7 @@ def score_lm(workdir, *, log=print) -> dict:
                       planted, ext_in, ext_out, facts["texts_train"], s)
     _csv(res / "extraction.csv", tables)
     attack_summary, curves = {}, {}
-    attacks = list(cfg.scoring.attacks)
-    if cfg.scoring.reference_nll and "reference_model" not in attacks:
-        attacks.append("reference_model")               # an external reference NLL given: it runs
+    attacks = lm_attacks(cfg)
     if attacks:
         targets = np.flatnonzero(ok)[: cfg.scoring.targets] if cfg.scoring.targets else None
         from jaxmem.attacks.registry import get
