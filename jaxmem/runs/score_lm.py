@@ -233,7 +233,9 @@ def _columns(x, cols, n_rows):
 
 def per_text_signals(run, names, tg) -> dict:
     """:func:`lm_signals` of the texts only (``tg``: :func:`jaxmem.estimators.lm.text_groups`):
-    every signal at each text's first row, so that a text and its copies are one example."""
+    every signal at each text's first row, so that a text and its copies are one example. Without
+    copies the arrays stay memory-mapped; with copies each per-token array asked for is read into
+    memory at its texts' rows ([M, G, L − 1] in its stored dtype)."""
     sig = lm_signals(run, names)
     return {n: _columns(v, tg.first, tg.num_rows) for n, v in sig.items()}
 
