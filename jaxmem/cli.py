@@ -115,7 +115,8 @@ def _lm_rows(summary: dict) -> list:
     if summary.get("kind") != "language_model":
         return []
     f = _num
-    rows = [("token NLL train IN / OUT / test", f"{f(summary['train_nll_in'])} / "
+    rows = [("unit", summary["unit"])] if summary.get("unit") else []
+    rows += [("token NLL train IN / OUT / test", f"{f(summary['train_nll_in'])} / "
              f"{f(summary['train_nll_out'])} / {f(summary['test_nll'])}"),
             ("exact-match token accuracy IN / OUT", f"{f(summary['exact_match_in'])} / "
              f"{f(summary['exact_match_out'])}")]

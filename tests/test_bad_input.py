@@ -327,19 +327,21 @@ def test_real_entry_point_prints_one_line(tmp_path, kind):
     assert not (tmp_path / "PWNED").exists()
 
 
-def test_config_attack_names_are_the_attack_registry():
+def test_config_attack_names_are_the_attack_registry(tmp_path):
     """Validation reads the one registry: every registered attack (one added at run time too)
-    validates (the language-model ones in a language-model config), any other name is refused
-    naming the field."""
+    validates (the language-model ones in a language-model config; reference_model with the
+    external reference NLL it needs), any other name is refused naming the field."""
     import jaxmem.attacks
     from jaxmem.attacks.registry import ATTACKS, LM_ATTACKS, register, target_attack
 
     assert jaxmem.attacks.ATTACKS is ATTACKS
     lm = {"data": {"source": "python_text"}, "model": {"name": "causal_lm"}}
+    np.save(tmp_path / "ref.npy", np.ones(3))
+    extra = {"reference_model": {"reference_nll": str(tmp_path / "ref.npy")}}
     for a in ATTACKS:
-        cfgmod.from_dict({**(lm if a in LM_ATTACKS else {}), "scoring": {"attacks": [a]}})
+        cfgmod.from_dict({**(lm if a in LM_ATTACKS else {}), "scoring": {"attacks": [a], **extra.get(a, {})}})
     for a in LM_ATTACKS:
-        cfgmod.from_dict({**lm, "scoring": {"attacks": [a]}})
+        cfgmod.from_dict({**lm, "scoring": {"attacks": [a], **extra.get(a, {})}})
     with pytest.raises(cfgmod.ConfigError, match="scoring.attacks: unknown attack 'nope'"):
         cfgmod.from_dict({"scoring": {"attacks": ["nope"]}})
     register("_test_only", target_attack(lambda loss: -loss, "loss"))

@@ -10,19 +10,29 @@ import warnings
 
 import numpy as np
 
-__all__ = ["sequence_table", "by_count", "extraction_rates", "num_params", "mean_se"]
+__all__ = ["sequence_table", "texts", "by_count", "extraction_rates", "num_params", "mean_se"]
+
+
+def texts(run):
+    """The run's texts (:func:`jaxmem.estimators.lm.text_groups`: a text and its copies are one
+    example), the same reduction the run's own scoring uses."""
+    from jaxmem.estimators.lm import text_groups
+
+    return text_groups(run.text["groups"], keep=run.keep)
 
 
 def sequence_table(run) -> dict:
-    """``results/memorization.csv`` of a scored LM run as columns in row (example) order:
-    ``{column: array [N]}`` (numbers as float/int arrays, ``text`` as a list)."""
+    """``results/memorization.csv`` of a scored LM run (one row per text) as columns in text order
+    (of each text's first row): ``{column: array [G]}`` (numbers as float/int arrays, ``text`` as
+    a list)."""
     with open(run.path / "results" / "memorization.csv", newline="") as f:
         rows = sorted(csv.DictReader(f), key=lambda r: int(r["index"]))
     out = {}
     for k in rows[0]:
         if k == "text":
             out[k] = [r[k] for r in rows]
-        elif k in ("rank", "example_id", "index", "length", "duplicate_count", "planted_count", "n_in", "n_out"):
+        elif k in ("rank", "example_id", "index", "copies", "length", "suffix_length", "duplicate_count", "planted_count",
+                   "n_in", "n_out"):
             out[k] = np.array([int(r[k]) for r in rows], np.int64)
         else:
             out[k] = np.array([float(r[k]) for r in rows])
@@ -39,15 +49,18 @@ def mean_se(x) -> tuple:
 
 
 def extraction_rates(run, k: int, s: int, counts, *, bins=None, select=None) -> list:
-    """Extraction rate (Wilson 95%) of the IN and of the OUT (model, sequence) pairs per count
-    bucket (:func:`jaxmem.estimators.lm.extraction_rate_by_count`), for the sequences ``select``
-    ([N] bool; all by default): ``[{"count", "members", "trials", "extracted", "rate", "low",
-    "high", "sequences"}]``."""
+    """Extraction rate (Wilson 95%) of the IN and of the OUT (model, text) pairs per count
+    bucket (:func:`jaxmem.estimators.lm.extraction_rate_by_count`), for the texts ``select``
+    ([G] bool, per text of :func:`texts`; all by default; ``counts`` [G]): ``[{"count",
+    "members", "trials", "extracted", "rate", "low", "high", "sequences"}]`` (``sequences``:
+    texts)."""
     from jaxmem.estimators.lm import extraction_rate_by_count
     from jaxmem.runs.score_lm import extraction
 
+    f = texts(run).first
     matched, valid = extraction(run, k, s)
-    keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)
+    matched, valid = matched[:, f], valid[f]
+    keep, ok = np.asarray(run.keep, bool)[:, f], ~np.asarray(run.diverged, bool)
     sel = np.ones(keep.shape[1], bool) if select is None else np.asarray(select, bool)
     use = (valid[None] & ok[:, None])[:, sel]
     out = []

@@ -10,7 +10,8 @@ import warnings
 import numpy as np
 
 from jaxmem.analyses.common import figure, write_csv
-from jaxmem.analyses.lm_common import by_count, extraction_rates, mean_se, sequence_table
+from jaxmem.analyses.lm_common import by_count, extraction_rates, mean_se, sequence_table, texts
+from jaxmem.runs.score_lm import suffix_length_used
 
 #: Natural duplicate-count buckets (lower edges): 1, 2, 3-4, 5-8, 9-16, 17+.
 NATURAL_BINS = (1, 2, 3, 5, 9, 17)
@@ -29,14 +30,12 @@ def _slope(counts, values):
 def analyze(cfg, workdir, runs, log, top=10):
     """Most and least memorized verses; memorization and extraction by natural and by planted
     duplicate count, with log-log slopes (stratified bootstrap 95% intervals) against the
-    planted count. Every text counts once (its first row; copies share its membership)."""
+    planted count. Every text counts once (the run's table is per text: copies merged)."""
     name, run = next(iter(runs.items()))
     t = sequence_table(run)
-    groups = np.asarray(run.text["groups"])
-    first = np.zeros(len(groups), bool)
-    first[np.unique(groups, return_index=True)[1]] = True
+    first = np.ones(len(t["index"]), bool)      # (the table is per text: copies merged)
     dup, planted = t["duplicate_count"], t["planted_count"]
-    ks, s = list(cfg.scoring.prefix_lengths), int(cfg.scoring.suffix_length)
+    ks, s = list(cfg.scoring.prefix_lengths), suffix_length_used(cfg)   # (the run's: clipped)
     ext_cols = [f"extracted_in_k{k}" for k in ks] + [f"extracted_out_k{k}" for k in ks]
     natural = first & (planted == 0)
     nat_rows = by_count(t, dup, natural, NATURAL_BINS, ("mem", "mem_loglik", *ext_cols))
@@ -86,7 +85,8 @@ def analyze(cfg, workdir, runs, log, top=10):
             ax.set_title(f"log-log slope {sl['slope']:.2f} [{sl['low']:.2f}, {sl['high']:.2f}]", fontsize=8)
         ax.legend(fontsize=7)
 
-    ext_rows = [{"prefix_length": k, "by": by, **r} for k in ks for by in ("natural", "planted") for r in ext[k][by]]
+    ext_rows = [{"prefix_length": k, "suffix_length": s, "by": by, **r} for k in ks for by in ("natural", "planted")
+                for r in ext[k][by]]
     files = {"memorization_vs_count": figure(workdir / "memorization_vs_count.png", draw_mem),
              "by_natural_count": write_csv(workdir / "by_natural_count.csv", nat_rows),
              "by_planted_count": write_csv(workdir / "by_planted_count.csv", pl_rows),
@@ -97,12 +97,13 @@ def analyze(cfg, workdir, runs, log, top=10):
         files["extraction_vs_planted"] = figure(workdir / "extraction_vs_planted.png", draw_ext)
     mem_all = mean_se(t["mem"][first])
     rows = [{"copies": r["count"], "kind": "planted", "texts": r["sequences"], "mem": r["mem"],
-             "mem_se": r["mem_se"], f"extracted_in_k{k0}": r[f"extracted_in_k{k0}"],
+             "mem_se": r["mem_se"], "suffix_length": s, f"extracted_in_k{k0}": r[f"extracted_in_k{k0}"],
              f"extracted_out_k{k0}": r[f"extracted_out_k{k0}"]} for r in pl_rows]
     rows += [{"copies": r["count"], "kind": "natural", "texts": r["sequences"], "mem": r["mem"],
-              "mem_se": r["mem_se"], f"extracted_in_k{k0}": r[f"extracted_in_k{k0}"],
+              "mem_se": r["mem_se"], "suffix_length": s, f"extracted_in_k{k0}": r[f"extracted_in_k{k0}"],
               f"extracted_out_k{k0}": r[f"extracted_out_k{k0}"]} for r in nat_rows if r["sequences"]]
-    return {"rows": rows, "mem_mean": mem_all[0], "mem_mean_se": mem_all[1], "texts": int(first.sum()),
+    return {"rows": rows, "suffix_length": s, "unit": texts(run).unit(), "mem_mean": mem_all[0],
+            "mem_mean_se": mem_all[1], "texts": int(first.sum()),
             "by_natural_count": nat_rows, "by_planted_count": pl_rows, "extraction": ext_rows,
             "slopes_vs_planted_count": slopes, "most_memorized": most, "least_memorized": least,
             "files": files}

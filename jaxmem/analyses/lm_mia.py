@@ -10,18 +10,22 @@ from __future__ import annotations
 import numpy as np
 
 from jaxmem.analyses.common import figure, write_csv
+from jaxmem.analyses.lm_common import texts
 
-#: Attacks that need no other model (scored from the target's own outputs).
+#: Attacks that need no other model (scored from the target's own outputs). Reference-based:
+#: reference_out (alias reference: the target's OUT models), reference_model (an external model's
+#: NLL, scoring.reference_nll), LiRA.
 REFERENCE_FREE = ("loss", "zlib", "min_k", "min_k_plus_plus")
 
 
-def _evaluate(run, attacks, targets):
+def _evaluate(run, attacks, targets, tg):
+    """Every attack on the texts ``tg`` (copies merged, as the run's own scoring does)."""
     from jaxmem.attacks import evaluate, metric_warnings_only
     from jaxmem.attacks.registry import get
-    from jaxmem.runs.score_lm import lm_signals
+    from jaxmem.runs.score_lm import per_text_signals
 
-    keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)
-    sig = lm_signals(run, sorted({n for a in attacks for n in get(a).needs}))
+    keep, ok = np.asarray(run.keep, bool)[:, tg.first], ~np.asarray(run.diverged, bool)
+    sig = per_text_signals(run, sorted({n for a in attacks for n in get(a).needs}), tg)
     with metric_warnings_only():
         return evaluate(sig, keep, list(attacks), targets, model_mask=ok, return_scores=True)
 
@@ -31,18 +35,20 @@ def analyze(cfg, workdir, runs, log):
     target), overall and by a text's number of copies (each text once: its first row); the log-log
     ROC of the last variant."""
     from jaxmem.attacks.plot import plot_roc
+    from jaxmem.runs.score_lm import lm_attacks
 
-    attacks = list(cfg.scoring.attacks)
-    rows, dup_rows, last = [], [], None
+    attacks = lm_attacks(cfg)         # (the run's own: reference_model too when its NLL is given)
+    rows, dup_rows, last, units = [], [], None, {}
     for name, run in runs.items():
         ok = ~np.asarray(run.diverged, bool)
         targets = np.flatnonzero(ok)[: cfg.scoring.targets or None]
-        ev = _evaluate(run, attacks, targets)
+        tg = texts(run)
+        units[name] = tg.unit()
+        ev = _evaluate(run, attacks, targets, tg)
         facts = run.text
-        groups, planted = np.asarray(facts["groups"]), np.asarray(facts["planted_count"])
-        dup = np.asarray(facts["duplicate_count"])
-        first = np.zeros(len(groups), bool)
-        first[np.unique(groups, return_index=True)[1]] = True
+        planted = np.asarray(facts["planted_count"])[tg.first]
+        dup = np.asarray(facts["duplicate_count"])[tg.first]
+        first = np.ones(tg.num_texts, bool)      # (the evaluation is per text already)
         for a, m in ev.table(first).items():
             rows.append({"variant": name, "epochs": run.config.train.epochs, "attack": a,
                          "kind": "reference-free" if a in REFERENCE_FREE else "reference-based", **m})
@@ -84,4 +90,4 @@ def analyze(cfg, workdir, runs, log):
                                           "tpr_at_0.01_fpr": top["tpr_at_0.01_fpr"]}
     return {"rows": [{k: r[k] for k in ("variant", "attack", "kind", "auc", "tpr_at_0.001_fpr", "tpr_at_0.01_fpr")}
                      for r in rows],
-            "attacks": rows, "by_copies": dup_rows, "best_at_low_fpr": best, "files": files}
+            "attacks": rows, "by_copies": dup_rows, "best_at_low_fpr": best, "unit": units, "files": files}

@@ -11,7 +11,8 @@ import warnings
 import numpy as np
 
 from jaxmem.analyses.common import figure, write_csv
-from jaxmem.analyses.lm_common import mean_se, num_params, sequence_table
+from jaxmem.analyses.lm_common import mean_se, num_params, sequence_table, texts
+from jaxmem.runs.score_lm import suffix_length_used
 
 
 def _fit(x, per_seq, num_bootstrap=2000, seed=0):
@@ -26,12 +27,14 @@ def _fit(x, per_seq, num_bootstrap=2000, seed=0):
 
 
 def _extracted(run, k, s, rows):
-    """([N], [N]) per-sequence extraction rate over the models that trained on it and over those
-    that did not, on the sequences ``rows`` (NaN elsewhere)."""
+    """([G], [G]) per-text extraction rate over the models that trained on it and over those
+    that did not, on the texts ``rows`` (NaN elsewhere; copies merged: :func:`texts`)."""
     from jaxmem.runs.score_lm import extraction
 
+    f = texts(run).first
     matched, valid = extraction(run, k, s)
-    keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)
+    matched, valid = matched[:, f], valid[f]
+    keep, ok = np.asarray(run.keep, bool)[:, f], ~np.asarray(run.diverged, bool)
     out = []
     for use in (keep & ok[:, None], ~keep & ok[:, None]):
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -45,28 +48,27 @@ def analyze(cfg, workdir, runs, log):
     of the IN and OUT models at each prefix length (on the texts long enough for the longest
     prefix, each text once); slopes per decade of parameters (and of prefix length) with paired
     bootstrap 95% intervals over sequences."""
-    ks, s = list(cfg.scoring.prefix_lengths), int(cfg.scoring.suffix_length)
+    ks, s = list(cfg.scoring.prefix_lengths), suffix_length_used(cfg)   # (the run's: clipped)
     rows, per_size = [], {k: [] for k in ks}
     mem_seq, sizes, by_prefix = [], [], []
     for name, run in runs.items():
         c = run.config
         t = sequence_table(run)
-        groups = np.asarray(run.text["groups"])
-        first = np.zeros(len(groups), bool)
-        first[np.unique(groups, return_index=True)[1]] = True
-        # the same sequences at every k: those long enough for the longest prefix
-        common = first & (np.asarray(run.labels) >= max(ks) + s)
+        # every row of the table is a text; the same texts at every k: those long enough
+        first = np.ones(len(t["index"]), bool)
+        common = np.asarray(t["length"]) >= max(ks) + s
         p = num_params(c, int(run.dataset["num_classes"]), int(run.dataset["input_shape"][0]))
         summ = run.summary
         row = {"variant": name, "params": p, "mem": mean_se(t["mem"][first])[0],
                "mem_se": mean_se(t["mem"][first])[1], "train_nll_in": summ["train_nll_in"],
-               "train_nll_out": summ["train_nll_out"], "test_nll": summ["test_nll"]}
+               "train_nll_out": summ["train_nll_out"], "test_nll": summ["test_nll"], "suffix_length": s}
         for k in ks:
             e, e_out = _extracted(run, k, s, common)
             per_size[k].append(e)
             row[f"extracted_in_k{k}"] = mean_se(e)[0]
             row[f"extracted_out_k{k}"] = mean_se(e_out)[0]
-            by_prefix.append({"variant": name, "params": p, "prefix_length": k, "extracted_in": mean_se(e)[0],
+            by_prefix.append({"variant": name, "params": p, "prefix_length": k, "suffix_length": s,
+                              "extracted_in": mean_se(e)[0],
                               "extracted_in_se": mean_se(e)[1], "sequences": int(np.isfinite(e).sum())})
         rows.append(row)
         mem_seq.append(t["mem"])

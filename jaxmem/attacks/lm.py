@@ -15,8 +15,20 @@ attack                 signals                                             refer
 :func:`min_k_plus_plus` token logp, mu, sigma [..., N, T] + target mask    Zhang et al. 2024
 :func:`reference_ratio` target NLL [N]; reference NLL [R, N] (+ keep)      Carlini et al. 2021
 :func:`reference_ratio_loo` NLL [M, N], keep [M, N]: every model a target  (same)
+:func:`reference_model` target NLL [..., N]; external reference NLL [N]      Carlini et al. 2021
 :func:`lm_lira`        target NLL [N]; shadow NLL [M, N], keep [M, N]      Carlini et al. 2022
 =====================  ==================================================  ==========================
+
+Two different "reference" attacks, named apart in the registry (:mod:`jaxmem.attacks.registry`):
+
+* ``reference_out`` (older name ``reference``, kept as an alias): the reference of a text is the
+  mean NLL of the target's *OUT models*, the other models of the stack that did not train on it
+  (:func:`reference_ratio_loo`; score = reference − target NLL). It needs a stack of models
+  trained on random subsets; with them it is Watson et al. 2022's difficulty calibration.
+* ``reference_model``: one *external* reference model (MIMIR's "ref"; Carlini et al. 2021's
+  smaller GPT-2 or zlib's stand-in), given as its NLL of each text (``scoring.reference_nll``),
+  ranked by Carlini et al.'s ratio of log-perplexities, reference NLL / target NLL
+  (:func:`reference_model`; ``mode="difference"`` gives MIMIR's ref − target).
 
 The reference-free attacks (loss, zlib, Min-K%, Min-K%++) accept any leading axes, so a stack
 ``[M, N, T]`` scores every model as its own target in one call (``[M, N]``).
@@ -45,6 +57,7 @@ __all__ = [
     "min_k_plus_plus",
     "reference_ratio",
     "reference_ratio_loo",
+    "reference_model",
     "lm_lira",
 ]
 
@@ -298,6 +311,46 @@ def reference_ratio_loo(nll, keep, *, mode="difference", min_out=1, model_mask=N
     s = _reference_score(x, ref, mode)
     nan_in = (np.isnan(x) | np.isnan(ref)) & ~few
     _warn(int(nan_in.sum()), nan_in.size, "a NaN target or reference NLL", "reference_ratio_loo")
+    return s
+
+
+def reference_model(target_nll, reference_nll, *, mode="ratio"):
+    """External reference-model attack (Carlini et al. 2021, "Extracting training data from large
+    language models", Sec. 5.2, "Comparing to other neural language models"; MIMIR's "ref"):
+    calibrate the target's NLL by the NLL of one model that is not the target and whose training
+    data is independent of the membership being tested (a smaller or older public model).
+
+    * ``mode="ratio"`` (default): score = NLL_ref / NLL_target, the ratio of log-perplexities
+      Carlini et al.'s code sorts by (``np.log(ppl_S) / np.log(ppl_XL)``, descending); +inf at
+      NLL_target = 0;
+    * ``mode="difference"``: score = NLL_ref − NLL_target (MIMIR's and Shi et al. 2024's "Ref").
+
+    Unlike ``reference_out`` (:func:`reference_ratio_loo`), the reference is the same for every
+    target model and never depends on the stack's membership.
+
+    Args:
+      target_nll: [..., N] mean token NLL (nats) under the target model(s).
+      reference_nll: [N] the external reference model's mean token NLL of the same texts (the same
+        tokens scored), broadcast over the leading axes.
+      mode: ``"ratio"`` or ``"difference"``.
+
+    Returns:
+      float64 [..., N]; NaN (with :class:`LMAttackWarning`) where either NLL is NaN.
+
+    Raises:
+      ValueError: an unknown ``mode``, or ``reference_nll`` not [N] matching ``target_nll``.
+
+    References:
+      Carlini et al. 2021 (USENIX Security), Sec. 5.2; Duan et al. 2024 (MIMIR), "ref".
+    """
+    _check_mode(mode)
+    t = _f64(target_nll, "target_nll")
+    r = _f64(reference_nll, "reference_nll")
+    if r.ndim != 1 or r.shape[0] != t.shape[-1]:
+        raise ValueError(f"reference_nll must be [N] = ({t.shape[-1]},), got {r.shape}")
+    s = _reference_score(t, r, mode)
+    nan_in = np.isnan(t) | np.isnan(r)
+    _warn(int(nan_in.sum()), nan_in.size, "a NaN target or reference NLL", "reference_model")
     return s
 
 

@@ -113,6 +113,8 @@ def _lm(name):
             return lm.min_k(v.target("token_logp"), v.target("token_mask"), **o)
         if name == "min_k_plus_plus":
             return lm.min_k_plus_plus(*(v.target(f"token_{s}") for s in ("logp", "mu", "sigma", "mask")), **o)
+        if name == "reference_model":
+            return lm.reference_model(v.target("loss"), v.target("reference_nll"), **o)
         return lm.reference_ratio(v.target("loss"), v.shadow("loss"), v.shadow_keep, **o)
     return call
 
@@ -148,8 +150,13 @@ ATTACKS: dict[str, Attack] = {
     "min_k": Attack(_lm("min_k"), ("token_logp", "token_mask"), {"k": 0.2}),
     "min_k_plus_plus": Attack(_lm("min_k_plus_plus"), ("token_logp", "token_mu", "token_sigma", "token_mask"),
                               {"k": 0.2}),
-    # the mean NLL of the target's OUT reference models (the other models of the stack)
+    # the mean NLL of the target's OUT models (the other models of the stack that did not train on
+    # the text): reference_out; "reference" is its older name (the same attack)
+    "reference_out": Attack(_lm("reference"), ("loss",), {"mode": "difference"}),
     "reference": Attack(_lm("reference"), ("loss",), {"mode": "difference"}),
+    # an external reference model's NLL (scoring.reference_nll: MIMIR's "ref"), ranked by Carlini
+    # et al. 2021's ratio of log-perplexities
+    "reference_model": Attack(_lm("reference_model"), ("loss", "reference_nll"), {"mode": "ratio"}),
 }
 DEFAULT_ATTACKS = ("lira_online", "lira_online_fixed_variance", "lira_offline",
                    "lira_offline_fixed_variance", "global_threshold")
@@ -161,16 +168,20 @@ IMPORT_ATTACKS = DEFAULT_ATTACKS + ("loss", "rmia_offline", "rmia_online")
 #: token NLL of each sequence, "phi" = -NLL (LiRA's statistic), "zlib_entropy" [M, N] (the same
 #: row for every model), per-token "token_logp" / "token_mu" / "token_sigma" and the target
 #: mask "token_mask" [M, N, L - 1] (the mask the same for every model).
-LM_SIGNALS = ("loss", "phi", "zlib_entropy", "token_logp", "token_mu", "token_sigma", "token_mask")
+LM_SIGNALS = ("loss", "phi", "zlib_entropy", "token_logp", "token_mu", "token_sigma", "token_mask",
+              "reference_nll")
+#: "reference_nll" [M, N] (the same row for every model): an external reference model's NLL of each
+#: sequence, given by the user (scoring.reference_nll); a run has it only then.
 #: Signals that may hold ±inf or NaN by design, so that a model is not judged diverged by them
 #: (evaluate's non-finite check skips them): per-token values (a token of probability 0 has log-
 #: probability −inf, padding positions are outside the mask). A diverged language model shows in
 #: its sequence NLL ("loss", "phi"), which is checked.
 UNCHECKED_SIGNALS = ("token_logp", "token_mu", "token_sigma", "token_mask")
 #: Every attack a language-model run can take: reference-free (loss, zlib, Min-K%, Min-K%++) and
-#: reference-based (the OUT references' NLL, LiRA with the other models as shadows).
-LM_ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus", "reference", "lira_online", "lira_offline",
-              "lira_online_fixed_variance", "lira_offline_fixed_variance")
+#: reference-based (the OUT models' NLL: reference_out, alias reference; an external reference model's
+#: NLL: reference_model, when scoring.reference_nll is given; LiRA with the other models as shadows).
+LM_ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus", "reference_out", "reference", "reference_model",
+              "lira_online", "lira_offline", "lira_online_fixed_variance", "lira_offline_fixed_variance")
 
 
 def register(name: str, attack: Attack, *, replace: bool = False) -> None:

@@ -163,7 +163,17 @@ class ScoringConfig:
     # language models: is the suffix of suffix_length tokens greedily extractable from a prefix
     # of k tokens (BOS included), for each k (Carlini et al. 2022)
     prefix_lengths: typing.List[int] = field(default_factory=lambda: [32])
-    suffix_length: int = 16
+    # Carlini et al. 2022's 50 tokens; clipped to data.max_len − max(prefix_lengths) (the length
+    # used is written beside every extraction number: jaxmem.runs.score_lm.suffix_length_used)
+    suffix_length: int = 50
+    # language models: the target tokens every per-sequence score counts (NLL, token accuracy,
+    # Min-K%, memorization, exact match). Default: all, as Hugging Face's labels=input_ids loss with
+    # BOS and EOS; MIMIR with a BOS-less tokenizer and no EOS scores neither of these two.
+    score_first_token: bool = True  # the first text token (predicted from BOS alone)
+    score_eos: bool = True          # the EOS token (a sequence cut at data.max_len has none)
+    # language models: .npy float [N], an external reference model's mean token NLL of each training
+    # sequence (row order of text.json's texts_train); given: the attack reference_model runs
+    reference_nll: str = ""
 
 
 @dataclass(frozen=True)

@@ -212,6 +212,8 @@ def _validate_text(cfg, spec) -> None:
     if d.canary_kind == "secret" and not text:
         raise ConfigError("data.canary_kind: secret canaries are for text sources")
     if not text:
+        if sc.reference_nll:
+            raise ConfigError("scoring.reference_nll: an external reference model's NLL is for language-model runs")
         for a in cfg.scoring.attacks:
             only = [n for n in get(a).needs if n in LM_SIGNALS and n not in ("loss", "phi")]
             if only:
@@ -265,14 +267,34 @@ def _validate_text(cfg, spec) -> None:
     if sc.suffix_length < 1 or any(k < 1 for k in sc.prefix_lengths):
         raise ConfigError(f"scoring.prefix_lengths / suffix_length: must be >= 1, got "
                           f"{sc.prefix_lengths} / {sc.suffix_length}")
-    if max(sc.prefix_lengths) + sc.suffix_length > d.max_len:
-        raise ConfigError(f"scoring.prefix_lengths: the longest prefix + scoring.suffix_length must fit "
-                          f"data.max_len = {d.max_len}, got {max(sc.prefix_lengths)} + {sc.suffix_length}")
+    if max(sc.prefix_lengths) >= d.max_len:   # (suffix_length is clipped to what is left)
+        raise ConfigError(f"scoring.prefix_lengths: the longest prefix must leave a suffix token within "
+                          f"data.max_len = {d.max_len}, got {max(sc.prefix_lengths)}")
+    _lm_scoring(sc)
     for a in cfg.scoring.attacks:
         missing = [n for n in get(a).needs if n not in LM_SIGNALS]
         if missing:
             raise ConfigError(f"scoring.attacks: {a!r} needs {missing}, which a language model run does "
                               f"not have (it has {', '.join(LM_SIGNALS)})")
+
+
+def _lm_scoring(sc) -> None:
+    """A language-model run's scoring fields (issue 21: reference_model, scored tokens)."""
+    import numpy as np
+
+    if "reference_model" in sc.attacks and not sc.reference_nll:
+        raise ConfigError("scoring.reference_nll: the attack reference_model needs an external reference "
+                          "model's NLL of every training sequence (a .npy file)")
+    if sc.reference_nll:
+        try:
+            r = np.load(sc.reference_nll, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"scoring.reference_nll: cannot read {sc.reference_nll!r} as .npy ({e})") from None
+        if r.ndim != 1 or not np.issubdtype(r.dtype, np.floating):
+            raise ConfigError(f"scoring.reference_nll: must be a float array [N] (one NLL per training "
+                              f"sequence), got {r.dtype} {r.shape}")
+        if not np.all(np.isfinite(r)):
+            raise ConfigError(f"scoring.reference_nll: {int(np.sum(~np.isfinite(r)))} NLLs are NaN or inf")
 
 
 def _names(models, flag, value) -> str:

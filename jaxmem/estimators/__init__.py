@@ -21,9 +21,11 @@ from jaxmem.estimators.leave_subset_out import (
 from jaxmem.estimators.lm import (
     ExactMatch,
     RateTable,
+    TextGroups,
     counterfactual_memorization_lm,
     exact_match_accuracy,
     extraction_rate_by_count,
+    text_groups,
 )
 from jaxmem.estimators.lm_trends import LogLinearSlope, LogLogSlope, loglinear_slope, loglog_slope
 from jaxmem.estimators.memorization import (
@@ -60,6 +62,8 @@ __all__ = [
     "bootstrap_ci",
     "counterfactual_memorization_lm",
     "exact_match_accuracy",
+    "text_groups",
+    "TextGroups",
     "ExactMatch",
     "extraction_rate_by_count",
     "RateTable",

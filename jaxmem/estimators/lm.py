@@ -5,6 +5,10 @@
   by default: then ``mean_in`` is Tirumala et al. 2022's exact-match accuracy on training
   sequences) or any per-sequence metric [M, N]. It reduces tokens to sequences and calls
   :func:`jaxmem.estimators.counterfactual_memorization` (the one Feldman–Zhang estimator).
+* :func:`text_groups`: the one per-text reduction of a language-model run: copies of a text (rows
+  of one group: planted or natural duplicates) are ONE example wherever membership is evaluated
+  (attacks, counterfactual memorization, extraction rates, exact match); every other estimator
+  here is called on the texts' first rows (``TextGroups.first``).
 * :func:`exact_match_accuracy`: Tirumala et al. (2022)'s M(f) per model, pooled over the tokens of
   the IN (training) and of the OUT sequences.
 * :func:`extraction_rate_by_count`: the extraction rate per duplicate-count bucket, with a Wilson
@@ -34,6 +38,8 @@ from jaxmem.estimators.memorization import (
 from jaxmem.signals.lm import masked_mean
 
 __all__ = [
+    "TextGroups",
+    "text_groups",
     "counterfactual_memorization_lm",
     "exact_match_accuracy",
     "ExactMatch",
@@ -44,6 +50,63 @@ __all__ = [
     "LogLinearSlope",
     "loglinear_slope",
 ]
+
+
+class TextGroups(NamedTuple):
+    first: np.ndarray  # int64 [G] increasing: the row of each text's first copy
+    copies: np.ndarray  # int64 [G] rows (copies) of each text in the training set
+    text_of_row: np.ndarray  # int64 [N] the text (0..G-1) of each row
+
+    @property
+    def num_texts(self) -> int:
+        return int(len(self.first))
+
+    @property
+    def num_rows(self) -> int:
+        return int(len(self.text_of_row))
+
+    def unit(self) -> str:
+        """The line every LM output carries: what one example is."""
+        return (f"text group: {self.num_texts} texts, {self.num_rows} training sequences "
+                f"({self.num_rows - self.num_texts} copies merged into their text)")
+
+
+def text_groups(groups, keep=None) -> TextGroups:
+    """The texts of a language-model training set: each group of rows (a text and its copies,
+    ``TextData.groups``: one id per distinct sequence) is one example. A text is represented by
+    its first row: copies are the same token sequence, so every model gives them the same signals,
+    and the design draws membership per text, so they share their keep column.
+
+    Args:
+      groups: [N] int, the text (group id) of every training row.
+      keep: [M, N] bool, optional: checked to be equal across the copies of each text.
+
+    Returns:
+      :class:`TextGroups` (``first`` [G] in row order, ``copies`` [G], ``text_of_row`` [N]).
+
+    Raises:
+      ValueError: ``groups`` is not [N], or ``keep`` differs between copies of one text (copies
+        that are IN and OUT of one model are not one example: such a design cannot be scored
+        per text).
+    """
+    g = np.asarray(groups)
+    if g.ndim != 1:
+        raise ValueError(f"groups must be [N], got shape {g.shape}")
+    _, first, inv, copies = np.unique(g, return_index=True, return_inverse=True, return_counts=True)
+    order = np.argsort(first, kind="stable")        # texts in the order of their first row
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    tg = TextGroups(first[order].astype(np.int64), copies[order].astype(np.int64),
+                    rank[inv.reshape(-1)].astype(np.int64))
+    if keep is not None:
+        k = np.asarray(keep, bool)
+        if k.ndim != 2 or k.shape[1] != g.size:
+            raise ValueError(f"keep must be [M, N = {g.size}], got {k.shape}")
+        bad = np.flatnonzero(np.any(k != k[:, tg.first][:, tg.text_of_row], axis=0))
+        if bad.size:
+            raise ValueError(f"keep differs between copies of one text ({bad.size} rows, e.g. row "
+                             f"{int(bad[0])}): membership must be drawn per text")
+    return tg
 
 
 def _per_sequence(metric, mask):

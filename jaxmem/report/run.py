@@ -85,20 +85,24 @@ def _lm_sections(workdir: Path, res: Path, summary: dict) -> list:
     most and least memorized sequences with their texts."""
     if not (res / "memorization.csv").exists() or not summary:
         return ["<h2>Language model</h2>", _missing(workdir)]
+    unit = summary.get("unit")
     out = ["<h2>Greedy extraction (rate over IN / OUT models)</h2>",
+           note(f"Unit: {html.escape(unit)}. Each text counts once (its copies merged).") if unit else "",
            table([{"prefix k": e["prefix_length"], "suffix s": e["suffix_length"], "extracted IN": e["rate_in"],
-                   "extracted OUT": e["rate_out"], "sequences": e["scored_sequences"]}
+                   "extracted OUT": e["rate_out"],
+                   "texts": e.get("scored_texts", e.get("scored_sequences"))}
                   for e in summary.get("extraction", {}).values()])]
     if (res / "extraction.csv").exists():
         rows = [r for r in _csv(res / "extraction.csv") if r["members"] == "True"]
         out += ["<h3>By duplicate / planted count (members)</h3>",
-                table([{k: r[k] for k in ("prefix_length", "by", "count", "trials", "rate", "low", "high")}
-                       for r in rows])]
+                table([{k: r[k] for k in ("prefix_length", "suffix_length", "by", "count", "trials", "rate",
+                                           "low", "high") if k in r} for r in rows])]
     rows = _csv(res / "memorization.csv")
-    keys = ("rank", "example_id", "duplicate_count", "planted_count", "mem", "stderr", "acc_in", "acc_out", "text")
-    shown = lambda rs: table([{k: r[k] for k in keys} for r in rs])
-    out += ["<h2>Most memorized sequences (counterfactual, token accuracy)</h2>", shown(rows[:16]),
-            "<h2>Least memorized sequences</h2>", shown(rows[-8:])]
+    keys = ("rank", "example_id", "copies", "duplicate_count", "planted_count", "mem", "stderr", "acc_in",
+            "acc_out", "text")
+    shown = lambda rs: table([{k: r[k] for k in keys if k in r} for r in rs])
+    out += ["<h2>Most memorized texts (counterfactual, token accuracy)</h2>", shown(rows[:16]),
+            "<h2>Least memorized texts</h2>", shown(rows[-8:])]
     return out
 
 
@@ -112,8 +116,10 @@ def run_html(workdir) -> str:
     keep, ok = np.asarray(run.keep), ~np.asarray(run.diverged)
     rows = [("models", run.num_models), ("training examples", keep.shape[1]),
             ("diverged models", int((~ok).sum()))]
+    if "unit" in summary:       # a language-model run: what one example is (copies merged)
+        rows.append(("unit", summary["unit"]))
     for k in ("test_accuracy", "train_accuracy_in", "train_nll_in", "train_nll_out", "test_nll",
-              "train_token_accuracy_in", "train_token_accuracy_out", "train_seconds", "models_per_second"):
+              "exact_match_in", "exact_match_out", "train_seconds", "models_per_second"):
         if k in summary:
             rows.append((k.replace("_", " "), summary[k]))
     if "memorization" in summary:

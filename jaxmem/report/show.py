@@ -130,6 +130,7 @@ def run_text(workdir, as_json: bool = False) -> str:
     out = [f"{workdir}", "", "what was run:"] + _lines(settings) + ["", "provenance:"] + _lines(prov)
     if summary:
         rows = [("test accuracy", summary["test_accuracy"])] if "test_accuracy" in summary else []
+        rows += [("unit", summary["unit"])] if "unit" in summary else []   # LM: texts, copies merged
         rows += [("mean memorization", (summary.get("memorization") or {}).get("mean"))]
         rows += [(f"{a} AUC", m.get("auc")) for a, m in (summary.get("attacks") or {}).items()]
         out += ["", "results:"] + _lines(rows)
@@ -145,7 +146,10 @@ def example_text(workdir, example_id, as_json: bool = False) -> str:
     r = example_record(workdir, example_id)
     if as_json:
         return json.dumps(r, indent=2)
-    out = [f"example {r['example_id']} (index {r['index']}) of {workdir}: label {r['label']}, "
+    what = (f"sequence of {r['length']} tokens, text of {r['copies']} "
+            f"cop{'y' if r['copies'] == 1 else 'ies'} (one example: scored as row {r['text_index']})"
+            if r.get("kind") == "language_model" else f"label {r['label']}")
+    out = [f"example {r['example_id']} (index {r['index']}) of {workdir}: {what}, "
            f"IN for {r['models_in']} models, OUT for {r['models_out']} (usable models)"]
     m = r.get("memorization")
     if m:
@@ -158,7 +162,9 @@ def example_text(workdir, example_id, as_json: bool = False) -> str:
         out += [f"    test id {i['test_id']} (label {i['test_label']}): {_fmt(i['influence'])} ± "
                 f"{_fmt(i['stderr'])}" for i in r["influence"]]
     attacks = r.get("attacks")
-    if attacks is None:
+    if r.get("attacks_not_stored"):
+        out.append(f"  attack scores not stored: {r['attacks_not_stored']}")
+    elif attacks is None:
         out.append("  attack scores not stored (scored by an older jaxmem, or no scoring.attacks)")
     for a, row in (attacks or {}).items():
         i_, o_ = row["in"], row["out"]

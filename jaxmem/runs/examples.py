@@ -77,7 +77,9 @@ def _csv_rows(path: Path, key: str, value) -> list:
 
 def example_record(workdir, example_id) -> dict:
     """Everything stored about training example ``example_id`` (an id of ``example_ids.npy``)
-    of a run: its index and label, memorization (estimate, stderr, rank, IN/OUT model counts),
+    of a run: its index and label (a language-model run: its length in tokens, its text's first
+    row ``text_index`` and ``copies``, the text, and why no per-example attack scores exist),
+    memorization (estimate, stderr, rank, IN/OUT model counts; a language-model run: its text's),
     the test examples it influences most (``influence.csv``), and per attack the targets' scores
     on it, split by membership (count, mean, min, max; and each target's score)."""
     from jaxmem.runs.store import load_run
@@ -94,7 +96,17 @@ def example_record(workdir, example_id) -> dict:
     out = {"example_id": int(example_id), "index": i, "label": int(run.labels[i]),
            "models_in": int((keep & ok).sum()), "models_out": int((~keep & ok).sum())}
     res = workdir / "results"
-    mem = _csv_rows(res / "memorization.csv", "index", i)
+    row = i
+    if run.is_lm:   # a sequence: its length (no label); its text's row (copies are one example)
+        from jaxmem.estimators.lm import text_groups
+
+        tg = text_groups(run.text["groups"])
+        del out["label"]
+        j = int(tg.text_of_row[i])
+        row = int(tg.first[j])
+        out.update(kind="language_model", length=int(run.labels[i]), text_index=row,
+                   copies=int(tg.copies[j]), text=run.text["texts_train"][i])
+    mem = _csv_rows(res / "memorization.csv", "index", row)
     if mem:
         r = mem[0]
         out["memorization"] = {"mem": float(r["mem"]), "stderr": float(r["stderr"]),
@@ -104,7 +116,10 @@ def example_record(workdir, example_id) -> dict:
     out["influence"] = [{"test_id": int(r["test_id"]), "test_label": int(r["test_label"]),
                          "rank": int(r["rank"]), "influence": float(r["influence"]),
                          "stderr": float(r["stderr"])} for r in infl]
-    if (res / "scores" / "meta.json").exists():
+    if run.is_lm:
+        out["attacks_not_stored"] = ("a language-model run's scoring stores per-target metrics "
+                                     "(results/attacks.json), not per-example attack scores")
+    elif (res / "scores" / "meta.json").exists():
         sc = read_scores(res / "scores")
         member = np.asarray(sc["member"][:, i])
         out["attacks"] = {}

@@ -197,3 +197,35 @@ def test_lm_lira_is_lira_on_minus_nll(rng):
     off = A.lm_lira(nll[0], nll[1:], keep[1:], online=False)
     np.testing.assert_array_equal(off, lira(-nll[0], -nll[1:], keep[1:], online=False))
     assert roc_auc_score(keep[0], got) > 0.9
+
+
+@pytest.mark.parametrize("mode", ["ratio", "difference"])
+def test_reference_model_is_carlinis_ratio_of_an_external_models_nll(rng, mode):
+    """Issue 21: an external reference model's NLL (MIMIR's "ref"; Carlini et al. 2021 rank by
+    log-ppl_ref / log-ppl_target) is its own attack, apart from reference_out (the target's OUT
+    models); through the one driver it runs on the signal "reference_nll"."""
+    from jaxmem.attacks import evaluate
+
+    M, N = 8, 30
+    nll = rng.gamma(2.0, 1.0, (M, N))
+    ext = rng.gamma(2.0, 1.0, N)
+    got = A.reference_model(nll, ext, mode=mode)
+    for m in range(M):
+        for i in range(N):
+            want = ext[i] / nll[m, i] if mode == "ratio" else ext[i] - nll[m, i]
+            assert math.isclose(got[m, i], want, rel_tol=1e-12)
+    with pytest.warns(A.LMAttackWarning, match="1 of 30"):
+        e2 = ext.copy()
+        e2[3] = np.nan
+        assert np.isnan(A.reference_model(nll[0], e2)[3])
+    with pytest.raises(ValueError, match="reference_nll must be"):
+        A.reference_model(nll, ext[:-1])
+    keep = rng.random((M, N)) < 0.5
+    sig = {"loss": nll, "reference_nll": np.broadcast_to(ext, (M, N))}
+    ev = evaluate(sig, keep, attacks=["reference_model", "reference_out", "reference"], return_scores=True)
+    for t in range(M):
+        np.testing.assert_allclose(ev.metrics["reference_model"]["auc"][t],
+                                   roc_auc_score(keep[t], ext / nll[t]), rtol=1e-12)
+    # reference_out is the OUT-models attack under its new name; "reference" stays its alias
+    np.testing.assert_array_equal(ev.scores["reference_out"], ev.scores["reference"])
+    np.testing.assert_allclose(ev.scores["reference_out"], A.reference_ratio_loo(nll, keep), rtol=1e-12)

@@ -12,7 +12,37 @@ def test_a_language_model_config_resolves():
     cfg = cfgmod.load_config(None, LM + ['scoring.attacks=["loss","zlib","min_k","min_k_plus_plus","reference",'
                                          '"lira_online","lira_offline"]'])
     assert cfg.data.tokenizer == "bytes" and cfg.data.max_len == 128
-    assert cfg.scoring.prefix_lengths == [32] and cfg.scoring.suffix_length == 16
+    assert cfg.scoring.prefix_lengths == [32] and cfg.scoring.suffix_length == 50   # Carlini et al. 2022
+    assert cfg.scoring.score_first_token and cfg.scoring.score_eos and cfg.scoring.reference_nll == ""
+
+
+def test_suffix_length_is_clipped_to_what_the_sequences_allow():
+    """Issue 21: the extraction suffix follows Carlini et al. 2022 (50 tokens) where data.max_len
+    allows it, else it is clipped (not refused); only a prefix with no room left is refused."""
+    from jaxmem.runs.score_lm import suffix_length_used
+
+    assert suffix_length_used(cfgmod.load_config(None, LM)) == 50                      # 32 + 50 <= 128
+    assert suffix_length_used(cfgmod.load_config(None, LM + ["data.max_len=40"])) == 8  # 40 - 32
+    assert suffix_length_used(cfgmod.load_config(None, LM + ["scoring.suffix_length=16"])) == 16
+
+
+def test_reference_nll_is_checked_at_the_door(tmp_path):
+    import numpy as np
+
+    good, bad, ints = tmp_path / "r.npy", tmp_path / "bad.npy", tmp_path / "i.npy"
+    np.save(good, np.ones(5))
+    np.save(bad, np.array([1.0, np.nan]))
+    np.save(ints, np.ones(5, np.int64))
+    cfg = cfgmod.load_config(None, LM + [f'scoring.reference_nll="{good}"'])
+    assert cfg.scoring.reference_nll == str(good)
+    for sets in ([f'scoring.reference_nll="{bad}"'], [f'scoring.reference_nll="{ints}"'],
+                 [f'scoring.reference_nll="{tmp_path / "missing.npy"}"'], ['scoring.attacks=["reference_model"]']):
+        with pytest.raises(cfgmod.ConfigError, match="^scoring.reference_nll"):
+            cfgmod.load_config(None, LM + sets)
+    with pytest.raises(cfgmod.ConfigError, match="^scoring.reference_nll"):
+        cfgmod.load_config(None, [f'scoring.reference_nll="{good}"'])          # not a language model
+    with pytest.raises(cfgmod.ConfigError, match="^scoring.score_eos"):
+        cfgmod.load_config(None, LM + ['scoring.score_eos="no"'])
 
 
 @pytest.mark.parametrize("sets,field", [
@@ -46,7 +76,7 @@ def test_a_language_model_config_resolves():
     (LM + ['signals.queries=["identity","flip"]'], "signals.queries"),
     (LM + ["scoring.prefix_lengths=[]"], "scoring.prefix_lengths"),
     (LM + ["scoring.suffix_length=0"], "scoring.prefix_lengths"),
-    (LM + ["data.max_len=40"], "scoring.prefix_lengths"),
+    (LM + ["data.max_len=32"], "scoring.prefix_lengths"),     # the prefix leaves no suffix token
 ])
 def test_refused_with_the_field_named(sets, field):
     with pytest.raises(cfgmod.ConfigError, match=f"^{field}"):

@@ -189,3 +189,37 @@ def test_loglinear_slope_against_polyfit_and_a_bootstrap_loop(rng):
     assert np.isnan(one.slope) and np.isnan(one.low)
     with pytest.raises(ValueError, match="> 0"):
         loglinear_slope(np.zeros(G), v)
+
+
+def test_text_groups_against_loops_and_copies_do_not_inflate_counts(rng):
+    """Issue 21 item 1: a text and its copies are one example. text_groups finds each group's
+    first row by a loop's rule; membership checked per text; and an extraction table over the
+    texts has one trial per (model, text): the rows of a text copied c times would count c."""
+    N, M = 40, 6
+    groups = rng.integers(0, 15, N) * 7 - 3          # arbitrary ids (negative too), unsorted
+    tg = E.text_groups(groups)
+    seen, first = {}, []
+    for i, g in enumerate(groups):
+        if g not in seen:
+            seen[g] = len(first)
+            first.append(i)
+    np.testing.assert_array_equal(tg.first, first)
+    np.testing.assert_array_equal(tg.text_of_row, [seen[g] for g in groups])
+    np.testing.assert_array_equal(tg.copies, [int(np.sum(groups == groups[i])) for i in first])
+    assert tg.num_texts == len(first) and tg.num_rows == N and f"{len(first)} texts" in tg.unit()
+    keep = (rng.random((M, tg.num_texts)) < 0.5)[:, tg.text_of_row]   # drawn per text
+    assert E.text_groups(groups, keep=keep).first.tolist() == first
+    dup = [i for i in range(N) if tg.copies[tg.text_of_row[i]] > 1]
+    bad = keep.copy()
+    bad[0, dup[-1]] = ~bad[0, dup[-1]]                 # one copy IN, its twin OUT
+    with pytest.raises(ValueError, match="keep differs between copies"):
+        E.text_groups(groups, keep=bad)
+    x = rng.random((M, N)) < 0.3
+    x = x[:, tg.first][:, tg.text_of_row]              # copies: the same outcome (same tokens)
+    counts = tg.copies[tg.text_of_row]
+    per_text = E.extraction_rate_by_count(x[:, tg.first], counts[tg.first], keep=keep[:, tg.first])
+    for c, n in zip(per_text.counts, per_text.trials):
+        assert n == sum(keep[m, i] for m in range(M) for i in first if counts[i] == c)
+    per_row = E.extraction_rate_by_count(x, counts, keep=keep)
+    multi = per_text.counts > 1
+    assert multi.any() and np.all(per_row.trials[multi] == per_text.trials[multi] * per_text.counts[multi])

@@ -23,6 +23,7 @@ TINY = ['data.source="python_text"', 'model.name="causal_lm"', "data.max_len=32"
         "data.text_test_fraction=0.1", "model.d_model=16", "model.num_layers=1", "model.num_heads=2",
         "train.batch_size=8", "train.epochs=4", "train.learning_rate=0.01", "subsets.num_models=6",
         "train.chunk_size=3", "scoring.prefix_lengths=[2,8]", "scoring.suffix_length=8",
+        "data.plant_counts=[2,4]", "data.plant_per_count=2",
         'scoring.attacks=["loss","zlib","min_k","min_k_plus_plus","reference","lira_online","lira_offline"]']
 
 
@@ -73,6 +74,16 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
+def _texts(run):
+    """Brute force: the first row of each group, by a loop (a text and its copies are one)."""
+    seen, first = set(), []
+    for i, g in enumerate(run.text["groups"]):
+        if g not in seen:
+            seen.add(g)
+            first.append(i)
+    return np.array(first)
+
+
 def test_scoring_equals_float64_brute_force(lm_run):
     cfg, wd, summary = lm_run
     run = load_run(wd)
@@ -83,27 +94,157 @@ def test_scoring_equals_float64_brute_force(lm_run):
     acc = np.array([[corr[m, i, : lengths[i] - 1].mean() for i in range(N)] for m in range(M)])
     rows = {int(r["index"]): r for r in _rows(wd / "results" / "memorization.csv")}
     dup = run.text["duplicate_count"]
-    for i in range(N):
+    texts = _texts(run)
+    assert sorted(rows) == list(texts) and len(texts) < N          # one row per text
+    for i in texts:
         a_in, a_out = acc[keep[:, i], i], acc[~keep[:, i], i]
         want = a_in.mean() - a_out.mean()
         se = math.sqrt(a_in.var(ddof=1) / len(a_in) + a_out.var(ddof=1) / len(a_out))
         npt.assert_allclose(float(rows[i]["mem"]), want, rtol=1e-5, atol=1e-6)
         npt.assert_allclose(float(rows[i]["stderr"]), se, rtol=1e-5, atol=1e-6)
         assert int(rows[i]["duplicate_count"]) == dup[i] and rows[i]["text"] == run.text["texts_train"][i]
-    # extraction: leading correct tokens from position k - 1, by duplicate count, IN models
+        assert int(rows[i]["copies"]) == sum(g == run.text["groups"][i] for g in run.text["groups"])
+    # extraction: leading correct tokens from position k - 1, by duplicate count, IN models; one
+    # trial per (model, text): copies do not add trials
     s = cfg.scoring.suffix_length
     for r in _rows(wd / "results" / "extraction.csv"):
+        assert int(r["suffix_length"]) == s and r["unit"] == "(model, text) pair"
         if r["by"] != "duplicate_count":
             continue
         k, c, members = int(r["prefix_length"]), int(r["count"]), r["members"] == "True"
         trials = hits = 0
         for m in range(M):
-            for i in range(N):
+            for i in texts:
                 if dup[i] == c and keep[m, i] == members and lengths[i] >= k + s:
                     trials += 1
                     hits += bool(corr[m, i, k - 1:k - 1 + s].all())
         assert (int(r["trials"]), int(r["extracted"])) == (trials, hits)
     assert summary["extraction"]["k2"]["rate_in"] >= 0
+    # ONE exact-match definition (item 12: two "IN" numbers, .8415 and .8459, were stored):
+    # per model, correct / target tokens pooled over its IN (OUT) texts; mean over models
+    assert not any(k.startswith("train_token_accuracy") for k in summary)
+    for key, member in (("exact_match_in", True), ("exact_match_out", False)):
+        per_model = []
+        for m in range(M):
+            c = n = 0
+            for i in texts:
+                if keep[m, i] == member:
+                    c += corr[m, i, : lengths[i] - 1].sum()
+                    n += lengths[i] - 1
+            per_model.append(c / n)
+        npt.assert_allclose(summary[key], np.mean(per_model), rtol=1e-12)
+    assert "per model" in summary["exact_match_definition"]
+
+
+def test_run_outputs_equal_the_experiments_per_text_tables(lm_run, tmp_path):
+    """Issue 21 item 1: the run's own summary.json, attacks.json and extraction.csv count each
+    text once, so they equal the experiments' per-text tables on the same models (before, the
+    run counted every planted copy as its own member / non-member / extraction trial)."""
+    from jaxmem.analyses import lm_memorization, lm_mia
+
+    cfg, wd, summary = lm_run
+    run = load_run(wd)
+    mia = lm_mia.analyze(cfg, tmp_path / "mia", {"v": run}, log=lambda *a: None)
+    mem = lm_memorization.analyze(cfg, tmp_path / "mem", {"v": run}, log=lambda *a: None)
+    texts = _texts(run)
+    assert summary["num_texts"] == mem["texts"] == len(texts) < summary["num_sequences"]
+    assert "copies merged" in summary["unit"]
+    for r in mia["attacks"]:
+        got = summary["attacks"][r["attack"]]
+        for m in ("auc", "tpr_at_0.001_fpr", "tpr_at_0.01_fpr"):
+            npt.assert_allclose(got[m], r[m], rtol=1e-9, err_msg=f"{r['attack']} {m}")
+    npt.assert_allclose(summary["memorization"]["mean"], mem["mem_mean"], rtol=1e-12)
+    want = {(int(r["prefix_length"]), int(r["count"]), bool(r["members"])): (r["trials"], r["extracted"])
+            for r in mem["extraction"] if r["by"] == "planted"}
+    got = {(int(r["prefix_length"]), int(r["count"]), r["members"] == "True"): (int(r["trials"]), int(r["extracted"]))
+           for r in _rows(wd / "results" / "extraction.csv") if r["by"] == "planted_count"}
+    assert got == want and want
+    # a planted text of c copies is 1 trial per usable model (not c)
+    ok = ~np.asarray(run.diverged)
+    planted = np.asarray(run.text["planted_count"])[texts]
+    lengths = np.asarray(run.labels)[texts]
+    keep = np.asarray(run.keep)[:, texts]
+    for (k, c, members), (trials, _) in got.items():
+        sel = (planted == c) & (lengths >= k + cfg.scoring.suffix_length)
+        assert trials == int(((keep == members) & ok[:, None] & sel).sum())
+
+
+def test_rescoring_with_fewer_scored_tokens_a_clipped_suffix_and_an_external_reference(lm_run, tmp_path):
+    """Issue 21's definitions: which tokens are scored is an option (here neither the first text
+    token nor EOS, MIMIR's BOS-less convention) recorded in the outputs; the extraction suffix
+    follows Carlini et al. 2022 (50) clipped to what max_len allows, written beside every
+    extraction number; an external reference model's NLL makes reference_model run."""
+    import shutil
+
+    from sklearn.metrics import roc_auc_score
+
+    from jaxmem.runs.score_lm import score_lm
+
+    cfg, wd, _ = lm_run
+    wd2 = tmp_path / "run"
+    shutil.copytree(wd, wd2)
+    rng = np.random.default_rng(5)
+    run = load_run(wd2)
+    N = len(run.labels)
+    np.save(tmp_path / "ref.npy", rng.gamma(3.0, 1.0, N))
+    c = json.loads((wd2 / "config.json").read_text())
+    c["scoring"].update(score_first_token=False, score_eos=False, suffix_length=50,
+                        reference_nll=str(tmp_path / "ref.npy"), attacks=["loss"])
+    (wd2 / "config.json").write_text(json.dumps(c))
+    summary = score_lm(wd2, log=lambda *a: None)
+    s_used = cfg.data.max_len - max(cfg.scoring.prefix_lengths)           # 32 - 8 = 24 < 50
+    assert "first text token NOT" in summary["scored_tokens"] and "EOS NOT" in summary["scored_tokens"]
+    for e in summary["extraction"].values():
+        assert (e["suffix_length"], e["suffix_length_requested"]) == (s_used, 50)
+    assert {int(r["suffix_length"]) for r in _rows(wd2 / "results" / "extraction.csv")} == {s_used}
+    # brute force: each sequence's NLL over its tokens after the first text token, EOS left out
+    ds = build_dataset(cfg)
+    from jaxmem.data.tokenizers import from_config
+
+    eos = from_config(ds.tokenizer).eos_id
+    lp = np.asarray(run.array("token_logp"), np.float64)
+    keep, texts = np.asarray(run.keep), _texts(run)
+    M = keep.shape[0]
+    nll = np.full((M, N), np.nan)
+    for i in range(N):
+        n = int(ds.y_train[i])
+        last = n - 2 if ds.x_train[i, n - 1] == eos else n - 1       # targets 1 .. (EOS excluded)
+        for m in range(M):
+            nll[m, i] = -lp[m, i, 1:last].mean()
+    npt.assert_allclose(summary["train_nll_in"], nll[:, texts][keep[:, texts]].mean(), rtol=1e-9)
+    stored = json.loads((wd2 / "results" / "attacks.json").read_text())
+    assert stored["scored_tokens"] == summary["scored_tokens"]
+    ref = np.load(tmp_path / "ref.npy")
+    for t in range(M):
+        npt.assert_allclose(stored["per_target"]["loss"]["auc"][t],
+                            roc_auc_score(keep[t, texts], -nll[t, texts]), rtol=1e-9)
+        npt.assert_allclose(stored["per_target"]["reference_model"]["auc"][t],
+                            roc_auc_score(keep[t, texts], ref[texts] / nll[t, texts]), rtol=1e-9)
+
+
+def test_show_example_of_an_lm_run_says_length_text_and_the_true_reason(lm_run):
+    """Issue 21 item 12: `jaxmem show --example` on an LM run printed the sequence length as
+    "label" and blamed an older jaxmem for the missing per-example scores. It prints the length,
+    the text's copies and its memorization (the text's row: copies are one example), and says why
+    no per-example attack scores exist."""
+    from jaxmem.report.show import example_text
+    from jaxmem.runs.examples import example_record
+
+    _, wd, _ = lm_run
+    run = load_run(wd)
+    groups = np.asarray(run.text["groups"])
+    texts = _texts(run)
+    copy = next(i for i in range(len(groups)) if i not in set(texts))     # a planted copy, not its first row
+    first = int(texts[[groups[j] for j in texts].index(groups[copy])])
+    eid = int(run.example_ids[copy])
+    r = example_record(wd, eid)
+    assert "label" not in r and r["length"] == int(run.labels[copy]) and r["text_index"] == first
+    assert r["copies"] == int((groups == groups[copy]).sum()) > 1
+    mem_row = {int(x["index"]): x for x in _rows(wd / "results" / "memorization.csv")}[first]
+    npt.assert_equal(r["memorization"]["mem"], float(mem_row["mem"]))
+    out = example_text(wd, eid)
+    assert f"sequence of {r['length']} tokens" in out and "label" not in out
+    assert "older jaxmem" not in out and "per-example attack scores" in out
 
 
 def _min_k(x, n, k=0.2):
@@ -124,7 +265,10 @@ def test_every_lm_attack_equals_a_direct_float64_computation(lm_run):
     nll = np.asarray(run.array("nll"), np.float64)
     lp, mu, sd = (np.asarray(run.array(f"token_{k}"), np.float64) for k in ("logp", "mu", "sigma"))
     z = np.asarray(run.text["zlib_entropy"], np.float64)
-    per = json.loads((wd / "results" / "attacks.json").read_text())["per_target"]
+    stored = json.loads((wd / "results" / "attacks.json").read_text())
+    per = stored["per_target"]
+    texts = _texts(run)
+    assert stored["num_texts"] == len(texts) < N and "copies merged" in stored["unit"]
     for t in range(M):
         o = [m for m in range(M) if m != t]
         ref = np.array([nll[[m for m in o if not keep[m, i]], i].mean() for i in range(N)])
@@ -134,10 +278,11 @@ def test_every_lm_attack_equals_a_direct_float64_computation(lm_run):
                 "reference": ref - nll[t],
                 "lira_online": lira(-nll[t], -nll[o], keep[o]),
                 "lira_offline": lira(-nll[t], -nll[o], keep[o], online=False)}
-        for a, sc in want.items():
+        for a, sc in want.items():      # each text once: scored on its first row
+            sc, member = sc[texts], keep[t][texts]
             ok = np.isfinite(sc)
-            assert ok.sum() > N // 2, a
-            npt.assert_allclose(per[a]["auc"][t], roc_auc_score(keep[t][ok], sc[ok]), rtol=1e-9, err_msg=a)
+            assert ok.sum() > len(texts) // 2, a
+            npt.assert_allclose(per[a]["auc"][t], roc_auc_score(member[ok], sc[ok]), rtol=1e-9, err_msg=a)
 
 
 @pytest.mark.slow
@@ -160,7 +305,7 @@ def test_lm_run_resumes_grows_and_reports(lm_run, tmp_path):
     for name, a in before.items():
         npt.assert_array_equal(np.load(wd2 / f"{name}.npy")[:6], a)
     html = write_report(wd2).read_text()
-    assert "extract" in html.lower() and "min_k" in html
+    assert "extract" in html.lower() and "min_k" in html and "copies merged" in html
     from jaxmem.io import RunError
     from jaxmem.runs import export_lira
 
@@ -188,6 +333,7 @@ def test_three_model_lm_run_prints_n_a_writes_strict_json_and_says_why(tmp_path)
     r = subprocess.run(cmd, capture_output=True, text=True, env=H.env(), cwd=H.REPO, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "n/a" in r.stdout
+    assert re.search(r"unit +text group: \d+ texts, \d+ training sequences", r.stdout), r.stdout   # item 1
     assert "UndefinedMetricWarning" in r.stderr and "lira_online" in r.stderr, r.stderr[-2000:]
     text = (wd / "summary.json").read_text()
     s = json.loads(text, parse_constant=lambda c: pytest.fail(f"summary.json holds a bare {c}"))
@@ -196,5 +342,6 @@ def test_three_model_lm_run_prints_n_a_writes_strict_json_and_says_why(tmp_path)
     show = subprocess.run([sys.executable, "-m", "jaxmem", "show", str(wd)], capture_output=True,
                           text=True, env=H.env(), cwd=H.REPO, timeout=300)
     assert show.returncode == 0 and re.search(r"lira_online AUC +n/a", show.stdout), show.stdout
+    assert "copies merged" in show.stdout
     assert not re.search(r"\bnan\b", show.stdout)
     assert "test accuracy" not in show.stdout       # a language-model run has none
