@@ -413,7 +413,7 @@ def _memorization_csv(path, run, tg, order, mem, mem_ll, acc, nll, keep, ok, dup
     g = lambda x: float(x)
     rows = []
     for r, i in enumerate(order):
-        row = {"rank": r, "example_id": int(ids[i]), "index": int(f[i]), "copies": int(tg.copies[i]),
+        row = {"rank": r + 1, "example_id": int(ids[i]), "index": int(f[i]), "copies": int(tg.copies[i]),
                "length": int(lengths[i]), "duplicate_count": int(dup[i]), "planted_count": int(planted[i]), "mem": g(mem.mem[i]),
                "stderr": g(mem.stderr[i]), "n_in": int(mem.n_in[i]), "n_out": int(mem.n_out[i]),
                "acc_in": g(mem.mean_in[i]), "acc_out": g(mem.mean_out[i]), "mem_loglik": g(mem_ll.mem[i]),

@@ -96,6 +96,7 @@ def test_scoring_equals_float64_brute_force(lm_run):
     dup = run.text["duplicate_count"]
     texts = _texts(run)
     assert sorted(rows) == list(texts) and len(texts) < N          # one row per text
+    assert sorted(int(r["rank"]) for r in rows.values()) == list(range(1, len(rows) + 1))   # ranks from 1, as examples.csv
     for i in texts:
         a_in, a_out = acc[keep[:, i], i], acc[~keep[:, i], i]
         want = a_in.mean() - a_out.mean()
