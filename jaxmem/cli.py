@@ -85,8 +85,14 @@ def _parser():
     rep.add_argument("workdir")
     rep.add_argument("--output", default=None, help="default: WORKDIR/report.html")
 
-    im = sub.add_parser("import-lira", help="make a jaxmem run from the LiRA reference layout")
-    im.add_argument("src", help="folder with experiment-*/keep.npy and experiment-*/logits/")
+    im = sub.add_parser("import-lira", help="make a jaxmem run from the LiRA reference layout "
+                                              "(or orientino/lira-pytorch's)")
+    im.add_argument("src", help="folder with experiment-*/keep.npy, experiment-*/logits/ and "
+                                "y_train.npy (or lira-pytorch's <id>/keep.npy, <id>/logits.npy)")
+    im.add_argument("--labels", default=None, metavar="FILE.npy",
+                    help="the [N] training labels when SRC has no y_train.npy (lira-pytorch)")
+    im.add_argument("--inputs", default=None, metavar="FILE.npy",
+                    help="the [N, H, W(, C)] training inputs when SRC has no x_train.npy")
     im.add_argument("--workdir", required=True)
     im.add_argument("--overwrite", action="store_true")
     im.add_argument("--delete-imported", action="store_true",
@@ -292,7 +298,7 @@ def _cmd_import_lira(args) -> int:
 
     log = _Log(args.log_file)
     import_lira(args.src, args.workdir, overwrite=args.overwrite, epoch=args.epoch,
-                delete_imported=args.delete_imported)
+                delete_imported=args.delete_imported, labels=args.labels, x_train=args.inputs)
     _print_summary(score(args.workdir, log=log), args.workdir)
     return 0
 
@@ -300,7 +306,7 @@ def _cmd_import_lira(args) -> int:
 def _cmd_export_lira(args) -> int:
     from jaxmem.runs import export_lira
 
-    print(export_lira(args.workdir, args.dest))
+    print(export_lira(args.workdir, args.dest, log=lambda m: print(m, file=sys.stderr)))
     return 0
 
 

@@ -77,6 +77,9 @@ def score(workdir, *, log=print, dataset=None, overrides=(), verify: str = "auto
         from jaxmem.runs.preflight import check_scoring
 
         if not run.is_lm:
+            from jaxmem.runs.interop import check_population
+
+            check_population(cfg.scoring.attacks, len(run.test_labels))   # RMIA's population
             check_scoring(cfg, len(run.labels), len(run.test_labels),
                           int(run.logits.shape[-1]))       # (before anything is allocated)
         remove_stale_tmp(workdir, ("results", "results/scores"))
@@ -298,15 +301,14 @@ def _examples_table(res: Path, run, mem, order, ok, dataset) -> None:
     lines += [f"{r + 1},{ids[i]},{i},{labels[i]},{pred[r]},{float(mem.mem[i])!r},"
               f"{float(mem.stderr[i])!r}" for r, i in enumerate(order)]
     save_text(res / "examples.csv", "\n".join(lines) + "\n")
-    if dataset is None:
-        try:
-            from jaxmem.data import build_dataset
+    if dataset is None:   # an imported run's x_train.npy, or the data rebuilt when at hand
+        from jaxmem.runs.interop import run_inputs
 
-            dataset = build_dataset(run.config)
-        except Exception:  # the data may be unavailable where the run is scored
-            dataset = None
-    if dataset is not None:
-        save_npy(res / "examples_inputs.npy", np.asarray(dataset.x_train)[order])
+        x = run_inputs(run)[0]
+    else:
+        x = dataset.x_train
+    if x is not None:
+        save_npy(res / "examples_inputs.npy", np.asarray(x[order]))
     elif (res / "examples_inputs.npy").exists():
         (res / "examples_inputs.npy").unlink()
 
