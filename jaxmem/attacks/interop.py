@@ -39,7 +39,7 @@ import tempfile
 
 import numpy as np
 
-__all__ = ["read_lira_layout", "write_lira_layout", "lira_reference_scores"]
+__all__ = ["read_lira_layout", "write_lira_layout", "lira_reference_scores", "to_numpy"]
 
 _EXP = re.compile(r"^experiment-(\d+)(?:_(\d+))?$")
 _PORT = re.compile(r"^\d+$")   # orientino/lira-pytorch: <savedir>/<shadow_id>/
@@ -80,6 +80,40 @@ def _pick(folder, epoch):
         return f if os.path.exists(f) else None
     files = sorted(f for f in os.listdir(folder) if f.endswith(".npy"))
     return os.path.join(folder, files[-1]) if files else None
+
+
+def to_numpy(x, name: str = "array") -> np.ndarray:
+    """``x`` (a NumPy array, a list, a JAX array or a torch tensor) as a NumPy array.
+
+    A torch tensor is detached and moved to the CPU first; bfloat16 (torch's or
+    ``ml_dtypes.bfloat16``, which NumPy cannot save) becomes float32, exactly. Raises
+    ValueError (one line naming ``name``) when it cannot be read (or is an object
+    array). float16 and the other dtypes are kept.
+
+    Example: ``logits = to_numpy(torch.stack(outputs))`` ([M, N, A, C] bfloat16 → float32)."""
+    if x is None or isinstance(x, np.ndarray):
+        arr = x
+    else:
+        t = x
+        for step in ("detach", "cpu"):       # torch: a tensor that requires grad, or on a GPU
+            if callable(getattr(t, step, None)):
+                t = getattr(t, step)()
+        if "bfloat16" in str(getattr(t, "dtype", "")) and callable(getattr(t, "float", None)):
+            t = t.float()                    # torch has no NumPy bfloat16: float32 is exact
+        try:
+            arr = np.asarray(t)
+        except (TypeError, RuntimeError, ValueError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ValueError(f"{name}: cannot be read as a NumPy array ({msg}); pass "
+                             f"x.detach().float().cpu().numpy()") from None
+    if arr is None:
+        return None
+    if arr.dtype == object:
+        raise ValueError(f"{name}: an object array (ragged or mixed values); pass a numeric "
+                         f"array of one shape")
+    if arr.dtype.name == "bfloat16":
+        arr = arr.astype(np.float32)
+    return arr
 
 
 def lira_reference_scores(logits, labels):

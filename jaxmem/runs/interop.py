@@ -23,34 +23,13 @@ class ArrayInputError(RunError, ValueError):
 
 
 def as_numpy(x, name: str) -> np.ndarray:
-    """``x`` (a NumPy array, a list, a JAX array or a torch tensor) as a NumPy array.
+    """:func:`jaxmem.attacks.to_numpy`, its ValueError an :class:`ArrayInputError`."""
+    from jaxmem.attacks.interop import to_numpy
 
-    A torch tensor is detached and moved to the CPU first; bfloat16 (torch's or
-    ``ml_dtypes.bfloat16``, which NumPy cannot save) becomes float32, exactly. Raises
-    :class:`ArrayInputError` (one line naming ``name``) when it cannot be read."""
-    if x is None or isinstance(x, np.ndarray):
-        arr = x
-    else:
-        t = x
-        for step in ("detach", "cpu"):       # torch: a tensor that requires grad, or on a GPU
-            if callable(getattr(t, step, None)):
-                t = getattr(t, step)()
-        if "bfloat16" in str(getattr(t, "dtype", "")) and callable(getattr(t, "float", None)):
-            t = t.float()                    # torch has no NumPy bfloat16: float32 is exact
-        try:
-            arr = np.asarray(t)
-        except (TypeError, RuntimeError, ValueError) as e:
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise ArrayInputError(f"{name}: cannot be read as a NumPy array ({msg}); pass "
-                                  f"x.detach().float().cpu().numpy()") from None
-    if arr is None:
-        return None
-    if arr.dtype == object:
-        raise ArrayInputError(f"{name}: an object array (ragged or mixed values); pass a numeric "
-                              f"array of one shape")
-    if arr.dtype.name == "bfloat16":
-        arr = arr.astype(np.float32)
-    return arr
+    try:
+        return to_numpy(x, name)
+    except ValueError as e:
+        raise ArrayInputError(str(e)) from None
 
 
 def _bool_array(x, name):
