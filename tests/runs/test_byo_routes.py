@@ -185,9 +185,7 @@ def test_rmia_without_a_population_is_refused_at_the_door(tmp_path, rng):
     from jaxmem.attacks import write_lira_layout
 
     write_lira_layout(tmp_path / "lira", keep, logits, labels)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert cli.main(["import-lira", str(tmp_path / "lira"), "--workdir", str(tmp_path / "l")]) == 0
+    import_lira(tmp_path / "lira", tmp_path / "l")      # (the CLI's import-lira, before scoring)
     assert cli.main(["score", str(tmp_path / "l"), "--set",
                      'scoring.attacks=["rmia_offline"]']) == 2
 
@@ -363,10 +361,7 @@ def test_lira_pytorch_layout_is_read(tmp_path, rng):
     with pytest.raises(RunError, match="no y_train.npy: give the N training labels"):
         import_lira(src, tmp_path / "r")
     np.save(tmp_path / "labels.npy", labels)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert cli.main(["import-lira", str(src), "--workdir", str(tmp_path / "r"),
-                         "--labels", str(tmp_path / "labels.npy")]) == 0
+    import_lira(src, tmp_path / "r", labels=tmp_path / "labels.npy")   # = --labels FILE.npy
     run = load_run(tmp_path / "r")
     np.testing.assert_array_equal(np.asarray(run.logits), z)
     np.testing.assert_array_equal(run.keep, keep)
