@@ -71,9 +71,9 @@ def score(workdir, *, log=print, dataset=None, overrides=(), verify: str = "auto
         if overrides and run.is_lm:
             raise cfgmod.ConfigError(f"{overrides[0]}: a language-model run is scored with the "
                                      f"settings it was run with (no scoring overrides)")
-        if overrides:
-            cfg = cfgmod.from_dict(cfgmod.apply_overrides(load_json(workdir / "config.json"),
-                                                          overrides))
+        if overrides:   # (config.json keeps what it holds: an imported run's only what is known)
+            stored = cfgmod.apply_overrides(load_json(workdir / "config.json"), overrides)
+            cfg = cfgmod.from_dict(stored)
         from jaxmem.runs.preflight import check_scoring
 
         if not run.is_lm:
@@ -95,7 +95,7 @@ def score(workdir, *, log=print, dataset=None, overrides=(), verify: str = "auto
         if overrides:
             from jaxmem.io import save_json
 
-            save_json(workdir / "config.json", cfgmod.to_dict(cfg))
+            save_json(workdir / "config.json", stored)
         provenance.append(workdir, provenance.record(devices=False))
     return summary
 

@@ -300,6 +300,11 @@ def test_imported_run_records_only_what_is_known(tmp_path, rng):
     stored = json.loads((tmp_path / "r" / "config.json").read_text())
     assert set(stored) == {"name", "data", "subsets", "signals", "scoring"}   # no model/train
     assert stored["signals"]["queries"] == ["identity", "flip"]
+    # rescoring with other settings keeps it so (it used to write every default back)
+    score(tmp_path / "r", log=lambda *a: None, overrides=['scoring.attacks=["loss"]'])
+    stored = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert set(stored) == {"name", "data", "subsets", "signals", "scoring"}
+    assert stored["scoring"]["attacks"] == ["loss"]
     run2 = import_arrays(tmp_path / "d", keep, rng.normal(size=(M, N, 3, C)).astype(np.float32),
                          rng.integers(0, C, N))
     assert run2.config.signals.queries == ["identity", "external:1", "external:2"]

@@ -57,6 +57,7 @@ def test_readme_bring_your_own_snippets_run_as_written(tmp_path, monkeypatch, rn
     mine, lira = load_run("runs/mine"), load_run("runs/lira")
     np.testing.assert_array_equal(mine.example_ids, ids)
     assert mine.config.name == "mine" and (Path("runs/mine/results/examples_inputs.npy")).exists()
-    np.testing.assert_array_equal(np.load("runs/lira/x_train.npy"), x)
+    np.testing.assert_array_equal(np.load(lira.path / "x_train.npy"), x)   # the report's images
+    assert (lira.path / "results" / "examples_inputs.npy").exists()
     assert (Path("exp/lira_copy") / "experiment-0_8" / "keep.npy").exists()
     assert "rmia_offline" in ns["ev"].summary()
