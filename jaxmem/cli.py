@@ -106,8 +106,9 @@ def _parser():
 
     sh = sub.add_parser("show", help="print what a run holds, or one example's results")
     sh.add_argument("workdir")
-    sh.add_argument("--example", type=int, default=None, metavar="ID",
-                    help="a training example's id: memorization, influence, attack scores")
+    sh.add_argument("--example", default=None, metavar="ID",
+                    help="a training example's id (an integer, or an imported run's file name): "
+                         "memorization, influence, attack scores")
     sh.add_argument("--json", action="store_true", help="as JSON")
 
     c = sub.add_parser("config", help="print the resolved, validated config as JSON")

@@ -53,29 +53,42 @@ def _float_array(x, name):
 
 
 def check_ids(ids, n: int, name: str = "example_ids") -> np.ndarray:
-    """Example ids as int64 [n]: integers (an integral float dtype is accepted), unique. Raises
-    :class:`ArrayInputError` (one line naming ``name``) otherwise.
-
-    Strings (file names) are refused: keep a table of your own (``names[i]`` for id ``i``) and
-    pass integer ids."""
+    """Example ids as [n] unique values: integers (int64; an integral float dtype is accepted) or
+    strings such as file names (stored as NumPy unicode; not empty, without commas, quotes or
+    line breaks, which the results' CSV files could not hold). Raises :class:`ArrayInputError`
+    (one line naming ``name``) otherwise."""
+    if not callable(getattr(ids, "detach", None)):
+        raw = np.asarray(ids)          # (a list or pandas column of str: object dtype)
+        if raw.dtype == object and raw.size and all(isinstance(v, str) for v in raw.ravel()):
+            ids = raw.astype(str)
+        elif raw.dtype.kind == "S":
+            try:
+                ids = raw.astype(str)
+            except UnicodeDecodeError:
+                raise ArrayInputError(f"{name}: bytes that are not ASCII; pass str ids") from None
     arr = as_numpy(ids, name)
     if arr.shape != (n,):
         raise ArrayInputError(f"{name}: expected [{n}] (one id per example), got shape {arr.shape}")
-    if arr.dtype.kind in "USO":
-        raise ArrayInputError(f"{name}: ids must be integers, got strings ({arr.dtype}); pass "
-                              f"integer ids (e.g. np.arange({n})) and keep a table id -> file name")
-    if arr.dtype.kind == "f" and (not np.isfinite(arr).all() or (arr != np.round(arr)).any()):
-        raise ArrayInputError(f"{name}: ids must be integers, got non-integer values")
-    if arr.dtype.kind not in "iuf" or (arr.size and arr.dtype.kind == "u"
-                                       and arr.max() > np.iinfo(np.int64).max):
-        raise ArrayInputError(f"{name}: ids must be integers that fit int64, got dtype {arr.dtype}")
-    out = arr.astype(np.int64)
+    if arr.dtype.kind == "U":
+        bad = [v for v in arr.tolist() if not v or v != v.strip() or any(c in v for c in ',"\n\r')]
+        if bad:
+            raise ArrayInputError(f"{name}: string ids must be non-empty, without commas, quotes, "
+                                  f"line breaks or surrounding spaces; got {bad[0]!r}")
+        out = arr
+    else:
+        if arr.dtype.kind == "f" and (not np.isfinite(arr).all() or (arr != np.round(arr)).any()):
+            raise ArrayInputError(f"{name}: ids must be integers or strings, got non-integer values")
+        if arr.dtype.kind not in "iuf" or (arr.size and arr.dtype.kind == "u"
+                                           and arr.max() > np.iinfo(np.int64).max):
+            raise ArrayInputError(f"{name}: ids must be integers that fit int64, or strings; got "
+                                  f"dtype {arr.dtype}")
+        out = arr.astype(np.int64)
     uniq, counts = np.unique(out, return_counts=True)
     if (counts > 1).any():
         dup = uniq[counts > 1]
         raise ArrayInputError(f"{name}: ids must be unique; {dup.size} repeated (e.g. id "
-                              f"{int(dup[0])} {int(counts[counts > 1][0])} times): one column per "
-                              f"example")
+                              f"{dup[0].item()!r} {int(counts[counts > 1][0])} times): one column "
+                              f"per example")
     return out
 
 
@@ -130,9 +143,9 @@ def import_arrays(workdir, keep, logits, labels, *, test_logits=None, test_label
       labels: [N] integers in [0, C).
       test_logits, test_labels: [M, T, A, C] and [T]: T test points no model trained on: test
         accuracy, influence, and the population RMIA needs (without them RMIA is refused).
-      example_ids: [N] unique integers (default 0..N-1): the ids ``jaxmem show --example ID``,
-        ``memorization.csv`` and ``examples.csv`` use. Strings are refused (keep a table id ->
-        file name). test_ids: [T] unique integers (default 0..T-1).
+      example_ids: [N] unique integers or strings (file names; default 0..N-1): the ids
+        ``jaxmem show --example ID``, ``memorization.csv`` and ``examples.csv`` use (see
+        :func:`check_ids`). test_ids: [T] likewise (default 0..T-1).
       x_train: [N, ...] the training inputs (images [N, H, W] or [N, H, W, C], channels last),
         shown in the report's most-memorized grid; x_test: [T, ...] kept with the run.
       queries: A names of the queries (``"identity"``, ``"flip"``, ``"shift:DX,DY"``); default

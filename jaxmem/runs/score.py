@@ -211,7 +211,7 @@ def _summary(cfg, workdir, run, keep, ok, diverged, correct, test_acc, test_acc_
         "memorization": {
             "mean": float(np.nanmean(mem.mem)) if finite.any() else None,
             "mean_stderr": float(np.nanmean(mem.stderr)) if finite.any() else None,
-            "top10": [int(ids[i]) for i in order[:10]],
+            "top10": [ids[i].item() for i in order[:10]],   # (int, or str for file-name ids)
             "top10_index": [int(i) for i in order[:10]],
             "num_nan": int((~finite).sum()),
         },

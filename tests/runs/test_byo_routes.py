@@ -158,7 +158,7 @@ def cli_show(wd, example_id):
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        assert cli.main(["show", str(wd), "--example", str(int(example_id)), "--json"]) == 0
+        assert cli.main(["show", str(wd), "--example", str(example_id), "--json"]) == 0
     return json.loads(buf.getvalue())
 
 
@@ -195,16 +195,18 @@ def _small(rng, M=4, N=10, C=3):
             rng.integers(0, C, N))
 
 
-@pytest.mark.parametrize("case", ["short", "repeated", "strings", "fractional", "too_big"])
+@pytest.mark.parametrize("case", ["short", "repeated", "fractional", "too_big", "comma",
+                                  "repeated_names"])
 def test_example_ids_are_checked_at_the_door(tmp_path, rng, case):
     keep, logits, labels = _small(rng)
     N = len(labels)
     ids = rng.choice(1000, N, replace=False)
     bad, msg = {"short": (ids[:-1], r"example_ids: expected \[10\]"),
                 "repeated": (np.r_[ids[:-1], ids[0]], "example_ids: ids must be unique; 1 repeated"),
-                "strings": (np.array([f"img_{i}.png" for i in range(N)]),
-                            "example_ids: ids must be integers, got strings"),
-                "fractional": (ids + 0.5, "example_ids: ids must be integers, got non-integer"),
+                "comma": (np.array([f"img_{i},a.png" for i in range(N)]),
+                          "example_ids: string ids must be non-empty, without commas"),
+                "repeated_names": (["a.png"] * N, "ids must be unique; 1 repeated .*'a.png' 10 times"),
+                "fractional": (ids + 0.5, "example_ids: ids must be integers or strings, got non-integer"),
                 "too_big": (np.full(N, 2**63, np.uint64), "fit int64")}[case]
     with pytest.raises(ArrayInputError, match=msg):
         import_arrays(tmp_path / "x", keep, logits, labels, example_ids=bad)
@@ -372,3 +374,46 @@ def test_lira_pytorch_layout_is_read(tmp_path, rng):
     np.testing.assert_array_equal(run.keep, keep)
     np.testing.assert_array_equal(run.labels, labels)
     assert run.config.signals.queries == [f"external:random_augmentation_{a}" for a in range(A)]
+
+
+def test_file_name_ids_work_end_to_end(tmp_path, rng, capsys):
+    """#27.2: string ids were accepted at import, then crashed score at its end and show --example.
+    Now: score, memorization.csv, examples.csv, summary, show --example NAME, the report and the
+    LiRA round trip all carry them."""
+    import pandas as pd
+
+    M, N, T, C = 6, 24, 5, 3
+    keep = rng.random((M, N)) < 0.5
+    labels = rng.integers(0, C, N)
+    z = rng.normal(size=(M, N, 1, C)).astype(np.float32)
+    z[np.arange(M)[:, None], np.arange(N)[None], :, labels[None]] += 2.0 * keep[..., None]
+    names = [f"train/{rng.integers(10**6)}_{i}.png" for i in range(N)]
+    tnames = np.array([f"test/{i}.jpg" for i in range(T)], dtype="S")     # bytes, too
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import_arrays(tmp_path / "r", keep, z, labels, example_ids=pd.Series(names),
+                      test_logits=rng.normal(size=(M, T, 1, C)).astype(np.float32),
+                      test_labels=rng.integers(0, C, T), test_ids=tnames,
+                      x_train=rng.random((N, 4, 4)))
+        summary = score(tmp_path / "r", log=lambda *a: None)
+        from jaxmem.report import write_report
+
+        html = write_report(tmp_path / "r").read_text()
+    run = load_run(tmp_path / "r")
+    assert run.example_ids.tolist() == names and run.test_ids.tolist() == tnames.astype(str).tolist()
+    assert summary["memorization"]["top10"] == [names[i] for i in summary["memorization"]["top10_index"]]
+    for f in ("memorization.csv", "examples.csv"):
+        for r in _csv(tmp_path / "r" / "results" / f):
+            assert r["example_id"] == names[int(r["index"])]
+    assert names[int(_csv(tmp_path / "r" / "results" / "examples.csv")[0]["index"])] in html
+    k = int(rng.integers(N))
+    out = cli_show(tmp_path / "r", names[k])
+    assert out["example_id"] == names[k] and out["index"] == k and out["label"] == labels[k]
+    assert set(out["attacks"]) >= {"lira_online", "rmia_offline"}
+    assert cli.main(["show", str(tmp_path / "r"), "--example", "nope.png"]) == 2
+    assert "no training example with id nope.png" in capsys.readouterr().err
+    export_lira(tmp_path / "r", tmp_path / "lira")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        b = import_lira(tmp_path / "lira", tmp_path / "b")
+    assert b.example_ids.tolist() == names
