@@ -4,7 +4,8 @@
     jaxmem score DIR [--set scoring.attacks='["lira_online"]']
     jaxmem report DIR
     jaxmem config [EXPERIMENT] [--set key=value ...]
-    jaxmem import-lira SRC --workdir DIR     (the LiRA reference code's experiment folders)
+    jaxmem import-lira SRC --workdir DIR [--labels FILE.npy] [--inputs FILE.npy]
+                                             (the LiRA reference layout, or lira-pytorch's)
     jaxmem export-lira DIR DEST
     jaxmem show DIR [--example ID]           (what a run holds; one example's results)
 

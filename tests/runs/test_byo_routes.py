@@ -417,3 +417,20 @@ def test_file_name_ids_work_end_to_end(tmp_path, rng, capsys):
         warnings.simplefilter("ignore")
         b = import_lira(tmp_path / "lira", tmp_path / "b")
     assert b.example_ids.tolist() == names
+
+
+def test_import_lira_keeps_the_folders_inputs_and_refuses_what_it_cannot_use(tmp_path, rng):
+    from jaxmem.attacks import write_lira_layout
+
+    M, N, C = 4, 10, 3
+    keep, logits, labels = _small(rng, M=M, N=N, C=C)
+    x = rng.integers(0, 256, (N, 6, 6, 3)).astype(np.uint8)
+    write_lira_layout(tmp_path / "ok", keep, logits, labels, x=x)
+    run = import_lira(tmp_path / "ok", tmp_path / "r")
+    np.testing.assert_array_equal(np.load(run.path / "x_train.npy"), x)
+    assert run.dataset["input_shape"] == [6, 6, 3]
+    with pytest.raises(RunError, match="y_train.npy differs from the labels given"):
+        import_lira(tmp_path / "ok", tmp_path / "r2", labels=(labels + 1) % C)
+    write_lira_layout(tmp_path / "nchw", keep, logits, labels, x=x.transpose(0, 3, 1, 2))
+    with pytest.raises(RunError, match=r"x_train: looks channels-first .*transpose\(0, 2, 3, 1\)"):
+        import_lira(tmp_path / "nchw", tmp_path / "r3")
