@@ -130,7 +130,7 @@ def check_population(attacks, num_test: int) -> None:
 def import_arrays(workdir, keep, logits, labels, *, test_logits=None, test_labels=None,
                   example_ids=None, test_ids=None, x_train=None, x_test=None, queries=None,
                   name="imported", overrides=(), overwrite=False, delete_imported=False,
-                  source=None, diverged=None) -> Run:
+                  source=None, diverged=None, training=None) -> Run:
     """Make a scoreable jaxmem run from arrays trained anywhere (PyTorch, the LiRA code, ...).
 
     Args:
@@ -154,6 +154,8 @@ def import_arrays(workdir, keep, logits, labels, *, test_logits=None, test_label
       overrides: ``--set`` style settings (``scoring.*``).
       source: where the arrays came from, recorded in ``provenance.json``.
       diverged: [M] bool, models to mark diverged besides those with NaN/inf logits.
+      training: a JSON-able dict of what is known of how the models were trained (e.g. a LiRA
+        folder's shared ``hparams.json`` settings), recorded in ``provenance.json``.
 
     Any array may be a NumPy array, a JAX array or a torch tensor (detached, moved to the CPU;
     bfloat16 → float32). Such a run can be scored (:func:`score`, ``jaxmem score``) and
@@ -283,7 +285,8 @@ def import_arrays(workdir, keep, logits, labels, *, test_logits=None, test_label
         integrity.record(workdir, sums)
         provenance.start(workdir, provenance.record(devices=False), imported={
             "source": str(source) if source is not None else None, "name": name,
-            "models": int(M), "examples": int(N)})
+            "models": int(M), "examples": int(N),
+            **({"training": training} if training else {})})
     return Run(workdir)
 
 
@@ -360,6 +363,12 @@ def import_lira(src, workdir, *, labels=None, x_train=None, overwrite=False, epo
         A = arrays["logits"].shape[2]
         queries = [f"external:random_augmentation_{a}" for a in range(A)]
     diverged = np.array([bool(h.get("jaxmem_diverged", False)) for h in hp])
+    # what the folder says of the training: the settings every model's hparams.json shares
+    own = ("expid", "pkeep", "jaxmem_run", "jaxmem_queries", "jaxmem_diverged")
+    shared = {k: v for k, v in (hp[0] if hp else {}).items()
+              if k not in own and all(h.get(k) == v for h in hp)}
+    training = {"layout": arrays["layout"], "hparams": shared,
+                "epochs": sorted({int(e) for e in arrays["epochs"] if e >= 0})}
     test = {}
     if "test_logits" in arrays:
         if "y_test" not in arrays:
@@ -370,7 +379,7 @@ def import_lira(src, workdir, *, labels=None, x_train=None, overwrite=False, epo
                          example_ids=arrays.get("example_ids"), x_train=x, queries=queries,
                          name=name, overrides=overrides, overwrite=overwrite,
                          delete_imported=delete_imported, source=Path(src).resolve(),
-                         diverged=diverged, **test)
+                         diverged=diverged, training=training, **test)
 
 
 EXPORT_MARKER = "jaxmem_export.json"

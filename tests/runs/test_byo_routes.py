@@ -162,26 +162,37 @@ def cli_show(wd, example_id):
     return json.loads(buf.getvalue())
 
 
-def test_rmia_without_a_population_is_refused_at_the_door(tmp_path, rng):
-    M, N, C = 6, 30, 3
-    keep = rng.random((M, N)) < 0.5
-    logits = rng.normal(size=(M, N, 1, C)).astype(np.float32)
-    labels = rng.integers(0, C, N)
-    p = rng.random((M, N))
-    # evaluate with an empty population: one line, not "cannot reshape array of size 0"
+def _rmia_arrays(rng, M=6, N=30, C=3):
+    return (rng.random((M, N)) < 0.5, rng.normal(size=(M, N, 1, C)).astype(np.float32),
+            rng.integers(0, C, N))
+
+
+def test_evaluate_refuses_rmia_with_an_empty_population(rng):
+    """Before: ValueError "cannot reshape array of size 0 into shape (6,0,newaxis)"."""
+    keep, _, _ = _rmia_arrays(rng)
+    p = rng.random(keep.shape)
     with pytest.raises(ValueError, match=r"need population signals \['p_pop'\].*Z = 0"):
-        attacks.evaluate({"p": p, "p_pop": np.zeros((M, 0))}, keep, attacks=("rmia_offline",))
-    # import_arrays without test arrays: RMIA asked for is refused before anything is written
+        attacks.evaluate({"p": p, "p_pop": np.zeros((len(keep), 0))}, keep,
+                         attacks=("rmia_offline",))
+
+
+def test_import_arrays_refuses_rmia_without_test_arrays(tmp_path, rng):
+    """Before: the run was written, and its scoring crashed at the end."""
+    keep, logits, labels = _rmia_arrays(rng)
     with pytest.raises(ConfigError, match="scoring.attacks: .*rmia_online.*need a population"):
         import_arrays(tmp_path / "x", keep, logits, labels,
                       overrides=['scoring.attacks=["rmia_online"]'])
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
-    # the README's snippet (no test logits): scored without RMIA; asking for it is refused first
+
+
+def test_score_refuses_rmia_without_a_population_before_any_work(tmp_path, rng):
+    """The README's snippet (no test logits) and the LiRA route: scored without RMIA; asking for
+    it is refused before anything is computed (before: "cannot reshape" at the end)."""
+    keep, logits, labels = _rmia_arrays(rng)
     import_arrays(tmp_path / "r", keep, logits, labels)
     with pytest.raises(ConfigError, match="need a population"):
         score(tmp_path / "r", log=lambda *a: None, overrides=['scoring.attacks=["rmia_offline"]'])
     assert not (tmp_path / "r" / "results").exists()
-    # the LiRA route: import-lira, then jaxmem score with RMIA: exit 2 and one line
     from jaxmem.attacks import write_lira_layout
 
     write_lira_layout(tmp_path / "lira", keep, logits, labels)
@@ -429,6 +440,10 @@ def test_import_lira_keeps_the_folders_inputs_and_refuses_what_it_cannot_use(tmp
     run = import_lira(tmp_path / "ok", tmp_path / "r")
     np.testing.assert_array_equal(np.load(run.path / "x_train.npy"), x)
     assert run.dataset["input_shape"] == [6, 6, 3]
+    from jaxmem.runs.provenance import load
+
+    training = load(run.path)["imported"]["training"]   # what the folder says, nothing invented
+    assert training == {"layout": "reference", "hparams": {"num_experiments": M}, "epochs": [0]}
     with pytest.raises(RunError, match="y_train.npy differs from the labels given"):
         import_lira(tmp_path / "ok", tmp_path / "r2", labels=(labels + 1) % C)
     write_lira_layout(tmp_path / "nchw", keep, logits, labels, x=x.transpose(0, 3, 1, 2))
