@@ -61,3 +61,20 @@ def test_readme_bring_your_own_snippets_run_as_written(tmp_path, monkeypatch, rn
     assert (lira.path / "results" / "examples_inputs.npy").exists()
     assert (Path("exp/lira_copy") / "experiment-0_8" / "keep.npy").exists()
     assert "rmia_offline" in ns["ev"].summary()
+
+
+def test_readme_bring_your_own_lm_snippet_runs_on_its_stated_inputs(rng):
+    """The section's LM snippet, given the arrays its comment names (keep [M, N] bool; logp, mu,
+    sigma, correct [M, N, T]; tmask [N, T]; zlib [N])."""
+    text = README.read_text()
+    start = text.index("**Bring your own LM outputs.**")
+    (code,) = re.findall(r"```python\n(.*?)```", text[start:text.index("\n## ", start)], flags=re.S)
+    M, N, T = 6, 20, 7
+    ns = {"np": np, "keep": rng.random((M, N)) < 0.5,
+          "logp": -rng.exponential(size=(M, N, T)), "mu": -rng.exponential(size=(M, N, T)),
+          "sigma": rng.random((M, N, T)) + 0.1, "correct": rng.random((M, N, T)) < 0.5,
+          "tmask": rng.random((N, T)) < 0.8, "zlib": rng.random(N) * 100}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exec(compile(code, "README.md", "exec"), ns)
+    assert ns["mem"].mem.shape == (N,) and "min_k" in ns["ev"].summary()
