@@ -406,8 +406,8 @@ def run_inputs(run):
     except Exception:  # the data may be unavailable where the run is exported
         return None, None
     x, xt = np.asarray(ds.x_train), np.asarray(ds.x_test)
-    ok = len(x) == len(run.labels) and len(xt) == len(run.test_labels)
-    return (x, xt) if ok else (None, None)
+    return (x if len(x) == len(run.labels) else None,
+            xt if len(xt) == len(run.test_labels) else None)
 
 
 def export_lira(workdir, dest, *, log=None) -> Path:
