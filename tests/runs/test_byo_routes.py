@@ -449,3 +449,34 @@ def test_import_lira_keeps_the_folders_inputs_and_refuses_what_it_cannot_use(tmp
     write_lira_layout(tmp_path / "nchw", keep, logits, labels, x=x.transpose(0, 3, 1, 2))
     with pytest.raises(RunError, match=r"x_train: looks channels-first .*transpose\(0, 2, 3, 1\)"):
         import_lira(tmp_path / "nchw", tmp_path / "r3")
+
+
+def test_a_trained_runs_round_trip_keeps_its_inputs_test_set_and_scores(tmp_path):
+    """#21.4 on a run jaxmem trained (the session's small reference run): export-lira writes its
+    inputs (rebuilt from its config), ids and test set; import-lira gives them back and scores the
+    same numbers."""
+    import helpers_run as H
+
+    from jaxmem.data import build_dataset
+
+    wd = H.finished_reference()
+    export_lira(wd, tmp_path / "lira")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        b = import_lira(tmp_path / "lira", tmp_path / "b")
+        s = score(tmp_path / "b", log=lambda *a: None, overrides=[
+            'scoring.attacks=["lira_online","global_threshold"]'])
+    a = load_run(wd)
+    for name in ("keep", "labels", "example_ids", "test_labels", "test_ids", "diverged"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    for name in ("logits", "test_logits"):
+        np.testing.assert_array_equal(np.asarray(getattr(a, name)), np.asarray(getattr(b, name)))
+    ds = build_dataset(a.config)
+    np.testing.assert_array_equal(np.load(b.path / "x_train.npy"), ds.x_train)
+    np.testing.assert_array_equal(np.load(b.path / "x_test.npy"), ds.x_test)
+    assert b.config.signals.queries == a.config.signals.queries
+    ref = a.summary
+    for k in ("lira_online", "global_threshold"):
+        assert s["attacks"][k]["auc"] == pytest.approx(ref["attacks"][k]["auc"], abs=1e-12)
+    assert s["memorization"]["mean"] == pytest.approx(ref["memorization"]["mean"], abs=1e-12)
+    assert s["memorization"]["top10"] == ref["memorization"]["top10"]
