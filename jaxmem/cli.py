@@ -4,7 +4,8 @@
     jaxmem score DIR [--set scoring.attacks='["lira_online"]']
     jaxmem report DIR
     jaxmem config [EXPERIMENT] [--set key=value ...]
-    jaxmem import-lira SRC --workdir DIR     (the LiRA reference code's experiment folders)
+    jaxmem import-lira SRC --workdir DIR [--labels FILE.npy] [--inputs FILE.npy]
+                                             (the LiRA reference layout, or lira-pytorch's)
     jaxmem export-lira DIR DEST
     jaxmem show DIR [--example ID]           (what a run holds; one example's results)
 
@@ -85,8 +86,14 @@ def _parser():
     rep.add_argument("workdir")
     rep.add_argument("--output", default=None, help="default: WORKDIR/report.html")
 
-    im = sub.add_parser("import-lira", help="make a jaxmem run from the LiRA reference layout")
-    im.add_argument("src", help="folder with experiment-*/keep.npy and experiment-*/logits/")
+    im = sub.add_parser("import-lira", help="make a jaxmem run from the LiRA reference layout "
+                                              "(or orientino/lira-pytorch's)")
+    im.add_argument("src", help="folder with experiment-*/keep.npy, experiment-*/logits/ and "
+                                "y_train.npy (or lira-pytorch's <id>/keep.npy, <id>/logits.npy)")
+    im.add_argument("--labels", default=None, metavar="FILE.npy",
+                    help="the [N] training labels when SRC has no y_train.npy (lira-pytorch)")
+    im.add_argument("--inputs", default=None, metavar="FILE.npy",
+                    help="the [N, H, W(, C)] training inputs when SRC has no x_train.npy")
     im.add_argument("--workdir", required=True)
     im.add_argument("--overwrite", action="store_true")
     im.add_argument("--delete-imported", action="store_true",
@@ -100,8 +107,9 @@ def _parser():
 
     sh = sub.add_parser("show", help="print what a run holds, or one example's results")
     sh.add_argument("workdir")
-    sh.add_argument("--example", type=int, default=None, metavar="ID",
-                    help="a training example's id: memorization, influence, attack scores")
+    sh.add_argument("--example", default=None, metavar="ID",
+                    help="a training example's id (an integer, or an imported run's file name): "
+                         "memorization, influence, attack scores")
     sh.add_argument("--json", action="store_true", help="as JSON")
 
     c = sub.add_parser("config", help="print the resolved, validated config as JSON")
@@ -293,7 +301,7 @@ def _cmd_import_lira(args) -> int:
 
     log = _Log(args.log_file)
     import_lira(args.src, args.workdir, overwrite=args.overwrite, epoch=args.epoch,
-                delete_imported=args.delete_imported)
+                delete_imported=args.delete_imported, labels=args.labels, x_train=args.inputs)
     _print_summary(score(args.workdir, log=log), args.workdir)
     return 0
 
@@ -301,7 +309,7 @@ def _cmd_import_lira(args) -> int:
 def _cmd_export_lira(args) -> int:
     from jaxmem.runs import export_lira
 
-    print(export_lira(args.workdir, args.dest))
+    print(export_lira(args.workdir, args.dest, log=lambda m: print(m, file=sys.stderr)))
     return 0
 
 

@@ -31,7 +31,7 @@ __all__ = [
     "rmia", "rmia_reference_mean", "tune_rmia_a", "A_GRID",
     "loss_attack", "confidence_attack", "shokri", "sorted_probability_features",
     "roc_curve", "roc_auc", "tpr_at_fpr", "balanced_accuracy", "clopper_pearson", "epsilon_lower_bound",
-    "read_lira_layout", "write_lira_layout", "lira_reference_scores",
+    "read_lira_layout", "write_lira_layout", "lira_reference_scores", "to_numpy",
     "FPR_GRID", "tpr_on_grid", "mean_roc", "plot_roc",
 ]
 
@@ -46,7 +46,7 @@ _LAZY = {
     "sorted_probability_features": "threshold", "roc_curve": "roc", "roc_auc": "metrics",
     "tpr_at_fpr": "metrics", "balanced_accuracy": "metrics", "clopper_pearson": "metrics",
     "epsilon_lower_bound": "metrics", "read_lira_layout": "interop",
-    "write_lira_layout": "interop", "lira_reference_scores": "interop", "FPR_GRID": "plot",
+    "write_lira_layout": "interop", "lira_reference_scores": "interop", "to_numpy": "interop", "FPR_GRID": "plot",
     "tpr_on_grid": "plot", "mean_roc": "plot", "plot_roc": "plot",
 }
 

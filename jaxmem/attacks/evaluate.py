@@ -218,6 +218,12 @@ def evaluate(
     if missing:
         raise ValueError(f"attacks {sorted(attacks)} need signals {missing} [M, ...]")
     sig = {n: _per_target(signals[n], n, M) for n in needs}
+    empty = sorted(n for n in needs if n.endswith("_pop") and np.ndim(sig[n]) >= 2
+                   and np.shape(sig[n])[1] == 0)
+    if empty:   # RMIA compares with population points: none would end in a reshape error
+        raise ValueError(f"attacks {sorted(a for a in attacks if set(entries[a].needs) & set(empty))} "
+                         f"need population signals {empty} [M, Z] with Z >= 1 points no model "
+                         f"trained on (e.g. a test set); got Z = 0")
     if "phi" in sig:
         if sig["phi"].ndim == 2:
             sig["phi"] = sig["phi"][..., None]

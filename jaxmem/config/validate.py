@@ -159,6 +159,9 @@ def validate(cfg: Config) -> None:
             parse_query(q)
         except ValueError as e:
             raise ConfigError(f"signals.queries: {e}") from None
+        if q.startswith("external") and not cfg.data.source.startswith("external:"):
+            raise ConfigError(f"signals.queries: {q!r} names a view made outside jaxmem; only an "
+                              f"imported run (data.source = external:NAME) has one")
     _validate_records(cfg, spec)
     from jaxmem.analyses.registry import ANALYSES
 

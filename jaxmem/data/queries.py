@@ -23,19 +23,24 @@ def _shift_args(arg):
     return int(dx), int(dy)
 
 
-#: name -> parser of its arguments (the text after "name:", or None).
-QUERIES = {"identity": _no_args, "flip": _no_args, "shift": _shift_args}
+def _external_args(arg):
+    return (arg or "",)
+
+
+#: name -> parser of its arguments (the text after "name:", or None). ``external:NAME`` names a
+#: view made outside jaxmem (an imported run's queries): it is recorded, never applied.
+QUERIES = {"identity": _no_args, "flip": _no_args, "shift": _shift_args, "external": _external_args}
 
 
 def parse_query(query: str):
     """``(name, args)`` of a query string; ValueError when it is not one of :data:`QUERIES`."""
     name, sep, arg = query.partition(":")
     if name not in QUERIES:
-        raise ValueError(f"unknown query {query!r} (identity, flip, shift:DX,DY)")
+        raise ValueError(f"unknown query {query!r} (identity, flip, shift:DX,DY, external:NAME)")
     try:
         return name, QUERIES[name](arg if sep else None)
     except (ValueError, TypeError):
-        raise ValueError(f"unknown query {query!r} (identity, flip, shift:DX,DY)") from None
+        raise ValueError(f"unknown query {query!r} (identity, flip, shift:DX,DY, external:NAME)") from None
 
 
 def _xp(x):
@@ -67,4 +72,7 @@ def query_inputs(x, query: str):
         return x
     if name == "flip":
         return x[:, :, ::-1, :] if x.ndim == 4 else x
+    if name == "external":
+        raise ValueError(f"query {query!r}: made outside jaxmem (an imported run's); it cannot be "
+                         f"applied to inputs")
     return _shift(x, *args)

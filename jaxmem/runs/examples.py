@@ -6,7 +6,8 @@ Layout of ``results/scores/`` (plain ``.npy``; T targets, N training examples)::
 
     meta.json          {"attacks": [...], "dtype": ..., "num_targets": T, "num_examples": N}
     targets.npy        int64 [T]     the model id of each target (row t of the arrays below)
-    example_ids.npy    int64 [N]     the example id of each column
+    example_ids.npy    int64 [N]     the example id of each column (str for an imported run's
+                                     file-name ids)
     member.npy         bool [T, N]   whether target t trained on example i (rows of keep.npy)
     ATTACK.npy         [T, N]        the attack's membership score (higher = more likely a member;
                                      NaN where it could not score), one file per attack
@@ -27,7 +28,7 @@ import numpy as np
 
 from jaxmem.io import RunError, atomic_dir, load_json, load_npy, save_json, save_npy
 
-__all__ = ["write_scores", "read_scores", "example_record", "score_bytes"]
+__all__ = ["write_scores", "read_scores", "example_record", "score_bytes", "parse_id"]
 
 
 def score_bytes(num_targets: int, num_examples: int, num_attacks: int, dtype: str) -> int:
@@ -44,7 +45,8 @@ def write_scores(folder: Path, ev, example_ids, dtype: str = "float32") -> None:
     shutil.rmtree(folder.with_name(folder.name + ".new"), ignore_errors=True)   # a killed swap
     with atomic_dir(folder.with_name(folder.name + ".new")) as tmp:
         save_npy(tmp / "targets.npy", np.asarray(ev.targets, np.int64))
-        save_npy(tmp / "example_ids.npy", np.asarray(example_ids, np.int64))
+        ids = np.asarray(example_ids)         # int64, or str (an imported run's file names)
+        save_npy(tmp / "example_ids.npy", ids if ids.dtype.kind == "U" else ids.astype(np.int64))
         save_npy(tmp / "member.npy", np.asarray(ev.members, bool))
         for attack, sc in ev.scores.items():
             with np.errstate(over="ignore"):
@@ -75,6 +77,14 @@ def _csv_rows(path: Path, key: str, value) -> list:
         return [r for r in csv.DictReader(f) if r[key] == str(value)]
 
 
+def parse_id(text: str):
+    """An id read back from a CSV: an int, or the string (file-name ids)."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
 def example_record(workdir, example_id) -> dict:
     """Everything stored about training example ``example_id`` (an id of ``example_ids.npy``)
     of a run: its index and label (a language-model run: its length in tokens, its text's first
@@ -87,13 +97,22 @@ def example_record(workdir, example_id) -> dict:
     workdir = Path(workdir)
     run = load_run(workdir)
     ids = np.asarray(run.example_ids)
-    hit = np.flatnonzero(ids == int(example_id))
+    if ids.dtype.kind == "U":   # string ids (file names) of an imported run
+        key = str(example_id)
+    else:
+        try:
+            key = int(example_id)
+        except (TypeError, ValueError):
+            raise RunError(f"{workdir}: example ids are integers here, got {example_id!r}") from None
+    hit = np.flatnonzero(ids == key)
     if not hit.size:
-        raise RunError(f"{workdir}: no training example with id {example_id} (ids run from "
-                       f"{ids.min()} to {ids.max()}; {len(ids)} examples)")
+        where = (f"e.g. {ids[0].item()!r}" if ids.dtype.kind == "U" else
+                 f"ids run from {ids.min()} to {ids.max()}")
+        raise RunError(f"{workdir}: no training example with id {example_id} ({where}; "
+                       f"{len(ids)} examples)")
     i = int(hit[0])
     keep, ok = np.asarray(run.keep[:, i]), ~np.asarray(run.diverged)
-    out = {"example_id": int(example_id), "index": i, "label": int(run.labels[i]),
+    out = {"example_id": ids[i].item(), "index": i, "label": int(run.labels[i]),
            "models_in": int((keep & ok).sum()), "models_out": int((~keep & ok).sum())}
     res = workdir / "results"
     row = i
@@ -113,7 +132,7 @@ def example_record(workdir, example_id) -> dict:
                                "rank": int(r["rank"]), "n_in": int(r["n_in"]),
                                "n_out": int(r["n_out"])}
     infl = _csv_rows(res / "influence.csv", "train_index", i)
-    out["influence"] = [{"test_id": int(r["test_id"]), "test_label": int(r["test_label"]),
+    out["influence"] = [{"test_id": parse_id(r["test_id"]), "test_label": int(r["test_label"]),
                          "rank": int(r["rank"]), "influence": float(r["influence"]),
                          "stderr": float(r["stderr"])} for r in infl]
     if run.is_lm:

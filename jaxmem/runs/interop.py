@@ -13,7 +13,8 @@ from jaxmem.runs.lock import run_lock
 from jaxmem.runs.store import Run, load_run
 from jaxmem.runs.workdir import check_overwrite, delete_run
 
-__all__ = ["import_arrays", "import_lira", "export_lira", "ArrayInputError", "EXPORT_MARKER"]
+__all__ = ["import_arrays", "import_lira", "export_lira", "ArrayInputError", "EXPORT_MARKER",
+           "as_numpy", "check_ids", "check_population", "population_attacks", "run_inputs"]
 
 
 class ArrayInputError(RunError, ValueError):
@@ -21,76 +22,240 @@ class ArrayInputError(RunError, ValueError):
     ValueError: a bad argument)."""
 
 
+def as_numpy(x, name: str) -> np.ndarray:
+    """:func:`jaxmem.attacks.to_numpy`, its ValueError an :class:`ArrayInputError`."""
+    from jaxmem.attacks.interop import to_numpy
+
+    try:
+        return to_numpy(x, name)
+    except ValueError as e:
+        raise ArrayInputError(str(e)) from None
+
+
+def _bool_array(x, name):
+    """keep as bool: a bool array, or integers / floats that are all 0 or 1."""
+    arr = as_numpy(x, name)
+    if arr.dtype == bool:
+        return arr
+    if arr.dtype.kind not in "iuf" or not np.isin(arr, (0, 1)).all():
+        raise ArrayInputError(f"{name}: expected bool (or 0/1) values, got dtype {arr.dtype}"
+                              + ("" if arr.dtype.kind not in "iuf" else " with values other than 0 "
+                                 "and 1"))
+    return arr.astype(bool)
+
+
+def _float_array(x, name):
+    arr = as_numpy(x, name)
+    if arr.dtype.kind != "f":
+        raise ArrayInputError(f"{name}: expected floating-point logits, got dtype {arr.dtype}; "
+                              f"pass .astype(np.float32)")
+    return arr
+
+
+def check_ids(ids, n: int, name: str = "example_ids") -> np.ndarray:
+    """Example ids as [n] unique values: integers (int64; an integral float dtype is accepted) or
+    strings such as file names (stored as NumPy unicode; not empty, without commas, quotes or
+    line breaks, which the results' CSV files could not hold). Raises :class:`ArrayInputError`
+    (one line naming ``name``) otherwise."""
+    if not callable(getattr(ids, "detach", None)):
+        raw = np.asarray(ids)          # (a list or pandas column of str: object dtype)
+        if raw.dtype == object and raw.size and all(isinstance(v, str) for v in raw.ravel()):
+            ids = raw.astype(str)
+        elif raw.dtype.kind == "S":
+            try:
+                ids = raw.astype(str)
+            except UnicodeDecodeError:
+                raise ArrayInputError(f"{name}: bytes that are not ASCII; pass str ids") from None
+    arr = as_numpy(ids, name)
+    if arr.shape != (n,):
+        raise ArrayInputError(f"{name}: expected [{n}] (one id per example), got shape {arr.shape}")
+    if arr.dtype.kind == "U":
+        bad = [v for v in arr.tolist() if not v or v != v.strip() or any(c in v for c in ',"\n\r')]
+        if bad:
+            raise ArrayInputError(f"{name}: string ids must be non-empty, without commas, quotes, "
+                                  f"line breaks or surrounding spaces; got {bad[0]!r}")
+        out = arr
+    else:
+        if arr.dtype.kind == "f" and (not np.isfinite(arr).all() or (arr != np.round(arr)).any()):
+            raise ArrayInputError(f"{name}: ids must be integers or strings, got non-integer values")
+        if arr.dtype.kind not in "iuf" or (arr.size and arr.dtype.kind == "u"
+                                           and arr.max() > np.iinfo(np.int64).max):
+            raise ArrayInputError(f"{name}: ids must be integers that fit int64, or strings; got "
+                                  f"dtype {arr.dtype}")
+        out = arr.astype(np.int64)
+    uniq, counts = np.unique(out, return_counts=True)
+    if (counts > 1).any():
+        dup = uniq[counts > 1]
+        raise ArrayInputError(f"{name}: ids must be unique; {dup.size} repeated (e.g. id "
+                              f"{dup[0].item()!r} {int(counts[counts > 1][0])} times): one column "
+                              f"per example")
+    return out
+
+
+def _inputs(x, rows, name, like=None):
+    """x_train / x_test: [rows, ...] numbers, images [rows, H, W(, C)] channels last."""
+    arr = as_numpy(x, name)
+    if arr is None:
+        return None
+    if arr.ndim < 2 or arr.shape[0] != rows:
+        raise ArrayInputError(f"{name}: expected [{rows}, ...] (one row per example), got shape "
+                              f"{arr.shape}")
+    if arr.dtype.kind not in "iufb":
+        raise ArrayInputError(f"{name}: expected numbers, got dtype {arr.dtype}")
+    if arr.ndim == 4 and arr.shape[1] in (1, 3) and arr.shape[3] not in (1, 3):
+        raise ArrayInputError(f"{name}: looks channels-first {arr.shape} (PyTorch's [N, C, H, W]); "
+                              f"images are [N, H, W, C]: pass x.transpose(0, 2, 3, 1)")
+    if like is not None and arr.shape[1:] != like.shape[1:]:
+        raise ArrayInputError(f"{name}: rows of shape {arr.shape[1:]} differ from x_train's "
+                              f"{like.shape[1:]}")
+    return arr
+
+
+def population_attacks(attacks) -> list:
+    """The attacks of ``attacks`` that need population signals (RMIA: ``p_pop``)."""
+    from jaxmem.attacks.registry import ATTACKS
+
+    return [a for a in attacks if a in ATTACKS and any(n.endswith("_pop") for n in ATTACKS[a].needs)]
+
+
+def check_population(attacks, num_test: int) -> None:
+    """Refuse (one line) attacks that need a population when the run has no test set."""
+    need = population_attacks(attacks)
+    if need and not num_test:
+        raise cfgmod.ConfigError(
+            f"scoring.attacks: {need} need a population (points no model trained on): this run "
+            f"has no test set; import test_logits/test_labels (the population), or leave them out")
+
+
 def import_arrays(workdir, keep, logits, labels, *, test_logits=None, test_labels=None,
-                  example_ids=None, name="imported", overrides=(), overwrite=False,
-                  delete_imported=False, source=None) -> Run:
+                  example_ids=None, test_ids=None, x_train=None, x_test=None, queries=None,
+                  name="imported", overrides=(), overwrite=False, delete_imported=False,
+                  source=None, diverged=None, training=None) -> Run:
     """Make a scoreable jaxmem run from arrays trained anywhere (PyTorch, the LiRA code, ...).
 
-    ``keep`` [M, N] bool, ``logits`` [M, N, A, C] (or [M, N, C]), ``labels`` [N] integers in
-    [0, C); optionally the test set's ``test_logits`` [M, T, A, C] and ``test_labels`` [T]
-    (needed for test accuracy and RMIA's population). The config records ``data.source =
-    "external:NAME"``: such a run can be scored (``jaxmem score``) and reported, not trained.
-    Then score it with :func:`score`.
+    Args:
+      workdir: a new or empty folder (``overwrite`` replaces a jaxmem run there, and a run
+        imported before only with ``delete_imported`` too: its logits cannot be made again).
+      keep: [M, N] bool (or 0/1 integers): model m trained on example i.
+      logits: [M, N, A, C] floats (or [M, N, C], A = 1): M models on N training examples under A
+        queries (query 0 the plain input: memorization and test accuracy read it), C classes.
+        float16 is kept (``signals.dtype = "float16"``), bfloat16 becomes float32 (exactly).
+      labels: [N] integers in [0, C).
+      test_logits, test_labels: [M, T, A, C] and [T]: T test points no model trained on: test
+        accuracy, influence, and the population RMIA needs (without them RMIA is refused).
+      example_ids: [N] unique integers or strings (file names; default 0..N-1): the ids
+        ``jaxmem show --example ID``, ``memorization.csv`` and ``examples.csv`` use (see
+        :func:`check_ids`). test_ids: [T] likewise (default 0..T-1).
+      x_train: [N, ...] the training inputs (images [N, H, W] or [N, H, W, C], channels last),
+        shown in the report's most-memorized grid; x_test: [T, ...] kept with the run.
+      queries: A names of the queries (``"identity"``, ``"flip"``, ``"shift:DX,DY"``); default
+        ``"identity"`` then ``"external:1"``... (recorded in the config, nothing else is).
+      name: the run's name (``config.name`` and ``data.source = "external:NAME"``).
+      overrides: ``--set`` style settings (``scoring.*``).
+      source: where the arrays came from, recorded in ``provenance.json``.
+      diverged: [M] bool, models to mark diverged besides those with NaN/inf logits.
+      training: a JSON-able dict of what is known of how the models were trained (e.g. a LiRA
+        folder's shared ``hparams.json`` settings), recorded in ``provenance.json``.
 
-    Labels out of range (e.g. 1..C, or −1) raise :class:`ArrayInputError` (a ValueError and a
-    RunError) naming the range. Models whose logits (or test logits) hold NaN/inf are marked
-    diverged (``diverged.npy``), as ``jaxmem run`` marks its own, with a
-    :class:`~jaxmem.attacks.NonFiniteModelWarning` naming them: scoring leaves them out of the
-    estimators and the attacks.
+    Any array may be a NumPy array, a JAX array or a torch tensor (detached, moved to the CPU;
+    bfloat16 → float32). Such a run can be scored (:func:`score`, ``jaxmem score``) and
+    reported, not trained (``data.source = "external:NAME"``).
 
-    ``workdir`` must be new or empty; ``overwrite`` replaces a jaxmem run there, and a run
-    imported before only with ``delete_imported`` too (its logits cannot be made again).
-    ``source``: where the arrays came from, recorded in ``provenance.json``.
+    Returns:
+      the :class:`~jaxmem.runs.store.Run`.
+
+    Raises:
+      ArrayInputError (a ValueError and a RunError): one line naming the array: wrong shape or
+      dtype, labels out of range, ids repeated, of the wrong length or not integers, every model
+      NaN. ConfigError: a bad override, or RMIA asked for without test arrays. RunError: the
+      workdir is not empty.
+
+    Models whose logits (or test logits) hold NaN/inf are marked diverged (``diverged.npy``), as
+    ``jaxmem run`` marks its own, with a :class:`~jaxmem.attacks.NonFiniteModelWarning` naming
+    them: scoring leaves them out of the estimators and the attacks.
     """
     workdir = Path(workdir)
-    keep = np.asarray(keep)
-    logits = np.asarray(logits)
+    keep = _bool_array(keep, "keep")
+    logits = _float_array(logits, "logits")
     if logits.ndim == 3:
         logits = logits[:, :, None]
-    labels = np.asarray(labels)
-    if keep.dtype != bool or keep.ndim != 2:
-        raise RunError(f"keep: expected a bool [M, N] array, got {keep.dtype} {keep.shape}")
+    labels = as_numpy(labels, "labels")
+    if keep.ndim != 2:
+        raise ArrayInputError(f"keep: expected a bool [M, N] array, got shape {keep.shape}")
     if logits.ndim != 4 or logits.shape[:2] != keep.shape:
-        raise RunError(f"logits {logits.shape} do not match keep {keep.shape} (need [M, N, A, C])")
-    if labels.shape != (keep.shape[1],) or not np.issubdtype(labels.dtype, np.integer):
-        raise RunError(f"labels: expected integer [{keep.shape[1]}], got {labels.dtype} {labels.shape}")
+        raise ArrayInputError(f"logits {logits.shape} do not match keep {keep.shape} (need "
+                              f"[M, N, A, C]: axes 0 and 1 are keep's)")
     M, N, A, C = logits.shape
+    if labels.shape != (N,):
+        raise ArrayInputError(f"labels: expected [N] = [{N}], got shape {labels.shape}")
     if test_logits is None:
+        if test_labels is not None:
+            raise ArrayInputError("test_labels: given without test_logits")
         test_logits, test_labels = np.zeros((M, 0, A, C), logits.dtype), np.zeros(0, np.int64)
-    test_logits = np.asarray(test_logits)
+    test_logits = _float_array(test_logits, "test_logits")
     if test_logits.ndim == 3:
         test_logits = test_logits[:, :, None]
-    test_labels = np.asarray(test_labels)
-    if test_logits.shape[0] != M or test_logits.shape[2:] != (A, C) or \
-            test_labels.shape != test_logits.shape[1:2]:
-        raise RunError(f"test_logits {test_logits.shape} / test_labels {test_labels.shape} do not "
-                       f"match logits {logits.shape}")
+    if test_labels is None:
+        raise ArrayInputError("test_labels: test_logits need their labels [T]")
+    test_labels = as_numpy(test_labels, "test_labels")
+    if test_logits.ndim != 4 or test_logits.shape[0] != M or test_logits.shape[2:] != (A, C):
+        raise ArrayInputError(f"test_logits {test_logits.shape}: need [M, T, A, C] = [{M}, T, {A}, "
+                              f"{C}] (models, queries and classes of logits {logits.shape})")
+    T = test_logits.shape[1]
+    if test_labels.shape != (T,):
+        raise ArrayInputError(f"test_labels: expected [T] = [{T}] (test_logits axis 1), got shape "
+                              f"{test_labels.shape}")
+    if test_logits.dtype != logits.dtype:
+        test_logits = test_logits.astype(np.result_type(logits, test_logits))
+        logits = logits.astype(test_logits.dtype)
     from jaxmem.signals.functions import check_labels
 
-    for name, lab in (("labels", labels), ("test_labels", test_labels)):
+    checked = []
+    for field, lab in (("labels", labels), ("test_labels", test_labels)):
         try:
-            check_labels(lab, C, name=name)
+            checked.append(check_labels(lab, C, name=field))
         except ValueError as e:
-            raise ArrayInputError(str(e).replace(f"{name}: must", f"{name}: out of range: must")) from None
-    diverged = (~np.isfinite(logits).reshape(M, -1).all(1)) | (~np.isfinite(test_logits).reshape(M, -1).all(1))
-    if diverged.all():
-        raise ArrayInputError("logits: every model's logits hold NaN/inf values")
-    if diverged.any():
+            raise ArrayInputError(str(e).replace(f"{field}: must", f"{field}: out of range: must")) from None
+    labels, test_labels = checked
+    ids = np.arange(N, dtype=np.int64) if example_ids is None else check_ids(example_ids, N)
+    tids = np.arange(T, dtype=np.int64) if test_ids is None else check_ids(test_ids, T, "test_ids")
+    x_train = _inputs(x_train, N, "x_train")
+    x_test = _inputs(x_test, T, "x_test", like=x_train)
+    if queries is None:
+        queries = ["identity"] + [f"external:{a}" for a in range(1, A)]
+    queries = [str(q) for q in queries]
+    if len(queries) != A:
+        raise ArrayInputError(f"queries: expected A = {A} names (logits axis 2), got {len(queries)}")
+    bad = (~np.isfinite(logits).reshape(M, -1).all(1)) | (~np.isfinite(test_logits).reshape(M, -1).all(1))
+    if diverged is not None:
+        extra = _bool_array(diverged, "diverged")
+        if extra.shape != (M,):
+            raise ArrayInputError(f"diverged: expected [M] = [{M}], got shape {extra.shape}")
+        bad = bad | extra
+    if bad.all():
+        raise ArrayInputError("logits: every model's logits hold NaN/inf values (or every model "
+                              "is marked diverged)")
+    if bad.any():
         import warnings
 
         from jaxmem.attacks._checks import NonFiniteModelWarning
 
-        warnings.warn(f"import_arrays: models {np.flatnonzero(diverged).tolist()} have NaN/inf logits; "
-                      "they are marked diverged and left out of scoring", NonFiniteModelWarning,
-                      stacklevel=2)
-    from jaxmem.attacks.registry import ATTACKS, IMPORT_ATTACKS
+        warnings.warn(f"import_arrays: models {np.flatnonzero(bad).tolist()} have NaN/inf logits "
+                      "(or are marked diverged); they are left out of scoring",
+                      NonFiniteModelWarning, stacklevel=2)
+    from jaxmem.attacks.registry import IMPORT_ATTACKS
 
     # RMIA needs a population: the test set
-    attacks = [a for a in IMPORT_ATTACKS
-               if not any(n.endswith("_pop") for n in ATTACKS[a].needs) or test_labels.size]
+    attacks = [a for a in IMPORT_ATTACKS if T or not population_attacks([a])]
+    # only what is known: the arrays' queries and dtype; nothing about models or training
     base = {"name": name, "data": {"source": f"external:{name}"},
-            "subsets": {"num_models": int(M)}, "scoring": {"attacks": attacks}}
-    cfg = cfgmod.from_dict(cfgmod.apply_overrides(base, overrides))
+            "subsets": {"num_models": int(M)},
+            "signals": {"queries": queries,
+                        "dtype": "float16" if logits.dtype == np.float16 else "float32"},
+            "scoring": {"attacks": attacks}}
+    stored = cfgmod.apply_overrides(base, overrides)
+    cfg = cfgmod.from_dict(stored)
+    check_population(cfg.scoring.attacks, T)
     with run_lock(workdir):
         if any(p for p in workdir.iterdir() if not p.name.startswith(".")):
             if not overwrite:
@@ -101,54 +266,168 @@ def import_arrays(workdir, keep, logits, labels, *, test_logits=None, test_label
                                f"another --workdir)")
             check_overwrite(workdir, delete_imported)
             delete_run(workdir)
-        save_json(workdir / "config.json", cfgmod.to_dict(cfg))
+        save_json(workdir / "config.json", stored)
         save_json(workdir / "design.json", {"design": "external", "blocks": [
             {"first": 0, "count": int(M), "block": 0}]})
         save_json(workdir / "dataset.json", {"name": name, "num_classes": int(C),
-                                             "num_train": int(N), "num_test": int(test_labels.size),
-                                             "input_shape": [],
+                                             "num_train": int(N), "num_test": int(T),
+                                             "input_shape": ([] if x_train is None
+                                                             else list(x_train.shape[1:])),
                                              "meta": {"source": f"external:{name}"}})
-        ids = np.arange(N) if example_ids is None else np.asarray(example_ids)
         sums = {}
         for fname, arr in (("keep.npy", keep), ("labels.npy", labels), ("example_ids.npy", ids),
-                           ("test_labels.npy", test_labels),
-                           ("test_ids.npy", np.arange(test_labels.size)),
+                           ("test_labels.npy", test_labels), ("test_ids.npy", tids),
                            ("model_ratio.npy", keep.mean(1)), ("logits.npy", logits),
-                           ("test_logits.npy", test_logits), ("diverged.npy", diverged)):
-            sums[fname] = save_npy(workdir / fname, arr)
+                           ("test_logits.npy", test_logits), ("diverged.npy", bad),
+                           ("x_train.npy", x_train), ("x_test.npy", x_test)):
+            if arr is not None:
+                sums[fname] = save_npy(workdir / fname, arr)
         integrity.record(workdir, sums)
         provenance.start(workdir, provenance.record(devices=False), imported={
             "source": str(source) if source is not None else None, "name": name,
-            "models": int(M), "examples": int(N)})
+            "models": int(M), "examples": int(N),
+            **({"training": training} if training else {})})
     return Run(workdir)
 
 
-def import_lira(src, workdir, *, overwrite=False, epoch=None, delete_imported=False) -> Run:
-    """A jaxmem run from a directory in the LiRA reference code's layout (tensorflow/privacy
-    ``research/mi_lira_2021``: ``experiment-*/keep.npy``, ``experiment-*/logits/*.npy``)."""
+def _npy_arg(x, name):
+    """An array, or the path of a .npy file holding one."""
+    if isinstance(x, (str, Path)):
+        from jaxmem.io import load_npy
+
+        try:
+            return load_npy(Path(x))
+        except (OSError, ValueError) as e:
+            raise RunError(f"{name}: cannot read {x} ({e})") from None
+    return x
+
+
+def import_lira(src, workdir, *, labels=None, x_train=None, overwrite=False, epoch=None,
+                delete_imported=False, name="lira", overrides=()) -> Run:
+    """A jaxmem run from a folder in the LiRA reference code's layout (tensorflow/privacy
+    ``research/mi_lira_2021``: ``experiment-*/keep.npy``, ``experiment-*/logits/*.npy``,
+    ``y_train.npy``) or orientino/lira-pytorch's (``<id>/keep.npy``, ``<id>/logits.npy``); see
+    :mod:`jaxmem.attacks.interop` for the files and shapes.
+
+    Args:
+      src: the folder.
+      workdir: the new run's folder (as :func:`import_arrays`).
+      labels: [N] labels (an array or a .npy path) when the folder has no ``y_train.npy``
+        (lira-pytorch saves none); refused when both are there and differ.
+      x_train: [N, ...] inputs (an array or a .npy path) when the folder has no ``x_train.npy``.
+      epoch: which ``<epoch:010d>.npy`` to read (default: each model's last).
+      name, overrides, overwrite, delete_imported: as :func:`import_arrays`.
+
+    What the folder holds is kept: ``x_train.npy`` (the report's images), and what
+    ``jaxmem export-lira`` adds: ``example_ids.npy``, the test set (``y_test.npy``,
+    ``test_ids.npy``, ``x_test.npy``, ``experiment-*/test_logits/``) and, in each
+    ``hparams.json``, the queries' names and whether the model diverged.
+
+    Returns:
+      the :class:`~jaxmem.runs.store.Run`.
+
+    Raises:
+      RunError: one line: the folder cannot be read, or labels are missing or disagree;
+      ArrayInputError / ConfigError as :func:`import_arrays`.
+    """
     from jaxmem.attacks.interop import read_lira_layout
 
     try:
         arrays = read_lira_layout(src, epoch=epoch)
     except (ValueError, OSError) as e:
         raise RunError(f"{src}: {e}") from None
-    if "logits" not in arrays or "y_train" not in arrays:
-        raise RunError(f"{src}: needs experiment-*/logits/*.npy and y_train.npy to make a run")
-    return import_arrays(workdir, arrays["keep"], arrays["logits"],
-                         np.asarray(arrays["y_train"]).astype(np.int64), name="lira",
-                         overwrite=overwrite, delete_imported=delete_imported,
-                         source=Path(src).resolve())
+    if "logits" not in arrays:
+        raise RunError(f"{src}: no logits (experiment-*/logits/<epoch>.npy, or <id>/logits.npy) "
+                       f"to make a run of")
+    y = arrays.get("y_train")
+    if labels is not None:
+        labels = as_numpy(_npy_arg(labels, "labels"), "labels")
+        if y is not None and (np.shape(y) != labels.shape or (np.asarray(y) != labels).any()):
+            raise RunError(f"{src}: y_train.npy differs from the labels given; give neither or "
+                           f"the same")
+        y = labels
+    if y is None:
+        raise RunError(f"{src}: no y_train.npy: give the N training labels (--labels FILE.npy; "
+                       f"lira-pytorch saves none)")
+    N = arrays["logits"].shape[1]
+    if np.shape(y)[:1] != (N,):   # the reference code's rule: keep and labels cut to the logits' N
+        if np.ndim(y) != 1 or len(y) < N:
+            raise RunError(f"{src}: y_train.npy {np.shape(y)}: need [N] = [{N}] (logits axis 0)")
+        y = np.asarray(y)[:N]
+    x = arrays.get("x_train") if x_train is None else _npy_arg(x_train, "x_train")
+    if x is not None and len(x) > N and arrays["layout"] == "reference" and x_train is None:
+        x = x[:N]
+    hp = arrays["hparams"]
+    queries = hp[0].get("jaxmem_queries") if hp else None
+    if queries is None and arrays["layout"] == "lira-pytorch":
+        A = arrays["logits"].shape[2]
+        queries = [f"external:random_augmentation_{a}" for a in range(A)]
+    diverged = np.array([bool(h.get("jaxmem_diverged", False)) for h in hp])
+    # what the folder says of the training: the settings every model's hparams.json shares
+    own = ("expid", "pkeep", "jaxmem_run", "jaxmem_queries", "jaxmem_diverged")
+    shared = {k: v for k, v in (hp[0] if hp else {}).items()
+              if k not in own and all(h.get(k) == v for h in hp)}
+    training = {"layout": arrays["layout"], "hparams": shared,
+                "epochs": sorted({int(e) for e in arrays["epochs"] if e >= 0})}
+    test = {}
+    if "test_logits" in arrays:
+        if "y_test" not in arrays:
+            raise RunError(f"{src}: experiment-*/test_logits/ without y_test.npy (their labels)")
+        test = {"test_logits": arrays["test_logits"], "test_labels": arrays["y_test"],
+                "test_ids": arrays.get("test_ids"), "x_test": arrays.get("x_test")}
+    return import_arrays(workdir, arrays["keep"], arrays["logits"], y,
+                         example_ids=arrays.get("example_ids"), x_train=x, queries=queries,
+                         name=name, overrides=overrides, overwrite=overwrite,
+                         delete_imported=delete_imported, source=Path(src).resolve(),
+                         diverged=diverged, training=training, **test)
 
 
 EXPORT_MARKER = "jaxmem_export.json"
+#: What an export writes at the top of its folder (besides the experiment-* folders).
+EXPORT_FILES = ("x_train.npy", "y_train.npy", "example_ids.npy", "x_test.npy", "y_test.npy",
+                "test_ids.npy")
 
 
-def export_lira(workdir, dest) -> Path:
-    """Write a jaxmem run's keep, logits and labels in the LiRA reference code's layout.
+def run_inputs(run):
+    """``(x_train, x_test)`` of a run: its stored ``x_train.npy`` / ``x_test.npy`` (an imported
+    run), else its dataset rebuilt from the config when the data is at hand, else None."""
+    p = Path(run.path)
+    if (p / "x_train.npy").exists():
+        from jaxmem.io import load_npy
+
+        return (load_npy(p / "x_train.npy", mmap=True),
+                load_npy(p / "x_test.npy", mmap=True) if (p / "x_test.npy").exists() else None)
+    if run.config.data.source.startswith("external:"):
+        return None, None
+    try:
+        from jaxmem.data import build_dataset
+
+        ds = build_dataset(run.config)
+    except Exception:  # the data may be unavailable where the run is exported
+        return None, None
+    x, xt = np.asarray(ds.x_train), np.asarray(ds.x_test)
+    return (x if len(x) == len(run.labels) else None,
+            xt if len(xt) == len(run.test_labels) else None)
+
+
+def export_lira(workdir, dest, *, log=None) -> Path:
+    """Write a jaxmem run in the LiRA reference code's layout, with what a round trip needs.
+
+    The reference files (``experiment-K_M/keep.npy``, ``logits/0000000000.npy`` [N, 1, A, C],
+    ``scores/``, ``hparams.json``, ``y_train.npy``, and ``x_train.npy`` when the run's inputs are
+    at hand) and jaxmem's additions (``example_ids.npy``, the test set: ``y_test.npy``,
+    ``test_ids.npy``, ``x_test.npy``, ``experiment-K_M/test_logits/``; the queries' names and
+    whether each model diverged in ``hparams.json``): ``jaxmem import-lira`` then gives back the
+    same ids, labels, logits (same dtype), test set, inputs and diverged models. ``log`` is
+    told what could not be carried (the inputs, when the data is not at hand).
 
     ``dest`` must be new, empty, or a previous export of the same run (``jaxmem_export.json``
     names the run), which is then replaced whole: exporting two runs into one folder would make
-    one 'run' of both when it is read back."""
+    one 'run' of both when it is read back.
+
+    Raises:
+      RunError: a language-model run, or ``dest`` holds something else.
+    """
     import shutil
 
     from jaxmem.attacks.interop import write_lira_layout
@@ -171,11 +450,24 @@ def export_lira(workdir, dest) -> Path:
                            f"(exporting into it would mix the runs' models)")
         marker.unlink()                    # (first: a killed re-export is not taken for whole)
         for p in dest.iterdir():
-            if p.name.startswith("experiment") or p.name in ("x_train.npy", "y_train.npy"):
+            if p.name.startswith("experiment") or p.name in EXPORT_FILES:
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
     dest.mkdir(parents=True, exist_ok=True)
-    out = Path(write_lira_layout(dest, run.keep, np.asarray(run.logits), run.labels,
-                                 hparams={"jaxmem_run": str(Path(workdir).resolve())}))
+    x, xt = run_inputs(run)
+    if x is None and log is not None:
+        log(f"export-lira: {workdir}: the training inputs are not at hand (data not found); "
+            f"x_train.npy is not written")
+    diverged = np.asarray(run.diverged, bool)
+    common = {"jaxmem_run": str(Path(workdir).resolve()),
+              "jaxmem_queries": list(run.config.signals.queries)}
+    hparams = [{**common, "jaxmem_diverged": bool(d)} for d in diverged]
+    T = len(run.test_labels)
+    out = Path(write_lira_layout(
+        dest, run.keep, np.asarray(run.logits), run.labels, hparams=hparams, x=x,
+        example_ids=run.example_ids,
+        test_logits=np.asarray(run.test_logits) if T else None,
+        test_labels=run.test_labels if T else None, test_ids=run.test_ids if T else None,
+        x_test=xt if T and xt is not None else None))
     save_json(dest / EXPORT_MARKER, {"run_id": run_id, "run": str(Path(workdir).resolve()),
                                      "models": int(run.num_models)})
     return out

@@ -71,12 +71,15 @@ def score(workdir, *, log=print, dataset=None, overrides=(), verify: str = "auto
         if overrides and run.is_lm:
             raise cfgmod.ConfigError(f"{overrides[0]}: a language-model run is scored with the "
                                      f"settings it was run with (no scoring overrides)")
-        if overrides:
-            cfg = cfgmod.from_dict(cfgmod.apply_overrides(load_json(workdir / "config.json"),
-                                                          overrides))
+        if overrides:   # (config.json keeps what it holds: an imported run's only what is known)
+            stored = cfgmod.apply_overrides(load_json(workdir / "config.json"), overrides)
+            cfg = cfgmod.from_dict(stored)
         from jaxmem.runs.preflight import check_scoring
 
         if not run.is_lm:
+            from jaxmem.runs.interop import check_population
+
+            check_population(cfg.scoring.attacks, len(run.test_labels))   # RMIA's population
             check_scoring(cfg, len(run.labels), len(run.test_labels),
                           int(run.logits.shape[-1]))       # (before anything is allocated)
         remove_stale_tmp(workdir, ("results", "results/scores"))
@@ -92,7 +95,7 @@ def score(workdir, *, log=print, dataset=None, overrides=(), verify: str = "auto
         if overrides:
             from jaxmem.io import save_json
 
-            save_json(workdir / "config.json", cfgmod.to_dict(cfg))
+            save_json(workdir / "config.json", stored)
         provenance.append(workdir, provenance.record(devices=False))
     return summary
 
@@ -208,7 +211,7 @@ def _summary(cfg, workdir, run, keep, ok, diverged, correct, test_acc, test_acc_
         "memorization": {
             "mean": float(np.nanmean(mem.mem)) if finite.any() else None,
             "mean_stderr": float(np.nanmean(mem.stderr)) if finite.any() else None,
-            "top10": [int(ids[i]) for i in order[:10]],
+            "top10": [ids[i].item() for i in order[:10]],   # (int, or str for file-name ids)
             "top10_index": [int(i) for i in order[:10]],
             "num_nan": int((~finite).sum()),
         },
@@ -298,15 +301,14 @@ def _examples_table(res: Path, run, mem, order, ok, dataset) -> None:
     lines += [f"{r + 1},{ids[i]},{i},{labels[i]},{pred[r]},{float(mem.mem[i])!r},"
               f"{float(mem.stderr[i])!r}" for r, i in enumerate(order)]
     save_text(res / "examples.csv", "\n".join(lines) + "\n")
-    if dataset is None:
-        try:
-            from jaxmem.data import build_dataset
+    if dataset is None:   # an imported run's x_train.npy, or the data rebuilt when at hand
+        from jaxmem.runs.interop import run_inputs
 
-            dataset = build_dataset(run.config)
-        except Exception:  # the data may be unavailable where the run is scored
-            dataset = None
-    if dataset is not None:
-        save_npy(res / "examples_inputs.npy", np.asarray(dataset.x_train)[order])
+        x = run_inputs(run)[0]
+    else:
+        x = dataset.x_train
+    if x is not None:
+        save_npy(res / "examples_inputs.npy", np.asarray(x[order]))
     elif (res / "examples_inputs.npy").exists():
         (res / "examples_inputs.npy").unlink()
 

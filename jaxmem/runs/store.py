@@ -52,7 +52,8 @@ RUN_ENTRIES = ("config.json", "design.json", "dataset.json", "keep.npy", "model_
                "labels.npy", "example_ids.npy", "test_labels.npy", "test_ids.npy", "logits.npy",
                "test_logits.npy", "diverged.npy", "final_loss.npy", *RECORD_FILES,
                "summary.json", "report.html", ".assembled.json", "shards", "ckpt", "results",
-               "variants", "checksums.json", "provenance.json", "text.json", *LM_ARRAYS)
+               "variants", "checksums.json", "provenance.json", "text.json", "x_train.npy", "x_test.npy",
+               *LM_ARRAYS)
 
 
 @dataclasses.dataclass
