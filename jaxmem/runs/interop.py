@@ -12,6 +12,7 @@ from jaxmem.runs import integrity, provenance
 from jaxmem.runs.lock import run_lock
 from jaxmem.runs.store import Run, load_run
 from jaxmem.runs.workdir import check_overwrite, delete_run
+from jaxmem.signals.stream import model_logits
 
 __all__ = ["import_arrays", "import_lira", "export_lira", "ArrayInputError", "EXPORT_MARKER",
            "as_numpy", "check_ids", "check_population", "population_attacks", "run_inputs"]
@@ -193,14 +194,13 @@ def import_arrays(workdir, keep, logits, labels, *, test_logits=None, test_label
             raise ArrayInputError("test_labels: given without test_logits")
         test_logits, test_labels = np.zeros((M, 0, A, C), logits.dtype), np.zeros(0, np.int64)
     test_logits = _float_array(test_logits, "test_logits")
-    if test_logits.ndim == 3:
-        test_logits = test_logits[:, :, None]
     if test_labels is None:
         raise ArrayInputError("test_labels: test_logits need their labels [T]")
     test_labels = as_numpy(test_labels, "test_labels")
-    if test_logits.ndim != 4 or test_logits.shape[0] != M or test_logits.shape[2:] != (A, C):
-        raise ArrayInputError(f"test_logits {test_logits.shape}: need [M, T, A, C] = [{M}, T, {A}, "
-                              f"{C}] (models, queries and classes of logits {logits.shape})")
+    try:   # the one check of stacked logits: the error names the axis that differs
+        test_logits = model_logits(test_logits, "test_logits", like=logits)
+    except ValueError as e:
+        raise ArrayInputError(str(e)) from None
     T = test_logits.shape[1]
     if test_labels.shape != (T,):
         raise ArrayInputError(f"test_labels: expected [T] = [{T}] (test_logits axis 1), got shape "

@@ -291,6 +291,9 @@ def test_inputs_users_have_are_converted_or_refused_in_one_line(tmp_path, rng):
         (dict(x_train=np.zeros((N - 1, 8, 8))), r"x_train: expected \[12, ...\]"),
         (dict(queries=["identity"]), "queries: expected A = 2 names"),
         (dict(labels=np.array([[0]] * N)), r"labels: expected \[N\]"),
+        # test logits with another query count: the error names the axis (#27.4)
+        (dict(test_logits=np.zeros((keep.shape[0], 5, 1, z.shape[-1]), np.float32), test_labels=np.zeros(5, int)),
+         r"test_logits: .*axis A \(queries\) is 2 in logits but 1 in test_logits"),
     ]:
         kw = dict(keep=keep, logits=z.astype(np.float32), labels=labels) | bad
         with pytest.raises(ArrayInputError, match=msg):
