@@ -9,7 +9,10 @@ Estimated (bytes; :func:`estimate`):
   model, when ``train.records.vog_epochs`` asks for them), from shapes only (``jax.eval_shape``
   of the model's ``init``, of the optimizer's ``init`` and of a forward pass that captures every
   layer's output: nothing is allocated): per model its parameters, gradients and optimizer state
-  (and BatchNorm statistics), for the models vmapped together the activations of a training
+  (and BatchNorm statistics), for the models the trainer runs at once
+  (:func:`jaxmem.train.trainer.group_size`: one at a time on CPU, the whole chunk on an
+  accelerator; a CNN on CPU trains every model of the chunk together in its step loop on the
+  host, :func:`jaxmem.train.trainer.host_step_loop`) the activations of a training
   batch (the forward's layer outputs kept for the backward pass and as much again while it runs)
   and of an evaluation batch (``signals.batch_size``), the chunk's logits, the data on the
   device;
@@ -172,9 +175,13 @@ def estimate(cfg, ds) -> dict:
     K = min(chunk_size(cfg), cfg.subsets.num_models)
     import jax
 
+    from jaxmem.train.trainer import group_size, host_step_loop
+
     backend = jax.default_backend()
-    vs = cfg.train.vmap_size or (4 if backend == "cpu" else K)
-    V = min(vs, K)
+    # the models the trainer runs at once: a group (one on CPU), every model of the chunk in a
+    # step loop on the host (a CNN on CPU); evaluation always goes by groups
+    V = group_size(cfg, K, backend)
+    V_train = K if host_step_loop(cfg, backend) else V
     ndev = jax.local_device_count()
     m = model_bytes(cfg, ds.x_train.shape[1:], ds.x_train.dtype, C)
     state = 2 * m["params"] + m["optimizer"] + 2 * m["batch_stats"]   # + gradients
@@ -183,7 +190,7 @@ def estimate(cfg, ds) -> dict:
     # the device with the chunk (jaxmem.runs.records.ChunkRecords)
     vog = 2 * N * math.prod(ds.x_train.shape[1:]) * 4 if cfg.train.records.vog_epochs else 0
     per_model_state = state + vog
-    train_act = V * _TRAIN_ACTIVATION_FACTOR * min(cfg.train.batch_size, N) * act_bytes
+    train_act = V_train * _TRAIN_ACTIVATION_FACTOR * min(cfg.train.batch_size, N) * act_bytes
     from jaxmem.models.registry import spec
 
     lm = spec(cfg.model.name).lm
@@ -200,7 +207,8 @@ def estimate(cfg, ds) -> dict:
     data = ds.x_train.nbytes + ds.x_test.nbytes + ds.y_train.nbytes + ds.y_test.nbytes
     per_dev_models = math.ceil(K / ndev)
     chunk = per_dev_models * (per_model_state + out + 2 * N * 4) + max(train_act, eval_act) + data
-    return {"models_per_chunk": K, "vmapped": V, "per_model_state": per_model_state,
+    return {"models_per_chunk": K, "vmapped": V, "vmapped_train": V_train,
+            "per_model_state": per_model_state,
             "params": m["params"], "optimizer": m["optimizer"], "vog_moments": vog,
             "train_activations": train_act, "eval_activations": eval_act, "outputs_per_model": out,
             "chunk_device": chunk, "design": design_bytes(cfg, N),
@@ -260,7 +268,8 @@ def check(cfg, ds, *, log=print, available=None, device=None) -> dict:
             f"{B(est['optimizer'])}, gradients {B(est['params'])}"
             f"{'; VoG moments ' + B(est['vog_moments']) + ', fewer train.records.vog_epochs' if est['vog_moments'] else ''}"
             f"; activations of "
-            f"{est['vmapped']} models at a time: {B(act)}, train.batch_size="
+            f"{est['vmapped_train']} models at a time in training, {est['vmapped']} in "
+            f"evaluation: {B(act)}, train.batch_size="
             f"{cfg.train.batch_size}, signals.batch_size={cfg.signals.batch_size}); {hint} a "
             f"smaller model ({_fields(cfg)}), train.batch_size or train.vmap_size")
     peak = max(est["design"], scoring, M * N + (chunk if dev is None else 0))
