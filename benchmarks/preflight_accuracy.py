@@ -79,8 +79,8 @@ def numbers(cfg, ds):
     est = preflight.estimate(cfg, ds)
     M, N = cfg.subsets.num_models, len(ds.y_train)
     scoring = sum(est["scoring"].values()) if est["scoring"] else None
-    out.update(train=M * N + est["chunk_device"], scoring=scoring,
-               peak=max(est["design"], scoring or 0, M * N + est["chunk_device"]),
+    train = M * N + est["chunk_device"] + est["training_fixed"]   # (what check() compares)
+    out.update(train=train, scoring=scoring, peak=max(est["design"], scoring or 0, train),
                models_per_chunk=est["models_per_chunk"], vmapped=est["vmapped"],
                vmapped_train=est["vmapped_train"], N=N)
 

@@ -20,7 +20,11 @@ Estimated (bytes; :func:`estimate`):
   from one streamed block of logits (up to 512 MB of float64 logits, and the signal functions'
   temporaries) and the attacks' per-target scores ([T, N] float64 each).
 
-On CPU the device is the host, so the chunk counts against host memory. The limits: the device's
+On CPU the device is the host, so the chunk counts against host memory, with training's fixed
+cost (:data:`_TRAINING_FIXED_CPU`: compiled programs, the runtime) and, for a convolutional model,
+XLA:CPU's larger convolution-gradient buffers (:data:`_TRAIN_ACTIVATION_FACTOR_CONV_CPU`).
+``benchmarks/preflight_accuracy.py`` compares the estimate with the peak RSS of an MLP, a CNN and
+a language-model run. The limits: the device's
 ``bytes_limit`` (GPU/TPU), and the memory the host has available (``MemAvailable``, within a
 cgroup's limit). A run over a limit is refused with :class:`~jaxmem.io.RunError`; one over half
 of it is logged. ``tests/runs/test_preflight.py`` checks the chunk's estimate against XLA's own
@@ -47,6 +51,14 @@ _DESIGN_PEAK = {"balanced": 17, "leave_group_out": 2, "bernoulli": 2, "ratio": 1
 #: Layer outputs of a forward pass held during a training step: those saved for the backward
 #: pass and as much again for the gradients flowing back.
 _TRAIN_ACTIVATION_FACTOR = 2
+#: The same for a convolutional model on CPU: XLA:CPU's convolution gradients take buffers of
+#: several times each 3x3 layer's input (im2col-like). Measured: 12.1x the layer outputs per model
+#: and example (a CNN with channels [32, 64] at batch 128 and 256, 4 and 8 models vmapped).
+_TRAIN_ACTIVATION_FACTOR_CONV_CPU = 12
+#: Training's fixed cost on a CPU host (XLA's compilations of the training and evaluation
+#: programs, the runtime's buffers): measured 0.46-0.48 GB above the estimate of the arrays for
+#: an MLP and a language-model run (benchmarks/preflight_accuracy.py).
+_TRAINING_FIXED_CPU = 448 << 20
 
 
 def _cgroup_limit():
@@ -190,8 +202,11 @@ def estimate(cfg, ds) -> dict:
     # the device with the chunk (jaxmem.runs.records.ChunkRecords)
     vog = 2 * N * math.prod(ds.x_train.shape[1:]) * 4 if cfg.train.records.vog_epochs else 0
     per_model_state = state + vog
-    train_act = V_train * _TRAIN_ACTIVATION_FACTOR * min(cfg.train.batch_size, N) * act_bytes
     from jaxmem.models.registry import spec
+
+    factor = (_TRAIN_ACTIVATION_FACTOR_CONV_CPU if backend == "cpu"
+              and spec(cfg.model.name).convolutional else _TRAIN_ACTIVATION_FACTOR)
+    train_act = V_train * factor * min(cfg.train.batch_size, N) * act_bytes
 
     lm = spec(cfg.model.name).lm
     if lm:   # C is the vocabulary: never [N, L, V] outputs (jaxmem.train.lm.chunk_signals)
@@ -211,7 +226,8 @@ def estimate(cfg, ds) -> dict:
             "per_model_state": per_model_state,
             "params": m["params"], "optimizer": m["optimizer"], "vog_moments": vog,
             "train_activations": train_act, "eval_activations": eval_act, "outputs_per_model": out,
-            "chunk_device": chunk, "design": design_bytes(cfg, N),
+            "chunk_device": chunk, "training_fixed": _TRAINING_FIXED_CPU if backend == "cpu" else 0,
+            "design": design_bytes(cfg, N),
             "scoring": None if lm else scoring_bytes(cfg, N, T, C), "backend": backend}
 
 
@@ -254,7 +270,7 @@ def check(cfg, ds, *, log=print, available=None, device=None) -> dict:
     scoring = 0 if est["scoring"] is None else check_scoring(cfg, N, len(ds.y_test),
                                                              int(ds.num_classes), available=host)
     chunk, K = est["chunk_device"], est["models_per_chunk"]
-    limit = host - M * N if dev is None else dev
+    limit = host - M * N - est["training_fixed"] if dev is None else dev
     where = "host memory (the CPU is the device)" if dev is None else f"{backend} device memory"
     if chunk > limit:
         fixed = chunk - math.ceil(K / max(1, _ndev())) * est["per_model_state"]
@@ -272,7 +288,7 @@ def check(cfg, ds, *, log=print, available=None, device=None) -> dict:
             f"evaluation: {B(act)}, train.batch_size="
             f"{cfg.train.batch_size}, signals.batch_size={cfg.signals.batch_size}); {hint} a "
             f"smaller model ({_fields(cfg)}), train.batch_size or train.vmap_size")
-    peak = max(est["design"], scoring, M * N + (chunk if dev is None else 0))
+    peak = max(est["design"], scoring, M * N + (chunk + est["training_fixed"] if dev is None else 0))
     if peak > host / 2 or (dev is not None and chunk > dev / 2):
         log(f"memory: about {B(peak)} of host memory at the peak ({B(host)} available)"
             + (f"; {B(chunk)} per {backend} device for a chunk of {K} models ({B(dev)})"
