@@ -27,7 +27,7 @@ SMALL = ["subsets.num_models=8", "train.chunk_size=2", "train.epochs=4", "train.
 # Arrays a finished run must reproduce bit for bit, and the summary fields that may differ.
 ARRAYS = ["keep.npy", "model_ratio.npy", "labels.npy", "example_ids.npy", "test_labels.npy",
           "test_ids.npy", "logits.npy", "test_logits.npy", "diverged.npy", "final_loss.npy"]
-TIMING = {"train_seconds", "models_per_second", "files"}
+TIMING = {"train_seconds", "models_per_second", "files", "scoring_id"}   # (scoring_id: new each scoring)
 
 _SESSION = Path(tempfile.mkdtemp(prefix="jaxmem-rel-"))
 atexit.register(shutil.rmtree, _SESSION, ignore_errors=True)

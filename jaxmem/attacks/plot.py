@@ -68,12 +68,15 @@ def roc_figure(curves, *, title=None, grid=FPR_GRID):
     ``curves``: {attack name: [(fpr, tpr), ...] one per target model}. The curves stop at the
     lowest FPR all targets can measure (:func:`lowest_fpr`: below 1 / the number of
     non-members a target's TPR is not measured, only bounded), and the axis label says over how
-    many targets they are averaged. The legend gives the mean AUC and mean TPR at 0.1% FPR.
+    many targets they are averaged. The legend, below the axes (clear of the curves), gives the
+    mean AUC and mean TPR at 0.1% FPR.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure  # no pyplot: the global backend is left alone
 
-    fig = Figure(figsize=(4.5, 4))
+    # the legend goes below the axes: in a log-log ROC the curves fill the lower left (the
+    # low-FPR end, the part that matters) and the upper right, so no corner inside is free
+    fig = Figure(figsize=(4.5, 4 + 0.15 * len(curves)), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     low = max(lowest_fpr(curves), float(grid[0]))
@@ -93,6 +96,5 @@ def roc_figure(curves, *, title=None, grid=FPR_GRID):
                   fontsize=8)
     if title:
         ax.set_title(title)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     return fig

@@ -13,7 +13,8 @@ __all__ = ["fmt", "table", "attack_table", "img_bytes", "img_file", "new_figure"
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;
-font-size:13px;text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+font-size:13px;text-align:right}th{background:#f3f3f3;white-space:normal;max-width:11em}
+td:first-child,th:first-child{text-align:left}
 img{max-width:100%;margin:0.3em}h2{border-bottom:1px solid #ddd;padding-bottom:0.2em}
 .figs{display:flex;flex-wrap:wrap;align-items:flex-start}.note{color:#666;font-size:13px}
 .scroll{overflow-x:auto;max-width:100%}.scroll table{margin-top:0}
@@ -46,11 +47,46 @@ def table(rows, keys=None) -> str:
     return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
 
 
+#: The attack table's metric columns: (heading, summary key); each shows "mean ± std" over the
+#: targets, the std from the key + "_std".
+ATTACK_METRICS = (("AUC", "auc"), ("TPR at 0.1% FPR", "tpr_at_0.001_fpr"),
+                  ("TPR at 1% FPR", "tpr_at_0.01_fpr"))
+
+
+def _na(v):
+    return "n/a" if v is None or (isinstance(v, float) and v != v) else v
+
+
 def attack_table(attacks: dict) -> str:
-    """The attack table of a summary (``{attack: {metric: value}}``): an undefined number (NaN;
-    null in summary.json, e.g. a mean over zero targets) shows as "n/a"."""
-    na = lambda v: "n/a" if v is None or (isinstance(v, float) and v != v) else v
-    return table([{"attack": a, **{k: na(v) for k, v in m.items()}} for a, m in attacks.items()])
+    """The attack table of a summary (``{attack: {metric: value}}``), narrow enough for the page:
+    each metric of :data:`ATTACK_METRICS` as "mean ± std over targets" in one column, the
+    targets with those left out in brackets (undefined, too few scored), the scored fractions of
+    members / non-members in one column, any other key as its own column. An undefined number
+    (NaN; null in summary.json, e.g. a mean over zero targets) shows as "n/a"."""
+    rows = []
+    for a, m in attacks.items():
+        row, used = {"attack": a}, set()
+        for head, k in ATTACK_METRICS:
+            if k in m:
+                sd = m.get(f"{k}_std")
+                row[head] = fmt(_na(m[k])) + ("" if sd is None else f" ± {fmt(_na(sd))}")
+                used |= {k, f"{k}_std"}
+        if "n_targets" in m:
+            out = [f"{m[k]} {what}" for k, what in (("n_targets_undefined", "undefined"),
+                                                   ("n_targets_few_scored", "few scored"))
+                   if m.get(k)]
+            row["targets"] = f"{m['n_targets']}" + (f" ({', '.join(out)})" if out else "")
+            used |= {"n_targets", "n_targets_undefined", "n_targets_few_scored"}
+        if "scored_fraction_members" in m or "scored_fraction_non_members" in m:
+            row["scored fraction (members / non-members)"] = (
+                f"{fmt(_na(m.get('scored_fraction_members')))} / "
+                f"{fmt(_na(m.get('scored_fraction_non_members')))}")
+            used |= {"scored_fraction_members", "scored_fraction_non_members"}
+        row.update({k: _na(v) for k, v in m.items() if k not in used})
+        rows.append(row)
+    if not rows:
+        return ""
+    return table(rows) + note("Mean ± standard deviation over the target models.")
 
 
 def img_bytes(data: bytes, alt: str, width=None) -> str:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxmem.io import load_json
 from jaxmem.report.html import attack_table, fig_img, img_file, new_figure, note, page, table
 
 __all__ = ["run_html"]
@@ -111,10 +110,11 @@ def _lm_sections(workdir: Path, res: Path, summary: dict) -> list:
 def run_html(workdir) -> str:
     """The HTML report of one run directory."""
     from jaxmem.runs import load_run
+    from jaxmem.runs.store import read_summary
 
     workdir = Path(workdir)
     run = load_run(workdir)
-    summary = load_json(workdir / "summary.json") if (workdir / "summary.json").exists() else {}
+    summary = read_summary(workdir)   # (refused when results/ are another scoring's)
     keep, ok = np.asarray(run.keep), ~np.asarray(run.diverged)
     rows = [("models", run.num_models), ("training examples", keep.shape[1]),
             ("diverged models", int((~ok).sum()))]

@@ -123,12 +123,18 @@ def run_text(workdir, as_json: bool = False) -> str:
     """What a run is: its settings, provenance and (when scored) its headline results."""
     workdir = Path(workdir)
     settings, prov = what_was_run(workdir), provenance_rows(workdir)
-    summary = load_json(workdir / "summary.json") if (workdir / "summary.json").exists() else {}
+    from jaxmem.runs.store import read_summary, scoring_mismatch
+
+    mixed = scoring_mismatch(workdir)   # (a killed rescoring: no summary beside others' results)
+    summary = {} if mixed else read_summary(workdir)
     if as_json:
         return json.dumps({"run": dict(settings), "provenance": dict(prov),
-                           "summary": summary}, indent=2, default=str)
+                           "summary": None if mixed else summary, "scoring_mismatch": mixed},
+                          indent=2, default=str)
     out = [f"{workdir}", "", "what was run:"] + _lines(settings) + ["", "provenance:"] + _lines(prov)
-    if summary:
+    if mixed:
+        out += ["", f"results: not shown: {mixed}"]
+    elif summary:
         rows = [("test accuracy", summary["test_accuracy"])] if "test_accuracy" in summary else []
         rows += [("unit", summary["unit"])] if "unit" in summary else []   # LM: texts, copies merged
         rows += [("mean memorization", (summary.get("memorization") or {}).get("mean"))]

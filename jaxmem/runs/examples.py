@@ -92,10 +92,11 @@ def example_record(workdir, example_id) -> dict:
     memorization (estimate, stderr, rank, IN/OUT model counts; a language-model run: its text's),
     the test examples it influences most (``influence.csv``), and per attack the targets' scores
     on it, split by membership (count, mean, min, max; and each target's score)."""
-    from jaxmem.runs.store import load_run
+    from jaxmem.runs.store import load_run, read_summary
 
     workdir = Path(workdir)
     run = load_run(workdir)
+    read_summary(workdir)   # (refused when results/ and summary.json are different scorings')
     ids = np.asarray(run.example_ids)
     if ids.dtype.kind == "U":   # string ids (file names) of an imported run
         key = str(example_id)

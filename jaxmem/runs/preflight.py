@@ -9,7 +9,10 @@ Estimated (bytes; :func:`estimate`):
   model, when ``train.records.vog_epochs`` asks for them), from shapes only (``jax.eval_shape``
   of the model's ``init``, of the optimizer's ``init`` and of a forward pass that captures every
   layer's output: nothing is allocated): per model its parameters, gradients and optimizer state
-  (and BatchNorm statistics), for the models vmapped together the activations of a training
+  (and BatchNorm statistics), for the models the trainer runs at once
+  (:func:`jaxmem.train.trainer.group_size`: one at a time on CPU, the whole chunk on an
+  accelerator; a CNN on CPU trains every model of the chunk together in its step loop on the
+  host, :func:`jaxmem.train.trainer.host_step_loop`) the activations of a training
   batch (the forward's layer outputs kept for the backward pass and as much again while it runs)
   and of an evaluation batch (``signals.batch_size``), the chunk's logits, the data on the
   device;
@@ -17,7 +20,11 @@ Estimated (bytes; :func:`estimate`):
   from one streamed block of logits (up to 512 MB of float64 logits, and the signal functions'
   temporaries) and the attacks' per-target scores ([T, N] float64 each).
 
-On CPU the device is the host, so the chunk counts against host memory. The limits: the device's
+On CPU the device is the host, so the chunk counts against host memory, with training's fixed
+cost (:data:`_TRAINING_FIXED_CPU`: compiled programs, the runtime) and, for a convolutional model,
+XLA:CPU's larger convolution-gradient buffers (:data:`_TRAIN_ACTIVATION_FACTOR_CONV_CPU`).
+``benchmarks/preflight_accuracy.py`` compares the estimate with the peak RSS of an MLP, a CNN and
+a language-model run. The limits: the device's
 ``bytes_limit`` (GPU/TPU), and the memory the host has available (``MemAvailable``, within a
 cgroup's limit). A run over a limit is refused with :class:`~jaxmem.io.RunError`; one over half
 of it is logged. ``tests/runs/test_preflight.py`` checks the chunk's estimate against XLA's own
@@ -44,6 +51,14 @@ _DESIGN_PEAK = {"balanced": 17, "leave_group_out": 2, "bernoulli": 2, "ratio": 1
 #: Layer outputs of a forward pass held during a training step: those saved for the backward
 #: pass and as much again for the gradients flowing back.
 _TRAIN_ACTIVATION_FACTOR = 2
+#: The same for a convolutional model on CPU: XLA:CPU's convolution gradients take buffers of
+#: several times each 3x3 layer's input (im2col-like). Measured: 12.1x the layer outputs per model
+#: and example (a CNN with channels [32, 64] at batch 128 and 256, 4 and 8 models vmapped).
+_TRAIN_ACTIVATION_FACTOR_CONV_CPU = 12
+#: Training's fixed cost on a CPU host (XLA's compilations of the training and evaluation
+#: programs, the runtime's buffers): measured 0.46-0.48 GB above the estimate of the arrays for
+#: an MLP and a language-model run (benchmarks/preflight_accuracy.py).
+_TRAINING_FIXED_CPU = 448 << 20
 
 
 def _cgroup_limit():
@@ -172,9 +187,13 @@ def estimate(cfg, ds) -> dict:
     K = min(chunk_size(cfg), cfg.subsets.num_models)
     import jax
 
+    from jaxmem.train.trainer import group_size, host_step_loop
+
     backend = jax.default_backend()
-    vs = cfg.train.vmap_size or (4 if backend == "cpu" else K)
-    V = min(vs, K)
+    # the models the trainer runs at once: a group (one on CPU), every model of the chunk in a
+    # step loop on the host (a CNN on CPU); evaluation always goes by groups
+    V = group_size(cfg, K, backend)
+    V_train = K if host_step_loop(cfg, backend) else V
     ndev = jax.local_device_count()
     m = model_bytes(cfg, ds.x_train.shape[1:], ds.x_train.dtype, C)
     state = 2 * m["params"] + m["optimizer"] + 2 * m["batch_stats"]   # + gradients
@@ -183,8 +202,11 @@ def estimate(cfg, ds) -> dict:
     # the device with the chunk (jaxmem.runs.records.ChunkRecords)
     vog = 2 * N * math.prod(ds.x_train.shape[1:]) * 4 if cfg.train.records.vog_epochs else 0
     per_model_state = state + vog
-    train_act = V * _TRAIN_ACTIVATION_FACTOR * min(cfg.train.batch_size, N) * act_bytes
     from jaxmem.models.registry import spec
+
+    factor = (_TRAIN_ACTIVATION_FACTOR_CONV_CPU if backend == "cpu"
+              and spec(cfg.model.name).convolutional else _TRAIN_ACTIVATION_FACTOR)
+    train_act = V_train * factor * min(cfg.train.batch_size, N) * act_bytes
 
     lm = spec(cfg.model.name).lm
     if lm:   # C is the vocabulary: never [N, L, V] outputs (jaxmem.train.lm.chunk_signals)
@@ -200,10 +222,12 @@ def estimate(cfg, ds) -> dict:
     data = ds.x_train.nbytes + ds.x_test.nbytes + ds.y_train.nbytes + ds.y_test.nbytes
     per_dev_models = math.ceil(K / ndev)
     chunk = per_dev_models * (per_model_state + out + 2 * N * 4) + max(train_act, eval_act) + data
-    return {"models_per_chunk": K, "vmapped": V, "per_model_state": per_model_state,
+    return {"models_per_chunk": K, "vmapped": V, "vmapped_train": V_train,
+            "per_model_state": per_model_state,
             "params": m["params"], "optimizer": m["optimizer"], "vog_moments": vog,
             "train_activations": train_act, "eval_activations": eval_act, "outputs_per_model": out,
-            "chunk_device": chunk, "design": design_bytes(cfg, N),
+            "chunk_device": chunk, "training_fixed": _TRAINING_FIXED_CPU if backend == "cpu" else 0,
+            "design": design_bytes(cfg, N),
             "scoring": None if lm else scoring_bytes(cfg, N, T, C), "backend": backend}
 
 
@@ -246,7 +270,7 @@ def check(cfg, ds, *, log=print, available=None, device=None) -> dict:
     scoring = 0 if est["scoring"] is None else check_scoring(cfg, N, len(ds.y_test),
                                                              int(ds.num_classes), available=host)
     chunk, K = est["chunk_device"], est["models_per_chunk"]
-    limit = host - M * N if dev is None else dev
+    limit = host - M * N - est["training_fixed"] if dev is None else dev
     where = "host memory (the CPU is the device)" if dev is None else f"{backend} device memory"
     if chunk > limit:
         fixed = chunk - math.ceil(K / max(1, _ndev())) * est["per_model_state"]
@@ -260,10 +284,11 @@ def check(cfg, ds, *, log=print, available=None, device=None) -> dict:
             f"{B(est['optimizer'])}, gradients {B(est['params'])}"
             f"{'; VoG moments ' + B(est['vog_moments']) + ', fewer train.records.vog_epochs' if est['vog_moments'] else ''}"
             f"; activations of "
-            f"{est['vmapped']} models at a time: {B(act)}, train.batch_size="
+            f"{est['vmapped_train']} models at a time in training, {est['vmapped']} in "
+            f"evaluation: {B(act)}, train.batch_size="
             f"{cfg.train.batch_size}, signals.batch_size={cfg.signals.batch_size}); {hint} a "
             f"smaller model ({_fields(cfg)}), train.batch_size or train.vmap_size")
-    peak = max(est["design"], scoring, M * N + (chunk if dev is None else 0))
+    peak = max(est["design"], scoring, M * N + (chunk + est["training_fixed"] if dev is None else 0))
     if peak > host / 2 or (dev is not None and chunk > dev / 2):
         log(f"memory: about {B(peak)} of host memory at the peak ({B(host)} available)"
             + (f"; {B(chunk)} per {backend} device for a chunk of {K} models ({B(dev)})"

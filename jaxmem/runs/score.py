@@ -1,6 +1,7 @@
 """Scoring a finished run: signals (streamed from the stored logits), estimators, attacks (the one
 driver), DP accounting, and every table and figure a report shows, written to ``results/`` and
-``summary.json``:
+``summary.json``, committed as one set (:func:`jaxmem.runs.store.begin_scoring`, then the
+results, then :func:`jaxmem.runs.store.commit_scoring` writes the summary):
 
     results/memorization.csv        every training example, ranked (rank 1: the most memorized; Feldman & Zhang 2020)
     results/attacks.json            per-target attack metrics, chosen parameters, summary
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxmem.io import RunError, save_json, save_npy, save_text
-from jaxmem.runs.store import load_run
+from jaxmem.runs.store import begin_scoring, commit_scoring, load_run
 
 __all__ = ["score", "majority_out", "EXAMPLES_SHOWN"]
 
@@ -85,17 +86,19 @@ def score(workdir, *, log=print, dataset=None, overrides=(), verify: str = "auto
         remove_stale_tmp(workdir, ("results", "results/scores"))
         integrity.ensure_intact(workdir, run.num_models, full=verify == "full", log=log,
                                 allow_mixed=allow_mixed_shards)
+        # results/ and summary.json commit as one set: a new scoring id first, the summary that
+        # carries it last (a kill between leaves ids that differ, which the readers report)
+        sid = begin_scoring(workdir, cfgmod.to_dict(cfg)["scoring"])
         if run.is_lm:   # per-token signals instead of logits
             from jaxmem.runs.score_lm import score_lm
 
             summary = score_lm(workdir, log=log)
         else:
             summary = _score(workdir, run, cfg, log, dataset)
-        integrity.record_missing(workdir, log)
-        if overrides:
-            from jaxmem.io import save_json
-
+        if overrides:   # (before the commit: a kill between leaves the run flagged, not mixed)
             save_json(workdir / "config.json", stored)
+        commit_scoring(workdir, summary, sid)
+        integrity.record_missing(workdir, log)
         provenance.append(workdir, provenance.record(devices=False))
     return summary
 
@@ -181,8 +184,7 @@ def _score(workdir: Path, run, cfg, log, dataset) -> dict:
 
         summary["dp"] = run_epsilon(cfg.train, keep.sum(1).mean())
     summary["scoring"] = cfgmod.to_dict(cfg)["scoring"]   # the settings this summary was made with
-    save_json(workdir / "summary.json", summary)
-    return summary
+    return summary   # (written by score(), with the scoring's id: jaxmem.runs.store.commit_scoring)
 
 
 def _summary(cfg, workdir, run, keep, ok, diverged, correct, test_acc, test_acc_tta, mem, order,

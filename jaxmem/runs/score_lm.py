@@ -263,7 +263,8 @@ def _exact_match(run, keep, ok, tg):
 
 def score_lm(workdir, *, log=print) -> dict:
     """Estimators, extraction tables and attacks of a finished language-model run (module
-    docstring); returns and writes ``summary.json``. Every number counts each text once: a text
+    docstring); returns the summary, which :func:`jaxmem.runs.score` commits as ``summary.json``
+    (results/ and the summary as one set). Every number counts each text once: a text
     and its copies (one group of ``text.json``'s ``groups``) are one example
     (:func:`jaxmem.estimators.lm.text_groups`), as in the experiments' tables."""
     from jaxmem.attacks import evaluate, metric_warnings_only
@@ -342,8 +343,7 @@ def score_lm(workdir, *, log=print) -> dict:
                        ext_out, order, attack_summary,
                        {"memorization": str(res / "memorization.csv"),
                         "extraction": str(res / "extraction.csv"), **figures})
-    save_json(workdir / "summary.json", summary)
-    return summary
+    return summary   # (jaxmem.runs.score commits it as summary.json, stamped with its scoring id)
 
 
 def _nanmean(x) -> float | None:

@@ -20,10 +20,18 @@ Layout of a run directory (plain formats: ``.npy`` without pickle, JSON, CSV, PN
     token_correct.npy [M, N, L-1], nll.npy [M, N], test_token_logp.npy [M, T, L-1],
     test_nll.npy [M, T] (jaxmem.train.lm); its labels.npy
     holds each sequence's length, and text.json its texts and per-example facts)
-    results/             memorization.csv, attacks.json, roc.png, memorization_hist.png
-    summary.json
+    results/             memorization.csv, attacks.json, roc.png, memorization_hist.png, and
+                         scoring.json: the id of the scoring that is writing or wrote results/
+    summary.json         its "scoring_id" is that id once the scoring has finished
 
 Every stage is restartable: a killed run, rerun with the same command, skips what is done.
+
+Scoring's outputs (``results/`` and ``summary.json``) commit as one set: a scoring first writes a
+new id to ``results/scoring.json`` (:func:`begin_scoring`), then its results, and last
+``summary.json`` carrying the same id (:func:`commit_scoring`). A scoring killed in between
+leaves ids that differ, and the readers (:func:`read_summary`, ``Run.summary``, ``jaxmem show``,
+``jaxmem report``) say so in one line instead of showing one scoring's summary beside another's
+results; rerunning ``jaxmem score`` rewrites both.
 """
 from __future__ import annotations
 
@@ -31,16 +39,18 @@ import dataclasses
 import functools
 import json
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
 
 from jaxmem import config as cfgmod
-from jaxmem.io import RunError, load_json, load_npy, save_text
+from jaxmem.io import RunError, load_json, load_npy, save_json, save_text
 from jaxmem.runs.records import RECORD_FILES, record_epochs, record_file
 
 __all__ = ["Run", "load_run", "assemble", "RUN_ENTRIES", "LM_ARRAYS", "shard_name", "covered",
-           "shard_spans", "ASSEMBLED"]
+           "shard_spans", "ASSEMBLED", "SCORING_MARK", "begin_scoring", "commit_scoring",
+           "scoring_mismatch", "read_summary"]
 
 #: The arrays of a language-model run that stand in for logits.npy / test_logits.npy: those of
 #: jaxmem.train.lm.CHUNK_ARRAYS (not imported here, which would load jax to read a run; a test
@@ -127,7 +137,12 @@ class Run:
 
     @property
     def summary(self) -> dict:
-        return load_json(self.path / "summary.json")
+        """``summary.json``; :class:`~jaxmem.io.RunError` when it is missing or belongs to another
+        scoring than ``results/`` (:func:`scoring_mismatch`)."""
+        if not (self.path / "summary.json").exists():
+            raise RunError(f"{self.path / 'summary.json'}: file not found (not scored yet: "
+                           f"jaxmem score {self.path})")
+        return read_summary(self.path)
 
     @property
     def num_models(self) -> int:
@@ -164,6 +179,78 @@ def load_run(path) -> Run:
     if out.shape[:2] != keep.shape:
         raise RunError(f"{path}: {outputs[:-4]} {out.shape} do not match keep {keep.shape}")
     return run
+
+
+#: Where a scoring records its id, first thing (relative to the run directory).
+SCORING_MARK = "results/scoring.json"
+
+
+def begin_scoring(workdir, settings=None) -> str:
+    """Start a scoring of ``workdir``: write a new scoring id to ``results/scoring.json`` before
+    anything else in ``results/`` changes (from here until :func:`commit_scoring`, readers see
+    that ``summary.json`` and ``results/`` may come from different scorings).
+
+    Args:
+        workdir: the run directory (the caller holds its lock).
+        settings: the ``scoring.*`` settings being applied (recorded for the reader's message).
+
+    Returns:
+        The new scoring id, to pass to :func:`commit_scoring`.
+    """
+    sid = uuid.uuid4().hex
+    save_json(Path(workdir) / SCORING_MARK, {"id": sid, "started": time.strftime(
+        "%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "scoring": settings})
+    return sid
+
+
+def commit_scoring(workdir, summary: dict, sid: str) -> dict:
+    """Finish the scoring ``sid`` (:func:`begin_scoring`): write ``summary.json`` (atomically)
+    carrying the same id, which makes ``results/`` and the summary one set again.
+
+    Args:
+        workdir: the run directory.
+        summary: the summary to write (``"scoring_id"`` is added to it).
+        sid: the id :func:`begin_scoring` returned.
+
+    Returns:
+        ``summary`` (with its ``scoring_id``).
+    """
+    summary["scoring_id"] = sid
+    save_json(Path(workdir) / "summary.json", summary)
+    return summary
+
+
+def scoring_mismatch(workdir):
+    """One line saying why ``summary.json`` and ``results/`` are not one scoring's set (a scoring
+    was killed, or is still running, after :func:`begin_scoring` and before
+    :func:`commit_scoring`), or None when they are (or when the run was never scored, or was
+    scored by a jaxmem that wrote no scoring ids)."""
+    workdir = Path(workdir)
+    mark = workdir / SCORING_MARK
+    if not mark.exists():
+        return None
+    sid = load_json(mark).get("id")
+    summary = workdir / "summary.json"
+    if summary.exists() and load_json(summary).get("scoring_id") == sid:
+        return None
+    return (f"{workdir}: results/ and summary.json are from different scorings (a jaxmem score "
+            f"begun at {load_json(mark).get('started')} was interrupted, or is still running); "
+            f"rerun `jaxmem score {workdir}` (with the --set scoring.* settings you want) to "
+            f"rewrite both")
+
+
+def read_summary(workdir) -> dict:
+    """``summary.json`` of a run, ``{}`` when it has not been scored.
+
+    Raises:
+        RunError: ``summary.json`` and ``results/`` come from different scorings
+            (:func:`scoring_mismatch`).
+    """
+    workdir = Path(workdir)
+    msg = scoring_mismatch(workdir)
+    if msg:
+        raise RunError(msg)
+    return load_json(workdir / "summary.json") if (workdir / "summary.json").exists() else {}
 
 
 def shard_name(a, b):

@@ -34,10 +34,33 @@ from jaxmem.train.rng import AUGMENT, CURVATURE, DATA, DP_NOISE, DROPOUT, FLIP, 
 from jaxmem.train.state import ChunkStatus
 from jaxmem.train.steps import ModelSteps
 
-__all__ = ["Trainer", "train_phases", "steps_per_epoch_max", "WHITEN_IMAGES", "CPU_VMAP_SIZE"]
+__all__ = ["Trainer", "train_phases", "steps_per_epoch_max", "WHITEN_IMAGES", "CPU_VMAP_SIZE",
+           "group_size", "host_step_loop"]
 
 WHITEN_IMAGES = 5000   # airbench94 whitens on 5,000 training images
 CPU_VMAP_SIZE = 1      # models vmapped together on CPU when train.vmap_size = 0 (1: one at a time)
+
+
+def group_size(cfg, K: int, backend=None) -> int:
+    """Models vmapped together (trained and evaluated at once) in a chunk of ``K``:
+    ``train.vmap_size``, or when 0, the whole chunk, except on CPU, where models go one at a
+    time (:data:`CPU_VMAP_SIZE`). ``backend``: JAX's default backend unless given. The memory
+    check at the door (:mod:`jaxmem.runs.preflight`) counts the activations of this many."""
+    vs = cfg.train.vmap_size
+    if vs <= 0:
+        backend = jax.default_backend() if backend is None else backend
+        vs = CPU_VMAP_SIZE if backend == "cpu" else K
+    return min(vs, K)
+
+
+def host_step_loop(cfg, backend=None) -> bool:
+    """Whether training steps loop on the host (one jitted call per step, every model of the
+    chunk vmapped together: :meth:`Trainer._train_host_loop`): ``train.step_loop = "host"``, or
+    "auto" for a convolutional model on CPU (jax#12868)."""
+    t = cfg.train
+    backend = jax.default_backend() if backend is None else backend
+    return t.step_loop == "host" or (t.step_loop == "auto" and backend == "cpu"
+                                     and spec(cfg.model.name).convolutional)
 
 
 @dataclasses.dataclass
@@ -66,9 +89,7 @@ class Trainer(ModelSteps):
                              f"{tuple(self.x_train.shape)}")
         self.tx = make_optimizer(t, whiten=self.whiten)
         # convolution gradients in an XLA:CPU loop body are slow (jax#12868): loop on the host
-        self.host_steps = t.step_loop == "host" or (
-            t.step_loop == "auto" and jax.default_backend() == "cpu"
-            and spec(self.cfg.model.name).convolutional)
+        self.host_steps = host_step_loop(self.cfg)
         if self.schedule_epochs is None:
             self.schedule_epochs = t.epochs
         self.num_epochs = int(math.ceil(t.epochs))
@@ -116,12 +137,8 @@ class Trainer(ModelSteps):
         return state, ChunkStatus(diverged, loss), records
 
     def group_size(self, K: int) -> int:
-        """Models vmapped together in a chunk of ``K``: ``train.vmap_size``, or when 0, the whole
-        chunk, except on CPU, where models go one at a time (CPU_VMAP_SIZE = 1)."""
-        vs = self.cfg.train.vmap_size
-        if vs <= 0:
-            vs = CPU_VMAP_SIZE if jax.default_backend() == "cpu" else K
-        return min(vs, K)
+        """Models vmapped together in a chunk of ``K`` (:func:`group_size`)."""
+        return group_size(self.cfg, K)
 
     def _map_models(self, fn, *args):
         """Map ``fn`` over the leading model axis: ``vmap``, in groups of :meth:`group_size` via

@@ -192,3 +192,54 @@ def _brute_roc(scores, member):
     fpr = np.array([(scores[~member] >= t).mean() for t in ts])
     tpr = np.array([(scores[member] >= t).mean() for t in ts])
     return fpr, tpr
+
+
+def test_roc_legend_sits_below_the_axes_clear_of_the_curves(rng):
+    """Issue 21 item 12: the legend sat inside the axes ("lower right"), over the low-FPR end of
+    the curves in the log-log plot. It now sits below the axes: its box and the axes' (in
+    pixels, after drawing) do not overlap, and every entry is there."""
+    from jaxmem.attacks.plot import roc_figure
+
+    curves = {}
+    for name in ("lira_online", "lira_offline", "lira_online_fixed_variance", "global_threshold"):
+        member = rng.random(600) < 0.5
+        curves[name] = [_brute_roc(rng.normal(size=600) + 0.5 * member, member) for _ in range(3)]
+    fig = roc_figure(curves)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    leg, box = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert leg.y1 <= box.y0, (leg, box)
+    assert 0 <= leg.x0 and leg.x1 <= fig.bbox.width and 0 <= leg.y0   # inside the figure
+    assert [t.get_text().split()[0] for t in ax.get_legend().get_texts()] == list(curves)
+
+
+def test_attack_table_fits_the_page(rng):
+    """Issue 21 item 12: the attack table had a column per summary key (12) and scrolled
+    sideways. Now mean ± std share a column, targets and scored fractions one each: 6 columns,
+    headers that wrap; each cell is the summary's number."""
+    from jaxmem.report.html import attack_table, fmt
+
+    keys = ("auc", "tpr_at_0.001_fpr", "tpr_at_0.01_fpr")
+    attacks = {}
+    for a in ("lira_online", "rmia_offline"):
+        m = {}
+        for k in keys:
+            m[k], m[f"{k}_std"] = float(rng.random()), float(rng.random() / 10)
+        m.update(n_targets=int(rng.integers(2, 99)), n_targets_undefined=0,
+                 n_targets_few_scored=1, scored_fraction_members=float(rng.random()),
+                 scored_fraction_non_members=1.0)
+        attacks[a] = m
+    attacks["rmia_offline"]["auc"] = None    # undefined: n/a
+    text = attack_table(attacks)
+    heads = re.findall(r"<th>(.*?)</th>", text)
+    assert len(heads) == 6, heads
+    rows = [re.findall(r"<td>(.*?)</td>", r) for r in text.split("<tr>")[2:]]
+    for (a, m), r in zip(attacks.items(), rows):
+        assert r[0] == a
+        for j, k in enumerate(keys, 1):
+            v = "n/a" if m[k] is None else fmt(m[k])
+            assert r[j] == f"{v} ± {fmt(m[k + '_std'])}"
+        assert r[4] == f"{m['n_targets']} (1 few scored)"
+        assert r[5] == f"{fmt(m['scored_fraction_members'])} / 1"
+    css = report.html.page("t", "")
+    assert "white-space:normal" in css

@@ -211,3 +211,70 @@ def test_a_resume_on_changed_inputs_with_the_same_labels_is_refused(tmp_path, mo
     assert json.loads((wd / "dataset.json").read_text())["fingerprint"] == before   # not overwritten
     execute(cfg, wd, progress=False, log=lambda *a: None, allow_mixed_shards=True)
     assert json.loads((wd / "dataset.json").read_text())["fingerprint"] != before
+
+
+# ------------------------------------------------------------------ scoring commits as one set
+
+
+def _imported_run(path, rng):
+    from jaxmem.runs import import_arrays
+
+    M, N, T, C = 10, 40, 20, 3
+    import_arrays(path, rng.random((M, N)) < 0.5,
+                  rng.normal(size=(M, N, 1, C)).astype(np.float32), rng.integers(0, C, N),
+                  test_logits=rng.normal(size=(M, T, 1, C)).astype(np.float32),
+                  test_labels=rng.integers(0, C, T), overrides=['scoring.attacks=["loss"]'])
+    return path
+
+
+@pytest.mark.parametrize("killed_at", ["summary.json", "attacks.json"])
+def test_a_rescoring_killed_before_its_summary_is_reported_not_mixed(tmp_path, rng, monkeypatch,
+                                                                     capsys, killed_at):
+    """Issue 21 item 6: a rescoring with other scoring.* settings, killed after (or while)
+    writing results/ and before summary.json, left the previous scoring's summary beside the
+    new results (show and report printed both). The readers now name the mismatch in one line;
+    the same command rescores it into one set again."""
+    import os
+
+    from jaxmem.io import RunError
+    from jaxmem.report.run import run_html
+    from jaxmem.report.show import example_text, run_text
+    from jaxmem.runs import load_run, score
+
+    wd = _imported_run(tmp_path / "r", rng)
+    quiet = lambda *a: None
+    score(wd, log=quiet)
+    assert "loss AUC" in run_text(wd) and "global_threshold" not in run_text(wd)
+    sets = ['scoring.attacks=["loss","global_threshold"]']
+    real = os.replace
+
+    def killed(src, dst, *a, **k):   # the process dies as it would commit this file
+        if str(dst).endswith(killed_at):
+            raise KeyboardInterrupt("killed")
+        return real(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        score(wd, overrides=sets, log=quiet)
+    monkeypatch.setattr(os, "replace", real)
+    if killed_at == "summary.json":   # (the new scoring's results are all there)
+        assert "global_threshold" in json.loads((wd / "results/attacks.json").read_text())["summary"]
+    text = run_text(wd)
+    assert "different scorings" in text and "loss AUC" not in text, text
+    assert json.loads(run_text(wd, as_json=True))["summary"] is None
+    with pytest.raises(RunError, match="different scorings"):
+        run_html(wd)
+    with pytest.raises(RunError, match="different scorings"):
+        example_text(wd, int(load_run(wd).example_ids[0]))
+    with pytest.raises(RunError, match="different scorings"):
+        _ = load_run(wd).summary
+    assert cli.main(["report", str(wd)]) == 2
+    err = capsys.readouterr().err
+    assert "different scorings" in err and len(err.strip().splitlines()) == 1
+    # the same command again: one set, shown whole
+    score(wd, overrides=sets, log=quiet)
+    text = run_text(wd)
+    assert "global_threshold AUC" in text and "loss AUC" in text and "different" not in text
+    assert "global_threshold" in run_html(wd)
+    assert load_run(wd).summary["scoring_id"] == json.loads(
+        (wd / "results/scoring.json").read_text())["id"]

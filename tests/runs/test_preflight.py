@@ -72,6 +72,50 @@ def test_estimate_of_a_chunk_is_at_least_xla_s_own_count():
     assert xla <= est["chunk_device"] <= 4 * xla
 
 
+def test_cpu_estimate_counts_the_models_the_trainer_runs_at_once():
+    """Issue 21 item 8: on CPU the trainer runs one model at a time (vmap_size 0), yet the
+    estimate counted the activations of 4 (6.8 GB estimated, 2.3-2.7 GB measured). The training
+    and evaluation activations are now those of as many models as the Trainer itself runs
+    together: one on CPU; every model of the chunk for a CNN's step loop on the host; the
+    chunk (or train.vmap_size) on an accelerator (benchmarks/preflight_accuracy.py compares the
+    estimate with measured peaks)."""
+    import jax
+
+    from jaxmem.train import Trainer
+
+    assert jax.default_backend() == "cpu"   # (the test suite runs on CPU)
+    ds = _DS(N=256, T=64)
+    base = {"model": {"hidden": [128, 64]}, "subsets": {"num_models": 8},
+            "train": {"chunk_size": 8, "batch_size": 32}, "signals": {"batch_size": 64}}
+    cfg = cfgmod.from_dict(base)
+    act = P.model_bytes(cfg, (64,), np.float32, 10)["activation"]
+    est = P.estimate(cfg, ds)
+    tr = Trainer(cfg, jax.numpy.asarray(ds.x_train), jax.numpy.asarray(ds.y_train), 10, 8)
+    assert est["vmapped"] == est["vmapped_train"] == tr.group_size(8) == 1
+    assert est["train_activations"] == 2 * 32 * act          # one model's training batch
+    assert est["eval_activations"] == 64 * act               # one model's evaluation batch
+    vm = cfgmod.from_dict({**base, "train": {**base["train"], "vmap_size": 8}})
+    est8 = P.estimate(vm, ds)
+    assert est8["vmapped"] == 8 and est8["train_activations"] == 8 * est["train_activations"]
+    assert est8["chunk_device"] > est["chunk_device"]
+    # an accelerator runs the whole chunk together
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(jax, "default_backend", lambda: "gpu")
+        gpu = P.estimate(cfg, ds)
+    assert gpu["vmapped"] == 8 and gpu["train_activations"] == 8 * est["train_activations"]
+    # a CNN on CPU steps on the host with every model of the chunk vmapped together
+    cnn = cfgmod.from_dict({"model": {"name": "cnn", "channels": [8, 16]},
+                            "subsets": {"num_models": 8}, "train": {"chunk_size": 8, "batch_size": 32}})
+    img = _DS(N=256, T=64)
+    img.x_train, img.x_test = np.zeros((256, 8, 8, 1), np.float32), np.zeros((64, 8, 8, 1), np.float32)
+    e = P.estimate(cnn, img)
+    a = P.model_bytes(cnn, (8, 8, 1), np.float32, 10)["activation"]
+    assert e["vmapped"] == 1 and e["vmapped_train"] == 8
+    assert e["train_activations"] == 8 * P._TRAIN_ACTIVATION_FACTOR_CONV_CPU * 32 * a
+    # training's fixed cost counts against the host on CPU only (not a device's memory)
+    assert est["training_fixed"] > 0 and gpu["training_fixed"] == 0
+
+
 def test_refusals_name_the_fields(rng):
     cfg = cfgmod.from_dict({"model": {"hidden": [65536, 65536]}})
     with pytest.raises(RunError, match=r"model: a chunk of \d+ models needs about .*one model alone does not fit: "
