@@ -85,14 +85,14 @@ def null_interval(scores, members, groups=GROUPS, seed=0):
     return full, se
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _world(design, M):
     rng = np.random.default_rng(_seed(design, M))
     keep = DESIGNS[design](int(rng.integers(2**31)), M, N)
     return keep, noise_signals(rng, M, N), rng.integers(0, C, size=N)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def null_scores(design, M, attack=None):
     """{attack: (scores [T, N], members [T, N])}: every attack but those of FEW_TARGETS at once
     (attack=None), or one of those on its first few targets."""

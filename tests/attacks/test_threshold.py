@@ -87,3 +87,22 @@ def test_shokri_rejects_bad_shapes():
         shokri(tp[:10], y, sp, keep)
     with pytest.raises(ValueError):
         shokri(tp, y + 3, sp, keep)
+
+
+def test_the_loss_attack_of_a_run_is_the_identity_querys_loss(rng):
+    """Code and docs agree (issue #27): a run's loss attack scores −cross-entropy of the identity
+    query (Yeom et al.), float64 numpy reference; averaging happens only for [N, A] inputs."""
+    from jaxmem.attacks import evaluate
+    from jaxmem.signals import compute_signals
+
+    M, N, A, C = 5, 60, 3, 4
+    logits = rng.normal(size=(M, N, A, C)) * 3
+    labels = rng.integers(0, C, size=N)
+    keep = rng.random((M, N)) < 0.5
+    sig = compute_signals(logits, labels, ["loss"], dtype=np.float64)
+    ev = evaluate(sig, keep, attacks=("loss",), return_scores=True)
+    z = logits[:, :, 0]
+    ce = np.log(np.exp(z).sum(-1)) - np.take_along_axis(z, labels[None, :, None], -1)[..., 0]
+    np.testing.assert_allclose(ev.scores["loss"], -ce, rtol=1e-12, atol=1e-12)
+    per_query = np.log(np.exp(logits).sum(-1)) - np.take_along_axis(logits, labels[None, :, None, None], -1)[..., 0]
+    np.testing.assert_allclose(loss_attack(per_query[0]), -per_query[0].mean(-1), rtol=1e-12)
