@@ -132,7 +132,8 @@ def evaluate(
         :class:`jaxmem.signals.Signals`, or a dict; a bare array is taken as ``{"phi": array}``):
         ``"phi"`` [M, N, A] (or [M, N]) logit-scaled confidences of M models on N examples, A
         queries (LiRA, global threshold); ``"loss"`` [M, N(, A)] per-example losses
-        (:func:`jaxmem.attacks.threshold.loss_attack`, averaged over A); ``"p"`` [M, N(, A)]
+        (:func:`jaxmem.attacks.threshold.loss_attack`, averaged over A when given; the ``loss``
+        of :func:`jaxmem.signals.compute_signals` is the identity query's, [M, N]); ``"p"`` [M, N(, A)]
         true-class probabilities on the N examples and ``"p_pop"`` [M, Z(, A)] on Z population
         points that no model trained on (:func:`jaxmem.attacks.rmia.rmia`; A is averaged first,
         unless ``rmia_aggregate="vote"`` passes each query's p); ``"probs"`` [M, N, C] (Shokri,

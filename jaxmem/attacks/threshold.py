@@ -25,7 +25,11 @@ def _reduce(x):
 def loss_attack(target_loss):
     """Yeom et al. (2018) loss attack: score = −loss (members have lower loss).
 
-    ``target_loss`` is [N] or [N, A] (averaged over the A augmentation queries). Returns float64 [N].
+    ``target_loss`` is [N], or [N, A] (then averaged over the A augmentation queries). Returns
+    float64 [N]. In a run (and :func:`jaxmem.signals.compute_signals`) the ``loss`` signal is the
+    cross-entropy of the identity query only, [M, N], so the registered ``loss`` attack scores
+    one query, as Yeom et al. and ML Privacy Meter's LOSS attack do; give [N, A] losses to
+    average over queries.
     """
     return -_reduce(target_loss)
 
@@ -118,6 +122,10 @@ def shokri(target_probs, target_labels, shadow_probs, shadow_keep, *, top_k=None
       max_samples: shadow (model, example) pairs per class, subsampled uniformly beyond that.
       min_per_class: a class with fewer "in" or "out" shadow pairs uses one attack model trained
         on all classes instead.
+      class_block: attack classifiers trained at once (vmapped); only those that score some
+        example are trained (the usable classes present in ``target_labels``, and the all-class
+        one only when a present class is not usable). Each classifier's training is independent
+        of the others', so the block size changes nothing but speed.
 
     Features are standardized with the training pairs' mean and std. Shadow models whose
     probabilities hold NaN/inf are left out (a :class:`~jaxmem.attacks.NonFiniteModelWarning`
