@@ -26,8 +26,7 @@ from jaxmem.attacks import registry
 from jaxmem.attacks._checks import NonFiniteModelWarning, nonfinite_models
 from jaxmem.attacks._loo import example_stats, lira_targets
 from jaxmem.attacks.evaluation import MIN_SCORED, Evaluation, FewScoredWarning
-from jaxmem.attacks.lira import FewShadowsWarning, _check_options, balanced_design
-from jaxmem.attacks.lira import pair_out as _pair_out
+from jaxmem.attacks.lira import FewShadowsWarning, PairOut, _check_options, balanced_design
 from jaxmem.attacks.roc import UndefinedMetricWarning, roc_metrics
 
 __all__ = ["evaluate", "Evaluation", "ATTACKS", "DEFAULT_ATTACKS", "LIRA_ATTACKS", "metric_warnings_only"]
@@ -304,6 +303,7 @@ def evaluate(
                 per_call[a] = _rmia_call_options(a, e, sig, keep, mask, targets, shadows,
                                                  rmia_opts, rmia_tune, params)
         tb = max(1, target_block_elems // max(N, 1))
+        pick = PairOut(keep) if pair_seed is not None else None
         for attack in others:
             e = entries[attack]
             with_drop = pair_seed is not None and (e.loo == "lira" or e.family == "rmia")
@@ -312,7 +312,7 @@ def evaluate(
                 warnings.simplefilter("ignore", RuntimeWarning)
                 for b0 in range(0, targets.size, tb):
                     rows = []
-                    drops = _pair_out(keep, targets[b0:b0 + tb], pair_seed) if with_drop else None
+                    drops = pick(targets[b0:b0 + tb], pair_seed) if with_drop else None
                     for j in range(b0, min(b0 + tb, targets.size)):
                         kw = dict(per_call[attack])
                         if isinstance(kw.get("a"), np.ndarray):  # tuned per target
@@ -419,12 +419,13 @@ def _lira_all_targets(phi, keep, mask, targets, kinds, record, *, location, offl
     st = example_stats(phi, keep, mask, location)
     tb = max(1, target_block_elems // (N * A))
     cols = jnp.arange(N)
+    pick = PairOut(keep) if pair_seed is not None else None
     for t0 in range(0, targets.size, tb):
         tgt = targets[t0:t0 + tb]
         sel = np.r_[tgt, np.full(tb - tgt.size, tgt[0])] if targets.size > tb else tgt  # one shape
         drop = {}
         if pair_seed is not None:  # the model left out with each target on each example
-            d = _pair_out(keep, sel, pair_seed)
+            d = pick(sel, pair_seed)
             has = (d >= 0) & mask[np.maximum(d, 0)]
             drop = {"v_drop": phi[jnp.asarray(np.maximum(d, 0)), cols[None, :]],
                     "has_drop": jnp.asarray(has)}

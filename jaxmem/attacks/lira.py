@@ -62,7 +62,7 @@ from jax.scipy.special import log_ndtr
 from jaxmem.attacks._checks import drop_nonfinite_shadows
 from jaxmem.attacks._select import select_two_groups
 
-__all__ = ["lira", "global_threshold", "FewShadowsWarning", "balanced_design", "pair_out"]
+__all__ = ["lira", "global_threshold", "FewShadowsWarning", "balanced_design", "pair_out", "PairOut"]
 
 _Z_CLIP = 1e150
 _F64 = jnp.float64  # used only inside ``jax.enable_x64(True)`` scopes
@@ -341,14 +341,28 @@ def pair_out(keep, targets, seed=0):
 
     See the module docstring for why (a balanced design biases online LiRA otherwise).
     """
-    keep = np.asarray(keep, bool)
+    return PairOut(keep)(targets, seed)
+
+
+class PairOut:
+    """:func:`pair_out` for many blocks of targets: the per-example order of the models is
+    computed once (an [M, N] int32 array), each call then costs O(T · N)."""
+
+    def __init__(self, keep):
+        keep = np.asarray(keep, bool)
+        M, N = keep.shape
+        self.keep, self.n_in = keep, keep.sum(0)
+        # order[:, i]: the IN models of example i (in index order), then its OUT models
+        pos = np.where(keep, np.cumsum(keep, 0) - 1, self.n_in + np.cumsum(~keep, 0) - 1)
+        self.order = np.empty((M, N), np.int32 if M < 2**31 else np.int64)
+        self.order[pos, np.arange(N)] = np.arange(M)[:, None]
+
+    def __call__(self, targets, seed=0):
+        return _pick(self.keep, self.n_in, self.order, np.asarray(targets, np.int64).reshape(-1), seed)
+
+
+def _pick(keep, n_in, order, targets, seed):
     M, N = keep.shape
-    targets = np.asarray(targets, np.int64).reshape(-1)
-    n_in = keep.sum(0)
-    # order[:, i]: the IN models of example i (in index order), then its OUT models
-    pos = np.where(keep, np.cumsum(keep, 0) - 1, n_in + np.cumsum(~keep, 0) - 1)
-    order = np.empty((M, N), np.int32 if M < 2**31 else np.int64)
-    order[pos, np.arange(N)] = np.arange(M)[:, None]
     cols = np.arange(N)
     out = np.empty((targets.size, N), np.int64)
     for j, t in enumerate(targets):
