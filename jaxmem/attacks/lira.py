@@ -36,14 +36,16 @@ OUT. The estimates of μ and σ then differ in sample size between members and n
 signals without any membership information online LiRA scored AUC 0.42 with 8 models and 0.48
 with 16 (fixed variance 0.46 / 0.49), many standard errors below chance. :func:`pair_out` removes
 the coupling: for each target and example it also leaves out one model of the *opposite*
-membership, chosen uniformly at random (seeded by target and example, so reproducible), so that
+membership, chosen uniformly at random (one draw per example from a generator seeded by a seed
+and the target, so reproducible), so that
 members and non-members alike see k − 1 IN and M − k − 1 OUT shadows (the LiRA reference code
 gets the same counts by truncating every example to the smallest IN and OUT counts). It costs
 one shadow per example. In Bernoulli and fixed-ratio designs the other models' rows are drawn
 independently of the target's, so an example's shadow counts say nothing about its membership:
 nothing is left out there (leaving a pair out would *create* a bias: members would keep one IN
 shadow more than non-members). :func:`balanced_design` tells the two apart from ``keep``;
-:func:`jaxmem.attacks.evaluate` does all this for every LiRA variant (``pair_out="auto"``), and
+:func:`jaxmem.attacks.evaluate` does all this for every LiRA and RMIA variant (``pair_out="auto"``,
+also with shadow subsets: the model is drawn among all models, then the subset's others are used), and
 :func:`lira` takes the result as ``shadow_use``. A target that is not one of the design's
 models (an audit of a model trained elsewhere) needs none of it.
 """
