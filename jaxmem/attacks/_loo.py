@@ -14,7 +14,9 @@ and the leave-one-out mean/variance follow from a rank-one downdate (n' = n − 
 SS' = 0 and its value as mean exactly, from the set's min/max and their multiplicities). The scores
 then equal per-target :func:`jaxmem.attacks.lira.lira` calls up to float64 rounding (except where
 σ' is tiny next to the removed point's deviation, when the downdate loses relative precision
-~1e-16·SS/SS'), at the cost of one pass for all targets.
+~1e-16·SS/SS'), at the cost of one pass for all targets. Leaving a pair out (a balanced design,
+:func:`jaxmem.attacks.lira.pair_out`) removes one element from each set instead: the target's
+value from its own side and the left-out model's value from the other, with the same formulas.
 """
 
 from __future__ import annotations
@@ -62,18 +64,27 @@ def _loo(st, name, v32, removed, location):
     ss_t = jnp.where(r, jnp.where(const, 0.0, jnp.maximum(ss_t, 0.0)), ss)
     mean_t = jnp.where(r, mean_t, mean)
     if location == "median":
-        o = st[f"ord_{name}"][None]  # [1, N, A, 3]
-        loc = jnp.where(r, _loo_median(o, n[..., None], v32), _full_median(o, n[..., None]))
+        o = st[f"ord_{name}"][None].astype(jnp.float64)  # [1, N, A, 3]; medians in float64
+        loc = jnp.where(r, _loo_median(o, n[..., None], v), _full_median(o, n[..., None]))
     else:
         loc = mean_t
     return loc, ss_t, n_t
 
 
 @functools.partial(jax.jit, static_argnames=("kinds", "location", "offline_variant", "fixed_mode"))
-def lira_targets(v, member, st, *, kinds, location, offline_variant, fixed_mode, min_in, min_out, eps):
-    """LiRA scores of a block of targets: v [T, N, A] their φ, member [T, N] their keep rows."""
-    mu_in, ss_in, n_in = _loo(st, "in", v, member, location)
-    mu_out, ss_out, n_out = _loo(st, "out", v, ~member, location)
+def lira_targets(v, member, st, v_drop=None, has_drop=None, *, kinds, location, offline_variant,
+                 fixed_mode, min_in, min_out, eps):
+    """LiRA scores of a block of targets: v [T, N, A] their φ, member [T, N] their keep rows;
+    when leaving a pair out (:func:`jaxmem.attacks.lira.pair_out`), v_drop [T, N, A] the φ of the
+    model left out with the target on each example and has_drop [T, N] whether it is one of the
+    usable models (its value is then removed from the set of the opposite membership)."""
+    if v_drop is None:
+        mu_in, ss_in, n_in = _loo(st, "in", v, member, location)
+        mu_out, ss_out, n_out = _loo(st, "out", v, ~member, location)
+    else:
+        m3 = member[..., None]
+        mu_in, ss_in, n_in = _loo(st, "in", jnp.where(m3, v, v_drop), member | has_drop, location)
+        mu_out, ss_out, n_out = _loo(st, "out", jnp.where(m3, v_drop, v), ~member | has_drop, location)
     sd = {
         "in": jnp.sqrt(ss_in / n_in[..., None]),
         "out": jnp.sqrt(ss_out / n_out[..., None]),

@@ -26,7 +26,7 @@ from jaxmem.attacks import registry
 from jaxmem.attacks._checks import NonFiniteModelWarning, nonfinite_models
 from jaxmem.attacks._loo import example_stats, lira_targets
 from jaxmem.attacks.evaluation import MIN_SCORED, Evaluation, FewScoredWarning
-from jaxmem.attacks.lira import FewShadowsWarning, _check_options
+from jaxmem.attacks.lira import FewShadowsWarning, PairOut, _check_options, balanced_design
 from jaxmem.attacks.roc import UndefinedMetricWarning, roc_metrics
 
 __all__ = ["evaluate", "Evaluation", "ATTACKS", "DEFAULT_ATTACKS", "LIRA_ATTACKS", "metric_warnings_only"]
@@ -121,6 +121,7 @@ def evaluate(
     return_scores=False,
     target_block_elems=1 << 20,
     min_scored=MIN_SCORED,
+    pair_out="auto",
     **options,
 ):
     """Attack every model (or ``targets``) with all other usable models as its shadows.
@@ -130,7 +131,8 @@ def evaluate(
         :class:`jaxmem.signals.Signals`, or a dict; a bare array is taken as ``{"phi": array}``):
         ``"phi"`` [M, N, A] (or [M, N]) logit-scaled confidences of M models on N examples, A
         queries (LiRA, global threshold); ``"loss"`` [M, N(, A)] per-example losses
-        (:func:`jaxmem.attacks.threshold.loss_attack`, averaged over A); ``"p"`` [M, N(, A)]
+        (:func:`jaxmem.attacks.threshold.loss_attack`, averaged over A when given; the ``loss``
+        of :func:`jaxmem.signals.compute_signals` is the identity query's, [M, N]); ``"p"`` [M, N(, A)]
         true-class probabilities on the N examples and ``"p_pop"`` [M, Z(, A)] on Z population
         points that no model trained on (:func:`jaxmem.attacks.rmia.rmia`; A is averaged first,
         unless ``rmia_aggregate="vote"`` passes each query's p); ``"probs"`` [M, N, C] (Shokri,
@@ -156,6 +158,15 @@ def evaluate(
       target_block_elems: scores per block of targets (each attack runs over blocks of targets).
       min_scored: a :class:`FewScoredWarning` names the attacks with targets whose AUC and TPRs
         rest on fewer scored members or non-members than this (10).
+      pair_out: "auto" (default): when ``keep`` is a balanced design
+        (:func:`jaxmem.attacks.lira.balanced_design`), every LiRA and RMIA variant leaves out,
+        with each target and for each example, one model of the opposite membership
+        (:func:`jaxmem.attacks.lira.pair_out`, seeded by ``shadow_seed``), so that the target's
+        members and non-members see equally many IN and OUT shadow/reference models; True /
+        False force it. Without it online LiRA scores below chance on a balanced design (AUC
+        0.42 on pure noise with 8 models; :mod:`jaxmem.attacks.lira` explains), offline RMIA
+        0.47 with 4. Recorded as ``Evaluation.params[attack]["pair_out"] = True`` for those
+        attacks when a pair was left out.
       **options: LiRA options (``location``, ``offline_variant``, ``min_in``, ``min_out``,
         ``eps`` as in :func:`jaxmem.attacks.lira.lira`; ``fixed_variance="in"`` switches the
         fixed-variance attacks to the reference code's IN-spread-for-both choice) and RMIA
@@ -253,9 +264,15 @@ def evaluate(
         mask = mask & ~bad
         targets = targets[~bad[targets]]
 
+    if pair_out not in ("auto", True, False):
+        raise ValueError(f'pair_out must be "auto", True or False, got {pair_out!r}')
+    pair_names = [a for a, e in entries.items() if e.loo == "lira" or e.family == "rmia"]
+    pair = bool(pair_names) and (balanced_design(keep) if pair_out == "auto" else bool(pair_out))
+    pair_seed = shadow_seed if pair else None
+
     acc = {}  # attack -> {metric: [blocks]} (and "_members" / "_non_members": scored counts)
+    all_scores, params = {}, ({a: {"pair_out": True} for a in pair_names} if pair else {})
     n_nan = {}  # attack -> NaN (unscored) scores
-    all_scores, params = {}, {}
 
     def record(name, s, tgt):  # s [T', N] for the targets tgt
         auc, tprs, sm, sn = roc_metrics(s, keep[tgt], fprs, return_counts=True)
@@ -274,7 +291,7 @@ def evaluate(
         _lira_all_targets(jnp.asarray(sig["phi"], jnp.float32), keep, mask, targets, kinds, record,
                           location=location, offline_variant=offline_variant, fixed_mode=fixed_mode,
                           min_in=min_in, min_out=min_out, eps=eps,
-                          target_block_elems=target_block_elems)
+                          target_block_elems=target_block_elems, pair_seed=pair_seed)
 
     # --- every other attack (and LiRA with shadow subsets): per-target calls of its function,
     # in blocks of targets
@@ -292,18 +309,22 @@ def evaluate(
                 per_call[a] = _rmia_call_options(a, e, sig, keep, mask, targets, shadows,
                                                  rmia_opts, rmia_tune, params)
         tb = max(1, target_block_elems // max(N, 1))
+        pick = PairOut(keep) if pair_seed is not None else None
         for attack in others:
             e = entries[attack]
+            with_drop = pair_seed is not None and (e.loo == "lira" or e.family == "rmia")
             with warnings.catch_warnings():  # the per-target warnings become one, below
                 warnings.simplefilter("ignore", FewShadowsWarning)
                 warnings.simplefilter("ignore", RuntimeWarning)
                 for b0 in range(0, targets.size, tb):
                     rows = []
+                    drops = pick(targets[b0:b0 + tb], pair_seed) if with_drop else None
                     for j in range(b0, min(b0 + tb, targets.size)):
                         kw = dict(per_call[attack])
                         if isinstance(kw.get("a"), np.ndarray):  # tuned per target
                             kw["a"] = float(kw["a"][j])
-                        view = registry.TargetView(sig, keep, int(targets[j]), shadows[j], labels)
+                        view = registry.TargetView(sig, keep, int(targets[j]), shadows[j], labels,
+                                                   None if drops is None else drops[j - b0])
                         rows.append(np.asarray(e.call(view, **kw), np.float64))
                     record(attack, np.stack(rows), targets[b0:b0 + tb])
 
@@ -390,25 +411,33 @@ def _rmia_call_options(name, entry, sig, keep, mask, targets, shadows, rmia_opts
     if opts.get("online"):
         opts.pop("a", None)
         if given:
-            params[name] = given
+            params.setdefault(name, {}).update(given)
     elif targets.size:
-        opts["a"], params[name] = _rmia_offline_a(sig[opts["p"]], keep, sig[opts["p_pop"]], mask,
-                                                  targets, shadows, {**rmia_opts, **entry.options},
-                                                  mode)
+        opts["a"], chosen = _rmia_offline_a(sig[opts["p"]], keep, sig[opts["p_pop"]], mask,
+                                            targets, shadows, {**rmia_opts, **entry.options}, mode)
+        params.setdefault(name, {}).update(chosen)
     return opts
 
 
 def _lira_all_targets(phi, keep, mask, targets, kinds, record, *, location, offline_variant,
-                      fixed_mode, min_in, min_out, eps, target_block_elems):
+                      fixed_mode, min_in, min_out, eps, target_block_elems, pair_seed):
     M, N, A = phi.shape
     st = example_stats(phi, keep, mask, location)
     tb = max(1, target_block_elems // (N * A))
+    cols = jnp.arange(N)
+    pick = PairOut(keep) if pair_seed is not None else None
     for t0 in range(0, targets.size, tb):
         tgt = targets[t0:t0 + tb]
         sel = np.r_[tgt, np.full(tb - tgt.size, tgt[0])] if targets.size > tb else tgt  # one shape
+        drop = {}
+        if pair_seed is not None:  # the model left out with each target on each example
+            d = pick(sel, pair_seed)
+            has = (d >= 0) & mask[np.maximum(d, 0)]
+            drop = {"v_drop": phi[jnp.asarray(np.maximum(d, 0)), cols[None, :]],
+                    "has_drop": jnp.asarray(has)}
         with jax.enable_x64(True):
             sc, _ = lira_targets(
-                phi[sel], jnp.asarray(keep[sel]), st, kinds=kinds, location=location,
+                phi[sel], jnp.asarray(keep[sel]), st, **drop, kinds=kinds, location=location,
                 offline_variant=offline_variant, fixed_mode=fixed_mode, min_in=min_in,
                 min_out=min_out, eps=eps,
             )

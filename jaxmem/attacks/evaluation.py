@@ -90,7 +90,8 @@ class Evaluation:
     ``scored[attack]`` is ``{"members": [T], "non_members": [T]}``, the number of each target's
     members and non-members the attack gave a (non-NaN) score; ``scores[attack]`` is [T, N]
     when ``return_scores=True`` (then ``members`` [T, N] holds the targets' keep rows);
-    ``params[attack]`` records settings the evaluation chose (RMIA's offline ``a``);
+    ``params[attack]`` records settings the evaluation chose (RMIA's offline ``a``; for LiRA
+    and RMIA ``"pair_out"``, whether a pair was left out on a balanced design);
     ``excluded_models``: model ids excluded as targets and shadows because their signals hold
     NaN/inf (models left out by ``model_mask`` are not listed); ``n_members`` /
     ``n_non_members`` [T]: each target's members and non-members.

@@ -18,14 +18,36 @@ deviation σ (ddof 0), with σ ← σ + ``eps`` as the reference code does (1e-3
   every example to the smallest IN count) and uses it for *both* hypotheses online;
   ``fixed_variance="in"`` reproduces the "IN spread for both hypotheses" part of that quirk.
 
-Medians are exact (equal to ``np.median`` of the float32 values) and computed by bit-bisection
-selection (:mod:`jaxmem.attacks._select`), blocked over examples, under ``jit``. φ is held in
-float32; means, squared deviations and the scores are computed in float64 inside a
+Medians are exact (equal to ``np.median`` of the φ values taken as float64: the middle value, or
+the float64 mean of the two middle ones) and found by bit-bisection selection
+(:mod:`jaxmem.attacks._select`), blocked over examples, under ``jit``. φ is held in float32;
+medians, means, squared deviations, φ − μ and the scores are computed in float64 inside a
 ``jax.enable_x64(True)`` scope (the leave-one-out downdates of :func:`jaxmem.attacks.evaluate` need
 it). Standardized distances are clipped to |z| ≤ 1e150 so that constant φ (σ = 0 + eps) gives
 finite scores (0 for online when the target equals both locations). Examples with fewer than
 ``min_in`` IN / ``min_out`` OUT shadows get NaN and a
 :class:`FewShadowsWarning` with the count.
+
+Leaving a pair out (issue #21). When the target is one of the models of a *balanced* design
+(every example IN for the same number k of the M models, :func:`jaxmem.subsets.balanced_keep`,
+the LiRA construction) and its shadows are the other models, the target's membership fixes the
+shadows' counts: a member has k − 1 IN and M − k OUT shadows, a non-member k IN and M − k − 1
+OUT. The estimates of μ and σ then differ in sample size between members and non-members, and on
+signals without any membership information online LiRA scored AUC 0.42 with 8 models and 0.48
+with 16 (fixed variance 0.46 / 0.49), many standard errors below chance. :func:`pair_out` removes
+the coupling: for each target and example it also leaves out one model of the *opposite*
+membership, chosen uniformly at random (one draw per example from a generator seeded by a seed
+and the target, so reproducible), so that
+members and non-members alike see k − 1 IN and M − k − 1 OUT shadows (the LiRA reference code
+gets the same counts by truncating every example to the smallest IN and OUT counts). It costs
+one shadow per example. In Bernoulli and fixed-ratio designs the other models' rows are drawn
+independently of the target's, so an example's shadow counts say nothing about its membership:
+nothing is left out there (leaving a pair out would *create* a bias: members would keep one IN
+shadow more than non-members). :func:`balanced_design` tells the two apart from ``keep``;
+:func:`jaxmem.attacks.evaluate` does all this for every LiRA and RMIA variant (``pair_out="auto"``,
+also with shadow subsets: the model is drawn among all models, then the subset's others are used), and
+:func:`lira` takes the result as ``shadow_use``. A target that is not one of the design's
+models (an audit of a model trained elsewhere) needs none of it.
 """
 
 from __future__ import annotations
@@ -42,7 +64,7 @@ from jax.scipy.special import log_ndtr
 from jaxmem.attacks._checks import drop_nonfinite_shadows
 from jaxmem.attacks._select import select_two_groups
 
-__all__ = ["lira", "global_threshold", "FewShadowsWarning"]
+__all__ = ["lira", "global_threshold", "FewShadowsWarning", "balanced_design", "pair_out", "PairOut"]
 
 _Z_CLIP = 1e150
 _F64 = jnp.float64  # used only inside ``jax.enable_x64(True)`` scopes
@@ -89,7 +111,10 @@ def _log_normal(x, mu, sd):
 
 
 def score_from_stats(v, mu_in, sd_in, mu_out, sd_out, *, online, offline_variant, eps):
-    """The LiRA score from per-query statistics (all broadcastable [..., A]), mean over the last axis."""
+    """The LiRA score from per-query statistics (all broadcastable [..., A]), mean over the last axis.
+    Everything in float64 (call inside ``jax.enable_x64(True)``): φ and the locations may come in
+    float32, and φ − μ in float32 would round (it did before issue #21)."""
+    v, mu_in, mu_out = (jnp.asarray(x, _F64) for x in (v, mu_in, mu_out))
     sd_out = sd_out + eps
     if online:
         s = _log_normal(v, mu_in, sd_in + eps) - _log_normal(v, mu_out, sd_out)
@@ -209,8 +234,9 @@ def blocked_stats(
 def _lira_from_stats(target, st, *, online, fixed_variance, offline_variant, location, min_in, min_out, eps):
     n_in, n_out = st["n_in"], st["n_out"]
     if location == "median":
-        mu_in = jnp.where(n_in[:, None] % 2 == 1, st["ord_in"][..., 0], 0.5 * (st["ord_in"][..., 0] + st["ord_in"][..., 1]))
-        mu_out = jnp.where(n_out[:, None] % 2 == 1, st["ord_out"][..., 0], 0.5 * (st["ord_out"][..., 0] + st["ord_out"][..., 1]))
+        o_in, o_out = st["ord_in"].astype(_F64), st["ord_out"].astype(_F64)  # the median in float64
+        mu_in = jnp.where(n_in[:, None] % 2 == 1, o_in[..., 0], 0.5 * (o_in[..., 0] + o_in[..., 1]))
+        mu_out = jnp.where(n_out[:, None] % 2 == 1, o_out[..., 0], 0.5 * (o_out[..., 0] + o_out[..., 1]))
     else:
         mu_in, mu_out = st["mean_in"], st["mean_out"]
     if fixed_variance:
@@ -236,6 +262,7 @@ def lira(
     min_in=2,
     min_out=2,
     eps=1e-30,
+    shadow_use=None,
 ):
     """LiRA membership scores of one target model (Carlini et al. 2022, Alg. 1).
 
@@ -251,6 +278,10 @@ def lira(
       min_in, min_out: examples with fewer IN (online only) / OUT shadows score NaN, with a
         :class:`FewShadowsWarning`.
       eps: added to every σ (the reference code's 1e-30).
+      shadow_use: [M, N] bool, False where shadow m must not enter example i's IN/OUT sets
+        (None: every shadow enters every example). With the target and its shadows drawn from
+        one balanced design, pass ``shadow_use`` from :func:`pair_out` (see the module
+        docstring: without it online LiRA is biased below chance there).
 
     Shadow models whose φ holds NaN/inf (diverged) are left out, with a
     :class:`~jaxmem.attacks.NonFiniteModelWarning` naming them; NaN/inf in the target's φ give
@@ -260,10 +291,15 @@ def lira(
       [N] float64 numpy array, higher = more likely a member.
     """
     _check_options(offline_variant, location, fixed_variance)
-    (shadow_phi,), shadow_keep = drop_nonfinite_shadows("lira", [shadow_phi], shadow_keep)
+    use = np.ones(np.shape(shadow_keep), bool) if shadow_use is None else np.asarray(shadow_use, bool)
+    if use.shape != np.shape(shadow_keep):
+        raise ValueError(f"shadow_use {use.shape} must be [M, N] = {np.shape(shadow_keep)}, as shadow_keep")
+    (shadow_phi, use), shadow_keep = drop_nonfinite_shadows("lira", [shadow_phi, use], shadow_keep)
     with jax.enable_x64(True):
         target_phi, shadow_phi, shadow_keep = _as_phi(target_phi, shadow_phi, shadow_keep)
-        st = blocked_stats(shadow_phi, shadow_keep, ~shadow_keep, n_next=1, want_order=location == "median")
+        use = jnp.asarray(use, bool)
+        st = blocked_stats(shadow_phi, shadow_keep & use, ~shadow_keep & use, n_next=1,
+                           want_order=location == "median")
         if location != "median":
             st["ord_in"] = st["ord_out"] = None
         s, n_bad = _lira_from_stats(
@@ -273,6 +309,72 @@ def lira(
         s = np.asarray(s)
     warn_few(int(n_bad), s.shape[0], min_in, min_out, online)
     return s
+
+
+def balanced_design(keep) -> bool:
+    """Whether ``keep`` [M, N] is a balanced design: every example that some models train on and
+    others do not is IN for the same number of models (:func:`jaxmem.subsets.balanced_keep`,
+    grown in balanced blocks or not; ``leave_group_out_keep``). Then a target's membership fixes
+    its shadows' IN/OUT counts, and LiRA leaves a pair out (:func:`pair_out`). Bernoulli and
+    fixed-ratio designs give varying counts (False). Examples IN for all models or for none are
+    ignored (LiRA cannot score them with every model as the target)."""
+    keep = np.asarray(keep, bool)
+    n = keep.sum(0)
+    mixed = n[(n > 0) & (n < keep.shape[0])]
+    return bool(mixed.size) and bool((mixed == mixed[0]).all())
+
+
+def pair_out(keep, targets, seed=0):
+    """For each target t and example i, the model left out together with t: one model of the
+    opposite membership on i (an OUT model for a member of t, an IN model for a non-member),
+    uniformly at random (a generator seeded by ``(seed, t)`` draws one uniform per example, so a
+    target's choice does not depend on which other targets are asked for).
+
+    Args:
+      keep: [M, N] bool membership of every model of the design (all of them, usable or not:
+        a model excluded from the shadows is drawn like any other, and then leaves nothing out;
+        this keeps members' and non-members' shadow counts equal in distribution whatever subset
+        of models is used as shadows).
+      targets: [T] model indices.
+      seed: the seed of the choice.
+
+    Returns:
+      [T, N] int64 model indices; −1 where no model has the opposite membership.
+
+    See the module docstring for why (a balanced design biases online LiRA otherwise).
+    """
+    return PairOut(keep)(targets, seed)
+
+
+class PairOut:
+    """:func:`pair_out` for many blocks of targets: the per-example order of the models is
+    computed once (an [M, N] int32 array), each call then costs O(T · N)."""
+
+    def __init__(self, keep):
+        keep = np.asarray(keep, bool)
+        M, N = keep.shape
+        self.keep, self.n_in = keep, keep.sum(0)
+        # order[:, i]: the IN models of example i (in index order), then its OUT models
+        pos = np.where(keep, np.cumsum(keep, 0) - 1, self.n_in + np.cumsum(~keep, 0) - 1)
+        self.order = np.empty((M, N), np.int32 if M < 2**31 else np.int64)
+        self.order[pos, np.arange(N)] = np.arange(M)[:, None]
+
+    def __call__(self, targets, seed=0):
+        return _pick(self.keep, self.n_in, self.order, np.asarray(targets, np.int64).reshape(-1), seed)
+
+
+def _pick(keep, n_in, order, targets, seed):
+    M, N = keep.shape
+    cols = np.arange(N)
+    out = np.empty((targets.size, N), np.int64)
+    for j, t in enumerate(targets):
+        member = keep[t]
+        count = np.where(member, M - n_in, n_in)  # models of the opposite membership
+        r = np.minimum((np.random.default_rng([seed, int(t)]).random(N) * count).astype(np.int64),
+                       np.maximum(count - 1, 0))
+        d = order[np.minimum(np.where(member, n_in + r, r), M - 1), cols]
+        out[j] = np.where(count > 0, d, -1)
+    return out
 
 
 def global_threshold(target_phi):

@@ -39,6 +39,9 @@ class TargetView(NamedTuple):
     t: int
     shadows: np.ndarray     # [S] int
     labels: Any = None      # [N] (attacks that read labels, e.g. Shokri)
+    #: [N] the model left out with the target on each example (−1: none), when LiRA and RMIA
+    #: leave a pair out on a balanced design (jaxmem.attacks.lira.pair_out); None: nothing
+    drop: Any = None
 
     def target(self, name):
         return self.signals[name][self.t]
@@ -75,7 +78,8 @@ def shadow_attack(fn, *needs, **options) -> Attack:
 def _lira(v, **o):
     from jaxmem.attacks.lira import lira
 
-    return lira(v.target("phi"), v.shadow("phi"), v.shadow_keep, **o)
+    use = None if v.drop is None else v.shadows[:, None] != np.asarray(v.drop)[None, :]
+    return lira(v.target("phi"), v.shadow("phi"), v.shadow_keep, shadow_use=use, **o)
 
 
 def _global_threshold(v):
@@ -99,7 +103,9 @@ def _shokri(v, **o):
 def _rmia(v, *, p="p", p_pop="p_pop", **o):
     from jaxmem.attacks.rmia import rmia
 
-    return rmia(v.target(p), v.shadow(p), v.shadow_keep, v.target(p_pop), v.shadow(p_pop), **o)
+    use = None if v.drop is None else v.shadows[:, None] != np.asarray(v.drop)[None, :]
+    return rmia(v.target(p), v.shadow(p), v.shadow_keep, v.target(p_pop), v.shadow(p_pop),
+                ref_use=use, **o)
 
 
 def _lm(name):

@@ -37,11 +37,24 @@ Differences from the research code (ml_privacy_meter ``research/2024_rmia``, for
 (T = 1); the A augmentation queries are averaged before the ratio; plain means over reference
 models; ``a`` tuned by ML Privacy Meter's grid search (``tune_rmia_a``); γ = 1; the population
 is points no model trained on. These follow ML Privacy Meter (``attacks.py``: ``run_rmia``
-compares ``ratios > 1.0`` over a separate population with plain means over OUT models,
-``tune_offline_a`` picks a), except that it uses one OUT model per tuning and a leave-pair-out
-design (see ``tune_rmia_a``); its later ``modules/mia`` scoring averages the largest k of the
-2k masked reference values, which is the OUT mean only when the models come in complementary
-pairs (each example IN for exactly one model of a pair), which jaxmem's designs do not assume.
+compares ``ratios > 1.0`` over a separate population, ``tune_offline_a`` picks a), except in how
+P(x) averages the OUT models. jaxmem takes the plain mean of every OUT reference model. ML
+Privacy Meter (``attacks.py``'s ``get_rmia_out_signals``, used by ``run_rmia``, and likewise its
+later ``modules/mia`` scoring) takes 2k reference models, sets their IN values to 0 and averages
+the *largest k* of the 2k values: that is the mean of the OUT models only when the models come in
+complementary pairs (each example IN for exactly one model of a pair, so exactly k of the 2k
+are OUT), as its training scripts make them. On a design without such pairs (jaxmem's balanced,
+Bernoulli or fixed-ratio keep) the k largest mix in zeros when fewer than k models are OUT and
+drop the smallest OUT values when more are, and the numbers differ: on an unpaired design
+issue #21 measured AUC 0.476 with that selection against 0.611 with the OUT mean. Compare
+with ML Privacy Meter on paired models only, or expect this difference. The tool also tunes
+with one OUT model and leaves the target's paired model out (see ``tune_rmia_a``).
+
+Precision: every ratio and comparison is float64, on p as given (converted per target). Give p
+in float64 when it can be near 1: a float32 p cannot tell 1 − p apart below 2^-24 ≈ 6e-8, so
+confident members' ratios collapse onto ties (issue #27 saw per-example scores move by up to
+0.0117 between p stored in float32 and in float64). ``compute_signals(..., dtype=np.float64)``
+keeps them.
 The research code instead uses (1) the signal ``sm_taylor_softmax_relative``, a 4-term Taylor
 softmax with soft margin m = 0.6 at T = 2 (CIFAR-10, CINIC-10) or T = 1 (CIFAR-100);
 Purchase-100 uses plain softmax at T = 2 on one query; (2) a ratio per query, the comparison
@@ -122,7 +135,7 @@ def _column_blocks(values):
     return [slice(i, i + step) for i in range(0, values.shape[1], step)]
 
 
-def rmia_reference_mean(ref_p, ref_keep, *, online=False, a=0.0, trim=0.0):
+def rmia_reference_mean(ref_p, ref_keep, *, online=False, a=0.0, trim=0.0, use=None):
     """P(x) from reference models: offline (1+a)/2·mean_OUT + (1−a)/2; online (mean_IN + mean_OUT)/2.
 
     ``ref_p`` [M, N] (or per query [M, N, A]) float, ``ref_keep`` [M, N] bool. Returns float64
@@ -130,28 +143,32 @@ def rmia_reference_mean(ref_p, ref_keep, *, online=False, a=0.0, trim=0.0):
     ``trim`` > 0 replaces the means by scipy's ``trim_mean`` with that proportion cut from each
     end, as the research code (``main.py``, ``aggregate_signals``): offline over the OUT models,
     online over IN and OUT pooled (P = trimmed mean of the pool, not the average of two means;
-    the research code pools equally many IN and OUT models).
+    the research code pools equally many IN and OUT models). ``use`` [M, N] bool: False where
+    reference model m must not enter example i's means (:func:`jaxmem.attacks.lira.pair_out`
+    on a balanced design); None: all enter.
     """
     ref_p = _f64(ref_p, (2, 3), "ref_p")
     keep = np.asarray(ref_keep, dtype=bool)
     if keep.shape != ref_p.shape[:2]:
         raise ValueError(f"ref_keep {keep.shape} and ref_p {ref_p.shape} differ")
-    n_out = (~keep).sum(0)
-    n_in = keep.sum(0)
+    use = np.ones_like(keep) if use is None else np.asarray(use, bool)
+    is_in, is_out = keep & use, ~keep & use
+    n_out = is_out.sum(0)
+    n_in = is_in.sum(0)
     if trim > 0:
         if online:
-            pooled = _trimmed_mean(ref_p, np.ones_like(keep), trim)
+            pooled = _trimmed_mean(ref_p, use, trim)
             bad = ((n_in == 0) | (n_out == 0)).reshape(n_in.shape + (1,) * (ref_p.ndim - 2))
             return np.where(bad, np.nan, pooled)
-        return (1.0 + a) / 2.0 * _trimmed_mean(ref_p, ~keep, trim) + (1.0 - a) / 2.0
+        return (1.0 + a) / 2.0 * _trimmed_mean(ref_p, is_out, trim) + (1.0 - a) / 2.0
     if ref_p.ndim == 3:
-        keep, n_in, n_out = keep[..., None], n_in[..., None], n_out[..., None]
+        is_in, is_out, n_in, n_out = is_in[..., None], is_out[..., None], n_in[..., None], n_out[..., None]
     # masked sums (no [M, N] float temporary): the same additions, in the same order, as summing
     # np.where(mask, p, 0) over the models
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean_out = np.sum(ref_p, axis=0, where=~keep) / n_out
+        mean_out = np.sum(ref_p, axis=0, where=is_out) / n_out
         if online:
-            mean_in = np.sum(ref_p, axis=0, where=keep) / n_in
+            mean_in = np.sum(ref_p, axis=0, where=is_in) / n_in
             return (mean_in + mean_out) / 2.0
     return (1.0 + a) / 2.0 * mean_out + (1.0 - a) / 2.0
 
@@ -230,9 +247,10 @@ def _vote_counts(rank_x, suffix_x, rank_z, block_elems=None):
     return out
 
 
-def _rmia_scores_vote(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, online, a, gamma, trim):
+def _rmia_scores_vote(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, online, a, gamma, trim,
+                      use=None):
     """Per-query ratios, thresholded per query and majority-voted over queries (research code)."""
-    P_x = rmia_reference_mean(ref_p, ref_keep, online=online, a=a, trim=trim)
+    P_x = rmia_reference_mean(ref_p, ref_keep, online=online, a=a, trim=trim, use=use)
     ratio_x = target_p / P_x  # [N, A]
     ratio_z = _population_ratio(target_p_pop, ref_p_pop, online, a, trim)  # [Z, A]
     ratio_z = ratio_z[~np.isnan(ratio_z).any(1)]
@@ -255,15 +273,15 @@ def _rmia_scores_vote(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, online
 
 
 def _rmia_scores(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, online, a, gamma,
-                 aggregate="mean", trim=0.0):
+                 aggregate="mean", trim=0.0, use=None):
     if aggregate == "vote":
         return _rmia_scores_vote(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, online, a,
-                                 gamma, trim)
+                                 gamma, trim, use)
     if target_p.ndim == 2:  # average p over the A queries first
         target_p, ref_p = target_p.mean(-1), ref_p.mean(-1)
     if target_p_pop.ndim == 2:
         target_p_pop, ref_p_pop = target_p_pop.mean(-1), ref_p_pop.mean(-1)
-    P_x = rmia_reference_mean(ref_p, ref_keep, online=online, a=a, trim=trim)
+    P_x = rmia_reference_mean(ref_p, ref_keep, online=online, a=a, trim=trim, use=use)
     ratio_x = target_p / P_x
     rev = _reciprocals(_population_ratio(target_p_pop, ref_p_pop, online, a, trim))
     return _fraction_winning(ratio_x, rev, gamma)
@@ -345,7 +363,7 @@ def tune_rmia_a(ref_p, ref_keep, ref_p_pop, *, grid=A_GRID, tune_model=0, gamma=
 
 
 def rmia(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, *, online=False, a=None, gamma=1.0,
-         aggregate="mean", trim=0.0):
+         aggregate="mean", trim=0.0, ref_use=None):
     """RMIA membership scores [N] in [0, 1], higher = more likely a member (Zarifzadeh et al. 2024).
 
     Args:
@@ -370,6 +388,11 @@ def rmia(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, *, online=False, a=
       trim: proportion cut from each end before averaging over reference models, per example
         (and query), with ``scipy.stats.trim_mean`` semantics; 0 is the plain mean (0.2 in the
         research code). Offline over the OUT models; online over IN and OUT pooled.
+      ref_use: [M, N] bool, False where reference model m must not enter example i's P(x)
+        (None: all do). With the target and its references drawn from one balanced design, pass
+        it from :func:`jaxmem.attacks.lira.pair_out` (as ``evaluate`` does): otherwise a member
+        has one OUT reference more than a non-member, and offline RMIA scored AUC 0.47 on pure
+        noise with 4 models (the reason is LiRA's, :mod:`jaxmem.attacks.lira`).
 
     score(x) = #{z : ratio_x · (1/ratio_z) > γ} / Z with ratio = p / P, the research code's rule
     evaluated in float64 (strict: an equal product does not count; a negative ratio_z never
@@ -381,12 +404,15 @@ def rmia(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, *, online=False, a=
     _check_options(aggregate, trim)
     target_p, ref_p, keep, target_p_pop, ref_p_pop = _check_shapes(
         target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, aggregate)
-    (ref_p, ref_p_pop), keep = drop_nonfinite_shadows("rmia", [ref_p, ref_p_pop], keep)
+    use = np.ones(keep.shape, bool) if ref_use is None else np.asarray(ref_use, bool)
+    if use.shape != keep.shape:
+        raise ValueError(f"ref_use {use.shape} must be [M, N] = {keep.shape}, as ref_keep")
+    (ref_p, ref_p_pop, use), keep = drop_nonfinite_shadows("rmia", [ref_p, ref_p_pop, use], keep)
     if not gamma > 0:
         raise ValueError("gamma must be > 0")
-    missing = (~keep).sum(0) == 0
+    missing = (~keep & use).sum(0) == 0
     if online:
-        missing |= keep.sum(0) == 0
+        missing |= (keep & use).sum(0) == 0
     if missing.any():
         need = "IN and OUT" if online else "OUT"
         warnings.warn(f"RMIA: {int(missing.sum())} examples lack {need} reference models; "
@@ -395,4 +421,5 @@ def rmia(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, *, online=False, a=
         a = tune_rmia_a(ref_p, keep, ref_p_pop, gamma=gamma, aggregate=aggregate, trim=trim)
     with np.errstate(invalid="ignore", divide="ignore"):
         return _rmia_scores(target_p, ref_p, keep, target_p_pop, ref_p_pop, online,
-                            0.0 if online else float(a), gamma, aggregate, trim)
+                            0.0 if online else float(a), gamma, aggregate, trim,
+                            None if ref_use is None else use)

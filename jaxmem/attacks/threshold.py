@@ -25,7 +25,11 @@ def _reduce(x):
 def loss_attack(target_loss):
     """Yeom et al. (2018) loss attack: score = −loss (members have lower loss).
 
-    ``target_loss`` is [N] or [N, A] (averaged over the A augmentation queries). Returns float64 [N].
+    ``target_loss`` is [N], or [N, A] (then averaged over the A augmentation queries). Returns
+    float64 [N]. In a run (and :func:`jaxmem.signals.compute_signals`) the ``loss`` signal is the
+    cross-entropy of the identity query only, [M, N], so the registered ``loss`` attack scores
+    one query, as Yeom et al. and ML Privacy Meter's LOSS attack do; give [N, A] losses to
+    average over queries.
     """
     return -_reduce(target_loss)
 
@@ -118,6 +122,10 @@ def shokri(target_probs, target_labels, shadow_probs, shadow_keep, *, top_k=None
       max_samples: shadow (model, example) pairs per class, subsampled uniformly beyond that.
       min_per_class: a class with fewer "in" or "out" shadow pairs uses one attack model trained
         on all classes instead.
+      class_block: attack classifiers trained at once (vmapped); only those that score some
+        example are trained (the usable classes present in ``target_labels``, and the all-class
+        one only when a present class is not usable). Each classifier's training is independent
+        of the others', so the block size changes nothing but speed.
 
     Features are standardized with the training pairs' mean and std. Shadow models whose
     probabilities hold NaN/inf are left out (a :class:`~jaxmem.attacks.NonFiniteModelWarning`
@@ -146,35 +154,46 @@ def shokri(target_probs, target_labels, shadow_probs, shadow_keep, *, top_k=None
         total = M * idx.size
         flat = rng.choice(total, max_samples, replace=False) if total > max_samples else np.arange(total)
         pairs.append((flat // max(idx.size, 1), idx[flat % max(idx.size, 1)]))
-    S = max(max(p[0].size for p in pairs), 1)
     d = C if top_k is None else min(top_k, C)
     K = len(groups)
-    X = np.zeros((K, S, d), np.float32)
-    T = np.zeros((K, S), np.float32)
-    W = np.zeros((K, S), np.float32)
-    mu = np.zeros((K, d))
-    sd = np.ones((K, d))
     usable = np.zeros(K, bool)
     for k, (m_idx, i_idx) in enumerate(pairs):
-        n = m_idx.size
-        if n == 0:
-            continue
-        f = sorted_probability_features(sp[m_idx, i_idx], top_k)
-        mu[k], sd[k] = f.mean(0), f.std(0) + 1e-12
-        X[k, :n] = (f - mu[k]) / sd[k]
-        T[k, :n] = keep[m_idx, i_idx]
-        W[k, :n] = 1.0
-        usable[k] = min(T[k, :n].sum(), n - T[k, :n].sum()) >= min_per_class
+        if m_idx.size:
+            n_in = int(keep[m_idx, i_idx].sum())
+            usable[k] = min(n_in, m_idx.size - n_in) >= min_per_class
     if not usable[-1]:
         raise ValueError("too few in/out shadow pairs to train an attack model")
-    keys = jax.random.split(jax.random.PRNGKey(seed), K)
-    params = []
-    for s in range(0, K, class_block):  # fixed block size: one compilation
-        sl = np.arange(s, s + class_block) % K
+    # train only the classifiers that score something: the classes present whose own classifier
+    # is usable, and the all-class one when some present class is not (each classifier's
+    # training is independent of the others: the same results as training all of them)
+    present = np.zeros(K, bool)
+    present[np.unique(y)] = True
+    need = np.flatnonzero(present[:-1] & usable[:-1]).tolist()
+    if (present[:-1] & ~usable[:-1]).any():
+        need.append(K - 1)
+    S = max(max(pairs[k][0].size for k in need), 1)
+    X = np.zeros((len(need), S, d), np.float32)
+    T = np.zeros((len(need), S), np.float32)
+    W = np.zeros((len(need), S), np.float32)
+    mu = np.zeros((K, d))
+    sd = np.ones((K, d))
+    for j, k in enumerate(need):
+        m_idx, i_idx = pairs[k]
+        n = m_idx.size
+        f = sorted_probability_features(sp[m_idx, i_idx], top_k)
+        mu[k], sd[k] = f.mean(0), f.std(0) + 1e-12
+        X[j, :n] = (f - mu[k]) / sd[k]
+        T[j, :n] = keep[m_idx, i_idx]
+        W[j, :n] = 1.0
+    keys = jax.random.split(jax.random.PRNGKey(seed), K)[np.asarray(need)]
+    params = {}
+    B = min(class_block, len(need))
+    for s in range(0, len(need), B):  # fixed block size: one compilation
+        sl = np.arange(s, s + B) % len(need)
         p = _train_block(jnp.asarray(X[sl]), jnp.asarray(T[sl]), jnp.asarray(W[sl]), keys[sl],
                          hidden=int(hidden), steps=int(steps), lr=float(lr), l2=float(l2))
         p = jax.device_get(p)
-        params += [{n: v[j] for n, v in p.items()} for j in range(min(class_block, K - s))]
+        params.update({need[s + j]: {n: v[j] for n, v in p.items()} for j in range(min(B, len(need) - s))})
     feats = sorted_probability_features(tp, top_k)
     scores = np.empty(N)
     for c in range(C):

@@ -95,25 +95,31 @@ def test_one_model_trained_on_everything_one_on_nothing(rng):
 def test_too_few_shadows_for_non_members_is_undefined_not_perfect():
     """`jaxmem run --set subsets.num_models=4` in arrays: offline LiRA leaves out one model per
     target, so only the target's members have 2 OUT shadows; they alone are scored and the
-    metrics are undefined (it printed AUC 0.0000, TPR 1.0000). RMIA offline at M = 2 likewise."""
+    metrics are undefined (it printed AUC 0.0000, TPR 1.0000). Leaving a pair out (the default
+    on a balanced design, issue #21) leaves members 1 OUT shadow as well: nothing is scored.
+    RMIA offline at M = 2 likewise."""
     rng = np.random.default_rng(4)
     M, N = 4, 200
     keep = balanced(rng, M, N, 2)
     phi = rng.normal(size=(M, N, 1)).astype(np.float32)
-    ev, got = caught(lambda: evaluate(phi, keep, attacks=("lira_offline", "lira_online")))
-    msgs = [str(w.message) for w in got]
-    assert any("evaluate[lira_offline] (4 targets): AUC and TPR@FPR are undefined (NaN) for 4 of "
-               "them: 4 with no non-member scored. 400 of 800 scores are NaN (fewer than 2 OUT "
-               "shadow models)" in m for m in msgs), msgs
-    assert len([m for m in msgs if "evaluate[lira_offline]" in m]) == 1   # one warning
-    for a in ("lira_offline", "lira_online"):
-        for v in ev[a].values():
-            assert np.isnan(v).all()
-        s = ev.summary()[a]
-        assert s["n_targets"] == 0 and np.isnan(s["auc"]) and np.isnan(s["tpr_at_0.001_fpr"])
-    np.testing.assert_array_equal(ev.scored_fraction("lira_offline")["members"], 1.0)
-    np.testing.assert_array_equal(ev.scored_fraction("lira_offline")["non_members"], 0.0)
-    np.testing.assert_array_equal(ev.scored_fraction("lira_online")["members"], 0.0)
+    for pair, why, members in ((False, "4 with no non-member scored. 400 of 800", 1.0),
+                               (True, "4 with no non-member scored; 4 with no member scored. "
+                                      "800 of 800", 0.0)):
+        ev, got = caught(lambda: evaluate(phi, keep, attacks=("lira_offline", "lira_online"),
+                                          pair_out=pair))
+        msgs = [str(w.message) for w in got]
+        assert any("evaluate[lira_offline] (4 targets): AUC and TPR@FPR are undefined (NaN) for 4 "
+                   f"of them: {why} scores are NaN (fewer than 2 OUT shadow models)" in m
+                   for m in msgs), msgs
+        assert len([m for m in msgs if "evaluate[lira_offline]" in m]) == 1   # one warning
+        for a in ("lira_offline", "lira_online"):
+            for v in ev[a].values():
+                assert np.isnan(v).all()
+            s = ev.summary()[a]
+            assert s["n_targets"] == 0 and np.isnan(s["auc"]) and np.isnan(s["tpr_at_0.001_fpr"])
+        np.testing.assert_array_equal(ev.scored_fraction("lira_offline")["members"], members)
+        np.testing.assert_array_equal(ev.scored_fraction("lira_offline")["non_members"], 0.0)
+        np.testing.assert_array_equal(ev.scored_fraction("lira_online")["members"], 0.0)
 
     keep2 = np.zeros((2, N), bool)
     keep2[0, : N // 2] = True

@@ -196,3 +196,30 @@ def test_bad_options_raise():
         lira(t, phi, keep, offline_variant="two")
     with pytest.raises(ValueError):
         lira(t[:3], phi, keep)
+
+
+@pytest.mark.parametrize("location", ["median", "mean"])
+def test_medians_and_distances_are_float64(rng, location):
+    """φ close to 1 with its spread at float32's last bits: a float32 median of two middle values
+    or a float32 φ − μ rounds by a large fraction of σ; the float64 numpy reference does not
+    (issue #21: LiRA subtracted the median in float32). Per target and in evaluate's kernel."""
+    from jaxmem.attacks import evaluate
+
+    M, N, A = 11, 200, 2
+    phi = (1.0 + rng.integers(0, 64, size=(M, N, A)) * 2.0**-23).astype(np.float32)
+    keep = rng.random((M, N)) < 0.5
+    t = phi[0]
+    for c in [dict(online=True), dict(online=False), dict(online=True, fixed=True)]:
+        got = lira(t, phi[1:], keep[1:], online=c["online"], fixed_variance=c.get("fixed", False),
+                   location=location)
+        ref = ref_lira(t, phi[1:], keep[1:], location=location, **c)
+        np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9, err_msg=str(c))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ev = evaluate(phi, keep, attacks=("lira_online", "lira_offline"), targets=[0, 5],
+                      return_scores=True, location=location, pair_out=False)
+    for j, tg in enumerate([0, 5]):
+        sh = np.arange(M) != tg
+        for name, online in (("lira_online", True), ("lira_offline", False)):
+            ref = ref_lira(phi[tg], phi[sh], keep[sh], location=location, online=online)
+            np.testing.assert_allclose(ev.scores[name][j], ref, rtol=1e-7, atol=1e-7, err_msg=name)

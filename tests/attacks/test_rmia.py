@@ -460,3 +460,27 @@ def test_zero_and_infinite_ratios_follow_ieee_as_torch():
     want[-1] = np.nan
     npt.assert_array_equal(got, want)
     assert got[:5].tolist() == [0.5, 0.0, 0.25, 0.5, 0.5]   # -3: only -0 (-3 * -inf = inf) wins
+
+
+def test_evaluate_scores_rmia_in_float64_on_p_near_one(rng):
+    """p within 1e-12..1e-6 of 1 (confident models): evaluate's RMIA equals the float64 loop
+    reference; p rounded to float32 (which cannot resolve 1 − p below 6e-8) does not (issue #27:
+    pass p in float64, compute_signals(..., dtype=np.float64))."""
+    from jaxmem.attacks import evaluate
+
+    M, N, Z = 6, 40, 30
+    keep = rng.random((M, N)) < 0.5
+    p = 1 - 10 ** rng.uniform(-12, -6, size=(M, N)) * np.where(keep, 0.3, 1.0)
+    p_pop = 1 - 10 ** rng.uniform(-12, -6, size=(M, Z))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ev = evaluate({"p": p, "p_pop": p_pop}, keep, attacks=("rmia_online", "rmia_offline"),
+                      return_scores=True, rmia_a=0.5)
+        ev32 = evaluate({"p": p.astype(np.float32), "p_pop": p_pop.astype(np.float32)}, keep,
+                        attacks=("rmia_online",), return_scores=True)
+    for j, t in enumerate(ev.targets):
+        sh = np.arange(M) != t
+        for online in (True, False):
+            want = ref_rmia(p[t], p[sh], keep[sh], p_pop[t], p_pop[sh], online, 0.5, 1.0)
+            npt.assert_array_equal(ev.scores["rmia_online" if online else "rmia_offline"][j], want)
+    assert np.nanmax(np.abs(ev32.scores["rmia_online"] - ev.scores["rmia_online"])) > 0.05

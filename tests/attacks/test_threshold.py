@@ -87,3 +87,44 @@ def test_shokri_rejects_bad_shapes():
         shokri(tp[:10], y, sp, keep)
     with pytest.raises(ValueError):
         shokri(tp, y + 3, sp, keep)
+
+
+def test_the_loss_attack_of_a_run_is_the_identity_querys_loss(rng):
+    """Code and docs agree (issue #27): a run's loss attack scores −cross-entropy of the identity
+    query (Yeom et al.), float64 numpy reference; averaging happens only for [N, A] inputs."""
+    from jaxmem.attacks import evaluate
+    from jaxmem.signals import compute_signals
+
+    M, N, A, C = 5, 60, 3, 4
+    logits = rng.normal(size=(M, N, A, C)) * 3
+    labels = rng.integers(0, C, size=N)
+    keep = rng.random((M, N)) < 0.5
+    sig = compute_signals(logits, labels, ["loss"], dtype=np.float64)
+    ev = evaluate(sig, keep, attacks=("loss",), return_scores=True)
+    z = logits[:, :, 0]
+    ce = np.log(np.exp(z).sum(-1)) - np.take_along_axis(z, labels[None, :, None], -1)[..., 0]
+    np.testing.assert_allclose(ev.scores["loss"], -ce, rtol=1e-12, atol=1e-12)
+    per_query = np.log(np.exp(logits).sum(-1)) - np.take_along_axis(logits, labels[None, :, None, None], -1)[..., 0]
+    np.testing.assert_allclose(loss_attack(per_query[0]), -per_query[0].mean(-1), rtol=1e-12)
+
+
+def test_shokri_trains_only_what_it_uses_and_blocks_change_nothing(rng, monkeypatch):
+    """A class too thin for its own classifier uses the all-class one, a class absent from the
+    targets gets none; the classifiers trained are exactly those used, and training them in
+    blocks of 1 or all at once gives the same scores (each classifier trains independently)."""
+    from jaxmem.attacks import threshold as th
+
+    tp, y, sp, keep, _ = world(rng, 6, 400, 5, boost=1.0)
+    y = y.copy()
+    y[y == 4] = 3                       # class 4 absent
+    y[np.flatnonzero(y == 2)[3:]] = 1   # class 2: 3 examples, too few pairs for its own model
+    trained = []
+    real = th._train_block
+    monkeypatch.setattr(th, "_train_block", lambda X, *a, **k: trained.append(X.shape[0]) or real(X, *a, **k))
+    kw = dict(hidden=8, steps=60, max_samples=1500, min_per_class=20)
+    one = th.shokri(tp, y, sp, keep, class_block=1, **kw)
+    assert trained == [1] * 4           # classes 0, 1, 3 and the all-class fallback
+    trained.clear()
+    allk = th.shokri(tp, y, sp, keep, class_block=16, **kw)
+    assert trained == [4]
+    np.testing.assert_allclose(one, allk, rtol=1e-5, atol=1e-5)
