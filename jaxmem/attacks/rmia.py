@@ -53,8 +53,8 @@ with one OUT model and leaves the target's paired model out (see ``tune_rmia_a``
 Precision: every ratio and comparison is float64, on p as given (converted per target). Give p
 in float64 when it can be near 1: a float32 p cannot tell 1 − p apart below 2^-24 ≈ 6e-8, so
 confident members' ratios collapse onto ties (issue #27 saw per-example scores move by up to
-0.0117 between p stored in float32 and in float64). ``compute_signals(..., dtype=np.float64)``
-keeps them.
+0.0117 between p stored in float32 and in float64). ``compute_signals(..., exact=("p",))``
+(what a run's scoring does) or ``dtype=np.float64`` keeps them.
 The research code instead uses (1) the signal ``sm_taylor_softmax_relative``, a 4-term Taylor
 softmax with soft margin m = 0.6 at T = 2 (CIFAR-10, CINIC-10) or T = 1 (CIFAR-100);
 Purchase-100 uses plain softmax at T = 2 on one query; (2) a ratio per query, the comparison

@@ -120,7 +120,8 @@ def _score(workdir: Path, run, cfg, log, dataset) -> dict:
                               every_query=rc.aggregate == "vote")}   # else p of the identity query
     t0 = time.time()
     sg = compute_signals(run.logits, labels, _signal_names(cfg), test_logits=run.test_logits,
-                         test_labels=test_labels, specs=specs)   # streamed, float32
+                         test_labels=test_labels, specs=specs,
+                         exact=("p",))   # streamed, float32 but RMIA's p (float64, as the attacks compute)
     log(f"scoring: signals of {len(keep)} models in {time.time() - t0:.1f} s")
     t0 = time.time()
     correct = sg["correct"]

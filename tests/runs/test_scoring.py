@@ -100,7 +100,7 @@ def test_scoring_rmia_options_reach_the_attack(rmia):
         p, pp = p[:, :, 0], pp[:, :, 0]
     kw = {f"rmia_{k}": v for k, v in rmia.items() if k in ("aggregate", "trim", "gamma", "a")}
     ok = ~np.load(wd / "diverged.npy")
-    want = attacks.evaluate({"p": p.astype(np.float32), "p_pop": pp.astype(np.float32)},
+    want = attacks.evaluate({"p": p, "p_pop": pp},   # float64: the run keeps RMIA's p exact
                             np.load(wd / "keep.npy"), attacks=("rmia_offline", "rmia_online"),
                             model_mask=ok, **kw)
     for a in ("rmia_offline", "rmia_online"):
@@ -158,3 +158,24 @@ def test_signals_streamed_from_a_memmap_match_numpy(rng, tmp_path, block):
     npt.assert_allclose(full["loss"], -np.log(p_true[:, :, 0]), rtol=1e-10)
     pop = compute_signals(mm, y, ["correct_pop"], test_logits=mm[:, :4], test_labels=y[:4], block=block)
     npt.assert_array_equal(pop["correct_pop"], correct[:, :4])
+
+
+def test_rmia_p_is_kept_in_float64(rng):
+    """RMIA's p is stored in float64 (`exact=("p",)`, as runs.score asks): float32 cannot resolve
+    1 - p below ~6e-8, which moved per-example RMIA scores by up to 0.0117 (#27.7); the other
+    signals keep the float32 storage."""
+    from jaxmem.signals import compute_signals, rmia_p_spec
+
+    M, N, T, C = 3, 40, 10, 5
+    z = rng.normal(size=(M, N, 1, C)) * 12.0                      # confident models: p near 1
+    tz = rng.normal(size=(M, T, 1, C)) * 12.0
+    y, ty = rng.integers(0, C, N), rng.integers(0, C, T)
+    spec = {"p": rmia_p_spec()}
+    sg = compute_signals(z.astype(np.float32), y, ["p", "p_pop", "loss"], test_logits=tz.astype(np.float32),
+                         test_labels=ty, specs=spec, exact=("p",))
+    z64 = z.astype(np.float32).astype(np.float64)
+    lse = np.log(np.exp(z64 - z64.max(-1, keepdims=True)).sum(-1)) + z64.max(-1)
+    want = np.exp(np.take_along_axis(z64, y[None, :, None, None], -1)[..., 0] - lse)[:, :, 0]
+    assert sg["p"].dtype == sg["p_pop"].dtype == np.float64 and sg["loss"].dtype == np.float32
+    npt.assert_allclose(sg["p"], want, rtol=1e-13, atol=0)
+    assert np.abs(sg["p"].astype(np.float32) - want).max() > 1e-9   # (what float32 storage lost)
