@@ -149,7 +149,8 @@ _SIGNAL_BLOCK_FACTOR = 7
 
 
 def scoring_bytes(cfg, num_train: int, num_test: int, num_classes: int) -> dict:
-    """Host bytes of scoring by stage: the signals it keeps ([M, N] float32 each), the peak of
+    """Host bytes of scoring by stage: the signals it keeps ([M, N] float32 each; RMIA's p in
+    float64), the peak of
     computing them from one streamed block of logits (:func:`jaxmem.signals.compute_signals`
     reads as many models as hold 2^26 float64 logits), the attacks' per-target scores ([T, N]
     float64 per attack, and their concatenation) and a fixed part. The stages follow each other:
@@ -166,7 +167,7 @@ def scoring_bytes(cfg, num_train: int, num_test: int, num_classes: int) -> dict:
         pop = name.endswith("_pop")
         spec = SIGNALS.get(name[:-4] if pop else name)
         per = math.prod(spec.shape(T if pop else N, A, C)) if spec else (T if pop else N) * A
-        sig += M * per * 4
+        sig += M * per * (8 if (name[:-4] if pop else name) == "p" else 4)   # (RMIA's p: float64)
     every = A > 1 and any(SIGNALS[n].every_query for n in names if n in SIGNALS)
     per_model = max(N, T) * (A if every else 1) * C
     block = min(M, max(1, (1 << 26) // max(1, per_model))) * per_model * 8
