@@ -17,6 +17,8 @@ Layout of ``workdir``::
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 import time
 from pathlib import Path
@@ -97,9 +99,10 @@ def unlearn_run(cfg: cfgmod.Config, workdir, *, methods, forget, retain_fraction
     except ValueError as e:
         raise RunError(str(e)) from None
     spec = {"config": cfgmod.to_dict(cfg), "forget": np.flatnonzero(forget).tolist(),
-            "methods": [{"name": m.name, **{f: getattr(m, f) for f in m.__dataclass_fields__}} for m in methods],
+            "methods": [{"name": m.name, **dataclasses.asdict(m)} for m in methods],
             "retain_fraction": retain_fraction, "unlearned_fraction": unlearned_fraction,
             "block_steps": block_steps}
+    spec = json.loads(json.dumps(spec))          # as stored (tuples -> lists)
     marker = workdir / "unlearning.json"
     if marker.exists():
         if load_json(marker) != spec:

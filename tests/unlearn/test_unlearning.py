@@ -200,9 +200,11 @@ def test_tiny_unlearning_run_end_to_end_oracle_reads_half(tmp_path):
     row = audit_stage(lg[r[:4]], lg[r[4:]], res["keep"][r[:4]], forget, res["labels"], tl[r[:4]],
                       res["test_labels"])
     assert row["ulira_ci_low"] <= 0.5 <= row["ulira_ci_high"], row
-    # a rerun finds everything done and trains nothing; another method list is refused
-    again = load_unlearning(tmp_path / "u")
-    assert np.array_equal(again["logits"]["gradient_ascent"], res["logits"]["gradient_ascent"])
+    # a rerun of the same run finds everything done and trains nothing; another method list is refused
+    logs = []
+    again = unlearn_run(cfg, tmp_path / "u", methods=["gradient_ascent"], forget=forget, log=logs.append)
+    assert logs == [] and np.array_equal(again["logits"]["gradient_ascent"], res["logits"]["gradient_ascent"])
+    assert np.array_equal(load_unlearning(tmp_path / "u")["test_logits"]["trained"], res["test_logits"]["trained"])
     with pytest.raises(RunError, match="different unlearning run"):
         unlearn_run(cfg, tmp_path / "u", methods=["finetune"], forget=forget, log=lambda *a: None)
 
@@ -260,7 +262,7 @@ def test_unlearning_experiment_quick_variant_reduced(tmp_path):
     from jaxmem.analyses import run_experiment
 
     cfg = cfgmod.load_config("experiments/unlearning.toml",
-                             ["subsets.num_models=12", "train.epochs=10", "data.max_train=400",
+                             ["subsets.num_models=16", "train.epochs=10", "data.max_train=400",
                               "model.hidden=[64]", "experiment.params.forget_size=20"])
     s = run_experiment(cfg, tmp_path / "e", progress=False, log=lambda *a: None)
     rows = s["rows"]
