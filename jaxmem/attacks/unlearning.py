@@ -17,6 +17,7 @@ was then unlearned can be told apart from a model retrained from scratch without
 * :func:`population_mia`: a population-level MIA on the forget set (forget vs test examples,
   one model's signal), which Hayes et al. show overstates forgetting.
 * :func:`accuracy`, :func:`mean_ci`: utility and intervals over targets.
+* :func:`unlearning_audit`: all of it for a user's own models, from ``(signals, keep, forget)``.
 
 Signals: any per-example score where higher means "more like a member", e.g. the logit-scaled
 confidence phi (LiRA's and the competition's signal).
@@ -34,7 +35,7 @@ from jaxmem.attacks.metrics import roc_auc
 from jaxmem.attacks.roc import UndefinedMetricWarning
 
 __all__ = ["ULiRA", "ulira", "forget_epsilons", "forget_score", "population_mia", "accuracy",
-           "mean_ci", "split_roles", "DELTA", "EPSILON_CAP"]
+           "mean_ci", "split_roles", "unlearning_audit", "DELTA", "EPSILON_CAP"]
 
 DELTA = 1e-5          # the competition's delta
 EPSILON_CAP = 50.0    # ... and its cap on a per-example epsilon
@@ -338,3 +339,32 @@ def accuracy(logits, labels, mask=None):
         _warn("accuracy: a model has no example in the mask; its accuracy is NaN")
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, (correct & m).sum(1) / np.maximum(n, 1), np.nan)
+
+
+def unlearning_audit(signals, keep, forget, *, test_signals=None, delta: float = DELTA) -> dict:
+    """The audit of a user's own unlearned models, from arrays: the models whose ``keep`` row
+    holds all of the forget set trained on it and were then unlearned; those whose row holds
+    none of it were retrained without it (:func:`split_roles`).
+
+    Args:
+        signals: [M, N] per-model signals on the training examples (e.g. the logit-scaled
+            confidence; higher = more like a member), the unlearned models' after unlearning.
+        keep: [M, N] bool, each model's training set (before unlearning).
+        forget: [N] bool, the forget set.
+        test_signals: [M, n] signals on test examples (the population MIA; optional).
+        delta: the competition's delta.
+    Returns:
+        ``{"ulira": ULiRA, "epsilons": [F], "forget_score": float, "population_mia": [U] AUCs or
+        None, "unlearned": [M] bool, "retrained": [M] bool}``.
+    Raises:
+        ValueError: a model trained on part of the forget set, or too few models of a role."""
+    s = np.asarray(signals, np.float64)
+    forget = np.asarray(forget, bool)
+    unl, ret = split_roles(keep, forget)
+    fu, fr = s[unl][:, forget], s[ret][:, forget]
+    eps = forget_epsilons(fu, fr, delta=delta)
+    pop = None
+    if test_signals is not None:
+        pop = population_mia(fu, np.asarray(test_signals, np.float64)[unl])
+    return {"ulira": ulira(fu, fr), "epsilons": eps, "forget_score": forget_score(eps, int(unl.sum())),
+            "population_mia": pop, "unlearned": unl, "retrained": ret}

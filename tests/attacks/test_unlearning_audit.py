@@ -241,3 +241,26 @@ def test_split_roles():
         UA.split_roles(keep, forget)
     u, r = UA.split_roles(keep[:3], forget)
     assert u.tolist() == [True, True, False] and r.tolist() == [False, False, True]
+
+
+def test_unlearning_audit_from_a_users_arrays(rng):
+    """(signals, keep, forget) of models trained elsewhere: roles from keep, the same numbers as
+    the pieces on the role-split signals."""
+    M, N, n = 10, 30, 12
+    forget = np.zeros(N, bool)
+    forget[rng.choice(N, 6, replace=False)] = True
+    keep = rng.random((M, N)) < 0.5
+    unl = np.zeros(M, bool)
+    unl[rng.choice(M, 5, replace=False)] = True
+    keep[:, forget] = unl[:, None]
+    sig, test = rng.normal(size=(M, N)), rng.normal(size=(M, n))
+    out = UA.unlearning_audit(sig, keep, forget, test_signals=test)
+    assert np.array_equal(out["unlearned"], unl) and np.array_equal(out["retrained"], ~unl)
+    su, sr, *_ = _ulira_ref(sig[unl][:, forget], sig[~unl][:, forget])
+    npt.assert_allclose(out["ulira"].scores_unlearned, su, rtol=1e-9, atol=1e-9)
+    ref_eps = [_eps_brute(sig[unl][:, i], sig[~unl][:, i]) for i in np.flatnonzero(forget)]
+    npt.assert_allclose(out["epsilons"], ref_eps, rtol=1e-12)
+    npt.assert_allclose(out["population_mia"], UA.population_mia(sig[unl][:, forget], test[unl]))
+    keep[0, np.flatnonzero(forget)[0]] = ~keep[0, np.flatnonzero(forget)[0]]
+    with pytest.raises(ValueError, match="model 0 trained on part"):
+        UA.unlearning_audit(sig, keep, forget)
