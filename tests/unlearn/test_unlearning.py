@@ -1,8 +1,9 @@
 """Unlearning on a stack (issue 22): the method registry's validation at the door, the forget
 sets and the stored design, the per-model update mapped over a stack (the same models whether
 unlearned together or one at a time, in one block of steps or several), a tiny end-to-end run
-with the oracle reading U-LiRA ~ 0.5, and (slow) a SIGKILLed unlearning run resuming
-bit-identically and the experiment's quick variant at a reduced size."""
+with the oracle reading U-LiRA ~ 0.5, and (slow) each method's objective moving its losses the
+right way, a SIGKILLed unlearning run resuming bit-identically and the experiment's quick variant
+at a reduced size."""
 
 from __future__ import annotations
 
@@ -149,6 +150,7 @@ def test_stacked_unlearning_equals_one_at_a_time_and_blocking_is_invisible(stack
         npt.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_objectives_move_the_losses_their_way(stack):
     """Gradient ascent raises the forget-set loss; fine-tuning lowers the retain-set loss; every
     method changes the parameters and keeps them finite."""
