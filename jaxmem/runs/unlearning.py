@@ -10,7 +10,9 @@ Layout of ``workdir``::
     out/CHUNK/STAGE/           logits.npy [n, N, C], test_logits.npy [n, N_test, C],
                                diverged.npy [n], meta.json (seconds, steps)
                                STAGE: "trained" (every chunk), then each method (unlearned chunks)
-    ckpt/CHUNK/train|METHOD/   orbax checkpoints of the chunk in progress
+    ckpt/CHUNK/train|METHOD/   orbax checkpoints of the chunk in progress: training's every
+                               ``train.checkpoint_every`` epochs (0: once, the trained state the
+                               methods start from), a method's after each ``block_steps`` block
 
 :func:`load_unlearning` gathers the stages over chunks.
 """
@@ -124,11 +126,12 @@ def unlearn_run(cfg: cfgmod.Config, workdir, *, methods, forget, retain_fraction
     fidx, fn = index_rows(forget[None])
     fidx, fn = fidx[0], int(fn[0])
     K = chunk_size(cfg)
-    every = cfg.train.checkpoint_every or 1
+    every = cfg.train.checkpoint_every or trainer.num_epochs   # (0: one checkpoint, the trained state)
     for a, b in _chunks(unlearned, K):
         out = workdir / "out" / _cname(a, b)
         stages = [TRAINED] + ([m.name for m in methods] if unlearned[a] else [])
         if all((out / s / "meta.json").exists() for s in stages):
+            shutil.rmtree(workdir / "ckpt" / _cname(a, b), ignore_errors=True)   # (a kill before its removal)
             continue
         ids = np.arange(a, a + K)
         rows = keep[np.minimum(ids, b - 1)]       # padded with the chunk's last model's row
