@@ -229,8 +229,10 @@ _SCRIPT = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_sigkilled_unlearning_resumes_bit_identical(tmp_path):
-    """Killed while a method is mid-way (an orbax step of its step blocks saved): the rerun
-    finishes with every stage's arrays identical to an uninterrupted run's."""
+    """Killed twice: mid-training (an epoch checkpoint saved, before the last epoch), then while a
+    method is mid-way (an orbax step of its step blocks saved); each rerun resumes from its
+    checkpoint, and the run finishes with every stage's arrays identical to an uninterrupted
+    run's."""
     import helpers_run as H
 
     sets = TINY + ["subsets.num_models=12", "train.chunk_size=3", "train.checkpoint_every=1", "train.epochs=3"]
@@ -239,14 +241,21 @@ def test_sigkilled_unlearning_resumes_bit_identical(tmp_path):
     ref, wd = tmp_path / "ref", tmp_path / "killed"
     r = subprocess.run([sys.executable, str(script), str(ref)], env=H.env(), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
-    p = subprocess.Popen([sys.executable, str(script), str(wd)], env=H.env(), stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
 
-    def mid_method():
+    def steps(sub):
         ck = wd / "ckpt"
-        return ck.exists() and any(s.name.isdigit() for c in ck.iterdir() for m in c.iterdir()
-                                   if m.name != "train" and m.is_dir() for s in m.iterdir())
-    assert H.kill_when(p, mid_method), "the run finished before a method's checkpoint appeared"
+        return [int(s.name) for c in (ck.iterdir() if ck.exists() else ()) for m in c.iterdir()
+                if sub(m.name) and m.is_dir() for s in m.iterdir() if s.name.isdigit()]
+
+    def start(n):
+        return subprocess.Popen([sys.executable, str(script), str(wd)], env=H.env(),
+                                stdout=open(tmp_path / f"log{n}", "w"), stderr=subprocess.STDOUT)
+
+    p = start(1)
+    assert H.kill_when(p, lambda: any(e < 3 for e in steps(lambda n: n == "train"))), "training finished first"
+    p = start(2)
+    assert H.kill_when(p, lambda: steps(lambda n: n != "train")), "the run finished before a method's checkpoint"
+    assert "resuming training at epoch" in (tmp_path / "log2").read_text()
     assert not all((wd / "out" / c / "neggrad_plus" / "meta.json").exists()
                    for c in ("models-000000-000003", "models-000003-000006"))
     r = subprocess.run([sys.executable, str(script), str(wd)], env=H.env(), capture_output=True, text=True)
