@@ -30,10 +30,11 @@ ANALYSES = {
     "lm_scaling": "jaxmem.analyses.lm_scaling",
     "lm_mia": "jaxmem.analyses.lm_mia",
     "memorization_audit": "jaxmem.analyses.memorization_audit",
+    "unlearning": "jaxmem.analyses.unlearning",
 }
 #: Analyses that train their own models instead of running jaxmem.runs.execute per variant
-#: (none since the canary experiment's language models became a run of the stacked trainer).
-NO_VARIANTS: set = set()
+#: (unlearning: its stacks hold unlearned and retrained models, jaxmem.runs.unlearning).
+NO_VARIANTS: set = {"unlearning"}
 
 
 def get(kind: str):
