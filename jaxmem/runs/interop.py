@@ -190,8 +190,10 @@ def import_arrays(workdir, keep, logits, labels, *, test_logits=None, test_label
     if labels.shape != (N,):
         raise ArrayInputError(f"labels: expected [N] = [{N}], got shape {labels.shape}")
     if test_logits is None:
-        if test_labels is not None:
-            raise ArrayInputError("test_labels: given without test_logits")
+        for field, arr in (("test_labels", test_labels), ("test_ids", test_ids), ("x_test", x_test)):
+            if arr is not None:
+                raise ArrayInputError(f"{field}: given without test_logits (the test set's [M, T, A, C] "
+                                      f"logits)")
         test_logits, test_labels = np.zeros((M, 0, A, C), logits.dtype), np.zeros(0, np.int64)
     test_logits = _float_array(test_logits, "test_logits")
     if test_labels is None:

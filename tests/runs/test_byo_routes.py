@@ -235,6 +235,17 @@ def test_test_ids_checked_and_integral_float_ids_accepted(tmp_path, rng):
     np.testing.assert_array_equal(run.example_ids, ids)
 
 
+@pytest.mark.parametrize("field", ["test_ids", "x_test"])
+def test_test_side_arrays_without_test_logits_say_so(tmp_path, rng, field):
+    """test_ids or x_test without a test set: one line saying what is missing (it said
+    "expected [0] (one id per example)", as if the arrays were the wrong length)."""
+    keep, logits, labels = _small(rng)
+    arr = {"test_ids": np.arange(5), "x_test": rng.random((5, 4, 4))}[field]
+    with pytest.raises(ArrayInputError, match=f"^{field}: given without test_logits"):
+        import_arrays(tmp_path / "x", keep, logits, labels, **{field: arr})
+    assert not (tmp_path / "x").exists()
+
+
 def test_bfloat16_tensor_and_int_keep_are_imported(tmp_path, rng):
     """Before: a raw TypeError (torch refuses bfloat16 in NumPy) and "keep: expected a bool"."""
     keep, logits, labels = _small(rng)
