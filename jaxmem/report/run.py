@@ -116,8 +116,11 @@ def run_html(workdir) -> str:
     run = load_run(workdir)
     summary = load_json(workdir / "summary.json") if (workdir / "summary.json").exists() else {}
     keep, ok = np.asarray(run.keep), ~np.asarray(run.diverged)
-    rows = [("models", run.num_models), ("training examples", keep.shape[1]),
-            ("diverged models", int((~ok).sum()))]
+    if "num_texts" in summary:  # a language-model run: its texts are the examples (copies merged)
+        count = [("training texts", summary["num_texts"]), ("training sequences", keep.shape[1])]
+    else:
+        count = [("training examples", keep.shape[1])]
+    rows = [("models", run.num_models), *count, ("diverged models", int((~ok).sum()))]
     if "unit" in summary:       # a language-model run: what one example is (copies merged)
         rows.append(("unit", summary["unit"]))
     for k in ("test_accuracy", "train_accuracy_in", "train_nll_in", "train_nll_out", "test_nll",

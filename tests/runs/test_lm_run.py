@@ -248,6 +248,25 @@ def test_show_example_of_an_lm_run_says_length_text_and_the_true_reason(lm_run):
     assert "older jaxmem" not in out and "per-example attack scores" in out
 
 
+def test_show_and_report_count_an_lm_runs_texts_and_sequences_apart(lm_run):
+    """The report's summary said "training examples 68" beside "unit: 60 texts, 68 training
+    sequences", and show/report's "what was run" said "68 training, 28 test examples, 259
+    classes" (the vocabulary) for an LM run: the counts are named sequences and texts, as the
+    unit says, and the vocabulary is not called classes."""
+    from jaxmem.report.run import run_html
+    from jaxmem.report.show import what_was_run
+
+    _, wd, _ = lm_run
+    run = load_run(wd)
+    G, N = len(_texts(run)), len(run.labels)
+    assert G < N                                   # the tiny run has copies
+    data = dict(what_was_run(wd))["data"]
+    assert f"{N} training sequences ({G} texts)" in data and "classes" not in data, data
+    html = run_html(wd)
+    assert f"<td>training texts</td><td>{G}</td>" in html and f"<td>training sequences</td><td>{N}</td>" in html
+    assert "<td>training examples</td>" not in html
+
+
 def _min_k(x, n, k=0.2):
     c = math.floor(n * k)
     return np.sort(x[:n])[:c].mean() if c else np.nan
