@@ -67,7 +67,7 @@ def analyze(cfg, workdir, runs, log):
             row[f"extracted_out_k{k}"] = mean_se(e_out)[0]
             by_prefix.append({"variant": name, "params": p, "prefix_length": k, "suffix_length": s,
                               "extracted_in": mean_se(e)[0],
-                              "extracted_in_se": mean_se(e)[1], "sequences": int(np.isfinite(e).sum())})
+                              "extracted_in_se": mean_se(e)[1], "texts": int(np.isfinite(e).sum())})
         rows.append(row)
         mem_seq.append(t["mem"])
         sizes.append(p)

@@ -150,6 +150,16 @@ def test_run_outputs_equal_the_experiments_per_text_tables(lm_run, tmp_path):
     texts = _texts(run)
     assert summary["num_texts"] == mem["texts"] == len(texts) < summary["num_sequences"]
     assert "copies merged" in summary["unit"]
+    # the experiments' CSVs name what they count: texts (they said "sequences" for a count of texts)
+    from jaxmem.analyses import lm_scaling
+
+    lm_scaling.analyze(cfg, tmp_path / "scaling", {"v": run}, log=lambda *a: None)
+    for f in ("mem/extraction_by_count.csv", "mem/by_natural_count.csv", "mem/by_planted_count.csv",
+              "scaling/by_prefix.csv"):
+        header = _rows(tmp_path / f)[0].keys()
+        assert "texts" in header and "sequences" not in header, (f, header)
+    natural = [r for r in _rows(tmp_path / "mem" / "by_natural_count.csv")]
+    assert sum(int(r["texts"]) for r in natural) == int((np.asarray(run.text["planted_count"])[texts] == 0).sum())
     for r in mia["attacks"]:
         got = summary["attacks"][r["attack"]]
         for m in ("auc", "tpr_at_0.001_fpr", "tpr_at_0.01_fpr"):
