@@ -375,3 +375,20 @@ def test_three_model_lm_run_prints_n_a_writes_strict_json_and_says_why(tmp_path)
     assert "copies merged" in show.stdout
     assert not re.search(r"\bnan\b", show.stdout)
     assert "test accuracy" not in show.stdout       # a language-model run has none
+
+
+def test_reference_nll_of_the_wrong_length_is_refused_before_training(tmp_path):
+    """scoring.reference_nll [N] holds one NLL per training sequence; N is known once the data is
+    built, so a wrong length is refused then, in one line naming the field, before any model is
+    trained (it was refused only at scoring, after every model had been trained)."""
+    from jaxmem.data import build_dataset
+
+    cfg0 = cfgmod.load_config(None, TINY)
+    N = build_dataset(cfg0).num_train
+    np.save(tmp_path / "ref.npy", np.linspace(1.0, 3.0, N + 1))
+    cfg = cfgmod.load_config(None, TINY + [f'scoring.reference_nll="{tmp_path / "ref.npy"}"'])
+    wd = tmp_path / "run"
+    with pytest.raises(cfgmod.ConfigError, match=rf"^scoring.reference_nll: .* holds \({N + 1},\), the run "
+                                                 rf"has N = {N} training sequences"):
+        execute(cfg, wd, progress=False, log=lambda *a: None)
+    assert not (wd / "shards").exists() or not any((wd / "shards").iterdir())
