@@ -41,9 +41,7 @@ def _examples_section(workdir: Path, res: Path) -> str:
     if not (res / "examples.csv").exists():
         return _missing(workdir)
     rows = _csv(res / "examples.csv")
-    from jaxmem.runs.examples import parse_id
-
-    shown = [{"rank": int(r["rank"]), "example_id": parse_id(r["example_id"]),   # (or a file name)
+    shown = [{"rank": int(r["rank"]), "example_id": r["example_id"],   # as written (or a file name)
               "given label": int(r["label"]),
               "predicted (OUT majority)": int(r["predicted_out_majority"]),
               "memorization": float(r["mem"]), "stderr": float(r["stderr"])} for r in rows]
