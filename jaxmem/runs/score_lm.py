@@ -179,7 +179,8 @@ def reference_nll(cfg, N) -> np.ndarray:
 
 def per_sequence(run) -> np.ndarray:
     """float64 [M, N]: each model's exact-match token accuracy on each training sequence (the
-    fraction of its target tokens whose argmax is the true next token), read in blocks of models."""
+    fraction of its target tokens whose argmax is the true next token), read in blocks of models;
+    NaN for a sequence with no scored token (:func:`target_mask`; :func:`sequence_nlls` warns)."""
     corr = run.array("token_correct")
     M, N, T = corr.shape
     tm = target_mask(run)
@@ -188,7 +189,7 @@ def per_sequence(run) -> np.ndarray:
     step = max(1, _BLOCK // max(1, N * T))
     for a in range(0, M, step):
         c = np.asarray(corr[a:a + step], bool)
-        out[a:a + step] = (c & tm).sum(-1) / np.maximum(n, 1)
+        out[a:a + step] = np.where(n > 0, (c & tm).sum(-1) / np.maximum(n, 1), np.nan)
     return out
 
 

@@ -392,3 +392,31 @@ def test_reference_nll_of_the_wrong_length_is_refused_before_training(tmp_path):
                                                  rf"has N = {N} training sequences"):
         execute(cfg, wd, progress=False, log=lambda *a: None)
     assert not (wd / "shards").exists() or not any((wd / "shards").iterdir())
+
+
+def test_a_sequence_with_no_scored_token_has_nan_accuracy_not_zero(rng):
+    """A one-token text (BOS t EOS) scored without its first token and without EOS has no scored
+    token: its exact-match accuracy (and so its memorization) is undefined, NaN, as its NLL is;
+    per_sequence gave 0."""
+    from types import SimpleNamespace
+
+    from jaxmem.runs.score_lm import per_sequence, sequence_nlls
+
+    cfg = cfgmod.load_config(None, TINY + ["scoring.score_first_token=false", "scoring.score_eos=false"])
+    M, L = 3, 8
+    lengths = np.array([3, 6, 8, 5])                      # BOS + text + EOS (8: cut, no EOS)
+    texts = ["a", "abcd", "abcdefghij", "abc"]
+    correct = rng.random((M, len(lengths), L - 1)) < 0.5
+    logp = -rng.exponential(size=correct.shape)
+    run = SimpleNamespace(config=cfg, labels=lengths, text={"texts_train": texts, "tokenizer": {"kind": "bytes"}},
+                          array=lambda n: {"token_correct": correct, "token_logp": logp}[n])
+    want = np.full((M, len(lengths)), np.nan)
+    for i, n in enumerate(lengths):                      # brute force: targets 1 .. n - 2, less EOS
+        last = n - 2 if n < L else n - 1                 # (a cut sequence has no EOS to leave out)
+        pos = [t for t in range(1, last)]
+        if pos:
+            want[:, i] = correct[:, i, pos].mean(-1)
+    with pytest.warns(RuntimeWarning, match="1 sequences have no scored token"):
+        nll = sequence_nlls(run)
+    assert np.isnan(nll[:, 0]).all() and np.isfinite(nll[:, 1:]).all()
+    npt.assert_allclose(per_sequence(run), want, rtol=1e-12)
