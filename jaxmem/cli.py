@@ -21,11 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import sys
 import time
 
 from jaxmem import config as cfgmod
-from jaxmem.io import RunError
+from jaxmem.io import RunError, os_error_line
 
 __all__ = ["main"]
 
@@ -331,8 +332,6 @@ def _cmd_config(args) -> int:
 
 def _stdout_closed() -> bool:
     """Whether standard output is a pipe whose reader has gone (``jaxmem show RUN | head -1``)."""
-    import select
-
     try:
         fd = sys.stdout.fileno()
     except (AttributeError, OSError, ValueError):   # stdout replaced by an object: not a pipe
@@ -371,16 +370,12 @@ def main(argv=None) -> int:
         if _stdout_closed():
             return _reader_gone()
         # another pipe than stdout: an OS error like any other
-        from jaxmem.io import os_error_line
-
         print(f"jaxmem: error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except (cfgmod.ConfigError, RunError, DataError) as e:
         print(f"jaxmem: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:   # a full disk, a read-only folder, ...: one line, no traceback
-        from jaxmem.io import os_error_line
-
         print(f"jaxmem: error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except Interrupted as e:   # SIGTERM: state saved

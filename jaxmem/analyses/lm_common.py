@@ -52,8 +52,8 @@ def extraction_rates(run, k: int, s: int, counts, *, bins=None, select=None) -> 
     """Extraction rate (Wilson 95%) of the IN and of the OUT (model, text) pairs per count
     bucket (:func:`jaxmem.estimators.lm.extraction_rate_by_count`), for the texts ``select``
     ([G] bool, per text of :func:`texts`; all by default; ``counts`` [G]): ``[{"count",
-    "members", "trials", "extracted", "rate", "low", "high", "sequences"}]`` (``sequences``:
-    texts)."""
+    "members", "trials", "extracted", "rate", "low", "high", "texts"}]`` (``texts``: the
+    bucket's texts, each once)."""
     from jaxmem.estimators.lm import extraction_rate_by_count
     from jaxmem.runs.score_lm import extraction
 
@@ -70,21 +70,21 @@ def extraction_rates(run, k: int, s: int, counts, *, bins=None, select=None) -> 
             t = extraction_rate_by_count((matched == s)[:, sel], np.asarray(counts)[sel], keep=keep[:, sel],
                                          members=members, valid=use, bins=bins)
         out += [{"count": int(c), "members": members, "trials": int(n), "extracted": int(e), "rate": float(r),
-                 "low": float(lo), "high": float(hi), "sequences": int(q)}
+                 "low": float(lo), "high": float(hi), "texts": int(q)}
                 for c, n, e, r, lo, hi, q in zip(*t)]
     return out
 
 
 def by_count(table: dict, counts, select, bins, columns=("mem",)) -> list:
-    """Mean ± standard error over sequences of each ``columns`` of ``table`` per count bucket
-    (``bins``: increasing lower edges), among the sequences ``select``."""
+    """Mean ± standard error over texts of each ``columns`` of ``table`` (one row per text) per
+    count bucket (``bins``: increasing lower edges), among the texts ``select``; ``texts``: how many."""
     counts = np.asarray(counts)
     rows = []
     for j, lo in enumerate(bins):
         hi = bins[j + 1] if j + 1 < len(bins) else None
         m = np.asarray(select, bool) & (counts >= lo) & ((counts < hi) if hi is not None else True)
         lo_, hi_ = (int(counts[m].min()), int(counts[m].max())) if m.any() else (int(lo), int(lo))
-        row = {"count": lo_ if lo_ == hi_ else f"{lo_}-{hi_}", "sequences": int(m.sum())}
+        row = {"count": lo_ if lo_ == hi_ else f"{lo_}-{hi_}", "texts": int(m.sum())}
         for c in columns:
             row[c], row[f"{c}_se"] = mean_se(np.asarray(table[c])[m])
         rows.append(row)

@@ -96,12 +96,12 @@ def analyze(cfg, workdir, runs, log, top=10):
     if counts:
         files["extraction_vs_planted"] = figure(workdir / "extraction_vs_planted.png", draw_ext)
     mem_all = mean_se(t["mem"][first])
-    rows = [{"copies": r["count"], "kind": "planted", "texts": r["sequences"], "mem": r["mem"],
+    rows = [{"copies": r["count"], "kind": "planted", "texts": r["texts"], "mem": r["mem"],
              "mem_se": r["mem_se"], "suffix_length": s, f"extracted_in_k{k0}": r[f"extracted_in_k{k0}"],
              f"extracted_out_k{k0}": r[f"extracted_out_k{k0}"]} for r in pl_rows]
-    rows += [{"copies": r["count"], "kind": "natural", "texts": r["sequences"], "mem": r["mem"],
+    rows += [{"copies": r["count"], "kind": "natural", "texts": r["texts"], "mem": r["mem"],
               "mem_se": r["mem_se"], "suffix_length": s, f"extracted_in_k{k0}": r[f"extracted_in_k{k0}"],
-              f"extracted_out_k{k0}": r[f"extracted_out_k{k0}"]} for r in nat_rows if r["sequences"]]
+              f"extracted_out_k{k0}": r[f"extracted_out_k{k0}"]} for r in nat_rows if r["texts"]]
     return {"rows": rows, "suffix_length": s, "unit": texts(run).unit(), "mem_mean": mem_all[0],
             "mem_mean_se": mem_all[1], "texts": int(first.sum()),
             "by_natural_count": nat_rows, "by_planted_count": pl_rows, "extraction": ext_rows,

@@ -11,6 +11,7 @@ import numpy as np
 
 from jaxmem.analyses.common import figure, write_csv
 from jaxmem.analyses.lm_common import texts
+from jaxmem.runs.score_lm import lm_attacks, per_text_signals
 
 #: Attacks that need no other model (scored from the target's own outputs). Reference-based:
 #: reference_out (alias reference: the target's OUT models), reference_model (an external model's
@@ -22,7 +23,6 @@ def _evaluate(run, attacks, targets, tg):
     """Every attack on the texts ``tg`` (copies merged, as the run's own scoring does)."""
     from jaxmem.attacks import evaluate, metric_warnings_only
     from jaxmem.attacks.registry import get
-    from jaxmem.runs.score_lm import per_text_signals
 
     keep, ok = np.asarray(run.keep, bool)[:, tg.first], ~np.asarray(run.diverged, bool)
     sig = per_text_signals(run, sorted({n for a in attacks for n in get(a).needs}), tg)
@@ -35,7 +35,6 @@ def analyze(cfg, workdir, runs, log):
     target), overall and by a text's number of copies (each text once: its first row); the log-log
     ROC of the last variant."""
     from jaxmem.attacks.plot import plot_roc
-    from jaxmem.runs.score_lm import lm_attacks
 
     attacks = lm_attacks(cfg)         # (the run's own: reference_model too when its NLL is given)
     rows, dup_rows, last, units = [], [], None, {}

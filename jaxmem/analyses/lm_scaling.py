@@ -12,7 +12,7 @@ import numpy as np
 
 from jaxmem.analyses.common import figure, write_csv
 from jaxmem.analyses.lm_common import mean_se, num_params, sequence_table, texts
-from jaxmem.runs.score_lm import suffix_length_used
+from jaxmem.runs.score_lm import extraction, suffix_length_used
 
 
 def _fit(x, per_seq, num_bootstrap=2000, seed=0):
@@ -29,8 +29,6 @@ def _fit(x, per_seq, num_bootstrap=2000, seed=0):
 def _extracted(run, k, s, rows):
     """([G], [G]) per-text extraction rate over the models that trained on it and over those
     that did not, on the texts ``rows`` (NaN elsewhere; copies merged: :func:`texts`)."""
-    from jaxmem.runs.score_lm import extraction
-
     f = texts(run).first
     matched, valid = extraction(run, k, s)
     matched, valid = matched[:, f], valid[f]
@@ -69,7 +67,7 @@ def analyze(cfg, workdir, runs, log):
             row[f"extracted_out_k{k}"] = mean_se(e_out)[0]
             by_prefix.append({"variant": name, "params": p, "prefix_length": k, "suffix_length": s,
                               "extracted_in": mean_se(e)[0],
-                              "extracted_in_se": mean_se(e)[1], "sequences": int(np.isfinite(e).sum())})
+                              "extracted_in_se": mean_se(e)[1], "texts": int(np.isfinite(e).sum())})
         rows.append(row)
         mem_seq.append(t["mem"])
         sizes.append(p)

@@ -217,6 +217,10 @@ def _validate_text(cfg, spec) -> None:
     if not text:
         if sc.reference_nll:
             raise ConfigError("scoring.reference_nll: an external reference model's NLL is for language-model runs")
+        for key in ("score_first_token", "score_eos"):
+            if not getattr(sc, key):
+                raise ConfigError(f"scoring.{key}: which tokens are scored is for language-model runs "
+                                  f"(an image run has no tokens)")
         for a in cfg.scoring.attacks:
             only = [n for n in get(a).needs if n in LM_SIGNALS and n not in ("loss", "phi")]
             if only:

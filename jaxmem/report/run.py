@@ -40,9 +40,7 @@ def _examples_section(workdir: Path, res: Path) -> str:
     if not (res / "examples.csv").exists():
         return _missing(workdir)
     rows = _csv(res / "examples.csv")
-    from jaxmem.runs.examples import parse_id
-
-    shown = [{"rank": int(r["rank"]), "example_id": parse_id(r["example_id"]),   # (or a file name)
+    shown = [{"rank": int(r["rank"]), "example_id": r["example_id"],   # as written (or a file name)
               "given label": int(r["label"]),
               "predicted (OUT majority)": int(r["predicted_out_majority"]),
               "memorization": float(r["mem"]), "stderr": float(r["stderr"])} for r in rows]
@@ -116,8 +114,11 @@ def run_html(workdir) -> str:
     run = load_run(workdir)
     summary = read_summary(workdir)   # (refused when results/ are another scoring's)
     keep, ok = np.asarray(run.keep), ~np.asarray(run.diverged)
-    rows = [("models", run.num_models), ("training examples", keep.shape[1]),
-            ("diverged models", int((~ok).sum()))]
+    if "num_texts" in summary:  # a language-model run: its texts are the examples (copies merged)
+        count = [("training texts", summary["num_texts"]), ("training sequences", keep.shape[1])]
+    else:
+        count = [("training examples", keep.shape[1])]
+    rows = [("models", run.num_models), *count, ("diverged models", int((~ok).sum()))]
     if "unit" in summary:       # a language-model run: what one example is (copies merged)
         rows.append(("unit", summary["unit"]))
     for k in ("test_accuracy", "train_accuracy_in", "train_nll_in", "train_nll_out", "test_nll",

@@ -46,9 +46,17 @@ def what_was_run(workdir) -> list:
                   "leave_group_out": f"leave group out, pkeep={s.pkeep}"}.get(s.design, s.design)
         lr = f"{t.learning_rate:g} ({t.schedule}" + (f", warmup {t.warmup_epochs:g} epochs)"
                                                      if t.warmup_epochs else ")")
+        if run.is_lm:   # sequences (copies included) and the texts they hold; a vocabulary, not classes
+            from jaxmem.estimators.lm import text_groups
+
+            data = (f"{ds.get('num_train')} training sequences "
+                    f"({text_groups(run.text['groups']).num_texts} texts), {ds.get('num_test')} test "
+                    f"sequences, a vocabulary of {ds.get('num_classes')} tokens")
+        else:
+            data = (f"{ds.get('num_train')} training, {ds.get('num_test')} test examples, "
+                    f"{ds.get('num_classes')} classes")
         rows += [("seed", cfg.seed),
-                 ("data", f"{ds.get('name')} ({cfg.data.source}): {ds.get('num_train')} training, "
-                          f"{ds.get('num_test')} test examples, {ds.get('num_classes')} classes"),
+                 ("data", f"{ds.get('name')} ({cfg.data.source}): {data}"),
                  ("design", f"{keep.shape[0]} models, {design}"),
                  ("model", f"{m.name} ({fields})" if fields else m.name),
                  ("optimizer", f"{t.optimizer}, lr {lr}"

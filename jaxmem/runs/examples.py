@@ -77,12 +77,10 @@ def _csv_rows(path: Path, key: str, value) -> list:
         return [r for r in csv.DictReader(f) if r[key] == str(value)]
 
 
-def parse_id(text: str):
-    """An id read back from a CSV: an int, or the string (file-name ids)."""
-    try:
-        return int(text)
-    except ValueError:
-        return text
+def parse_id(text: str, ids):
+    """An id read back from a CSV, typed as the run's ``ids`` (the array it came from) are: the
+    string as written for string ids (file names; "007" stays "007"), else an int."""
+    return str(text) if np.asarray(ids).dtype.kind == "U" else int(text)
 
 
 def example_record(workdir, example_id) -> dict:
@@ -133,7 +131,7 @@ def example_record(workdir, example_id) -> dict:
                                "rank": int(r["rank"]), "n_in": int(r["n_in"]),
                                "n_out": int(r["n_out"])}
     infl = _csv_rows(res / "influence.csv", "train_index", i)
-    out["influence"] = [{"test_id": parse_id(r["test_id"]), "test_label": int(r["test_label"]),
+    out["influence"] = [{"test_id": parse_id(r["test_id"], run.test_ids), "test_label": int(r["test_label"]),
                          "rank": int(r["rank"]), "influence": float(r["influence"]),
                          "stderr": float(r["stderr"])} for r in infl]
     if run.is_lm:

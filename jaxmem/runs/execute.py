@@ -16,6 +16,7 @@ from jaxmem import config as cfgmod
 from jaxmem.io import RunError, load_json, load_npy, save_json, save_npy
 from jaxmem.runs import workdir as W
 from jaxmem.runs.lock import run_lock, wait_for_coordinator
+from jaxmem.runs.score_lm import reference_nll
 from jaxmem.runs.store import assemble, covered
 from jaxmem.runs.training import Interrupted, default_chunk_size, train_models
 from jaxmem.subsets import make_design
@@ -92,6 +93,8 @@ def _execute(cfg, workdir: Path, *, overwrite, progress, process_id, num_process
     if cfg.scoring.influence_top_k > len(ds.y_train):
         raise RunError(f"scoring.influence_top_k: {cfg.scoring.influence_top_k} is more than the "
                        f"{len(ds.y_train)} training examples")
+    if cfg.scoring.reference_nll:   # one NLL per training sequence: N is known now, before training
+        reference_nll(cfg, len(ds.y_train))
     blocks = _design_blocks(cfg, blocks)
     M = cfg.subsets.num_models
     if process_id == 0:   # memory and disk at the door: before the design is drawn

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxmem import config as cfgmod
-from jaxmem.io import RunError, load_json, save_json, save_npy
+from jaxmem.io import RunError, load_json, load_npy, save_json, save_npy
 from jaxmem.runs import integrity, provenance
 from jaxmem.runs.lock import run_lock
 from jaxmem.runs.store import Run, load_run
@@ -190,8 +190,10 @@ def import_arrays(workdir, keep, logits, labels, *, test_logits=None, test_label
     if labels.shape != (N,):
         raise ArrayInputError(f"labels: expected [N] = [{N}], got shape {labels.shape}")
     if test_logits is None:
-        if test_labels is not None:
-            raise ArrayInputError("test_labels: given without test_logits")
+        for field, arr in (("test_labels", test_labels), ("test_ids", test_ids), ("x_test", x_test)):
+            if arr is not None:
+                raise ArrayInputError(f"{field}: given without test_logits (the test set's [M, T, A, C] "
+                                      f"logits)")
         test_logits, test_labels = np.zeros((M, 0, A, C), logits.dtype), np.zeros(0, np.int64)
     test_logits = _float_array(test_logits, "test_logits")
     if test_labels is None:
@@ -293,8 +295,6 @@ def import_arrays(workdir, keep, logits, labels, *, test_logits=None, test_label
 def _npy_arg(x, name):
     """An array, or the path of a .npy file holding one."""
     if isinstance(x, (str, Path)):
-        from jaxmem.io import load_npy
-
         try:
             return load_npy(Path(x))
         except (OSError, ValueError) as e:
@@ -393,8 +393,6 @@ def run_inputs(run):
     run), else its dataset rebuilt from the config when the data is at hand, else None."""
     p = Path(run.path)
     if (p / "x_train.npy").exists():
-        from jaxmem.io import load_npy
-
         return (load_npy(p / "x_train.npy", mmap=True),
                 load_npy(p / "x_test.npy", mmap=True) if (p / "x_test.npy").exists() else None)
     if run.config.data.source.startswith("external:"):

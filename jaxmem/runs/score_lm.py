@@ -36,7 +36,7 @@ from jaxmem.io import save_json, save_text
 from jaxmem.runs.store import load_run
 
 __all__ = ["score_lm", "lm_signals", "per_text_signals", "target_mask", "sequence_nlls", "per_sequence",
-           "extraction", "suffix_length_used", "scored_tokens", "lm_attacks"]
+           "extraction", "suffix_length_used", "scored_tokens", "lm_attacks", "reference_nll"]
 
 _BLOCK = 1 << 25   # per-token values read at a time (float64: 256 MB)
 
@@ -148,7 +148,7 @@ def lm_signals(run, names=None) -> dict:
             tm = target_mask(run)
             out[n] = np.broadcast_to(tm, (M,) + tm.shape)
         elif n == "reference_nll":
-            out[n] = np.broadcast_to(_reference_nll(run, N), (M, N))
+            out[n] = np.broadcast_to(reference_nll(run.config, N), (M, N))
         elif n.startswith("token_"):
             out[n] = run.array(n)
         else:
@@ -156,10 +156,17 @@ def lm_signals(run, names=None) -> dict:
     return out
 
 
-def _reference_nll(run, N) -> np.ndarray:
+def reference_nll(cfg, N) -> np.ndarray:
+    """float64 [N]: ``scoring.reference_nll``, an external reference model's NLL of each of the
+    run's N training sequences.
+
+    Raises:
+      ConfigError: (one line naming ``scoring.reference_nll``) none is given, or it does not hold
+        N values (checked by :func:`jaxmem.runs.execute` as soon as the data is built, before
+        any training)."""
     from jaxmem.config import ConfigError
 
-    path = run.config.scoring.reference_nll
+    path = cfg.scoring.reference_nll
     if not path:
         raise ConfigError("scoring.reference_nll: the attack reference_model needs an external reference "
                           "model's NLL of every training sequence (a .npy file)")
@@ -172,7 +179,8 @@ def _reference_nll(run, N) -> np.ndarray:
 
 def per_sequence(run) -> np.ndarray:
     """float64 [M, N]: each model's exact-match token accuracy on each training sequence (the
-    fraction of its target tokens whose argmax is the true next token), read in blocks of models."""
+    fraction of its target tokens whose argmax is the true next token), read in blocks of models;
+    NaN for a sequence with no scored token (:func:`target_mask`; :func:`sequence_nlls` warns)."""
     corr = run.array("token_correct")
     M, N, T = corr.shape
     tm = target_mask(run)
@@ -181,7 +189,7 @@ def per_sequence(run) -> np.ndarray:
     step = max(1, _BLOCK // max(1, N * T))
     for a in range(0, M, step):
         c = np.asarray(corr[a:a + step], bool)
-        out[a:a + step] = (c & tm).sum(-1) / np.maximum(n, 1)
+        out[a:a + step] = np.where(n > 0, (c & tm).sum(-1) / np.maximum(n, 1), np.nan)
     return out
 
 

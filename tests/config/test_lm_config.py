@@ -77,6 +77,8 @@ def test_reference_nll_is_checked_at_the_door(tmp_path):
     (LM + ["scoring.prefix_lengths=[]"], "scoring.prefix_lengths"),
     (LM + ["scoring.suffix_length=0"], "scoring.prefix_lengths"),
     (LM + ["data.max_len=32"], "scoring.prefix_lengths"),     # the prefix leaves no suffix token
+    (["scoring.score_eos=false"], "scoring.score_eos"),        # an image run has no tokens to score
+    (["scoring.score_first_token=false"], "scoring.score_first_token"),
 ])
 def test_refused_with_the_field_named(sets, field):
     with pytest.raises(cfgmod.ConfigError, match=f"^{field}"):

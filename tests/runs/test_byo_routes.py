@@ -235,6 +235,17 @@ def test_test_ids_checked_and_integral_float_ids_accepted(tmp_path, rng):
     np.testing.assert_array_equal(run.example_ids, ids)
 
 
+@pytest.mark.parametrize("field", ["test_ids", "x_test"])
+def test_test_side_arrays_without_test_logits_say_so(tmp_path, rng, field):
+    """test_ids or x_test without a test set: one line saying what is missing (it said
+    "expected [0] (one id per example)", as if the arrays were the wrong length)."""
+    keep, logits, labels = _small(rng)
+    arr = {"test_ids": np.arange(5), "x_test": rng.random((5, 4, 4))}[field]
+    with pytest.raises(ArrayInputError, match=f"^{field}: given without test_logits"):
+        import_arrays(tmp_path / "x", keep, logits, labels, **{field: arr})
+    assert not (tmp_path / "x").exists()
+
+
 def test_bfloat16_tensor_and_int_keep_are_imported(tmp_path, rng):
     """Before: a raw TypeError (torch refuses bfloat16 in NumPy) and "keep: expected a bool"."""
     keep, logits, labels = _small(rng)
@@ -431,6 +442,31 @@ def test_file_name_ids_work_end_to_end(tmp_path, rng, capsys):
         warnings.simplefilter("ignore")
         b = import_lira(tmp_path / "lira", tmp_path / "b")
     assert b.example_ids.tolist() == names
+
+
+def test_digit_string_ids_stay_strings(tmp_path, rng):
+    """String ids made of digits ("007", zero-padded file stems) are strings: the report's table
+    and show --example's influence list gave them back as integers ("007" became 7)."""
+    M, N, T, C = 6, 20, 6, 3
+    keep = rng.random((M, N)) < 0.5
+    labels = rng.integers(0, C, N)
+    z = rng.normal(size=(M, N, 1, C)).astype(np.float32)
+    z[np.arange(M)[:, None], np.arange(N)[None], :, labels[None]] += 2.0 * keep[..., None]
+    names, tnames = [f"{i:03d}" for i in range(N)], [f"{i:04d}" for i in range(T)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import_arrays(tmp_path / "r", keep, z, labels, example_ids=names,
+                      test_logits=rng.normal(size=(M, T, 1, C)).astype(np.float32),
+                      test_labels=rng.integers(0, C, T), test_ids=tnames,
+                      overrides=["scoring.influence_top_k=2"])
+        score(tmp_path / "r", log=lambda *a: None)
+        from jaxmem.report.run import run_html
+
+        html = run_html(tmp_path / "r")
+    shown = [r["example_id"] for r in _csv(tmp_path / "r" / "results" / "examples.csv")]
+    assert shown and all(f"<td>{e}</td>" in html for e in shown)
+    infl = [t["test_id"] for i in range(N) for t in cli_show(tmp_path / "r", names[i])["influence"]]
+    assert infl and set(infl) <= set(tnames)
 
 
 def test_import_lira_keeps_the_folders_inputs_and_refuses_what_it_cannot_use(tmp_path, rng):

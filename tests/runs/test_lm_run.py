@@ -150,6 +150,16 @@ def test_run_outputs_equal_the_experiments_per_text_tables(lm_run, tmp_path):
     texts = _texts(run)
     assert summary["num_texts"] == mem["texts"] == len(texts) < summary["num_sequences"]
     assert "copies merged" in summary["unit"]
+    # the experiments' CSVs name what they count: texts (they said "sequences" for a count of texts)
+    from jaxmem.analyses import lm_scaling
+
+    lm_scaling.analyze(cfg, tmp_path / "scaling", {"v": run}, log=lambda *a: None)
+    for f in ("mem/extraction_by_count.csv", "mem/by_natural_count.csv", "mem/by_planted_count.csv",
+              "scaling/by_prefix.csv"):
+        header = _rows(tmp_path / f)[0].keys()
+        assert "texts" in header and "sequences" not in header, (f, header)
+    natural = [r for r in _rows(tmp_path / "mem" / "by_natural_count.csv")]
+    assert sum(int(r["texts"]) for r in natural) == int((np.asarray(run.text["planted_count"])[texts] == 0).sum())
     for r in mia["attacks"]:
         got = summary["attacks"][r["attack"]]
         for m in ("auc", "tpr_at_0.001_fpr", "tpr_at_0.01_fpr"):
@@ -246,6 +256,25 @@ def test_show_example_of_an_lm_run_says_length_text_and_the_true_reason(lm_run):
     out = example_text(wd, eid)
     assert f"sequence of {r['length']} tokens" in out and "label" not in out
     assert "older jaxmem" not in out and "per-example attack scores" in out
+
+
+def test_show_and_report_count_an_lm_runs_texts_and_sequences_apart(lm_run):
+    """The report's summary said "training examples 68" beside "unit: 60 texts, 68 training
+    sequences", and show/report's "what was run" said "68 training, 28 test examples, 259
+    classes" (the vocabulary) for an LM run: the counts are named sequences and texts, as the
+    unit says, and the vocabulary is not called classes."""
+    from jaxmem.report.run import run_html
+    from jaxmem.report.show import what_was_run
+
+    _, wd, _ = lm_run
+    run = load_run(wd)
+    G, N = len(_texts(run)), len(run.labels)
+    assert G < N                                   # the tiny run has copies
+    data = dict(what_was_run(wd))["data"]
+    assert f"{N} training sequences ({G} texts)" in data and "classes" not in data, data
+    html = run_html(wd)
+    assert f"<td>training texts</td><td>{G}</td>" in html and f"<td>training sequences</td><td>{N}</td>" in html
+    assert "<td>training examples</td>" not in html
 
 
 def _min_k(x, n, k=0.2):
@@ -352,3 +381,48 @@ def test_three_model_lm_run_prints_n_a_writes_strict_json_and_says_why(tmp_path)
     assert "copies merged" in show.stdout
     assert not re.search(r"\bnan\b", show.stdout)
     assert "test accuracy" not in show.stdout       # a language-model run has none
+
+
+def test_reference_nll_of_the_wrong_length_is_refused_before_training(tmp_path):
+    """scoring.reference_nll [N] holds one NLL per training sequence; N is known once the data is
+    built, so a wrong length is refused then, in one line naming the field, before any model is
+    trained (it was refused only at scoring, after every model had been trained)."""
+    from jaxmem.data import build_dataset
+
+    cfg0 = cfgmod.load_config(None, TINY)
+    N = build_dataset(cfg0).num_train
+    np.save(tmp_path / "ref.npy", np.linspace(1.0, 3.0, N + 1))
+    cfg = cfgmod.load_config(None, TINY + [f'scoring.reference_nll="{tmp_path / "ref.npy"}"'])
+    wd = tmp_path / "run"
+    with pytest.raises(cfgmod.ConfigError, match=rf"^scoring.reference_nll: .* holds \({N + 1},\), the run "
+                                                 rf"has N = {N} training sequences"):
+        execute(cfg, wd, progress=False, log=lambda *a: None)
+    assert not (wd / "shards").exists() or not any((wd / "shards").iterdir())
+
+
+def test_a_sequence_with_no_scored_token_has_nan_accuracy_not_zero(rng):
+    """A one-token text (BOS t EOS) scored without its first token and without EOS has no scored
+    token: its exact-match accuracy (and so its memorization) is undefined, NaN, as its NLL is;
+    per_sequence gave 0."""
+    from types import SimpleNamespace
+
+    from jaxmem.runs.score_lm import per_sequence, sequence_nlls
+
+    cfg = cfgmod.load_config(None, TINY + ["scoring.score_first_token=false", "scoring.score_eos=false"])
+    M, L = 3, 8
+    lengths = np.array([3, 6, 8, 5])                      # BOS + text + EOS (8: cut, no EOS)
+    texts = ["a", "abcd", "abcdefghij", "abc"]
+    correct = rng.random((M, len(lengths), L - 1)) < 0.5
+    logp = -rng.exponential(size=correct.shape)
+    run = SimpleNamespace(config=cfg, labels=lengths, text={"texts_train": texts, "tokenizer": {"kind": "bytes"}},
+                          array=lambda n: {"token_correct": correct, "token_logp": logp}[n])
+    want = np.full((M, len(lengths)), np.nan)
+    for i, n in enumerate(lengths):                      # brute force: targets 1 .. n - 2, less EOS
+        last = n - 2 if n < L else n - 1                 # (a cut sequence has no EOS to leave out)
+        pos = [t for t in range(1, last)]
+        if pos:
+            want[:, i] = correct[:, i, pos].mean(-1)
+    with pytest.warns(RuntimeWarning, match="1 sequences have no scored token"):
+        nll = sequence_nlls(run)
+    assert np.isnan(nll[:, 0]).all() and np.isfinite(nll[:, 1:]).all()
+    npt.assert_allclose(per_sequence(run), want, rtol=1e-12)
