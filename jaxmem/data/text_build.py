@@ -203,7 +203,9 @@ def text_facts(ds: TextData) -> dict:
     once cut to ``max_len`` tokens are copies), ``planted_count`` (0 = not planted),
     ``secret_count`` / ``secret_index`` (:func:`~jaxmem.data.text_transforms.secret_rows`),
     ``zlib_entropy`` (bytes) of the text each sequence holds (decoded from its real tokens, so a
-    cut sequence is measured as cut), ``groups`` and ``source_ids``; and the texts of both splits."""
+    cut sequence is measured as cut), ``groups`` and ``source_ids``; ``test_groups`` (one id per
+    distinct held-out sequence: a repeated held-out verse is one text there too); and the texts
+    of both splits."""
     from jaxmem.data import text_transforms as X
     from jaxmem.data.tokenizers import from_config
 
@@ -214,11 +216,14 @@ def text_facts(ds: TextData) -> dict:
     count, which = X.secret_rows(ds.ids_train, ds.meta.get("transforms", []))
     twhich = X.secret_rows(ds.ids_test, ds.meta.get("transforms", []))[1]
     groups = np.asarray(ds.groups, np.int64)
+    keys_te = X.sequence_keys(ds.x_test, ds.y_test)
+    test_groups = np.unique(X.text_groups(keys_te), return_inverse=True)[1].astype(np.int64)
     return {"duplicate_count": np.bincount(groups, minlength=1)[groups].tolist(),
             "planted_count": X.planted_counts(tds).tolist(),
             "secret_count": count.tolist(), "secret_index": which.tolist(),
             "test_secret_index": twhich.tolist(),
             "zlib_entropy": X.zlib_entropy(seen).tolist(),
-            "groups": np.asarray(ds.groups).tolist(), "source_ids": np.asarray(ds.source_ids).tolist(),
+            "groups": np.asarray(ds.groups).tolist(), "test_groups": test_groups.tolist(),
+            "source_ids": np.asarray(ds.source_ids).tolist(),
             "texts_train": list(ds.texts_train), "texts_test": list(ds.texts_test),
             "tokenizer": ds.tokenizer}

@@ -369,12 +369,16 @@ def _summary(cfg, workdir, run, tg, keep, ok, em_in, em_out, nll, mem, mem_ll, k
     seconds = float(sum(m["seconds"] for m in shard_meta if m["models"][1] <= len(keep)))
     k_ok = keep[ok]
     test_nll = sequence_nlls(run, test=True)[ok]
+    test_groups = run.text.get("test_groups")
+    if test_groups is not None:   # each held-out text once (its copies merged), as the train texts
+        test_nll = test_nll[:, np.unique(np.asarray(test_groups), return_index=True)[1]]
     ids = np.asarray(run.example_ids)[tg.first]
     return {
         "name": cfg.name, "kind": "language_model", "num_models": int(keep.shape[0]),
         # the unit of every number below: a text (its copies merged: jaxmem.estimators.lm.text_groups)
         "unit": tg.unit(), "num_examples": tg.num_texts, "num_texts": tg.num_texts,
-        "num_sequences": tg.num_rows, "num_test": int(len(run.test_labels)),
+        "num_sequences": tg.num_rows, "num_test": int(test_nll.shape[1]),
+        "num_test_sequences": int(len(run.test_labels)),
         "scored_tokens": scored_tokens(cfg),
         # exact-match accuracy (Tirumala et al. 2022; jaxmem.estimators.lm.exact_match_accuracy):
         # per model, correct / target tokens pooled over its IN (OUT) texts; mean over models

@@ -281,3 +281,18 @@ def test_bpe_run_trains_on_a_literal_eos_as_text(tmp_path, rng):
         row = ds.x_train[r, : ds.y_train[r]]
         assert row[-1] == tok_eos and (row[1:-1] > 2).all()
         assert f["zlib_entropy"][r] == len(zlib.compress(ds.texts_train[r].encode()))
+
+
+def test_text_facts_group_the_held_out_copies(tmp_path, rng):
+    """A held-out text and its copies are one test text (`test_groups`, what an LM run's
+    test_nll averages over), by brute force over the token rows the model sees."""
+    lines = _lines(rng, 200)
+    lines += [lines[k] for k in range(0, 200, 7) for _ in range(3)]    # copies, held out or not
+    cfg = _cfg(tmp_path, lines, "data.max_len=24", "data.text_test_fraction=0.3", "seed=3")
+    ds = build_dataset(cfg)
+    tg = np.asarray(text_facts(ds)["test_groups"])
+    rows = [tuple(ds.x_test[i, : ds.y_test[i]]) for i in range(len(ds.y_test))]
+    first = {}
+    want = [first.setdefault(r, len(first)) for r in rows]
+    np.testing.assert_array_equal(tg, want)
+    assert len(first) < len(rows)          # the corpus does hold held-out copies

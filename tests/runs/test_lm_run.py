@@ -426,3 +426,15 @@ def test_a_sequence_with_no_scored_token_has_nan_accuracy_not_zero(rng):
         nll = sequence_nlls(run)
     assert np.isnan(nll[:, 0]).all() and np.isfinite(nll[:, 1:]).all()
     npt.assert_allclose(per_sequence(run), want, rtol=1e-12)
+
+
+def test_test_nll_counts_each_held_out_text_once(lm_run):
+    """summary.json's test_nll is the mean over models and held-out TEXTS (copies merged by
+    text.json's test_groups, brute force over the stored token rows' groups here)."""
+    cfg, wd, summary = lm_run
+    run = load_run(wd)
+    tg = np.asarray(run.text["test_groups"])
+    nll = np.asarray(run.array("test_nll"), np.float64)[~np.asarray(run.diverged)]
+    first = sorted({g: i for i, g in reversed(list(enumerate(tg)))}.values())
+    npt.assert_allclose(summary["test_nll"], nll[:, first].mean(), rtol=1e-9)
+    assert summary["num_test"] == len(set(tg.tolist())) and summary["num_test_sequences"] == len(tg)
