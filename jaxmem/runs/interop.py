@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -362,6 +363,9 @@ def import_lira(src, workdir, *, labels=None, x_train=None, overwrite=False, epo
     if queries is None and arrays["layout"] == "lira-pytorch":
         A = arrays["logits"].shape[2]
         queries = [f"external:random_augmentation_{a}" for a in range(A)]
+        warnings.warn(f"{src}: lira-pytorch saves no plain-input query, so memorization, the loss "
+                      f"and threshold attacks and correctness read query 0, a random augmentation "
+                      f"of each input (its {A} queries are named {queries[0]}..)", stacklevel=2)
     diverged = np.array([bool(h.get("jaxmem_diverged", False)) for h in hp])
     # what the folder says of the training: the settings every model's hparams.json shares
     own = ("expid", "pkeep", "jaxmem_run", "jaxmem_queries", "jaxmem_diverged")

@@ -393,7 +393,8 @@ def test_lira_pytorch_layout_is_read(tmp_path, rng):
     with pytest.raises(RunError, match="no y_train.npy: give the N training labels"):
         import_lira(src, tmp_path / "r")
     np.save(tmp_path / "labels.npy", labels)
-    import_lira(src, tmp_path / "r", labels=tmp_path / "labels.npy")   # = --labels FILE.npy
+    with pytest.warns(UserWarning, match="no plain-input query.*read query 0, a random augmentation"):
+        import_lira(src, tmp_path / "r", labels=tmp_path / "labels.npy")   # = --labels FILE.npy
     run = load_run(tmp_path / "r")
     np.testing.assert_array_equal(np.asarray(run.logits), z)
     np.testing.assert_array_equal(run.keep, keep)
