@@ -176,7 +176,7 @@ def analyze(cfg, workdir, runs, log, population_sizes=(10, 30, 100, 300, 1000)):
             best_lira = np.nanmax([lon, lof]) if np.isfinite([lon, lof]).any() else float("nan")
             cross.append({"variant": name, "references": cnt, "rmia_offline_auc": rm,
                           "lira_online_auc": lon, "lira_offline_auc": lof,
-                          "rmia_ahead": bool(rm > best_lira) if np.isfinite(best_lira) else True,
+                          "rmia_ahead": bool(rm > best_lira) if np.isfinite(best_lira) and np.isfinite(rm) else None,
                           "rmia_a": a_rmia})
     files = {"by_reference_count": write_csv(workdir / "by_reference_count.csv", by_count),
              "by_population": write_csv(workdir / "by_population.csv", by_pop),

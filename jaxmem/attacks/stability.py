@@ -125,7 +125,8 @@ def decision_stability(scores, members, fprs=(0.001, 0.01), *, classes=None,
       ``{fpr: {"flip_rate" [N] (NaN for non-members and dropped examples), "positives" [N]
       (counts, −1 when dropped), "coin_flip" [N] bool (members only), "cutoff", "tpr" (mean over
       replicas), "true_positives", "coin_flip_tp_share", "coin_flip_members" (count), "by_class"
-      {c: share}}}``.
+      {c: share}}}``. The shares are NaN (with a warning) when the test cannot reject any count
+      (R ≤ 5 at α = 0.05): then every member would count as a coin flip.
 
     References:
       Hayes et al. 2025 (arXiv 2505.18773), Sec. 6: 15.4 ± 0.6% of true positives at FPR 1e-3
@@ -147,6 +148,11 @@ def decision_stability(scores, members, fprs=(0.001, 0.01), *, classes=None,
                       "in some replica are left out", stacklevel=2)
     r, n = s.shape
     cutoff, accepted = coin_flip_cutoff(r, alpha)
+    powerless = bool(accepted.all())
+    if powerless:
+        warnings.warn(f"decision_stability: with {r} replicas the binomial test at alpha={alpha} "
+                      "rejects no count (it needs 2 * 0.5**R <= alpha): every member would be a "
+                      "coin flip; the shares are undefined (NaN)", stacklevel=2)
     out = {}
     for f in fprs:
         d = threshold_decisions(s[:, fin], mb[fin], f)
@@ -162,6 +168,8 @@ def decision_stability(scores, members, fprs=(0.001, 0.01), *, classes=None,
         tp_coin = int(pos[coin].sum())
 
         def share(a, b, what, f=f):
+            if powerless:
+                return float("nan")
             if b == 0:
                 warnings.warn(f"decision_stability: no true positive at FPR {f}{what}: the "
                               "coin-flip share is undefined (NaN)", stacklevel=3)

@@ -41,7 +41,7 @@ def test_threshold_decisions_brute_force(rng, fpr):
 
 
 def test_stability_matches_brute_force(rng):
-    r, n = int(rng.integers(3, 12)), 60
+    r, n = int(rng.integers(6, 12)), 60
     scores = rng.normal(size=(r, n)) + rng.normal(size=n)     # per-example effect + seed noise
     members = rng.random(n) < 0.5
     members[:2] = [True, False]
@@ -87,7 +87,7 @@ def test_cutoff_is_hayes_et_al_at_127_replicas():
 
 
 def test_no_true_positive_is_nan_with_warning():
-    scores = np.zeros((3, 6))
+    scores = np.zeros((6, 6))
     members = np.array([1, 1, 1, 0, 0, 0], bool)
     with pytest.warns(UserWarning, match="no true positive"):
         res = decision_stability(scores, members, (0.0,))
@@ -112,3 +112,15 @@ def test_nonfinite_examples_dropped(rng):
     ref = decision_stability(scores[:, 1:], members[1:], (0.2,))
     assert res[0.2]["positives"][0] == -1 and np.isnan(res[0.2]["flip_rate"][0])
     np.testing.assert_array_equal(res[0.2]["positives"][1:], ref[0.2]["positives"])
+
+
+def test_too_few_replicas_for_the_test_is_nan(rng):
+    # 2 * 0.5**5 = 0.0625 > 0.05: with 5 replicas no count is rejected, so "coin flip" means nothing
+    scores = rng.normal(size=(5, 30))
+    members = np.arange(30) % 2 == 0
+    with pytest.warns(UserWarning, match="rejects no count"):
+        res = decision_stability(scores, members, (0.5,), classes=np.arange(30) % 3)
+    assert math.isnan(res[0.5]["coin_flip_tp_share"])
+    assert all(math.isnan(v) for v in res[0.5]["by_class"].values())
+    res6 = decision_stability(rng.normal(size=(6, 30)), members, (0.5,))   # 2 * 0.5**6 < 0.05
+    assert not math.isnan(res6[0.5]["coin_flip_tp_share"])
