@@ -27,7 +27,10 @@ __all__ = ["auditor", "epsilon_bounds", "epsilon_many_runs", "epsilon_one_run", 
 
 #: The bounds computed, by name: Clopper–Pearson on (TPR, FPR) (Jagielski et al. 2020),
 #: Gaussian DP (Nasr et al. 2023), one run (Steinke et al. 2023), one run with f-DP
-#: (Mahloujifar et al. 2024).
+#: (Mahloujifar et al. 2024). ``clopper_pearson`` and ``one_run`` hold for any mechanism;
+#: ``gdp`` and ``one_run_fdp`` refute "as private as the Gaussian mechanism of this ε", so
+#: they bound ε only for mechanisms with a Gaussian trade-off curve (DP-SGD approximately):
+#: for randomized response at ε = 1 one exact (FPR, FNR) point gives a GDP "bound" near 5.5.
 AUDIT_METHODS = ("clopper_pearson", "gdp", "one_run", "one_run_fdp")
 
 
@@ -75,6 +78,8 @@ def epsilon_gdp(scores, members, *, alpha: float = 0.05, delta: float = 1e-5) ->
     reversed test) would need LOWER bounds on FPR and FNR; with upper bounds it overstates μ.
     On a Gaussian mechanism of σ = 1 (ε = 4.38 at δ = 1e-5) it returned up to 9.4 on 300 trials
     (tests/attacks/test_dp_audit.py). Only the one-sided test (high score = member) is used.
+    The bound assumes a Gaussian trade-off curve (it refutes μ-GDP, then converts μ to ε): it is
+    not a lower bound on the ε of an arbitrary mechanism.
 
     Args:
       scores, members: [K] trials as in :func:`epsilon_bounds`.

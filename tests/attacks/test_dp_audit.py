@@ -84,3 +84,15 @@ def test_undefined_is_nan_with_warning():
     assert np.isnan(res["gdp"]["epsilon"])
     with pytest.raises(ValueError, match="many-run"):
         epsilon_many_runs(s, b, methods=("one_run",))
+
+
+def test_randomized_response_only_the_assumption_free_bounds_hold(rng):
+    # randomized response at eps = 1 (pure DP, not Gaussian-shaped): Clopper-Pearson and the
+    # one-run bound stay below 1; the GDP bound, which assumes a Gaussian trade-off, exceeds it
+    eps = 1.0
+    bits = rng.random(4000) < 0.5
+    keep_truth = rng.random(4000) < np.exp(eps) / (1 + np.exp(eps))
+    s = np.where(keep_truth, bits, ~bits).astype(float)
+    got = epsilon_bounds(s, bits, methods=("clopper_pearson", "one_run", "gdp"), delta=DELTA)
+    assert got["clopper_pearson"] <= eps and got["one_run"] <= eps
+    assert got["gdp"] > eps
