@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["dp_epsilon", "run_epsilon"]
+__all__ = ["dp_epsilon", "run_epsilon", "gaussian_epsilon"]
 
 
 def dp_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
@@ -32,3 +32,15 @@ def run_epsilon(train_cfg, mean_examples_per_model: float) -> dict:
     return {"epsilon": dp_epsilon(dp.noise_multiplier, train_cfg.batch_size / n,
                                   int(round(train_cfg.epochs * spe)), dp.delta),
             "delta": dp.delta}
+
+
+def gaussian_epsilon(noise_multiplier: float, delta: float) -> float:
+    """The exact ε at ``delta`` of ONE Gaussian mechanism of sensitivity 1 and noise σ =
+    ``noise_multiplier`` (Balle & Wang 2018, via ``dp_accounting.get_epsilon_gaussian``): the
+    privacy of a simulated audit whose member scores are N(1, σ²) and non-member scores N(0, σ²).
+    ``inf`` for σ ≤ 0."""
+    import dp_accounting
+
+    if noise_multiplier <= 0:
+        return float("inf")
+    return float(dp_accounting.get_epsilon_gaussian(noise_multiplier, delta))

@@ -17,12 +17,14 @@ __all__ = [
     "multi_ratio_keep",
     "leave_k_out_keep",
     "leave_group_out_keep",
+    "replica_keep",
     "make_keep",
     "make_design",
 ]
 
 # Distinct stream ids so that designs never share random numbers.
-_STREAM = {"balanced": 1, "bernoulli": 2, "ratio": 3, "multi_ratio": 4, "leave_k": 5, "group": 6}
+_STREAM = {"balanced": 1, "bernoulli": 2, "ratio": 3, "multi_ratio": 4, "leave_k": 5, "group": 6,
+           "replica": 7}
 
 
 def _rng(seed: int, stream: str, *extra: int) -> np.random.Generator:
@@ -124,8 +126,37 @@ def leave_group_out_keep(seed: int, num_models: int, groups, pkeep: float = 0.5)
     return keep
 
 
+def replica_keep(seed: int, num_models: int, num_examples: int, replicas: int,
+                 pkeep: float = 0.5) -> np.ndarray:
+    """R target replicas on the SAME data, then ``M − R`` reference models on random halves.
+
+    Models ``0..R−1`` all train on one random subset of exactly ``round(pkeep · N)`` examples
+    (they differ only by their seeds: every random stream of the trainer folds in the model id,
+    :mod:`jaxmem.train.rng`); models ``R..M−1`` are a balanced design (each example IN for
+    exactly ``round(pkeep · (M − R))`` of them, as :func:`balanced_keep`). Decision stability
+    over replicas (Hayes et al. 2025, Sec. 6; :mod:`jaxmem.attacks.stability`) attacks each
+    replica with the references as shadows.
+
+    Raises:
+      ValueError: unless 2 ≤ ``replicas`` < ``num_models`` (at least one reference).
+    """
+    _check(num_models, num_examples, pkeep)
+    if not 2 <= replicas < num_models:
+        raise ValueError(f"replicas must be in [2, num_models={num_models}), got {replicas}")
+    idx = _rng(seed, "replica").permutation(num_examples)[: int(round(pkeep * num_examples))]
+    target = np.zeros(num_examples, bool)
+    target[idx] = True
+    refs = num_models - replicas
+    u = _rng(seed, "replica", 1).random((refs, num_examples))
+    order = np.argsort(u, axis=0, kind="stable")
+    ref = np.zeros((refs, num_examples), dtype=bool)
+    np.put_along_axis(ref, order[: int(round(pkeep * refs))], True, axis=0)
+    return np.concatenate([np.broadcast_to(target, (replicas, num_examples)), ref])
+
+
 def make_keep(design: str, seed: int, num_models: int, num_examples: int, *, pkeep: float = 0.5,
-              ratios=(0.7,), k: int = 1, groups=None, block: int = 0, first_model: int = 0):
+              ratios=(0.7,), k: int = 1, groups=None, block: int = 0, first_model: int = 0,
+              replicas: int = 2):
     """Build ``keep`` (and the per-model subset ratio) from a design name. Used by the trainer."""
     if design == "balanced":
         keep = balanced_keep(seed, num_models, num_examples, pkeep, block=block)
@@ -147,6 +178,11 @@ def make_keep(design: str, seed: int, num_models: int, num_examples: int, *, pke
         if groups is None:
             raise ValueError("leave_group_out needs groups")
         return leave_group_out_keep(seed, num_models, groups, pkeep), np.full(num_models, pkeep)
+    if design == "replica":
+        if block or first_model:
+            raise ValueError("the replica design cannot grow (one block of models)")
+        keep = replica_keep(seed, num_models, num_examples, replicas, pkeep)
+        return keep, keep.mean(1)
     raise ValueError(f"unknown design {design!r}")
 
 
@@ -167,7 +203,7 @@ def make_design(cfg, blocks, num_examples, groups=None, units=None):
     for b in blocks:
         k, r = make_keep(s.design, cfg.seed, b["count"], num_examples, pkeep=s.pkeep,
                          ratios=tuple(s.ratios), k=s.k, groups=groups, block=b["block"],
-                         first_model=b["first"])
+                         first_model=b["first"], replicas=getattr(s, "replicas", 2))
         keeps.append(k)
         ratios.append(r)
     return np.concatenate(keeps), np.concatenate(ratios)

@@ -31,6 +31,8 @@ ANALYSES = {
     "lm_mia": "jaxmem.analyses.lm_mia",
     "memorization_audit": "jaxmem.analyses.memorization_audit",
     "unlearning": "jaxmem.analyses.unlearning",
+    "reference_scaling": "jaxmem.analyses.reference_scaling",
+    "dp_audit": "jaxmem.analyses.dp_audit",
 }
 #: Analyses that train their own models instead of running jaxmem.runs.execute per variant
 #: (unlearning: its stacks hold unlearned and retrained models, jaxmem.runs.unlearning).

@@ -47,11 +47,12 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class SubsetConfig:
-    design: str = "balanced"        # balanced | bernoulli | ratio | leave_k_out | leave_group_out
+    design: str = "balanced"        # balanced | bernoulli | ratio | leave_k_out | leave_group_out | replica
     num_models: int = 64
     pkeep: float = 0.5
     ratios: typing.List[float] = field(default_factory=lambda: [0.7])
     k: int = 1
+    replicas: int = 2               # design "replica": models 0..replicas-1 train on the same data
 
 
 @dataclass(frozen=True)

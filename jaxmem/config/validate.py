@@ -12,7 +12,8 @@ from jaxmem.config.schema import Config, ConfigError, flatten, to_dict
 __all__ = ["validate", "RECORD_FIELDS"]
 
 _CHOICES = {
-    "subsets.design": {"balanced", "bernoulli", "ratio", "leave_k_out", "leave_group_out"},
+    "subsets.design": {"balanced", "bernoulli", "ratio", "leave_k_out", "leave_group_out",
+                       "replica"},
     "train.optimizer": {"adam", "adamw", "sgd", "nesterov"},
     "train.schedule": {"constant", "cosine", "linear_warmup_cosine", "triangle"},
     "train.augment": {"none", "flip", "crop", "flip_crop", "altflip", "altflip_crop"},
@@ -63,6 +64,13 @@ def validate(cfg: Config) -> None:
     if cfg.scoring.attacks and s.num_models < 3:
         raise ConfigError(f"subsets.num_models: attacks need >= 3 models (a target and shadows "
                           f"with and without each example), got {s.num_models}")
+    if s.design == "replica" and not 2 <= s.replicas < s.num_models:
+        raise ConfigError(f"subsets.replicas: must be in [2, subsets.num_models={s.num_models}) "
+                          f"(the replicas and at least one reference), got {s.replicas}")
+    if s.design == "replica" and cfg.scoring.attacks:
+        raise ConfigError("scoring.attacks: must be [] with subsets.design = 'replica' (the other "
+                          "replicas would be shadows trained on the target's data; the "
+                          "reference_scaling analysis attacks each replica with the references)")
     if s.design == "ratio" and len(s.ratios) > 1 and s.num_models % len(s.ratios):
         raise ConfigError(f"subsets.num_models: must be a multiple of len(subsets.ratios)="
                           f"{len(s.ratios)}, got {s.num_models}")
