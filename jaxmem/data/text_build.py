@@ -78,9 +78,13 @@ def _rows(ds: TextDataset, rows) -> TextDataset:
                        {k: v[rows] for k, v in ds.columns.items()}, ds.meta)
 
 
-def _tokenizer(d, texts):
+def _tokenizer(d, texts, checkpoint=""):
     from jaxmem.data.tokenizers import get_tokenizer
 
+    if d.tokenizer == "pretrained":   # the pretrained model's own (model.checkpoint)
+        from jaxmem.data.pretrained import pretrained_tokenizer
+
+        return pretrained_tokenizer(checkpoint)
     if d.tokenizer == "bpe":
         return get_tokenizer("bpe", texts, vocab_size=d.bpe_vocab_size)
     return get_tokenizer(d.tokenizer)
@@ -103,7 +107,7 @@ def build_text_dataset(cfg) -> TextData:
         tr = tr[d.text_offset:]
         tr, te = tr[: d.max_train or None], te[: d.max_test or None]
         train, held = _rows(full, tr), _rows(full, te)
-        tok = _tokenizer(d, train.texts)
+        tok = _tokenizer(d, train.texts, getattr(cfg.model, "checkpoint", ""))
         if d.plant_per_count:
             train = X.plant_duplicates(train, d.plant_counts, per_count=d.plant_per_count, seed=cfg.seed)
         if d.canaries:
