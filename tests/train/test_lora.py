@@ -112,3 +112,58 @@ def test_lora_fields_only_for_llama():
     with pytest.raises(cfgmod.ConfigError, match="^model.lora_rank"):
         cfgmod.load_config(None, ['data.source="python_text"', 'model.name="causal_lm"', "model.lora_rank=2",
                                   "scoring.attacks=[]"])
+
+
+def test_base_nll_is_the_base_models_float64_nll(setup, rng):
+    """The external reference's NLL: the frozen base alone (no adapters), against a float64
+    recomputation from the base as a plain (non-LoRA) Llama's logits."""
+    from helpers_text import float64_signals
+
+    from jaxmem.models.llama import Llama
+    from jaxmem.train.lora import base_nll
+
+    cfg, ds, keep = setup
+    tr = _trainer(cfg, ds, keep)
+    rows = rng.choice(ds.num_train, 5, replace=False)
+    got = base_nll(cfg, ds.num_classes, ds.x_train[rows], ds.y_train[rows], batch_size=4)
+    plain = Llama(ds.num_classes, 16, 1, 2, 1, 24)
+    z = np.asarray(plain.apply({"params": tr.frozen}, jnp.asarray(ds.x_train[rows])), np.float64)
+    want = [float64_signals(z[i], ds.x_train[r], ds.y_train[r])[1] for i, r in enumerate(rows)]
+    npt.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_external_reference_is_carlini_ratio(rng):
+    """Carlini et al. 2021: rank by log-perplexity under the target over that under the reference
+    (smaller = member); jaxmem's score is its inverse, higher = member."""
+    from jaxmem.analyses.lm_finetune_mia import external_reference_scores, lm_rmia_signals
+
+    t = rng.uniform(0.5, 4.0, (3, 20))
+    b = rng.uniform(0.5, 4.0, 20)
+    npt.assert_allclose(external_reference_scores(t, b, "ratio"), b[None] / t, rtol=1e-12)
+    npt.assert_allclose(external_reference_scores(t, b, "difference"), b[None] - t, rtol=1e-12)
+    order = np.argsort(-external_reference_scores(t, b, "ratio")[0], kind="stable")
+    npt.assert_array_equal(order, np.argsort(t[0] / b, kind="stable"))
+    s = lm_rmia_signals(t, t[:, :4])
+    npt.assert_allclose(s["p"], np.exp(-t))
+    npt.assert_allclose(s["p_pop"], np.exp(-t[:, :4]))
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_lora_run_chunks_checkpoints_and_resumes(tmp_path):
+    """Through `jaxmem run`'s path: 3 adapters in chunks of 2 with per-epoch checkpoints; a shard
+    removed is retrained to the same arrays."""
+    from jaxmem.runs import execute
+
+    sets = TINY + ["train.chunk_size=2", "train.checkpoint_every=1", 'scoring.attacks=["loss","reference"]']
+    cfg = cfgmod.load_config(None, sets)
+    wd = tmp_path / "run"
+    execute(cfg, wd, progress=False, log=lambda *a: None)
+    nll = np.load(wd / "nll.npy")
+    assert nll.shape[0] == 3 and np.isfinite(nll).all()
+    shards = sorted((wd / "shards").iterdir())
+    assert len(shards) == 2
+    import shutil
+
+    shutil.rmtree(shards[1])
+    execute(cfg, wd, progress=False, log=lambda *a: None)
+    npt.assert_allclose(np.load(wd / "nll.npy"), nll, rtol=1e-6)
