@@ -102,7 +102,7 @@ def analyze(cfg, workdir, runs, log):
                                   "nll_out": seq["nll_out"][j], "nll_base": float(base[i]),
                                   "text": seq["text"][j]})
     files = {"attacks": write_csv(workdir / "attacks.csv", rows),
-             "texts": write_csv(workdir / "texts.csv", text_rows)}
+             "texts": _write_texts(workdir / "texts.csv", text_rows)}
     best = {}
     for name in runs:
         for kind in ("reference-free", "external reference (base)", "shadow adapters"):
@@ -122,3 +122,18 @@ def analyze(cfg, workdir, runs, log):
                      for r in rows],
             "attacks": rows, "best_by_kind": best, "memorization": mem, "files": files}
 
+
+
+def _write_texts(path, rows) -> str:
+    """``rows`` as CSV with quoting (the texts hold commas and quotes)."""
+    import csv
+    import io
+
+    from jaxmem.io import save_text
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["variant"])
+    w.writeheader()
+    w.writerows(rows)
+    save_text(path, buf.getvalue())
+    return str(path)

@@ -2,7 +2,8 @@
 
 Families (:data:`jaxmem.models.registry.MODELS`): ``mlp``, ``cnn``, ``resnet_airbench``
 (airbench94), ``wrn`` (Wide-ResNet), ``transformer``, ``causal_lm`` (a GPT-style language
-model), ``llama`` (a Llama-family language model; pretrained weights: :mod:`jaxmem.models.pretrained`). Conventions in :mod:`jaxmem.models.common`.
+model), ``llama`` (a Llama-family language model; pretrained weights:
+:mod:`jaxmem.models.pretrained`). Conventions in :mod:`jaxmem.models.common`.
 The package imports flax only when a model is built or a class is asked for, so that config
 validation can read the registry without jax.
 """

@@ -39,6 +39,11 @@ def _checks(s, cfg):
     assert set(s["best_by_kind"]) == {f"main/{k}" for k in kinds}
     for p in s["files"].values():
         assert Path(p).is_file(), p
+    import csv
+
+    with open(s["files"]["texts"], newline="") as f:   # one row per distinct text, quoted
+        rows = list(csv.DictReader(f))
+    assert len(rows) == s["memorization"]["main"]["texts"] and all(float(r["nll_base"]) > 0 for r in rows)
 
 
 @pytest.mark.slow
