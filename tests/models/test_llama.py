@@ -267,3 +267,33 @@ def test_smollm2_continues_with_paris():
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("The capital of France is Paris"), out.stdout
+
+
+def test_generate_from_a_hugging_face_folder(tmp_path, rng):
+    """The user's own checkpoint: a Hugging Face folder with its tokenizer.json, through
+    `jaxmem generate`; the continuation is the float64 reference's greedy argmax."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    w = _random_hf(rng)
+    _write_hf(tmp_path / "hf", w)
+    words = ["<unk>", "<s>", "</s>"] + [f"w{i}" for i in range(V - 3)]
+    tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.save(str(tmp_path / "hf" / "tokenizer.json"))
+    prompt = [int(t) for t in rng.integers(3, V, 4)]
+    ids = list(prompt)
+    for _ in range(3):   # greedy continuation by the float64 reference (EOS = 2 would stop it)
+        nxt = int(np.argmax(_numpy_forward(w, np.array(ids))[-1]))
+        ids.append(nxt)
+        if nxt == 2:
+            break
+    text = " ".join(words[i] for i in prompt)
+    out = subprocess.run([sys.executable, "-m", "jaxmem", "generate", str(tmp_path / "hf"), "--prompt", text,
+                          "--max-new-tokens", "3"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    want = " ".join(words[i] for i in ids[len(prompt):] if i not in (0, 1, 2))
+    assert out.stdout.strip() == (text + want).strip() or out.stdout.strip() == (text + " " + want).strip(), \
+        (out.stdout, want)
+    bad = subprocess.run([sys.executable, "-m", "jaxmem", "generate", str(tmp_path / "nope"), "--prompt", "x"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no such file" in bad.stderr
