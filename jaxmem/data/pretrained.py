@@ -29,7 +29,7 @@ from pathlib import Path
 from jaxmem.data.text import TextDataError
 
 __all__ = ["resolve_checkpoint", "checkpoint_kind", "read_llama_config", "PretrainedTokenizer",
-           "pretrained_tokenizer", "gguf_reader", "NAMED_CHECKPOINTS"]
+           "pretrained_tokenizer", "gguf_reader", "checkpoint_sha256", "NAMED_CHECKPOINTS"]
 
 _EXTRA = "jaxmem[pretrained]"
 #: Checkpoints known by name: (pip package holding the file, the file inside it).
@@ -197,13 +197,14 @@ class PretrainedTokenizer:
 
     name = "pretrained"
 
-    def __init__(self, tok, bos_id, eos_id, pad_id, vocab_size: int | None = None):
+    def __init__(self, tok, bos_id, eos_id, pad_id, vocab_size: int | None = None, source: dict | None = None):
         if bos_id is None or eos_id is None:
             raise TextDataError("the pretrained tokenizer has no BOS or EOS token id")
         self._tok = tok
         self.bos_id, self.eos_id = int(bos_id), int(eos_id)
         self.pad_id = int(eos_id if pad_id is None else pad_id)
         self.vocab_size = int(vocab_size or tok.get_vocab_size(with_added_tokens=True))
+        self.source = source or {}    # the checkpoint: its path and SHA-256 (a run records them)
 
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False).ids
@@ -220,13 +221,14 @@ class PretrainedTokenizer:
 
     def config(self) -> dict:
         return {"kind": "pretrained", "json": self._tok.to_str(), "bos_id": self.bos_id,
-                "eos_id": self.eos_id, "pad_id": self.pad_id, "vocab_size": self.vocab_size}
+                "eos_id": self.eos_id, "pad_id": self.pad_id, "vocab_size": self.vocab_size,
+                "checkpoint": self.source}
 
     @classmethod
     def from_config(cls, cfg: dict) -> PretrainedTokenizer:
         tokenizers = _need("tokenizers", "the pretrained tokenizer")
         return cls(tokenizers.Tokenizer.from_str(cfg["json"]), cfg["bos_id"], cfg["eos_id"],
-                   cfg["pad_id"], cfg.get("vocab_size"))
+                   cfg["pad_id"], cfg.get("vocab_size"), cfg.get("checkpoint"))
 
 
 def pretrained_tokenizer(checkpoint: str) -> PretrainedTokenizer:
@@ -241,4 +243,23 @@ def pretrained_tokenizer(checkpoint: str) -> PretrainedTokenizer:
     path = resolve_checkpoint(checkpoint)
     kind = checkpoint_kind(path)
     tok, bos, eos, pad = _gguf_tokenizer(path) if kind == "gguf" else _hf_tokenizer(path)
-    return PretrainedTokenizer(tok, bos, eos, pad, read_llama_config(path)["vocab_size"])
+    return PretrainedTokenizer(tok, bos, eos, pad, read_llama_config(path)["vocab_size"],
+                               {"name": checkpoint, "path": str(path), "sha256": checkpoint_sha256(path)})
+
+
+def checkpoint_sha256(path) -> str:
+    """SHA-256 of a checkpoint: of the GGUF file, or of a Hugging Face folder's config.json,
+    tokenizer.json and *.safetensors files (names and contents, in name order)."""
+    import hashlib
+
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(
+        p for p in path.iterdir() if p.name in ("config.json", "tokenizer.json") or p.suffix == ".safetensors")
+    h = hashlib.sha256()
+    for f in files:
+        if path.is_dir():
+            h.update(f.name.encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()

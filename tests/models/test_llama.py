@@ -256,6 +256,11 @@ def test_smollm2_tokenizer():
     assert tok.decode(tok.encode(s)) == s
     again = from_config(json.loads(json.dumps(tok.config())))
     assert again.encode(s) == tok.encode(s) and again.bos_id == tok.bos_id
+    import hashlib
+
+    # the run's record names the exact file its weights and tokenizer came from
+    with open(_smollm2_path(), "rb") as f:
+        assert tok.config()["checkpoint"]["sha256"] == hashlib.sha256(f.read()).hexdigest()
 
 
 @pytest.mark.slow
