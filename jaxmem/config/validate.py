@@ -284,6 +284,9 @@ def _validate_pretrained(cfg, spec) -> None:
     if bad or (m.lora_rank and not m.lora_targets) or len(set(m.lora_targets)) != len(m.lora_targets):
         raise ConfigError(f"model.lora_targets: distinct names of {list(LORA_TARGETS)}, at least one, "
                           f"got {list(m.lora_targets)}")
+    if cfg.data.tokenizer == "pretrained" and not m.checkpoint:
+        raise ConfigError("data.tokenizer: \"pretrained\" is the tokenizer of model.checkpoint, which is not "
+                          "set (a pretrained llama model)")
     if not spec.pretrained:
         return
     if m.checkpoint and not m.lora_rank:
@@ -296,10 +299,9 @@ def _validate_pretrained(cfg, spec) -> None:
             resolve_checkpoint(m.checkpoint)
         except FileNotFoundError as e:
             raise ConfigError(f"model.checkpoint: {e}") from None
-    if bool(m.checkpoint) != (cfg.data.tokenizer == "pretrained"):
+    if m.checkpoint and cfg.data.tokenizer != "pretrained":
         raise ConfigError(f"data.tokenizer: a pretrained model.checkpoint reads its texts with its own "
-                          f"tokenizer (data.tokenizer = \"pretrained\") and only then; got "
-                          f"{cfg.data.tokenizer!r} with model.checkpoint = {m.checkpoint!r}")
+                          f"tokenizer (data.tokenizer = \"pretrained\"), got {cfg.data.tokenizer!r}")
     if not m.checkpoint and m.num_kv_heads and m.num_heads % m.num_kv_heads:
         raise ConfigError(f"model.num_kv_heads: must divide model.num_heads = {m.num_heads}, got {m.num_kv_heads}")
 

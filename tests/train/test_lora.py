@@ -112,6 +112,10 @@ def test_lora_fields_only_for_llama():
     with pytest.raises(cfgmod.ConfigError, match="^model.lora_rank"):
         cfgmod.load_config(None, ['data.source="python_text"', 'model.name="causal_lm"', "model.lora_rank=2",
                                   "scoring.attacks=[]"])
+    for model in ("causal_lm", "llama"):   # the pretrained tokenizer needs a checkpoint to come from
+        with pytest.raises(cfgmod.ConfigError, match="^data.tokenizer"):
+            cfgmod.load_config(None, ['data.source="python_text"', f'model.name="{model}"', 'data.tokenizer="pretrained"',
+                                      "scoring.attacks=[]"])
 
 
 def test_base_nll_is_the_base_models_float64_nll(setup, rng):
@@ -167,3 +171,11 @@ def test_lora_run_chunks_checkpoints_and_resumes(tmp_path):
     shutil.rmtree(shards[1])
     execute(cfg, wd, progress=False, log=lambda *a: None)
     npt.assert_allclose(np.load(wd / "nll.npy"), nll, rtol=1e-6)
+
+
+def test_a_checkpoint_needs_lora_and_its_own_tokenizer(tmp_path):
+    with pytest.raises(cfgmod.ConfigError, match="^model.lora_rank: a pretrained"):
+        cfgmod.load_config(None, TINY + ['model.checkpoint="m.gguf"', "model.lora_rank=0"])
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")     # exists: the tokenizer check comes next
+    with pytest.raises(cfgmod.ConfigError, match="^data.tokenizer: a pretrained"):
+        cfgmod.load_config(None, TINY + [f'model.checkpoint="{tmp_path / "m.gguf"}"'])
