@@ -113,6 +113,12 @@ def _parser():
                          "memorization, influence, attack scores")
     sh.add_argument("--json", action="store_true", help="as JSON")
 
+    g = sub.add_parser("generate", help="greedy continuation of a prompt by a pretrained model "
+                                        "(the check that its weights loaded right)")
+    g.add_argument("checkpoint", help='"smollm2", a .gguf file or a Hugging Face folder')
+    g.add_argument("--prompt", required=True)
+    g.add_argument("--max-new-tokens", type=int, default=16)
+
     c = sub.add_parser("config", help="print the resolved, validated config as JSON")
     c.add_argument("experiment", nargs="?", default=None)
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -324,6 +330,26 @@ def _cmd_show(args) -> int:
     return 0
 
 
+def _cmd_generate(args) -> int:
+    if args.max_new_tokens < 1:
+        raise cfgmod.ConfigError(f"--max-new-tokens: must be >= 1, got {args.max_new_tokens}")
+    from jaxmem.data.pretrained import pretrained_tokenizer
+    from jaxmem.data.text import TextDataError
+    from jaxmem.models.pretrained import generate, load_pretrained
+
+    try:
+        tok = pretrained_tokenizer(args.checkpoint)
+        model, params = load_pretrained(args.checkpoint)
+    except (FileNotFoundError, TextDataError, ValueError, ImportError) as e:
+        raise RunError(str(e)) from None
+    ids = tok.encode(args.prompt)
+    if not ids:
+        raise cfgmod.ConfigError("--prompt: the prompt has no tokens")
+    new = generate(model, {"params": params}, ids, args.max_new_tokens, tok.eos_id)
+    print(args.prompt + tok.decode(new))
+    return 0
+
+
 def _cmd_config(args) -> int:
     cfg = cfgmod.load_config(args.experiment, args.overrides)
     print(json.dumps(cfgmod.to_dict(cfg), indent=2))
@@ -363,7 +389,8 @@ def main(argv=None) -> int:
     try:
         rc = {"run": _cmd_run, "score": _cmd_score, "report": _cmd_report,
               "config": _cmd_config, "import-lira": _cmd_import_lira,
-              "export-lira": _cmd_export_lira, "show": _cmd_show}[args.cmd](args)
+              "export-lira": _cmd_export_lira, "show": _cmd_show,
+              "generate": _cmd_generate}[args.cmd](args)
         sys.stdout.flush()   # here, so that a reader gone (| head) is caught below, not at exit
         return rc
     except BrokenPipeError as e:

@@ -29,6 +29,7 @@ ANALYSES = {
     "lm_memorization": "jaxmem.analyses.lm_memorization",
     "lm_scaling": "jaxmem.analyses.lm_scaling",
     "lm_mia": "jaxmem.analyses.lm_mia",
+    "lm_finetune_mia": "jaxmem.analyses.lm_finetune_mia",
     "memorization_audit": "jaxmem.analyses.memorization_audit",
     "unlearning": "jaxmem.analyses.unlearning",
     "reference_scaling": "jaxmem.analyses.reference_scaling",

@@ -17,6 +17,8 @@ attack                 signals                                             refer
 :func:`reference_ratio_loo` NLL [M, N], keep [M, N]: every model a target  (same)
 :func:`reference_model` target NLL [..., N]; external reference NLL [N]      Carlini et al. 2021
 :func:`lm_lira`        target NLL [N]; shadow NLL [M, N], keep [M, N]      Carlini et al. 2022
+:func:`recall`         sequence NLL [..., N] and NLL after a non-member       Xie et al. 2024 (ReCaLL)
+                       prefix [..., N]
 =====================  ==================================================  ==========================
 
 Two different "reference" attacks, named apart in the registry (:mod:`jaxmem.attacks.registry`):
@@ -371,3 +373,31 @@ def lm_lira(target_nll, shadow_nll, shadow_keep, **lira_kwargs):
     t = _f64(target_nll, "target_nll")
     s = _f64(shadow_nll, "shadow_nll")
     return lira(-t, -s, shadow_keep, **lira_kwargs)
+
+
+def recall(target_nll, prefixed_nll):
+    """ReCaLL (Xie et al. 2024, "ReCaLL: Membership Inference via Relative Conditional
+    Log-Likelihoods", Eq. 1): ReCaLL(x) = LL(x | P) / LL(x), the log-likelihood of x conditioned on
+    a prefix P of NON-member texts relative to its unconditional log-likelihood (LL = −NLL, so the
+    ratio is NLL(x | P) / NLL(x)). The authors' code (ruoyuxie/recall, ``ll_nonmember / ll``) and
+    MIMIR take a lower ratio as "member" (their ROC negates it); jaxmem's score is −ratio
+    (higher = member).
+
+    Args:
+      target_nll: [..., N] mean token NLL of each sequence x (nats).
+      prefixed_nll: [..., N] mean token NLL of the same tokens of x after the prefix P (only x's
+        tokens counted), under the same model.
+
+    Returns float64 [..., N]; NaN (with a warning) where NLL(x) = 0 (the ratio is undefined) or an
+    input is NaN.
+    """
+    nll = _f64(target_nll, "target_nll")
+    pre = _f64(prefixed_nll, "prefixed_nll")
+    if nll.shape != pre.shape:
+        raise ValueError(f"target_nll {nll.shape} and prefixed_nll {pre.shape} differ")
+    _warn_nan_input(nll, "recall", "NLL")
+    _warn_nan_input(pre, "recall", "prefixed NLL")
+    zero = nll == 0
+    _warn(int(zero.sum()), nll.size, "their NLL is 0 (LL(x|P) / LL(x) is undefined)", "recall")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(zero, np.nan, -pre / np.where(zero, 1.0, nll))

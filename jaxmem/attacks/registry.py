@@ -117,6 +117,8 @@ def _lm(name):
             return lm.zlib_ratio(v.target("loss"), v.target("zlib_entropy"))
         if name == "min_k":
             return lm.min_k(v.target("token_logp"), v.target("token_mask"), **o)
+        if name == "recall":
+            return lm.recall(v.target("loss"), v.target("prefixed_loss"))
         if name == "min_k_plus_plus":
             return lm.min_k_plus_plus(*(v.target(f"token_{s}") for s in ("logp", "mu", "sigma", "mask")), **o)
         if name == "reference_model":
@@ -163,6 +165,9 @@ ATTACKS: dict[str, Attack] = {
     # an external reference model's NLL (scoring.reference_nll: MIMIR's "ref"), ranked by Carlini
     # et al. 2021's ratio of log-perplexities
     "reference_model": Attack(_lm("reference_model"), ("loss", "reference_nll"), {"mode": "ratio"}),
+    # ReCaLL (Xie et al. 2024): "prefixed_loss" = the NLL of x after a non-member prefix, a signal
+    # the caller computes (a stacked run does not store it; bring-your-own arrays)
+    "recall": Attack(_lm("recall"), ("loss", "prefixed_loss")),
 }
 DEFAULT_ATTACKS = ("lira_online", "lira_online_fixed_variance", "lira_offline",
                    "lira_offline_fixed_variance", "global_threshold")

@@ -70,6 +70,13 @@ class ModelConfig:
     bn_momentum: float = 0.9        # BatchNorm running-statistics decay (PyTorch: 1 - momentum)
     bn_eps: float = 1e-5
     whiten: bool = False            # resnet_airbench: stem = frozen patch whitening of own data
+    # llama (jaxmem.models.llama): a pretrained checkpoint and LoRA adapters over it
+    checkpoint: str = ""            # "smollm2" | a .gguf file | a Hugging Face folder ("": random base)
+    num_kv_heads: int = 0           # llama without a checkpoint: key/value heads (0 = num_heads)
+    ffn_dim: int = 0                # llama without a checkpoint: SwiGLU width (0 = 8/3 d_model)
+    lora_rank: int = 0              # > 0: train rank-r LoRA adapters (the model axis) over a frozen base
+    lora_alpha: float = 16.0        # LoRA scale alpha / rank
+    lora_targets: typing.List[str] = field(default_factory=lambda: ["q", "v"])  # projections adapted
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,7 @@ def validate(cfg: Config) -> None:
     if m.whiten and not spec.whiten:
         raise ConfigError(f"model.whiten: only the {_names(MODELS, 'whiten', True)} stem can be "
                           f"whitened, model.name is {m.name!r}")
+    _validate_pretrained(cfg, spec)
     if t.whiten_bias_epochs and not spec.whiten:
         raise ConfigError(f"train.whiten_bias_epochs: only for {_names(MODELS, 'whiten', True)}'s "
                           f"stem, model.name is {m.name!r}")
@@ -310,6 +311,44 @@ def _lm_scoring(sc) -> None:
                               f"sequence), got {r.dtype} {r.shape}")
         if not np.all(np.isfinite(r)):
             raise ConfigError(f"scoring.reference_nll: {int(np.sum(~np.isfinite(r)))} NLLs are NaN or inf")
+
+
+def _validate_pretrained(cfg, spec) -> None:
+    """model.checkpoint and LoRA (model.lora_*): pretrained Llama-family models."""
+    from jaxmem.models.registry import LORA_TARGETS, MODELS
+
+    m = cfg.model
+    if (m.checkpoint or m.lora_rank) and not spec.pretrained:
+        raise ConfigError(f"model.{'checkpoint' if m.checkpoint else 'lora_rank'}: only for "
+                          f"{_names(MODELS, 'pretrained', True)}, model.name is {m.name!r}")
+    _positive("model.lora_rank", m.lora_rank, strict=False)
+    _positive("model.lora_alpha", m.lora_alpha)
+    _positive("model.num_kv_heads", m.num_kv_heads, strict=False)
+    _positive("model.ffn_dim", m.ffn_dim, strict=False)
+    bad = [x for x in m.lora_targets if x not in LORA_TARGETS]
+    if bad or (m.lora_rank and not m.lora_targets) or len(set(m.lora_targets)) != len(m.lora_targets):
+        raise ConfigError(f"model.lora_targets: distinct names of {list(LORA_TARGETS)}, at least one, "
+                          f"got {list(m.lora_targets)}")
+    if cfg.data.tokenizer == "pretrained" and not m.checkpoint:
+        raise ConfigError("data.tokenizer: \"pretrained\" is the tokenizer of model.checkpoint, which is not "
+                          "set (a pretrained llama model)")
+    if not spec.pretrained:
+        return
+    if m.checkpoint and not m.lora_rank:
+        raise ConfigError("model.lora_rank: a pretrained model.checkpoint is fine-tuned with LoRA "
+                          "adapters; set model.lora_rank > 0 (full fine-tuning is not supported)")
+    if m.checkpoint:
+        from jaxmem.data.pretrained import resolve_checkpoint
+
+        try:
+            resolve_checkpoint(m.checkpoint)
+        except FileNotFoundError as e:
+            raise ConfigError(f"model.checkpoint: {e}") from None
+    if m.checkpoint and cfg.data.tokenizer != "pretrained":
+        raise ConfigError(f"data.tokenizer: a pretrained model.checkpoint reads its texts with its own "
+                          f"tokenizer (data.tokenizer = \"pretrained\"), got {cfg.data.tokenizer!r}")
+    if not m.checkpoint and m.num_kv_heads and m.num_heads % m.num_kv_heads:
+        raise ConfigError(f"model.num_kv_heads: must divide model.num_heads = {m.num_heads}, got {m.num_kv_heads}")
 
 
 def _names(models, flag, value) -> str:

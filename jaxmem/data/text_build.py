@@ -107,9 +107,13 @@ def _rows(ds: TextDataset, rows) -> TextDataset:
                        {k: v[rows] for k, v in ds.columns.items()}, ds.meta)
 
 
-def _tokenizer(d, texts):
+def _tokenizer(d, texts, checkpoint=""):
     from jaxmem.data.tokenizers import get_tokenizer
 
+    if d.tokenizer == "pretrained":   # the pretrained model's own (model.checkpoint)
+        from jaxmem.data.pretrained import pretrained_tokenizer
+
+        return pretrained_tokenizer(checkpoint)
     if d.tokenizer == "bpe":
         return get_tokenizer("bpe", texts, vocab_size=d.bpe_vocab_size)
     return get_tokenizer(d.tokenizer)
@@ -133,7 +137,7 @@ def build_text_dataset(cfg) -> TextData:
         tr = tr[d.text_offset:]
         tr, te = tr[: d.max_train or None], te[: d.max_test or None]
         train, held = _rows(full, tr), _rows(full, te)
-        tok = _tokenizer(d, train.texts)
+        tok = _tokenizer(d, train.texts, getattr(cfg.model, "checkpoint", ""))
         if d.max_len >= tok.vocab_size:
             raise DataError(f"data.max_len: must be below the vocabulary size {tok.vocab_size} "
                             f"(sequence lengths are stored as labels), got {d.max_len}")

@@ -32,7 +32,7 @@ __all__ = ["ByteTokenizer", "HFTokenizer", "TiktokenTokenizer", "train_bpe", "gp
            "get_tokenizer", "from_config", "TOKENIZERS"]
 
 #: Tokenizer kinds (``data.tokenizer``).
-TOKENIZERS = ("bytes", "bpe", "gpt2")
+TOKENIZERS = ("bytes", "bpe", "gpt2", "pretrained")   # pretrained: model.checkpoint's (data/pretrained.py)
 _EXTRA = "jaxmem[text]"
 
 
@@ -248,4 +248,8 @@ def from_config(cfg: dict):
         return HFTokenizer.from_config(cfg)
     if kind == "gpt2":
         return gpt2_tokenizer()
+    if kind == "pretrained":
+        from jaxmem.data.pretrained import PretrainedTokenizer
+
+        return PretrainedTokenizer.from_config(cfg)
     raise TextDataError(f"unknown tokenizer record {kind!r}")

@@ -29,6 +29,14 @@ def make_model(cfg, num_classes: int) -> nn.Module:
     """The model of a run's config: ``cfg.model``'s fields that its family takes
     (:data:`jaxmem.models.registry.MODELS`), in ``cfg.train.compute_dtype``."""
     kwargs = {f: getattr(cfg.model, f) for f in spec(cfg.model.name).fields}
+    if spec(cfg.model.name).pretrained and cfg.model.checkpoint:   # the architecture is the file's
+        from jaxmem.data.pretrained import read_llama_config, resolve_checkpoint
+
+        arch = read_llama_config(resolve_checkpoint(cfg.model.checkpoint))
+        if arch["vocab_size"] != num_classes:
+            raise ValueError(f"model.checkpoint: its vocabulary has {arch['vocab_size']} tokens, the "
+                             f"data {num_classes} (tokenize with data.tokenizer = \"pretrained\")")
+        kwargs.update({k: v for k, v in arch.items() if k != "vocab_size"})
     if cfg.train.compute_dtype == "bfloat16":
         kwargs["dtype"] = jnp.bfloat16
     return get_model(cfg.model.name, num_classes, **kwargs)

@@ -12,7 +12,10 @@ from __future__ import annotations
 import importlib
 from typing import NamedTuple
 
-__all__ = ["ModelSpec", "MODELS", "MODEL_NAMES", "spec", "module_class"]
+__all__ = ["ModelSpec", "MODELS", "MODEL_NAMES", "LORA_TARGETS", "spec", "module_class"]
+
+#: The projections of a ``pretrained`` family that LoRA may adapt (``model.lora_targets``).
+LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
 
 
 class ModelSpec(NamedTuple):
@@ -27,7 +30,9 @@ class ModelSpec(NamedTuple):
     gradients dominate (the trainer steps from the host on CPU, jax#12868); ``lm`` — a causal
     language model: it takes token sequences ``[N, L]`` of a text source (their lengths as ``y``)
     and returns next-token logits ``[N, L, V]``; the trainer takes its next-token loss and a run
-    stores per-token signals instead of logits (:mod:`jaxmem.train.lm`).
+    stores per-token signals instead of logits (:mod:`jaxmem.train.lm`); ``pretrained`` — its
+    architecture can come from ``model.checkpoint`` (:mod:`jaxmem.models.pretrained`) and it takes
+    LoRA adapters (``model.lora_*``) over a frozen base (:mod:`jaxmem.train.lora`).
     DP-SGD needs per-example gradients, so a family is DP-compatible unless it uses BatchNorm.
     """
 
@@ -39,6 +44,7 @@ class ModelSpec(NamedTuple):
     whiten: bool = False
     convolutional: bool = False
     lm: bool = False
+    pretrained: bool = False
 
     def uses_batch_norm(self, model_cfg) -> bool:
         """Whether a model built from ``model_cfg`` (a ``ModelConfig``) has BatchNorm layers."""
@@ -62,6 +68,9 @@ MODELS: dict[str, ModelSpec] = {
     "causal_lm": ModelSpec("jaxmem.models.causal_lm:CausalLM",
                            ("d_model", "num_layers", "num_heads", "dropout"), dropout=True,
                            tokens=True, lm=True),
+    "llama": ModelSpec("jaxmem.models.llama:Llama",
+                       ("d_model", "num_layers", "num_heads", "num_kv_heads", "ffn_dim", "lora_rank",
+                        "lora_alpha", "lora_targets"), tokens=True, lm=True, pretrained=True),
 }
 MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
 

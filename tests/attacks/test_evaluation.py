@@ -279,6 +279,8 @@ def test_every_attack_runs_in_blocks_of_targets(rng):
            "token_sigma": rng.uniform(0.5, 1.5, (M, N, L)),
            "token_mask": np.broadcast_to(mask, (M, N, L)),
            "zlib_entropy": np.broadcast_to(rng.uniform(20, 80, N), (M, N))}
+    if "recall" in ATTACKS:                # ReCaLL's NLL after a non-member prefix
+        sig["prefixed_loss"] = sig["loss"] + rng.uniform(0.1, 0.5, sig["loss"].shape)
     kw = dict(attacks=tuple(ATTACKS), return_scores=True, labels=labels, rmia_a=0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -229,3 +229,33 @@ def test_reference_model_is_carlinis_ratio_of_an_external_models_nll(rng, mode):
     # reference_out is the OUT-models attack under its new name; "reference" stays its alias
     np.testing.assert_array_equal(ev.scores["reference_out"], ev.scores["reference"])
     np.testing.assert_allclose(ev.scores["reference_out"], A.reference_ratio_loo(nll, keep), rtol=1e-12)
+
+
+def test_recall_is_xie_et_al_ratio(rng):
+    """ReCaLL (Xie et al. 2024): LL(x|P) / LL(x) with LL = mean token log-likelihood, lower =
+    member in the authors' code; jaxmem's score is its negation. Checked from per-token
+    log-probabilities in float64, through evaluate's registry entry too; NLL(x) = 0 is NaN."""
+    import warnings
+
+    from jaxmem.attacks import evaluate
+    from jaxmem.attacks.lm import LMAttackWarning, recall
+
+    M, N, T = 4, 30, 7
+    logp = -rng.exponential(1.0, (M, N, T))            # log p(x_t | x_<t)
+    logp_pre = logp - rng.exponential(0.5, (M, N, T))  # the same tokens after a non-member prefix
+    ll, ll_pre = logp.mean(-1), logp_pre.mean(-1)      # LL(x), LL(x | P)
+    want = -(ll_pre / ll)
+    np.testing.assert_allclose(recall(-ll, -ll_pre), want, rtol=1e-12)
+    keep = rng.random((M, N)) < 0.5
+    keep[:, :2] = [True, False]
+    ev = evaluate({"loss": -ll, "prefixed_loss": -ll_pre}, keep, ["recall"], return_scores=True)
+    np.testing.assert_allclose(ev.scores["recall"], want, rtol=1e-12)
+    nll = -ll[0].copy()
+    nll[3] = 0.0
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        s = recall(nll, -ll_pre[0])
+    assert np.isnan(s[3]) and np.isfinite(np.delete(s, 3)).all()
+    assert any(issubclass(x.category, LMAttackWarning) and "NLL is 0" in str(x.message) for x in w)
+    with pytest.raises(ValueError, match="differ"):
+        recall(nll, nll[:5])

@@ -60,7 +60,7 @@ def _train_fn(model):
 
 
 def test_model_names_and_unknown():
-    assert set(MODEL_NAMES) == {"mlp", "cnn", "resnet_airbench", "wrn", "transformer", "causal_lm"}
+    assert set(MODEL_NAMES) == {"mlp", "cnn", "resnet_airbench", "wrn", "transformer", "causal_lm", "llama"}
     with pytest.raises(ValueError):
         get_model("vgg", C)
 
