@@ -288,22 +288,28 @@ def forget_score(epsilons, num_models: int) -> float:
     points by the bucket of its epsilon - 1 for [0, 0.5), 1/2 for [0.5, 1), 1/4 for [1, 1.5), ...,
     for the buckets that end at or below ``ceil(log(num_models - 1))``, 0 beyond - averaged over
     examples (1 = every example indistinguishable). NaN epsilons are left out (with a warning).
+    With fewer than 3 models there is no bucket (the reference scores every example 0 whatever
+    its epsilon): NaN with a warning.
 
     Args:
         epsilons: [F] per-example epsilons (:func:`forget_epsilons`).
         num_models: the number of unlearned models (the reference's ``unlearned_confs.shape[0]``).
     """
     e = np.asarray(epsilons, np.float64).ravel()
+    if num_models < 3:
+        _warn(f"forget_score: {num_models} unlearned models give no bucket (ceil(log(num_models - 1)) "
+              f"< 0.5): every example would score 0 whatever its epsilon; the score is NaN")
+        return float("nan")
     fin = ~np.isnan(e)
     if not fin.all():
         _warn(f"forget_score: {int((~fin).sum())} NaN epsilons left out")
     if not fin.any():
         return float("nan")
-    max_eps = math.ceil(math.log(num_models - 1)) if num_models > 1 else 0
-    edges = np.arange(0.5, max_eps + 1e-12, 0.5)        # bucket ends
+    max_eps = math.ceil(math.log(num_models - 1))
+    edges = np.arange(0.5, max_eps + 1e-12, 0.5)        # bucket ends (at least one: max_eps >= 1)
     points = 0.5 ** np.arange(edges.size)
     k = np.searchsorted(edges, e[fin], side="right")    # first bucket whose end exceeds e
-    got = np.where(k < edges.size, points[np.minimum(k, edges.size - 1)] if edges.size else 0.0, 0.0)
+    got = np.where(k < edges.size, points[np.minimum(k, edges.size - 1)], 0.0)
     return float(got.mean())
 
 

@@ -209,6 +209,15 @@ def test_forget_score_matches_the_reference_loop(rng):
         assert UA.forget_score([np.nan, 0.1], 64) == 1.0
 
 
+@pytest.mark.parametrize("M", [1, 2])
+def test_forget_score_without_a_bucket_is_nan_with_warning(rng, M):
+    """With < 3 models the reference has no bucket and scores every example 0, whatever its
+    epsilon: an undefined score, not a measured 0."""
+    assert math.ceil(math.log(2)) == 1                 # M = 3 has buckets (tested above)
+    with pytest.warns(UA.UndefinedMetricWarning, match="no bucket"):
+        assert np.isnan(UA.forget_score(rng.uniform(0, 0.4, 10), M))
+
+
 def test_population_mia_accuracy_and_mean_ci(rng):
     from sklearn.metrics import roc_auc_score
 
