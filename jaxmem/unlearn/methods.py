@@ -5,7 +5,7 @@ name the field.
 A method's objective is written for ONE model on one step's batches (a retain batch and a forget
 batch of ``batch_size`` examples each); :mod:`jaxmem.unlearn.stack` maps it over every model of a
 stack the way the trainer maps training. The loss of a batch is the trainer's own
-(:meth:`jaxmem.train.steps.ModelSteps._loss`: cross-entropy, label smoothing, BatchNorm
+(:meth:`jaxmem.train.steps.ModelSteps.batch_loss`: cross-entropy, label smoothing, BatchNorm
 statistics, dropout), so unlearning trains the network exactly as training did.
 
 ``budget``: the method's optimizer steps as a fraction of the steps that trained the model
