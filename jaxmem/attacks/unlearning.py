@@ -104,12 +104,15 @@ class ULiRA:
 
 
 def _loo_gauss(x):
-    """[n, F] -> leave-one-out means and (population) stds [n, F]: row j without model j."""
+    """[n, F] -> leave-one-out means and (population) stds [n, F]: row j without model j.
+    Sums of the signals shifted by the first model's (no cancellation: identical signals give a
+    standard deviation of exactly 0, a degenerate Gaussian, not ~1e-6 from rounding)."""
     n = x.shape[0]
-    s1, s2 = x.sum(0), (x * x).sum(0)
-    mu = (s1[None] - x) / (n - 1)
-    var = (s2[None] - x * x) / (n - 1) - mu**2
-    return mu, np.sqrt(np.maximum(var, 0.0))
+    c = x - x[:1]
+    s1, s2 = c.sum(0), (c * c).sum(0)
+    d = (s1[None] - c) / (n - 1)
+    var = (s2[None] - c * c) / (n - 1) - d**2
+    return x[:1] + d, np.sqrt(np.maximum(var, 0.0))
 
 
 def _log_normal(x, mu, sd):

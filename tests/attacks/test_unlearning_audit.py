@@ -104,6 +104,13 @@ def test_ulira_degenerate_gaussian_is_nan_with_warning_and_bad_shapes_refused(rn
         res = UA.ulira(u, r)
     assert np.isnan(res.scores_unlearned[:, 1]).all() and np.isnan(res.scores_retrained[:, 1]).all()
     assert np.isfinite(res.scores_unlearned[:, [0, 2]]).all()
+    # identical signals whose sums do not cancel exactly (the competition's floored confidence,
+    # 1/3): still a degenerate Gaussian, not a standard deviation of ~1e-6 from rounding
+    for v in (103.61632918473207, 1 / 3):
+        u[:, 1] = v
+        with pytest.warns(UA.UndefinedMetricWarning, match="zero variance"):
+            res = UA.ulira(np.r_[u, u[:1]], r)
+        assert np.isnan(res.scores_unlearned[:, 1]).all() and np.isnan(res.scores_retrained[:, 1]).all()
     with pytest.raises(ValueError, match=">= 3"):
         UA.ulira(u[:2], r)
     with pytest.raises(ValueError, match="same F"):
