@@ -83,8 +83,10 @@ def test_forget_sets_and_design(rng):
     assert 0.4 < frac < 0.6
     full, _ = unlearning_design(3, 10, f)
     assert full[:, ~f].all()
-    with pytest.raises(ValueError, match="num_models"):
-        unlearning_design(3, 3, f)
+    for M in (3, 4, 5):     # 2 of a role: a stack no audit can read (U-LiRA needs 3 per role)
+        with pytest.raises(ValueError, match="num_models.*at least 3"):
+            unlearning_design(3, M, f)
+    assert unlearning_design(3, 6, f)[1].sum() == 3
 
 
 # ------------------------------------------------------------------------------ stacked update
