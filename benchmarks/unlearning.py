@@ -7,9 +7,9 @@ evaluator unlearns its 512 models, one at a time). Both produce the same models 
 Prints the seconds of each side (compilation excluded: both are warmed up first), models/s and
 their ratio, from one run.
 
-    python benchmarks/unlearning.py                         # digits MLPs 64-256-10, M = 32
+    python benchmarks/unlearning.py                         # digits MLPs 64-256-10, M = 32, all vmapped
     python benchmarks/unlearning.py --models 64 --steps 200 --method neggrad_plus
-    python benchmarks/unlearning.py --vmap-size 0           # vmap the whole stack (accelerators)
+    python benchmarks/unlearning.py --vmap-size 0           # jaxmem's CPU default: lax.map, one model at a time
 """
 
 from __future__ import annotations

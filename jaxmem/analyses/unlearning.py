@@ -28,8 +28,10 @@ DEFAULT_METHODS = ["finetune", "gradient_ascent", "neggrad_plus", "random_label"
 
 
 def check_params(methods, forget_kinds, forget_size, forget_class, retain_fraction, unlearned_fraction,
-                 block_steps, memorized_run):
-    """Validation at the door: one line naming the bad parameter."""
+                 block_steps, memorized_run, num_models=None):
+    """Validation at the door: one line naming the bad parameter. ``num_models`` (M): the
+    audits need >= 3 unlearned models and >= 6 retrained ones (U-LiRA's leave-one-out Gaussians
+    need 3 per role; the oracle row splits the retrained models into two halves)."""
     w = "experiment.params"
     try:
         ms = make_methods(methods, f"{w}.methods")
@@ -50,6 +52,13 @@ def check_params(methods, forget_kinds, forget_size, forget_class, retain_fracti
         raise cfgmod.ConfigError(f"{w}.unlearned_fraction: must be in (0, 1), got {unlearned_fraction!r}")
     if not isinstance(block_steps, int) or block_steps < 0:
         raise cfgmod.ConfigError(f"{w}.block_steps: expected an integer >= 0, got {block_steps!r}")
+    if num_models is not None and 0 < unlearned_fraction < 1:
+        n_u = int(round(num_models * unlearned_fraction))
+        if n_u < 3 or num_models - n_u < 6:
+            raise cfgmod.ConfigError(
+                f"subsets.num_models: {num_models} models with unlearned_fraction {unlearned_fraction} give "
+                f"{n_u} unlearned and {num_models - n_u} retrained; the audits need >= 3 unlearned and >= 6 "
+                f"retrained (the oracle's two halves of >= 3)")
     if memorized_run and not (Path(memorized_run) / "keep.npy").exists():
         raise cfgmod.ConfigError(f"{w}.memorized_run: {memorized_run} is not a jaxmem run")
     return ms
@@ -117,7 +126,7 @@ def analyze(cfg, workdir, runs, log, methods=tuple(DEFAULT_METHODS), forget_kind
 
     methods = list(methods)
     ms = check_params(methods, list(forget_kinds), forget_size, forget_class, retain_fraction,
-                      unlearned_fraction, block_steps, memorized_run)
+                      unlearned_fraction, block_steps, memorized_run, cfg.subsets.num_models)
     workdir = Path(workdir)
     cfg = dataclasses.replace(cfg, experiment=cfgmod.schema.ExperimentConfig())   # the runs' own config
     ds = build_dataset(cfg)

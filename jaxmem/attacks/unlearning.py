@@ -39,6 +39,7 @@ __all__ = ["ULiRA", "ulira", "forget_epsilons", "forget_score", "population_mia"
 
 DELTA = 1e-5          # the competition's delta
 EPSILON_CAP = 50.0    # ... and its cap on a per-example epsilon
+THRESHOLDS_PER_UNIT = 100   # ... and its threshold grid's density
 Z95 = 1.959963984540054
 
 
@@ -103,12 +104,15 @@ class ULiRA:
 
 
 def _loo_gauss(x):
-    """[n, F] -> leave-one-out means and (population) stds [n, F]: row j without model j."""
+    """[n, F] -> leave-one-out means and (population) stds [n, F]: row j without model j.
+    Sums of the signals shifted by the first model's (no cancellation: identical signals give a
+    standard deviation of exactly 0, a degenerate Gaussian, not ~1e-6 from rounding)."""
     n = x.shape[0]
-    s1, s2 = x.sum(0), (x * x).sum(0)
-    mu = (s1[None] - x) / (n - 1)
-    var = (s2[None] - x * x) / (n - 1) - mu**2
-    return mu, np.sqrt(np.maximum(var, 0.0))
+    c = x - x[:1]
+    s1, s2 = c.sum(0), (c * c).sum(0)
+    d = (s1[None] - c) / (n - 1)
+    var = (s2[None] - c * c) / (n - 1) - d**2
+    return x[:1] + d, np.sqrt(np.maximum(var, 0.0))
 
 
 def _log_normal(x, mu, sd):
@@ -229,7 +233,38 @@ def _rates_double(pos, neg):
     return fp / ns.size, 1 - tp / ps.size
 
 
-def forget_epsilons(unlearned, retrained, *, delta: float = DELTA, cap: float = EPSILON_CAP):
+def _rates_single_grid(pos, neg):
+    """The reference's single-threshold grid: ``ceil(100 * range)`` evenly spaced thresholds from
+    the smallest to the largest signal of both roles."""
+    allc = np.concatenate([pos, neg])
+    lo, hi = allc.min(), allc.max()
+    t = np.linspace(lo, hi, int(math.ceil((hi - lo) * THRESHOLDS_PER_UNIT)))
+    ps, ns = np.sort(pos), np.sort(neg)
+    tpr = (ps.size - np.searchsorted(ps, t, "left")) / ps.size
+    fpr = (ns.size - np.searchsorted(ns, t, "left")) / ns.size
+    return fpr, 1 - tpr
+
+
+def _rates_double_grid(pos, neg):
+    """The reference's double-threshold grid: positive = the distribution of smaller range
+    (width w); right ends evenly spaced (100 per unit) over ``[min + w - 2, max + 2]`` of it,
+    for each right end ``r`` 400 left ends evenly spaced over ``[r - w - 2, r - w + 2]``."""
+    if np.ptp(pos) >= np.ptp(neg):
+        pos, neg = neg, pos
+    w, buf = np.ptp(pos), 2.0
+    lo, hi = pos.min() + w - buf, pos.max() + buf
+    right = np.linspace(lo, hi, int(math.ceil((hi - lo) * THRESHOLDS_PER_UNIT)))
+    n_left = int(math.ceil(2 * buf * THRESHOLDS_PER_UNIT))
+    left = np.concatenate([np.linspace(r - w - buf, r - w + buf, n_left) for r in right]) if right.size else right
+    right = np.repeat(right, n_left)
+    ps, ns = np.sort(pos), np.sort(neg)
+    tp = np.maximum(np.searchsorted(ps, right, "right") - np.searchsorted(ps, left, "left"), 0)
+    fp = np.maximum(np.searchsorted(ns, right, "right") - np.searchsorted(ns, left, "left"), 0)
+    return fp / ns.size, 1 - tp / ps.size
+
+
+def forget_epsilons(unlearned, retrained, *, delta: float = DELTA, cap: float = EPSILON_CAP,
+                    rules: str = "grid"):
     """The NeurIPS 2023 unlearning competition's per-example epsilon (google-deepmind/
     unlearning_evaluation, ``metric.py``, ``_get_epsilons``).
 
@@ -242,18 +277,28 @@ def forget_epsilons(unlearned, retrained, *, delta: float = DELTA, cap: float = 
     a rule with FPR = FNR = 0 gives inf; one with exactly one of them 0 is discarded. The
     example's epsilon is the largest over the rules, clipped to ``[0, cap]``.
 
-    The reference evaluates the rules on a grid of thresholds (100 per unit of signal, interval
-    widths near the smaller range); here every rule with thresholds at the observed values is
-    evaluated (every distinct operating point of the two families, a superset of the grid's), so
-    the epsilon is >= the reference's for the same signals.
+    ``rules="grid"`` (default): the reference's thresholds - single thresholds evenly spaced,
+    100 per unit of signal, over the range of both roles; intervals whose right end runs, 100 per
+    unit, over ``[min + w - 2, max + 2]`` of the positive (smaller-range) distribution, of width
+    within ``w ± 2`` (400 left ends per right end), ``w`` its range. ``rules="observed"``: every
+    rule with thresholds at the observed values (every distinct operating point of both families
+    with no restriction on the interval's width, a superset of the grid's): epsilon >= the
+    grid's; on identically distributed roles of 16 + 16 (64 + 64) Gaussian models the forget
+    score reads ~0.13 (~0.08) against the grid's ~0.19 (~0.16), so it is not the competition's
+    number. (The reference computes its rates in float32; here in float64.)
 
     Args:
         unlearned: [U, F] signals of the unlearned models on the forget set.
         retrained: [R, F] signals of the retrained models.
         delta: the competition's 1e-5.
         cap: the competition's 50.
+        rules: ``"grid"`` (the competition's) or ``"observed"``.
     Returns:
         [F] epsilons; NaN (with a warning) where every rule was discarded."""
+    if rules not in ("grid", "observed"):
+        raise ValueError(f"forget_epsilons: rules must be 'grid' or 'observed', got {rules!r}")
+    double, single = ((_rates_double_grid, _rates_single_grid) if rules == "grid"
+                      else (_rates_double, _rates_single))
     u = np.asarray(unlearned, np.float64)
     r = np.asarray(retrained, np.float64)
     if u.ndim != 2 or r.ndim != 2 or u.shape[1] != r.shape[1]:
@@ -271,8 +316,8 @@ def forget_epsilons(unlearned, retrained, *, delta: float = DELTA, cap: float = 
         if largest > 0 and smallest / largest < 0.01:
             out[i] = cap
             continue
-        eps = np.concatenate([_eps_from_rates(*_rates_double(pos, neg), delta),
-                              _eps_from_rates(*_rates_single(pos, neg), delta)])
+        eps = np.concatenate([_eps_from_rates(*double(pos, neg), delta),
+                              _eps_from_rates(*single(pos, neg), delta)])
         if np.isnan(eps).all():
             continue
         out[i] = np.clip(np.nanmax(eps), 0, cap)
@@ -288,22 +333,28 @@ def forget_score(epsilons, num_models: int) -> float:
     points by the bucket of its epsilon - 1 for [0, 0.5), 1/2 for [0.5, 1), 1/4 for [1, 1.5), ...,
     for the buckets that end at or below ``ceil(log(num_models - 1))``, 0 beyond - averaged over
     examples (1 = every example indistinguishable). NaN epsilons are left out (with a warning).
+    With fewer than 3 models there is no bucket (the reference scores every example 0 whatever
+    its epsilon): NaN with a warning.
 
     Args:
         epsilons: [F] per-example epsilons (:func:`forget_epsilons`).
         num_models: the number of unlearned models (the reference's ``unlearned_confs.shape[0]``).
     """
     e = np.asarray(epsilons, np.float64).ravel()
+    if num_models < 3:
+        _warn(f"forget_score: {num_models} unlearned models give no bucket (ceil(log(num_models - 1)) "
+              f"< 0.5): every example would score 0 whatever its epsilon; the score is NaN")
+        return float("nan")
     fin = ~np.isnan(e)
     if not fin.all():
         _warn(f"forget_score: {int((~fin).sum())} NaN epsilons left out")
     if not fin.any():
         return float("nan")
-    max_eps = math.ceil(math.log(num_models - 1)) if num_models > 1 else 0
-    edges = np.arange(0.5, max_eps + 1e-12, 0.5)        # bucket ends
+    max_eps = math.ceil(math.log(num_models - 1))
+    edges = np.arange(0.5, max_eps + 1e-12, 0.5)        # bucket ends (at least one: max_eps >= 1)
     points = 0.5 ** np.arange(edges.size)
     k = np.searchsorted(edges, e[fin], side="right")    # first bucket whose end exceeds e
-    got = np.where(k < edges.size, points[np.minimum(k, edges.size - 1)] if edges.size else 0.0, 0.0)
+    got = np.where(k < edges.size, points[np.minimum(k, edges.size - 1)], 0.0)
     return float(got.mean())
 
 
@@ -341,7 +392,8 @@ def accuracy(logits, labels, mask=None):
         return np.where(n > 0, (correct & m).sum(1) / np.maximum(n, 1), np.nan)
 
 
-def unlearning_audit(signals, keep, forget, *, test_signals=None, delta: float = DELTA) -> dict:
+def unlearning_audit(signals, keep, forget, *, test_signals=None, delta: float = DELTA,
+                     rules: str = "grid") -> dict:
     """The audit of a user's own unlearned models, from arrays: the models whose ``keep`` row
     holds all of the forget set trained on it and were then unlearned; those whose row holds
     none of it were retrained without it (:func:`split_roles`).
@@ -353,6 +405,7 @@ def unlearning_audit(signals, keep, forget, *, test_signals=None, delta: float =
         forget: [N] bool, the forget set.
         test_signals: [M, n] signals on test examples (the population MIA; optional).
         delta: the competition's delta.
+        rules: :func:`forget_epsilons`' decision rules.
     Returns:
         ``{"ulira": ULiRA, "epsilons": [F], "forget_score": float, "population_mia": [U] AUCs or
         None, "unlearned": [M] bool, "retrained": [M] bool}``.
@@ -362,7 +415,7 @@ def unlearning_audit(signals, keep, forget, *, test_signals=None, delta: float =
     forget = np.asarray(forget, bool)
     unl, ret = split_roles(keep, forget)
     fu, fr = s[unl][:, forget], s[ret][:, forget]
-    eps = forget_epsilons(fu, fr, delta=delta)
+    eps = forget_epsilons(fu, fr, delta=delta, rules=rules)
     pop = None
     if test_signals is not None:
         pop = population_mia(fu, np.asarray(test_signals, np.float64)[unl])

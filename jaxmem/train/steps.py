@@ -12,7 +12,7 @@ from jaxmem.train.augment import augment
 from jaxmem.train.optim import schedule_factor, set_dp_key
 from jaxmem.train.state import ChunkStatus, TrainState
 
-__all__ = ["ModelSteps"]
+__all__ = ["ModelSteps", "all_finite"]
 
 
 class ModelSteps:
@@ -41,6 +41,15 @@ class ModelSteps:
         if self.frozen is not None:
             variables["frozen"] = self.frozen if self._frozen_in is None else self._frozen_in
         return variables
+
+    def batch_loss(self, params, batch_stats, x, y, dropout_key):
+        """One model's training loss on a batch, exactly as training computes it (cross-entropy
+        with ``train.label_smoothing``, BatchNorm in train mode, dropout; an LM's next-token
+        loss), for code that trains the network further (e.g. :mod:`jaxmem.unlearn`).
+
+        Returns:
+            ``(mean loss, new batch_stats)``."""
+        return self._loss(params, batch_stats, x, y, dropout_key)
 
     def _loss(self, params, batch_stats, x, y, dropout_key):
         t = self.cfg.train
@@ -149,7 +158,7 @@ class ModelSteps:
         active = (pos < spe) & (t_global < total_steps) & ~diverged & (n_in > 0)   # (a phase may give none)
         new_state, loss = self._batch_step(data, state, perm, n_in, total_steps, keys, e,
                                            t_global, pos)
-        finite = _finite(loss, new_state)
+        finite = all_finite(loss, new_state)
         take = active & finite
         state = jax.tree.map(lambda n_, o: jnp.where(take, n_, o), new_state, state)
         diverged = diverged | (active & ~finite)
@@ -200,7 +209,7 @@ class ModelSteps:
             return new, ls + loss
 
         new, ls = jax.lax.fori_loop(0, n, step_body, (state, jnp.float32(0)))
-        finite = _finite(ls, new)
+        finite = all_finite(ls, new)
         state = jax.tree.map(lambda n_, o: jnp.where(finite, n_, o), new, state)
         last = finite & (e == (total_steps - 1) // jnp.maximum(spe, 1))
         return (state, diverged | ~finite, jnp.where(last, ls, 0.0),
@@ -229,7 +238,7 @@ class ModelSteps:
         return state, ChunkStatus(diverged, loss), records
 
 
-def _finite(loss, state):
+def all_finite(loss, state):
     """One reduction: a NaN/inf anywhere in the loss or the parameters makes the sum non-finite
     (so does a sum past float32's range, which only a diverging model reaches)."""
     return jnp.isfinite(loss + sum(jnp.sum(a) for a in jax.tree.leaves(state.params)))

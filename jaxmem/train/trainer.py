@@ -147,6 +147,11 @@ class Trainer(ModelSteps):
         """Models vmapped together in a chunk of ``K`` (:func:`group_size`)."""
         return group_size(self.cfg, K)
 
+    def map_models(self, fn, *args):
+        """Map one model's ``fn`` over the leading model axis of ``args`` the way training does
+        (:meth:`_map_models`: a model's result does not depend on its chunk)."""
+        return self._map_models(fn, *args)
+
     def _map_models(self, fn, *args):
         """Map ``fn`` over the leading model axis: ``vmap``, in groups of :meth:`group_size` via
         ``lax.map``, or (a group of one) ``lax.map`` over single, unbatched models: the same

@@ -86,13 +86,14 @@ def unlearning_design(seed: int, num_models: int, forget, *, retain_fraction: fl
     Returns:
         ``(keep [M, N] bool, unlearned [M] bool)``.
     Raises:
-        ValueError: too few models of a role (each needs >= 2 for leave-one-out Gaussians)."""
+        ValueError: too few models of a role (each needs >= 3: U-LiRA's leave-one-out
+            Gaussians, :func:`jaxmem.attacks.unlearning.ulira`)."""
     forget = np.asarray(forget, bool)
     N = forget.shape[0]
     n_u = int(round(num_models * unlearned_fraction))
-    if n_u < 2 or num_models - n_u < 2:
+    if n_u < 3 or num_models - n_u < 3:
         raise ValueError(f"num_models: {num_models} models give {n_u} unlearned and {num_models - n_u} "
-                         f"retrained; each role needs at least 2")
+                         f"retrained; each role needs at least 3 (U-LiRA's leave-one-out Gaussians)")
     if not (0 < retain_fraction <= 1):
         raise ValueError(f"retain_fraction: must be in (0, 1], got {retain_fraction}")
     unlearned = np.arange(num_models) < n_u

@@ -5,7 +5,7 @@ name the field.
 A method's objective is written for ONE model on one step's batches (a retain batch and a forget
 batch of ``batch_size`` examples each); :mod:`jaxmem.unlearn.stack` maps it over every model of a
 stack the way the trainer maps training. The loss of a batch is the trainer's own
-(:meth:`jaxmem.train.steps.ModelSteps._loss`: cross-entropy, label smoothing, BatchNorm
+(:meth:`jaxmem.train.steps.ModelSteps.batch_loss`: cross-entropy, label smoothing, BatchNorm
 statistics, dropout), so unlearning trains the network exactly as training did.
 
 ``budget``: the method's optimizer steps as a fraction of the steps that trained the model
@@ -100,7 +100,10 @@ class GradientAscent(Method):
 
 @dataclass(frozen=True)
 class NegGradPlus(Method):
-    """NegGrad+ (Kurmanji et al. 2023): ``L_retain - alpha * L_forget``."""
+    """NegGrad+ (Kurmanji et al. 2023): ``L_retain - alpha * L_forget``. The paper writes
+    ``beta * L_retain - (1 - beta) * L_forget``: the same objective up to the factor ``1 + alpha``
+    with ``beta = 1 / (1 + alpha)`` (alpha 0.2: beta ~ 0.83), the same steps under Adam (scale
+    invariant up to its epsilon), a learning rate ``1 + alpha`` times the paper's under SGD."""
 
     name: ClassVar[str] = "neggrad_plus"
     uses: ClassVar[tuple] = ("retain", "forget")
@@ -144,7 +147,11 @@ class RandomLabel(Method):
 @dataclass(frozen=True)
 class L1Sparse(Method):
     """L1-sparse unlearning (Jia et al. 2023): fine-tune on the retain set with
-    ``gamma * (1 - progress) * ||theta||_1`` (the weight decays linearly to 0)."""
+    ``gamma * (1 - progress) * ||theta||_1`` over every parameter (the weight decays linearly to
+    0, step by step). The authors' code decays it per epoch, ``gamma * (1 - epoch / E)``, so its
+    last epoch keeps ``gamma / E`` and its mean weight is ``gamma (E + 1) / (2E)`` against
+    ``gamma / 2`` here (0.55 vs 0.5 gamma for E = 10), with SGD (momentum 0.9) where this uses a
+    fresh optimizer of the run's kind."""
 
     name: ClassVar[str] = "l1_sparse"
     uses: ClassVar[tuple] = ("retain",)

@@ -1,5 +1,5 @@
 """Unlearning every model of a stack at once: one model's update (:meth:`Unlearner._block_one`),
-mapped over a chunk's leading model axis by the trainer's own ``_map_models`` (``vmap``, or
+mapped over a chunk's leading model axis by the trainer's own ``map_models`` (``vmap``, or
 ``lax.map`` over groups of ``train.vmap_size`` models), in one jitted call per block of steps, so
 that a run can checkpoint between blocks and resume bit-identically.
 
@@ -27,7 +27,7 @@ from jaxmem.config.schema import DPConfig
 from jaxmem.train.optim import make_optimizer
 from jaxmem.train.rng import model_keys
 from jaxmem.train.state import ChunkStatus, TrainState
-from jaxmem.train.steps import _finite
+from jaxmem.train.steps import all_finite
 
 __all__ = ["Unlearner", "unlearn_steps", "method_stream", "index_rows"]
 
@@ -80,7 +80,7 @@ class Unlearner:
         lookahead averages), and a clean status."""
         fn = self._fns.get("init")
         if fn is None:
-            fn = self._fns["init"] = jax.jit(lambda p: self.trainer._map_models(self.tx.init, p))
+            fn = self._fns["init"] = jax.jit(lambda p: self.trainer.map_models(self.tx.init, p))
         K = jax.tree.leaves(state.params)[0].shape[0]
         st = TrainState(state.params, state.batch_stats, fn(state.params))
         return st, ChunkStatus(jnp.zeros(K, bool), jnp.full(K, jnp.nan, jnp.float32))
@@ -103,7 +103,7 @@ class Unlearner:
             f = fidx[jax.random.randint(kf, (B,), 0, jnp.maximum(nf, 1))]
             retain = (x_flat[r].reshape((B,) + shape), y_all[r])
             forget = (x_flat[f].reshape((B,) + shape), y_all[f])
-            loss = lambda p, x, y: tr._loss(p, st.batch_stats, x, y, kd)
+            loss = lambda p, x, y: tr.batch_loss(p, st.batch_stats, x, y, kd)
             obj = lambda p: m.objective(loss, p, retain, forget, kl, t.astype(jnp.float32) / total,
                                         tr.num_classes)
             (val, bs), g = jax.value_and_grad(obj, has_aux=True)(st.params)
@@ -113,7 +113,7 @@ class Unlearner:
 
         n = jnp.where(diverged, 0, n)
         new, acc = jax.lax.fori_loop(t0, t0 + n, body, (state, jnp.float32(0)))
-        finite = _finite(acc, new)
+        finite = all_finite(acc, new)
         state = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
         return state, diverged | ~finite, acc / jnp.maximum(n, 1).astype(jnp.float32)
 
@@ -131,7 +131,7 @@ class Unlearner:
         if fn is None:
             def run(state, diverged, ridx, nr, keys, fidx, nf, t0, n, data):
                 one = functools.partial(self._block_one, data, fidx=fidx, nf=nf, t0=t0, n=n)
-                return self.trainer._map_models(one, state, diverged, ridx, nr, keys)
+                return self.trainer.map_models(one, state, diverged, ridx, nr, keys)
             fn = self._fns["block"] = jax.jit(run, donate_argnums=(0,))
         tr = self.trainer
         state, diverged, loss = fn(state, status.diverged, jnp.asarray(retain_idx), jnp.asarray(retain_n),

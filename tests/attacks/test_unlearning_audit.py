@@ -104,6 +104,13 @@ def test_ulira_degenerate_gaussian_is_nan_with_warning_and_bad_shapes_refused(rn
         res = UA.ulira(u, r)
     assert np.isnan(res.scores_unlearned[:, 1]).all() and np.isnan(res.scores_retrained[:, 1]).all()
     assert np.isfinite(res.scores_unlearned[:, [0, 2]]).all()
+    # identical signals whose sums do not cancel exactly (the competition's floored confidence,
+    # 1/3): still a degenerate Gaussian, not a standard deviation of ~1e-6 from rounding
+    for v in (103.61632918473207, 1 / 3):
+        u[:, 1] = v
+        with pytest.warns(UA.UndefinedMetricWarning, match="zero variance"):
+            res = UA.ulira(np.r_[u, u[:1]], r)
+        assert np.isnan(res.scores_unlearned[:, 1]).all() and np.isnan(res.scores_retrained[:, 1]).all()
     with pytest.raises(ValueError, match=">= 3"):
         UA.ulira(u[:2], r)
     with pytest.raises(ValueError, match="same F"):
@@ -160,17 +167,59 @@ def _eps_grid_single(a, b, delta=1e-5):
     return best
 
 
-def test_forget_epsilons_match_brute_force_and_bound_the_reference_grid(rng):
+def _eps_grid(a, b, delta=1e-5, cap=50.0):
+    """One example, the competition's threshold grid, rates by direct comparison of every
+    model's signal with every threshold (boolean [models, thresholds] matrices)."""
+    pos, neg = (b, a) if np.median(b) > np.median(a) else (a, b)
+    pd, nd = np.ptp(pos), np.ptp(neg)
+    if max(pd, nd) > 0 and min(pd, nd) / max(pd, nd) < 0.01:
+        return cap
+    eps = []
+    allc = np.concatenate([pos, neg])
+    for t in np.linspace(allc.min(), allc.max(), int(math.ceil((allc.max() - allc.min()) * 100))):
+        eps.append(_eps_rule(np.mean(neg >= t), np.mean(pos < t), delta))
+    p2, n2 = (neg, pos) if pd >= nd else (pos, neg)
+    w = np.ptp(p2)
+    lo, hi = p2.min() + w - 2, p2.max() + 2
+    rights = np.linspace(lo, hi, int(math.ceil((hi - lo) * 100)))
+    for rt in rights:
+        lefts = np.linspace(rt - w - 2, rt - w + 2, 400)
+        tp = ((lefts[None] <= p2[:, None]) & (p2[:, None] <= rt)).mean(0)
+        fp = ((lefts[None] <= n2[:, None]) & (n2[:, None] <= rt)).mean(0)
+        eps += [_eps_rule(f, 1 - t, delta) for f, t in zip(fp, tp)]
+    eps = [e for e in eps if e is not None]
+    return min(max(eps), cap) if eps else math.nan
+
+
+def test_forget_epsilons_observed_rules_match_brute_force_and_bound_the_reference_grid(rng):
     U, R, F = rng.integers(4, 12), rng.integers(4, 12), 6
     u = rng.normal(rng.uniform(-1, 1, F), 1.0, (U, F))
     r = rng.normal(0, rng.uniform(0.5, 1.5), (R, F))
     u[:, 0] = np.round(u[:, 0], 1)                     # ties
     r[:, 0] = np.round(r[:, 0], 1)
-    got = UA.forget_epsilons(u, r)
+    got = UA.forget_epsilons(u, r, rules="observed")
     ref = np.array([_eps_brute(u[:, i], r[:, i]) for i in range(F)])
     npt.assert_allclose(got, ref, rtol=1e-12)
     grid = np.array([_eps_grid_single(u[:, i], r[:, i]) for i in range(F)])
     assert (got >= np.minimum(grid, 50) - 1e-12).all()
+    assert (got >= UA.forget_epsilons(u, r) - 1e-12).all()      # a superset of the grid's rules
+
+
+def test_forget_epsilons_default_is_the_competitions_grid(rng):
+    """The default rules are the reference's threshold grid (both families): equal to a direct
+    re-implementation, and on identically distributed roles lower than the observed-values
+    rules (their extra narrow intervals overstate epsilon: the forget score would drop)."""
+    U, R, F = rng.integers(4, 10), rng.integers(4, 10), 5
+    u = rng.normal(rng.uniform(-0.5, 0.5, F), 0.5, (U, F))
+    r = rng.normal(0, rng.uniform(0.3, 0.7), (R, F))
+    got = UA.forget_epsilons(u, r)
+    ref = np.array([_eps_grid(u[:, i], r[:, i]) for i in range(F)])
+    npt.assert_allclose(got, ref, rtol=1e-12)
+    g = np.random.default_rng(3)
+    a, b = g.normal(size=(16, 40)), g.normal(size=(16, 40))
+    assert UA.forget_score(UA.forget_epsilons(a, b), 16) > UA.forget_score(UA.forget_epsilons(a, b, rules="observed"), 16)
+    with pytest.raises(ValueError, match="rules"):
+        UA.forget_epsilons(a, b, rules="all")
 
 
 def test_forget_epsilons_edge_cases():
@@ -207,6 +256,15 @@ def test_forget_score_matches_the_reference_loop(rng):
         npt.assert_allclose(UA.forget_score(eps, M), ref(eps, M), rtol=1e-12)
     with pytest.warns(UA.UndefinedMetricWarning):
         assert UA.forget_score([np.nan, 0.1], 64) == 1.0
+
+
+@pytest.mark.parametrize("M", [1, 2])
+def test_forget_score_without_a_bucket_is_nan_with_warning(rng, M):
+    """With < 3 models the reference has no bucket and scores every example 0, whatever its
+    epsilon: an undefined score, not a measured 0."""
+    assert math.ceil(math.log(2)) == 1                 # M = 3 has buckets (tested above)
+    with pytest.warns(UA.UndefinedMetricWarning, match="no bucket"):
+        assert np.isnan(UA.forget_score(rng.uniform(0, 0.4, 10), M))
 
 
 def test_population_mia_accuracy_and_mean_ci(rng):
@@ -258,7 +316,7 @@ def test_unlearning_audit_from_a_users_arrays(rng):
     assert np.array_equal(out["unlearned"], unl) and np.array_equal(out["retrained"], ~unl)
     su, sr, *_ = _ulira_ref(sig[unl][:, forget], sig[~unl][:, forget])
     npt.assert_allclose(out["ulira"].scores_unlearned, su, rtol=1e-9, atol=1e-9)
-    ref_eps = [_eps_brute(sig[unl][:, i], sig[~unl][:, i]) for i in np.flatnonzero(forget)]
+    ref_eps = [_eps_grid(sig[unl][:, i], sig[~unl][:, i]) for i in np.flatnonzero(forget)]
     npt.assert_allclose(out["epsilons"], ref_eps, rtol=1e-12)
     npt.assert_allclose(out["population_mia"], UA.population_mia(sig[unl][:, forget], test[unl]))
     keep[0, np.flatnonzero(forget)[0]] = ~keep[0, np.flatnonzero(forget)[0]]

@@ -50,7 +50,9 @@ def test_analysis_params_refused_at_the_door_before_any_training(tmp_path):
 
     for over, msg in ((['experiment.params.methods=[{"name":"finetune","budgett":1}]'], "methods\\[0\\].budgett"),
                       (['experiment.params.forget_kinds=["rand"]'], "forget_kinds\\[0\\]"),
-                      (["experiment.params.forget_size=0"], "forget_size")):
+                      (["experiment.params.forget_size=0"], "forget_size"),
+                      # 4 + 4 models: the oracle's halves of 2 would fail in U-LiRA after training
+                      (["subsets.num_models=8"], "subsets.num_models: 8 models")):
         cfg = cfgmod.load_config("experiments/unlearning.toml", TINY + over)
         with pytest.raises(cfgmod.ConfigError, match=msg):
             run_experiment(cfg, tmp_path / "x", progress=False, log=lambda *a: None)
@@ -81,8 +83,10 @@ def test_forget_sets_and_design(rng):
     assert 0.4 < frac < 0.6
     full, _ = unlearning_design(3, 10, f)
     assert full[:, ~f].all()
-    with pytest.raises(ValueError, match="num_models"):
-        unlearning_design(3, 3, f)
+    for M in (3, 4, 5):     # 2 of a role: a stack no audit can read (U-LiRA needs 3 per role)
+        with pytest.raises(ValueError, match="num_models.*at least 3"):
+            unlearning_design(3, M, f)
+    assert unlearning_design(3, 6, f)[1].sum() == 3
 
 
 # ------------------------------------------------------------------------------ stacked update
