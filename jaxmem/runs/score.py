@@ -81,8 +81,8 @@ def score(workdir, *, log=print, dataset=None, overrides=(), verify: str = "auto
             from jaxmem.runs.interop import check_population
 
             check_population(cfg.scoring.attacks, len(run.test_labels))   # RMIA's population
-            run.test_logits.shape   # (opened before the scoring begins: a bad file changes nothing)
-            check_scoring(cfg, len(run.labels), len(run.test_labels),
+            # (test_logits opened before the scoring begins: a bad file changes nothing)
+            check_scoring(cfg, len(run.labels), len(run.test_logits),
                           int(run.logits.shape[-1]))       # (before anything is allocated)
         remove_stale_tmp(workdir, ("results", "results/scores"))
         integrity.ensure_intact(workdir, run.num_models, full=verify == "full", log=log,
