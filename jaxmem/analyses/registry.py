@@ -30,6 +30,8 @@ ANALYSES = {
     "lm_scaling": "jaxmem.analyses.lm_scaling",
     "lm_mia": "jaxmem.analyses.lm_mia",
     "memorization_audit": "jaxmem.analyses.memorization_audit",
+    "augmentation": "jaxmem.analyses.augmentation",
+    "localization": "jaxmem.analyses.localization",
 }
 #: Analyses that train their own models instead of running jaxmem.runs.execute per variant
 #: (none since the canary experiment's language models became a run of the stacked trainer).
