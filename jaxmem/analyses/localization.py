@@ -18,7 +18,6 @@ from jaxmem.analyses.common import figure, memorization_of, run_signals, write_c
 def _retrain_layer(layers, index, x, y, steps, lr, seed):
     """Layer ``index`` trained alone (full batch, Adam) on (x, y); the others frozen."""
     import jax
-    import jax.numpy as jnp
     import optax
 
     from jaxmem.estimators.localization import mlp_forward
