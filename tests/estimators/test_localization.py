@@ -6,8 +6,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmem.estimators.localization import (attributions, brute_force_flip, greedy_flip, margin,
-                                            mlp_forward, mlp_layers, rewind_layer)
+from jaxmem.estimators.localization import (
+    attributions,
+    brute_force_flip,
+    greedy_flip,
+    margin,
+    mlp_forward,
+    mlp_layers,
+    rewind_layer,
+)
 
 
 def _net(rng, sizes=(5, 4, 3, 3)):
