@@ -42,9 +42,58 @@ def _retrain_layer(layers, index, x, y, steps, lr, seed):
     return [W if i == index else lay for i, lay in enumerate(layers)]
 
 
+def _example_tied(c, x, y, keep_row, seed, p_gen, p_mem, num_classes):
+    """Maini et al.'s example-tied dropout on one MLP: the last hidden layer's neurons split
+    into generalization neurons (a fraction ``p_gen``, always on) and memorization neurons,
+    each tied to an example with probability ``p_mem`` (on only when that example is trained
+    on); trained on ``keep_row``'s examples with the run's optimizer settings (Adam, its batch
+    size, learning rate and epochs). Returns (layers, the per-example masks [N, h], the
+    generalization mask [h])."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from jaxmem.estimators.localization import mlp_forward, mlp_layers
+    from jaxmem.models.mlp import MLP
+
+    k_init, k_gen, k_mem = jax.random.split(jax.random.PRNGKey(seed), 3)
+    net = MLP(num_classes=num_classes, hidden=tuple(c.model.hidden))
+    layers = mlp_layers(net.init(k_init, x[:1])["params"])
+    h = layers[-1][0].shape[0]
+    gen = jax.random.uniform(k_gen, (h,)) < p_gen
+    masks = (gen[None] | (jax.random.uniform(k_mem, (x.shape[0], h)) < p_mem)).astype(jnp.float32)
+    ones = [jnp.ones((W.shape[1],)) for W, _ in layers[:-2]]
+    tx = optax.adam(c.train.learning_rate)
+    st = tx.init(layers)
+    idx_in = np.flatnonzero(keep_row)
+    B = min(c.train.batch_size, idx_in.size)
+    spe = idx_in.size // B
+
+    def loss(ls, xb, yb, mb):
+        z = mlp_forward(ls, xb, ones + [mb])
+        return optax.softmax_cross_entropy_with_integer_labels(z, yb).mean()
+
+    @jax.jit
+    def epoch(ls, st, order):
+        def body(carry, b):
+            ls, st = carry
+            i = jax.lax.dynamic_slice(order, (b * B,), (B,))
+            g = jax.grad(loss)(ls, x[i], y[i], masks[i])
+            u, st = tx.update(g, st, ls)
+            return (optax.apply_updates(ls, u), st), None
+        (ls, st), _ = jax.lax.scan(body, (ls, st), jnp.arange(spe))
+        return ls, st
+
+    rng = np.random.default_rng(seed)
+    for _ in range(int(np.ceil(c.train.epochs))):
+        layers, st = epoch(layers, st, jnp.asarray(rng.permutation(idx_in)))
+    return layers, masks, gen.astype(jnp.float32), ones
+
+
 def analyze(cfg, workdir, runs, log, num_models: int = 4, rewind_epoch: int = 1,
             memorized_above: float = 0.5, typical_below: float = 0.05, max_examples: int = 64,
-            max_neurons: int = 64, retrain_steps: int = 200, retrain_lr: float = 1e-3):
+            max_neurons: int = 64, retrain_steps: int = 200, retrain_lr: float = 1e-3,
+            tied_generalization: float = 0.4, tied_memorization: float = 0.1):
     """Retrains the first ``num_models`` models of the (first) variant with the same config, keys
     and subsets (so they are the run's models; the largest logit difference is logged), keeping
     the parameters after ``rewind_epoch`` epochs. Memorized: Feldman–Zhang memorization above
@@ -53,7 +102,10 @@ def analyze(cfg, workdir, runs, log, num_models: int = 4, rewind_epoch: int = 1,
 
     Rows: per layer, accuracy (on the training label) of memorized and typical examples after
     rewinding / retraining that layer, mean over models with a t-interval; the neuron search's
-    median count and share flipped within ``max_neurons`` for memorized vs typical."""
+    median count and share flipped within ``max_neurons`` for memorized vs typical; example-tied
+    dropout (:func:`_example_tied`, ``tied_generalization`` / ``tied_memorization``): accuracy
+    of memorized and typical training examples with their own training mask and with the
+    memorization neurons dropped, and test accuracy with them dropped."""
     import dataclasses
 
     import jax.numpy as jnp
@@ -121,6 +173,29 @@ def analyze(cfg, workdir, runs, log, num_models: int = 4, rewind_epoch: int = 1,
             n, _ = greedy_flip(L, x[sel], jnp.asarray(y[sel]), max_neurons)
             counts[g].append(n)
 
+    tied = {}
+    for m in ids:
+        fits = keep[m] & np.isfinite(mem)
+        groups = {"memorized": np.flatnonzero(fits & (mem > memorized_above)),
+                  "typical": np.flatnonzero(fits & (mem < typical_below))}
+        if min(v.size for v in groups.values()) == 0:
+            continue
+        L, masks, gen, ones = _example_tied(c, x, jnp.asarray(y), keep[m], cfg.seed + int(m),
+                                            tied_generalization, tied_memorization,
+                                            int(ds.num_classes))
+        for g, sel in groups.items():
+            for how, mk in (("own_mask", masks[sel]), ("memorization_dropped", gen)):
+                z = np.asarray(mlp_forward(L, x[sel], ones + [mk]))
+                tied.setdefault(f"acc_{g}_{how}", []).append(float((z.argmax(-1) == y[sel]).mean()))
+        zt = np.asarray(mlp_forward(L, jnp.asarray(ds.x_test), ones + [gen]))
+        tied.setdefault("test_acc_memorization_dropped", []).append(
+            float((zt.argmax(-1) == np.asarray(ds.y_test)).mean()))
+    tied_rows = []
+    for k, v in tied.items():
+        mu, lo, hi = mean_interval(v)
+        tied_rows.append({"quantity": k, "mean": mu, "low": lo, "high": hi, "models": len(v)})
+        log(f"localization: example-tied dropout: {k} {mu:.3f} [{lo:.3f}, {hi:.3f}]")
+
     rows = []
     layers_n = 1 + len(c.model.hidden)
     for kind in ("rewind", "retrain"):
@@ -155,11 +230,14 @@ def analyze(cfg, workdir, runs, log, num_models: int = 4, rewind_epoch: int = 1,
                             yerr=[[row[f"acc_{g}"] - row[f"acc_{g}_low"] for row in r],
                                   [row[f"acc_{g}_high"] - row[f"acc_{g}"] for row in r]],
                             ls=ls, color=col, marker="o", capsize=3, label=f"{kind}, {g}")
+        ax.set_xticks(range(layers_n))
         ax.set_xlabel("layer rewound / retrained")
         ax.set_ylabel("accuracy on the training label")
         ax.legend(fontsize=7)
 
     files = {"layers": figure(workdir / "localization_layers.png", draw),
              "table": write_csv(workdir / "localization_layers.csv", rows),
-             "neurons": write_csv(workdir / "localization_neurons.csv", neuron_rows)}
-    return {"rows": rows, "neurons": neuron_rows, "models": per_model, "files": files}
+             "neurons": write_csv(workdir / "localization_neurons.csv", neuron_rows),
+             "example_tied": write_csv(workdir / "localization_example_tied.csv", tied_rows)}
+    return {"rows": rows, "neurons": neuron_rows, "example_tied": tied_rows, "models": per_model,
+            "files": files}

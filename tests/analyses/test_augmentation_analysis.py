@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from jaxmem.analyses.augmentation import bootstrap_models, mean_interval, memorization_summary
+from jaxmem.analyses.augmentation import jackknife_models, mean_interval, memorization_summary
 
 
 def test_mean_interval_matches_scipy(rng):
@@ -31,21 +31,27 @@ def test_memorization_summary_matches_numpy(rng):
     assert s["share_mem_gt_0.5"] == pytest.approx((f > 0.5).mean())
 
 
-def test_bootstrap_over_models(rng):
-    M, N = 16, 300
+def test_jackknife_over_models_matches_direct_formula(rng):
+    from jaxmem.estimators import memorization
+
+    M, N = 10, 200
     keep = rng.random((M, N)) < 0.5
     hard = rng.random(N) < 0.2                  # memorized: right only when IN
     correct = np.where(hard, keep, rng.random((M, N)) < 0.95).astype(float)
     ok = np.ones(M, bool)
-    a = bootstrap_models(keep, correct, ok, 50, seed=1)
-    b = bootstrap_models(keep, correct, ok, 50, seed=1)
-    assert a == b
-    from jaxmem.estimators import memorization
-
+    ok[4] = False                               # a diverged model is left out everywhere
+    got = jackknife_models(keep, correct, ok)
+    use = np.flatnonzero(ok)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        est = memorization_summary(memorization(keep, correct).mem)
-    for k in ("mem_mean", "share_mem_gt_0.5"):
-        lo, hi = a[k]
-        assert lo <= est[k] <= hi, k
-    assert a["share_mem_gt_0.5"][0] < 0.2 < a["share_mem_gt_0.5"][1] + 0.05
+        t = memorization(keep[use], correct[use]).mem
+        loo = np.array([np.nanmean(memorization(np.delete(keep[use], i, 0),
+                                                np.delete(correct[use], i, 0)).mem)
+                        for i in range(len(use))])
+    n = len(use)
+    se = np.sqrt((n - 1) / n * ((loo - loo.mean()) ** 2).sum())
+    est = np.nanmean(t)
+    assert got["mem_mean"] == pytest.approx((est - 1.959964 * se, est + 1.959964 * se), rel=1e-5)
+    lo, hi = got["share_mem_gt_0.5"]
+    share = (t[np.isfinite(t)] > 0.5).mean()
+    assert lo <= share <= hi

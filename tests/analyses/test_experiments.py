@@ -215,7 +215,6 @@ SLOW_EXTRA = {
     "label_cleaning": ['experiment.variants=[["data.label_noise=0.2"],'
                        '["data.label_noise=0.3","data.label_noise_kind=\\"class_conditional\\""]]',
                        'experiment.variant_names=["u20","c30"]'],
-    "augmentation": ['experiment.params={"bootstrap": 5}'],
     "localization": ["train.epochs=6", 'experiment.params={"num_models": 2, "max_neurons": 8, '
                      '"retrain_steps": 5, "memorized_above": 0.2, "max_examples": 8}'],
 }
