@@ -206,7 +206,7 @@ SLOW_CASES = {
     "memorization_proxies": ["best_proxy", "reference_split_half_spearman"],
     "label_cleaning": ["retrain"],
     "augmentation": ["rows", "variants"],
-    "localization": ["rows", "neurons"],
+    "localization": ["rows", "neurons", "example_tied"],
 }
 # what each experiment needs besides TINY (records within 2 epochs, enough models, fewer variants)
 SLOW_EXTRA = {
