@@ -33,6 +33,7 @@ from jaxmem.estimators.memorization import (
     cscore,
     memorization,
 )
+from jaxmem.estimators.localization import brute_force_flip, greedy_flip, rewind_layer
 from jaxmem.estimators.resampling import BootstrapCI, bootstrap_ci, convergence
 
 __all__ = [
@@ -58,6 +59,9 @@ __all__ = [
     "convergence",
     "BootstrapCI",
     "bootstrap_ci",
+    "greedy_flip",
+    "brute_force_flip",
+    "rewind_layer",
     "counterfactual_memorization_lm",
     "exact_match_accuracy",
     "ExactMatch",

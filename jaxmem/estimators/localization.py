@@ -5,8 +5,7 @@ whose ablation flips an example's prediction, and its brute-force counterpart (e
 networks; the tests hold the greedy search against it), and layer rewinding.
 
 An MLP is a list of layers ``[(W [d_in, d_out], b [d_out]), ...]``, ReLU after every layer but
-the last (:class:`jaxmem.models.mlp.MLP` in eval mode, dropout off); inputs are flattened.
-Not imported by :mod:`jaxmem.estimators` (it needs jax): import this module itself."""
+the last (:class:`jaxmem.models.mlp.MLP` in eval mode, dropout off); inputs are flattened."""
 
 from __future__ import annotations
 
