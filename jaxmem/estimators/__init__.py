@@ -26,6 +26,7 @@ from jaxmem.estimators.lm import (
     extraction_rate_by_count,
 )
 from jaxmem.estimators.lm_trends import LogLinearSlope, LogLogSlope, loglinear_slope, loglog_slope
+from jaxmem.estimators.localization import brute_force_flip, greedy_flip, rewind_layer
 from jaxmem.estimators.memorization import (
     CScoreResult,
     MemorizationResult,
@@ -33,7 +34,6 @@ from jaxmem.estimators.memorization import (
     cscore,
     memorization,
 )
-from jaxmem.estimators.localization import brute_force_flip, greedy_flip, rewind_layer
 from jaxmem.estimators.resampling import BootstrapCI, bootstrap_ci, convergence
 
 __all__ = [
