@@ -136,7 +136,7 @@ def analyze(cfg, workdir, runs, log, num_models: int = 4, rewind_epoch: int = 1,
                                        tr.num_epochs - rewind_epoch)
     final = jax.tree.map(np.asarray, state.params)
     lg = np.asarray(tr.logits(state, x, ["identity"]))[:, :, 0]
-    log(f"localization: retrained models {list(ids)} match the run's logits to "
+    log(f"localization: retrained models {[int(i) for i in ids]} match the run's logits to "
         f"{np.abs(lg - np.asarray(run.logits[ids, :, 0])).max():.2g}")
 
     acc = {}          # (kind, layer, group) -> per-model accuracies
