@@ -15,7 +15,7 @@ from jaxmem.analyses.augmentation import mean_interval
 from jaxmem.analyses.common import figure, memorization_of, run_signals, write_csv
 
 
-def _retrain_layer(layers, index, x, y, steps, lr, seed):
+def _retrain_layer(layers, index, x, y, steps, lr):
     """Layer ``index`` trained alone (full batch, Adam) on (x, y); the others frozen."""
     import jax
     import optax
@@ -38,7 +38,6 @@ def _retrain_layer(layers, index, x, y, steps, lr, seed):
 
     for _ in range(steps):
         W, st = step(W, st)
-    del seed
     return [W if i == index else lay for i, lay in enumerate(layers)]
 
 
@@ -108,6 +107,7 @@ def analyze(cfg, workdir, runs, log, num_models: int = 4, rewind_epoch: int = 1,
     memorization neurons dropped, and test accuracy with them dropped."""
     import dataclasses
 
+    import jax
     import jax.numpy as jnp
 
     from jaxmem.data import build_dataset
@@ -118,6 +118,8 @@ def analyze(cfg, workdir, runs, log, num_models: int = 4, rewind_epoch: int = 1,
     c = run.config
     if c.model.name != "mlp":
         raise ValueError(f"localization: MLPs only for now, model.name is {c.model.name!r}")
+    if not 1 <= rewind_epoch < math.ceil(c.train.epochs):
+        raise ValueError(f"localization: rewind_epoch must be in [1, train.epochs), got {rewind_epoch}")
     keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)
     sig = run_signals(run)
     mem = memorization_of(keep, sig, ok).mem
@@ -129,8 +131,6 @@ def analyze(cfg, workdir, runs, log, num_models: int = 4, rewind_epoch: int = 1,
     ids = np.flatnonzero(ok)[:num_models]
     state, status = tr.init_chunk(ids)
     state, status, _ = tr.train_epochs(state, status, keep[ids], ids, 0, rewind_epoch)
-    import jax
-
     early = jax.tree.map(lambda a: np.asarray(a).copy(), state.params)
     state, status, _ = tr.train_epochs(state, status, keep[ids], ids, rewind_epoch,
                                        tr.num_epochs - rewind_epoch)
@@ -165,7 +165,7 @@ def analyze(cfg, workdir, runs, log, num_models: int = 4, rewind_epoch: int = 1,
         for li in range(len(L)):
             rw = rewind_layer(L, E, li)
             rt = _retrain_layer(rw, li, x[clean], jnp.asarray(y[clean]), retrain_steps,
-                                retrain_lr, cfg.seed)
+                                retrain_lr)
             for kind, layers in (("rewind", rw), ("retrain", rt)):
                 for g, sel in groups.items():
                     acc.setdefault((kind, li, g), []).append(accuracy(layers, sel))
