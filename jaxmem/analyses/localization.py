@@ -15,30 +15,37 @@ from jaxmem.analyses.augmentation import mean_interval
 from jaxmem.analyses.common import figure, memorization_of, run_signals, write_csv
 
 
-def _retrain_layer(layers, index, x, y, steps, lr):
-    """Layer ``index`` trained alone (full batch, Adam) on (x, y); the others frozen."""
+def _layer_names(params) -> list:
+    """The top-level layers of a flax model's params in forward order (convolutions, then
+    dense layers, each by index)."""
+    def key(k):
+        kind, _, i = k.rpartition("_")
+        return (0 if kind == "Conv" else 1, int(i) if i.isdigit() else 0, k)
+    return sorted(params, key=key)
+
+
+def _retrain_layer(model, params, name, x, y, steps, lr):
+    """Layer ``name`` trained alone (full batch, Adam, eval mode) on (x, y); the others frozen."""
     import jax
     import optax
 
-    from jaxmem.estimators.localization import mlp_forward
-
     tx = optax.adam(lr)
-    W = layers[index]
+    W = params[name]
     st = tx.init(W)
 
-    def loss(w):
-        ls = [w if i == index else lay for i, lay in enumerate(layers)]
-        return optax.softmax_cross_entropy_with_integer_labels(mlp_forward(ls, x), y).mean()
+    def loss(w, p, x, y):
+        z = model.apply({"params": {**p, name: w}}, x, train=False)
+        return optax.softmax_cross_entropy_with_integer_labels(z, y).mean()
 
-    @jax.jit
-    def step(w, st):
-        g = jax.grad(loss)(w)
+    @jax.jit   # (arrays as arguments: closed over, XLA would fold them as constants)
+    def step(w, st, p, x, y):
+        g = jax.grad(loss)(w, p, x, y)
         u, st = tx.update(g, st, w)
         return optax.apply_updates(w, u), st
 
     for _ in range(steps):
-        W, st = step(W, st)
-    return [W if i == index else lay for i, lay in enumerate(layers)]
+        W, st = step(W, st, params, x, y)
+    return {**params, name: W}
 
 
 def _example_tied(c, x, y, keep_row, seed, p_gen, p_mem, num_classes):
@@ -93,7 +100,8 @@ def analyze(cfg, workdir, runs, log, num_models: int = 4, rewind_epoch: int = 1,
             memorized_above: float = 0.5, typical_below: float = 0.05, max_examples: int = 64,
             max_neurons: int = 64, retrain_steps: int = 200, retrain_lr: float = 1e-3,
             tied_generalization: float = 0.4, tied_memorization: float = 0.1):
-    """Retrains the first ``num_models`` models of the (first) variant with the same config, keys
+    """MLPs and CNNs (without BatchNorm; the neuron search and example-tied dropout: MLPs only).
+    Retrains the first ``num_models`` models of the (first) variant with the same config, keys
     and subsets (so they are the run's models; the largest logit difference is logged), keeping
     the parameters after ``rewind_epoch`` epochs. Memorized: Feldman–Zhang memorization above
     ``memorized_above``; typical: below ``typical_below``; both among each model's IN examples
@@ -111,13 +119,14 @@ def analyze(cfg, workdir, runs, log, num_models: int = 4, rewind_epoch: int = 1,
     import jax.numpy as jnp
 
     from jaxmem.data import build_dataset
-    from jaxmem.estimators.localization import greedy_flip, mlp_forward, mlp_layers, rewind_layer
+    from jaxmem.estimators.localization import greedy_flip, mlp_forward, mlp_layers
     from jaxmem.train import Trainer, steps_per_epoch_max
 
     name, run = next(iter(runs.items()))
     c = run.config
-    if c.model.name != "mlp":
-        raise ValueError(f"localization: MLPs only for now, model.name is {c.model.name!r}")
+    if c.model.name not in ("mlp", "cnn") or c.model.batch_norm:
+        raise ValueError(f"localization: MLPs and CNNs without BatchNorm, got {c.model.name!r}")
+    mlp = c.model.name == "mlp"
     if not 1 <= rewind_epoch < math.ceil(c.train.epochs):
         raise ValueError(f"localization: rewind_epoch must be in [1, train.epochs), got {rewind_epoch}")
     keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)
@@ -143,11 +152,10 @@ def analyze(cfg, workdir, runs, log, num_models: int = 4, rewind_epoch: int = 1,
     counts = {"memorized": [], "typical": []}
     per_model = []
     rng = np.random.default_rng(cfg.seed)
+    names = _layer_names(final)
     for mi, m in enumerate(ids):
-        L = [(jnp.asarray(W[mi]), jnp.asarray(b[mi])) for W, b in mlp_layers(
-            {k: {"kernel": v["kernel"], "bias": v["bias"]} for k, v in final.items()})]
-        E = [(jnp.asarray(W[mi]), jnp.asarray(b[mi])) for W, b in mlp_layers(
-            {k: {"kernel": v["kernel"], "bias": v["bias"]} for k, v in early.items()})]
+        P = jax.tree.map(lambda a, i=mi: jnp.asarray(a[i]), final)
+        Pe = jax.tree.map(lambda a, i=mi: jnp.asarray(a[i]), early)
         fits = keep[m] & (lg[mi].argmax(-1) == y) & np.isfinite(mem)
         groups = {"memorized": np.flatnonzero(fits & (mem > memorized_above)),
                   "typical": np.flatnonzero(fits & (mem < typical_below))}
@@ -158,23 +166,26 @@ def analyze(cfg, workdir, runs, log, num_models: int = 4, rewind_epoch: int = 1,
             continue
         per_model.append({"model": int(m), **{f"n_{g}": int(v.size) for g, v in groups.items()}})
 
-        def accuracy(layers, sel):
-            return float((np.asarray(mlp_forward(layers, x[sel])).argmax(-1) == y[sel]).mean())
+        def accuracy(p, sel):
+            z = np.asarray(tr.model.apply({"params": p}, x[sel], train=False))
+            return float((z.argmax(-1) == y[sel]).mean())
 
         clean = np.flatnonzero(keep[m] & ~(np.isfinite(mem) & (mem > memorized_above)))
-        for li in range(len(L)):
-            rw = rewind_layer(L, E, li)
-            rt = _retrain_layer(rw, li, x[clean], jnp.asarray(y[clean]), retrain_steps,
-                                retrain_lr)
-            for kind, layers in (("rewind", rw), ("retrain", rt)):
+        for li, k in enumerate(names):
+            rw = {**P, k: Pe[k]}                  # Maini et al.'s layer rewinding
+            rt = _retrain_layer(tr.model, rw, k, x[clean], jnp.asarray(y[clean]),
+                                retrain_steps, retrain_lr)
+            for kind, p in (("rewind", rw), ("retrain", rt)):
                 for g, sel in groups.items():
-                    acc.setdefault((kind, li, g), []).append(accuracy(layers, sel))
-        for g, sel in groups.items():
-            n, _ = greedy_flip(L, x[sel], jnp.asarray(y[sel]), max_neurons)
-            counts[g].append(n)
+                    acc.setdefault((kind, li, g), []).append(accuracy(p, sel))
+        if mlp:   # the neuron search works on an MLP's hidden units
+            L = mlp_layers(P)
+            for g, sel in groups.items():
+                n, _ = greedy_flip(L, x[sel], jnp.asarray(y[sel]), max_neurons)
+                counts[g].append(n)
 
     tied = {}
-    for m in ids:
+    for m in (ids if mlp else []):
         fits = keep[m] & np.isfinite(mem)
         groups = {"memorized": np.flatnonzero(fits & (mem > memorized_above)),
                   "typical": np.flatnonzero(fits & (mem < typical_below))}
@@ -197,10 +208,10 @@ def analyze(cfg, workdir, runs, log, num_models: int = 4, rewind_epoch: int = 1,
         log(f"localization: example-tied dropout: {k} {mu:.3f} [{lo:.3f}, {hi:.3f}]")
 
     rows = []
-    layers_n = 1 + len(c.model.hidden)
+    layers_n = len(names)
     for kind in ("rewind", "retrain"):
         for li in range(layers_n):
-            row = {"intervention": kind, "layer": li}
+            row = {"intervention": kind, "layer": li, "name": names[li]}
             for g in ("memorized", "typical"):
                 v = acc.get((kind, li, g), [])
                 row[f"acc_{g}"], row[f"acc_{g}_low"], row[f"acc_{g}_high"] = (
@@ -230,7 +241,7 @@ def analyze(cfg, workdir, runs, log, num_models: int = 4, rewind_epoch: int = 1,
                             yerr=[[row[f"acc_{g}"] - row[f"acc_{g}_low"] for row in r],
                                   [row[f"acc_{g}_high"] - row[f"acc_{g}"] for row in r]],
                             ls=ls, color=col, marker="o", capsize=3, label=f"{kind}, {g}")
-        ax.set_xticks(range(layers_n))
+        ax.set_xticks(range(layers_n), names, fontsize=7)
         ax.set_xlabel("layer rewound / retrained")
         ax.set_ylabel("accuracy on the training label")
         ax.legend(fontsize=7)
