@@ -34,6 +34,8 @@ ANALYSES = {
     "unlearning": "jaxmem.analyses.unlearning",
     "reference_scaling": "jaxmem.analyses.reference_scaling",
     "dp_audit": "jaxmem.analyses.dp_audit",
+    "augmentation": "jaxmem.analyses.augmentation",
+    "localization": "jaxmem.analyses.localization",
 }
 #: Analyses that train their own models instead of running jaxmem.runs.execute per variant
 #: (unlearning: its stacks hold unlearned and retrained models, jaxmem.runs.unlearning).

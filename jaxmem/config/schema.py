@@ -126,7 +126,8 @@ class TrainConfig:
     batch_size: int = 128
     epochs: float = 20.0
     label_smoothing: float = 0.0
-    augment: str = "none"           # none | flip | crop | flip_crop | altflip | altflip_crop
+    augment: str = "none"           # a name of jaxmem.train.augment_registry, or a chain a+b
+    augment_args: typing.Dict[str, typing.Any] = field(default_factory=dict)  # {name: {field: v}}
     dp: DPConfig = field(default_factory=DPConfig)
     record_forgetting: bool = False  # per-epoch correctness on every train example
     records: RecordsConfig = field(default_factory=RecordsConfig)  # training dynamics (proxies)

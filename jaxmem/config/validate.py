@@ -16,7 +16,6 @@ _CHOICES = {
                        "replica"},
     "train.optimizer": {"adam", "adamw", "sgd", "nesterov"},
     "train.schedule": {"constant", "cosine", "linear_warmup_cosine", "triangle"},
-    "train.augment": {"none", "flip", "crop", "flip_crop", "altflip", "altflip_crop"},
     "train.compute_dtype": {"float32", "bfloat16"},
     "train.step_loop": {"auto", "scan", "host"},
     "signals.dtype": {"float32", "float16"},
@@ -145,6 +144,7 @@ def validate(cfg: Config) -> None:
     except ValueError as e:
         raise ConfigError(f"data.source: {e}") from None
     _validate_text(cfg, spec)
+    _validate_augment(cfg, spec)
     if cfg.scoring.targets < 0 or cfg.scoring.targets > s.num_models:
         raise ConfigError(f"scoring.targets: must be in [0, num_models], got {cfg.scoring.targets}")
     if cfg.scoring.influence_top_k < 0:
@@ -177,6 +177,25 @@ def validate(cfg: Config) -> None:
     if cfg.experiment.kind not in ANALYSES:
         raise ConfigError(f"experiment.kind: unknown analysis {cfg.experiment.kind!r} "
                           f"(known: {', '.join(sorted(ANALYSES))})")
+
+
+def _validate_augment(cfg: Config, spec) -> None:
+    """``train.augment`` / ``train.augment_args``, asked of the augmentation registry: known
+    names and fields, and whether each applies to the data (images, 1-D signals, tokens)."""
+    from jaxmem.data.sources import input_layout
+    from jaxmem.train.augment_registry import check_augment, parse_chain, resolve_args
+
+    t = cfg.train
+    for field, check in (("train.augment", lambda: parse_chain(t.augment)),
+                         ("train.augment_args", lambda: resolve_args(t.augment, t.augment_args)),
+                         ("train.augment", lambda: check_augment(
+                             t.augment, t.augment_args,
+                             "tokens" if spec.tokens else input_layout(cfg.data.source),
+                             dp=t.dp.enabled))):
+        try:
+            check()
+        except ValueError as e:
+            raise ConfigError(f"{field}: {e}") from None
 
 
 def _validate_records(cfg: Config, spec) -> None:

@@ -36,7 +36,7 @@ from jaxmem.data.dataset import DataError, Dataset, make_dataset
 from jaxmem.data.preprocess import images, standardize
 from jaxmem.data.text import TEXT_SOURCES
 
-__all__ = ["SOURCES", "PREFIXES", "load", "check_source", "is_text_source", "digits_split",
+__all__ = ["SOURCES", "PREFIXES", "load", "check_source", "is_text_source", "input_layout", "digits_split",
            "DIGITS_TEST_FRACTION"]
 
 DIGITS_TEST_FRACTION = 0.2
@@ -177,6 +177,21 @@ SOURCES = {"digits": _load_digits, "digits_tokens": _load_digits_tokens, "mnist1
 READS_DATA_DIR = {"fashion_mnist", "mnist", "kmnist", "kjv", "austen"}
 #: Source families "prefix:NAME": prefix -> loader(NAME, data_dir, download).
 PREFIXES = {"tfds": _load_tfds, "idx": _idx_dir, "external": _external, "text": _text_file}
+
+
+#: What a source's inputs are, for what applies to them (training augmentations): ``image``
+#: ``[H, W, C]``, ``signal`` (1-D), ``tokens``, ``text``; a family by its prefix.
+LAYOUTS = {"digits": "image", "digits_tokens": "tokens", "mnist1d": "signal",
+           "fashion_mnist": "image", "mnist": "image", "kmnist": "image", "idx": "image",
+           "tfds": "image"}
+
+
+def input_layout(source: str):
+    """``"image"``, ``"signal"``, ``"tokens"`` or ``"text"`` for ``source``; None when not known
+    before loading (``external:NAME``)."""
+    if is_text_source(source):
+        return "text"
+    return LAYOUTS.get(source, LAYOUTS.get(source.partition(":")[0]) if ":" in source else None)
 
 
 def is_text_source(source: str) -> bool:

@@ -28,6 +28,7 @@ from jaxmem.estimators.lm import (
     text_groups,
 )
 from jaxmem.estimators.lm_trends import LogLinearSlope, LogLogSlope, loglinear_slope, loglog_slope
+from jaxmem.estimators.localization import brute_force_flip, greedy_flip, rewind_layer
 from jaxmem.estimators.memorization import (
     CScoreResult,
     MemorizationResult,
@@ -60,6 +61,9 @@ __all__ = [
     "convergence",
     "BootstrapCI",
     "bootstrap_ci",
+    "greedy_flip",
+    "brute_force_flip",
+    "rewind_layer",
     "counterfactual_memorization_lm",
     "exact_match_accuracy",
     "text_groups",

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmem.train.augment import augment
+from jaxmem.train.augment import augment_batch
 from jaxmem.train.optim import schedule_factor, set_dp_key
 from jaxmem.train.state import ChunkStatus, TrainState
 
@@ -68,7 +68,10 @@ class ModelSteps:
             from jaxmem.train.lm import next_token_loss
 
             return next_token_loss(logits, x, y, t.label_smoothing), new_bs
-        if t.label_smoothing:
+        if y.ndim == logits.ndim:   # soft targets [B, C] of a label-mixing augmentation
+            labels = optax.smooth_labels(y, t.label_smoothing) if t.label_smoothing else y
+            loss = optax.softmax_cross_entropy(logits, labels).mean()
+        elif t.label_smoothing:
             labels = optax.smooth_labels(jax.nn.one_hot(y, self.num_classes), t.label_smoothing)
             loss = optax.softmax_cross_entropy(logits, labels).mean()
         else:  # (the one-hot form ran ~3x slower per step on CPU for small MLPs)
@@ -145,9 +148,10 @@ class ModelSteps:
         x_flat = x_all.reshape(y_all.shape[0], -1)
         idx = perm[(pos * B + jnp.arange(B)) % jnp.maximum(n_in, 1)]
         x = x_flat[idx].reshape((B,) + x_all.shape[1:])  # row gather: fast on CPU too
-        x = augment(x, jax.random.fold_in(keys["augment"], t_global), tc.augment,
-                     idx=idx, epoch=e, flip_key=keys["flip"])
-        return self._step(state, x, y_all[idx], t_global, total_steps, keys, e)
+        x, y = augment_batch(x, y_all[idx], jax.random.fold_in(keys["augment"], t_global),
+                             tc.augment, tc.augment_args, self.num_classes, idx=idx, epoch=e,
+                             flip_key=keys["flip"])
+        return self._step(state, x, y, t_global, total_steps, keys, e)
 
     def _step_one(self, data, state, diverged, loss_sum, loss_cnt, perm, n_in, spe, total_steps,
                   keys, e, pos):

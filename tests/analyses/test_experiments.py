@@ -205,6 +205,8 @@ SLOW_CASES = {
     "canary_exposure": ["exposure_by_repetitions", "spearman_exposure_vs_repetitions"],
     "memorization_proxies": ["best_proxy", "reference_split_half_spearman"],
     "label_cleaning": ["retrain"],
+    "augmentation": ["rows", "variants"],
+    "localization": ["rows", "neurons", "example_tied"],
 }
 # what each experiment needs besides TINY (records within 2 epochs, enough models, fewer variants)
 SLOW_EXTRA = {
@@ -213,6 +215,8 @@ SLOW_EXTRA = {
     "label_cleaning": ['experiment.variants=[["data.label_noise=0.2"],'
                        '["data.label_noise=0.3","data.label_noise_kind=\\"class_conditional\\""]]',
                        'experiment.variant_names=["u20","c30"]'],
+    "localization": ["train.epochs=6", 'experiment.params={"num_models": 2, "max_neurons": 8, '
+                     '"retrain_steps": 5, "memorized_above": 0.2, "max_examples": 8}'],
 }
 
 
