@@ -281,6 +281,8 @@ def test_every_attack_runs_in_blocks_of_targets(rng):
            "zlib_entropy": np.broadcast_to(rng.uniform(20, 80, N), (M, N))}
     if "recall" in ATTACKS:                # ReCaLL's NLL after a non-member prefix
         sig["prefixed_loss"] = sig["loss"] + rng.uniform(0.1, 0.5, sig["loss"].shape)
+    if "reference_model" in ATTACKS:       # an external reference model's NLL, one per example
+        sig["reference_nll"] = np.broadcast_to(rng.uniform(0.5, 3.0, N), (M, N))
     kw = dict(attacks=tuple(ATTACKS), return_scores=True, labels=labels, rmia_a=0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -64,6 +64,10 @@ def noise_signals(rng, M, N):
         "token_mu": -np.exp(rng.normal(size=(M, N, L))),
         "token_sigma": np.exp(0.3 * rng.normal(size=(M, N, L))),
         "token_mask": mask,
+        # an external reference model's NLL (one per example, the same for every model) and
+        # ReCaLL's NLL after a non-member prefix
+        "reference_nll": np.broadcast_to(np.exp(0.5 * rng.normal(size=(1, N)) + 0.3 * ex), (M, N)),
+        "prefixed_loss": loss * np.exp(0.2 * rng.normal(size=(M, N))),
     }
 
 
