@@ -163,23 +163,31 @@ def epsilon_many_runs(scores, members, *, methods=("clopper_pearson", "gdp"), al
     mb = np.asarray(members, bool)
     if s.ndim != 2 or s.shape != mb.shape:
         raise ValueError(f"scores and members must both be [M, K], got {s.shape} and {mb.shape}")
-    k = s.shape[1]
-    out = {}
     for meth in methods:
         if meth not in ("clopper_pearson", "gdp"):
             raise ValueError(f"{meth!r} is not a many-run method; use clopper_pearson or gdp")
-        per = np.full(k, np.nan)
-        for j in range(k):
-            ok = np.isfinite(s[:, j])
-            if (ok & mb[:, j]).any() and (ok & ~mb[:, j]).any():
-                per[j] = _one(s[ok, j], mb[ok, j], meth, alpha / k, delta)
+    return _bonferroni_max(s.T, mb.T, methods, alpha, delta, "canary",
+                           "epsilon_many_runs: no canary has both an IN and an OUT trial")
+
+
+def _bonferroni_max(s, mb, methods, alpha, delta, unit, undefined) -> dict:
+    """Per row j of ``s`` [J, n] (its finite entries the trials, ``mb`` their membership) the
+    bound at level alpha / J, and the largest over rows: ``{method: {"epsilon", "per_" + unit,
+    "best_" + unit}}``; NaN with the warning ``undefined`` when no row has both kinds of trial."""
+    J = s.shape[0]
+    out = {}
+    for meth in methods:
+        per = np.full(J, np.nan)
+        for j in range(J):
+            ok = np.isfinite(s[j])
+            if (ok & mb[j]).any() and (ok & ~mb[j]).any():
+                per[j] = _one(s[j, ok], mb[j, ok], meth, alpha / J, delta)
         if np.isnan(per).all():
-            warnings.warn("epsilon_many_runs: no canary has both an IN and an OUT trial: the "
-                          "bound is undefined (NaN)", stacklevel=2)
-            out[meth] = {"epsilon": float("nan"), "per_canary": per, "best_canary": -1}
+            warnings.warn(f"{undefined}: the bound is undefined (NaN)", stacklevel=3)
+            out[meth] = {"epsilon": float("nan"), f"per_{unit}": per, f"best_{unit}": -1}
         else:
             b = int(np.nanargmax(per))
-            out[meth] = {"epsilon": float(per[b]), "per_canary": per, "best_canary": b}
+            out[meth] = {"epsilon": float(per[b]), f"per_{unit}": per, f"best_{unit}": b}
     return out
 
 
@@ -203,19 +211,5 @@ def epsilon_one_run(scores, members, *, methods=("one_run", "one_run_fdp"), alph
     mb = np.asarray(members, bool)
     if s.ndim != 2 or s.shape != mb.shape:
         raise ValueError(f"scores and members must both be [T, K], got {s.shape} and {mb.shape}")
-    t = s.shape[0]
-    out = {}
-    for meth in methods:
-        per = np.full(t, np.nan)
-        for j in range(t):
-            ok = np.isfinite(s[j])
-            if (ok & mb[j]).any() and (ok & ~mb[j]).any():
-                per[j] = _one(s[j, ok], mb[j, ok], meth, alpha / t, delta)
-        if np.isnan(per).all():
-            warnings.warn("epsilon_one_run: no target has both a member and a non-member canary: "
-                          "the bound is undefined (NaN)", stacklevel=2)
-            out[meth] = {"epsilon": float("nan"), "per_target": per, "best_target": -1}
-        else:
-            b = int(np.nanargmax(per))
-            out[meth] = {"epsilon": float(per[b]), "per_target": per, "best_target": b}
-    return out
+    return _bonferroni_max(s, mb, methods, alpha, delta, "target",
+                           "epsilon_one_run: no target has both a member and a non-member canary")

@@ -23,10 +23,10 @@ import importlib
 import importlib.util
 import json
 import os
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from jaxmem.data.text import TextDataError
+from jaxmem.data.tokenizers import HFCodec
 
 __all__ = ["resolve_checkpoint", "checkpoint_kind", "read_llama_config", "PretrainedTokenizer",
            "pretrained_tokenizer", "gguf_reader", "checkpoint_sha256", "NAMED_CHECKPOINTS"]
@@ -189,7 +189,7 @@ def _hf_tokenizer(path: Path):
     return tok, bos, eos, eos if pad is None else pad
 
 
-class PretrainedTokenizer:
+class PretrainedTokenizer(HFCodec):
     """A pretrained model's own tokenizer (the jaxmem tokenizer interface of
     :mod:`jaxmem.data.tokenizers`): ``encode`` adds no special tokens; sequences are framed by the
     checkpoint's BOS and EOS ids. ``config()`` stores the full tokenizer JSON, so that a run
@@ -206,14 +206,6 @@ class PretrainedTokenizer:
         self.vocab_size = int(vocab_size or tok.get_vocab_size(with_added_tokens=True))
         self.source = source or {}    # the checkpoint: its path and SHA-256 (a run records them)
 
-    def encode(self, text: str) -> list[int]:
-        return self._tok.encode(text, add_special_tokens=False).ids
-
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
-
-    def decode(self, ids: Iterable[int]) -> str:
-        return self._tok.decode([int(i) for i in ids], skip_special_tokens=True)
 
     def tokens(self, text: str) -> list[str]:
         """The token strings of ``text`` (byte-level: a leading space is "Ġ")."""

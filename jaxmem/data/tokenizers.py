@@ -69,7 +69,22 @@ class ByteTokenizer:
         return {"kind": "bytes"}
 
 
-class HFTokenizer:
+class HFCodec:
+    """Encoding and decoding through a Hugging Face ``tokenizers.Tokenizer`` held as ``self._tok``
+    (special tokens are never added by the tokenizer: jaxmem inserts BOS/EOS itself). Shared by
+    :class:`HFTokenizer` and :class:`jaxmem.data.pretrained.PretrainedTokenizer`."""
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self._tok.decode([int(i) for i in ids], skip_special_tokens=True)
+
+
+class HFTokenizer(HFCodec):
     """A Hugging Face ``tokenizers.Tokenizer`` with PAD/BOS/EOS special tokens.
 
     Made by :func:`train_bpe`, or from its ``config()`` (``HFTokenizer.from_config``) so that a
@@ -90,14 +105,6 @@ class HFTokenizer:
         self.pad_id, self.bos_id, self.eos_id = ids
         self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
 
-    def encode(self, text: str) -> list[int]:
-        return self._tok.encode(text, add_special_tokens=False).ids
-
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
-
-    def decode(self, ids: Iterable[int]) -> str:
-        return self._tok.decode([int(i) for i in ids], skip_special_tokens=True)
 
     def config(self) -> dict:
         return {"kind": "bpe", "json": self._tok.to_str()}
