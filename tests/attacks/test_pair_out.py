@@ -75,12 +75,14 @@ def test_kernel_and_per_target_calls_equal_brute_force_on_the_pair_out_sets(rng,
             warnings.simplefilter("ignore")
             for name, (online, fixed) in LIRA_ATTACKS.items():
                 want = lira(phi[t], phi[sh], keep[sh], online=online, fixed_variance=fixed, shadow_use=use)
-                np.testing.assert_allclose(ev.scores[name][j], want, rtol=1e-8, atol=1e-8, err_msg=name)
+                # (rtol 1e-6: with 2-3 shadows a per-example std can be tiny and the score ~1e6, where
+                # the kernel's leave-one-out sums and the direct variance differ by ~1e-7 relative)
+                np.testing.assert_allclose(ev.scores[name][j], want, rtol=1e-6, atol=1e-8, err_msg=name)
             for online in (True, False):
                 want = rmia(p[t], p[sh], keep[sh], p_pop[t], p_pop[sh], online=online, a=0.3, ref_use=use)
                 np.testing.assert_array_equal(ev.scores["rmia_online" if online else "rmia_offline"][j], want)
             want = lira(phi[t], phi[sh], keep[sh])   # pair_out=False: every other model
-            np.testing.assert_allclose(off.scores["lira_online"][j], want, rtol=1e-8, atol=1e-8)
+            np.testing.assert_allclose(off.scores["lira_online"][j], want, rtol=1e-6, atol=1e-8)
             # shadow subsets: the subset's models minus the one left out on each example
             ss = sub_shadows = np.sort(np.array([m for m in np.random.default_rng(5).permutation(M)
                                                  if m != t and mask[m]])[:4])
