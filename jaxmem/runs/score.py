@@ -82,7 +82,7 @@ def score(workdir, *, log=print, dataset=None, overrides=(), verify: str = "auto
 
             check_population(cfg.scoring.attacks, len(run.test_labels))   # RMIA's population
             # (test_logits opened before the scoring begins: a bad file changes nothing)
-            check_scoring(cfg, len(run.labels), len(run.test_logits),
+            check_scoring(cfg, len(run.labels), int(run.test_logits.shape[1]),
                           int(run.logits.shape[-1]))       # (before anything is allocated)
         remove_stale_tmp(workdir, ("results", "results/scores"))
         integrity.ensure_intact(workdir, run.num_models, full=verify == "full", log=log,

@@ -179,3 +179,17 @@ def test_rmia_p_is_kept_in_float64(rng):
     assert sg["p"].dtype == sg["p_pop"].dtype == np.float64 and sg["loss"].dtype == np.float32
     npt.assert_allclose(sg["p"], want, rtol=1e-13, atol=0)
     assert np.abs(sg["p"].astype(np.float32) - want).max() > 1e-9   # (what float32 storage lost)
+
+
+def test_scoring_memory_check_gets_the_test_set_size(monkeypatch):
+    """score() asks the memory check with N training and T test examples (T is axis 1 of the
+    stored test logits [M, T, A, C], not their first axis M)."""
+    import jaxmem.runs.preflight as P
+
+    wd = H.fresh_dir("door-sizes")
+    shutil.copytree(H.finished_reference(), wd)
+    seen = []
+    monkeypatch.setattr(P, "check_scoring", lambda cfg, n, t, c, *a, **k: seen.append((n, t, c)) or 0)
+    R.score(wd, log=lambda *a: None)
+    tl = np.load(wd / "test_logits.npy", mmap_mode="r")
+    assert seen == [(len(np.load(wd / "labels.npy")), tl.shape[1], tl.shape[-1])] and tl.shape[0] != tl.shape[1]
