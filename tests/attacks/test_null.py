@@ -133,6 +133,11 @@ def test_pure_noise_gives_chance_auc(attack, design, M):
         assert np.isnan(scores[members]).all() or np.isnan(scores[~members]).all() or M == 4
         return
     mean, se = null_interval(scores, members)
+    if attack in FEW_TARGETS:   # a classifier trained per target adds a per-target random effect
+        # that the jackknife over examples does not see (Shokri: its 300 Adam steps on 2-3
+        # shadows' pairs); take the spread over targets too
+        ok = ~np.isnan(aucs)
+        se = max(se, float(np.std(aucs[ok], ddof=1) / np.sqrt(ok.sum()))) if ok.sum() > 1 else se
     assert se > 0
     assert abs(mean - 0.5) <= Z_CRIT * se, (
         f"{attack} on {design} with {M} models: mean AUC {mean:.4f} over {np.sum(~np.isnan(aucs))} "
