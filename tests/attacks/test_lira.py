@@ -222,4 +222,7 @@ def test_medians_and_distances_are_float64(rng, location):
         sh = np.arange(M) != tg
         for name, online in (("lira_online", True), ("lira_offline", False)):
             ref = ref_lira(phi[tg], phi[sh], keep[sh], location=location, online=online)
-            np.testing.assert_allclose(ev.scores[name][j], ref, rtol=1e-7, atol=1e-7, err_msg=name)
+            # (rtol 1e-5: the batched kernel's leave-one-out sums differ from the direct variance
+            # by ~1e-7 relative where σ is tiny and a score reaches ~500; a float32 median or
+            # φ − μ would be off by a large fraction of σ, i.e. O(1) relative)
+            np.testing.assert_allclose(ev.scores[name][j], ref, rtol=1e-5, atol=1e-7, err_msg=name)
