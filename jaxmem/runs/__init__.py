@@ -11,12 +11,14 @@
 * :mod:`jaxmem.runs.preflight` - memory at the door: estimates from shapes, refusals
 * :mod:`jaxmem.runs.examples` - per-example attack scores (results/scores), one example's record
 * :mod:`jaxmem.runs.score` - :func:`score`: results/ and summary.json
-* :mod:`jaxmem.runs.interop` - :func:`import_arrays`, :func:`import_lira`, :func:`export_lira`
+* :mod:`jaxmem.runs.interop` - :func:`import_arrays` (arrays trained elsewhere, checked at the door)
+* :mod:`jaxmem.runs.lira_layout` - :func:`import_lira`, :func:`export_lira` (the LiRA reference layout)
 """
 
 from jaxmem.io import RunError
 from jaxmem.runs.execute import Interrupted, execute
-from jaxmem.runs.interop import export_lira, import_arrays, import_lira
+from jaxmem.runs.interop import import_arrays
+from jaxmem.runs.lira_layout import export_lira, import_lira
 from jaxmem.runs.score import score
 from jaxmem.runs.store import Run, assemble, load_run
 
