@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 
 from jaxmem.analyses.common import figure, id_mask, memorization_of, run_signals, write_csv
+from jaxmem.analyses.label_noise import noise_auroc
 from jaxmem.analyses.memorization_proxies import proxy_scores
 from jaxmem.io import load_json, save_json
 
@@ -115,7 +116,7 @@ def analyze(cfg, workdir, runs, log, proxies=("cumulative_sample_loss", "aum"), 
                 warnings.simplefilter("ignore")
                 if name != "cleanlab":
                     flags[name] = L.flag_top_k(s, k)
-                auroc = L.noise_auroc(s, flipped)
+                auroc = noise_auroc(s, flipped)
                 pr = L.flag_precision_recall(flags[name], flipped)
             rows.append({"variant": vname, "noise": d.label_noise_kind, "rate": d.label_noise, "method": name,
                          "flagged": pr.num_flagged, "flipped": pr.num_flipped, "precision": pr.precision,

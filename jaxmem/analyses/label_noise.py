@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from jaxmem.analyses.common import (
@@ -14,13 +16,49 @@ from jaxmem.analyses.common import (
     nanmean,
     run_signals,
 )
+from jaxmem.attacks.metrics import roc_auc
+from jaxmem.estimators.proxies import UndefinedProxyWarning
+
+__all__ = ["analyze", "noise_auroc"]
+
+
+def noise_auroc(score, flipped) -> float:
+    """AUROC of a score for the flipped labels: P(score of a flipped example > score of a clean
+    one), ties counting one half (:func:`jaxmem.attacks.metrics.roc_auc`).
+
+    Args:
+      score: [N] float, higher = more likely mislabeled (a memorization score, a proxy oriented
+        with ``jaxmem.estimators.proxies.memorization_score``, cleanlab's score).
+      flipped: [N] bool, True where the planted noise changed the label.
+
+    Returns:
+      The AUROC, a float in [0, 1]. Examples with a NaN score are left out (with an
+      :class:`~jaxmem.estimators.proxies.UndefinedProxyWarning`); NaN, with a warning, when no
+      label or every label is flipped among the scored examples.
+
+    Raises:
+      ValueError: when ``flipped`` is not a 1-d array of the size of ``score``.
+    """
+    s = np.asarray(score, np.float64).ravel()
+    f = np.asarray(flipped)
+    if f.ndim != 1 or f.size != s.size:
+        raise ValueError(f"flipped must be a bool array [N] with N = {s.size}, got shape {f.shape}")
+    f = f.astype(bool)
+    nan = np.isnan(s)
+    if nan.any():
+        warnings.warn(f"noise_auroc: {int(nan.sum())} of {s.size} examples have a NaN score and are left out",
+                      UndefinedProxyWarning, stacklevel=2)
+        s, f = s[~nan], f[~nan]
+    if f.all() or not f.any():
+        warnings.warn(f"noise_auroc: {'every' if f.size and f.all() else 'no'} scored label is flipped; AUROC is NaN",
+                      UndefinedProxyWarning, stacklevel=2)
+        return float("nan")
+    return roc_auc(s, f)
 
 
 def analyze(cfg, workdir, runs, log):
     """Per variant: the AUROC of memorization for detecting a flipped label, mean memorization of
     flipped and clean examples, precision at k = #flipped, and LiRA's AUC on each group."""
-    from jaxmem.attacks.metrics import roc_auc
-
     rows, hist = [], {}
     for name, run in runs.items():
         keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)

@@ -68,7 +68,7 @@ def analyze(cfg, workdir, runs, log):
     from jaxmem.attacks.registry import get
     from jaxmem.data import build_dataset
     from jaxmem.runs.score_lm import lm_signals
-    from jaxmem.train.lora import base_nll
+    from jaxmem.signals.lm_models import base_nll
 
     attacks = list(cfg.scoring.attacks)
     rows, text_rows = [], []

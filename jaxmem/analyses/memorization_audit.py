@@ -17,6 +17,7 @@ from jaxmem.analyses.common import (
     run_signals,
     write_csv,
 )
+from jaxmem.analyses.figures import plot_memorization_extremes
 
 
 def analyze(cfg, workdir, runs, log, k: int = 32):
@@ -29,7 +30,6 @@ def analyze(cfg, workdir, runs, log, k: int = 32):
     from jaxmem.attacks.metrics import roc_auc
     from jaxmem.data import build_dataset
     from jaxmem.io import load_json
-    from jaxmem.report.figures import plot_memorization_extremes
     from jaxmem.runs.score import majority_out
 
     rows, attack_rows, files = [], [], {}

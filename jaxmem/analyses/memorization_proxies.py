@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 
 from jaxmem.analyses.common import figure, id_mask, memorization_of, run_signals, write_csv
+from jaxmem.analyses.label_noise import noise_auroc
 
 # proxy -> the stored record it is a function of (vog: the per-model score itself)
 _RECORD = {"cumulative_accuracy": "correct", "forgetting": "correct", "cumulative_confidence": "p_true",
@@ -114,8 +115,6 @@ def analyze(cfg, workdir, runs, log, models=(1, 4), top_fraction: float = 0.05, 
                 if mm == 1:
                     row["spread_single"] = float(np.nanstd(singles))
                 if flipped.any():
-                    from jaxmem.estimators.label_noise import noise_auroc
-
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         row["noisy_label_auroc"] = noise_auroc(p[fin], flipped[fin])

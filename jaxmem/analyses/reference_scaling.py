@@ -118,7 +118,7 @@ def analyze(cfg, workdir, runs, log, population_sizes=(10, 30, 100, 300, 1000)):
         members = keep[0]
         # RMIA offline's a: tuned once on the whole reference pool (no replica), then fixed for
         # every count (a count of 1 cannot tune it)
-        from jaxmem.attacks.rmia import tune_rmia_a
+        from jaxmem.attacks.relative_membership import tune_rmia_a
 
         a_rmia = float(tune_rmia_a(sig["p"][refs], keep[refs], sig["p_pop"][refs]))
         evs_all = {}

@@ -15,11 +15,14 @@ Every score is "higher means more likely a member".
 * the LiRA reference code's file layout: :func:`read_lira_layout`, :func:`write_lira_layout`
 * ROC plots: :func:`mean_roc`, :func:`plot_roc`
 
-Names load lazily, so that ``jaxmem.attacks.registry`` (read by config validation) needs no jax.
+Modules are named after what they hold (:mod:`~jaxmem.attacks.likelihood_ratio`,
+:mod:`~jaxmem.attacks.relative_membership`, :mod:`~jaxmem.attacks.driver`), never after a function
+the package exports, so ``jaxmem.attacks.lira`` is always the function. Names other than the
+registry's load on first use (PEP 562 ``__getattr__``), only so that reading
+:mod:`jaxmem.attacks.registry` (config validation) needs no jax.
 """
 
-import sys
-import types
+import importlib
 
 from jaxmem.attacks.registry import ATTACKS, DEFAULT_ATTACKS, Attack, register
 
@@ -30,44 +33,32 @@ __all__ = [
     "UndefinedMetricWarning", "FewScoredWarning", "NonFiniteModelWarning",
     "rmia", "rmia_reference_mean", "tune_rmia_a", "A_GRID",
     "loss_attack", "confidence_attack", "shokri", "sorted_probability_features",
-    "roc_curve", "roc_auc", "tpr_at_fpr", "balanced_accuracy", "clopper_pearson", "epsilon_lower_bound",
+    "roc_curve", "roc_auc", "tpr_at_fpr", "balanced_accuracy", "epsilon_lower_bound",
     "read_lira_layout", "write_lira_layout", "lira_reference_scores", "to_numpy",
     "FPR_GRID", "tpr_on_grid", "mean_roc", "plot_roc",
 ]
 
 _LAZY = {
-    "evaluate": "evaluate", "Evaluation": "evaluation", "LIRA_ATTACKS": "evaluate",
-    "metric_warnings_only": "evaluate",
+    "evaluate": "driver", "Evaluation": "evaluation", "LIRA_ATTACKS": "driver",
+    "metric_warnings_only": "driver",
     "UndefinedMetricWarning": "roc", "FewScoredWarning": "evaluation",
     "NonFiniteModelWarning": "_checks",
-    "lira": "lira", "global_threshold": "lira", "FewShadowsWarning": "lira",
-    "rmia": "rmia", "rmia_reference_mean": "rmia", "tune_rmia_a": "rmia", "A_GRID": "rmia",
+    "lira": "likelihood_ratio", "global_threshold": "likelihood_ratio", "FewShadowsWarning": "likelihood_ratio",
+    "rmia": "relative_membership", "rmia_reference_mean": "relative_membership",
+    "tune_rmia_a": "relative_membership", "A_GRID": "relative_membership",
     "loss_attack": "threshold", "confidence_attack": "threshold", "shokri": "threshold",
     "sorted_probability_features": "threshold", "roc_curve": "roc", "roc_auc": "metrics",
-    "tpr_at_fpr": "metrics", "balanced_accuracy": "metrics", "clopper_pearson": "metrics",
+    "tpr_at_fpr": "metrics", "balanced_accuracy": "metrics",
     "epsilon_lower_bound": "metrics", "read_lira_layout": "interop",
     "write_lira_layout": "interop", "lira_reference_scores": "interop", "to_numpy": "interop", "FPR_GRID": "plot",
     "tpr_on_grid": "plot", "mean_roc": "plot", "plot_roc": "plot",
 }
 
 
-class _Package(types.ModuleType):
-    """Keeps ``jaxmem.attacks.lira`` / ``.rmia`` / ``.evaluate`` the functions of those names
-    (the import system would bind the submodules of the same names over them when they load, as
-    it did before these names were lazy); the modules stay in ``sys.modules``."""
-
-    def __setattr__(self, name, value):
-        if name in _LAZY and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
 def __getattr__(name):
+    """PEP 562: load ``name`` from its module on first use, and keep it in the package."""
     if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f"jaxmem.attacks.{_LAZY[name]}"), name)
+        value = getattr(importlib.import_module(f"jaxmem.attacks.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'jaxmem.attacks' has no attribute {name!r}")

@@ -12,10 +12,10 @@ the target's own value v from a sorted set s of size n moves the median predicta
 and the leave-one-out mean/variance follow from a rank-one downdate (n' = n − 1,
 μ' = (nμ − v)/n', SS' = SS − (v − μ)(v − μ'), in float64; a leave-one-out set left constant gets
 SS' = 0 and its value as mean exactly, from the set's min/max and their multiplicities). The scores
-then equal per-target :func:`jaxmem.attacks.lira.lira` calls up to float64 rounding (except where
+then equal per-target :func:`jaxmem.attacks.likelihood_ratio.lira` calls up to float64 rounding (except where
 σ' is tiny next to the removed point's deviation, when the downdate loses relative precision
 ~1e-16·SS/SS'), at the cost of one pass for all targets. Leaving a pair out (a balanced design,
-:func:`jaxmem.attacks.lira.pair_out`) removes one element from each set instead: the target's
+:func:`jaxmem.attacks.likelihood_ratio.pair_out`) removes one element from each set instead: the target's
 value from its own side and the left-out model's value from the other, with the same formulas.
 """
 
@@ -26,7 +26,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxmem.attacks.lira import blocked_stats, score_from_stats
+from jaxmem.attacks.likelihood_ratio import blocked_stats, score_from_stats
 
 __all__ = ["lira_targets", "example_stats"]
 
@@ -75,7 +75,7 @@ def _loo(st, name, v32, removed, location):
 def lira_targets(v, member, st, v_drop=None, has_drop=None, *, kinds, location, offline_variant,
                  fixed_mode, min_in, min_out, eps):
     """LiRA scores of a block of targets: v [T, N, A] their φ, member [T, N] their keep rows;
-    when leaving a pair out (:func:`jaxmem.attacks.lira.pair_out`), v_drop [T, N, A] the φ of the
+    when leaving a pair out (:func:`jaxmem.attacks.likelihood_ratio.pair_out`), v_drop [T, N, A] the φ of the
     model left out with the target on each example and has_drop [T, N] whether it is one of the
     usable models (its value is then removed from the set of the opposite membership)."""
     if v_drop is None:

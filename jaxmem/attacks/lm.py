@@ -40,7 +40,7 @@ diverged model; a sequence with fewer than 1/k target tokens for Min-K%; σ = 0 
 OUT reference model). They are never 0 or 1. ±inf signals give ±inf scores where the formula
 does (a token of probability 0 makes Min-K% −inf: ranked as the least likely member).
 
-This module imports numpy and :func:`jaxmem.attacks.lira.lira` only.
+This module imports numpy and :func:`jaxmem.attacks.likelihood_ratio.lira` only.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ import warnings
 
 import numpy as np
 
-from jaxmem.attacks.lira import lira
+from jaxmem.attacks.likelihood_ratio import lira
 
 __all__ = [
     "LMAttackWarning",

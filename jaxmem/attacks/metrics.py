@@ -1,6 +1,6 @@
 """Metrics of a membership-inference attack: ROC curve, AUC, TPR at low FPR (all from the one ROC
-kernel, :mod:`jaxmem.attacks.roc`), balanced accuracy, Clopper–Pearson intervals and the
-empirical ε lower bound of a DP audit.
+kernel, :mod:`jaxmem.attacks.roc`), balanced accuracy and the empirical ε lower bound of a DP audit (with the
+Clopper–Pearson intervals of :func:`jaxmem.estimators.clopper_pearson`).
 
 Scores are "higher means more likely a member"; ``members`` is a boolean array of the same shape.
 NaN scores are dropped (with their labels) before any metric is computed: NaN means "not scored".
@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxmem.attacks.roc import UndefinedMetricWarning, roc_curve, roc_metrics, warn_undefined
+from jaxmem.estimators.intervals import clopper_pearson
 
 __all__ = [
     "UndefinedMetricWarning",
@@ -20,7 +21,6 @@ __all__ = [
     "roc_auc",
     "tpr_at_fpr",
     "balanced_accuracy",
-    "clopper_pearson",
     "epsilon_lower_bound",
 ]
 
@@ -79,25 +79,6 @@ def balanced_accuracy(scores, members):
         return float("nan")
     f, t, _ = roc_curve(s, m)
     return float(np.max((t + 1.0 - f) / 2.0))
-
-
-def clopper_pearson(k, n, alpha=0.05):
-    """Two-sided exact (Clopper–Pearson) interval for a binomial proportion k / n.
-
-    Each tail gets ``alpha / 2``: lo = Beta⁻¹(α/2; k, n−k+1), hi = Beta⁻¹(1−α/2; k+1, n−k), with
-    lo = 0 at k = 0 and hi = 1 at k = n (statsmodels ``proportion_confint(method="beta")``).
-    Vectorized over ``k``; returns float64 arrays (lo, hi).
-    """
-    from scipy.stats import beta  # lazy: scipy is not a core dependency
-
-    k = np.asarray(k, dtype=np.float64)
-    n = np.asarray(n, dtype=np.float64)
-    if np.any(k < 0) or np.any(k > n):
-        raise ValueError("need 0 <= k <= n")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lo = np.where(k > 0, beta.ppf(alpha / 2, np.maximum(k, 1), n - k + 1), 0.0)
-        hi = np.where(k < n, beta.isf(alpha / 2, k + 1, np.maximum(n - k, 1)), 1.0)
-    return lo, hi
 
 
 def epsilon_lower_bound(scores, members, *, alpha=0.05, delta=0.0, two_sided=False):

@@ -40,7 +40,7 @@ class TargetView(NamedTuple):
     shadows: np.ndarray     # [S] int
     labels: Any = None      # [N] (attacks that read labels, e.g. Shokri)
     #: [N] the model left out with the target on each example (−1: none), when LiRA and RMIA
-    #: leave a pair out on a balanced design (jaxmem.attacks.lira.pair_out); None: nothing
+    #: leave a pair out on a balanced design (jaxmem.attacks.likelihood_ratio.pair_out); None: nothing
     drop: Any = None
 
     def target(self, name):
@@ -76,14 +76,14 @@ def shadow_attack(fn, *needs, **options) -> Attack:
 # ------------------------------------------------------------------------------ the attacks
 
 def _lira(v, **o):
-    from jaxmem.attacks.lira import lira
+    from jaxmem.attacks.likelihood_ratio import lira
 
     use = None if v.drop is None else v.shadows[:, None] != np.asarray(v.drop)[None, :]
     return lira(v.target("phi"), v.shadow("phi"), v.shadow_keep, shadow_use=use, **o)
 
 
 def _global_threshold(v):
-    from jaxmem.attacks.lira import global_threshold
+    from jaxmem.attacks.likelihood_ratio import global_threshold
 
     return global_threshold(v.target("phi"))
 
@@ -101,7 +101,7 @@ def _shokri(v, **o):
 
 
 def _rmia(v, *, p="p", p_pop="p_pop", **o):
-    from jaxmem.attacks.rmia import rmia
+    from jaxmem.attacks.relative_membership import rmia
 
     use = None if v.drop is None else v.shadows[:, None] != np.asarray(v.drop)[None, :]
     return rmia(v.target(p), v.shadow(p), v.shadow_keep, v.target(p_pop), v.shadow(p_pop),
@@ -150,7 +150,7 @@ ATTACKS: dict[str, Attack] = {
     "rmia_online": _rmia_entry("p", online=True),
     "shokri": Attack(_shokri, ("probs",)),
     # the research code's online RMIA: its signal per query, a vote over queries, 20%-trimmed
-    # means, γ = 2 (jaxmem.attacks.rmia lists the differences from ML Privacy Meter)
+    # means, γ = 2 (jaxmem.attacks.relative_membership lists the differences from ML Privacy Meter)
     "rmia_online_research": _rmia_entry("p_taylor", **RMIA_RESEARCH),
     # language models (jaxmem.attacks.lm): "loss" is the per-sequence NLL, "phi" = -NLL (LiRA);
     # the per-token signals are [M, N, L - 1] with the target mask (jaxmem.runs.score_lm)

@@ -12,6 +12,7 @@ from jaxmem.estimators._common import InsufficientModelsWarning
 from jaxmem.estimators.exposure import SkewNormalExposure, exposure_rank, exposure_skewnorm
 from jaxmem.estimators.forgetting import ForgettingEvents, forgetting_events
 from jaxmem.estimators.influence import InfluenceResult, TopInfluence, influence, top_influencers
+from jaxmem.estimators.intervals import clopper_pearson
 from jaxmem.estimators.leave_subset_out import (
     GroupKeep,
     SubsetEffect,
@@ -61,6 +62,7 @@ __all__ = [
     "convergence",
     "BootstrapCI",
     "bootstrap_ci",
+    "clopper_pearson",
     "greedy_flip",
     "brute_force_flip",
     "rewind_layer",

@@ -9,7 +9,8 @@ cleanlab (Northcutt, Jiang & Chuang 2021, "Confident learning: estimating uncert
 labels") is an optional dependency, imported only by :func:`cleanlab_flags` and
 :func:`cleanlab_scores` (``pip install 'jaxmem[cleanlab]'``).
 
-Imports only numpy and jaxmem.estimators (jaxmem.attacks.metrics and cleanlab lazily).
+Imports only numpy and jaxmem.estimators (cleanlab lazily). The AUROC of a score for the flipped
+labels, an attack metric, is :func:`jaxmem.analyses.label_noise.noise_auroc`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ __all__ = [
     "cleanlab_scores",
     "flag_precision_recall",
     "flag_top_k",
-    "noise_auroc",
     "out_of_sample_probs",
     "out_of_sample_votes",
 ]
@@ -99,27 +99,6 @@ def flag_top_k(score, k: int) -> np.ndarray:
         raise ValueError(f"k must be an integer in [1, {int(ok.sum())}] (examples with a score), got {k!r}")
     t = np.sort(s[ok])[::-1][int(k) - 1]
     return ok & (s >= t)
-
-
-def noise_auroc(score, flipped) -> float:
-    """AUROC of a score for the flipped labels: P(score of a flipped example > score of a clean
-    one), ties counting one half (``jaxmem.attacks.metrics.roc_auc``).
-
-    Examples with a NaN score are left out (with a warning). NaN, with a warning, when no label
-    or every label is flipped (among the scored examples).
-    """
-    from jaxmem.attacks.metrics import roc_auc  # lazy: keeps the estimators free of attack imports
-
-    s = np.asarray(score, np.float64).ravel()
-    f = _flipped(flipped, s.size)
-    nan = np.isnan(s)
-    if nan.any():
-        _warn(f"noise_auroc: {int(nan.sum())} of {s.size} examples have a NaN score and are left out")
-        s, f = s[~nan], f[~nan]
-    if f.all() or not f.any():
-        _warn(f"noise_auroc: {'every' if f.size and f.all() else 'no'} scored label is flipped; AUROC is NaN")
-        return float("nan")
-    return roc_auc(s, f)
 
 
 def _softmax64(z):

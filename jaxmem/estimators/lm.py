@@ -18,7 +18,7 @@
   (log-linear, Carlini et al. 2022), with bootstrap intervals.
 
 Imports numpy, scipy (lazily), :mod:`jaxmem.estimators.memorization`,
-:func:`jaxmem.attacks.metrics.clopper_pearson` and :func:`jaxmem.signals.lm.masked_mean` only.
+:func:`jaxmem.estimators.intervals.clopper_pearson` and :func:`jaxmem.signals.lm.masked_mean` only.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxmem.attacks.metrics import clopper_pearson
 from jaxmem.estimators._common import InsufficientModelsWarning
+from jaxmem.estimators.intervals import clopper_pearson
 from jaxmem.estimators.lm_trends import LogLinearSlope, LogLogSlope, _buckets, loglinear_slope, loglog_slope
 from jaxmem.estimators.memorization import (
     MemorizationResult,
@@ -229,7 +229,7 @@ def extraction_rate_by_count(extracted, counts, *, keep=None, members=True, vali
     the sequence (``members=True``; ``members=False``: only held-out pairs, the baseline of
     sequences that are extractable without having been seen). The interval is Wilson's score
     interval (``method="wilson"``, scipy's ``binomtest(...).proportion_ci``) or the exact
-    Clopper–Pearson interval (``"clopper_pearson"``, :func:`jaxmem.attacks.clopper_pearson`).
+    Clopper–Pearson interval (``"clopper_pearson"``, :func:`jaxmem.estimators.clopper_pearson`).
     Both treat the trials as independent; pairs of one sequence across models are not (a stratified
     bootstrap over sequences, :func:`loglog_slope`, accounts for that).
 

@@ -12,9 +12,9 @@ PNG, so the file can be viewed offline and moved freely.
 """
 
 from jaxmem.report.experiment import experiment_html, write_report
-from jaxmem.report.figures import plot_examples, plot_most_memorized
+from jaxmem.report.figures import plot_most_memorized
 from jaxmem.report.run import run_html
 from jaxmem.report.show import example_text, run_text
 
-__all__ = ["write_report", "run_html", "experiment_html", "plot_examples", "plot_most_memorized",
+__all__ = ["write_report", "run_html", "experiment_html", "plot_most_memorized",
            "run_text", "example_text"]

@@ -1,47 +1,17 @@
 """Figures of a run's stored results, public so that a notebook can draw what the report shows:
-the most memorized training examples with their given and predicted labels."""
+the most memorized training examples with their given and predicted labels (drawn by
+:func:`jaxmem.analyses.figures.plot_examples`)."""
 
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_examples", "plot_most_memorized", "plot_memorization_extremes"]
+from jaxmem.analyses.figures import plot_examples
 
-
-def plot_examples(inputs, titles, cols: int = 8, path=None):
-    """A grid of training inputs with a title each; returns the matplotlib ``Figure`` (and
-    writes it as PNG to ``path`` when given). ``inputs`` [K, H, W(, C)] images (grayscale when
-    C = 1; colour images are scaled to [0, 1] each) or [K, D] vectors (drawn as lines)."""
-    from jaxmem.report.html import new_figure
-
-    x = np.asarray(inputs)
-    k = len(x)
-    rows = max(1, int(math.ceil(k / cols)))
-    fig, axes = new_figure((1.6 * cols, 1.9 * rows), rows, cols)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for j in range(k):
-        ax, xi = axes.ravel()[j], x[j]
-        if xi.ndim == 3 and xi.shape[-1] == 1:
-            ax.imshow(xi[..., 0], cmap="gray")
-        elif xi.ndim == 3:
-            ax.imshow((xi - xi.min()) / max(np.ptp(xi), 1e-9))
-        elif xi.ndim == 2:
-            ax.imshow(xi, cmap="gray")
-        else:
-            ax.plot(np.ravel(xi), lw=0.8)
-        ax.set_title(titles[j], fontsize=7)
-    fig.tight_layout()
-    if path is not None:
-        from jaxmem.io import atomic_path
-
-        with atomic_path(path, ".png") as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
-    return fig
+__all__ = ["plot_most_memorized"]
 
 
 def plot_most_memorized(workdir, path=None, cols: int = 8):
@@ -56,54 +26,3 @@ def plot_most_memorized(workdir, path=None, cols: int = 8):
     titles = [f"id {r['example_id']}  mem {float(r['mem']):.2f}\n"
               f"given {r['label']}  pred {r['predicted_out_majority']}" for r in rows]
     return plot_examples(x[: len(rows)], titles, cols=cols, path=path)
-
-
-def plot_memorization_extremes(inputs, labels, mem, *, stderr=None, predicted=None,
-                               class_names=None, flagged=None, ids=None, k: int = 32,
-                               cols: int = 8, path=None):
-    """The ``k`` most and ``k`` least memorized training examples (Feldman & Zhang 2020, Fig. 2:
-    the most memorized look atypical or mislabeled), as two grids of images, each titled with
-    its memorization (± its standard error), its given label and, when given, the label the
-    models that did not train on it predict.
-
-    Args:
-      inputs: [N, H, W(, C)] images (or [N, D] vectors) of the training set.
-      labels: [N] int given labels; ``class_names`` maps them to names (default: the numbers).
-      mem: [N] float Feldman-Zhang memorization (NaN where undefined: never shown).
-      stderr: [N] its standard error; predicted: [N] int the OUT models' majority label.
-      flagged: [N] bool examples to mark with a star in their title (e.g. flipped labels).
-      ids: [N] example ids to print (default: the row index).
-      k: examples per grid (fewer when fewer have a finite memorization).
-
-    Returns:
-      (figure of the most memorized, figure of the least memorized, the [k] row indices of each,
-      most memorized first / least memorized first); each figure is written to ``path`` with
-      ``_most`` / ``_least`` before the suffix when ``path`` is given. Ties keep row order.
-    """
-    mem = np.asarray(mem, float)
-    rows = np.flatnonzero(np.isfinite(mem))
-    order = rows[np.argsort(-mem[rows], kind="stable")]
-    most = order[:k]
-    least = rows[np.argsort(mem[rows], kind="stable")][:k]
-    labels = np.asarray(labels)
-    name = (lambda c: str(class_names[int(c)])) if class_names is not None else (lambda c: str(int(c)))
-
-    def title(i):
-        t = f"{'* ' if flagged is not None and flagged[i] else ''}" \
-            f"id {int(ids[i]) if ids is not None else int(i)}  mem {mem[i]:.2f}"
-        if stderr is not None:
-            t += f"±{float(stderr[i]):.2f}"
-        t += f"\n{name(labels[i])}"
-        if predicted is not None and int(predicted[i]) >= 0:
-            t += f" / out: {name(predicted[i])}"
-        return t
-
-    figs = []
-    for sel, tag in ((most, "most"), (least, "least")):
-        p = None
-        if path is not None:
-            p = Path(path)
-            p = p.with_name(f"{p.stem}_{tag}{p.suffix or '.png'}")
-        figs.append(plot_examples(np.asarray(inputs)[sel], [title(i) for i in sel], cols=cols,
-                                  path=p))
-    return figs[0], figs[1], most, least

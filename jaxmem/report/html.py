@@ -8,7 +8,7 @@ import io
 import math
 from pathlib import Path
 
-__all__ = ["fmt", "table", "attack_table", "img_bytes", "img_file", "new_figure", "fig_img", "page", "note"]
+__all__ = ["fmt", "table", "attack_table", "img_bytes", "img_file", "fig_img", "page", "note"]
 
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -97,15 +97,6 @@ def img_bytes(data: bytes, alt: str, width=None) -> str:
 
 def img_file(path, alt: str, width=None) -> str:
     return img_bytes(Path(path).read_bytes(), alt, width)
-
-
-def new_figure(size=(5, 3.5), rows=1, cols=1):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size)
-    FigureCanvasAgg(fig)
-    return fig, fig.subplots(rows, cols, squeeze=False)
 
 
 def fig_img(fig, alt: str, width=None) -> str:

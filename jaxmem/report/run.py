@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxmem.report.html import attack_table, fig_img, img_file, new_figure, note, page, table
+from jaxmem.analyses.figures import new_figure
+from jaxmem.report.html import attack_table, fig_img, img_file, note, page, table
 
 __all__ = ["run_html"]
 

@@ -53,7 +53,7 @@ __all__ = ["Run", "load_run", "assemble", "RUN_ENTRIES", "LM_ARRAYS", "shard_nam
            "scoring_mismatch", "read_summary"]
 
 #: The arrays of a language-model run that stand in for logits.npy / test_logits.npy: those of
-#: jaxmem.train.lm.CHUNK_ARRAYS (not imported here, which would load jax to read a run; a test
+#: jaxmem.signals.lm_models.CHUNK_ARRAYS (not imported here, which would load jax to read a run; a test
 #: holds the two equal).
 LM_ARRAYS = ("token_logp.npy", "token_mu.npy", "token_sigma.npy", "token_correct.npy", "nll.npy",
              "test_token_logp.npy", "test_nll.npy")

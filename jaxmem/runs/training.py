@@ -195,7 +195,7 @@ def train_models(cfg, ds, keep, blocks, workdir: Path, *, progress=True, process
             res, recs = _train_chunk(trainer, cfg, rows, ids, workdir / "ckpt" / shard_name(a, b),
                                      stop, sharding, prog, (a, b))
             if trainer.lm:   # per-token signals and extraction, never [K, N, L, V] logits
-                from jaxmem.train.lm import chunk_signals
+                from jaxmem.signals.lm_models import chunk_signals
 
                 arrays = chunk_signals(trainer, res.state, ds.x_train, ds.y_train, ds.x_test, ds.y_test)
             else:

@@ -152,6 +152,12 @@ class Trainer(ModelSteps):
         (:meth:`_map_models`: a model's result does not depend on its chunk)."""
         return self._map_models(fn, *args)
 
+    def jit(self, fn, donate_argnums=()):
+        """``jax.jit(fn)`` the way training compiles (:meth:`_jit`: with a LoRA run's frozen base
+        passed as one unbatched argument), for code above the trainer that maps a chunk's models
+        (:func:`jaxmem.signals.lm_models.chunk_signals`)."""
+        return self._jit(fn, donate_argnums)
+
     def _map_models(self, fn, *args):
         """Map ``fn`` over the leading model axis: ``vmap``, in groups of :meth:`group_size` via
         ``lax.map``, or (a group of one) ``lax.map`` over single, unbatched models: the same

@@ -66,7 +66,7 @@ def _signals(M=9, N=40, A=2, seed=0):
 
 
 def test_audit_uses_the_other_healthy_models_as_shadows():
-    from jaxmem.attacks.lira import lira
+    from jaxmem.attacks.likelihood_ratio import lira
 
     keep, ok, s = _signals()
     phi = s["phi"]
@@ -105,7 +105,7 @@ def test_audit_rmia_online_research_is_the_research_codes_settings():
     """rmia_online_research: the soft-margin Taylor signal per query, a vote over queries, 20%
     trimmed means and γ = 2, against rmia called directly with those settings (each setting is
     tested against loops in test_rmia.py)."""
-    from jaxmem.attacks.rmia import rmia
+    from jaxmem.attacks.relative_membership import rmia
 
     rng = np.random.default_rng(4)
     keep, ok, s = _signals()

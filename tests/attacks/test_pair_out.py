@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxmem.attacks import LIRA_ATTACKS, evaluate, lira, rmia
-from jaxmem.attacks.lira import balanced_design, pair_out
+from jaxmem.attacks.likelihood_ratio import balanced_design, pair_out
 from jaxmem.subsets import balanced_keep, bernoulli_keep, fixed_ratio_keep, leave_group_out_keep
 
 

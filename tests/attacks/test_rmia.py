@@ -8,7 +8,7 @@ import numpy.testing as npt
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from jaxmem.attacks.rmia import A_GRID, rmia, tune_rmia_a
+from jaxmem.attacks.relative_membership import A_GRID, rmia, tune_rmia_a
 
 
 def ref_P(col_p, col_keep, online, a):
@@ -230,7 +230,7 @@ def test_per_query_options_match_loops(M, N, Z, A, online, a, gamma, aggregate, 
 def test_vote_tie_loses_and_blocks_are_exact(monkeypatch):
     import importlib
 
-    rm = importlib.import_module("jaxmem.attacks.rmia")  # the package exports a function of that name
+    rm = importlib.import_module("jaxmem.attacks.relative_membership")
     rng = np.random.default_rng(11)
     tp, rp, rk, tpz, rpz, _ = world_q(rng, 6, 70, 45, 2)
     want = ref_rmia_q(tp, rp, rk, tpz, rpz, False, 0.5, 1.0, "vote", 0.0)
@@ -350,7 +350,7 @@ def test_per_query_bad_arguments():
 
 @pytest.mark.filterwarnings("ignore:RMIA", "ignore::RuntimeWarning")
 def test_evaluate_passes_the_options_to_rmia():
-    from jaxmem.attacks.evaluate import evaluate
+    from jaxmem.attacks.driver import evaluate
 
     rng = np.random.default_rng(16)
     M, N, Z, A = 7, 60, 50, 2
@@ -433,7 +433,7 @@ def test_comparison_is_the_research_codes(rng, aggregate, A, gamma):
     kw = dict(online=False, a=0.3, gamma=gamma, aggregate=aggregate)
     got = rmia(tp if A > 1 else tp[:, 0], rp if A > 1 else rp[..., 0], keep,
                tpz if A > 1 else tpz[:, 0], rpz if A > 1 else rpz[..., 0], **kw)
-    from jaxmem.attacks.rmia import _population_ratio, rmia_reference_mean
+    from jaxmem.attacks.relative_membership import _population_ratio, rmia_reference_mean
 
     rx = tp / rmia_reference_mean(rp, keep, a=0.3)
     rz = _population_ratio(tpz, rpz, False, 0.3)
@@ -451,7 +451,7 @@ def test_zero_and_infinite_ratios_follow_ieee_as_torch():
     """ratio_z = +0: every x with ratio_x > 0 wins (x * inf = inf), ratio_x = 0 does not
     (0 * inf = NaN), ratio_x < 0 does not (-inf); ratio_z = -0 the reverse. NaN ratio_z (0/0)
     is dropped from Z."""
-    from jaxmem.attacks.rmia import _fraction_winning, _reciprocals
+    from jaxmem.attacks.relative_membership import _fraction_winning, _reciprocals
 
     rz = np.array([0.0, -0.0, 1.0, -2.0, np.nan])
     rx = np.array([3.0, 0.0, -3.0, np.inf, -np.inf, np.nan])

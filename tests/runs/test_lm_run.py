@@ -285,7 +285,7 @@ def _min_k(x, n, k=0.2):
 def test_every_lm_attack_equals_a_direct_float64_computation(lm_run):
     from sklearn.metrics import roc_auc_score
 
-    from jaxmem.attacks.lira import balanced_design, lira, pair_out
+    from jaxmem.attacks.likelihood_ratio import balanced_design, lira, pair_out
 
     cfg, wd, _ = lm_run
     run = load_run(wd)

@@ -3,7 +3,7 @@ ties and fewer examples than asked, and that it writes both PNGs."""
 
 import numpy as np
 
-from jaxmem.report.figures import plot_memorization_extremes
+from jaxmem.analyses.figures import plot_memorization_extremes
 
 
 def _brute(mem, k, most):

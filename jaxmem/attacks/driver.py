@@ -26,7 +26,7 @@ from jaxmem.attacks import registry
 from jaxmem.attacks._checks import NonFiniteModelWarning, nonfinite_models
 from jaxmem.attacks._loo import example_stats, lira_targets
 from jaxmem.attacks.evaluation import MIN_SCORED, Evaluation, FewScoredWarning
-from jaxmem.attacks.lira import FewShadowsWarning, PairOut, _check_options, balanced_design
+from jaxmem.attacks.likelihood_ratio import FewShadowsWarning, PairOut, _check_options, balanced_design
 from jaxmem.attacks.roc import UndefinedMetricWarning, roc_metrics
 
 __all__ = ["evaluate", "Evaluation", "ATTACKS", "DEFAULT_ATTACKS", "LIRA_ATTACKS", "metric_warnings_only"]
@@ -69,7 +69,7 @@ def _rmia_given_options(opts):
 
 def _rmia_offline_a(p, keep, p_pop, mask, targets, shadows, opts, mode):
     """RMIA's offline ``a``: given, tuned once on the usable models, or tuned per target ([T])."""
-    from jaxmem.attacks.rmia import tune_rmia_a
+    from jaxmem.attacks.relative_membership import tune_rmia_a
 
     given = _rmia_given_options(opts)  # recorded next to a when passed explicitly
     if opts.get("a") is not None:
@@ -134,7 +134,7 @@ def evaluate(
         (:func:`jaxmem.attacks.threshold.loss_attack`, averaged over A when given; the ``loss``
         of :func:`jaxmem.signals.compute_signals` is the identity query's, [M, N]); ``"p"`` [M, N(, A)]
         true-class probabilities on the N examples and ``"p_pop"`` [M, Z(, A)] on Z population
-        points that no model trained on (:func:`jaxmem.attacks.rmia.rmia`; A is averaged first,
+        points that no model trained on (:func:`jaxmem.attacks.relative_membership.rmia`; A is averaged first,
         unless ``rmia_aggregate="vote"`` passes each query's p); ``"probs"`` [M, N, C] (Shokri,
         with ``labels``); ``"p_taylor"`` / ``"p_taylor_pop"`` (RMIA's research signal).
         Whatever the registered attacks need (:data:`jaxmem.attacks.registry.ATTACKS`); compute
@@ -159,16 +159,16 @@ def evaluate(
       min_scored: a :class:`FewScoredWarning` names the attacks with targets whose AUC and TPRs
         rest on fewer scored members or non-members than this (10).
       pair_out: "auto" (default): when ``keep`` is a balanced design
-        (:func:`jaxmem.attacks.lira.balanced_design`), every LiRA and RMIA variant leaves out,
+        (:func:`jaxmem.attacks.likelihood_ratio.balanced_design`), every LiRA and RMIA variant leaves out,
         with each target and for each example, one model of the opposite membership
-        (:func:`jaxmem.attacks.lira.pair_out`, seeded by ``shadow_seed``), so that the target's
+        (:func:`jaxmem.attacks.likelihood_ratio.pair_out`, seeded by ``shadow_seed``), so that the target's
         members and non-members see equally many IN and OUT shadow/reference models; True /
         False force it. Without it online LiRA scores below chance on a balanced design (AUC
-        0.42 on pure noise with 8 models; :mod:`jaxmem.attacks.lira` explains), offline RMIA
+        0.42 on pure noise with 8 models; :mod:`jaxmem.attacks.likelihood_ratio` explains), offline RMIA
         0.47 with 4. Recorded as ``Evaluation.params[attack]["pair_out"] = True`` for those
         attacks when a pair was left out.
       **options: LiRA options (``location``, ``offline_variant``, ``min_in``, ``min_out``,
-        ``eps`` as in :func:`jaxmem.attacks.lira.lira`; ``fixed_variance="in"`` switches the
+        ``eps`` as in :func:`jaxmem.attacks.likelihood_ratio.lira`; ``fixed_variance="in"`` switches the
         fixed-variance attacks to the reference code's IN-spread-for-both choice) and RMIA
         options prefixed ``rmia_``: ``rmia_a``, ``rmia_gamma``, ``rmia_aggregate`` ("mean" or
         "vote") and ``rmia_trim`` (passed to ``rmia``, and to the tuning of ``a``) and
@@ -177,7 +177,7 @@ def evaluate(
         (next to ``a``) and ``params["rmia_online"]`` as ``"aggregate"`` / ``"trim"``.
 
     RMIA offline ``a``: unless ``rmia_a`` is given it is tuned ONCE with
-    :func:`jaxmem.attacks.rmia.tune_rmia_a` (ML Privacy Meter's grid search, highest AUC wins):
+    :func:`jaxmem.attacks.relative_membership.tune_rmia_a` (ML Privacy Meter's grid search, highest AUC wins):
     the first usable model (lowest index inside ``model_mask``) plays the target and the other
     usable models are its references; that ``a`` then scores every target, and is recorded in
     ``Evaluation.params["rmia_offline"]``. In leave-one-out evaluation every model is also a

@@ -144,7 +144,7 @@ def rmia_reference_mean(ref_p, ref_keep, *, online=False, a=0.0, trim=0.0, use=N
     end, as the research code (``main.py``, ``aggregate_signals``): offline over the OUT models,
     online over IN and OUT pooled (P = trimmed mean of the pool, not the average of two means;
     the research code pools equally many IN and OUT models). ``use`` [M, N] bool: False where
-    reference model m must not enter example i's means (:func:`jaxmem.attacks.lira.pair_out`
+    reference model m must not enter example i's means (:func:`jaxmem.attacks.likelihood_ratio.pair_out`
     on a balanced design); None: all enter.
     """
     ref_p = _f64(ref_p, (2, 3), "ref_p")
@@ -390,9 +390,9 @@ def rmia(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, *, online=False, a=
         research code). Offline over the OUT models; online over IN and OUT pooled.
       ref_use: [M, N] bool, False where reference model m must not enter example i's P(x)
         (None: all do). With the target and its references drawn from one balanced design, pass
-        it from :func:`jaxmem.attacks.lira.pair_out` (as ``evaluate`` does): otherwise a member
+        it from :func:`jaxmem.attacks.likelihood_ratio.pair_out` (as ``evaluate`` does): otherwise a member
         has one OUT reference more than a non-member, and offline RMIA scored AUC 0.47 on pure
-        noise with 4 models (the reason is LiRA's, :mod:`jaxmem.attacks.lira`).
+        noise with 4 models (the reason is LiRA's, :mod:`jaxmem.attacks.likelihood_ratio`).
 
     score(x) = #{z : ratio_x · (1/ratio_z) > γ} / Z with ratio = p / P, the research code's rule
     evaluated in float64 (strict: an equal product does not count; a negative ratio_z never

@@ -1,0 +1,47 @@
+"""Binomial proportion intervals, shared by the estimators (extraction rates,
+:func:`jaxmem.estimators.extraction_rate_by_count`) and the attacks (the empirical ε lower bound of
+a DP audit, :func:`jaxmem.attacks.epsilon_lower_bound`). It lives here, below the attacks, so
+that the estimators never import attack code.
+
+scipy is imported by :func:`clopper_pearson` only when called (it is not a core dependency, and
+``import jaxmem.estimators`` stays free of ``scipy.stats``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["clopper_pearson"]
+
+
+def clopper_pearson(k, n, alpha=0.05):
+    """Two-sided exact (Clopper–Pearson) interval for a binomial proportion k / n.
+
+    Each tail gets ``alpha / 2``: lo = Beta⁻¹(α/2; k, n−k+1), hi = Beta⁻¹(1−α/2; k+1, n−k), with
+    lo = 0 at k = 0 and hi = 1 at k = n (statsmodels ``proportion_confint(method="beta")``).
+
+    Args:
+      k: successes, int or float array (vectorized); 0 <= k <= n.
+      n: trials, broadcastable against ``k``.
+      alpha: the interval's total miss probability (0.05: a 95% interval).
+
+    Returns:
+      (lo, hi): float64 arrays of the shape of ``k`` and ``n`` broadcast.
+
+    Raises:
+      ValueError: when some k < 0 or k > n.
+
+    References:
+      Clopper & Pearson (1934), "The use of confidence or fiducial limits illustrated in the case
+      of the binomial", Biometrika 26(4).
+    """
+    from scipy.stats import beta  # lazy: scipy is optional, and heavy to import
+
+    k = np.asarray(k, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    if np.any(k < 0) or np.any(k > n):
+        raise ValueError("need 0 <= k <= n")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lo = np.where(k > 0, beta.ppf(alpha / 2, np.maximum(k, 1), n - k + 1), 0.0)
+        hi = np.where(k < n, beta.isf(alpha / 2, k + 1, np.maximum(n - k, 1)), 1.0)
+    return lo, hi
