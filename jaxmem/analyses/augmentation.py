@@ -10,6 +10,9 @@ import warnings
 import numpy as np
 
 from jaxmem.analyses.common import audit, figure, memorization_of, run_signals, write_csv
+from jaxmem.attacks.roc import roc_metrics
+from jaxmem.estimators import memorization
+from jaxmem.train.augment_registry import resolve_args
 
 #: Tail thresholds reported: the share of training examples with memorization above each.
 TAIL = (0.25, 0.5, 0.75)
@@ -60,8 +63,6 @@ def jackknife_models(keep, correct, ok, level: float = 0.95) -> dict:
         ``{statistic: (low, high)}``."""
     from scipy import stats
 
-    from jaxmem.estimators import memorization
-
     idx = np.flatnonzero(ok)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -83,9 +84,6 @@ def analyze(cfg, workdir, runs, log, attacks=("lira_online", "rmia_offline")):
     memorization summary (mean, p90, p99, share above 0.25 / 0.5 / 0.75) with jackknife
     intervals over models, and per attack the AUC and TPR at 0.1% / 1% FPR, mean over targets
     with a t-interval. Figure: the memorization distributions (survival curves)."""
-    from jaxmem.attacks.roc import roc_metrics
-    from jaxmem.train.augment_registry import resolve_args
-
     rows, mems = [], {}
     for name, run in runs.items():
         keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)

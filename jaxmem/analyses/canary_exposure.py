@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxmem.analyses.common import figure, spearman, write_csv
+from jaxmem.estimators import exposure_rank, exposure_skewnorm
 
 
 def _sequence_losses(token_logp, lengths, rows) -> np.ndarray:
@@ -25,8 +26,6 @@ def analyze(cfg, workdir, runs, log):
     """Exposure of every (model, canary) pair: rank among the run's reference secrets (Def. 4) and
     the skew-normal extrapolation (Sec. 4.3), against the canary's number of insertions, for the
     models that trained on it (IN) and those that did not (OUT)."""
-    from jaxmem.estimators import exposure_rank, exposure_skewnorm
-
     name, run = next(iter(runs.items()))
     facts = run.text
     count, which = np.asarray(facts["secret_count"]), np.asarray(facts["secret_index"])

@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 
 from jaxmem.analyses.common import figure, id_mask, sweep_rows, write_csv
+from jaxmem.attacks.metrics import roc_auc
+from jaxmem.models import count_params, make_model
+from jaxmem.models.registry import spec
 
 
 def param_count(c, run) -> int:
     """Trainable parameters of a run's model (from its config and dataset shape)."""
     import jax
-
-    from jaxmem.models import count_params, make_model
-    from jaxmem.models.registry import spec
 
     model = make_model(c, int(run.dataset["num_classes"]))
     shape = (1, *run.dataset["input_shape"])
@@ -33,8 +33,6 @@ def size_label(c) -> str:
 
 def analyze(cfg, workdir, runs, log):
     """Per variant: parameters, mean memorization, LiRA power, how many flipped labels are fit."""
-    from jaxmem.attacks.metrics import roc_auc
-
     def extra(name, run, sig, mem, c):
         keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)
         flipped = id_mask(run, "label_noise", "flipped_ids")

@@ -23,7 +23,9 @@ import math
 
 import numpy as np
 
+from jaxmem.analyses import dp_sgd
 from jaxmem.analyses.common import id_mask, run_signals, write_csv
+from jaxmem.attacks.dp_audit import epsilon_many_runs, epsilon_one_run
 
 #: Most canaries audited over the runs per kind (the many-run audit of ``all`` is left out).
 MANY_RUN_KINDS = ("mislabeled", "random_input", "random_label")
@@ -45,9 +47,6 @@ def canary_kinds(run) -> dict:
 def analyze(cfg, workdir, runs, log, alpha: float = 0.05):
     """Per variant and canary kind: the accountant's ε, the many-run bounds (Clopper–Pearson,
     GDP) and the one-run bounds (Steinke et al.; f-DP), each with its tightness (bound / ε)."""
-    from jaxmem.analyses import dp_sgd
-    from jaxmem.attacks.dp_audit import epsilon_many_runs, epsilon_one_run
-
     base = {r["variant"]: r for r in dp_sgd.analyze(cfg, workdir, runs, log)["rows"]}
     rows = []
     for name, run in runs.items():

@@ -8,14 +8,13 @@ import math
 import numpy as np
 
 from jaxmem.analyses.common import audit, common_row, default_targets, memorization_of, run_signals
+from jaxmem.attacks.metrics import epsilon_lower_bound
+from jaxmem.attacks.plot import plot_roc
 
 
 def analyze(cfg, workdir, runs, log):
     """Per variant: the accountant's ε, LiRA online's AUC / TPRs, the audit's ε lower bound
     (Clopper–Pearson, Bonferroni over targets), the loss attack's AUC, accuracy."""
-    from jaxmem.attacks.metrics import epsilon_lower_bound
-    from jaxmem.attacks.plot import plot_roc
-
     rows, roc = [], {}
     for name, run in runs.items():
         keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)

@@ -10,7 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from jaxmem.analyses.common import audit, figure, memorization_of, nanmean, run_signals, spearman
+from jaxmem.data import build_dataset
+from jaxmem.estimators import forgetting_events
 from jaxmem.io import load_json, save_json
+from jaxmem.signals import compute_signals
+from jaxmem.train import Phase, Trainer, steps_per_epoch_max, train_phases
 
 
 def recency(cfg, run, workdir: Path, log, phase2_epochs=(0, 5, 10, 20, 40)) -> list:
@@ -25,10 +29,6 @@ def recency(cfg, run, workdir: Path, log, phase2_epochs=(0, 5, 10, 20, 40)) -> l
     are cached in ``recency.json``.
     """
     import jax.numpy as jnp
-
-    from jaxmem.data import build_dataset
-    from jaxmem.signals import compute_signals
-    from jaxmem.train import Phase, Trainer, steps_per_epoch_max, train_phases
 
     cache = workdir / "recency.json"
     if cache.exists():
@@ -71,8 +71,6 @@ def recency(cfg, run, workdir: Path, log, phase2_epochs=(0, 5, 10, 20, 40)) -> l
 def analyze(cfg, workdir, runs, log):
     """Forgetting events against memorization (with ``train.record_forgetting``), and attack
     power against the steps since an example was last seen (:func:`recency`)."""
-    from jaxmem.estimators import forgetting_events
-
     name, run = next(iter(runs.items()))
     keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)
     sig = run_signals(run)

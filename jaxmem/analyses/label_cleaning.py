@@ -14,14 +14,16 @@ import numpy as np
 from jaxmem.analyses.common import figure, id_mask, memorization_of, run_signals, write_csv
 from jaxmem.analyses.label_noise import noise_auroc
 from jaxmem.analyses.memorization_proxies import proxy_scores
+from jaxmem.config import RecordsConfig
+from jaxmem.data import build_dataset
+from jaxmem.estimators import label_noise as L
+from jaxmem.estimators.agreement import average_over_models
 from jaxmem.io import load_json, save_json
+from jaxmem.train import Trainer, steps_per_epoch_max
 
 
 def _flags(run, keep, ok, proxies):
     """Scores (higher = more suspect) and the OUT-model quantities of one noisy run."""
-    from jaxmem.estimators import label_noise as L
-    from jaxmem.estimators.agreement import average_over_models
-
     labels = np.asarray(run.labels)
     logits = run.logits[:, :, 0]
     with warnings.catch_warnings():
@@ -49,10 +51,6 @@ def _retrain(cfg, run, y_train, keep_row, num_models, log):
     ``y_train`` (the variant's model and recipe, no records; model ids 0..num_models-1, so every
     condition starts from the same initializations)."""
     import jax.numpy as jnp
-
-    from jaxmem.config import RecordsConfig
-    from jaxmem.data import build_dataset
-    from jaxmem.train import Trainer, steps_per_epoch_max
 
     c = run.config
     c = dataclasses.replace(c, train=dataclasses.replace(c.train, record_forgetting=False,
@@ -94,8 +92,6 @@ def analyze(cfg, workdir, runs, log, proxies=("cumulative_sample_loss", "aum"), 
     models trained on all the data with the noisy labels, with the clean labels, and cleaned by
     each method of ``retrain_with``: flagged examples dropped, or relabelled to the
     OUT-majority prediction. Retraining results are cached in ``label_cleaning/*.json``."""
-    from jaxmem.estimators import label_noise as L
-
     unknown = [m for m in retrain_with if m not in ("memorization", "cleanlab", *proxies)]
     if unknown:
         raise ValueError(f"label_cleaning: retrain_with {unknown} must be memorization, cleanlab or one of proxies")

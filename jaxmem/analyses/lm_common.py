@@ -10,14 +10,16 @@ import warnings
 
 import numpy as np
 
+from jaxmem.estimators.lm import extraction_rate_by_count, text_groups
+from jaxmem.models import count_params, make_model
+from jaxmem.runs.score_lm import extraction
+
 __all__ = ["sequence_table", "texts", "by_count", "extraction_rates", "num_params", "mean_se"]
 
 
 def texts(run):
     """The run's texts (:func:`jaxmem.estimators.lm.text_groups`: a text and its copies are one
     example), the same reduction the run's own scoring uses."""
-    from jaxmem.estimators.lm import text_groups
-
     return text_groups(run.text["groups"], keep=run.keep)
 
 
@@ -54,9 +56,6 @@ def extraction_rates(run, k: int, s: int, counts, *, bins=None, select=None) -> 
     ([G] bool, per text of :func:`texts`; all by default; ``counts`` [G]): ``[{"count",
     "members", "trials", "extracted", "rate", "low", "high", "texts"}]`` (``texts``: the
     bucket's texts, each once)."""
-    from jaxmem.estimators.lm import extraction_rate_by_count
-    from jaxmem.runs.score_lm import extraction
-
     f = texts(run).first
     matched, valid = extraction(run, k, s)
     matched, valid = matched[:, f], valid[f]
@@ -95,8 +94,6 @@ def num_params(cfg, vocab_size: int, seq_len: int) -> int:
     """Trainable parameters of one model of ``cfg`` (no training: shapes only)."""
     import jax
     import jax.numpy as jnp
-
-    from jaxmem.models import count_params, make_model
 
     model = make_model(cfg, vocab_size)
     v = jax.eval_shape(lambda k: model.init(k, jnp.zeros((1, seq_len), jnp.int32)), jax.random.key(0))

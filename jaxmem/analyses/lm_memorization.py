@@ -11,6 +11,7 @@ import numpy as np
 
 from jaxmem.analyses.common import figure, write_csv
 from jaxmem.analyses.lm_common import by_count, extraction_rates, mean_se, sequence_table, texts
+from jaxmem.estimators.lm import loglog_slope
 from jaxmem.runs.score_lm import suffix_length_used
 
 #: Natural duplicate-count buckets (lower edges): 1, 2, 3-4, 5-8, 9-16, 17+.
@@ -18,8 +19,6 @@ NATURAL_BINS = (1, 2, 3, 5, 9, 17)
 
 
 def _slope(counts, values):
-    from jaxmem.estimators.lm import loglog_slope
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         r = loglog_slope(counts, values, num_bootstrap=2000, seed=0)

@@ -12,14 +12,13 @@ import numpy as np
 
 from jaxmem.analyses.common import figure, write_csv
 from jaxmem.analyses.lm_common import mean_se, num_params, sequence_table, texts
+from jaxmem.estimators.lm import loglinear_slope
 from jaxmem.runs.score_lm import extraction, suffix_length_used
 
 
 def _fit(x, per_seq, num_bootstrap=2000, seed=0):
     """OLS slope of the mean over sequences against log10(x), with a paired bootstrap over
     sequences (every group resamples the same sequences): ``per_seq`` [G, N] (NaN: not scored)."""
-    from jaxmem.estimators.lm import loglinear_slope
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         r = loglinear_slope(x, per_seq, num_bootstrap=num_bootstrap, seed=seed)

@@ -13,6 +13,10 @@ import numpy as np
 
 from jaxmem.analyses.augmentation import mean_interval
 from jaxmem.analyses.common import figure, memorization_of, run_signals, write_csv
+from jaxmem.data import build_dataset
+from jaxmem.estimators.localization import greedy_flip, mlp_forward, mlp_layers
+from jaxmem.models.mlp import MLP
+from jaxmem.train import Trainer, steps_per_epoch_max
 
 
 def _layer_names(params) -> list:
@@ -58,9 +62,6 @@ def _example_tied(c, x, y, keep_row, seed, p_gen, p_mem, num_classes):
     import jax
     import jax.numpy as jnp
     import optax
-
-    from jaxmem.estimators.localization import mlp_forward, mlp_layers
-    from jaxmem.models.mlp import MLP
 
     k_init, k_gen, k_mem = jax.random.split(jax.random.PRNGKey(seed), 3)
     net = MLP(num_classes=num_classes, hidden=tuple(c.model.hidden))
@@ -117,10 +118,6 @@ def analyze(cfg, workdir, runs, log, num_models: int = 4, rewind_epoch: int = 1,
 
     import jax
     import jax.numpy as jnp
-
-    from jaxmem.data import build_dataset
-    from jaxmem.estimators.localization import greedy_flip, mlp_forward, mlp_layers
-    from jaxmem.train import Trainer, steps_per_epoch_max
 
     name, run = next(iter(runs.items()))
     c = run.config

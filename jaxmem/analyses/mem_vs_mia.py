@@ -6,13 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 from jaxmem.analyses.common import audit, figure, memorization_of, run_signals, spearman, write_csv
+from jaxmem.attacks.metrics import roc_auc
 
 
 def analyze(cfg, workdir, runs, log):
     """Per example: memorization against LiRA's mean IN − OUT score gap and per-example AUC over
     targets; LiRA's power on the top 10% and bottom 50% memorized."""
-    from jaxmem.attacks.metrics import roc_auc
-
     name, run = next(iter(runs.items()))
     keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)
     sig = run_signals(run, ["lira_online"])

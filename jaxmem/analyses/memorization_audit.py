@@ -18,6 +18,10 @@ from jaxmem.analyses.common import (
     write_csv,
 )
 from jaxmem.analyses.figures import plot_memorization_extremes
+from jaxmem.attacks.metrics import roc_auc
+from jaxmem.data import build_dataset
+from jaxmem.io import load_json
+from jaxmem.runs.score import majority_out
 
 
 def analyze(cfg, workdir, runs, log, k: int = 32):
@@ -27,11 +31,6 @@ def analyze(cfg, workdir, runs, log, k: int = 32):
     labels the IN models fit; ``attacks``: one row per variant and attack of the run's own scoring
     (``scoring.attacks``, every model the target in turn: AUC ± std over targets, TPR at 0.1% and
     1% FPR). Figures: the ``k`` most and least memorized images per variant (with their CSV)."""
-    from jaxmem.attacks.metrics import roc_auc
-    from jaxmem.data import build_dataset
-    from jaxmem.io import load_json
-    from jaxmem.runs.score import majority_out
-
     rows, attack_rows, files = [], [], {}
     for name, run in runs.items():
         keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)

@@ -12,6 +12,8 @@ import numpy as np
 
 from jaxmem.analyses.common import figure, id_mask, memorization_of, run_signals, write_csv
 from jaxmem.analyses.label_noise import noise_auroc
+from jaxmem.estimators.agreement import average_over_models, bootstrap_over_examples, spearman, top_k_precision
+from jaxmem.estimators.proxies import class_normalize, memorization_score
 
 # proxy -> the stored record it is a function of (vog: the per-model score itself)
 _RECORD = {"cumulative_accuracy": "correct", "forgetting": "correct", "cumulative_confidence": "p_true",
@@ -22,8 +24,6 @@ _RECORD = {"cumulative_accuracy": "correct", "forgetting": "correct", "cumulativ
 def proxy_scores(run, ok) -> dict:
     """``{proxy: [M, N]}``: every proxy the run's records allow, oriented higher = more memorized
     (``memorization_score``); diverged models' rows are NaN."""
-    from jaxmem.estimators.proxies import class_normalize, memorization_score
-
     out = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -43,8 +43,6 @@ def proxy_scores(run, ok) -> dict:
 
 
 def _ci(stat, a, b, num_bootstrap, seed, **kw):
-    from jaxmem.estimators.agreement import bootstrap_over_examples
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return bootstrap_over_examples(stat, a, b, num_bootstrap=num_bootstrap, seed=seed, **kw)
@@ -53,8 +51,6 @@ def _ci(stat, a, b, num_bootstrap, seed, **kw):
 def _split_half(keep, correct, ref_models, seed):
     """Spearman between memorization from two disjoint random halves of the reference models:
     how far the reference's own noise caps any correlation with it."""
-    from jaxmem.estimators.agreement import spearman
-
     perm = np.random.default_rng(seed).permutation(ref_models)
     halves = []
     for part in (perm[: len(perm) // 2], perm[len(perm) // 2:]):
@@ -75,8 +71,6 @@ def analyze(cfg, workdir, runs, log, models=(1, 4), top_fraction: float = 0.05, 
     share no model. ``spread_single`` is the standard deviation of the M' = 1 Spearman over
     those first models taken one at a time (model-to-model variation, which the bootstrap over
     examples does not see)."""
-    from jaxmem.estimators.agreement import average_over_models, spearman, top_k_precision
-
     models = sorted(int(m) for m in models)
     rows, best, split_half = [], {}, {}
     for vname, run in runs.items():

@@ -20,6 +20,10 @@ import time
 import numpy as np
 
 from jaxmem.analyses.common import figure, run_signals, write_csv
+from jaxmem.attacks import evaluate, metric_warnings_only
+from jaxmem.attacks.metrics import roc_auc, tpr_at_fpr
+from jaxmem.attacks.relative_membership import tune_rmia_a
+from jaxmem.attacks.stability import decision_stability
 
 #: The attacks compared, by their registry names.
 ATTACKS = ("lira_online", "lira_offline", "lira_online_fixed_variance", "lira_offline_fixed_variance",
@@ -63,8 +67,6 @@ def _signals(run, attacks):
 def audit(sig, keep, mask, attacks, targets, *, labels=None, num_shadows=None, seed=0, rmia_a=None):
     """:func:`jaxmem.analyses.common.audit` for a signals dict (labels passed apart), RMIA's
     offline ``a`` given."""
-    from jaxmem.attacks import evaluate, metric_warnings_only
-
     with metric_warnings_only():
         return evaluate(sig, keep, list(attacks), np.asarray(targets), model_mask=mask,
                         num_shadows=num_shadows, shadow_seed=seed, return_scores=True,
@@ -73,8 +75,6 @@ def audit(sig, keep, mask, attacks, targets, *, labels=None, num_shadows=None, s
 
 def _per_target(ev, attacks, fprs):
     """{attack: {"auc", "tpr_at_f_fpr"...}} of the single target of ``ev``."""
-    from jaxmem.attacks.metrics import roc_auc, tpr_at_fpr
-
     out = {}
     for a in attacks:
         s, mb = ev.scores[a][0], ev.members[0]
@@ -101,8 +101,6 @@ def analyze(cfg, workdir, runs, log, population_sizes=(10, 30, 100, 300, 1000)):
     """Per variant: every attack's AUC and TPRs against the number of references (means and 95%
     intervals over the replicas), RMIA against |Z| with all references, the share of true
     positives that are coin flips over the replicas; whether RMIA leads LiRA at some count."""
-    from jaxmem.attacks.stability import decision_stability
-
     keys = ["auc", *(f"tpr_at_{f}_fpr" for f in FPRS)]
     by_count, by_pop, stab_rows, cross = [], [], [], []
     for name, run in runs.items():
@@ -118,7 +116,6 @@ def analyze(cfg, workdir, runs, log, population_sizes=(10, 30, 100, 300, 1000)):
         members = keep[0]
         # RMIA offline's a: tuned once on the whole reference pool (no replica), then fixed for
         # every count (a count of 1 cannot tune it)
-        from jaxmem.attacks.relative_membership import tune_rmia_a
 
         a_rmia = float(tune_rmia_a(sig["p"][refs], keep[refs], sig["p_pop"][refs]))
         evs_all = {}

@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from jaxmem.analyses.common import audit, default_targets, figure, run_signals, write_csv
+from jaxmem.attacks.plot import plot_roc
 
 #: The attacks compared, by their registry names.
 ATTACKS = ("loss", "shokri", "lira_online", "lira_offline", "lira_online_fixed_variance",
@@ -23,8 +24,6 @@ def shadow_counts(m: int) -> list:
 def analyze(cfg, workdir, runs, log):
     """One trained run scored with nested subsets of its models as shadows (4, 8, ..., M − 1):
     every attack's AUC and TPRs at each count; the ROC curves with all shadows."""
-    from jaxmem.attacks.plot import plot_roc
-
     name, run = next(iter(runs.items()))
     keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)
     sig = run_signals(run, ATTACKS)

@@ -22,7 +22,11 @@ import numpy as np
 from jaxmem import config as cfgmod
 from jaxmem.analyses.common import figure, memorization_of, print_rows, run_signals, write_csv
 from jaxmem.attacks import unlearning as UA
-from jaxmem.unlearn import FORGET_KINDS, MethodError, make_methods
+from jaxmem.data import build_dataset
+from jaxmem.runs import execute, load_run
+from jaxmem.runs.unlearning import TRAINED, unlearn_run
+from jaxmem.signals.functions import logit_scaled_confidence
+from jaxmem.unlearn import FORGET_KINDS, MethodError, forget_set, make_methods
 
 DEFAULT_METHODS = ["finetune", "gradient_ascent", "neggrad_plus", "random_label", "l1_sparse"]
 
@@ -67,8 +71,6 @@ def check_params(methods, forget_kinds, forget_size, forget_class, retain_fracti
 def _memorization(cfg, workdir: Path, memorized_run: str, log):
     """Feldman-Zhang memorization of every training example from an earlier run (given, or a
     reference run of this config, without attacks, in ``workdir/reference``)."""
-    from jaxmem.runs import execute, load_run
-
     if memorized_run:
         path = Path(memorized_run)
     else:
@@ -82,8 +84,6 @@ def _memorization(cfg, workdir: Path, memorized_run: str, log):
 
 
 def _phi(logits, labels):
-    from jaxmem.signals.functions import logit_scaled_confidence
-
     return np.asarray(logit_scaled_confidence(np.asarray(logits, np.float64), np.asarray(labels)))
 
 
@@ -120,10 +120,6 @@ def analyze(cfg, workdir, runs, log, methods=tuple(DEFAULT_METHODS), forget_kind
     over targets), cost relative to retraining (gradient evaluations; and measured seconds per
     model, compilation included). Figure: U-LiRA accuracy (forget quality; 0.5 ideal) against
     test accuracy, per method and kind."""
-    from jaxmem.data import build_dataset
-    from jaxmem.runs.unlearning import TRAINED, unlearn_run
-    from jaxmem.unlearn import forget_set
-
     methods = list(methods)
     ms = check_params(methods, list(forget_kinds), forget_size, forget_class, retain_fraction,
                       unlearned_fraction, block_steps, memorized_run, cfg.subsets.num_models)

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from jaxmem.attacks._checks import NonFiniteModelWarning
-from jaxmem.attacks.roc import roc_metrics
+from jaxmem.attacks.roc import roc_curve, roc_metrics
 
 __all__ = ["Evaluation", "FewScoredWarning", "NonFiniteModelWarning", "MIN_SCORED", "aggregate",
            "json_ready"]
@@ -171,8 +171,6 @@ class Evaluation:
     def curves(self) -> dict:
         """``{attack: [(fpr, tpr) per target]}`` ROC curves over the scored (non-NaN) examples of
         each target with a scored member and non-member (needs the scores)."""
-        from jaxmem.attacks.roc import roc_curve
-
         out = {}
         for a, sc in (self.scores or {}).items():
             cs = []

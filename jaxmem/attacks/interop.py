@@ -39,6 +39,8 @@ import tempfile
 
 import numpy as np
 
+from jaxmem.signals.functions import check_labels
+
 __all__ = ["read_lira_layout", "write_lira_layout", "lira_reference_scores", "to_numpy"]
 
 _EXP = re.compile(r"^experiment-(\d+)(?:_(\d+))?$")
@@ -130,7 +132,6 @@ def lira_reference_scores(logits, labels):
         z = z[:, None]
     if z.ndim != 4 or z.shape[1] != 1:
         raise ValueError(f"logits must be [N, 1, A, C] or [N, A, C], got {np.shape(logits)}")
-    from jaxmem.signals.functions import check_labels
 
     labels = check_labels(labels, z.shape[-1])
     p = np.array(np.exp(z - z.max(axis=3, keepdims=True)), dtype=np.float64)

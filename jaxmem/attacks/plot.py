@@ -7,6 +7,8 @@ import os
 
 import numpy as np
 
+from jaxmem.io import atomic_path
+
 __all__ = ["FPR_GRID", "tpr_on_grid", "mean_roc", "plot_roc", "lowest_fpr", "roc_figure"]
 
 #: Common log-spaced FPR grid, 1e-5 … 1 (the LiRA reference plot's axis range).
@@ -54,8 +56,6 @@ def lowest_fpr(curves) -> float:
 def plot_roc(curves, path, *, title=None, grid=FPR_GRID):
     """Write :func:`roc_figure` of ``curves`` as a PNG, atomically
     (:func:`jaxmem.io.atomic_path`, with a new file's usual mode). Returns ``path`` as a str."""
-    from jaxmem.io import atomic_path
-
     fig = roc_figure(curves, title=title, grid=grid)
     with atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, format="png", dpi=150)

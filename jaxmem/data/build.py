@@ -6,6 +6,7 @@ import dataclasses
 
 from jaxmem.data import sources, transforms
 from jaxmem.data.dataset import DataError, validate
+from jaxmem.data.text_build import build_text_dataset
 
 __all__ = ["build_dataset"]
 
@@ -16,8 +17,6 @@ def build_dataset(cfg):
     source is built by :func:`jaxmem.data.text_build.build_text_dataset` (its own steps)."""
     d = cfg.data
     if sources.is_text_source(d.source):
-        from jaxmem.data.text_build import build_text_dataset
-
         return build_text_dataset(cfg)
     if d.source.startswith("external:"):
         raise DataError(f"data.source={d.source!r}: this run was imported from arrays; it can be "

@@ -39,8 +39,12 @@ import hashlib
 
 import numpy as np
 
+from jaxmem.config import Config, DataConfig
+from jaxmem.data import text_transforms as X
 from jaxmem.data.dataset import DataError, Dataset, make_dataset
+from jaxmem.data.pretrained import pretrained_tokenizer
 from jaxmem.data.text import TextDataError, TextDataset, load_text
+from jaxmem.data.tokenizers import from_config, get_tokenizer
 
 __all__ = ["TextData", "build_text_dataset", "load_text_dataset", "text_split", "text_facts"]
 
@@ -108,10 +112,7 @@ def _rows(ds: TextDataset, rows) -> TextDataset:
 
 
 def _tokenizer(d, texts, checkpoint=""):
-    from jaxmem.data.tokenizers import get_tokenizer
-
     if d.tokenizer == "pretrained":   # the pretrained model's own (model.checkpoint)
-        from jaxmem.data.pretrained import pretrained_tokenizer
 
         return pretrained_tokenizer(checkpoint)
     if d.tokenizer == "bpe":
@@ -127,8 +128,6 @@ def build_text_dataset(cfg) -> TextData:
         is empty, ``data.max_len`` is not below the vocabulary size or would cut a secret canary
         or reference, or a held-out sequence equals a training sequence.
     """
-    from jaxmem.data import text_transforms as X
-
     d = cfg.data
     try:
         full = load_text(d.source, data_dir=d.data_dir, column=d.text_column)
@@ -180,8 +179,6 @@ def build_text_dataset(cfg) -> TextData:
 def _check_secrets_whole(d, tok, train, held, etr, ete) -> None:
     """Every secret canary and reference must be encoded whole (BOS + text + EOS within
     ``data.max_len``): a cut secret is scored on digits the model never saw."""
-    from jaxmem.data import text_transforms as X
-
     tf = train.meta.get("transforms", [])
     rows_tr = np.flatnonzero(X.secret_rows(train.ids, tf)[1] != -1)
     rows_te = np.flatnonzero(X.secret_rows(held.ids, tf)[1] != -1)
@@ -196,8 +193,6 @@ def _check_secrets_whole(d, tok, train, held, etr, ete) -> None:
 def load_text_dataset(source: str, data_dir=None) -> TextData:
     """A text source with the default settings (bytes, ``max_len`` 128, 5% held out): what
     :func:`jaxmem.data.load` returns for ``kjv``, ``austen``, ``python_text`` and ``text:PATH``."""
-    from jaxmem.config import Config, DataConfig
-
     return build_text_dataset(Config(data=DataConfig(source=source, data_dir=data_dir)))
 
 
@@ -210,9 +205,6 @@ def text_facts(ds: TextData) -> dict:
     cut sequence is measured as cut), ``groups`` and ``source_ids``; ``test_groups`` (one id per
     distinct held-out sequence: a repeated held-out verse is one text there too); and the texts
     of both splits."""
-    from jaxmem.data import text_transforms as X
-    from jaxmem.data.tokenizers import from_config
-
     tok = from_config(ds.tokenizer)
     seen = [tok.decode(ds.x_train[i, : ds.y_train[i]]) for i in range(ds.num_train)]
     tds = TextDataset(ds.name, ds.texts_train, ds.ids_train, ds.source_ids, {},

@@ -28,6 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from jaxmem.data.text import TextDataError, TextDataset
+from jaxmem.data.tokenizers import ByteTokenizer
 
 __all__ = ["Encoded", "encode", "duplicate_counts", "text_groups", "sequence_keys", "zlib_entropy",
            "plant_duplicates", "planted_counts", "insert_secrets", "secret_rows", "SECRET_PREFIX",
@@ -60,8 +61,6 @@ def encode(texts: Sequence[str], tokenizer=None, max_len: int = 128) -> Encoded:
       TextDataError: ``max_len`` < 2 (BOS + EOS), or a token id outside [0, vocab_size).
     """
     if tokenizer is None:
-        from jaxmem.data.tokenizers import ByteTokenizer
-
         tokenizer = ByteTokenizer()
     tok = tokenizer
     if max_len < 2:

@@ -10,6 +10,8 @@ from pathlib import Path
 from jaxmem.io import RunError, load_json, save_text
 from jaxmem.report.html import attack_table, img_file, page, table
 from jaxmem.report.run import run_html
+from jaxmem.runs import integrity, load_run
+from jaxmem.runs.lock import run_lock
 
 __all__ = ["experiment_html", "write_report"]
 
@@ -77,8 +79,6 @@ def write_report(workdir, output=None, *, log=print) -> Path:
     report written into a run holds the run's lock; a run's arrays are checked against their
     checksums first (:func:`jaxmem.runs.integrity.ensure_intact`: a damaged assembled array with
     intact shards is rebuilt)."""
-    from jaxmem.runs.lock import run_lock
-
     workdir = Path(workdir)
     if (workdir / "experiment.json").exists():
         kind = "experiment"
@@ -91,8 +91,6 @@ def write_report(workdir, output=None, *, log=print) -> Path:
     locked = kind == "run" or out.resolve().parent == workdir.resolve()
     with run_lock(workdir) if locked else contextlib.nullcontext():
         if kind == "run":
-            from jaxmem.runs import integrity, load_run
-
             integrity.ensure_intact(workdir, load_run(workdir).num_models, log=log)
             text = run_html(workdir)
         else:

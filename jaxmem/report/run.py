@@ -11,7 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from jaxmem.analyses.figures import new_figure
+from jaxmem.report.figures import plot_most_memorized
 from jaxmem.report.html import attack_table, fig_img, img_file, note, page, table
+from jaxmem.report.show import provenance_rows, what_was_run
+from jaxmem.runs import load_run
+from jaxmem.runs.store import read_summary
 
 __all__ = ["run_html"]
 
@@ -47,8 +51,6 @@ def _examples_section(workdir: Path, res: Path) -> str:
               "memorization": float(r["mem"]), "stderr": float(r["stderr"])} for r in rows]
     out = ""
     if (res / "examples_inputs.npy").exists():
-        from jaxmem.report.figures import plot_most_memorized
-
         out += fig_img(plot_most_memorized(workdir), "most memorized training examples")
     else:
         out += note("Training inputs unavailable where the run was scored.")
@@ -108,9 +110,6 @@ def _lm_sections(workdir: Path, res: Path, summary: dict) -> list:
 
 def run_html(workdir) -> str:
     """The HTML report of one run directory."""
-    from jaxmem.runs import load_run
-    from jaxmem.runs.store import read_summary
-
     workdir = Path(workdir)
     run = load_run(workdir)
     summary = read_summary(workdir)   # (refused when results/ are another scoring's)
@@ -131,7 +130,6 @@ def run_html(workdir) -> str:
     if "dp" in summary:
         rows.append(("DP-SGD epsilon", summary["dp"].get("epsilon")))
     res = workdir / "results"
-    from jaxmem.report.show import provenance_rows, what_was_run
 
     body = ["<h2>What was run</h2>", table(what_was_run(workdir)), "<h2>Summary</h2>", table(rows)]
     if not summary:

@@ -8,23 +8,25 @@ import json
 import math
 from pathlib import Path
 
+from jaxmem.estimators.lm import text_groups
 from jaxmem.io import load_json
+from jaxmem.models.registry import spec
+from jaxmem.runs import load_run
+from jaxmem.runs.examples import example_record
+from jaxmem.runs.provenance import NUMERIC_FIELDS, load, mismatch
+from jaxmem.runs.store import read_summary, scoring_mismatch
+from jaxmem.runs.workdir import is_imported
 
 __all__ = ["what_was_run", "provenance_rows", "run_text", "example_text"]
 
 
 def _imported(workdir: Path, prov: dict) -> bool:
-    from jaxmem.runs.workdir import is_imported
-
     return prov.get("imported") is not None or is_imported(workdir)
 
 
 def what_was_run(workdir) -> list:
     """``[(setting, value)]``: the data, design, model and training of a run (for an imported
     run: only what jaxmem knows of it: its arrays, not how they were trained)."""
-    from jaxmem.runs import load_run
-    from jaxmem.runs.provenance import load
-
     workdir = Path(workdir)
     run = load_run(workdir)
     cfg, ds, prov = run.config, run.dataset, load(workdir)
@@ -38,7 +40,6 @@ def what_was_run(workdir) -> list:
                  ("test examples", ds.get("num_test")), ("classes", ds.get("num_classes"))]
     else:
         t, m, s = cfg.train, cfg.model, cfg.subsets
-        from jaxmem.models.registry import spec
 
         fields = ", ".join(f"{f}={getattr(m, f)}" for f in spec(m.name).fields)
         design = {"balanced": f"balanced, pkeep={s.pkeep}", "bernoulli": f"bernoulli, pkeep={s.pkeep}",
@@ -47,7 +48,6 @@ def what_was_run(workdir) -> list:
         lr = f"{t.learning_rate:g} ({t.schedule}" + (f", warmup {t.warmup_epochs:g} epochs)"
                                                      if t.warmup_epochs else ")")
         if run.is_lm:   # sequences (copies included) and the texts they hold; a vocabulary, not classes
-            from jaxmem.estimators.lm import text_groups
 
             data = (f"{ds.get('num_train')} training sequences "
                     f"({text_groups(run.text['groups']).num_texts} texts), {ds.get('num_test')} test "
@@ -74,8 +74,6 @@ def what_was_run(workdir) -> list:
 def provenance_rows(workdir) -> list:
     """``[(what, value)]`` of the run's provenance: software, devices, flags, when and where,
     and which shards were trained under different settings."""
-    from jaxmem.runs.provenance import NUMERIC_FIELDS, load, mismatch
-
     workdir = Path(workdir)
     prov = load(workdir)
     if not prov:
@@ -131,7 +129,6 @@ def run_text(workdir, as_json: bool = False) -> str:
     """What a run is: its settings, provenance and (when scored) its headline results."""
     workdir = Path(workdir)
     settings, prov = what_was_run(workdir), provenance_rows(workdir)
-    from jaxmem.runs.store import read_summary, scoring_mismatch
 
     mixed = scoring_mismatch(workdir)   # (a killed rescoring: no summary beside others' results)
     summary = {} if mixed else read_summary(workdir)
@@ -155,8 +152,6 @@ def run_text(workdir, as_json: bool = False) -> str:
 
 def example_text(workdir, example_id, as_json: bool = False) -> str:
     """One training example: label, memorization, influence, attack scores, IN/OUT counts."""
-    from jaxmem.runs.examples import example_record
-
     r = example_record(workdir, example_id)
     if as_json:
         return json.dumps(r, indent=2)

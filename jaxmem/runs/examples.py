@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxmem.estimators.lm import text_groups
 from jaxmem.io import RunError, atomic_dir, load_json, load_npy, save_json, save_npy
+from jaxmem.runs.store import load_run, read_summary
 
 __all__ = ["write_scores", "read_scores", "example_record", "score_bytes", "parse_id"]
 
@@ -90,8 +92,6 @@ def example_record(workdir, example_id) -> dict:
     memorization (estimate, stderr, rank, IN/OUT model counts; a language-model run: its text's),
     the test examples it influences most (``influence.csv``), and per attack the targets' scores
     on it, split by membership (count, mean, min, max; and each target's score)."""
-    from jaxmem.runs.store import load_run, read_summary
-
     workdir = Path(workdir)
     run = load_run(workdir)
     read_summary(workdir)   # (refused when results/ and summary.json are different scorings')
@@ -116,7 +116,6 @@ def example_record(workdir, example_id) -> dict:
     res = workdir / "results"
     row = i
     if run.is_lm:   # a sequence: its length (no label); its text's row (copies are one example)
-        from jaxmem.estimators.lm import text_groups
 
         tg = text_groups(run.text["groups"])
         del out["label"]

@@ -23,6 +23,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from jaxmem.io import RunError, check_digest, file_digest, load_json, save_json
+from jaxmem.runs import provenance
+from jaxmem.runs.provenance import load
+from jaxmem.runs.records import RECORD_FILES
+from jaxmem.runs.store import ASSEMBLED, assemble, shard_spans
 
 __all__ = ["CHECKSUMS", "FULL_BYTES", "SAMPLE_SEGMENTS", "record", "stored", "verify",
            "ensure_intact", "note_mixed", "record_missing", "DERIVED"]
@@ -53,9 +57,6 @@ def record(workdir, digests: dict) -> None:
 def record_missing(workdir, log=print) -> None:
     """Record the digests of a run's arrays that have none (a run of an older jaxmem, after it
     was scored: its files are trusted from then on)."""
-    from jaxmem.runs.records import RECORD_FILES
-    from jaxmem.runs.store import ASSEMBLED
-
     workdir = Path(workdir)
     have = stored(workdir)
     names = [n for n in DERIVED + ASSEMBLED + RECORD_FILES
@@ -107,8 +108,6 @@ def verify(workdir, names=None, *, full: bool = False) -> dict:
 
 def _shards_intact(workdir: Path, name: str, num_models: int) -> tuple:
     """``(spans, damaged shard folders)`` for rebuilding ``name`` from the shards."""
-    from jaxmem.runs.store import shard_spans
-
     spans = shard_spans(workdir, num_models)
     damaged = []
     for _, _, d in spans:
@@ -120,8 +119,6 @@ def _shards_intact(workdir: Path, name: str, num_models: int) -> tuple:
 
 
 def _rerun_hint(workdir: Path) -> str:
-    from jaxmem.runs.provenance import load
-
     prov = load(workdir)
     cmd = (prov.get("created") or {}).get("command")
     if cmd and "run" in cmd:
@@ -138,10 +135,6 @@ def ensure_intact(workdir, num_models: int, *, full: bool = False, log=print,
     :class:`~jaxmem.io.RunError` naming the file and the smallest fix. A run without
     ``checksums.json`` (written by an older jaxmem) passes: :func:`record_missing` gives it one
     once it has been scored."""
-    from jaxmem.runs import provenance
-    from jaxmem.runs.records import RECORD_FILES
-    from jaxmem.runs.store import ASSEMBLED, assemble
-
     workdir = Path(workdir)
     bad = verify(workdir, full=full)
     if not bad:

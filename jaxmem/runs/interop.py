@@ -9,11 +9,16 @@ from pathlib import Path
 import numpy as np
 
 from jaxmem import config as cfgmod
+from jaxmem.attacks._checks import NonFiniteModelWarning
+from jaxmem.attacks.interop import to_numpy
+from jaxmem.attacks.registry import ATTACKS, IMPORT_ATTACKS
+from jaxmem.data import build_dataset
 from jaxmem.io import RunError, load_npy, save_json, save_npy
 from jaxmem.runs import integrity, provenance
 from jaxmem.runs.lock import run_lock
 from jaxmem.runs.store import Run
 from jaxmem.runs.workdir import check_overwrite, delete_run
+from jaxmem.signals.functions import check_labels
 from jaxmem.signals.stream import model_logits
 
 __all__ = ["import_arrays", "ArrayInputError", "as_numpy", "check_ids", "check_population",
@@ -27,8 +32,6 @@ class ArrayInputError(RunError, ValueError):
 
 def as_numpy(x, name: str) -> np.ndarray:
     """:func:`jaxmem.attacks.to_numpy`, its ValueError an :class:`ArrayInputError`."""
-    from jaxmem.attacks.interop import to_numpy
-
     try:
         return to_numpy(x, name)
     except ValueError as e:
@@ -116,8 +119,6 @@ def _inputs(x, rows, name, like=None):
 
 def population_attacks(attacks) -> list:
     """The attacks of ``attacks`` that need population signals (RMIA: ``p_pop``)."""
-    from jaxmem.attacks.registry import ATTACKS
-
     return [a for a in attacks if a in ATTACKS and any(n.endswith("_pop") for n in ATTACKS[a].needs)]
 
 
@@ -212,7 +213,6 @@ def import_arrays(workdir, keep, logits, labels, *, test_logits=None, test_label
     if test_logits.dtype != logits.dtype:
         test_logits = test_logits.astype(np.result_type(logits, test_logits))
         logits = logits.astype(test_logits.dtype)
-    from jaxmem.signals.functions import check_labels
 
     checked = []
     for field, lab in (("labels", labels), ("test_labels", test_labels)):
@@ -242,12 +242,9 @@ def import_arrays(workdir, keep, logits, labels, *, test_logits=None, test_label
     if bad.any():
         import warnings
 
-        from jaxmem.attacks._checks import NonFiniteModelWarning
-
         warnings.warn(f"import_arrays: models {np.flatnonzero(bad).tolist()} have NaN/inf logits "
                       "(or are marked diverged); they are left out of scoring",
                       NonFiniteModelWarning, stacklevel=2)
-    from jaxmem.attacks.registry import IMPORT_ATTACKS
 
     # RMIA needs a population: the test set
     attacks = [a for a in IMPORT_ATTACKS if T or not population_attacks([a])]
@@ -304,8 +301,6 @@ def run_inputs(run):
     if run.config.data.source.startswith("external:"):
         return None, None
     try:
-        from jaxmem.data import build_dataset
-
         ds = build_dataset(run.config)
     except Exception:  # the data may be unavailable where the run is exported
         return None, None

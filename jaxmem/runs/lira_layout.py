@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxmem.attacks.interop import read_lira_layout, write_lira_layout
 from jaxmem.io import RunError, load_json, load_npy, save_json
 from jaxmem.runs.interop import as_numpy, import_arrays, run_inputs
+from jaxmem.runs.provenance import load
 from jaxmem.runs.store import Run, load_run
 
 __all__ = ["import_lira", "export_lira", "EXPORT_MARKER", "EXPORT_FILES"]
@@ -55,8 +57,6 @@ def import_lira(src, workdir, *, labels=None, x_train=None, overwrite=False, epo
       RunError: one line: the folder cannot be read, or labels are missing or disagree;
       ArrayInputError / ConfigError as :func:`import_arrays`.
     """
-    from jaxmem.attacks.interop import read_lira_layout
-
     try:
         arrays = read_lira_layout(src, epoch=epoch)
     except (ValueError, OSError) as e:
@@ -135,9 +135,6 @@ def export_lira(workdir, dest, *, log=None) -> Path:
       RunError: a language-model run, or ``dest`` holds something else.
     """
     import shutil
-
-    from jaxmem.attacks.interop import write_lira_layout
-    from jaxmem.runs.provenance import load
 
     run = load_run(workdir)
     if run.is_lm:

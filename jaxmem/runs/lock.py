@@ -5,7 +5,6 @@ run) holds an exclusive advisory lock (``fcntl.flock``) on ``RUN/.jaxmem.lock`` 
 life. The kernel drops the lock when the process ends, however it ends (``kill -9`` included), so
 a lock is never left stale. The file holds who locked the run (pid, host, command, start time),
 so that a second writer is refused with one line naming the holder:
-
     jaxmem: error: runs/x: in use by pid 4242 on host0 since 2026-01-01 12:00:00 UTC
     (jaxmem run --workdir runs/x ...); wait for it to finish, or stop it
 
@@ -32,6 +31,7 @@ import time
 from pathlib import Path
 
 from jaxmem.io import RunError
+from jaxmem.runs.provenance import command_line
 
 __all__ = ["LOCK_NAME", "run_lock", "holder", "held", "wait_for_coordinator"]
 
@@ -42,8 +42,6 @@ _HELD: dict = {}   # resolved run path -> [fd, depth]
 
 def _command() -> str:
     import shlex
-
-    from jaxmem.runs.provenance import command_line
 
     return " ".join(shlex.quote(a) for a in command_line())
 

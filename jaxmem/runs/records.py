@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxmem.estimators.proxies import vog_from_moments
 from jaxmem.io import RunError
+from jaxmem.train.recording import CURVATURE_RECORDS, record_dtypes, vog_init, vog_step
 
 __all__ = ["ChunkRecords", "record_epochs", "record_layout", "record_file", "RECORD_FILES"]
 
@@ -37,8 +39,6 @@ def record_file(name: str) -> str:
 def record_epochs(cfg) -> dict:
     """``{record: [epochs]}``: the epochs (1 = after the first) each per-epoch record holds, in
     the order of its second axis."""
-    from jaxmem.train.recording import CURVATURE_RECORDS, record_dtypes
-
     rc, n_ep = cfg.train.records, math.ceil(cfg.train.epochs)
     return {name: list(rc.curvature_epochs) if name in CURVATURE_RECORDS else rc.dynamics_epochs(n_ep)
             for name in record_dtypes(cfg)}
@@ -46,8 +46,6 @@ def record_epochs(cfg) -> dict:
 
 def record_layout(cfg, num_train: int) -> dict:
     """``{record: (shape per model, dtype)}`` of every record the run stores (VoG as ``vog``)."""
-    from jaxmem.train.recording import record_dtypes
-
     out = {name: ((len(ep), num_train), record_dtypes(cfg)[name]) for name, ep in record_epochs(cfg).items()}
     if cfg.train.records.vog_epochs:
         out["vog"] = ((num_train,), np.dtype(np.float32))
@@ -65,8 +63,6 @@ class ChunkRecords:
         self.files = {}
         self.vog = None
         if self.vog_epochs:
-            from jaxmem.train.recording import vog_init
-
             self.vog = vog_init(num_models, trainer.x_train.shape)
 
     def open(self, *, resume: bool) -> None:
@@ -107,8 +103,6 @@ class ChunkRecords:
         if self.vog is not None and epoch0 + n in self.vog_epochs:
             fn = self.trainer._train_fns.get("vog")
             if fn is None:
-                from jaxmem.train.recording import vog_step
-
                 fn = self.trainer._train_fns["vog"] = vog_step(self.trainer)
             self.vog = fn(state, self.vog, self.trainer.x_train, self.trainer.y_train)
 
@@ -129,8 +123,6 @@ class ChunkRecords:
         self.flush()
         out = dict(self.files)
         if self.vog is not None:
-            from jaxmem.estimators.proxies import vog_from_moments
-
             count = np.asarray(self.vog.count)
             m2 = np.asarray(self.vog.m2)
             pixel_ndim = m2.ndim - 2

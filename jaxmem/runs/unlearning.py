@@ -28,9 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from jaxmem import config as cfgmod
+from jaxmem.data import build_dataset
 from jaxmem.io import RunError, atomic_dir, load_json, load_npy, save_json, save_npy
 from jaxmem.runs import checkpoint
 from jaxmem.runs.training import checkpoint_epoch, chunk_size
+from jaxmem.train import Trainer, steps_per_epoch_max
 from jaxmem.unlearn import Unlearner, index_rows, make_methods, unlearn_steps, unlearning_design
 
 __all__ = ["unlearn_run", "load_unlearning", "TRAINED"]
@@ -84,9 +86,6 @@ def unlearn_run(cfg: cfgmod.Config, workdir, *, methods, forget, retain_fraction
         RunError: ``workdir`` holds a different unlearning run."""
     import jax
     import jax.numpy as jnp
-
-    from jaxmem.data import build_dataset
-    from jaxmem.train import Trainer, steps_per_epoch_max
 
     methods = make_methods(methods)
     workdir = Path(workdir)

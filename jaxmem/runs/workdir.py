@@ -10,8 +10,12 @@ import time
 from pathlib import Path
 
 from jaxmem import config as cfgmod
-from jaxmem.io import RunError, load_json
-from jaxmem.runs.store import RUN_ENTRIES
+from jaxmem.io import RunError, disk_bytes, load_json, remove_stale_tmp, stale_tmp
+from jaxmem.io import fmt_bytes as B
+from jaxmem.runs.examples import score_bytes
+from jaxmem.runs.provenance import load
+from jaxmem.runs.records import record_layout
+from jaxmem.runs.store import RUN_ENTRIES, covered
 
 __all__ = ["check_workdir", "check_overwrite", "is_imported", "delete_run", "storage_plan",
            "freed_bytes", "check_disk", "wait_for"]
@@ -33,8 +37,6 @@ def _mutable(key: str) -> bool:
 
 def delete_run(workdir: Path) -> None:
     """--overwrite: delete jaxmem's own entries of a run directory, nothing else."""
-    from jaxmem.io import remove_stale_tmp
-
     if not (workdir / "config.json").exists():   # (a foreign folder was refused by check_workdir)
         return
     for name in RUN_ENTRIES[1:] + RUN_ENTRIES[:1]:   # config.json last: a killed delete resumes
@@ -49,8 +51,6 @@ def delete_run(workdir: Path) -> None:
 def is_imported(workdir: Path) -> bool:
     """Whether the run in ``workdir`` was made from arrays trained elsewhere (it cannot be
     retrained: deleting it loses its logits)."""
-    from jaxmem.runs.provenance import load
-
     if load(workdir).get("imported") is not None:
         return True
     design = workdir / "design.json"
@@ -58,8 +58,6 @@ def is_imported(workdir: Path) -> bool:
 
 
 def _num_trained(workdir: Path) -> int:
-    from jaxmem.runs.store import covered
-
     design = workdir / "design.json"
     M = sum(b["count"] for b in load_json(design)["blocks"]) if design.exists() else 0
     return int(covered(workdir, M).sum()) if M else 0
@@ -135,13 +133,10 @@ def storage_plan(cfg, num_models: int, num_train: int, num_test: int, num_classe
     ``todo`` counts what is still to be written (shards of untrained models, and the assembled
     copy unless a finished run has it) and the per-example attack scores that scoring writes
     (``scores``: :func:`jaxmem.runs.examples.score_bytes`, the targets' [T, N] per attack)."""
-    from jaxmem.runs.examples import score_bytes
-
     item = 2 if cfg.signals.dtype == "float16" else 4
     per_model = (num_train + num_test) * len(cfg.signals.queries) * num_classes * item + 5
     if seq_len:
         per_model = lm_output_bytes(cfg, num_train, num_test, seq_len) + 5
-    from jaxmem.runs.records import record_layout
 
     records = sum(math.prod(shape) * dtype.itemsize for shape, dtype in record_layout(cfg, num_train).values())
     per_model += records
@@ -159,8 +154,6 @@ def storage_plan(cfg, num_models: int, num_train: int, num_test: int, num_classe
 def freed_bytes(workdir: Path, overwrite: bool, num_processes: int = 1) -> int:
     """Bytes execute deletes before training: the old run's entries with ``overwrite`` (only a
     jaxmem run's: see delete_run), and the temporaries of killed writes."""
-    from jaxmem.io import disk_bytes, stale_tmp
-
     if not workdir.is_dir():
         return 0
     sub = ("shards", "results") if num_processes == 1 or overwrite else ("results",)
@@ -180,7 +173,6 @@ def check_disk(workdir: Path, plan: dict, log=print, free=None, freed: int = 0):
             where = where.parent
         free = shutil.disk_usage(where).free
     free += freed
-    from jaxmem.io import fmt_bytes as B
 
     if plan["total"] > 1e9:
         log(f"signals: {B(plan['total'])} on disk in all (shards + assembled arrays); "

@@ -21,6 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmem.models.pretrained import load_weights
+from jaxmem.models.registry import spec
+
 __all__ = ["uses_lora", "frozen_base", "BASE", "frozen_bytes"]
 
 #: fold_in stream of a random (checkpoint-less) frozen base; the trainer's streams are 0..6.
@@ -29,8 +32,6 @@ BASE = 101
 
 def uses_lora(cfg) -> bool:
     """Whether a run's models are LoRA adapters over a frozen base."""
-    from jaxmem.models.registry import spec
-
     return bool(spec(cfg.model.name).pretrained and cfg.model.lora_rank)
 
 
@@ -44,8 +45,6 @@ def frozen_base(cfg, model, sample):
     template = jax.eval_shape(lambda k: model.init({"params": k, "dropout": k}, sample, train=False),
                               jax.random.key(0))["frozen"]
     if cfg.model.checkpoint:
-        from jaxmem.models.pretrained import load_weights
-
         _, w = load_weights(cfg.model.checkpoint)
         shapes = jax.tree.map(lambda a: tuple(a.shape), w)
         want = jax.tree.map(lambda a: tuple(a.shape), dict(template))

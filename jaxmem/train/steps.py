@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxmem.train.augment import augment_batch
+from jaxmem.train.lm import next_token_loss
 from jaxmem.train.optim import schedule_factor, set_dp_key
 from jaxmem.train.state import ChunkStatus, TrainState
 
@@ -65,7 +66,6 @@ class ModelSteps:
             new_bs = batch_stats
         logits = logits.astype(jnp.float32)
         if self.lm:   # a causal LM: x are token sequences, y their lengths (jaxmem.train.lm)
-            from jaxmem.train.lm import next_token_loss
 
             return next_token_loss(logits, x, y, t.label_smoothing), new_bs
         if y.ndim == logits.ndim:   # soft targets [B, C] of a label-mixing augmentation
