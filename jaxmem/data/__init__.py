@@ -1,7 +1,7 @@
 """Datasets for memorization experiments: sources (a registry), preprocessing, recorded
 transforms, test-time queries, and a run's dataset built from its config. numpy only at import.
 
-* :mod:`jaxmem.data.dataset` - :class:`Dataset`, :func:`validate`, :func:`dataset_fingerprint`
+* :mod:`jaxmem.data.dataset` - :class:`Dataset`, :func:`validate_dataset`, :func:`dataset_fingerprint`
 * :mod:`jaxmem.data.sources` - the source registry and :func:`load` (``digits``, ``mnist1d``, ...)
 * :mod:`jaxmem.data.tfds` - ``tfds:NAME`` without TensorFlow
 * :mod:`jaxmem.data.preprocess` - standardization
@@ -15,7 +15,7 @@ transforms, test-time queries, and a run's dataset built from its config. numpy 
 """
 
 from jaxmem.data.build import build_dataset
-from jaxmem.data.dataset import DataError, Dataset, dataset_fingerprint, validate
+from jaxmem.data.dataset import DataError, Dataset, dataset_fingerprint, validate_dataset
 from jaxmem.data.sources import DIGITS_TEST_FRACTION, SOURCES, digits_split, load
 from jaxmem.data.transforms import (
     canary_mask,
@@ -29,7 +29,7 @@ from jaxmem.data.transforms import (
 )
 
 __all__ = [
-    "DataError", "Dataset", "load", "SOURCES", "validate", "dataset_fingerprint", "build_dataset",
+    "DataError", "Dataset", "load", "SOURCES", "validate_dataset", "dataset_fingerprint", "build_dataset",
     "label_noise", "flipped_mask", "long_tail", "rare_mask", "duplicate", "duplicate_groups",
     "insert_canaries", "canary_mask", "digits_split", "DIGITS_TEST_FRACTION",
 ]

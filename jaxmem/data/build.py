@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from jaxmem.data import sources, transforms
-from jaxmem.data.dataset import DataError, validate
+from jaxmem.data.dataset import DataError, validate_dataset
 from jaxmem.data.text_build import build_text_dataset
 
 __all__ = ["build_dataset"]
@@ -39,5 +39,5 @@ def build_dataset(cfg):
         ds = transforms.insert_canaries(ds, cfg.seed, num=d.canaries, kind=d.canary_kind)
     if d.label_noise:
         ds = transforms.label_noise(ds, d.label_noise, d.noise_seed, kind=d.label_noise_kind)
-    validate(ds)
+    validate_dataset(ds)
     return ds

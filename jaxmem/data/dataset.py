@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 
-__all__ = ["DataError", "Dataset", "validate", "dataset_fingerprint", "make_dataset"]
+__all__ = ["DataError", "Dataset", "validate_dataset", "dataset_fingerprint", "make_dataset"]
 
 
 class DataError(ValueError):
@@ -54,7 +54,7 @@ class Dataset:
         )
 
 
-def validate(ds: Dataset) -> None:
+def validate_dataset(ds: Dataset) -> None:
     """Raise `DataError` naming the first problem found in `ds`; return None when it is sound."""
     if not isinstance(ds.num_classes, (int, np.integer)) or ds.num_classes < 1:
         raise DataError(f"num_classes must be a positive int, got {ds.num_classes!r}")
@@ -129,5 +129,5 @@ def make_dataset(name, xtr, ytr, idtr, xte, yte, idte, num_classes, meta) -> Dat
         num_classes=int(num_classes),
         meta=meta,
     )
-    validate(ds)
+    validate_dataset(ds)
     return ds

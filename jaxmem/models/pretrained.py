@@ -20,7 +20,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmem.data.pretrained import _need, checkpoint_kind, gguf_reader, read_llama_config, resolve_checkpoint
+from jaxmem.data.pretrained import checkpoint_kind, gguf_reader, read_llama_config, require, resolve_checkpoint
 from jaxmem.models.llama import Llama
 
 __all__ = ["load_pretrained", "load_weights", "unpermute_qk", "permute_qk", "generate"]
@@ -72,7 +72,7 @@ def _gguf_tensors(path: Path, cfg: dict) -> dict:
 
 
 def _hf_tensors(path: Path, cfg: dict) -> dict:
-    st = _need("safetensors.numpy", "reading safetensors")
+    st = require("safetensors.numpy", "reading safetensors")
     files = sorted(path.glob("*.safetensors"))
     if not files:
         raise FileNotFoundError(f"checkpoint {path}: no *.safetensors files")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxmem import config as cfgmod
-from jaxmem.attacks._checks import NonFiniteModelWarning
+from jaxmem.attacks import NonFiniteModelWarning
 from jaxmem.attacks.interop import to_numpy
 from jaxmem.attacks.registry import ATTACKS, IMPORT_ATTACKS
 from jaxmem.data import build_dataset

@@ -1,4 +1,4 @@
-"""Tests for jaxmem.data: sources against independent references, validate(), transforms."""
+"""Tests for jaxmem.data: sources against independent references, validate_dataset(), transforms."""
 
 import dataclasses
 import hashlib
@@ -299,9 +299,9 @@ def _bad(**changes):
 ])
 def test_validate_rejects(make, match):
     ds = synthetic()
-    D.validate(ds)  # the unmodified dataset is valid
+    D.validate_dataset(ds)  # the unmodified dataset is valid
     with pytest.raises(D.DataError, match=match):
-        D.validate(make(ds))
+        D.validate_dataset(make(ds))
 
 
 # --------------------------------------------------------------------------- transforms
