@@ -44,8 +44,9 @@ CHUNK_ARRAYS = ("token_logp", "token_mu", "token_sigma", "token_correct", "nll",
                 "test_nll")
 _STATS = ("logp", "mu", "sigma", "correct")
 
-#: The jitted per-chunk functions of each trainer (built once per trainer, freed with it).
-_FNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: The jitted per-chunk functions of each live trainer, by ``id`` (built once per trainer, freed
+#: with it: a Trainer is not hashable).
+_FNS: dict = {}
 
 
 def eval_batch_size(cfg, n: int, L: int, V: int) -> int:
@@ -74,8 +75,8 @@ def _padded(a, B):
 
 def _fns(trainer):
     """The jitted per-chunk functions, built once per trainer."""
-    if trainer in _FNS:
-        return _FNS[trainer]
+    if id(trainer) in _FNS:
+        return _FNS[id(trainer)]
     model = trainer.model
     out = jnp.float16 if trainer.cfg.signals.dtype == "float16" else jnp.float32
 
@@ -99,7 +100,8 @@ def _fns(trainer):
     def test_sig(state_params, xb, lb):
         return trainer.map_models(lambda p: signals(p, xb, lb, ("logp",)), state_params)
 
-    fns = _FNS[trainer] = {"train": trainer.jit(train_sig), "test": trainer.jit(test_sig)}
+    fns = _FNS[id(trainer)] = {"train": trainer.jit(train_sig), "test": trainer.jit(test_sig)}
+    weakref.finalize(trainer, _FNS.pop, id(trainer), None)
     return fns
 
 
