@@ -22,6 +22,8 @@ import warnings
 
 import numpy as np
 
+from jaxmem.privacy import gaussian_epsilon
+
 __all__ = ["auditor", "epsilon_bounds", "epsilon_many_runs", "epsilon_one_run", "epsilon_gdp",
            "AUDIT_METHODS"]
 
@@ -88,9 +90,7 @@ def epsilon_gdp(scores, members, *, alpha: float = 0.05, delta: float = 1e-5) ->
     Returns:
       The ε lower bound (0 when no μ > 0 is shown).
     """
-    from scipy.stats import beta, norm
-
-    from jaxmem.privacy import gaussian_epsilon
+    from scipy.stats import beta, norm  # lazy: scipy is not a core dependency
 
     if not 0.0 < alpha < 0.5:
         raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")

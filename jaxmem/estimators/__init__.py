@@ -5,6 +5,15 @@ Conventions: ``keep[m, i]`` is True when model m trained on example i; per-examp
 selects the models to use (e.g. drops diverged ones). ``dtype=None`` computes in float64 NumPy
 when the metric is a float64 NumPy array, else in float32 jit-compiled JAX (see ``_common``).
 
+Shapes are written in the signatures with jaxtyping (``keep: Bool[ArrayLike, "M N"]``), the same
+axis names in :mod:`jaxmem.estimators`, :mod:`jaxmem.attacks` and :mod:`jaxmem.signals`:
+M models (shadow / reference models), N examples (training candidates, sequences), K evaluation
+(test) examples, T target models, A test-time queries (augmentations) per example, C classes,
+L tokens per sequence, E epochs, G groups (texts, subpopulations), Z population points (RMIA),
+R reference candidates (exposure), P points of a ROC curve; ``*batch`` / ``...`` any leading
+axes, a name with a leading ``_`` is not matched across arguments. They are documentation at run
+time (no checking cost) and checked by ``tests/test_signatures.py`` (jaxtyping + beartype).
+
 This package imports only numpy, jax (and scipy lazily): never flax/optax/jaxmem.train/models/data.
 """
 
