@@ -147,14 +147,10 @@ def rmia_reference_mean(
 ) -> Float[np.ndarray, " N *A"]:
     """P(x) from reference models: offline (1+a)/2·mean_OUT + (1−a)/2; online (mean_IN + mean_OUT)/2.
 
-    ``ref_p`` [M, N] (or per query [M, N, A]) float, ``ref_keep`` [M, N] bool. Returns float64
-    [N] (or [N, A]); NaN where an example has no OUT model (or, online, no IN model).
     ``trim`` > 0 replaces the means by scipy's ``trim_mean`` with that proportion cut from each
     end, as the research code (``main.py``, ``aggregate_signals``): offline over the OUT models,
     online over IN and OUT pooled (P = trimmed mean of the pool, not the average of two means;
-    the research code pools equally many IN and OUT models). ``use`` [M, N] bool: False where
-    reference model m must not enter example i's means (:func:`jaxmem.attacks.lira.pair_out`
-    on a balanced design); None: all enter.
+    the research code pools equally many IN and OUT models).
 
     Args:
       ref_p: [M, N] (or per query [M, N, A]) the reference models' p(x).
@@ -162,7 +158,8 @@ def rmia_reference_mean(
       online: average IN and OUT means instead of the offline formula.
       a: the offline coefficient.
       trim: proportion cut from each end of the models' values (0: plain means).
-      use: [M, N] bool or None, as above.
+      use: [M, N] bool, False where reference model m must not enter example i's means
+        (:func:`jaxmem.attacks.lira.pair_out` on a balanced design); None: all enter.
 
     Returns:
       float64 [N] (or [N, A]) P(x); NaN where an example has no OUT model (or, online, no IN one).
