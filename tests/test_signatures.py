@@ -10,6 +10,7 @@ three packages' ``__all__`` to annotated array arguments and a docstring with Ar
 docstrings run as doctests. The axis names are the glossary of ``jaxmem/estimators/__init__.py``.
 """
 
+import dataclasses
 import doctest
 import importlib
 import inspect
@@ -238,13 +239,33 @@ def checked(fn):
     return jaxtyping.jaxtyped(typechecker=beartype.beartype)(fn)
 
 
+def fields_fit(fn, args, kwargs, out):
+    """Hold the fields of a NamedTuple result to their annotations, with the axis sizes of the
+    arguments: one jaxtyped dataclass of the array arguments and the fields (one shared memo)."""
+    if not (isinstance(out, tuple) and hasattr(out, "_fields")):
+        return
+    sig, hints = inspect.signature(fn), typing.get_type_hints(fn)
+    items = []
+    for name, value in sig.bind(*args, **kwargs).arguments.items():
+        kind = sig.parameters[name].kind
+        if kind not in (kind.VAR_POSITIONAL, kind.VAR_KEYWORD) and value is not None and _is_array_hint(hints.get(name)):
+            items.append((name, hints[name], value))
+    for field, hint in typing.get_type_hints(type(out)).items():
+        value = getattr(out, field)
+        if value is not None and _is_array_hint(hint):
+            items.append((f"{type(out).__name__}_{field}", hint, value))
+    fit = dataclasses.make_dataclass("Fit", [(name, hint) for name, hint, _ in items])
+    checked(fit)(*[value for _, _, value in items])
+
+
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_documented_shapes_pass_and_mismatches_fail(name, rng):
     fn, make, mismatch = SPECS[name]
     args, kwargs = make(rng)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # few models: NaN estimates are warned, and fine here
-        checked(fn)(*args, **kwargs)     # arguments and return value fit their annotations
+        out = checked(fn)(*args, **kwargs)   # arguments and return value fit their annotations
+        fields_fit(fn, args, kwargs, out)    # ... and so do the fields of a NamedTuple result
         bad_args, bad_kwargs = mismatch(args, kwargs)
         with pytest.raises(jaxtyping.TypeCheckError):
             checked(fn)(*bad_args, **bad_kwargs)

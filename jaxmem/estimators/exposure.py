@@ -11,10 +11,10 @@ __all__ = ["exposure_rank", "SkewNormalExposure", "exposure_skewnorm"]
 
 
 class SkewNormalExposure(NamedTuple):
-    exposure: np.ndarray  # [...] −log2 CDF(canary loss)
-    shape: np.ndarray  # [...] fitted skew-normal parameters (scipy's a, loc, scale)
-    loc: np.ndarray
-    scale: np.ndarray
+    exposure: Float[np.ndarray, "*batch"]  # −log2 CDF(canary loss)
+    shape: Float[np.ndarray, "*batch"]  # fitted skew-normal parameters (scipy's a, loc, scale)
+    loc: Float[np.ndarray, "*batch"]
+    scale: Float[np.ndarray, "*batch"]
 
 
 def _split(canary_loss, reference_losses):

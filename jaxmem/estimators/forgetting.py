@@ -8,7 +8,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import ArrayLike, Bool, Shaped
+from jaxtyping import ArrayLike, Bool, Integer, Shaped
 
 from jaxmem.estimators._common import as_model_mask, block_size, is_jax, map_column_blocks
 
@@ -16,12 +16,12 @@ __all__ = ["ForgettingEvents", "forgetting_events"]
 
 
 class ForgettingEvents(NamedTuple):
-    forgetting: np.ndarray  # [..., N] int: 1→0 transitions; E for a never-learned example
-    first_learned: np.ndarray  # [..., N] int: first epoch classified correctly, −1 if never
-    learned: np.ndarray  # [..., N] bool: correct at some epoch
-    unforgettable: np.ndarray  # [..., N] bool: learned and never forgotten
-    total_forgetting: np.ndarray  # [N] forgetting summed over all leading (model) axes
-    num_unforgettable: np.ndarray  # [N] number of (models ×…) in which the example is unforgettable
+    forgetting: Integer[np.ndarray, "*batch N"]  # 1→0 transitions; E for a never-learned example
+    first_learned: Integer[np.ndarray, "*batch N"]  # first epoch classified correctly, −1 if never
+    learned: Bool[np.ndarray, "*batch N"]  # correct at some epoch
+    unforgettable: Bool[np.ndarray, "*batch N"]  # learned and never forgotten
+    total_forgetting: Integer[np.ndarray, " N"]  # forgetting summed over all leading (model) axes
+    num_unforgettable: Integer[np.ndarray, " N"]  # number of (models ×…) in which the example is unforgettable
 
 
 @jax.jit

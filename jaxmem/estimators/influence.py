@@ -21,7 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import ArrayLike, Bool, Float, Shaped
+from jaxtyping import ArrayLike, Bool, Float, Integer, Real, Shaped
 
 from jaxmem.estimators._common import (
     BLOCK_ELEMENTS,
@@ -45,18 +45,18 @@ DEFAULT_BLOCK = (4096, 4096)
 
 
 class InfluenceResult(NamedTuple):
-    influence: np.ndarray  # [N, K] mean_IN − mean_OUT (dense or a read-only memmap)
-    stderr: np.ndarray  # [N, K] sqrt(s²_in/n_in + s²_out/n_out), ddof=1 (dense or a read-only memmap)
-    n_in: np.ndarray  # [N] number of (unmasked) models trained on i
-    n_out: np.ndarray  # [N] number of (unmasked) models not trained on i
+    influence: Float[np.ndarray, "N K"]  # mean_IN − mean_OUT (dense or a read-only memmap)
+    stderr: Float[np.ndarray, "N K"]  # sqrt(s²_in/n_in + s²_out/n_out), ddof=1 (dense or a read-only memmap)
+    n_in: Real[np.ndarray, " N"]  # number of (unmasked) models trained on i
+    n_out: Real[np.ndarray, " N"]  # number of (unmasked) models not trained on i
 
 
 class TopInfluence(NamedTuple):
-    indices: np.ndarray  # [K, k] training-example indices, most influential first
-    values: np.ndarray  # [K, k] their influence (NaN where fewer than k finite values exist)
-    n_in: np.ndarray  # [N]
-    n_out: np.ndarray  # [N]
-    stderr: np.ndarray | None = None  # [K, k] stderr of ``values`` (``return_stderr=True`` only)
+    indices: Integer[np.ndarray, "K k"]  # training-example indices, most influential first
+    values: Float[np.ndarray, "K k"]  # their influence (NaN where fewer than k finite values exist)
+    n_in: Real[np.ndarray, " N"]
+    n_out: Real[np.ndarray, " N"]
+    stderr: Float[np.ndarray, "K k"] | None = None  # stderr of ``values`` (``return_stderr=True`` only)
 
 class GroupKeep(NamedTuple):
     group_keep: np.ndarray  # [M, G] bool

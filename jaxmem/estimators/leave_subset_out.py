@@ -11,7 +11,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import ArrayLike, Bool, Shaped
+from jaxtyping import ArrayLike, Bool, Float, Integer, Shaped
 
 from jaxmem.estimators._common import (
     as_keep,
@@ -29,15 +29,15 @@ __all__ = ["SubsetEffect", "leave_subset_out", "GroupKeep", "group_keep_from_ids
 
 
 class SubsetEffect(NamedTuple):
-    effect: np.ndarray  # [G, K] mean metric with the group − without
-    stderr: np.ndarray  # [G, K]
-    n_in: np.ndarray  # [G] models that kept the group
-    n_out: np.ndarray  # [G] models that dropped it
+    effect: Float[np.ndarray, " G *K"]  # mean metric with the group − without ([G] for a metric [M])
+    stderr: Float[np.ndarray, " G *K"]
+    n_in: Integer[np.ndarray, " G"]  # models that kept the group
+    n_out: Integer[np.ndarray, " G"]  # models that dropped it
 
 
 class GroupKeep(NamedTuple):
-    group_keep: np.ndarray  # [M, G] bool
-    groups: np.ndarray  # [G] the sorted distinct group ids
+    group_keep: Bool[np.ndarray, "M G"]
+    groups: Shaped[np.ndarray, " G"]  # the sorted distinct group ids
 
 
 def _lso_kernel(xp, x, gkeep, mask, dt):

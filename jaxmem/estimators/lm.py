@@ -27,7 +27,7 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
-from jaxtyping import ArrayLike, Bool, Real, Shaped
+from jaxtyping import ArrayLike, Bool, Float, Integer, Real, Shaped
 
 from jaxmem.attacks.metrics import clopper_pearson
 from jaxmem.estimators._common import InsufficientModelsWarning
@@ -54,9 +54,9 @@ __all__ = [
 
 
 class TextGroups(NamedTuple):
-    first: np.ndarray  # int64 [G] increasing: the row of each text's first copy
-    copies: np.ndarray  # int64 [G] rows (copies) of each text in the training set
-    text_of_row: np.ndarray  # int64 [N] the text (0..G-1) of each row
+    first: Integer[np.ndarray, " G"]  # int64, increasing: the row of each text's first copy
+    copies: Integer[np.ndarray, " G"]  # int64: rows (copies) of each text in the training set
+    text_of_row: Integer[np.ndarray, " N"]  # int64: the text (0..G-1) of each row
 
     @property
     def num_texts(self) -> int:
@@ -180,10 +180,10 @@ def counterfactual_memorization_lm(
 
 
 class ExactMatch(NamedTuple):
-    acc_in: np.ndarray  # [M] correct / target tokens over the model's training (IN) sequences
-    acc_out: np.ndarray  # [M] the same over its held-out (OUT) sequences
-    tokens_in: np.ndarray  # [M] int64 target tokens counted for acc_in
-    tokens_out: np.ndarray  # [M] int64 target tokens counted for acc_out
+    acc_in: Float[np.ndarray, " M"]  # correct / target tokens over the model's training (IN) sequences
+    acc_out: Float[np.ndarray, " M"]  # the same over its held-out (OUT) sequences
+    tokens_in: Integer[np.ndarray, " M"]  # int64 target tokens counted for acc_in
+    tokens_out: Integer[np.ndarray, " M"]  # int64 target tokens counted for acc_out
 
 
 def exact_match_accuracy(
@@ -231,13 +231,13 @@ def exact_match_accuracy(
 
 
 class RateTable(NamedTuple):
-    counts: np.ndarray  # [B] bucket: the duplicate count (or the bucket's lower edge)
-    trials: np.ndarray  # [B] int64 (model, sequence) pairs in the bucket
-    successes: np.ndarray  # [B] int64 extracted pairs
-    rate: np.ndarray  # [B] successes / trials (NaN for an empty bucket)
-    low: np.ndarray  # [B] interval bounds at level 1 − alpha (NaN for an empty bucket)
-    high: np.ndarray
-    sequences: np.ndarray  # [B] int64 distinct sequences with at least one trial
+    counts: Real[np.ndarray, " B"]  # bucket: the duplicate count (or the bucket's lower edge)
+    trials: Integer[np.ndarray, " B"]  # int64 (model, sequence) pairs in the bucket
+    successes: Integer[np.ndarray, " B"]  # int64 extracted pairs
+    rate: Float[np.ndarray, " B"]  # successes / trials (NaN for an empty bucket)
+    low: Float[np.ndarray, " B"]  # interval bounds at level 1 − alpha (NaN for an empty bucket)
+    high: Float[np.ndarray, " B"]
+    sequences: Integer[np.ndarray, " B"]  # int64 distinct sequences with at least one trial
 
 
 def _wilson(k, n, alpha):

@@ -13,7 +13,7 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
-from jaxtyping import ArrayLike, Real
+from jaxtyping import ArrayLike, Bool, Float, Integer, Real
 
 __all__ = ["LogLogSlope", "loglog_slope", "LogLinearSlope", "loglinear_slope"]
 
@@ -38,10 +38,10 @@ class LogLogSlope(NamedTuple):
     low: float  # percentile bootstrap interval, level 1 − alpha
     high: float
     stderr: float  # bootstrap standard deviation (ddof 1)
-    counts: np.ndarray  # [B] bucket counts (x)
-    means: np.ndarray  # [B] mean metric per bucket (y)
-    sizes: np.ndarray  # [B] int64 sequences per bucket
-    used: np.ndarray  # [B] bool: count > 0 and mean > 0 (the log is defined)
+    counts: Real[np.ndarray, " B"]  # bucket counts (x)
+    means: Float[np.ndarray, " B"]  # mean metric per bucket (y)
+    sizes: Integer[np.ndarray, " B"]  # int64 sequences per bucket
+    used: Bool[np.ndarray, " B"]  # count > 0 and mean > 0 (the log is defined)
     num_valid: int  # bootstrap samples with a defined slope
 
 
@@ -161,8 +161,8 @@ class LogLinearSlope(NamedTuple):
     low: float  # percentile bootstrap interval, level 1 − alpha
     high: float
     stderr: float  # bootstrap standard deviation (ddof 1)
-    x: np.ndarray  # [G]
-    means: np.ndarray  # [G] mean of each group's finite values
+    x: Real[np.ndarray, " G"]
+    means: Float[np.ndarray, " G"]  # mean of each group's finite values
     num_valid: int  # bootstrap samples with a defined slope
 
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import ArrayLike, Bool, Real, Shaped
+from jaxtyping import ArrayLike, Bool, Float, Integer, Real, Shaped
 
 from jaxmem.estimators._common import (
     as_keep,
@@ -31,19 +31,19 @@ __all__ = ["MemorizationResult", "memorization", "counterfactual_memorization", 
 
 
 class MemorizationResult(NamedTuple):
-    mem: np.ndarray  # [N] mean_IN − mean_OUT
-    stderr: np.ndarray  # [N] sqrt(s²_in/n_in + s²_out/n_out), ddof=1
-    n_in: np.ndarray  # [N] number of (unmasked) models trained on i
-    n_out: np.ndarray  # [N] number of (unmasked) models not trained on i
-    mean_in: np.ndarray  # [N]
-    mean_out: np.ndarray  # [N]
+    mem: Float[np.ndarray, " N"]  # mean_IN − mean_OUT
+    stderr: Float[np.ndarray, " N"]  # sqrt(s²_in/n_in + s²_out/n_out), ddof=1
+    n_in: Integer[np.ndarray, " N"]  # number of (unmasked) models trained on i
+    n_out: Integer[np.ndarray, " N"]  # number of (unmasked) models not trained on i
+    mean_in: Float[np.ndarray, " N"]
+    mean_out: Float[np.ndarray, " N"]
 
 
 class CScoreResult(NamedTuple):
-    score: np.ndarray  # [N] mean over ratios of the hold-out metric
-    per_ratio: np.ndarray  # [R, N] hold-out mean at each subset ratio
-    ratios: np.ndarray  # [R] the sorted distinct subset ratios
-    n_out: np.ndarray  # [R, N] hold-out models per ratio
+    score: Float[np.ndarray, " N"]  # mean over ratios of the hold-out metric
+    per_ratio: Float[np.ndarray, "ratios N"]  # hold-out mean at each subset ratio
+    ratios: Real[np.ndarray, " ratios"]  # the sorted distinct subset ratios
+    n_out: Integer[np.ndarray, "ratios N"]  # hold-out models per ratio
 
 
 def _mem_kernel(xp, keep, x, mask, dt):

@@ -12,7 +12,7 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
-from jaxtyping import ArrayLike, Bool, Shaped
+from jaxtyping import ArrayLike, Bool, Float, Integer, Shaped
 
 from jaxmem.estimators._common import InsufficientModelsWarning, as_model_mask, first_field, is_jax
 from jaxmem.estimators.memorization import memorization
@@ -21,11 +21,11 @@ __all__ = ["convergence", "BootstrapCI", "bootstrap_ci"]
 
 
 class BootstrapCI(NamedTuple):
-    estimate: np.ndarray  # the estimate from all (unmasked) models
-    low: np.ndarray  # percentile interval, alpha/2 quantile
-    high: np.ndarray  # 1 − alpha/2 quantile
-    stderr: np.ndarray  # bootstrap standard deviation (ddof=1)
-    num_valid: np.ndarray  # bootstrap samples with a finite estimate
+    estimate: Float[np.ndarray, "*shape"]  # the estimate from all (unmasked) models
+    low: Float[np.ndarray, "*shape"]  # percentile interval, alpha/2 quantile
+    high: Float[np.ndarray, "*shape"]  # 1 − alpha/2 quantile
+    stderr: Float[np.ndarray, "*shape"]  # bootstrap standard deviation (ddof=1)
+    num_valid: Integer[np.ndarray, "*shape"]  # bootstrap samples with a finite estimate
 
 
 def _select_models(keep, arrays, model_mask):
