@@ -2,7 +2,8 @@
 ``jaxmem.estimators``, ``jaxmem.attacks`` and ``jaxmem.signals`` are checked here, not at run time.
 
 Each function is wrapped in ``jaxtyping.jaxtyped(typechecker=beartype.beartype)`` and called on
-small fresh random inputs of its documented shapes (it must pass, return value included), then
+small fresh random inputs of its documented shapes (it must pass, return value included, and the
+fields of a NamedTuple result with the arguments' axis sizes), then
 with one argument's shape changed so that it no longer fits (it must fail with jaxtyping's
 ``TypeCheckError`` before the function runs). A second test holds every public function of the
 three packages' ``__all__`` to annotated array arguments and a docstring with Args and Returns
