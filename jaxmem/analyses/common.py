@@ -69,7 +69,7 @@ def audit(sig, keep, ok, spec: AuditSpec, targets):
     """
     if not isinstance(spec, AuditSpec):
         raise TypeError(f"audit: pass an AuditSpec (audit_spec(run.config, attacks)), got {type(spec).__name__}")
-    return mia.evaluate(sig, keep, np.asarray(targets), spec=spec, model_mask=ok,
+    return mia.evaluate(sig, keep, targets=np.asarray(targets), spec=spec, model_mask=ok,
                         labels=getattr(sig, "labels", None))
 
 

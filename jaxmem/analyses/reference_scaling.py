@@ -64,7 +64,7 @@ def _signals(run, attacks):
 
 def audit(sig, keep, mask, spec, targets, *, labels=None):
     """:func:`jaxmem.analyses.common.audit` for a signals dict (labels passed apart)."""
-    return evaluate(sig, keep, np.asarray(targets), spec=spec, model_mask=mask, labels=labels)
+    return evaluate(sig, keep, targets=np.asarray(targets), spec=spec, model_mask=mask, labels=labels)
 
 
 def _per_target(ev, attacks, fprs):

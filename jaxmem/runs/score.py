@@ -32,11 +32,10 @@ from jaxmem.estimators import InsufficientModelsWarning, convergence
 from jaxmem.estimators.label_noise import out_of_sample_votes
 from jaxmem.io import RunError, atomic_path, load_json, remove_stale_tmp, save_json, save_npy, save_text
 from jaxmem.privacy import run_epsilon
-from jaxmem.runs import integrity, provenance
+from jaxmem.runs import integrity, preflight, provenance
 from jaxmem.runs.examples import write_scores
 from jaxmem.runs.interop import check_population, run_inputs
 from jaxmem.runs.lock import run_lock
-from jaxmem.runs.preflight import check_scoring
 from jaxmem.runs.score_lm import score_lm
 from jaxmem.runs.store import begin_scoring, commit_scoring, load_run
 from jaxmem.signals import compute_signals, rmia_p_spec
@@ -88,7 +87,7 @@ def score(workdir, *, log=print, dataset=None, overrides=(), verify: str = "auto
 
             check_population(cfg.scoring.attacks, len(run.test_labels))   # RMIA's population
             # (test_logits opened before the scoring begins: a bad file changes nothing)
-            check_scoring(cfg, len(run.labels), int(run.test_logits.shape[1]),
+            preflight.check_scoring(cfg, len(run.labels), int(run.test_logits.shape[1]),
                           int(run.logits.shape[-1]))       # (before anything is allocated)
         remove_stale_tmp(workdir, ("results", "results/scores"))
         integrity.ensure_intact(workdir, run.num_models, full=verify == "full", log=log,
