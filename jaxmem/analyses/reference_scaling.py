@@ -21,7 +21,9 @@ import numpy as np
 
 from jaxmem.analyses.common import audit_spec, figure, rmia_tuning, run_signals, write_csv
 from jaxmem.attacks import evaluate
+from jaxmem.attacks.metrics import roc_auc, tpr_at_fpr
 from jaxmem.attacks.rmia import tune_rmia_a
+from jaxmem.attacks.stability import decision_stability
 
 #: The attacks compared, by their registry names.
 ATTACKS = ("lira_online", "lira_offline", "lira_online_fixed_variance", "lira_offline_fixed_variance",
@@ -69,8 +71,6 @@ def audit(sig, keep, mask, spec, targets, *, labels=None):
 
 def _per_target(ev, attacks, fprs):
     """{attack: {"auc", "tpr_at_f_fpr"...}} of the single target of ``ev``."""
-    from jaxmem.attacks.metrics import roc_auc, tpr_at_fpr
-
     out = {}
     for a in attacks:
         s, mb = ev.scores[a][0], ev.members[0]
@@ -97,8 +97,6 @@ def analyze(cfg, workdir, runs, log, population_sizes=(10, 30, 100, 300, 1000)):
     """Per variant: every attack's AUC and TPRs against the number of references (means and 95%
     intervals over the replicas), RMIA against |Z| with all references, the share of true
     positives that are coin flips over the replicas; whether RMIA leads LiRA at some count."""
-    from jaxmem.attacks.stability import decision_stability
-
     keys = ["auc", *(f"tpr_at_{f}_fpr" for f in FPRS)]
     by_count, by_pop, stab_rows, cross = [], [], [], []
     for name, run in runs.items():
