@@ -422,7 +422,8 @@ def rmia(target_p: Real[ArrayLike, " N *A"], ref_p: Real[ArrayLike, "M N *A"], r
       online: use IN and OUT models, P(x) = (mean_IN + mean_OUT)/2 (``a`` is then unused).
       a: offline coefficient; None tunes it with ``tune_rmia_a`` (ML Privacy Meter's procedure)
         on these reference models, at every call (11 extra scorings): when attacking many
-        targets, tune once and pass it (``evaluate`` does, see its ``rmia_tune``).
+        targets through :func:`jaxmem.attacks.evaluate`, its ``rmia_tune`` chooses: per target on
+        that target's references (the default, what this does), or once for all.
       gamma: likelihood-ratio threshold γ > 0 (1 in ML Privacy Meter, 2 in the paper's code).
       aggregate: ``"mean"`` averages p over the A queries first (on x and on z separately), then
         scores as below. ``"vote"`` is the research code's (``main.py``, ``aggregate_signals``):
