@@ -213,7 +213,7 @@ def estimate(cfg, ds) -> dict:
     lm = spec(cfg.model.name).lm
     if lm:   # C is the vocabulary: never [N, L, V] outputs (jaxmem.train.lm.chunk_signals)
         from jaxmem.runs.workdir import lm_output_bytes
-        from jaxmem.train.lm import _batch_size as lm_batch
+        from jaxmem.train.lm import eval_batch_size as lm_batch
 
         L = int(ds.x_train.shape[1])
         eval_act = V * lm_batch(cfg, max(N, T, 1), L, C) * act_bytes
