@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from jaxmem.io import atomic_dir, save_json, save_npy
-from jaxmem.runs.records import record_file
+from jaxmem.runs.provenance import record
+from jaxmem.runs.records import ChunkRecords, record_file
 from jaxmem.runs.store import covered, shard_name
 
 __all__ = ["train_models", "Interrupted", "default_chunk_size", "chunk_size", "chunks",
@@ -141,7 +142,6 @@ def train_models(cfg, ds, keep, blocks, workdir: Path, *, progress=True, process
     import jax
     import jax.numpy as jnp
 
-    from jaxmem.runs.provenance import record
     from jaxmem.train import Trainer, steps_per_epoch_max
 
     ndev = jax.local_device_count()
@@ -233,7 +233,6 @@ def _train_chunk(trainer, cfg, rows, ids, ckpt_dir: Path, stop, sharding, prog, 
     import jax
 
     from jaxmem.runs import checkpoint
-    from jaxmem.runs.records import ChunkRecords
     from jaxmem.train import ChunkResult
 
     every = cfg.train.checkpoint_every or 1
