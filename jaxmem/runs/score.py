@@ -38,6 +38,7 @@ from jaxmem.runs.interop import check_population, run_inputs
 from jaxmem.runs.lock import run_lock
 from jaxmem.runs.score_lm import score_lm
 from jaxmem.runs.store import begin_scoring, commit_scoring, load_run
+from jaxmem.runs.task import stored_task
 from jaxmem.signals import compute_signals, rmia_p_spec
 
 __all__ = ["score", "majority_out", "EXAMPLES_SHOWN"]
@@ -77,34 +78,64 @@ def score(workdir, *, log=print, dataset=None, overrides=(), verify: str = "auto
     with run_lock(workdir):
         run = load_run(workdir)
         cfg = run.config
-        if overrides and run.is_lm:
+        scorer = _SCORERS[stored_task(run).name]
+        if overrides and not scorer.takes_overrides:
             raise cfgmod.ConfigError(f"{overrides[0]}: a language-model run is scored with the "
                                      f"settings it was run with (no scoring overrides)")
         if overrides:   # (config.json keeps what it holds: an imported run's only what is known)
             stored = cfgmod.apply_overrides(load_json(workdir / "config.json"), overrides)
             cfg = cfgmod.from_dict(stored)
-        if not run.is_lm:
-
-            check_population(cfg.scoring.attacks, len(run.test_labels))   # RMIA's population
-            # (test_logits opened before the scoring begins: a bad file changes nothing)
-            preflight.check_scoring(cfg, len(run.labels), int(run.test_logits.shape[1]),
-                          int(run.logits.shape[-1]))       # (before anything is allocated)
+        scorer.check(run, cfg)   # (before anything is allocated)
         remove_stale_tmp(workdir, ("results", "results/scores"))
         integrity.ensure_intact(workdir, run.num_models, full=verify == "full", log=log,
                                 allow_mixed=allow_mixed_shards)
         # results/ and summary.json commit as one set: a new scoring id first, the summary that
         # carries it last (a kill between leaves ids that differ, which the readers report)
         sid = begin_scoring(workdir, cfgmod.to_dict(cfg)["scoring"])
-        if run.is_lm:   # per-token signals instead of logits
-            summary = score_lm(workdir, log=log)
-        else:
-            summary = _score(workdir, run, cfg, log, dataset)
+        summary = scorer.score(workdir, run, cfg, log, dataset)
         if overrides:   # (before the commit: a kill between leaves the run flagged, not mixed)
             save_json(workdir / "config.json", stored)
         commit_scoring(workdir, summary, sid)
         integrity.record_missing(workdir, log)
         provenance.append(workdir, provenance.record(devices=False))
     return summary
+
+
+class _ClassifierScoring:
+    """A classifier's run (:data:`jaxmem.runs.task.CLASSIFICATION_RUN`): scored from its logits."""
+
+    takes_overrides = True
+
+    @staticmethod
+    def check(run, cfg) -> None:
+        """RMIA's population and the memory at the door (test_logits opened before the scoring
+        begins: a bad file changes nothing)."""
+        check_population(cfg.scoring.attacks, len(run.test_labels))
+        preflight.check_scoring(cfg, len(run.labels), int(run.test_logits.shape[1]),
+                                int(run.logits.shape[-1]))
+
+    @staticmethod
+    def score(workdir, run, cfg, log, dataset) -> dict:
+        return _score(workdir, run, cfg, log, dataset)
+
+
+class _LanguageModelScoring:
+    """A causal language model's run (:data:`jaxmem.runs.lm.LANGUAGE_MODEL_RUN`): scored from its
+    per-token signals by :func:`jaxmem.runs.score_lm.score_lm`, with the settings it ran with."""
+
+    takes_overrides = False
+
+    @staticmethod
+    def check(run, cfg) -> None:
+        """Nothing to check before scoring (its memory is the training's)."""
+
+    @staticmethod
+    def score(workdir, run, cfg, log, dataset) -> dict:
+        return score_lm(workdir, log=log)
+
+
+#: How each run task (:func:`jaxmem.runs.task.stored_task`) is scored.
+_SCORERS = {"classification": _ClassifierScoring, "causal_lm": _LanguageModelScoring}
 
 
 def _score(workdir: Path, run, cfg, log, dataset) -> dict:
