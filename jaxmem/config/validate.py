@@ -157,6 +157,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"scoring.rmia.order: must be >= 2 terms, got {r.order}")
     if not 0.0 <= r.trim < 0.5:
         raise ConfigError(f"scoring.rmia.trim: must be in [0, 0.5), got {r.trim}")
+    from jaxmem.attacks.spec import RMIA_TUNINGS
+
+    if r.tuning not in RMIA_TUNINGS:
+        raise ConfigError(f"scoring.rmia.tuning: must be one of {', '.join(RMIA_TUNINGS)}, got {r.tuning!r}")
     if r.a is not None and not 0.0 <= r.a <= 1.0:
         raise ConfigError(f"scoring.rmia.a: must be in [0, 1] (or unset to tune it), got {r.a}")
     if any(h <= 0 for h in cfg.model.hidden) or any(c <= 0 for c in cfg.model.channels):

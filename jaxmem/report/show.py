@@ -8,13 +8,13 @@ import json
 import math
 from pathlib import Path
 
-from jaxmem.estimators.lm import text_groups
 from jaxmem.io import load_json
 from jaxmem.models.registry import spec
 from jaxmem.runs import load_run
 from jaxmem.runs.examples import example_record
 from jaxmem.runs.provenance import NUMERIC_FIELDS, load, mismatch
 from jaxmem.runs.store import read_summary, scoring_mismatch
+from jaxmem.runs.task import stored_task
 from jaxmem.runs.workdir import is_imported
 
 __all__ = ["what_was_run", "provenance_rows", "run_text", "example_text"]
@@ -47,14 +47,7 @@ def what_was_run(workdir) -> list:
                   "leave_group_out": f"leave group out, pkeep={s.pkeep}"}.get(s.design, s.design)
         lr = f"{t.learning_rate:g} ({t.schedule}" + (f", warmup {t.warmup_epochs:g} epochs)"
                                                      if t.warmup_epochs else ")")
-        if run.is_lm:   # sequences (copies included) and the texts they hold; a vocabulary, not classes
-
-            data = (f"{ds.get('num_train')} training sequences "
-                    f"({text_groups(run.text['groups']).num_texts} texts), {ds.get('num_test')} test "
-                    f"sequences, a vocabulary of {ds.get('num_classes')} tokens")
-        else:
-            data = (f"{ds.get('num_train')} training, {ds.get('num_test')} test examples, "
-                    f"{ds.get('num_classes')} classes")
+        data = stored_task(run).data_summary(run, ds)   # a classifier's, or a language model's
         rows += [("seed", cfg.seed),
                  ("data", f"{ds.get('name')} ({cfg.data.source}): {data}"),
                  ("design", f"{keep.shape[0]} models, {design}"),

@@ -7,8 +7,6 @@
   stored logits ``[M, N, A, C]`` or ``[M, N, C]`` (:func:`compute_signals` -> :class:`Signals`)
   and its registry; :func:`model_logits` (the one check of stacked logits' shape)
 * :mod:`jaxmem.signals.lm` - per-token signals of language models from logits (imported on its own)
-* :mod:`jaxmem.signals.lm_models` - LM signals of trained models: a chunk's stored per-token
-  signals, a LoRA base's NLL (imported on its own: it loads the trainer and the models)
 """
 
 from jaxmem.signals.functions import (
