@@ -175,7 +175,7 @@ SPECS = {
     "tpr_at_fpr": (A.tpr_at_fpr, _scores, at(1, 0)),
     "balanced_accuracy": (A.balanced_accuracy, _scores, at(1, 0)),
     "epsilon_lower_bound": (A.epsilon_lower_bound, _scores, at(1, 0)),
-    "clopper_pearson": (A.clopper_pearson, lambda r: ([r.integers(0, 5, 4), np.full(4, 5)], {}), at(0, 0)),
+    "clopper_pearson": (E.clopper_pearson, lambda r: ([r.integers(0, 5, 4), np.full(4, 5)], {}), at(0, 0)),
     # signals
     "check_labels": (S.check_labels, lambda r: ([r.integers(0, C, N), C], {}),
                      replace(0, lambda y: y > 0)),   # bool labels: not Real
@@ -322,7 +322,8 @@ def test_every_public_array_function_is_annotated_and_documented():
 
 
 @pytest.mark.parametrize("module", ["jaxmem.estimators.memorization", "jaxmem.estimators.exposure",
-                                    "jaxmem.attacks.lira", "jaxmem.attacks.threshold", "jaxmem.attacks.metrics",
+                                    "jaxmem.attacks.likelihood_ratio", "jaxmem.attacks.threshold", "jaxmem.attacks.metrics",
+                                    "jaxmem.estimators.intervals",
                                     "jaxmem.attacks.stability", "jaxmem.attacks.unlearning", "jaxmem.signals.functions"])
 def test_docstring_examples_run(module):
     res = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)

@@ -35,7 +35,7 @@ __all__ = ["AuditSpec", "RMIA_TUNINGS", "WARNING_POLICIES"]
 #: RMIA offline ``a`` tuning protocols (see the module docstring); the first is the default.
 RMIA_TUNINGS = ("per_target", "once")
 #: "metrics": only the warnings that make a metric undefined or unreliable, once each
-#: (:func:`jaxmem.attacks.evaluate.metric_warnings_only`); "all": every warning as raised.
+#: (:func:`jaxmem.attacks.driver.metric_warnings_only`); "all": every warning as raised.
 WARNING_POLICIES = ("metrics", "all")
 
 
@@ -56,7 +56,7 @@ class AuditSpec:
         :data:`RMIA_TUNINGS`.
       rmia_a: a fixed offline ``a`` in [0, 1] (None: tuned).
       rmia_gamma, rmia_aggregate, rmia_trim: RMIA's γ, query aggregation ("mean" / "vote") and
-        trimmed-mean fraction (:func:`jaxmem.attacks.rmia.rmia`).
+        trimmed-mean fraction (:func:`jaxmem.attacks.relative_membership.rmia`).
       warnings: one of :data:`WARNING_POLICIES`.
       keep_scores: keep every target's [N] scores (``Evaluation.scores``) ...
       max_kept_scores: ... when targets × examples is at most this (a memory bound: beyond it the

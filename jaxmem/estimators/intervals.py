@@ -10,30 +10,39 @@ scipy is imported by :func:`clopper_pearson` only when called (it is not a core 
 from __future__ import annotations
 
 import numpy as np
+from jaxtyping import ArrayLike, Float, Real
 
 __all__ = ["clopper_pearson"]
 
 
-def clopper_pearson(k, n, alpha=0.05):
+def clopper_pearson(
+    k: Real[ArrayLike, "*#batch"], n: Real[ArrayLike, "*#batch"], alpha: float = 0.05
+) -> tuple[Float[np.ndarray, "*batch"], Float[np.ndarray, "*batch"]]:
     """Two-sided exact (Clopper–Pearson) interval for a binomial proportion k / n.
 
     Each tail gets ``alpha / 2``: lo = Beta⁻¹(α/2; k, n−k+1), hi = Beta⁻¹(1−α/2; k+1, n−k), with
     lo = 0 at k = 0 and hi = 1 at k = n (statsmodels ``proportion_confint(method="beta")``).
+    Needs scipy.
 
     Args:
-      k: successes, int or float array (vectorized); 0 <= k <= n.
-      n: trials, broadcastable against ``k``.
-      alpha: the interval's total miss probability (0.05: a 95% interval).
+      k: [...] successes.
+      n: [...] trials (broadcast against ``k``).
+      alpha: 1 − the interval's level.
 
     Returns:
-      (lo, hi): float64 arrays of the shape of ``k`` and ``n`` broadcast.
+      (lo, hi), float64 arrays of the broadcast shape.
 
     Raises:
-      ValueError: when some k < 0 or k > n.
+      ValueError: some k < 0 or k > n.
 
     References:
       Clopper & Pearson (1934), "The use of confidence or fiducial limits illustrated in the case
-      of the binomial", Biometrika 26(4).
+      of the binomial", Biometrika.
+
+    Example:
+      >>> lo, hi = clopper_pearson(0, 10)
+      >>> float(lo), round(float(hi), 4)
+      (0.0, 0.3085)
     """
     from scipy.stats import beta  # lazy: scipy is optional, and heavy to import
 
