@@ -123,7 +123,8 @@ def balanced_accuracy(scores: Real[ArrayLike, "*shape"], members: Bool[ArrayLike
     return float(np.max((t + 1.0 - f) / 2.0))
 
 
-def epsilon_lower_bound(scores, members, *, alpha=0.05, delta=0.0, two_sided=False):
+def epsilon_lower_bound(scores: Real[ArrayLike, "*shape"], members: Bool[ArrayLike, "*shape"], *,
+                        alpha: float = 0.05, delta: float = 0.0, two_sided: bool = False) -> float:
     """Empirical ε lower bound of a DP audit from an attack's TPR/FPR with Clopper–Pearson bounds.
 
     An (ε, δ)-DP mechanism forces every threshold test to satisfy TPR ≤ e^ε·FPR + δ and
