@@ -20,6 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmem.models import make_model
+from jaxmem.models.pretrained import load_weights
+from jaxmem.models.registry import spec
+from jaxmem.signals.lm import sequence_nll, token_signals
+
 __all__ = ["uses_lora", "frozen_base", "base_nll", "BASE", "frozen_bytes"]
 
 #: fold_in stream of a random (checkpoint-less) frozen base; the trainer's streams are 0..6.
@@ -28,8 +33,6 @@ BASE = 101
 
 def uses_lora(cfg) -> bool:
     """Whether a run's models are LoRA adapters over a frozen base."""
-    from jaxmem.models.registry import spec
-
     return bool(spec(cfg.model.name).pretrained and cfg.model.lora_rank)
 
 
@@ -43,8 +46,6 @@ def frozen_base(cfg, model, sample):
     template = jax.eval_shape(lambda k: model.init({"params": k, "dropout": k}, sample, train=False),
                               jax.random.key(0))["frozen"]
     if cfg.model.checkpoint:
-        from jaxmem.models.pretrained import load_weights
-
         _, w = load_weights(cfg.model.checkpoint)
         shapes = jax.tree.map(lambda a: tuple(a.shape), w)
         want = jax.tree.map(lambda a: tuple(a.shape), dict(template))
@@ -73,9 +74,6 @@ def base_nll(cfg, vocab_size: int, tokens, lengths, *, batch_size: int = 16) -> 
     Returns float64 [N] (NaN for a sequence without target tokens, as
     :func:`jaxmem.signals.lm.sequence_nll`).
     """
-    from jaxmem.models import make_model
-    from jaxmem.signals.lm import sequence_nll, token_signals
-
     tokens, lengths = np.asarray(tokens, np.int32), np.asarray(lengths, np.int32)
     model = make_model(cfg, int(vocab_size))
     sample = jnp.zeros((1, tokens.shape[1]), jnp.int32)
