@@ -29,7 +29,7 @@ def make_model(cfg, num_classes: int) -> nn.Module:
     """The model of a run's config: ``cfg.model``'s fields that its family takes
     (:data:`jaxmem.models.registry.MODELS`), in ``cfg.train.compute_dtype``."""
     kwargs = {f: getattr(cfg.model, f) for f in spec(cfg.model.name).fields}
-    if spec(cfg.model.name).pretrained and cfg.model.checkpoint:   # the architecture is the file's
+    if spec(cfg.model.name).pretrained and getattr(cfg.model, "checkpoint", ""):   # the architecture is the file's
         from jaxmem.data.pretrained import read_llama_config, resolve_checkpoint
 
         arch = read_llama_config(resolve_checkpoint(cfg.model.checkpoint))

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxmem.train.augment import augment_batch
-from jaxmem.train.optim import schedule_factor, set_dp_key
+from jaxmem.train.optim import lr_factor, set_dp_key
 from jaxmem.train.state import ChunkStatus, TrainState
 
 __all__ = ["ModelSteps", "all_finite"]
@@ -54,7 +54,7 @@ class ModelSteps:
     def _loss(self, params, batch_stats, x, y, dropout_key):
         t = self.cfg.train
         variables = self.variables(params)
-        rngs = {"dropout": dropout_key} if self.cfg.model.dropout > 0 else {}
+        rngs = {"dropout": dropout_key} if getattr(self.cfg.model, "dropout", 0.0) > 0 else {}
         if self.has_bn:
             variables["batch_stats"] = batch_stats
             logits, upd = self.model.apply(variables, x, train=True, mutable=["batch_stats"],
@@ -95,10 +95,9 @@ class ModelSteps:
                 state.params, state.batch_stats, x, y, dkey)
             opt_state = state.opt_state
         updates, new_opt = self.tx.update(grads, opt_state, state.params)
-        if tc.schedule != "constant":
+        if tc.schedule.name != "constant":
             frac = t_global.astype(jnp.float32) / jnp.maximum(total_steps, 1).astype(jnp.float32)
-            factor = schedule_factor(tc.schedule, frac, tc.warmup_epochs / self.schedule_epochs,
-                                     tc.schedule_start, tc.schedule_end)
+            factor = lr_factor(tc.schedule, frac, self.schedule_epochs)
             updates = jax.tree.map(lambda u: u * factor.astype(u.dtype), updates)
         if tc.whiten_bias_epochs:   # airbench94 freezes the stem bias after a few epochs
             live = (epoch < tc.whiten_bias_epochs).astype(jnp.float32)

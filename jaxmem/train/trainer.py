@@ -83,7 +83,7 @@ class Trainer(ModelSteps):
         t = self.cfg.train
         self.model = make_model(self.cfg, self.num_classes)
         self.lm = spec(self.cfg.model.name).lm   # next-token loss on token sequences (train/lm.py)
-        self.whiten = self.cfg.model.whiten
+        self.whiten = getattr(self.cfg.model, "whiten", False)
         if self.whiten and len(self.x_train.shape) != 4:
             raise ValueError(f"model.whiten: needs images [N, H, W, C], got inputs of shape "
                              f"{tuple(self.x_train.shape)}")

@@ -74,7 +74,7 @@ def test_bias_lr_scale_and_frozen_stem_follow_pytorch_sgd():
                           is_leaf=lambda s: isinstance(s, tuple))
     lr, wd, m, s = 0.05, 0.01, 0.85, 64.0
     cfg = load_config(None, ["train.optimizer=nesterov", f"train.learning_rate={lr}",
-                             f"train.weight_decay={wd}", f"train.momentum={m}",
+                             f"train.weight_decay={wd}", f"train.optimizer.momentum={m}",
                              f"train.bias_lr_scale={s}"])
     tx = make_optimizer(cfg.train, whiten=True)
     state = tx.init(params)
@@ -169,9 +169,9 @@ def test_alternating_flip():
 
 AIRBENCH = ["model.name=resnet_airbench", "model.whiten=true", "model.bn_momentum=0.6",
             "model.bn_eps=1e-12", "train.optimizer=nesterov", "train.learning_rate=1.5",
-            "train.momentum=0.85", "train.weight_decay=0.0013", "train.bias_lr_scale=64",
+            "train.optimizer.momentum=0.85", "train.weight_decay=0.0013", "train.bias_lr_scale=64",
             "train.batch_size=16", "train.epochs=2", "train.schedule=triangle",
-            "train.warmup_epochs=0.7", "train.schedule_start=0.2", "train.schedule_end=0.07",
+            "train.schedule.warmup_epochs=0.7", "train.schedule.start=0.2", "train.schedule.end=0.07",
             "train.whiten_bias_epochs=1", "train.lookahead_every=2",
             "train.lookahead_start_epochs=1", "train.augment=altflip_crop",
             "train.label_smoothing=0.2", "subsets.num_models=3", "scoring.attacks=[]"]
@@ -232,10 +232,10 @@ def _recipe_check():
 @pytest.mark.parametrize("overrides,field", [
     (["model.whiten=true"], "model.whiten"),
     (["train.whiten_bias_epochs=3"], "train.whiten_bias_epochs"),
-    (["train.schedule=triangle"], "train.warmup_epochs"),
+    (["train.schedule=triangle"], "train.schedule.warmup_epochs"),
     (["train.lookahead_decay=0"], "train.lookahead_decay"),
-    (["model.bn_momentum=1.0"], "model.bn_momentum"),
-    (["model.bn_eps=0"], "model.bn_eps"),
+    (["model.name=cnn", "model.bn_momentum=1.0"], "model.bn_momentum: must be"),
+    (["model.name=wrn", "model.bn_eps=0"], "model.bn_eps: must be"),
     (["train.bias_lr_scale=-2"], "train.bias_lr_scale"),
     (["train.augment=altflip_rotate"], "train.augment"),
     (["model.name=resnet_airbench", "model.dropout=0.5"], "model.dropout"),
@@ -263,7 +263,7 @@ from jaxmem.cli import main
 with tfds.testing.mock_data(num_examples=96, policy=tfds.testing.MockPolicy.USE_CODE):
     sys.exit(main(["run", sys.argv[2], "--workdir", sys.argv[1], "--cache-dir", "",
                    "--set", "subsets.num_models=4", "--set", "train.batch_size=16",
-                   "--set", "train.epochs=2", "--set", "train.warmup_epochs=0.5",
+                   "--set", "train.epochs=2", "--set", "train.schedule.warmup_epochs=0.5",
                    "--set", "train.whiten_bias_epochs=1", "--set", "train.lookahead_start_epochs=1",
                    "--set", "train.compute_dtype=float32"]))
 """
