@@ -11,13 +11,12 @@ plus one :func:`register_model` call: its config class (a frozen dataclass deriv
 
 from __future__ import annotations
 
-import importlib
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from jaxmem.config.registry import MODEL, Choice, ConfigError
+from jaxmem.config.registry import MODEL, Choice, ConfigError, resolve
 from jaxmem.data.pretrained import resolve_checkpoint
 
 __all__ = ["ModelSpec", "MODELS", "MODEL_NAMES", "LORA_TARGETS", "spec", "module_class",
@@ -195,7 +194,7 @@ def register_model(name: str, config_cls: type, module: str, *, fields=None, doc
     Args:
       name: ``model.name``.
       config_cls: a frozen dataclass deriving :class:`jaxmem.config.registry.Choice`.
-      module: the module class, ``"pkg.mod:Class"``.
+      module: the module class, ``"pkg.mod:Class"`` (imported when first built) or the class.
       fields: the config fields passed to the module (default: all of them).
       doc: one line.
       replace: allow re-registering ``name``.
@@ -258,5 +257,4 @@ def spec(name: str) -> ModelSpec:
 
 def module_class(name: str):
     """The flax module class of family ``name`` (imports its file)."""
-    mod, cls = spec(name).module.split(":")
-    return getattr(importlib.import_module(mod), cls)
+    return resolve(spec(name).module)
