@@ -295,7 +295,7 @@ def test_headline_config_runs_end_to_end_on_tfds_mock_cifar10(tmp_path):
 def test_cifar100_memorization_config_runs_end_to_end_on_tfds_mock_cifar100(tmp_path):
     """experiments/cifar100_memorization.toml (Feldman & Zhang on CIFAR-100), shrunk, on mock data."""
     s, cfg = _headline(tmp_path, "experiments/cifar100_memorization.toml")
-    assert cfg["subsets"]["design"] == "ratio" and cfg["model"]["whiten"]
+    assert cfg["subsets"]["design"]["name"] == "ratio" and cfg["model"]["whiten"]
     assert s["num_models"] == 4 and s["num_examples"] == 96 and s["diverged"]["count"] == 0
     keep = np.load(tmp_path / "run" / "keep.npy")
     assert (keep.sum(1) == round(0.7 * 96)).all()           # exactly 70% per model
