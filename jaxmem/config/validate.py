@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from jaxmem.config.registry import ANALYSIS, ATTACK, MODEL, choice_paths, provided
-from jaxmem.config.schema import Config, ConfigError, flatten, to_dict
+from jaxmem.config.schema import Config, ConfigError, DataConfig, flatten, to_dict
 
 __all__ = ["validate", "RECORD_FIELDS"]
 
@@ -116,6 +116,7 @@ def validate(cfg: Config) -> None:
     except ValueError as e:
         raise ConfigError(f"data.source: {e}") from None
     _validate_text(cfg, spec)
+    _validate_source_kind(d)
     _validate_augment(cfg, spec)
     if cfg.scoring.targets < 0 or cfg.scoring.targets > s.num_models:
         raise ConfigError(f"scoring.targets: must be in [0, num_models], got {cfg.scoring.targets}")
@@ -190,6 +191,18 @@ def _validate_records(cfg: Config, spec) -> None:
     if (r.curvature_epochs or r.vog_epochs) and spec.tokens:
         raise ConfigError(f"train.records: curvature and VoG are input gradients; model "
                           f"{cfg.model.name!r} takes integer tokens")
+
+
+def _validate_source_kind(d) -> None:
+    """A ``data.*`` field that only the other kind of source (image / text) reads, set away from
+    its default, is refused (the data package declares which fields each kind reads)."""
+    kind = "text" if provided("data.is_text_source")(d.source) else "image"
+    default = DataConfig()
+    for other, fields in provided("data.fields_by_kind").items():
+        for f in fields if other != kind else ():
+            if getattr(d, f) != getattr(default, f):
+                raise ConfigError(f"data.{f}: a field of {other} sources; data.source = {d.source!r} "
+                                  f"is a{'n' if kind == 'image' else ''} {kind} source (leave it unset)")
 
 
 def _validate_text(cfg, spec) -> None:

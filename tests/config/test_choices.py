@@ -53,6 +53,11 @@ def test_every_experiment_and_variant_loads(path, full):
     (["model.name=wrn", "model.depth=12"], "model.depth: a WRN's depth is 6n + 4"),
     (["subsets.design.pkeep=1.0"], "subsets.design.pkeep: must be in (0, 1)"),
     (["train.schedule=triangle", "train.schedule.warmup_epochs=30"], "train.schedule.warmup_epochs: the triangle"),
+    # data fields of the other kind of source (image / text)
+    (["data.max_len=64"], "data.max_len: a field of text sources; data.source = 'digits' is an image source"),
+    (["data.tokenizer=bpe"], "data.tokenizer: a field of text sources"),
+    (["data.source=kjv", "model.name=causal_lm", "scoring.attacks=[]", "data.long_tail_fraction=0.5"],
+     "data.long_tail_fraction: a field of image sources; data.source = 'kjv' is a text source"),
     # an augmentation that does not apply to the data (issue #20: was said to train silently)
     (["data.source=mnist1d", "train.augment=flip_crop"], "train.augment: flip_crop needs images"),
 ])
