@@ -73,6 +73,11 @@ _MOVED = {
     "train.warmup_epochs": ("train.schedule", "warmup_epochs", ("linear_warmup_cosine", "triangle")),
     "train.schedule_start": ("train.schedule", "start", ("triangle",)),
     "train.schedule_end": ("train.schedule", "end", ("triangle",)),
+    "train.whiten_bias_epochs": ("model", "whiten_bias_epochs", ("resnet_airbench",)),
+    "train.lookahead_every": ("train.lookahead", "every", ("ema",)),
+    "train.lookahead_start_epochs": ("train.lookahead", "start_epochs", ("ema",)),
+    "train.lookahead_decay": ("train.lookahead", "decay", ("ema",)),
+    "train.lookahead_pow": ("train.lookahead", "pow", ("ema",)),
     "subsets.pkeep": ("subsets.design", "pkeep", ("balanced", "bernoulli", "leave_group_out", "replica")),
     "subsets.ratios": ("subsets.design", "ratios", ("ratio",)),
     "subsets.k": ("subsets.design", "k", ("leave_k_out",)),
@@ -137,7 +142,15 @@ def upgrade_stored(d: dict) -> dict:
     regs = choice_paths()
     reg = regs["model"]
     d["model"] = {k: v for k, v in m.items() if k == "name" or k in reg.fields(m.get("name", reg.default))}
-    for table, key in (("train", "optimizer"), ("train", "schedule"), ("subsets", "design")):
+    t = d.setdefault("train", {})
+    if "whiten_bias_epochs" in t:
+        wbe = t.pop("whiten_bias_epochs")
+        if "whiten_bias_epochs" in reg.fields(d["model"].get("name", reg.default)):
+            d["model"]["whiten_bias_epochs"] = wbe
+    if "lookahead_every" in t:
+        t["lookahead"] = "ema" if t["lookahead_every"] else "none"
+    for table, key in (("train", "optimizer"), ("train", "schedule"), ("train", "lookahead"),
+                       ("subsets", "design")):
         t = d.get(table, {})
         reg = regs[f"{table}.{key}"]
         name = t.get(key, reg.default)

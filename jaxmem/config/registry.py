@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Optional
 
 __all__ = ["ConfigError", "Choice", "Entry", "Registry", "REGISTRIES", "MODEL", "OPTIMIZER",
-           "SCHEDULE", "DESIGN", "AUGMENT", "ATTACK", "ANALYSIS", "choice_paths", "provide",
+           "SCHEDULE", "LOOKAHEAD", "DESIGN", "AUGMENT", "ATTACK", "ANALYSIS", "choice_paths", "provide",
            "provided", "resolve"]
 
 
@@ -176,19 +176,22 @@ class Registry:
 MODEL = Registry("model", "model", default="mlp")
 OPTIMIZER = Registry("optimizer", "train.optimizer", default="adam")
 SCHEDULE = Registry("schedule", "train.schedule", default="constant")
+LOOKAHEAD = Registry("lookahead", "train.lookahead", default="none")
 DESIGN = Registry("design", "subsets.design", default="balanced")
 AUGMENT = Registry("augmentation", "train.augment")
 ATTACK = Registry("attack", "scoring.attacks")
 ANALYSIS = Registry("analysis", "experiment.kind", default="default")
 
 #: Every registry by kind.
-REGISTRIES = {r.kind: r for r in (MODEL, OPTIMIZER, SCHEDULE, DESIGN, AUGMENT, ATTACK, ANALYSIS)}
+REGISTRIES = {r.kind: r for r in (MODEL, OPTIMIZER, SCHEDULE, LOOKAHEAD, DESIGN, AUGMENT, ATTACK,
+                                  ANALYSIS)}
 
 
 def choice_paths() -> dict:
     """``{config path: registry}`` of the choices that sit in the config as a table with a
-    ``name`` (``model``, ``train.optimizer``, ``train.schedule``, ``subsets.design``)."""
-    return {r.path: r for r in (MODEL, OPTIMIZER, SCHEDULE, DESIGN)}
+    ``name`` (``model``, ``train.optimizer``, ``train.schedule``, ``train.lookahead``,
+    ``subsets.design``)."""
+    return {r.path: r for r in (MODEL, OPTIMIZER, SCHEDULE, LOOKAHEAD, DESIGN)}
 
 
 _PROVIDED: dict[str, Any] = {}

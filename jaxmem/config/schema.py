@@ -14,7 +14,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 
-from jaxmem.config.registry import DESIGN, MODEL, OPTIMIZER, SCHEDULE, Choice, ConfigError
+from jaxmem.config.registry import DESIGN, LOOKAHEAD, MODEL, OPTIMIZER, SCHEDULE, Choice, ConfigError
 
 __all__ = ["ConfigError", "to_dict", "flatten", "Config", "DataConfig", "SubsetConfig", "Choice", "DPConfig", "TrainConfig",
            "RecordsConfig",
@@ -96,11 +96,9 @@ class TrainConfig:
     # triangle) with its own fields (warmup_epochs, start, end)
     schedule: typing.Any = field(default_factory=SCHEDULE.default_factory())
     bias_lr_scale: float = 1.0      # BatchNorm biases: learning rate x this, weight decay / this
-    whiten_bias_epochs: float = 0.0  # resnet_airbench: train the stem bias this long (0 = always)
-    lookahead_every: int = 0        # airbench lookahead/EMA every n steps (0 = off) ...
-    lookahead_start_epochs: int = 3  # ... from this epoch on ...
-    lookahead_decay: float = 0.95   # ... with decay decay**every * (step / total)**pow
-    lookahead_pow: float = 3.0
+    # parameter averaging of jaxmem.train.choices: "none" | [train.lookahead] name = "ema" with
+    # every, start_epochs, decay, pow (airbench94's lookahead)
+    lookahead: typing.Any = field(default_factory=LOOKAHEAD.default_factory())
     batch_size: int = 128
     epochs: float = 20.0
     label_smoothing: float = 0.0

@@ -78,12 +78,6 @@ def validate(cfg: Config) -> None:
     _positive("train.checkpoint_every", t.checkpoint_every, strict=False)
     _positive("signals.batch_size", cfg.signals.batch_size)
     _positive("train.bias_lr_scale", t.bias_lr_scale)
-    _positive("train.whiten_bias_epochs", t.whiten_bias_epochs, strict=False)
-    _positive("train.lookahead_every", t.lookahead_every, strict=False)
-    _positive("train.lookahead_start_epochs", t.lookahead_start_epochs, strict=False)
-    _positive("train.lookahead_pow", t.lookahead_pow, strict=False)
-    if not 0.0 < t.lookahead_decay <= 1.0:
-        raise ConfigError(f"train.lookahead_decay: must be in (0, 1], got {t.lookahead_decay}")
     sched = t.schedule
     if getattr(sched, "peak_inside", False) and not 0.0 < sched.warmup_epochs < t.epochs:
         raise ConfigError(f"train.schedule.warmup_epochs: the {sched.name} schedule peaks there; must "
@@ -91,9 +85,6 @@ def validate(cfg: Config) -> None:
     m = cfg.model
     spec = MODEL.get(m.name).capabilities
     _validate_pretrained(cfg, spec)
-    if t.whiten_bias_epochs and not spec.whiten:
-        raise ConfigError(f"train.whiten_bias_epochs: only for {_names('whiten', True)}'s "
-                          f"stem, model.name is {m.name!r}")
     if not 0.0 <= t.label_smoothing < 1.0:
         raise ConfigError(f"train.label_smoothing: must be in [0, 1), got {t.label_smoothing}")
     if t.dp.enabled:

@@ -36,7 +36,7 @@ class ModelSpec(NamedTuple):
     Capability flags: ``batch_norm`` — ``"always"``, ``"optional"`` (``model.batch_norm``
     switches it) or ``"never"``; ``dropout`` — has dropout layers (``model.dropout``);
     ``tokens`` — takes int token sequences, not float inputs; ``whiten`` — its stem can be
-    whitened (``model.whiten``, ``train.whiten_bias_epochs``); ``convolutional`` — convolution
+    whitened (``model.whiten``, ``model.whiten_bias_epochs``); ``convolutional`` — convolution
     gradients dominate (the trainer steps from the host on CPU, jax#12868); ``lm`` — a causal
     language model: it takes token sequences ``[N, L]`` of a text source (their lengths as ``y``)
     and returns next-token logits ``[N, L, V]``; the trainer takes its next-token loss and a run
@@ -118,6 +118,12 @@ class AirbenchConfig(_BNFields):
     """``resnet_airbench`` (:class:`jaxmem.models.airbench.AirbenchNet`)."""
 
     whiten: bool = False            # stem = frozen patch whitening of the run's own data
+    whiten_bias_epochs: float = 0.0  # train the (whitened) stem's bias this long (0 = always)
+
+    def check(self, path):
+        super().check(path)
+        if self.whiten_bias_epochs < 0:
+            raise ConfigError(f"{path}.whiten_bias_epochs: must be >= 0, got {self.whiten_bias_epochs}")
 
 
 @dataclass(frozen=True)

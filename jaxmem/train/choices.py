@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jaxmem.config.registry import OPTIMIZER, SCHEDULE, Choice, ConfigError
+from jaxmem.config.registry import LOOKAHEAD, OPTIMIZER, SCHEDULE, Choice, ConfigError
 
-__all__ = ["NoFields", "MomentumConfig", "WarmupConfig", "TriangleConfig"]
+__all__ = ["NoFields", "MomentumConfig", "WarmupConfig", "TriangleConfig", "EMAConfig"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,27 @@ class TriangleConfig(Choice):
                 raise ConfigError(f"{path}.{key}: must be >= 0, got {getattr(self, key)}")
 
 
+@dataclass(frozen=True)
+class EMAConfig(Choice):
+    """``ema``: airbench94's lookahead (from hlb-cifar10): every ``every`` steps from epoch
+    ``start_epochs`` on, an average ``ema <- ema + (1 - rho)(theta - ema)`` with ``rho =
+    decay**every * (step / total)**pow``, then ``theta <- ema`` (:mod:`jaxmem.train.steps`)."""
+
+    every: int = 5
+    start_epochs: int = 3
+    decay: float = 0.95
+    pow: float = 3.0
+
+    def check(self, path):
+        if self.every < 1:
+            raise ConfigError(f"{path}.every: must be >= 1, got {self.every}")
+        for key in ("start_epochs", "pow"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{path}.{key}: must be >= 0, got {getattr(self, key)}")
+        if not 0.0 < self.decay <= 1.0:
+            raise ConfigError(f"{path}.decay: must be in (0, 1], got {self.decay}")
+
+
 _O = "jaxmem.train.optim:"
 OPTIMIZER.register("adam", NoFields, builder=_O + "adam", doc="Adam; weight decay added to the gradient")
 OPTIMIZER.register("adamw", NoFields, builder=_O + "adamw", doc="AdamW (decoupled weight decay)")
@@ -70,5 +91,8 @@ SCHEDULE.register("constant", NoFields, builder=_O + "constant_factor", doc="the
 SCHEDULE.register("cosine", NoFields, builder=_O + "cosine_factor", doc="cosine from the peak to 0")
 SCHEDULE.register("linear_warmup_cosine", WarmupConfig, builder=_O + "warmup_cosine_factor",
                   doc="linear warmup, then cosine to 0")
+LOOKAHEAD.register("none", NoFields, doc="no parameter averaging")
+LOOKAHEAD.register("ema", EMAConfig,   # applied by jaxmem.train.steps.ModelSteps._lookahead
+                   doc="airbench94's lookahead: an EMA of the weights, copied back every few steps")
 SCHEDULE.register("triangle", TriangleConfig, builder=_O + "triangle_factor",
                   doc="airbench94's triangle: start -> peak -> end, linearly")

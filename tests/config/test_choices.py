@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from jaxmem import config as cfgmod
-from jaxmem.config.registry import DESIGN, MODEL, OPTIMIZER, SCHEDULE
+from jaxmem.config.registry import DESIGN, LOOKAHEAD, MODEL, OPTIMIZER, SCHEDULE
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted((ROOT / "experiments").glob("*.toml"))
@@ -48,6 +48,8 @@ def test_every_experiment_and_variant_loads(path, full):
     (["train.schedule_start=0.2"], '[train.schedule] name = "triangle", start = 0.2'),
     (["subsets.pkeep=0.3"], '[subsets.design] name = "balanced", pkeep = 0.3 (or --set subsets.design.pkeep=0.3)'),
     (["subsets.replicas=4"], '[subsets.design] name = "replica", replicas = 4'),
+    (["train.lookahead_every=5"], '[train.lookahead] name = "ema", every = 5 (or --set train.lookahead.every=5)'),
+    (["train.whiten_bias_epochs=3"], '[model] name = "resnet_airbench", whiten_bias_epochs = 3'),
     # ranges: the choice's own check, naming the field under its path
     (["train.optimizer=sgd", "train.optimizer.momentum=1.0"], "train.optimizer.momentum: must be in [0, 1)"),
     (["model.name=wrn", "model.depth=12"], "model.depth: a WRN's depth is 6n + 4"),
@@ -105,7 +107,9 @@ def test_a_config_json_stored_before_the_change_is_upgraded():
                      "dropout": 0.1, "depth": 16, "width": 4, "d_model": 64, "num_layers": 2,
                      "num_heads": 4, "bn_momentum": 0.8, "bn_eps": 1e-5, "whiten": False},
            "train": {"optimizer": "nesterov", "momentum": 0.85, "schedule": "triangle",
-                     "warmup_epochs": 2.0, "schedule_start": 0.2, "schedule_end": 0.07},
+                     "warmup_epochs": 2.0, "schedule_start": 0.2, "schedule_end": 0.07,
+                     "whiten_bias_epochs": 3.0, "lookahead_every": 5, "lookahead_start_epochs": 2,
+                     "lookahead_decay": 0.95, "lookahead_pow": 3.0},
            "subsets": {"design": "ratio", "num_models": 8, "pkeep": 0.5, "ratios": [0.3], "k": 1,
                        "replicas": 2}}
     cfg = cfgmod.from_dict(old)
@@ -113,6 +117,9 @@ def test_a_config_json_stored_before_the_change_is_upgraded():
     assert cfg.train.optimizer == OPTIMIZER.make("nesterov", momentum=0.85)
     assert cfg.train.schedule == SCHEDULE.make("triangle", warmup_epochs=2.0, start=0.2, end=0.07)
     assert cfg.subsets.design == DESIGN.make("ratio", ratios=[0.3])
+    assert cfg.train.lookahead == LOOKAHEAD.make("ema", every=5, start_epochs=2, decay=0.95, pow=3.0)
+    old["model"]["name"] = "resnet_airbench"
+    assert cfgmod.from_dict(old).model == MODEL.make("resnet_airbench", bn_momentum=0.8, whiten_bias_epochs=3.0)
     assert cfgmod.from_dict(cfgmod.to_dict(cfg)) == cfg
 
 
@@ -130,7 +137,7 @@ def test_config_package_imports_no_other_jaxmem_package():
 
 
 def test_every_registered_choice_builds_its_default_config():
-    for reg in (MODEL, OPTIMIZER, SCHEDULE, DESIGN):
+    for reg in (MODEL, OPTIMIZER, SCHEDULE, LOOKAHEAD, DESIGN):
         for name in reg:
             c = reg.make(name)
             assert c.name == name

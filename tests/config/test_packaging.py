@@ -65,7 +65,9 @@ def test_experiment_files_resolve_as_before_the_preset():
     text = (ROOT / "tests" / "fixtures" / "resolved_configs_12d6e22.json").read_text()
     for old, new in (("train.momentum=", "train.optimizer.momentum="),   # overrides' new spelling
                      ("train.warmup_epochs=", "train.schedule.warmup_epochs="),
-                     ("subsets.replicas=", "subsets.design.replicas=")):
+                     ("subsets.replicas=", "subsets.design.replicas="),
+                     ("train.whiten_bias_epochs=", "model.whiten_bias_epochs="),
+                     ("train.lookahead_start_epochs=", "train.lookahead.start_epochs=")):
         text = text.replace(old, new)
     before = json.loads(text)
     # (the fixture is in the form before choices held their own fields, issue #20: upgraded as a

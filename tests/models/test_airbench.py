@@ -109,8 +109,8 @@ def test_triangle_schedule_is_airbench_piecewise_linear(start, peak, end):
 
 
 def test_lookahead_update_rule():
-    cfg = load_config(None, ["train.lookahead_every=5", "train.lookahead_start_epochs=3",
-                             "train.lookahead_decay=0.9", "train.lookahead_pow=2.0"])
+    cfg = load_config(None, ["train.lookahead=ema", "train.lookahead.every=5", "train.lookahead.start_epochs=3",
+                             "train.lookahead.decay=0.9", "train.lookahead.pow=2.0"])
     me = SimpleNamespace(cfg=cfg)
     rng = np.random.default_rng(3)
     net = {"params": {"w": rng.normal(size=4).astype(np.float32)},
@@ -172,8 +172,8 @@ AIRBENCH = ["model.name=resnet_airbench", "model.whiten=true", "model.bn_momentu
             "train.optimizer.momentum=0.85", "train.weight_decay=0.0013", "train.bias_lr_scale=64",
             "train.batch_size=16", "train.epochs=2", "train.schedule=triangle",
             "train.schedule.warmup_epochs=0.7", "train.schedule.start=0.2", "train.schedule.end=0.07",
-            "train.whiten_bias_epochs=1", "train.lookahead_every=2",
-            "train.lookahead_start_epochs=1", "train.augment=altflip_crop",
+            "model.whiten_bias_epochs=1", "train.lookahead=ema", "train.lookahead.every=2",
+            "train.lookahead.start_epochs=1", "train.augment=altflip_crop",
             "train.label_smoothing=0.2", "subsets.num_models=3", "scoring.attacks=[]"]
 
 
@@ -231,9 +231,10 @@ def _recipe_check():
 
 @pytest.mark.parametrize("overrides,field", [
     (["model.whiten=true"], "model.whiten"),
-    (["train.whiten_bias_epochs=3"], "train.whiten_bias_epochs"),
+    (["train.whiten_bias_epochs=3"], "train.whiten_bias_epochs: moved into the model"),
+    (["model.whiten_bias_epochs=3"], "model.whiten_bias_epochs: not a field of model 'mlp'"),
     (["train.schedule=triangle"], "train.schedule.warmup_epochs"),
-    (["train.lookahead_decay=0"], "train.lookahead_decay"),
+    (["train.lookahead=ema", "train.lookahead.decay=0"], "train.lookahead.decay: must be in"),
     (["model.name=cnn", "model.bn_momentum=1.0"], "model.bn_momentum: must be"),
     (["model.name=wrn", "model.bn_eps=0"], "model.bn_eps: must be"),
     (["train.bias_lr_scale=-2"], "train.bias_lr_scale"),
@@ -264,7 +265,7 @@ with tfds.testing.mock_data(num_examples=96, policy=tfds.testing.MockPolicy.USE_
     sys.exit(main(["run", sys.argv[2], "--workdir", sys.argv[1], "--cache-dir", "",
                    "--set", "subsets.num_models=4", "--set", "train.batch_size=16",
                    "--set", "train.epochs=2", "--set", "train.schedule.warmup_epochs=0.5",
-                   "--set", "train.whiten_bias_epochs=1", "--set", "train.lookahead_start_epochs=1",
+                   "--set", "model.whiten_bias_epochs=1", "--set", "train.lookahead.start_epochs=1",
                    "--set", "train.compute_dtype=float32"]))
 """
 
