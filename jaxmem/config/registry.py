@@ -4,8 +4,11 @@ their defaults), its builder and its capabilities.
 
 This module sits at the bottom of the package graph and imports nothing else of jaxmem: the
 packages that own the choices fill the registries from their light registry modules
-(``jaxmem.models.registry``, ``jaxmem.train.choices``, ``jaxmem.subsets``, ...), which
-``import jaxmem`` imports. A config names the choice and holds only that choice's fields::
+(``jaxmem.models.registry``, ``jaxmem.train.choices``, ``jaxmem.subsets``, ...), which the root
+``jaxmem/__init__.py`` imports when a registry is first read (:func:`on_first_use`), so that
+``import jaxmem.estimators`` alone still pulls in no training code.
+
+A config names the choice and holds only that choice's fields::
 
     [model]                     # Config.model is an MLPConfig: name + its fields
     name = "mlp"
@@ -34,7 +37,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 __all__ = ["ConfigError", "Choice", "Entry", "Registry", "REGISTRIES", "MODEL", "OPTIMIZER",
            "SCHEDULE", "LOOKAHEAD", "DESIGN", "AUGMENT", "ATTACK", "ANALYSIS", "choice_paths", "provide",
-           "provided", "resolve"]
+           "provided", "resolve", "on_first_use"]
 
 
 class ConfigError(ValueError):
@@ -80,6 +83,25 @@ class Entry(NamedTuple):
     doc: str = ""
 
 
+_FILLERS: list = []
+_FILLED = [False]
+
+
+def on_first_use(fill: Callable[[], None]) -> None:
+    """Call ``fill`` (it imports the modules that register choices) before any registry is first
+    read; the root package ``jaxmem`` passes the list of its light registry modules."""
+    _FILLERS.append(fill)
+    if _FILLED[0]:
+        fill()
+
+
+def _fill() -> None:
+    if not _FILLED[0]:
+        _FILLED[0] = True
+        for fill in list(_FILLERS):
+            fill()
+
+
 def resolve(builder):
     """A builder: a callable as is, or ``"module:attr"`` imported."""
     if isinstance(builder, str):
@@ -98,12 +120,15 @@ class Registry:
         self.entries: dict[str, Entry] = {}
 
     def __contains__(self, name) -> bool:
+        _fill()
         return name in self.entries
 
     def __iter__(self):
+        _fill()
         return iter(self.entries)
 
     def names(self) -> tuple:
+        _fill()
         return tuple(self.entries)
 
     def register(self, name: str, config_cls: Optional[type] = None, *, builder=None,
@@ -150,6 +175,7 @@ class Registry:
           ConfigError: unknown name, naming ``field`` (default: the registry's path) and
             listing the choices.
         """
+        _fill()
         if name not in self.entries:
             where = field or self.path or self.kind
             raise ConfigError(f"{where}: unknown {self.kind} {name!r} (choose from "
@@ -210,6 +236,7 @@ def provided(key: str):
       LookupError: nothing was provided (the owning module was not imported: ``import jaxmem``
         imports every registry module).
     """
+    _fill()
     if key not in _PROVIDED:
         raise LookupError(f"{key}: not provided (import jaxmem first; its registry modules provide it)")
     return _PROVIDED[key]
