@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmem.data.pretrained import read_llama_config, resolve_checkpoint
 from jaxmem.models.registry import MODELS, module_class, spec
 
 __all__ = ["get_model", "make_model", "count_params", "flops_per_example"]
@@ -30,8 +31,6 @@ def make_model(cfg, num_classes: int) -> nn.Module:
     (:data:`jaxmem.models.registry.MODELS`), in ``cfg.train.compute_dtype``."""
     kwargs = {f: getattr(cfg.model, f) for f in spec(cfg.model.name).fields}
     if spec(cfg.model.name).pretrained and getattr(cfg.model, "checkpoint", ""):   # the architecture is the file's
-        from jaxmem.data.pretrained import read_llama_config, resolve_checkpoint
-
         arch = read_llama_config(resolve_checkpoint(cfg.model.checkpoint))
         if arch["vocab_size"] != num_classes:
             raise ValueError(f"model.checkpoint: its vocabulary has {arch['vocab_size']} tokens, the "
