@@ -77,14 +77,9 @@ def _sizes(path, key, sizes):
         raise ConfigError(f"{path}.{key}: layer sizes must be > 0, got {list(sizes)}")
 
 
-@dataclass(frozen=True)
-class _BNFields(Choice):
-    bn_momentum: float = 0.9        # BatchNorm running-statistics decay (PyTorch: 1 - momentum)
-    bn_eps: float = 1e-5
-
-    def check(self, path):
-        _unit(path, "bn_momentum", self.bn_momentum)
-        _positive(path, "bn_eps", self.bn_eps)
+def _bn_check(c, path):
+    _unit(path, "bn_momentum", c.bn_momentum)
+    _positive(path, "bn_eps", c.bn_eps)
 
 
 @dataclass(frozen=True)
@@ -100,42 +95,48 @@ class MLPConfig(Choice):
 
 
 @dataclass(frozen=True)
-class CNNConfig(_BNFields):
+class CNNConfig(Choice):
     """``cnn`` (:class:`jaxmem.models.cnn.CNN`)."""
 
     channels: typing.List[int] = field(default_factory=lambda: [32, 64])
     batch_norm: bool = False
     dropout: float = 0.0
+    bn_momentum: float = 0.9        # BatchNorm running-statistics decay (PyTorch: 1 - momentum)
+    bn_eps: float = 1e-5
 
     def check(self, path):
-        super().check(path)
+        _bn_check(self, path)
         _sizes(path, "channels", self.channels)
         _unit(path, "dropout", self.dropout)
 
 
 @dataclass(frozen=True)
-class AirbenchConfig(_BNFields):
+class AirbenchConfig(Choice):
     """``resnet_airbench`` (:class:`jaxmem.models.airbench.AirbenchNet`)."""
 
     whiten: bool = False            # stem = frozen patch whitening of the run's own data
     whiten_bias_epochs: float = 0.0  # train the (whitened) stem's bias this long (0 = always)
+    bn_momentum: float = 0.9
+    bn_eps: float = 1e-5
 
     def check(self, path):
-        super().check(path)
+        _bn_check(self, path)
         if self.whiten_bias_epochs < 0:
             raise ConfigError(f"{path}.whiten_bias_epochs: must be >= 0, got {self.whiten_bias_epochs}")
 
 
 @dataclass(frozen=True)
-class WRNConfig(_BNFields):
+class WRNConfig(Choice):
     """``wrn`` (:class:`jaxmem.models.wrn.WideResNet`): WRN-depth-width."""
 
     depth: int = 16
     width: int = 4
     dropout: float = 0.0
+    bn_momentum: float = 0.9
+    bn_eps: float = 1e-5
 
     def check(self, path):
-        super().check(path)
+        _bn_check(self, path)
         if self.depth < 10 or (self.depth - 4) % 6:
             raise ConfigError(f"{path}.depth: a WRN's depth is 6n + 4 (n >= 1), got {self.depth}")
         _positive(path, "width", self.width)
