@@ -123,6 +123,39 @@ def test_a_config_json_stored_before_the_change_is_upgraded():
     assert cfgmod.from_dict(cfgmod.to_dict(cfg)) == cfg
 
 
+def _as_before(d):
+    """A config dict in the form ``config.json`` had before choices held their own fields (every
+    family's model fields side by side; optimizer, schedule, design as names with flat fields)."""
+    d = json.loads(json.dumps(d))
+    d["model"] = {"name": "mlp", "hidden": [256], "channels": [32, 64], "batch_norm": False,
+                  "dropout": 0.0, "depth": 16, "width": 4, "d_model": 64, "num_layers": 2,
+                  "num_heads": 4, "bn_momentum": 0.9, "bn_eps": 1e-05, "whiten": False,
+                  "checkpoint": "", "num_kv_heads": 0, "ffn_dim": 0, "lora_rank": 0,
+                  "lora_alpha": 16.0, "lora_targets": ["q", "v"]}
+    t, s = d["train"], d["subsets"]
+    del t["lookahead"]
+    t.update(optimizer="adam", momentum=0.9, schedule="constant", warmup_epochs=0.0,
+             schedule_start=0.0, schedule_end=0.0, whiten_bias_epochs=0.0, lookahead_every=0,
+             lookahead_start_epochs=3, lookahead_decay=0.95, lookahead_pow=3.0)
+    s.update(design="balanced", pkeep=0.5, ratios=[0.7], k=1, replicas=2)
+    return d
+
+
+def test_a_run_directory_written_before_the_change_resumes(tmp_path):
+    """check_workdir compares a stored old-form config.json in today's form: the same config
+    resumes, another one is still refused naming the field."""
+    from jaxmem.io import RunError
+    from jaxmem.runs.workdir import check_workdir
+
+    cfg = cfgmod.Config()
+    (tmp_path / "config.json").write_text(json.dumps(_as_before(cfgmod.to_dict(cfg))))
+    assert cfgmod.from_dict(_as_before(cfgmod.to_dict(cfg))) == cfg
+    assert check_workdir(tmp_path, cfg, overwrite=False) is None
+    other = cfgmod.load_config(None, ["model.hidden=[7]"])
+    with pytest.raises(RunError, match="model.hidden"):
+        check_workdir(tmp_path, other, overwrite=False)
+
+
 def test_config_package_imports_no_other_jaxmem_package():
     """The mechanism sits at the bottom of the package graph: jaxmem.config imports nothing of
     jaxmem outside itself (the packages register into it), at module top or inside functions."""
