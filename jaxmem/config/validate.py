@@ -313,7 +313,3 @@ def _validate_pretrained(cfg, spec) -> None:
     if getattr(cfg.model, "checkpoint", "") and cfg.data.tokenizer != "pretrained":
         raise ConfigError(f"data.tokenizer: a pretrained model.checkpoint reads its texts with its own "
                           f"tokenizer (data.tokenizer = \"pretrained\"), got {cfg.data.tokenizer!r}")
-
-
-def _names(flag, value) -> str:
-    return " / ".join(k for k in MODEL if getattr(MODEL.get(k).capabilities, flag, None) == value)
