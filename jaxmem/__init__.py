@@ -12,6 +12,7 @@ def _fill_registries():
     first read (so that ``import jaxmem.estimators`` alone pulls in no training code)."""
     import jaxmem.analyses.registry  # (analyses)
     import jaxmem.attacks.registry  # (attacks)
+    import jaxmem.attacks.spec  # (RMIA's tuning protocols)
     import jaxmem.data.sources  # (sources, queries, tokenizers: validation's checks)
     import jaxmem.models.registry  # (model families)
     import jaxmem.subsets  # (designs)

@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 
-from jaxmem.analyses.common import audit, figure, memorization_of, run_signals, write_csv
+from jaxmem.analyses.common import audit, audit_spec, figure, memorization_of, rmia_tuning, run_signals, write_csv
 
 #: Tail thresholds reported: the share of training examples with memorization above each.
 TAIL = (0.25, 0.5, 0.75)
@@ -106,11 +106,13 @@ def analyze(cfg, workdir, runs, log, attacks=("lira_online", "rmia_offline")):
         for k, v in summ.items():
             row[k], (row[k + "_low"], row[k + "_high"]) = v, ci[k]
         targets = np.flatnonzero(ok)[: cfg.scoring.targets or None]
-        ev = audit(sig, keep, ok, attacks, targets)
+        ev = audit(sig, keep, ok, audit_spec(c, attacks), targets)
         for a in attacks:
             auc, tprs = roc_metrics(ev.scores[a], ev.members, (0.001, 0.01))
             for key, v in (("auc", auc), ("tpr_at_0.001_fpr", tprs[0]), ("tpr_at_0.01_fpr", tprs[1])):
                 row[f"{a}_{key}"], row[f"{a}_{key}_low"], row[f"{a}_{key}_high"] = mean_interval(v)
+            if a.startswith("rmia"):   # how RMIA's offline a was chosen (jaxmem.attacks.spec)
+                row[f"{a}_tuning"] = rmia_tuning(ev, a)
         row["targets"] = int(len(targets))
         rows.append(row)
         log(f"{name}: test {row['test_accuracy']:.3f}, mem mean {row['mem_mean']:.3f}, "

@@ -11,38 +11,72 @@ from typing import Callable
 
 import numpy as np
 
+from jaxmem import attacks as mia
+from jaxmem.attacks import AuditSpec
+from jaxmem.attacks.registry import get
 from jaxmem.io import atomic_path, save_text
+from jaxmem.signals import compute_signals
 
-__all__ = ["run_signals", "audit", "default_targets", "spearman", "memorization_of", "id_mask",
+__all__ = ["run_signals", "audit_spec", "audit", "rmia_tuning", "default_targets", "spearman", "memorization_of", "id_mask",
            "nanmean", "common_row", "sweep_rows", "figure", "write_csv", "print_rows", "json_safe"]
 
 
 def run_signals(run, attacks=(), extra=()):
     """Float64 signals of a stored run (:func:`jaxmem.signals.compute_signals`): correctness on
     the training and test sets, what ``attacks`` need, and ``extra`` names."""
-    from jaxmem.attacks.registry import get
-    from jaxmem.signals import compute_signals
-
     names = ["correct", "correct_pop", *extra] + [n for a in attacks for n in get(a).needs]
     return compute_signals(run.logits, run.labels, names, test_logits=run.test_logits,
                            test_labels=run.test_labels, dtype=np.float64)
 
 
-def audit(sig, keep, ok, attacks, targets, *, num_shadows=None, seed: int = 0):
-    """Each attack against each target with the other non-diverged models as shadows (the first
-    ``num_shadows`` of a fixed random order when given), like Carlini et al. (2022, Sec. VI):
-    :func:`jaxmem.attacks.evaluate` with the scores kept and RMIA's offline ``a`` tuned per
-    target on its own references. NaN marks examples an attack could not score (too few IN/OUT
-    shadows); :meth:`~jaxmem.attacks.evaluation.Evaluation.table` drops them. The per-example
-    warnings (few shadows) are silenced; those that make a metric undefined or unreliable (a
-    target with no scored member or non-member, few scored examples, a model excluded for
-    non-finite signals) are let through, one each, as from ``evaluate``."""
-    from jaxmem.attacks import evaluate, metric_warnings_only
+def audit_spec(config, attacks, **changes) -> AuditSpec:
+    """The audit specification of a run's config (:meth:`AuditSpec.from_scoring` of
+    ``config.scoring``, the one its own scoring uses) with the analysis's ``attacks`` and any
+    other ``changes`` (e.g. ``num_shadows``), made visible at the call.
 
-    with metric_warnings_only():
-        return evaluate(sig, keep, list(attacks), np.asarray(targets), model_mask=ok,
-                        num_shadows=num_shadows, shadow_seed=seed, return_scores=True,
-                        rmia_tune="per_target", labels=sig.labels)
+    Args:
+      config: the run's :class:`jaxmem.config.Config` (``run.config``).
+      attacks: the attacks the analysis studies.
+      **changes: other :class:`~jaxmem.attacks.AuditSpec` fields.
+
+    Returns:
+      AuditSpec.
+    """
+    return AuditSpec.from_scoring(config.scoring, attacks=tuple(attacks), **changes)
+
+
+def audit(sig, keep, ok, spec: AuditSpec, targets):
+    """Each attack of ``spec`` against each target with the other non-diverged models as shadows
+    (the first ``spec.num_shadows`` of a fixed random order when given), like Carlini et al.
+    (2022, Sec. VI): :func:`jaxmem.attacks.evaluate` under ``spec`` (:func:`audit_spec`: the
+    run's own scoring policy, e.g. RMIA's offline ``a`` tuned per target on its own shadows by
+    default; the per-example warnings silenced, those that make a metric undefined or
+    unreliable let through once each). NaN marks examples an attack could not score (too few
+    IN/OUT shadows); :meth:`~jaxmem.attacks.evaluation.Evaluation.table` drops them.
+
+    Args:
+      sig: the run's signals (:func:`run_signals`; their ``labels`` are passed on).
+      keep: [M, N] bool membership.
+      ok: [M] bool, the non-diverged models.
+      spec: the audit specification.
+      targets: model indices to attack.
+
+    Returns:
+      :class:`~jaxmem.attacks.evaluation.Evaluation` with the scores kept.
+
+    Raises:
+      TypeError: ``spec`` is not an :class:`~jaxmem.attacks.AuditSpec`.
+    """
+    if not isinstance(spec, AuditSpec):
+        raise TypeError(f"audit: pass an AuditSpec (audit_spec(run.config, attacks)), got {type(spec).__name__}")
+    return mia.evaluate(sig, keep, targets=np.asarray(targets), spec=spec, model_mask=ok,
+                        labels=getattr(sig, "labels", None))
+
+
+def rmia_tuning(ev, attack) -> str | None:
+    """How ``attack``'s RMIA offline ``a`` was chosen in ``ev`` ("tuned_per_target",
+    "tuned_once" or "given"; None for other attacks): the column experiment tables record."""
+    return ev.params.get(attack, {}).get("a_source")
 
 
 def default_targets(cfg, ok, default: int = 4) -> np.ndarray:
@@ -64,6 +98,7 @@ def spearman(a, b) -> float:
 
 
 def memorization_of(keep, sig, ok):
+    # (jaxmem.config validation reads jaxmem.analyses, and must not load jax: not at the top)
     from jaxmem.estimators import memorization
 
     with warnings.catch_warnings():
@@ -101,7 +136,7 @@ def sweep_rows(cfg, runs, extra=None, attacks=("lira_online",)):
         sig = run_signals(run, attacks)
         mem = memorization_of(keep, sig, ok)
         c = run.config
-        ev = audit(sig, keep, ok, attacks, default_targets(cfg, ok))
+        ev = audit(sig, keep, ok, audit_spec(c, attacks), default_targets(cfg, ok))
         m = ev.table()[attacks[0]]
         row = common_row(name, keep, ok, sig, mem)
         row.update({"auc": m["auc"], "tpr_at_0.001_fpr": m["tpr_at_0.001_fpr"],

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from jaxmem.analyses.common import audit, common_row, default_targets, memorization_of, run_signals
+from jaxmem.analyses.common import audit, audit_spec, common_row, default_targets, memorization_of, run_signals
 
 
 def analyze(cfg, workdir, runs, log):
@@ -22,7 +22,7 @@ def analyze(cfg, workdir, runs, log):
         sig = run_signals(run, ["lira_online", "loss"])
         mem = memorization_of(keep, sig, ok)
         targets = default_targets(cfg, ok)
-        ev = audit(sig, keep, ok, ["lira_online", "loss"], targets)
+        ev = audit(sig, keep, ok, audit_spec(run.config, ["lira_online", "loss"]), targets)
         table = ev.table()
         m = table["lira_online"]
         c = run.config

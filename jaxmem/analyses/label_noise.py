@@ -6,6 +6,7 @@ import numpy as np
 
 from jaxmem.analyses.common import (
     audit,
+    audit_spec,
     common_row,
     default_targets,
     figure,
@@ -39,7 +40,7 @@ def analyze(cfg, workdir, runs, log):
                         "mem_clean": nanmean(mem.mem[~flipped]),
                         "precision_at_k": float(flipped[order[:k]].mean())})
             hist[name] = (mem.mem[flipped & fin], mem.mem[~flipped & fin])
-        ev = audit(sig, keep, ok, ["lira_online"], default_targets(cfg, ok))
+        ev = audit(sig, keep, ok, audit_spec(run.config, ["lira_online"]), default_targets(cfg, ok))
         if flipped.any():
             row["lira_auc_noisy"] = ev.table(flipped)["lira_online"]["auc"]
             row["lira_auc_clean"] = ev.table(~flipped)["lira_online"]["auc"]

@@ -16,10 +16,21 @@ run's ``results/memorization.csv``), with the base's NLL beside it.
 
 from __future__ import annotations
 
+import csv
+import io
+
 import numpy as np
 
-from jaxmem.analyses.common import spearman, write_csv
+from jaxmem.analyses.common import rmia_tuning, spearman, write_csv
+from jaxmem.analyses.lm_common import sequence_table
 from jaxmem.analyses.lm_mia import REFERENCE_FREE
+from jaxmem.attacks import AuditSpec, evaluate
+from jaxmem.attacks.lm import reference_ratio
+from jaxmem.attacks.registry import get
+from jaxmem.data import build_dataset
+from jaxmem.io import save_text
+from jaxmem.runs.score_lm import lm_signals
+from jaxmem.train.lora import base_nll
 
 __all__ = ["analyze", "external_reference_scores", "lm_rmia_signals", "EXTERNAL", "RMIA"]
 
@@ -40,8 +51,6 @@ def external_reference_scores(target_nll, base_nll, mode: str = "ratio") -> np.n
       target_nll: [T, N] mean token NLL of each target on each text.
       base_nll: [N] the same under the base model.
     """
-    from jaxmem.attacks.lm import reference_ratio
-
     t = np.asarray(target_nll, np.float64)
     return np.stack([reference_ratio(row, base_nll, None, mode=mode) for row in t]) if t.size else t
 
@@ -63,36 +72,31 @@ def analyze(cfg, workdir, runs, log):
     """Per variant and attack: AUC and TPR at 0.1% / 1% FPR (means over every usable adapter as
     the target; each distinct text counted once), and per text counterfactual memorization beside
     the base model's NLL (``texts.csv``)."""
-    from jaxmem.analyses.lm_common import sequence_table
-    from jaxmem.attacks import evaluate, metric_warnings_only
-    from jaxmem.attacks.registry import get
-    from jaxmem.data import build_dataset
-    from jaxmem.runs.score_lm import lm_signals
-    from jaxmem.train.lora import base_nll
-
     attacks = list(cfg.scoring.attacks)
     rows, text_rows = [], []
     for name, run in runs.items():
         rcfg = run.config
         keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)
-        targets = np.flatnonzero(ok)[: rcfg.scoring.targets or None]
         log(f"{name}: the base model's NLL on the {keep.shape[1]} training texts (external reference)")
         ds = build_dataset(rcfg)      # the run's token sequences (the same config, the same data)
         if not np.array_equal(np.asarray(ds.y_train), np.asarray(run.labels)):
             raise ValueError(f"{name}: the rebuilt data differ from the run's (lengths)")
         base = base_nll(rcfg, int(ds.num_classes), ds.x_train, ds.y_train)
         nll = np.asarray(run.array("nll"), np.float64)
+        # the run's audit spec (its scoring's: targets, RMIA's a tuned per target by default),
+        # with RMIA on sequence likelihoods added to its attacks
+        spec = AuditSpec.from_scoring(rcfg.scoring, attacks=tuple(attacks) + RMIA)
         sig = lm_signals(run, sorted({n for a in attacks for n in get(a).needs}))
         sig.update(lm_rmia_signals(nll, run.array("test_nll")))
-        with metric_warnings_only():
-            ev = evaluate(sig, keep, attacks + list(RMIA), targets, model_mask=ok, return_scores=True)
+        ev = evaluate(sig, keep, spec=spec, model_mask=ok)
         for mode, a in zip(("ratio", "difference"), EXTERNAL):
             ev.scores[a] = external_reference_scores(nll[ev.targets], base, mode)
         groups = np.asarray(run.text["groups"])
         first = np.zeros(len(groups), bool)
         first[np.unique(groups, return_index=True)[1]] = True
         for a, m in ev.table(first).items():
-            rows.append({"variant": name, "attack": a, "kind": _kind(a), **m})
+            rows.append({"variant": name, "attack": a, "kind": _kind(a), **m,
+                         "rmia_tuning": rmia_tuning(ev, a)})
         seq = sequence_table(run)
         idx = np.asarray(seq["index"])
         for j, i in enumerate(idx):
@@ -126,11 +130,6 @@ def analyze(cfg, workdir, runs, log):
 
 def _write_texts(path, rows) -> str:
     """``rows`` as CSV with quoting (the texts hold commas and quotes)."""
-    import csv
-    import io
-
-    from jaxmem.io import save_text
-
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["variant"])
     w.writeheader()

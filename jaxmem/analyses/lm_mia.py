@@ -11,7 +11,10 @@ import numpy as np
 
 from jaxmem.analyses.common import figure, write_csv
 from jaxmem.analyses.lm_common import texts
-from jaxmem.runs.score_lm import lm_attacks, per_text_signals
+from jaxmem.attacks import evaluate
+from jaxmem.attacks.plot import plot_roc
+from jaxmem.attacks.registry import get
+from jaxmem.runs.score_lm import lm_attacks, lm_audit_spec, per_text_signals
 
 #: Attacks that need no other model (scored from the target's own outputs). Reference-based:
 #: reference_out (alias reference: the target's OUT models), reference_model (an external model's
@@ -19,31 +22,24 @@ from jaxmem.runs.score_lm import lm_attacks, per_text_signals
 REFERENCE_FREE = ("loss", "zlib", "min_k", "min_k_plus_plus")
 
 
-def _evaluate(run, attacks, targets, tg):
-    """Every attack on the texts ``tg`` (copies merged, as the run's own scoring does)."""
-    from jaxmem.attacks import evaluate, metric_warnings_only
-    from jaxmem.attacks.registry import get
-
+def _evaluate(run, spec, tg):
+    """Every attack of ``spec`` on the texts ``tg`` (copies merged), as the run's own scoring
+    (:func:`jaxmem.runs.score_lm.lm_audit_spec`: the same spec, targets and warnings policy)."""
     keep, ok = np.asarray(run.keep, bool)[:, tg.first], ~np.asarray(run.diverged, bool)
-    sig = per_text_signals(run, sorted({n for a in attacks for n in get(a).needs}), tg)
-    with metric_warnings_only():
-        return evaluate(sig, keep, list(attacks), targets, model_mask=ok, return_scores=True)
+    sig = per_text_signals(run, sorted({n for a in spec.attacks for n in get(a).needs}), tg)
+    return evaluate(sig, keep, spec=spec, model_mask=ok)
 
 
 def analyze(cfg, workdir, runs, log):
     """Per variant and attack: AUC and TPR at 0.1% / 1% FPR (means over every usable model as the
     target), overall and by a text's number of copies (each text once: its first row); the log-log
     ROC of the last variant."""
-    from jaxmem.attacks.plot import plot_roc
-
     attacks = lm_attacks(cfg)         # (the run's own: reference_model too when its NLL is given)
     rows, dup_rows, last, units = [], [], None, {}
     for name, run in runs.items():
-        ok = ~np.asarray(run.diverged, bool)
-        targets = np.flatnonzero(ok)[: cfg.scoring.targets or None]
         tg = texts(run)
         units[name] = tg.unit()
-        ev = _evaluate(run, attacks, targets, tg)
+        ev = _evaluate(run, lm_audit_spec(run.config), tg)   # the run's own spec (and targets)
         facts = run.text
         planted = np.asarray(facts["planted_count"])[tg.first]
         dup = np.asarray(facts["duplicate_count"])[tg.first]

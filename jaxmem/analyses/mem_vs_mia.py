@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxmem.analyses.common import audit, figure, memorization_of, run_signals, spearman, write_csv
+from jaxmem.analyses.common import audit, audit_spec, figure, memorization_of, run_signals, spearman, write_csv
 
 
 def analyze(cfg, workdir, runs, log):
@@ -18,7 +18,7 @@ def analyze(cfg, workdir, runs, log):
     sig = run_signals(run, ["lira_online"])
     mem = memorization_of(keep, sig, ok)
     targets = np.flatnonzero(ok)[: cfg.scoring.targets or None]
-    ev = audit(sig, keep, ok, ["lira_online"], targets)
+    ev = audit(sig, keep, ok, audit_spec(run.config, ["lira_online"]), targets)
     scores, members = ev.scores["lira_online"], ev.members
     gap = np.full(keep.shape[1], np.nan)
     per_auc = np.full(keep.shape[1], np.nan)

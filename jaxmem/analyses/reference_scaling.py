@@ -19,7 +19,11 @@ import time
 
 import numpy as np
 
-from jaxmem.analyses.common import figure, run_signals, write_csv
+from jaxmem.analyses.common import audit_spec, figure, rmia_tuning, run_signals, write_csv
+from jaxmem.attacks import evaluate
+from jaxmem.attacks.metrics import roc_auc, tpr_at_fpr
+from jaxmem.attacks.rmia import tune_rmia_a
+from jaxmem.attacks.stability import decision_stability
 
 #: The attacks compared, by their registry names.
 ATTACKS = ("lira_online", "lira_offline", "lira_online_fixed_variance", "lira_offline_fixed_variance",
@@ -60,21 +64,13 @@ def _signals(run, attacks):
     return {k: np.asarray(sig[k]) for k in sig.keys()}, np.asarray(run.labels)
 
 
-def audit(sig, keep, mask, attacks, targets, *, labels=None, num_shadows=None, seed=0, rmia_a=None):
-    """:func:`jaxmem.analyses.common.audit` for a signals dict (labels passed apart), RMIA's
-    offline ``a`` given."""
-    from jaxmem.attacks import evaluate, metric_warnings_only
-
-    with metric_warnings_only():
-        return evaluate(sig, keep, list(attacks), np.asarray(targets), model_mask=mask,
-                        num_shadows=num_shadows, shadow_seed=seed, return_scores=True,
-                        labels=labels, rmia_a=rmia_a)
+def audit(sig, keep, mask, spec, targets, *, labels=None):
+    """:func:`jaxmem.analyses.common.audit` for a signals dict (labels passed apart)."""
+    return evaluate(sig, keep, targets=np.asarray(targets), spec=spec, model_mask=mask, labels=labels)
 
 
 def _per_target(ev, attacks, fprs):
     """{attack: {"auc", "tpr_at_f_fpr"...}} of the single target of ``ev``."""
-    from jaxmem.attacks.metrics import roc_auc, tpr_at_fpr
-
     out = {}
     for a in attacks:
         s, mb = ev.scores[a][0], ev.members[0]
@@ -101,8 +97,6 @@ def analyze(cfg, workdir, runs, log, population_sizes=(10, 30, 100, 300, 1000)):
     """Per variant: every attack's AUC and TPRs against the number of references (means and 95%
     intervals over the replicas), RMIA against |Z| with all references, the share of true
     positives that are coin flips over the replicas; whether RMIA leads LiRA at some count."""
-    from jaxmem.attacks.stability import decision_stability
-
     keys = ["auc", *(f"tpr_at_{f}_fpr" for f in FPRS)]
     by_count, by_pop, stab_rows, cross = [], [], [], []
     for name, run in runs.items():
@@ -116,11 +110,13 @@ def analyze(cfg, workdir, runs, log, population_sizes=(10, 30, 100, 300, 1000)):
         refs = np.flatnonzero(ok)[np.flatnonzero(ok) >= R]
         sig, labels = _signals(run, ATTACKS)
         members = keep[0]
-        # RMIA offline's a: tuned once on the whole reference pool (no replica), then fixed for
-        # every count (a count of 1 cannot tune it)
-        from jaxmem.attacks.rmia import tune_rmia_a
-
-        a_rmia = float(tune_rmia_a(sig["p"][refs], keep[refs], sig["p_pop"][refs]))
+        # RMIA offline's a: tuned once on the whole reference pool (no replica, so no target's
+        # membership), then given for every count (a count of 1 cannot tune it): the run's audit
+        # spec with a given a ("a_source": "given")
+        spec = audit_spec(c, ATTACKS)
+        a_rmia = float(tune_rmia_a(sig["p"][refs], keep[refs], sig["p_pop"][refs], gamma=spec.rmia_gamma,
+                                   aggregate=spec.rmia_aggregate, trim=spec.rmia_trim))
+        spec = spec.replace(rmia_a=a_rmia)
         evs_all = {}
         for cnt in reference_counts(refs.size):
             t0 = time.time()
@@ -129,8 +125,8 @@ def analyze(cfg, workdir, runs, log, population_sizes=(10, 30, 100, 300, 1000)):
                 mask = np.zeros(len(ok), bool)
                 mask[refs] = True
                 mask[r] = True
-                ev = audit(sig, keep, mask, ATTACKS, [r], labels=labels, num_shadows=cnt, seed=r,
-                           rmia_a=a_rmia)
+                ev = audit(sig, keep, mask, spec.replace(num_shadows=cnt, shadow_seed=r), [r],
+                           labels=labels)
                 if cnt == refs.size:
                     evs_all[r] = ev
                 for a, m in _per_target(ev, ATTACKS, FPRS).items():
@@ -138,7 +134,8 @@ def analyze(cfg, workdir, runs, log, population_sizes=(10, 30, 100, 300, 1000)):
             for a in ATTACKS:
                 by_count.append({"variant": name, "attack": a, "references": cnt,
                                  **_summarize(per[a], keys),
-                                 "scored_fraction": float(np.mean([p["scored_fraction"] for p in per[a]]))})
+                                 "scored_fraction": float(np.mean([p["scored_fraction"] for p in per[a]])),
+                                 "rmia_tuning": rmia_tuning(ev, a) if replicas else None})
             log(f"  {name}: {cnt} references scored in {time.time() - t0:.1f} s")
         # RMIA against the population size, all references
         Z = sig["p_pop"].shape[1]
@@ -152,7 +149,7 @@ def analyze(cfg, workdir, runs, log, population_sizes=(10, 30, 100, 300, 1000)):
                 mask = np.zeros(len(ok), bool)
                 mask[refs] = True
                 mask[r] = True
-                ev = audit(s2, keep, mask, list(per), [r], labels=labels, rmia_a=a_rmia)
+                ev = audit(s2, keep, mask, spec.replace(attacks=tuple(per)), [r], labels=labels)
                 for a, m in _per_target(ev, list(per), FPRS).items():
                     per[a].append(m)
             for a in per:

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from jaxmem.analyses.common import audit, default_targets, figure, run_signals, write_csv
+from jaxmem.analyses.common import audit, audit_spec, default_targets, figure, rmia_tuning, run_signals, write_csv
 
 #: The attacks compared, by their registry names.
 ATTACKS = ("loss", "shokri", "lira_online", "lira_offline", "lira_online_fixed_variance",
@@ -32,9 +32,9 @@ def analyze(cfg, workdir, runs, log):
     by_count, last = [], None
     for c in shadow_counts(int(ok.sum())):
         t0 = time.time()
-        ev = audit(sig, keep, ok, ATTACKS, targets, num_shadows=c)
+        ev = audit(sig, keep, ok, audit_spec(run.config, ATTACKS, num_shadows=c), targets)
         for a, m in ev.table().items():
-            by_count.append({"shadows": c, "attack": a, **m})
+            by_count.append({"shadows": c, "attack": a, **m, "rmia_tuning": rmia_tuning(ev, a)})
         log(f"  shadows={c}: scored in {time.time() - t0:.1f} s")
         last = ev
     attacks = last.table()

@@ -3,7 +3,8 @@
 Every score is "higher means more likely a member".
 
 * the registry of attacks and the one driver: :data:`ATTACKS` (:mod:`jaxmem.attacks.registry`),
-  :func:`evaluate` (every model as the target) -> :class:`Evaluation`
+  :func:`evaluate` (every model as the target) -> :class:`Evaluation`, called with an
+  :class:`AuditSpec` (:mod:`jaxmem.attacks.spec`: one audit specification from ``cfg.scoring``)
 * LiRA (Carlini et al. 2022): :func:`lira`, the global-threshold baseline :func:`global_threshold`
 * RMIA (Zarifzadeh et al. 2024): :func:`rmia`
 * loss / confidence thresholds (Yeom et al. 2018) and Shokri et al. (2017): :func:`loss_attack`,
@@ -22,9 +23,10 @@ import sys
 import types
 
 from jaxmem.attacks.registry import ATTACKS, DEFAULT_ATTACKS, Attack, register
+from jaxmem.attacks.spec import RMIA_TUNINGS, AuditSpec
 
 __all__ = [
-    "ATTACKS", "DEFAULT_ATTACKS", "Attack", "register",
+    "ATTACKS", "DEFAULT_ATTACKS", "Attack", "register", "AuditSpec", "RMIA_TUNINGS",
     "lira", "global_threshold", "FewShadowsWarning",
     "evaluate", "Evaluation", "LIRA_ATTACKS", "metric_warnings_only",
     "UndefinedMetricWarning", "FewScoredWarning", "NonFiniteModelWarning",

@@ -21,6 +21,9 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from jaxtyping import ArrayLike, Bool, Real
+
+from jaxmem.privacy import gaussian_epsilon
 
 __all__ = ["auditor", "epsilon_bounds", "epsilon_many_runs", "epsilon_one_run", "epsilon_gdp",
            "AUDIT_METHODS"]
@@ -34,8 +37,15 @@ __all__ = ["auditor", "epsilon_bounds", "epsilon_many_runs", "epsilon_one_run", 
 AUDIT_METHODS = ("clopper_pearson", "gdp", "one_run", "one_run_fdp")
 
 
-def auditor(scores, members):
+def auditor(scores: Real[ArrayLike, "*shape"], members: Bool[ArrayLike, "*shape"]):
     """``jax_privacy.auditing.CanaryScoreAuditor`` of the finite scores (higher = member).
+
+    Args:
+      scores: [...] attack scores of the trials (non-finite ones are dropped).
+      members: [...] bool, the trials' secret bits, of the shape of ``scores``.
+
+    Returns:
+      A ``CanaryScoreAuditor`` of the member and the non-member scores.
 
     Raises:
       ImportError: naming the extra when jax-privacy is not installed.
@@ -68,7 +78,8 @@ def _one(scores, members, method, alpha, delta):
     raise ValueError(f"unknown audit method {method!r}; use one of {AUDIT_METHODS}")
 
 
-def epsilon_gdp(scores, members, *, alpha: float = 0.05, delta: float = 1e-5) -> float:
+def epsilon_gdp(scores: Real[ArrayLike, "*shape"], members: Bool[ArrayLike, "*shape"], *, alpha: float = 0.05,
+                delta: float = 1e-5) -> float:
     """ε lower bound through Gaussian DP (Nasr et al. 2023): a lower bound on μ from Clopper–Pearson
     upper bounds on FPR and FNR at every threshold (union bound over the 2n bounds), then the ε
     at ``delta`` of μ-GDP (Dong, Roth & Su 2022, Cor. 2.13; ``dp_accounting``'s Gaussian).
@@ -87,10 +98,16 @@ def epsilon_gdp(scores, members, *, alpha: float = 0.05, delta: float = 1e-5) ->
 
     Returns:
       The ε lower bound (0 when no μ > 0 is shown).
-    """
-    from scipy.stats import beta, norm
 
-    from jaxmem.privacy import gaussian_epsilon
+    Raises:
+      ValueError: ``alpha`` outside (0, 0.5), ``delta`` outside (0, 1), or no finite member or
+        non-member score.
+
+    References:
+      Nasr et al. (2023), "Tight auditing of differentially private machine learning", USENIX
+      Security; Dong, Roth & Su (2022), "Gaussian differential privacy", Cor. 2.13.
+    """
+    from scipy.stats import beta, norm  # lazy: scipy is not a core dependency
 
     if not 0.0 < alpha < 0.5:
         raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
@@ -121,8 +138,8 @@ def epsilon_gdp(scores, members, *, alpha: float = 0.05, delta: float = 1e-5) ->
     return gaussian_epsilon(1.0 / mu, delta)
 
 
-def epsilon_bounds(scores, members, *, methods=AUDIT_METHODS, alpha: float = 0.05,
-                   delta: float = 1e-5) -> dict:
+def epsilon_bounds(scores: Real[ArrayLike, "*shape"], members: Bool[ArrayLike, "*shape"], *,
+                   methods=AUDIT_METHODS, alpha: float = 0.05, delta: float = 1e-5) -> dict:
     """ε lower bounds at confidence 1 − ``alpha`` from one set of trials, by method.
 
     Args:
@@ -135,6 +152,10 @@ def epsilon_bounds(scores, members, *, methods=AUDIT_METHODS, alpha: float = 0.0
     Returns:
       ``{method: ε lower bound}`` (0 when nothing is refuted).
 
+    Raises:
+      ImportError: jax-privacy is not installed (``pip install 'jaxmem[audit]'``).
+      ValueError: an unknown method, shapes that disagree, or no finite member or non-member.
+
     References:
       Jagielski, Ullman & Oprea 2020; Nasr et al. 2023 (GDP); Steinke, Nasr & Jagielski 2023,
       "Privacy auditing with one (1) training run"; Mahloujifar et al. 2024.
@@ -142,8 +163,8 @@ def epsilon_bounds(scores, members, *, methods=AUDIT_METHODS, alpha: float = 0.0
     return {m: _one(scores, members, m, alpha, delta) for m in methods}
 
 
-def epsilon_many_runs(scores, members, *, methods=("clopper_pearson", "gdp"), alpha: float = 0.05,
-                      delta: float = 1e-5) -> dict:
+def epsilon_many_runs(scores: Real[ArrayLike, "M K"], members: Bool[ArrayLike, "M K"], *,
+                      methods=("clopper_pearson", "gdp"), alpha: float = 0.05, delta: float = 1e-5) -> dict:
     """The many-run audit of K canaries, each audited over the M models: per canary the bound of
     its M trials at level ``alpha`` / K, and the largest over canaries (Bonferroni: the max of K
     bounds each valid at ``alpha`` / K is valid at ``alpha``).
@@ -158,6 +179,13 @@ def epsilon_many_runs(scores, members, *, methods=("clopper_pearson", "gdp"), al
       ``{method: {"epsilon": max over canaries, "per_canary": [K] (NaN where a canary lacks an
       IN or OUT trial), "best_canary": index or -1}}``; NaN epsilon with a warning when no
       canary could be audited.
+
+    Raises:
+      ValueError: ``scores`` and ``members`` not both [M, K], or a method that is not many-run.
+
+    References:
+      Jagielski, Ullman & Oprea (2020), "Auditing differentially private machine learning";
+      Nasr et al. (2023), "Tight auditing of differentially private machine learning".
     """
     s = np.asarray(scores, np.float64)
     mb = np.asarray(members, bool)
@@ -191,8 +219,8 @@ def _bonferroni_max(s, mb, methods, alpha, delta, unit, undefined) -> dict:
     return out
 
 
-def epsilon_one_run(scores, members, *, methods=("one_run", "one_run_fdp"), alpha: float = 0.05,
-                    delta: float = 1e-5) -> dict:
+def epsilon_one_run(scores: Real[ArrayLike, "T K"], members: Bool[ArrayLike, "T K"], *,
+                    methods=("one_run", "one_run_fdp"), alpha: float = 0.05, delta: float = 1e-5) -> dict:
     """The one-run audit of T target models, each on its own Bernoulli canaries: per target the
     bound at level ``alpha`` / T, and the largest over targets (Bonferroni), like
     :func:`epsilon_many_runs` with the roles of models and canaries exchanged.
@@ -204,8 +232,18 @@ def epsilon_one_run(scores, members, *, methods=("one_run", "one_run_fdp"), alph
         accepted too, for comparison, but are NOT valid one-run bounds: canaries are not
         independent runs).
 
+      alpha, delta: as in :func:`epsilon_bounds`.
+
     Returns:
       ``{method: {"epsilon", "per_target" [T], "best_target"}}``.
+
+    Raises:
+      ImportError: jax-privacy is not installed.
+      ValueError: ``scores`` and ``members`` not both [T, K].
+
+    References:
+      Steinke, Nasr & Jagielski (2023), "Privacy auditing with one (1) training run", NeurIPS;
+      Mahloujifar et al. (2024), "Auditing f-differential privacy in one run".
     """
     s = np.asarray(scores, np.float64)
     mb = np.asarray(members, bool)

@@ -27,9 +27,13 @@ from jaxmem.attacks._checks import NonFiniteModelWarning, nonfinite_models
 from jaxmem.attacks._loo import example_stats, lira_targets
 from jaxmem.attacks.evaluation import MIN_SCORED, Evaluation, FewScoredWarning
 from jaxmem.attacks.lira import FewShadowsWarning, PairOut, _check_options, balanced_design
+from jaxmem.attacks.rmia import tune_rmia_a
 from jaxmem.attacks.roc import UndefinedMetricWarning, roc_metrics
+from jaxmem.attacks.spec import RMIA_TUNINGS, AuditSpec
+from jaxmem.signals.functions import check_labels
 
-__all__ = ["evaluate", "Evaluation", "ATTACKS", "DEFAULT_ATTACKS", "LIRA_ATTACKS", "metric_warnings_only"]
+__all__ = ["evaluate", "Evaluation", "AuditSpec", "ATTACKS", "DEFAULT_ATTACKS", "LIRA_ATTACKS",
+           "metric_warnings_only"]
 
 ATTACKS = registry.ATTACKS
 
@@ -68,33 +72,47 @@ def _rmia_given_options(opts):
 
 
 def _rmia_offline_a(p, keep, p_pop, mask, targets, shadows, opts, mode):
-    """RMIA's offline ``a``: given, tuned once on the usable models, or tuned per target ([T])."""
-    from jaxmem.attacks.rmia import tune_rmia_a
-
+    """RMIA's offline ``a``: given, tuned once on the usable models, or tuned per target ([T]) on
+    that target's shadows alone (``shadows[j]`` never holds target j)."""
     given = _rmia_given_options(opts)  # recorded next to a when passed explicitly
     if opts.get("a") is not None:
         return float(opts["a"]), {"a": float(opts["a"]), "a_source": "given", **given}
     kw = dict(gamma=opts.get("gamma", 1.0), aggregate=opts.get("aggregate", "mean"),
               trim=opts.get("trim", 0.0))
-    if mode == "once":  # on the first usable model whose AUC is defined (one with members,
-        usable = np.flatnonzero(mask)  # non-members and OUT references for both)
-        if usable.size < mask.size:    # (no copy of the signals when every model is usable)
-            p, keep, p_pop = p[usable], keep[usable], p_pop[usable]
-        a, j = float("nan"), 0
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UndefinedMetricWarning)
-            for j in range(usable.size):
-                a = tune_rmia_a(p, keep, p_pop, tune_model=j, **kw)
-                if not np.isnan(a):
-                    break
+    if mode == "once":  # every usable model: the targets' membership rows among them
+        usable = np.flatnonzero(mask)
+        a, j = _tune_first_defined(p, keep, p_pop, usable, kw)
         if np.isnan(a):
             warnings.warn("evaluate[rmia_offline]: tuning a is undefined on every usable model (none "
                           "has a scored member and non-member); a is NaN, so are the scores: pass "
-                          "rmia_a", UndefinedMetricWarning, stacklevel=4)
-        return a, {"a": a, "a_source": "tuned_once", "tune_model": int(usable[j]), **given}
-    per = [tune_rmia_a(p[sh], keep[sh], p_pop[sh], **kw)   # what rmia(..., a=None) does
-           for sh in shadows]
+                          "rmia_a", UndefinedMetricWarning, stacklevel=5)
+        return a, {"a": a, "a_source": "tuned_once", "tune_model": int(usable[j]) if usable.size else -1,
+                   **given}
+    per = [_tune_first_defined(p, keep, p_pop, sh, kw)[0] for sh in shadows]   # the target's
+    bad = int(np.isnan(per).sum())                                           # shadows alone
+    if bad:
+        warnings.warn(f"evaluate[rmia_offline]: tuning a per target is undefined for {bad} of "
+                      f"{len(per)} targets (fewer than 2 shadows, or no shadow with a scored member "
+                      "and non-member); their a is NaN, so are their scores: pass rmia_a",
+                      UndefinedMetricWarning, stacklevel=5)
     return np.array(per), {"a": per, "a_source": "tuned_per_target", **given}
+
+
+def _tune_first_defined(p, keep, p_pop, models, kw):
+    """RMIA's offline ``a`` tuned among ``models`` alone (:func:`jaxmem.attacks.rmia.tune_rmia_a`),
+    the first of them whose tuning AUC is defined (a scored member and non-member) playing the
+    target; (a, its position in ``models``), or (NaN, 0) when none is (or fewer than 2 models)."""
+    if len(models) < 2:
+        return float("nan"), 0
+    if len(models) < keep.shape[0]:   # (no copy of the signals when every model takes part)
+        p, keep, p_pop = p[models], keep[models], p_pop[models]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        for j in range(len(models)):
+            a = tune_rmia_a(p, keep, p_pop, tune_model=j, **kw)
+            if not np.isnan(a):
+                return a, j
+    return float("nan"), 0
 
 
 def _shadow_sets(targets, mask, num_shadows, seed):
@@ -110,18 +128,14 @@ def _shadow_sets(targets, mask, num_shadows, seed):
 def evaluate(
     signals,
     keep,
-    attacks=registry.DEFAULT_ATTACKS,
+    attacks=None,
     targets=None,
     *,
+    spec: AuditSpec | None = None,
     model_mask=None,
-    num_shadows=None,
-    shadow_seed=0,
     labels=None,
-    fprs=(0.001, 0.01),
-    return_scores=False,
     target_block_elems=1 << 20,
     min_scored=MIN_SCORED,
-    pair_out="auto",
     **options,
 ):
     """Attack every model (or ``targets``) with all other usable models as its shadows.
@@ -140,8 +154,17 @@ def evaluate(
         Whatever the registered attacks need (:data:`jaxmem.attacks.registry.ATTACKS`); compute
         them with :func:`jaxmem.signals.compute_signals`.
       keep: [M, N] bool membership.
-      attacks: names of :data:`jaxmem.attacks.registry.ATTACKS`.
-      targets: model indices to attack (default: every usable model).
+      attacks: names of :data:`jaxmem.attacks.registry.ATTACKS` (default
+        :data:`~jaxmem.attacks.registry.DEFAULT_ATTACKS`); not with ``spec``.
+      targets: model indices to attack (default: every usable model, or with ``spec`` its
+        ``targets``: the first k usable models when k > 0).
+      spec: the audit specification (:class:`jaxmem.attacks.spec.AuditSpec`, built from a
+        config's ``scoring`` by :meth:`~jaxmem.attacks.spec.AuditSpec.from_scoring`): the attacks,
+        the target count, shadows, FPRs, pair_out, RMIA's options and ``a`` tuning protocol, the
+        warnings policy and whether scores are kept. How every jaxmem caller (run scoring, the
+        analyses) calls the driver. With a spec, ``attacks`` and every option below but
+        ``model_mask``, ``labels``, ``target_block_elems`` and ``min_scored`` are refused (a
+        TypeError: they belong in the spec).
       model_mask: [M] bool, False for models to exclude entirely (diverged): neither targets nor
         shadows. Models whose signals (those the attacks read, but the per-token ones of
         ``registry.UNCHECKED_SIGNALS``, where −inf is a value) hold NaN/inf are excluded as well,
@@ -172,21 +195,26 @@ def evaluate(
         fixed-variance attacks to the reference code's IN-spread-for-both choice) and RMIA
         options prefixed ``rmia_``: ``rmia_a``, ``rmia_gamma``, ``rmia_aggregate`` ("mean" or
         "vote") and ``rmia_trim`` (passed to ``rmia``, and to the tuning of ``a``) and
-        ``rmia_tune`` (how ``a`` is chosen when ``rmia_a`` is not given, below). When given,
+        ``rmia_tune`` (how ``a`` is chosen when ``rmia_a`` is not given, below: "per_target",
+        the default, or "once"; :data:`jaxmem.attacks.spec.RMIA_TUNINGS`). When given,
         ``rmia_aggregate`` / ``rmia_trim`` are recorded in ``Evaluation.params["rmia_offline"]``
         (next to ``a``) and ``params["rmia_online"]`` as ``"aggregate"`` / ``"trim"``.
 
-    RMIA offline ``a``: unless ``rmia_a`` is given it is tuned ONCE with
-    :func:`jaxmem.attacks.rmia.tune_rmia_a` (ML Privacy Meter's grid search, highest AUC wins):
-    the first usable model (lowest index inside ``model_mask``) plays the target and the other
-    usable models are its references; that ``a`` then scores every target, and is recorded in
-    ``Evaluation.params["rmia_offline"]``. In leave-one-out evaluation every model is also a
-    target, so this ``a`` has seen each target's membership row (as one of the pseudo-target's
-    references), and for the first usable model it was chosen on that target's own members: a
-    selection of one of 11 grid values, hence a small optimistic bias, not a per-example leak.
-    ``rmia_tune="per_target"`` is the leak-free (and ~12x slower) alternative: each target tunes
-    its own ``a`` among its own references only (``rmia(..., a=None)`` per target), as ML Privacy
-    Meter does inside its loop over targets (with the target's paired model as pseudo-target).
+    RMIA offline ``a`` (unless ``rmia_a`` is given), by one of two named protocols
+    (:mod:`jaxmem.attacks.spec`), with :func:`jaxmem.attacks.rmia.tune_rmia_a` (ML Privacy
+    Meter's grid search, highest AUC wins). ``rmia_tune="per_target"`` (the default): each target
+    tunes its own ``a`` among its own shadows only (the first plays the target, the rest are its
+    references; ``rmia(..., a=None)`` per target), as ML Privacy Meter does inside its loop over
+    targets (with the target's paired model as pseudo-target): the target's membership never
+    enters; ~12x the cost of one offline scoring per target. ``rmia_tune="once"``: the first
+    usable model (lowest index inside ``model_mask``) plays the target and the other usable
+    models are its references; that ``a`` then scores every target. In leave-one-out evaluation
+    every model is also a target, so this ``a`` has seen each target's membership row (as one of
+    the pseudo-target's references), and for the first usable model it was chosen on that
+    target's own members: a selection of one of 11 grid values, hence a small optimistic bias,
+    not a per-example leak. Recorded in ``Evaluation.params["rmia_offline"]``: ``a`` (a float, or
+    [T] floats per target) and ``a_source`` ("given", "tuned_once" with ``tune_model``, or
+    "tuned_per_target").
 
     Undefined metrics: a target without a scored member or non-member (an attack leaves an
     example unscored, NaN, e.g. with too few IN/OUT shadows; or keep[t] is all True / all False)
@@ -198,6 +226,29 @@ def evaluate(
     Returns:
       :class:`Evaluation`; ``.summary()`` gives mean ± std over targets.
     """
+    if spec is not None:
+        clash = (["attacks"] if attacks is not None else []) + sorted(options)
+        if clash:
+            raise TypeError(f"evaluate(spec=...): {clash} belong in the AuditSpec "
+                            "(spec.replace(...)), not beside it")
+        policy = metric_warnings_only() if spec.warnings == "metrics" else contextlib.nullcontext()
+        with policy:
+            return _evaluate(signals, keep, spec.attacks, targets, model_mask=model_mask,
+                             labels=labels, target_block_elems=target_block_elems,
+                             min_scored=min_scored, first_targets=spec.targets,
+                             return_scores=spec.keep_scores, max_kept_scores=spec.max_kept_scores,
+                             **{k: v for k, v in spec.evaluate_options().items() if k != "attacks"})
+    return _evaluate(signals, keep, registry.DEFAULT_ATTACKS if attacks is None else attacks,
+                     targets, model_mask=model_mask, labels=labels,
+                     target_block_elems=target_block_elems, min_scored=min_scored, **options)
+
+
+def _evaluate(signals, keep, attacks, targets, *, model_mask, labels, target_block_elems,
+              min_scored, num_shadows=None, shadow_seed=0, fprs=(0.001, 0.01),
+              return_scores=False, pair_out="auto", first_targets=0, max_kept_scores=None,
+              **options):
+    """:func:`evaluate` with its options resolved (``first_targets``: the spec's target count;
+    ``max_kept_scores``: the spec's bound on kept scores, None: no bound)."""
     if not isinstance(signals, Mapping):
         signals = {"phi": signals}
     if labels is None:
@@ -210,9 +261,11 @@ def evaluate(
     rmia_opts = {k[5:]: options.pop(k) for k in list(options) if k.startswith("rmia_")}
     if options:
         raise TypeError(f"unknown options {sorted(options)}")
-    rmia_tune = rmia_opts.pop("tune", "once")
-    if rmia_tune not in ("once", "per_target"):
-        raise ValueError(f'rmia_tune must be "once" or "per_target", got {rmia_tune!r}')
+    rmia_tune = rmia_opts.pop("tune", RMIA_TUNINGS[0])
+    if rmia_tune not in RMIA_TUNINGS:
+        raise ValueError(f"rmia_tune must be one of {RMIA_TUNINGS}, got {rmia_tune!r}")
+    if rmia_opts.get("a") is None:
+        rmia_opts.pop("a", None)
     location = lira_opts.get("location", "median")
     offline_variant = lira_opts.get("offline_variant", "one_sided")
     fixed_mode = lira_opts.get("fixed_variance", True)
@@ -241,15 +294,13 @@ def evaluate(
         if sig["phi"].shape[:2] != (M, N):
             raise ValueError(f"keep {keep.shape} must be [M, N] = {sig['phi'].shape[:2]}")
     if labels is not None:
-        from jaxmem.signals.functions import check_labels
-
         C = sig["probs"].shape[-1] if "probs" in sig else None
         labels = check_labels(labels, C, shape=(N,))
     mask = np.ones(M, bool) if model_mask is None else np.asarray(model_mask, bool)
     if mask.shape != (M,):
         raise ValueError(f"model_mask {mask.shape} must be [M] = {(M,)}")
     if targets is None:
-        targets = np.flatnonzero(mask)
+        targets = np.flatnonzero(mask)[: first_targets or None]
     targets = np.asarray(targets, np.int64).reshape(-1)
     if targets.size and ((targets < 0).any() or (targets >= M).any() or not mask[targets].all()):
         raise ValueError("targets must be indices of usable models (inside model_mask)")
@@ -260,10 +311,12 @@ def evaluate(
     if excluded:
         warnings.warn(f"evaluate: models {excluded} have NaN/inf values in the signals "
                       f"{checked}; they are excluded as targets and as shadow models "
-                      "(Evaluation.excluded_models)", NonFiniteModelWarning, stacklevel=2)
+                      "(Evaluation.excluded_models)", NonFiniteModelWarning, stacklevel=3)
         mask = mask & ~bad
         targets = targets[~bad[targets]]
 
+    if return_scores and max_kept_scores is not None and targets.size * N > max_kept_scores:
+        return_scores = False   # (a memory bound: the metrics are computed all the same)
     if pair_out not in ("auto", True, False):
         raise ValueError(f'pair_out must be "auto", True or False, got {pair_out!r}')
     pair_names = [a for a, e in entries.items() if e.loo == "lira" or e.family == "rmia"]
@@ -380,17 +433,17 @@ def _warn_coverage(attack, entry, scored, n_nan, n_members, n_non_members, min_s
             f"evaluate[{attack}] ({T} targets): AUC and TPR@FPR are undefined (NaN) for "
             f"{int(und.sum())} of them: " + "; ".join(f"{k} {w}" for k, w in why if k)
             + (f". {nan}" if n_nan else "") + ". Means and stds are over the other "
-            f"{T - int(und.sum())} targets (n_targets)", UndefinedMetricWarning, stacklevel=3)
+            f"{T - int(und.sum())} targets (n_targets)", UndefinedMetricWarning, stacklevel=4)
     elif n_nan:
         warnings.warn(f"evaluate[{attack}] ({T} targets): {nan}",
-                      FewShadowsWarning if entry.loo or entry.family else UserWarning, stacklevel=3)
+                      FewShadowsWarning if entry.loo or entry.family else UserWarning, stacklevel=4)
     few = ~und & (np.minimum(sm, sn) < min_scored)
     if few.any():
         warnings.warn(
             f"evaluate[{attack}]: {int(few.sum())} of {T} targets have fewer than {min_scored} "
             f"scored members or non-members (fewest: {int(sm[few].min())} members, "
             f"{int(sn[few].min())} non-members scored); their AUC and TPRs rest on a handful of "
-            "examples", FewScoredWarning, stacklevel=3)
+            "examples", FewScoredWarning, stacklevel=4)
 
 
 def _rmia_call_options(name, entry, sig, keep, mask, targets, shadows, rmia_opts, mode, params):

@@ -60,6 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import log_ndtr
+from jaxtyping import ArrayLike, Bool, Float, Real
 
 from jaxmem.attacks._checks import drop_nonfinite_shadows
 from jaxmem.attacks._select import select_two_groups
@@ -251,19 +252,19 @@ def _lira_from_stats(target, st, *, online, fixed_variance, offline_variant, loc
 
 
 def lira(
-    target_phi,
-    shadow_phi,
-    shadow_keep,
+    target_phi: Real[ArrayLike, " N *A"],
+    shadow_phi: Real[ArrayLike, "M N *A"],
+    shadow_keep: Bool[ArrayLike, "M N"],
     *,
-    online=True,
-    fixed_variance=False,
-    offline_variant="one_sided",
-    location="median",
-    min_in=2,
-    min_out=2,
-    eps=1e-30,
-    shadow_use=None,
-):
+    online: bool = True,
+    fixed_variance: bool | str = False,
+    offline_variant: str = "one_sided",
+    location: str = "median",
+    min_in: int = 2,
+    min_out: int = 2,
+    eps: float = 1e-30,
+    shadow_use: Bool[ArrayLike, "M N"] | None = None,
+) -> Float[np.ndarray, " N"]:
     """LiRA membership scores of one target model (Carlini et al. 2022, Alg. 1).
 
     Args:
@@ -289,6 +290,15 @@ def lira(
 
     Returns:
       [N] float64 numpy array, higher = more likely a member.
+
+    Raises:
+      ValueError: an unknown ``offline_variant``, ``location`` or ``fixed_variance``, or shapes
+        that disagree (``target_phi`` [N, A], ``shadow_keep`` and ``shadow_use`` [M, N] for
+        ``shadow_phi`` [M, N, A]).
+
+    References:
+      Carlini et al. (2022), "Membership inference attacks from first principles", IEEE S&P,
+      Alg. 1, Eq. (4), Sec. VI.
     """
     _check_options(offline_variant, location, fixed_variance)
     use = np.ones(np.shape(shadow_keep), bool) if shadow_use is None else np.asarray(shadow_use, bool)
@@ -377,8 +387,22 @@ def _pick(keep, n_in, order, targets, seed):
     return out
 
 
-def global_threshold(target_phi):
-    """The global-threshold baseline: mean over queries of the target's φ (Yeom et al. 2018 style,
-    as in Carlini et al. 2022's ``generate_global``). [N, A] or [N] -> float64 [N]."""
+def global_threshold(target_phi: Real[ArrayLike, " N *A"]) -> Float[np.ndarray, " N"]:
+    """The global-threshold baseline: the mean over queries of the target's φ.
+
+    Args:
+      target_phi: [N, A] or [N] φ (or any per-example confidence) of the target model.
+
+    Returns:
+      float64 [N], higher = more likely a member.
+
+    References:
+      Yeom et al. (2018), "Privacy risk in machine learning"; Carlini et al. (2022)'s
+      ``generate_global`` in the LiRA reference code.
+
+    Example:
+      >>> global_threshold(np.array([[1.0, 3.0], [0.0, 1.0]]))
+      array([2. , 0.5])
+    """
     phi = np.asarray(target_phi, np.float64)
     return phi if phi.ndim == 1 else phi.mean(axis=-1)

@@ -11,9 +11,9 @@ attack                 signals                                             refer
 :func:`lm_loss`        sequence NLL [..., N]                               Yeom et al. 2018; Carlini
                                                                            et al. 2021 (perplexity)
 :func:`zlib_ratio`     sequence NLL [..., N], zlib entropy [N] (bytes)     Carlini et al. 2021
-:func:`min_k`          token logp [..., N, T] + target mask                Shi et al. 2024
-:func:`min_k_plus_plus` token logp, mu, sigma [..., N, T] + target mask    Zhang et al. 2024
-:func:`reference_ratio` target NLL [N]; reference NLL [R, N] (+ keep)      Carlini et al. 2021
+:func:`min_k`          token logp [..., N, L] + target mask                Shi et al. 2024
+:func:`min_k_plus_plus` token logp, mu, sigma [..., N, L] + target mask    Zhang et al. 2024
+:func:`reference_ratio` target NLL [N]; reference NLL [M, N] (+ keep)      Carlini et al. 2021
 :func:`reference_ratio_loo` NLL [M, N], keep [M, N]: every model a target  (same)
 :func:`reference_model` target NLL [..., N]; external reference NLL [N]      Carlini et al. 2021
 :func:`lm_lira`        target NLL [N]; shadow NLL [M, N], keep [M, N]      Carlini et al. 2022
@@ -33,14 +33,14 @@ Two different "reference" attacks, named apart in the registry (:mod:`jaxmem.att
   (:func:`reference_model`; ``mode="difference"`` gives MIMIR's ref − target).
 
 The reference-free attacks (loss, zlib, Min-K%, Min-K%++) accept any leading axes, so a stack
-``[M, N, T]`` scores every model as its own target in one call (``[M, N]``).
+``[M, N, L]`` scores every model as its own target in one call (``[M, N]``).
 
 Undefined scores are NaN with a :class:`LMAttackWarning` saying why (a NaN signal, e.g. from a
 diverged model; a sequence with fewer than 1/k target tokens for Min-K%; σ = 0 for Min-K%++; no
 OUT reference model). They are never 0 or 1. ±inf signals give ±inf scores where the formula
 does (a token of probability 0 makes Min-K% −inf: ranked as the least likely member).
 
-This module imports numpy and :func:`jaxmem.attacks.lira.lira` only.
+This module imports numpy, jaxtyping (the shapes of its signatures) and :func:`jaxmem.attacks.lira.lira` only.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from jaxtyping import ArrayLike, Bool, Float, Real
 
 from jaxmem.attacks.lira import lira
 
@@ -87,20 +88,31 @@ def _warn_nan_input(x, who, what):
 # ----------------------------------------------------------------------------- reference-free
 
 
-def lm_loss(target_nll):
+def lm_loss(target_nll: Real[ArrayLike, "*batch N"]) -> Float[np.ndarray, "*batch N"]:
     """Loss attack on sequences: score = −NLL (Yeom et al. 2018, "Privacy risk in machine learning",
     threshold on the loss; Carlini et al. 2021, "Extracting training data from large language
     models", Sec. 5.2, rank by perplexity; log-perplexity = NLL).
 
-    ``target_nll``: [..., N] mean token NLL (nats) of each sequence under the target model
-    (:func:`jaxmem.signals.lm.sequence_nll`). Returns float64 of the same shape.
+    Args:
+      target_nll: [..., N] mean token NLL (nats) of each sequence under the target model
+        (:func:`jaxmem.signals.lm.sequence_nll`).
+
+    Returns:
+      float64 [..., N]; NaN (with :class:`LMAttackWarning`) where the NLL is NaN.
+
+    Raises:
+      ValueError: a scalar ``target_nll``.
+
+    References:
+      Yeom et al. (2018), "Privacy risk in machine learning"; Carlini et al. (2021), "Extracting
+      training data from large language models", USENIX Security, Sec. 5.2.
     """
     nll = _f64(target_nll, "target_nll")
     _warn_nan_input(nll, "lm_loss", "NLL")
     return -nll
 
 
-def zlib_ratio(target_nll, zlib_entropy):
+def zlib_ratio(target_nll: Real[ArrayLike, "*batch N"], zlib_entropy: Real[ArrayLike, " N"]) -> Float[np.ndarray, "*batch N"]:
     """zlib ratio attack (Carlini et al. 2021, Sec. 5.2, "Comparing to zlib compression"):
     score = −NLL / zlib entropy.
 
@@ -114,10 +126,14 @@ def zlib_ratio(target_nll, zlib_entropy):
       zlib_entropy: [N] (broadcast against ``target_nll``), bytes of ``zlib.compress`` of the
         UTF-8 text (:func:`jaxmem.data.text_transforms.zlib_entropy`); must be > 0.
 
-    Returns float64 [..., N].
+    Returns:
+      float64 [..., N].
 
     Raises:
       ValueError: a zlib entropy <= 0 (zlib output is never empty: 8 bytes for an empty string).
+
+    References:
+      Carlini et al. (2021), "Extracting training data from large language models", Sec. 5.2.
     """
     nll = _f64(target_nll, "target_nll")
     z = np.asarray(zlib_entropy, dtype=np.float64)
@@ -147,57 +163,78 @@ def _min_k_core(x, mask, k, at_least_one, who, what, warned=None):
     warned = np.zeros(s.shape, bool) if warned is None else warned
     few = (count == 0) & ~has_nan & ~warned
     _warn(int(few.sum()), few.size,
-          f"fewer than 1/k = {1 / k:g} target tokens (floor(k·T) = 0 tokens to average)", who)
+          f"fewer than 1/k = {1 / k:g} target tokens (floor(k·n) = 0 tokens to average)", who)
     _warn(int((has_nan & ~warned).sum()), has_nan.size, f"a target token's {what} is NaN", who)
     return s
 
 
-def min_k(target_logp, mask, k=0.2, *, at_least_one=False):
+def min_k(target_logp: Real[ArrayLike, "*batch L"], mask: Bool[ArrayLike, "*#batch L"], k: float = 0.2, *,
+          at_least_one: bool = False) -> Float[np.ndarray, "*batch"]:
     """Min-K% Prob (Shi et al. 2024, "Detecting pretraining data from large language models"):
     the mean of the k% lowest token log-probabilities of the sequence,
 
         Min-K%(x) = (1 / |min-k(x)|) Σ_{x_i ∈ min-k(x)} log p(x_i | x_1..x_{i−1}).
 
     Count rule of the authors' code (``swj0419/detect-pretrain-code`` ``src/run.py``, and
-    ``zjysteven/mink-plus-plus`` ``run.py``; MIMIR ``min_k.py`` likewise): the floor(T · k) lowest
-    of the T target tokens (``int(len(all_prob) * ratio)``, a float64 product truncated), so a
-    sequence with T · k < 1 has no token to average: its score is NaN here (the reference code
+    ``zjysteven/mink-plus-plus`` ``run.py``; MIMIR ``min_k.py`` likewise): the floor(n · k) lowest
+    of the n target tokens (``int(len(all_prob) * ratio)``, a float64 product truncated), so a
+    sequence with n · k < 1 has no token to average: its score is NaN here (the reference code
     returns ``np.mean([])`` = NaN with a RuntimeWarning). ``at_least_one=True`` uses
-    max(1, floor(T · k)) instead (a common reimplementation choice, not the authors'). The
+    max(1, floor(n · k)) instead (a common reimplementation choice, not the authors'). The
     authors' code scores ``-mean`` as "lower = member" in one repository and ``mean`` in the
     other; here the score is the mean itself (higher = member).
 
     Args:
-      target_logp: [..., T] token log-probabilities (``TokenSignals.logp``).
-      mask: [..., T] bool target mask (``TokenSignals.mask``); NaN outside it is ignored.
+      target_logp: [..., L] token log-probabilities (``TokenSignals.logp``), e.g. [M, N, L].
+      mask: [..., L] bool target mask (``TokenSignals.mask``; broadcast, e.g. [N, L]); NaN outside
+        it is ignored.
       k: the fraction in (0, 1] (the papers report k = 0.2 as a good default).
+      at_least_one: average at least one token (not the authors' rule).
 
-    Returns float64 [...]. NaN (with :class:`LMAttackWarning`) where floor(T·k) = 0 or a target
-    token's logp is NaN.
+    Returns:
+      float64 [...]. NaN (with :class:`LMAttackWarning`) where floor(n·k) = 0 (n target tokens)
+      or a target token's logp is NaN.
+
+    Raises:
+      ValueError: ``k`` outside (0, 1], or a scalar ``target_logp``.
+
+    References:
+      Shi et al. (2024), "Detecting pretraining data from large language models", ICLR.
     """
     return _min_k_core(target_logp, mask, k, at_least_one, "min_k", "logp")
 
 
-def min_k_plus_plus(target_logp, mu, sigma, mask, k=0.2, *, at_least_one=False):
+def min_k_plus_plus(target_logp: Real[ArrayLike, "*batch L"], mu: Real[ArrayLike, "*#batch L"],
+                    sigma: Real[ArrayLike, "*#batch L"], mask: Bool[ArrayLike, "*#batch L"], k: float = 0.2, *,
+                    at_least_one: bool = False) -> Float[np.ndarray, "*batch"]:
     """Min-K%++ (Zhang et al. 2024, "Min-K%++: improved baseline for detecting pre-training data
     from large language models"): per token
 
         s_t = (log p(x_t | x_<t) − μ_t) / σ_t,   μ_t = E_{z~p(·|x_<t)}[log p(z | x_<t)],
         σ_t = sqrt(E_{z~p(·|x_<t)}[(log p(z | x_<t) − μ_t)²]),
 
-    then the mean of the k% lowest s_t, with the count rule of :func:`min_k` (floor(T · k); the
+    then the mean of the k% lowest s_t, with the count rule of :func:`min_k` (floor(n · k); the
     authors' ``run.py`` and MIMIR's ``min_k_plus_plus.py``). Their code computes σ² as
     E[(log p)²] − μ²; :func:`jaxmem.signals.lm.token_signals` computes the same variance centred
     (no cancellation). Here the score is the mean itself (higher = member).
 
     Args:
-      target_logp, mu, sigma: [..., T] (``TokenSignals.logp``, ``.mu``, ``.sigma``).
-      mask: [..., T] bool target mask.
+      target_logp, mu, sigma: [..., L] (``TokenSignals.logp``, ``.mu``, ``.sigma``).
+      mask: [..., L] bool target mask.
       k: the fraction in (0, 1].
+      at_least_one: as :func:`min_k`.
 
-    Returns float64 [...]. NaN (with :class:`LMAttackWarning`) where floor(T·k) = 0, or where a
-    target token has σ = 0 (a one-hot or uniform next-token distribution: s_t is 0/0 or ±x/0,
-    undefined) or a NaN signal.
+    Returns:
+      float64 [...]. NaN (with :class:`LMAttackWarning`) where floor(n·k) = 0, or where a target
+      token has σ = 0 (a one-hot or uniform next-token distribution: s_t is 0/0 or ±x/0,
+      undefined) or a NaN signal.
+
+    Raises:
+      ValueError: ``k`` outside (0, 1], or a scalar input.
+
+    References:
+      Zhang et al. (2024), "Min-K%++: improved baseline for detecting pre-training data from
+      large language models".
     """
     lp = _f64(target_logp, "target_logp")
     mu = np.broadcast_to(_f64(mu, "mu"), lp.shape)
@@ -226,12 +263,14 @@ def _check_mode(mode):
         raise ValueError(f"mode must be 'difference' or 'ratio', got {mode!r}")
 
 
-def reference_ratio(target_nll, reference_nll, reference_keep=None, *, mode="difference", min_out=1):
+def reference_ratio(target_nll: Real[ArrayLike, " N"], reference_nll: Real[ArrayLike, "*_M N"],
+                    reference_keep: Bool[ArrayLike, "*_M N"] | None = None, *, mode: str = "difference",
+                    min_out: int = 1) -> Float[np.ndarray, " N"]:
     """Reference-model attack (Carlini et al. 2021, Sec. 5.2, "Comparing to other neural language
     models"): calibrate the target's NLL by a reference model that did not train on the example.
 
     In a stack of models trained on random subsets, the reference for example i is the mean NLL of
-    the OUT references (models with ``reference_keep[r, i]`` False), i.e. the log of the geometric
+    the OUT references (models with ``reference_keep[m, i]`` False), i.e. the log of the geometric
     mean perplexity of the models that never saw i:
 
     * ``mode="difference"`` (default): score = ref − NLL_target, i.e. −(NLL_target − NLL_ref)
@@ -241,12 +280,22 @@ def reference_ratio(target_nll, reference_nll, reference_keep=None, *, mode="dif
 
     Args:
       target_nll: [N] mean token NLL under the target model.
-      reference_nll: [R, N] (or [N] for one reference model) NLL under the reference models.
-      reference_keep: [R, N] bool, True where reference r trained on example i (those are left
+      reference_nll: [M, N] (or [N] for one reference model) NLL under the reference models.
+      reference_keep: [M, N] bool, True where reference m trained on example i (those are left
         out); None: every reference is OUT (external reference models).
+      mode: ``"difference"`` or ``"ratio"``.
       min_out: examples with fewer OUT references score NaN (with a warning).
 
-    Returns float64 [N].
+    Returns:
+      float64 [N].
+
+    Raises:
+      ValueError: an unknown ``mode``, or shapes that disagree.
+
+    References:
+      Carlini et al. (2021), "Extracting training data from large language models", Sec. 5.2;
+      Watson et al. (2022), "On the importance of difficulty calibration in membership inference
+      attacks", ICLR.
     """
     _check_mode(mode)
     t = _f64(target_nll, "target_nll")
@@ -254,7 +303,7 @@ def reference_ratio(target_nll, reference_nll, reference_keep=None, *, mode="dif
     if r.ndim == 1:
         r = r[None]
     if t.ndim != 1 or r.ndim != 2 or r.shape[1] != t.shape[0]:
-        raise ValueError(f"target_nll must be [N] and reference_nll [R, N]; got {t.shape} and {r.shape}")
+        raise ValueError(f"target_nll must be [N] and reference_nll [M, N]; got {t.shape} and {r.shape}")
     out = np.ones(r.shape, bool) if reference_keep is None else ~np.asarray(reference_keep, bool)
     if out.shape != r.shape:
         raise ValueError(f"reference_keep {out.shape} must have the shape of reference_nll {r.shape}")
@@ -270,7 +319,8 @@ def reference_ratio(target_nll, reference_nll, reference_keep=None, *, mode="dif
     return s
 
 
-def reference_ratio_loo(nll, keep, *, mode="difference", min_out=1, model_mask=None):
+def reference_ratio_loo(nll: Real[ArrayLike, "M N"], keep: Bool[ArrayLike, "M N"], *, mode: str = "difference",
+                        min_out: int = 1, model_mask: Bool[ArrayLike, " M"] | None = None) -> Float[np.ndarray, "M N"]:
     """:func:`reference_ratio` with every model of a stack as the target and the other usable
     models as its references (leave-one-out), in one pass: for target t and example i the
     reference is the mean NLL over models m ≠ t with ``keep[m, i]`` False.
@@ -278,10 +328,19 @@ def reference_ratio_loo(nll, keep, *, mode="difference", min_out=1, model_mask=N
     Args:
       nll: [M, N] mean token NLL of every model on every example.
       keep: [M, N] bool membership.
+      mode, min_out: as :func:`reference_ratio`.
       model_mask: [M] bool, models usable as references (e.g. not diverged); default all.
 
-    Returns float64 [M, N] (row t: the scores of target t), equal to
-    ``reference_ratio(nll[t], nll[others], keep[others])`` up to float64 rounding.
+    Returns:
+      float64 [M, N] (row t: the scores of target t), equal to
+      ``reference_ratio(nll[t], nll[others], keep[others])`` up to float64 rounding.
+
+    Raises:
+      ValueError: an unknown ``mode``, ``nll`` and ``keep`` not both [M, N], or ``model_mask``
+        not [M].
+
+    References:
+      Carlini et al. (2021), Sec. 5.2; Watson et al. (2022), difficulty calibration.
     """
     _check_mode(mode)
     x = _f64(nll, "nll")
@@ -316,7 +375,8 @@ def reference_ratio_loo(nll, keep, *, mode="difference", min_out=1, model_mask=N
     return s
 
 
-def reference_model(target_nll, reference_nll, *, mode="ratio"):
+def reference_model(target_nll: Real[ArrayLike, "*batch N"], reference_nll: Real[ArrayLike, " N"], *,
+                    mode: str = "ratio") -> Float[np.ndarray, "*batch N"]:
     """External reference-model attack (Carlini et al. 2021, "Extracting training data from large
     language models", Sec. 5.2, "Comparing to other neural language models"; MIMIR's "ref"):
     calibrate the target's NLL by the NLL of one model that is not the target and whose training
@@ -356,7 +416,8 @@ def reference_model(target_nll, reference_nll, *, mode="ratio"):
     return s
 
 
-def lm_lira(target_nll, shadow_nll, shadow_keep, **lira_kwargs):
+def lm_lira(target_nll: Real[ArrayLike, " N"], shadow_nll: Real[ArrayLike, "M N"], shadow_keep: Bool[ArrayLike, "M N"],
+            **lira_kwargs) -> Float[np.ndarray, " N"]:
     """LiRA on sequences (Carlini et al. 2022, "Membership inference attacks from first
     principles", Alg. 1) with the per-sequence statistic φ = −NLL (the mean token log-probability),
     which, as an average over many tokens, is close to Gaussian across models.
@@ -366,16 +427,26 @@ def lm_lira(target_nll, shadow_nll, shadow_keep, **lira_kwargs):
     ``jaxmem.attacks.evaluate(-nll[..., None], keep, attacks=...)`` directly.
 
     Args:
-      target_nll: [N]; shadow_nll: [M, N]; shadow_keep: [M, N] bool.
+      target_nll: [N] mean token NLL under the target model.
+      shadow_nll: [M, N] under the M shadow models.
+      shadow_keep: [M, N] bool, True where shadow m trained on sequence i.
+      **lira_kwargs: passed to :func:`jaxmem.attacks.lira`.
 
-    Returns float64 [N].
+    Returns:
+      float64 [N], higher = more likely a member.
+
+    Raises:
+      ValueError: as :func:`jaxmem.attacks.lira`.
+
+    References:
+      Carlini et al. (2022), "Membership inference attacks from first principles", Alg. 1.
     """
     t = _f64(target_nll, "target_nll")
     s = _f64(shadow_nll, "shadow_nll")
     return lira(-t, -s, shadow_keep, **lira_kwargs)
 
 
-def recall(target_nll, prefixed_nll):
+def recall(target_nll: Real[ArrayLike, "*batch N"], prefixed_nll: Real[ArrayLike, "*batch N"]) -> Float[np.ndarray, "*batch N"]:
     """ReCaLL (Xie et al. 2024, "ReCaLL: Membership Inference via Relative Conditional
     Log-Likelihoods", Eq. 1): ReCaLL(x) = LL(x | P) / LL(x), the log-likelihood of x conditioned on
     a prefix P of NON-member texts relative to its unconditional log-likelihood (LL = −NLL, so the
@@ -388,8 +459,16 @@ def recall(target_nll, prefixed_nll):
       prefixed_nll: [..., N] mean token NLL of the same tokens of x after the prefix P (only x's
         tokens counted), under the same model.
 
-    Returns float64 [..., N]; NaN (with a warning) where NLL(x) = 0 (the ratio is undefined) or an
-    input is NaN.
+    Returns:
+      float64 [..., N]; NaN (with a warning) where NLL(x) = 0 (the ratio is undefined) or an
+      input is NaN.
+
+    Raises:
+      ValueError: ``target_nll`` and ``prefixed_nll`` differ in shape.
+
+    References:
+      Xie et al. (2024), "ReCaLL: membership inference via relative conditional log-likelihoods",
+      Eq. 1.
     """
     nll = _f64(target_nll, "target_nll")
     pre = _f64(prefixed_nll, "prefixed_nll")

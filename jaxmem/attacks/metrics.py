@@ -11,6 +11,7 @@ A metric without at least one scored member and one scored non-member is undefin
 from __future__ import annotations
 
 import numpy as np
+from jaxtyping import ArrayLike, Bool, Float, Real
 
 from jaxmem.attacks.roc import UndefinedMetricWarning, roc_curve, roc_metrics, warn_undefined
 
@@ -43,36 +44,77 @@ def _undefined(what, m):
     return True
 
 
-def roc_auc(scores, members):
+def roc_auc(scores: Real[ArrayLike, "*shape"], members: Bool[ArrayLike, "*shape"]) -> float:
     """Area under the ROC curve (trapezoidal, ties count one half): P(score_in > score_out).
 
-    ``scores``, ``members``: same size (flattened), float and bool. Returns a float in [0, 1];
-    NaN (with an :class:`UndefinedMetricWarning`) without a scored member or non-member."""
+    Args:
+      scores: [...] attack scores, higher = more likely a member; NaN = not scored (dropped).
+      members: [...] bool, the true membership, of the shape of ``scores``.
+
+    Returns:
+      A float in [0, 1]; NaN (with an :class:`UndefinedMetricWarning`) without a scored member
+      or non-member.
+
+    Raises:
+      ValueError: ``scores`` and ``members`` differ in size.
+
+    Example:
+      >>> roc_auc(np.array([0.9, 0.2, 0.6, 0.4]), np.array([True, False, False, True]))
+      0.75
+    """
     s, m = _clean(scores, members)
     if _undefined("the AUC", m):
         return float("nan")
     return float(roc_metrics(s[None], m[None], fprs=())[0][0])
 
 
-def tpr_at_fpr(scores, members, fpr=0.001):
+def tpr_at_fpr(scores: Real[ArrayLike, "*shape"], members: Bool[ArrayLike, "*shape"], fpr: float = 0.001) -> float:
     """The largest TPR among ROC points whose FPR ≤ ``fpr`` (Carlini et al. 2022, Sec. III).
 
     The LiRA reference code (``plot.py``) takes ``tpr[last fpr < x]`` instead: the two differ
     exactly when ``fpr`` × #non-members is an integer (FPR = 25/25,000 on CIFAR-10, where this
-    one counts the ROC point at FPR = 0.001 and the reference does not). NaN (with an
-    :class:`UndefinedMetricWarning`) without a scored member or non-member."""
+    one counts the ROC point at FPR = 0.001 and the reference does not).
+
+    Args:
+      scores: [...] attack scores, higher = more likely a member; NaN = not scored (dropped).
+      members: [...] bool, the true membership, of the shape of ``scores``.
+      fpr: the largest false-positive rate allowed.
+
+    Returns:
+      The TPR, a float in [0, 1]; NaN (with an :class:`UndefinedMetricWarning`) without a scored
+      member or non-member.
+
+    Raises:
+      ValueError: ``scores`` and ``members`` differ in size.
+
+    References:
+      Carlini et al. (2022), "Membership inference attacks from first principles", IEEE S&P.
+    """
     s, m = _clean(scores, members)
     if _undefined(f"TPR@{fpr:g} FPR", m):
         return float("nan")
     return float(roc_metrics(s[None], m[None], fprs=(fpr,))[1][0, 0])
 
 
-def balanced_accuracy(scores, members):
+def balanced_accuracy(scores: Real[ArrayLike, "*shape"], members: Bool[ArrayLike, "*shape"]) -> float:
     """Best balanced accuracy over thresholds: max over ROC points of (TPR + 1 − FPR) / 2.
 
     This is the "accuracy" of Carlini et al. (2022), LiRA reference code ``plot.py``:
-    ``max(1 − (FPR + (1 − TPR)) / 2)``. NaN (with an :class:`UndefinedMetricWarning`) without a
-    scored member or non-member.
+    ``max(1 − (FPR + (1 − TPR)) / 2)``.
+
+    Args:
+      scores: [...] attack scores, higher = more likely a member; NaN = not scored (dropped).
+      members: [...] bool, the true membership, of the shape of ``scores``.
+
+    Returns:
+      A float in [0.5, 1]; NaN (with an :class:`UndefinedMetricWarning`) without a scored member
+      or non-member.
+
+    Raises:
+      ValueError: ``scores`` and ``members`` differ in size.
+
+    References:
+      Carlini et al. (2022), "Membership inference attacks from first principles", IEEE S&P.
     """
     s, m = _clean(scores, members)
     if _undefined("the balanced accuracy", m):
@@ -81,12 +123,34 @@ def balanced_accuracy(scores, members):
     return float(np.max((t + 1.0 - f) / 2.0))
 
 
-def clopper_pearson(k, n, alpha=0.05):
+def clopper_pearson(
+    k: Real[ArrayLike, "*#batch"], n: Real[ArrayLike, "*#batch"], alpha: float = 0.05
+) -> tuple[Float[np.ndarray, "*batch"], Float[np.ndarray, "*batch"]]:
     """Two-sided exact (Clopper–Pearson) interval for a binomial proportion k / n.
 
     Each tail gets ``alpha / 2``: lo = Beta⁻¹(α/2; k, n−k+1), hi = Beta⁻¹(1−α/2; k+1, n−k), with
     lo = 0 at k = 0 and hi = 1 at k = n (statsmodels ``proportion_confint(method="beta")``).
-    Vectorized over ``k``; returns float64 arrays (lo, hi).
+    Needs scipy.
+
+    Args:
+      k: [...] successes.
+      n: [...] trials (broadcast against ``k``).
+      alpha: 1 − the interval's level.
+
+    Returns:
+      (lo, hi), float64 arrays of the broadcast shape.
+
+    Raises:
+      ValueError: some k < 0 or k > n.
+
+    References:
+      Clopper & Pearson (1934), "The use of confidence or fiducial limits illustrated in the case
+      of the binomial", Biometrika.
+
+    Example:
+      >>> lo, hi = clopper_pearson(0, 10)
+      >>> float(lo), round(float(hi), 4)
+      (0.0, 0.3085)
     """
     from scipy.stats import beta  # lazy: scipy is not a core dependency
 
@@ -100,7 +164,8 @@ def clopper_pearson(k, n, alpha=0.05):
     return lo, hi
 
 
-def epsilon_lower_bound(scores, members, *, alpha=0.05, delta=0.0, two_sided=False):
+def epsilon_lower_bound(scores: Real[ArrayLike, "*shape"], members: Bool[ArrayLike, "*shape"], *,
+                        alpha: float = 0.05, delta: float = 0.0, two_sided: bool = False) -> float:
     """Empirical ε lower bound of a DP audit from an attack's TPR/FPR with Clopper–Pearson bounds.
 
     An (ε, δ)-DP mechanism forces every threshold test to satisfy TPR ≤ e^ε·FPR + δ and
@@ -116,8 +181,25 @@ def epsilon_lower_bound(scores, members, *, alpha=0.05, delta=0.0, two_sided=Fal
     log(TPR_lo / FPR_hi) and log(TNR_lo / FNR_hi) over all thresholds (``two_sided=True`` adds
     the reversed tests FPR/TPR and FNR/TNR, TF Privacy's ``two_sided_threshold``). Members are
     the positives; thresholds run over every distinct score ("score ≥ t" is predicted member).
-    Returns the maximum over thresholds and tests, floored at 0 (a bound of 0 is no evidence);
-    NaN (with an :class:`UndefinedMetricWarning`) without a scored member or non-member.
+
+    Args:
+      scores: [...] attack scores, higher = more likely a member; NaN = not scored (dropped).
+      members: [...] bool, the true membership, of the shape of ``scores``.
+      alpha: 1 − the level of the Clopper–Pearson bounds.
+      delta: the δ of the (ε, δ) guarantee being audited.
+      two_sided: also the reversed tests.
+
+    Returns:
+      The maximum over thresholds and tests, floored at 0 (a bound of 0 is no evidence); NaN
+      (with an :class:`UndefinedMetricWarning`) without a scored member or non-member.
+
+    Raises:
+      ValueError: ``scores`` and ``members`` differ in size.
+
+    References:
+      Jagielski et al. (2020), "Auditing differentially private machine learning: how private is
+      private SGD?", NeurIPS; Kairouz et al. (2015), "The composition theorem for differential
+      privacy", ICML.
     """
     s, m = _clean(scores, members)
     if _undefined("the epsilon lower bound", m):

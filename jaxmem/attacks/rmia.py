@@ -78,6 +78,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from jaxtyping import ArrayLike, Bool, Float, Real
 
 from ._checks import drop_nonfinite_shadows
 from .metrics import UndefinedMetricWarning, roc_auc
@@ -135,17 +136,40 @@ def _column_blocks(values):
     return [slice(i, i + step) for i in range(0, values.shape[1], step)]
 
 
-def rmia_reference_mean(ref_p, ref_keep, *, online=False, a=0.0, trim=0.0, use=None):
+def rmia_reference_mean(
+    ref_p: Real[ArrayLike, "M N *A"],
+    ref_keep: Bool[ArrayLike, "M N"],
+    *,
+    online: bool = False,
+    a: float = 0.0,
+    trim: float = 0.0,
+    use: Bool[ArrayLike, "M N"] | None = None,
+) -> Float[np.ndarray, " N *A"]:
     """P(x) from reference models: offline (1+a)/2·mean_OUT + (1−a)/2; online (mean_IN + mean_OUT)/2.
 
-    ``ref_p`` [M, N] (or per query [M, N, A]) float, ``ref_keep`` [M, N] bool. Returns float64
-    [N] (or [N, A]); NaN where an example has no OUT model (or, online, no IN model).
     ``trim`` > 0 replaces the means by scipy's ``trim_mean`` with that proportion cut from each
     end, as the research code (``main.py``, ``aggregate_signals``): offline over the OUT models,
     online over IN and OUT pooled (P = trimmed mean of the pool, not the average of two means;
-    the research code pools equally many IN and OUT models). ``use`` [M, N] bool: False where
-    reference model m must not enter example i's means (:func:`jaxmem.attacks.lira.pair_out`
-    on a balanced design); None: all enter.
+    the research code pools equally many IN and OUT models).
+
+    Args:
+      ref_p: [M, N] (or per query [M, N, A]) the reference models' p(x).
+      ref_keep: [M, N] bool, True where reference model m trained on example i.
+      online: average IN and OUT means instead of the offline formula.
+      a: the offline coefficient.
+      trim: proportion cut from each end of the models' values (0: plain means).
+      use: [M, N] bool, False where reference model m must not enter example i's means
+        (:func:`jaxmem.attacks.lira.pair_out` on a balanced design); None: all enter.
+
+    Returns:
+      float64 [N] (or [N, A]) P(x); NaN where an example has no OUT model (or, online, no IN one).
+
+    Raises:
+      ValueError: ``ref_p`` neither [M, N] nor [M, N, A], or ``ref_keep`` not [M, N].
+
+    References:
+      Zarifzadeh et al. (2024), "Low-cost high-power membership inference attacks", ICML,
+      Sec. 3 and App. B.2.2.
     """
     ref_p = _f64(ref_p, (2, 3), "ref_p")
     keep = np.asarray(ref_keep, dtype=bool)
@@ -311,8 +335,9 @@ def _check_shapes(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, aggregate)
     return target_p, ref_p, keep, target_p_pop, ref_p_pop
 
 
-def tune_rmia_a(ref_p, ref_keep, ref_p_pop, *, grid=A_GRID, tune_model=0, gamma=1.0,
-                aggregate="mean", trim=0.0):
+def tune_rmia_a(ref_p: Real[ArrayLike, "M N *A"], ref_keep: Bool[ArrayLike, "M N"],
+                ref_p_pop: Real[ArrayLike, "M Z *Az"], *, grid=A_GRID, tune_model: int = 0,
+                gamma: float = 1.0, aggregate: str = "mean", trim: float = 0.0) -> float:
     """Offline coefficient ``a`` chosen as ML Privacy Meter does (``tune_offline_a``).
 
     Reference model ``tune_model`` plays the target, the other M − 1 reference models are its
@@ -334,6 +359,25 @@ def tune_rmia_a(ref_p, ref_keep, ref_p_pop, *, grid=A_GRID, tune_model=0, gamma=
     undefined for every ``a`` (no scored member or non-member: e.g. it trained on every example,
     or no other model is OUT on its non-members) the result is NaN, with an
     :class:`UndefinedMetricWarning`: pass ``a`` explicitly, or tune on another model.
+
+    Args:
+      ref_p: [M, N] (or [M, N, A]) the reference models' p on the N examples.
+      ref_keep: [M, N] bool, True where reference model m trained on example i.
+      ref_p_pop: [M, Z] (or [M, Z, A]) their p on the Z population points.
+      grid: the candidate values of ``a``.
+      tune_model: the reference model that plays the target.
+      gamma, aggregate, trim: as :func:`rmia`.
+
+    Returns:
+      The chosen ``a`` (a float of ``grid``), NaN when the tuning AUC is undefined for every ``a``.
+
+    Raises:
+      ValueError: fewer than 2 reference models, shapes that disagree, or an unknown
+        ``aggregate`` / a ``trim`` outside [0, 0.5).
+
+    References:
+      Zarifzadeh et al. (2024), "Low-cost high-power membership inference attacks", ICML;
+      ML Privacy Meter's ``tune_offline_a``.
     """
     _check_options(aggregate, trim)
     ref_p, ref_p_pop = np.asarray(ref_p), np.asarray(ref_p_pop)   # float64 once sliced, below
@@ -362,8 +406,10 @@ def tune_rmia_a(ref_p, ref_keep, ref_p_pop, *, grid=A_GRID, tune_model=0, gamma=
     return float(np.asarray(grid, dtype=np.float64)[int(np.nanargmax(aucs))])
 
 
-def rmia(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, *, online=False, a=None, gamma=1.0,
-         aggregate="mean", trim=0.0, ref_use=None):
+def rmia(target_p: Real[ArrayLike, " N *A"], ref_p: Real[ArrayLike, "M N *A"], ref_keep: Bool[ArrayLike, "M N"],
+         target_p_pop: Real[ArrayLike, " Z *Az"], ref_p_pop: Real[ArrayLike, "M Z *Az"], *, online: bool = False,
+         a: float | None = None, gamma: float = 1.0, aggregate: str = "mean", trim: float = 0.0,
+         ref_use: Bool[ArrayLike, "M N"] | None = None) -> Float[np.ndarray, " N"]:
     """RMIA membership scores [N] in [0, 1], higher = more likely a member (Zarifzadeh et al. 2024).
 
     Args:
@@ -376,7 +422,8 @@ def rmia(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, *, online=False, a=
       online: use IN and OUT models, P(x) = (mean_IN + mean_OUT)/2 (``a`` is then unused).
       a: offline coefficient; None tunes it with ``tune_rmia_a`` (ML Privacy Meter's procedure)
         on these reference models, at every call (11 extra scorings): when attacking many
-        targets, tune once and pass it (``evaluate`` does, see its ``rmia_tune``).
+        targets through :func:`jaxmem.attacks.evaluate`, its ``rmia_tune`` chooses: per target on
+        that target's references (the default, what this does), or once for all.
       gamma: likelihood-ratio threshold γ > 0 (1 in ML Privacy Meter, 2 in the paper's code).
       aggregate: ``"mean"`` averages p over the A queries first (on x and on z separately), then
         scores as below. ``"vote"`` is the research code's (``main.py``, ``aggregate_signals``):
@@ -400,6 +447,17 @@ def rmia(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, *, online=False, a=
     with a NaN ratio are dropped; see the module docstring). Examples without an OUT reference
     model (online: or without an IN one) get NaN, with a warning. Reference models whose p or
     p(z) hold NaN/inf are left out, with a :class:`~jaxmem.attacks.NonFiniteModelWarning`.
+
+    Returns:
+      float64 [N] scores in [0, 1], higher = more likely a member.
+
+    Raises:
+      ValueError: shapes that disagree (``aggregate="vote"`` needs as many queries on x as on z),
+        ``gamma`` <= 0, ``ref_use`` not [M, N], or an unknown ``aggregate`` / a bad ``trim``.
+
+    References:
+      Zarifzadeh et al. (2024), "Low-cost high-power membership inference attacks", ICML,
+      Eq. (2)-(4) and Sec. 3.
     """
     _check_options(aggregate, trim)
     target_p, ref_p, keep, target_p_pop, ref_p_pop = _check_shapes(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from jaxtyping import ArrayLike, Bool, Float, Real
 
 __all__ = ["roc_metrics", "roc_curve", "UndefinedMetricWarning"]
 
@@ -119,11 +120,26 @@ def warn_undefined(what, n_members, n_non_members, stacklevel=3):
         UndefinedMetricWarning, stacklevel=stacklevel + 1)
 
 
-def roc_curve(scores, members):
-    """ROC points (fpr, tpr, thresholds) of one score vector at every distinct score, thresholds
-    decreasing. The first point is (0, 0) at threshold +inf; ties are one point, as in sklearn.
-    Without a scored member the TPRs are NaN, without a scored non-member the FPRs (with an
-    :class:`UndefinedMetricWarning`)."""
+def roc_curve(scores: Real[ArrayLike, "*shape"], members: Bool[ArrayLike, "*shape"]) -> tuple[
+    Float[np.ndarray, " P"], Float[np.ndarray, " P"], Float[np.ndarray, " P"]
+]:
+    """ROC points (fpr, tpr, thresholds) of one score vector at every distinct score.
+
+    Thresholds decrease; the first point is (0, 0) at threshold +inf; ties are one point, as in
+    sklearn's ``roc_curve(..., drop_intermediate=False)``.
+
+    Args:
+      scores: [...] attack scores, higher = more likely a member; NaN = not scored (dropped).
+      members: [...] bool, the true membership, of the shape of ``scores``.
+
+    Returns:
+      (fpr [P], tpr [P], thresholds [P]) float64, P = 1 + the distinct scored values. Without a
+      scored member the TPRs are NaN, without a scored non-member the FPRs (with an
+      :class:`UndefinedMetricWarning`).
+
+    Raises:
+      ValueError: ``scores`` and ``members`` differ in size.
+    """
     s = np.asarray(scores, dtype=np.float64).ravel()
     m = np.asarray(members, dtype=bool).ravel()
     if s.shape != m.shape:

@@ -1,6 +1,6 @@
 """Decision stability of a membership attack over target replicas (Hayes et al. 2025, Sec. 6).
 
-R target models are trained on the SAME data with different seeds (the ``replica`` design of
+T target models (replicas) are trained on the SAME data with different seeds (the ``replica`` design of
 :mod:`jaxmem.subsets`). An attack thresholded at a fixed FPR decides "member" or not for each
 member of each replica; a member whose decision is a coin flip over the replicas is a true
 positive by luck of the seed, not because the attack finds it. Pure functions of arrays.
@@ -12,26 +12,27 @@ import math
 import warnings
 
 import numpy as np
+from jaxtyping import ArrayLike, Bool, Float, Real
 
 __all__ = ["threshold_decisions", "flip_rate", "coin_flip_cutoff", "decision_stability"]
 
 
-def threshold_decisions(scores, members, fpr: float) -> np.ndarray:
+def threshold_decisions(scores: Real[ArrayLike, "T N"], members: Bool[ArrayLike, " N"], fpr: float) -> Bool[np.ndarray, "T N"]:
     """Each replica's decisions at its own threshold of FPR ≤ ``fpr``.
 
-    The threshold of replica r is its k-th largest non-member score ``q_r``, k = floor(fpr ·
+    The threshold of replica t is its k-th largest non-member score ``q_r``, k = floor(fpr ·
     n_out) + 1, and an example is called a member when its score is strictly above ``q_r``: at
     most floor(fpr · n_out) non-members are called members (ties kept together), and no lower
     threshold keeps FPR ≤ ``fpr`` (the ROC point of largest TPR at FPR ≤ ``fpr``, as
     :func:`jaxmem.attacks.metrics.tpr_at_fpr`).
 
     Args:
-      scores: [R, N] float attack scores (higher = member) of R replicas; all finite.
+      scores: [T, N] float attack scores (higher = member) of T replicas; all finite.
       members: [N] bool, the replicas' common membership.
       fpr: the false-positive rate in [0, 1].
 
     Returns:
-      [R, N] bool decisions.
+      [T, N] bool decisions.
 
     Raises:
       ValueError: on shapes, non-finite scores, an FPR outside [0, 1], or no non-member.
@@ -39,7 +40,7 @@ def threshold_decisions(scores, members, fpr: float) -> np.ndarray:
     s = np.asarray(scores, np.float64)
     mb = np.asarray(members, bool)
     if s.ndim != 2 or mb.shape != (s.shape[1],):
-        raise ValueError(f"scores must be [R, N] and members [N]; got {s.shape} and {mb.shape}")
+        raise ValueError(f"scores must be [T, N] and members [N]; got {s.shape} and {mb.shape}")
     if not np.isfinite(s).all():
         raise ValueError("scores must be finite (drop unscored examples first)")
     if not 0.0 <= fpr <= 1.0:
@@ -55,40 +56,54 @@ def threshold_decisions(scores, members, fpr: float) -> np.ndarray:
     return s > q[:, None]
 
 
-def flip_rate(decisions) -> np.ndarray:
-    """Per example, the fraction of replica PAIRS whose decisions differ: 2k(R − k) / (R(R − 1))
-    for k positive decisions out of R (0 when all agree, its maximum ≈ 1/2 at k = R/2).
+def flip_rate(decisions: Bool[ArrayLike, "T N"]) -> Float[np.ndarray, " N"]:
+    """Per example, the fraction of replica PAIRS whose decisions differ: 2k(T − k) / (T(T − 1))
+    for k positive decisions out of T (0 when all agree, its maximum ≈ 1/2 at k = T/2).
 
     Args:
-      decisions: [R, N] bool, R ≥ 2.
+      decisions: [T, N] bool, T ≥ 2.
 
     Returns:
       [N] float64.
+
+    Raises:
+      ValueError: ``decisions`` not [T, N] with T >= 2.
+
+    References:
+      Hayes et al. 2025, "Strong membership inference attacks on massive datasets and
+      (moderately) large language models", Sec. 6.
+
+    Example:
+      >>> flip_rate(np.array([[True, True], [False, True], [True, True]]))   # k = 2 of 3, 3 of 3
+      array([0.66666667, 0.        ])
     """
     d = np.asarray(decisions, bool)
     if d.ndim != 2 or d.shape[0] < 2:
-        raise ValueError(f"decisions must be [R, N] with R >= 2, got {d.shape}")
+        raise ValueError(f"decisions must be [T, N] with T >= 2, got {d.shape}")
     r = d.shape[0]
     k = d.sum(0).astype(np.float64)
     return 2.0 * k * (r - k) / (r * (r - 1.0))
 
 
 def coin_flip_cutoff(num_replicas: int, alpha: float = 0.05) -> tuple[float, np.ndarray]:
-    """The flip-rate cutoff of a coin flip: the counts k of positives out of R that an exact
+    """The flip-rate cutoff of a coin flip: the counts k of positives out of T that an exact
     two-sided binomial test of p = 1/2 does NOT reject at ``alpha``, and the smallest flip rate
-    among them (flip rate ≥ cutoff ⇔ not rejected, since the flip rate grows as k nears R/2).
+    among them (flip rate ≥ cutoff ⇔ not rejected, since the flip rate grows as k nears T/2).
 
     Args:
-      num_replicas: R ≥ 2.
+      num_replicas: T ≥ 2.
       alpha: the test's level in (0, 1).
 
     Returns:
-      ``(cutoff, accepted)``: the cutoff (NaN when every count is rejected) and a bool [R + 1]
+      ``(cutoff, accepted)``: the cutoff (NaN when every count is rejected) and a bool [T + 1]
       mask of the accepted counts.
+
+    Raises:
+      ValueError: ``num_replicas`` < 2 or ``alpha`` outside (0, 1).
 
     References:
       Hayes et al. 2025, "Strong membership inference attacks on massive datasets and
-      (moderately) large language models", Sec. 6 (α = 0.05; cutoff 0.487 at R = 127).
+      (moderately) large language models", Sec. 6 (α = 0.05; cutoff 0.487 at T = 127).
     """
     from scipy.stats import binomtest
 
@@ -103,8 +118,8 @@ def coin_flip_cutoff(num_replicas: int, alpha: float = 0.05) -> tuple[float, np.
     return (float(fr[acc].min()) if acc.any() else float("nan")), acc
 
 
-def decision_stability(scores, members, fprs=(0.001, 0.01), *, classes=None,
-                       alpha: float = 0.05) -> dict:
+def decision_stability(scores: Real[ArrayLike, "T N"], members: Bool[ArrayLike, " N"], fprs=(0.001, 0.01), *,
+                       classes: Real[ArrayLike, " N"] | None = None, alpha: float = 0.05) -> dict:
     """Per FPR: each member's flip rate over the replicas and the share of true positives that
     are coin flips, overall and by class.
 
@@ -114,7 +129,7 @@ def decision_stability(scores, members, fprs=(0.001, 0.01), *, classes=None,
     positives), NaN with a warning when there is none.
 
     Args:
-      scores: [R, N] attack scores of R target replicas trained on the same data (R ≥ 2);
+      scores: [T, N] attack scores of T target replicas trained on the same data (T ≥ 2);
         examples with a non-finite score in any replica are dropped (with a warning).
       members: [N] bool membership shared by the replicas.
       fprs: FPRs of the thresholds (each replica thresholded on its own non-members).
@@ -126,7 +141,11 @@ def decision_stability(scores, members, fprs=(0.001, 0.01), *, classes=None,
       (counts, −1 when dropped), "coin_flip" [N] bool (members only), "cutoff", "tpr" (mean over
       replicas), "true_positives", "coin_flip_tp_share", "coin_flip_members" (count), "by_class"
       {c: share}}}``. The shares are NaN (with a warning) when the test cannot reject any count
-      (R ≤ 5 at α = 0.05): then every member would count as a coin flip.
+      (T ≤ 5 at α = 0.05): then every member would count as a coin flip.
+
+    Raises:
+      ValueError: ``scores`` not [T, N] with T >= 2, ``members`` or ``classes`` not [N], or an FPR
+        outside [0, 1].
 
     References:
       Hayes et al. 2025 (arXiv 2505.18773), Sec. 6: 15.4 ± 0.6% of true positives at FPR 1e-3
@@ -135,7 +154,7 @@ def decision_stability(scores, members, fprs=(0.001, 0.01), *, classes=None,
     s = np.asarray(scores, np.float64)
     mb = np.asarray(members, bool)
     if s.ndim != 2 or mb.shape != (s.shape[1],):
-        raise ValueError(f"scores must be [R, N] and members [N]; got {s.shape} and {mb.shape}")
+        raise ValueError(f"scores must be [T, N] and members [N]; got {s.shape} and {mb.shape}")
     if s.shape[0] < 2:
         raise ValueError(f"decision stability needs >= 2 replicas, got {s.shape[0]}")
     if classes is not None:
@@ -151,7 +170,7 @@ def decision_stability(scores, members, fprs=(0.001, 0.01), *, classes=None,
     powerless = bool(accepted.all())
     if powerless:
         warnings.warn(f"decision_stability: with {r} replicas the binomial test at alpha={alpha} "
-                      "rejects no count (it needs 2 * 0.5**R <= alpha): every member would be a "
+                      "rejects no count (it needs 2 * 0.5**T <= alpha): every member would be a "
                       "coin flip; the shares are undefined (NaN)", stacklevel=2)
     out = {}
     for f in fprs:

@@ -13,6 +13,10 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import ArrayLike, Bool, Float, Real
+
+from jaxmem.attacks._checks import drop_nonfinite_shadows
+from jaxmem.signals.functions import check_labels
 
 __all__ = ["loss_attack", "confidence_attack", "shokri", "sorted_probability_features"]
 
@@ -22,29 +26,65 @@ def _reduce(x):
     return x.reshape(x.shape[0], -1).mean(1) if x.ndim > 1 else x
 
 
-def loss_attack(target_loss):
+def loss_attack(target_loss: Real[ArrayLike, " N *A"]) -> Float[np.ndarray, " N"]:
     """Yeom et al. (2018) loss attack: score = −loss (members have lower loss).
 
-    ``target_loss`` is [N], or [N, A] (then averaged over the A augmentation queries). Returns
-    float64 [N]. In a run (and :func:`jaxmem.signals.compute_signals`) the ``loss`` signal is the
+    In a run (and :func:`jaxmem.signals.compute_signals`) the ``loss`` signal is the
     cross-entropy of the identity query only, [M, N], so the registered ``loss`` attack scores
     one query, as Yeom et al. and ML Privacy Meter's LOSS attack do; give [N, A] losses to
     average over queries.
+
+    Args:
+      target_loss: [N], or [N, A] (then averaged over the A augmentation queries).
+
+    Returns:
+      float64 [N], higher = more likely a member.
+
+    References:
+      Yeom et al. (2018), "Privacy risk in machine learning: analyzing the connection to
+      overfitting", IEEE CSF.
+
+    Example:
+      >>> loss_attack(np.array([0.1, 2.0]))
+      array([-0.1, -2. ])
     """
     return -_reduce(target_loss)
 
 
-def confidence_attack(target_confidence):
-    """Confidence-threshold attack (Yeom et al. 2018; Salem et al. 2019): score = confidence.
+def confidence_attack(target_confidence: Real[ArrayLike, " N *A"]) -> Float[np.ndarray, " N"]:
+    """Confidence-threshold attack: score = confidence.
 
-    ``target_confidence`` is [N] or [N, A], e.g. the true-class probability or the logit-scaled
-    confidence from ``jaxmem.signals`` (averaged over A). Returns float64 [N].
+    Args:
+      target_confidence: [N] or [N, A], e.g. the true-class probability or the logit-scaled
+        confidence from ``jaxmem.signals`` (averaged over A).
+
+    Returns:
+      float64 [N], higher = more likely a member.
+
+    References:
+      Yeom et al. (2018), "Privacy risk in machine learning"; Salem et al. (2019), "ML-Leaks".
     """
     return _reduce(target_confidence)
 
 
-def sorted_probability_features(probs, top_k=None):
-    """Shokri et al.'s attack input: the probability vector sorted in decreasing order, first k."""
+def sorted_probability_features(probs: Real[ArrayLike, "*batch C"], top_k: int | None = None) -> Float[np.ndarray, "*batch _k"]:
+    """Shokri et al.'s attack input: the probability vector sorted in decreasing order, first k.
+
+    Args:
+      probs: [..., C] probability vectors.
+      top_k: keep the k largest (None: all C).
+
+    Returns:
+      float64 [..., k] (k = min(top_k, C), or C), decreasing along the last axis.
+
+    References:
+      Shokri et al. (2017), "Membership inference attacks against machine learning models",
+      IEEE S&P; Salem et al. (2019), "ML-Leaks" (the top 3).
+
+    Example:
+      >>> sorted_probability_features(np.array([0.2, 0.7, 0.1]), top_k=2)
+      array([0.7, 0.2])
+    """
     probs = np.asarray(probs, dtype=np.float64)
     out = -np.sort(-probs, axis=-1)
     return out if top_k is None else out[..., :top_k]
@@ -107,9 +147,11 @@ def _apply_np(p, x):
     return np.tanh(x @ p["w1"] + p["b1"]) @ p["w2"][:, 0] + p["b2"][0]
 
 
-def shokri(target_probs, target_labels, shadow_probs, shadow_keep, *, top_k=None, hidden=32,
-           steps=300, lr=0.01, l2=1e-4, max_samples=5000, min_per_class=20, class_block=16,
-           seed=0):
+def shokri(target_probs: Real[ArrayLike, "N C"], target_labels: Real[ArrayLike, " N"],
+           shadow_probs: Real[ArrayLike, "M N C"], shadow_keep: Bool[ArrayLike, "M N"], *,
+           top_k: int | None = None, hidden: int = 32, steps: int = 300, lr: float = 0.01, l2: float = 1e-4,
+           max_samples: int = 5000, min_per_class: int = 20, class_block: int = 16,
+           seed: int = 0) -> Float[np.ndarray, " N"]:
     """Shokri et al. (2017) shadow-model attack: per-class classifiers on sorted probability vectors.
 
     Args:
@@ -129,12 +171,19 @@ def shokri(target_probs, target_labels, shadow_probs, shadow_keep, *, top_k=None
 
     Features are standardized with the training pairs' mean and std. Shadow models whose
     probabilities hold NaN/inf are left out (a :class:`~jaxmem.attacks.NonFiniteModelWarning`
-    names them); labels outside [0, C) raise a ValueError naming the range. Returns float64
-    [N], the attack classifier's logit for "member".
-    """
-    from jaxmem.attacks._checks import drop_nonfinite_shadows
-    from jaxmem.signals.functions import check_labels
+    names them).
 
+    Returns:
+      float64 [N], the attack classifier's logit for "member".
+
+    Raises:
+      ValueError: shapes that disagree, labels outside [0, C) (naming the range), or too few in/out
+        shadow pairs to train an attack model.
+
+    References:
+      Shokri et al. (2017), "Membership inference attacks against machine learning models",
+      IEEE S&P; Salem et al. (2019), "ML-Leaks" (top-k features).
+    """
     tp = np.asarray(target_probs, dtype=np.float64)
     sp = np.asarray(shadow_probs)
     keep = np.asarray(shadow_keep, dtype=bool)

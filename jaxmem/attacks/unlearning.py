@@ -30,6 +30,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from jaxtyping import ArrayLike, Bool, Float, Real
 
 from jaxmem.attacks.metrics import roc_auc
 from jaxmem.attacks.roc import UndefinedMetricWarning
@@ -47,10 +48,21 @@ def _warn(msg):
     warnings.warn(msg, UndefinedMetricWarning, stacklevel=3)
 
 
-def mean_ci(values, z: float = Z95):
-    """``(mean, low, high)`` of finite ``values`` with a normal interval ``mean ± z·s/√n`` (s with
-    ddof=1). NaN (with a warning) for the bounds with fewer than 2 finite values, and for all
-    three with none."""
+def mean_ci(values: Real[ArrayLike, " ..."], z: float = Z95) -> tuple[float, float, float]:
+    """``(mean, low, high)`` of finite ``values`` with a normal interval ``mean ± z·s/√n``.
+
+    Args:
+      values: [...] numbers (non-finite ones are left out).
+      z: the normal quantile of the interval (95%).
+
+    Returns:
+      ``(mean, low, high)`` (s with ddof=1); NaN (with a warning) for the bounds with fewer than 2
+      finite values, and for all three with none.
+
+    Example:
+      >>> mean_ci([1.0, 3.0], z=1.0)
+      (2.0, 1.0, 3.0)
+    """
     v = np.asarray(values, np.float64).ravel()
     v = v[np.isfinite(v)]
     if v.size == 0:
@@ -64,13 +76,22 @@ def mean_ci(values, z: float = Z95):
     return m, m - h, m + h
 
 
-def split_roles(keep, forget):
-    """Roles of the models of a stack from its design: ``(unlearned [M] bool, retrained [M]
-    bool)``: unlearned models trained on all of F (``keep[m, F]`` all True), retrained models on
-    none of it.
+def split_roles(
+    keep: Bool[ArrayLike, "M N"], forget: Bool[ArrayLike, " N"]
+) -> tuple[Bool[np.ndarray, " M"], Bool[np.ndarray, " M"]]:
+    """Roles of the models of a stack from its design.
+
+    Args:
+      keep: [M, N] bool, each model's training set (before unlearning).
+      forget: [N] bool, the forget set F.
+
+    Returns:
+      ``(unlearned [M] bool, retrained [M] bool)``: unlearned models trained on all of F
+      (``keep[m, F]`` all True), retrained models on none of it.
 
     Raises:
-        ValueError: a model that trained on part of F only."""
+      ValueError: a model that trained on part of F only.
+    """
     keep, forget = np.asarray(keep, bool), np.asarray(forget, bool)
     inF = keep[:, forget]
     unl, ret = inF.all(1), ~inF.any(1)
@@ -138,7 +159,7 @@ def _ulira_core(u, r):
     return su, sr, cu, cr, au, ar, float(acc)
 
 
-def ulira(unlearned, retrained, *, z: float = Z95) -> ULiRA:
+def ulira(unlearned: Real[ArrayLike, "U F"], retrained: Real[ArrayLike, "R F"], *, z: float = Z95) -> ULiRA:
     """U-LiRA (Hayes et al. 2024) with every model the target in turn.
 
     For target ``t`` and forget example ``i``, Gaussians ``N(mu_U, sd_U)`` and ``N(mu_R, sd_R)``
@@ -163,10 +184,17 @@ def ulira(unlearned, retrained, *, z: float = Z95) -> ULiRA:
             interval needs U >= 4).
         retrained: [R, F] signals of the retrained models (R >= 3; the interval R >= 4).
         z: the interval's normal quantile (95%).
+
     Returns:
         :class:`ULiRA`.
+
     Raises:
-        ValueError: shapes that differ in F, or fewer than 3 models of a role."""
+        ValueError: shapes that differ in F, or fewer than 3 models of a role.
+
+    References:
+        Hayes et al. (2024), "Inexact unlearning needs more careful evaluations to avoid a false
+        sense of privacy".
+    """
     u = np.asarray(unlearned, np.float64)
     r = np.asarray(retrained, np.float64)
     if u.ndim != 2 or r.ndim != 2 or u.shape[1] != r.shape[1]:
@@ -263,8 +291,8 @@ def _rates_double_grid(pos, neg):
     return fp / ns.size, 1 - tp / ps.size
 
 
-def forget_epsilons(unlearned, retrained, *, delta: float = DELTA, cap: float = EPSILON_CAP,
-                    rules: str = "grid"):
+def forget_epsilons(unlearned: Real[ArrayLike, "U F"], retrained: Real[ArrayLike, "R F"], *, delta: float = DELTA,
+                    cap: float = EPSILON_CAP, rules: str = "grid") -> Float[np.ndarray, " F"]:
     """The NeurIPS 2023 unlearning competition's per-example epsilon (google-deepmind/
     unlearning_evaluation, ``metric.py``, ``_get_epsilons``).
 
@@ -293,8 +321,17 @@ def forget_epsilons(unlearned, retrained, *, delta: float = DELTA, cap: float = 
         delta: the competition's 1e-5.
         cap: the competition's 50.
         rules: ``"grid"`` (the competition's) or ``"observed"``.
+
     Returns:
-        [F] epsilons; NaN (with a warning) where every rule was discarded."""
+        [F] epsilons; NaN (with a warning) where every rule was discarded.
+
+    Raises:
+        ValueError: an unknown ``rules``, or shapes that differ in F.
+
+    References:
+        The NeurIPS 2023 machine unlearning competition (google-deepmind/unlearning_evaluation,
+        ``metric.py``); Kairouz et al. (2015) for the epsilon of a test's (FPR, FNR).
+    """
     if rules not in ("grid", "observed"):
         raise ValueError(f"forget_epsilons: rules must be 'grid' or 'observed', got {rules!r}")
     double, single = ((_rates_double_grid, _rates_single_grid) if rules == "grid"
@@ -328,7 +365,7 @@ def forget_epsilons(unlearned, retrained, *, delta: float = DELTA, cap: float = 
     return out
 
 
-def forget_score(epsilons, num_models: int) -> float:
+def forget_score(epsilons: Real[ArrayLike, " F"], num_models: int) -> float:
     """The competition's forget score (``compute_forget_score_from_confs``): each example earns
     points by the bucket of its epsilon - 1 for [0, 0.5), 1/2 for [0.5, 1), 1/4 for [1, 1.5), ...,
     for the buckets that end at or below ``ceil(log(num_models - 1))``, 0 beyond - averaged over
@@ -339,6 +376,13 @@ def forget_score(epsilons, num_models: int) -> float:
     Args:
         epsilons: [F] per-example epsilons (:func:`forget_epsilons`).
         num_models: the number of unlearned models (the reference's ``unlearned_confs.shape[0]``).
+
+    Returns:
+        The forget score in [0, 1], or NaN (with a warning).
+
+    References:
+        The NeurIPS 2023 machine unlearning competition (google-deepmind/unlearning_evaluation,
+        ``metric.py``, ``compute_forget_score_from_confs``).
     """
     e = np.asarray(epsilons, np.float64).ravel()
     if num_models < 3:
@@ -358,29 +402,38 @@ def forget_score(epsilons, num_models: int) -> float:
     return float(got.mean())
 
 
-def population_mia(forget_signal, test_signal):
+def population_mia(forget_signal: Real[ArrayLike, "T F"], test_signal: Real[ArrayLike, "T K"]) -> Float[np.ndarray, " T"]:
     """A population-level MIA on the forget set: per target model, the ROC AUC of its signal
     separating forget examples (positives) from test examples (negatives); 0.5 looks forgotten.
 
     Args:
         forget_signal: [T, F] each target's signal on the forget set.
-        test_signal: [T, n] on test examples.
+        test_signal: [T, K] on K test examples.
+
     Returns:
-        [T] AUCs."""
+        [T] AUCs.
+
+    References:
+        Hayes et al. (2024), "Inexact unlearning needs more careful evaluations".
+    """
     f = np.asarray(forget_signal, np.float64)
     t = np.asarray(test_signal, np.float64)
     members = np.concatenate([np.ones(f.shape[1], bool), np.zeros(t.shape[1], bool)])
     return np.array([roc_auc(np.concatenate([a, b]), members) for a, b in zip(f, t)])
 
 
-def accuracy(logits, labels, mask=None):
-    """[T] accuracy of each model's argmax on the examples of ``mask`` (NaN with a warning when
-    the mask is empty).
+def accuracy(logits: Real[ArrayLike, "T K C"], labels: Real[ArrayLike, " K"],
+             mask: Bool[ArrayLike, "*_T K"] | None = None) -> Float[np.ndarray, " T"]:
+    """Accuracy of each model's argmax on the examples of ``mask``.
 
     Args:
-        logits: [T, n, C].
-        labels: [n] int.
-        mask: [n] bool or [T, n] bool (default: all)."""
+        logits: [T, K, C].
+        labels: [K] int.
+        mask: [K] bool or [T, K] bool (default: all).
+
+    Returns:
+        [T] float64 accuracies; NaN (with a warning) for a model whose mask is empty.
+    """
     lg = np.asarray(logits)
     y = np.asarray(labels)
     correct = lg.argmax(-1) == y[None]
@@ -392,7 +445,8 @@ def accuracy(logits, labels, mask=None):
         return np.where(n > 0, (correct & m).sum(1) / np.maximum(n, 1), np.nan)
 
 
-def unlearning_audit(signals, keep, forget, *, test_signals=None, delta: float = DELTA,
+def unlearning_audit(signals: Real[ArrayLike, "M N"], keep: Bool[ArrayLike, "M N"], forget: Bool[ArrayLike, " N"], *,
+                     test_signals: Real[ArrayLike, "M K"] | None = None, delta: float = DELTA,
                      rules: str = "grid") -> dict:
     """The audit of a user's own unlearned models, from arrays: the models whose ``keep`` row
     holds all of the forget set trained on it and were then unlearned; those whose row holds
@@ -403,14 +457,21 @@ def unlearning_audit(signals, keep, forget, *, test_signals=None, delta: float =
             confidence; higher = more like a member), the unlearned models' after unlearning.
         keep: [M, N] bool, each model's training set (before unlearning).
         forget: [N] bool, the forget set.
-        test_signals: [M, n] signals on test examples (the population MIA; optional).
+        test_signals: [M, K] signals on K test examples (the population MIA; optional).
         delta: the competition's delta.
         rules: :func:`forget_epsilons`' decision rules.
+
     Returns:
         ``{"ulira": ULiRA, "epsilons": [F], "forget_score": float, "population_mia": [U] AUCs or
         None, "unlearned": [M] bool, "retrained": [M] bool}``.
+
     Raises:
-        ValueError: a model trained on part of the forget set, or too few models of a role."""
+        ValueError: a model trained on part of the forget set, or too few models of a role.
+
+    References:
+        Hayes et al. (2024), "Inexact unlearning needs more careful evaluations"; the NeurIPS 2023
+        machine unlearning competition's forget score.
+    """
     s = np.asarray(signals, np.float64)
     forget = np.asarray(forget, bool)
     unl, ret = split_roles(keep, forget)

@@ -134,7 +134,10 @@ class RMIAConfig:
     aggregate: str = "mean"         # mean: identity query | vote: majority over signals.queries
     trim: float = 0.0               # trimmed means over reference models (fraction per end)
     gamma: float = 1.0              # likelihood-ratio threshold
-    a: typing.Optional[float] = None  # offline coefficient; None = tuned once on a reference model
+    a: typing.Optional[float] = None  # offline coefficient; None = tuned by `tuning`
+    # how a is tuned (jaxmem.attacks.spec.RMIA_TUNINGS): per_target = on each target's shadows only
+    # (unbiased); once = one a on every usable model (targets' membership among its references)
+    tuning: str = "per_target"
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"scoring.rmia.order: must be >= 2 terms, got {r.order}")
     if not 0.0 <= r.trim < 0.5:
         raise ConfigError(f"scoring.rmia.trim: must be in [0, 0.5), got {r.trim}")
+    RMIA_TUNINGS = provided("attacks.rmia_tunings")
+    if r.tuning not in RMIA_TUNINGS:
+        raise ConfigError(f"scoring.rmia.tuning: must be one of {', '.join(RMIA_TUNINGS)}, got {r.tuning!r}")
     if r.a is not None and not 0.0 <= r.a <= 1.0:
         raise ConfigError(f"scoring.rmia.a: must be in [0, 1] (or unset to tune it), got {r.a}")
     for q in cfg.signals.queries:

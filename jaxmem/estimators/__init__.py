@@ -5,6 +5,17 @@ Conventions: ``keep[m, i]`` is True when model m trained on example i; per-examp
 selects the models to use (e.g. drops diverged ones). ``dtype=None`` computes in float64 NumPy
 when the metric is a float64 NumPy array, else in float32 jit-compiled JAX (see ``_common``).
 
+Shapes are written in the signatures with jaxtyping (``keep: Bool[ArrayLike, "M N"]``), the same
+axis names in :mod:`jaxmem.estimators`, :mod:`jaxmem.attacks` and :mod:`jaxmem.signals`:
+M models (shadow / reference models), N examples (training candidates, sequences), K evaluation
+examples (test examples, audit trials / canaries), T target models (replicas), A test-time
+queries (augmentations) per example, C classes, L tokens per sequence, E epochs, G groups (texts,
+subpopulations), Z population points (RMIA), P points of a ROC curve; unlearning audits: U
+unlearned and R retrained models, F forget-set examples (exposure: R reference candidates).
+``*batch`` / ``...`` are any leading axes (``*#batch``: broadcast against them), a name with a
+leading ``_`` is not matched across arguments. The annotations cost nothing at run time (no
+checker in the library); ``tests/test_signatures.py`` checks them with jaxtyping + beartype.
+
 This package imports only numpy, jax (and scipy lazily): never flax/optax/jaxmem.train/models/data.
 """
 

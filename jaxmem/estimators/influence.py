@@ -2,9 +2,9 @@
 
 Both are differences of means over the model axis, i.e. matrix products over models:
 infl = Aᵀ @ test_metric with A[m, i] = keep[m,i]/n_in[i] − (1 − keep[m,i])/n_out[i]. The
-[N, T] product is computed in blocks of training × test examples, written into a dense array, a
+[N, K] product is computed in blocks of training × test examples, written into a dense array, a
 memory-mapped ``.npy`` file, or reduced on the fly to the top-k training examples per test
-example, so N=50,000 × T=10,000 with M=1,000 never holds more than a few blocks in memory.
+example, so N=50,000 × K=10,000 with M=1,000 never holds more than a few blocks in memory.
 
 Standard errors (optional) follow ``memorization``: two independent means,
 stderr = sqrt(s²_in/n_in + s²_out/n_out) with ddof=1 sample variances, NaN when either side has
@@ -21,6 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import ArrayLike, Bool, Float, Integer, Real, Shaped
 
 from jaxmem.estimators._common import (
     BLOCK_ELEMENTS,
@@ -44,18 +45,18 @@ DEFAULT_BLOCK = (4096, 4096)
 
 
 class InfluenceResult(NamedTuple):
-    influence: np.ndarray  # [N, T] mean_IN − mean_OUT (dense or a read-only memmap)
-    stderr: np.ndarray  # [N, T] sqrt(s²_in/n_in + s²_out/n_out), ddof=1 (dense or a read-only memmap)
-    n_in: np.ndarray  # [N] number of (unmasked) models trained on i
-    n_out: np.ndarray  # [N] number of (unmasked) models not trained on i
+    influence: Float[np.ndarray, "N K"]  # mean_IN − mean_OUT (dense or a read-only memmap)
+    stderr: Float[np.ndarray, "N K"]  # sqrt(s²_in/n_in + s²_out/n_out), ddof=1 (dense or a read-only memmap)
+    n_in: Real[np.ndarray, " N"]  # number of (unmasked) models trained on i
+    n_out: Real[np.ndarray, " N"]  # number of (unmasked) models not trained on i
 
 
 class TopInfluence(NamedTuple):
-    indices: np.ndarray  # [T, k] training-example indices, most influential first
-    values: np.ndarray  # [T, k] their influence (NaN where fewer than k finite values exist)
-    n_in: np.ndarray  # [N]
-    n_out: np.ndarray  # [N]
-    stderr: np.ndarray | None = None  # [T, k] stderr of ``values`` (``return_stderr=True`` only)
+    indices: Integer[np.ndarray, "K k"]  # training-example indices, most influential first
+    values: Float[np.ndarray, "K k"]  # their influence (NaN where fewer than k finite values exist)
+    n_in: Real[np.ndarray, " N"]
+    n_out: Real[np.ndarray, " N"]
+    stderr: Float[np.ndarray, "K k"] | None = None  # stderr of ``values`` (``return_stderr=True`` only)
 
 class GroupKeep(NamedTuple):
     group_keep: np.ndarray  # [M, G] bool
@@ -203,12 +204,12 @@ def _prepare(keep, test_metric, model_mask, dtype):
         test_metric = np.asarray(test_metric)
     check_model_axis("test_correct", test_metric, keep.shape[0])
     if test_metric.ndim != 2:
-        raise ValueError(f"test_correct must be [M, T], got {test_metric.shape}")
+        raise ValueError(f"test_correct must be [M, K], got {test_metric.shape}")
     return keep, test_metric, as_model_mask(model_mask, keep.shape[0]), resolve_dtype(dtype, test_metric)
 
 
 class _Output:
-    """An [N, T] result: a dense array, or a ``.npy`` file mapped one stripe of training rows at a
+    """An [N, K] result: a dense array, or a ``.npy`` file mapped one stripe of training rows at a
     time (dropping the map of a written stripe hands its pages to the OS page cache, so resident
     memory stays at about one stripe)."""
 
@@ -236,32 +237,52 @@ class _Output:
 
 
 def influence(
-    keep,
-    test_correct,
+    keep: Bool[ArrayLike, "M N"],
+    test_correct: Shaped[ArrayLike, "M K"],
     *,
     out=None,
-    model_mask=None,
+    model_mask: Bool[ArrayLike, " M"] | None = None,
     dtype=None,
-    block=DEFAULT_BLOCK,
-    return_stderr=False,
+    block: tuple[int, int] = DEFAULT_BLOCK,
+    return_stderr: bool = False,
     stderr_out=None,
-):
-    """Feldman & Zhang (2020), Eq. (2): infl[i, j] = mean_{m ∋ i} test_correct[m, j] − mean_{m ∌ i} test_correct[m, j].
+) -> Float[np.ndarray, "N K"] | InfluenceResult:
+    """Influence of every training example on every test example.
 
-    ``keep`` [M, N], ``test_correct`` [M, T] (any real per-test-example metric of every model) ->
-    influence [N, T]. Computed as Aᵀ @ test_correct in (block[0] × block[1]) tiles. With
-    ``out`` a path, the result is written to a ``.npy`` file through
-    ``numpy.lib.format.open_memmap`` and returned as a read-only memmap (host memory stays at a
-    few tiles); otherwise a dense array is returned. Rows of training examples without an IN or
-    OUT model are NaN (warned). Use ``top_influencers`` to keep only the top-k per test example.
+    infl[i, j] = mean_{m ∋ i} test_correct[m, j] − mean_{m ∌ i} test_correct[m, j], computed as
+    Aᵀ @ test_correct in (block[0] × block[1]) tiles. With ``out`` a path, the result is written
+    to a ``.npy`` file through ``numpy.lib.format.open_memmap`` and returned as a read-only memmap
+    (host memory stays at a few tiles); otherwise a dense array is returned. Use
+    :func:`top_influencers` to keep only the top-k per test example.
 
-    ``return_stderr=True`` (implied by ``stderr_out``) returns ``InfluenceResult(influence,
-    stderr, n_in, n_out)`` instead of the bare array, with the standard error of each entry as in
-    ``memorization``: stderr = sqrt(s²_in/n_in + s²_out/n_out), sample variances (ddof=1) of the
-    metric over the IN and OUT models, NaN where n_in or n_out < 2. Both matrices then come from
-    first and second moments per side, Wᵀ @ [c, c²] with W = [K_in | K_out] (four times the
-    influence-only matmul work, and a tile of [2·block[0], 2·block[1]]); the influence equals the
-    default call's up to rounding. ``stderr_out`` a path memory-maps the stderr matrix like ``out``.
+    ``return_stderr=True`` (implied by ``stderr_out``) adds the standard error of each entry as in
+    :func:`jaxmem.estimators.memorization`: sqrt(s²_in/n_in + s²_out/n_out), sample variances
+    (ddof=1) of the metric over the IN and OUT models, NaN where n_in or n_out < 2. Both matrices
+    then come from first and second moments per side, Wᵀ @ [c, c²] with W = [K_in | K_out] (four
+    times the influence-only matmul work, and a tile of [2·block[0], 2·block[1]]); the influence
+    equals the default call's up to rounding.
+
+    Args:
+      keep: [M, N] bool, True where model m trained on training example i.
+      test_correct: [M, K] any real per-test-example metric of every model (0/1 correctness).
+      out: None (dense result) or a path for a memory-mapped ``.npy`` result.
+      model_mask: [M] bool, the models to use; None: all.
+      dtype: None, "float32" or "float64" (the rule of ``jaxmem.estimators._common``).
+      block: (training, test) examples per tile.
+      return_stderr: also return the standard errors (an :class:`InfluenceResult`).
+      stderr_out: None or a path that memory-maps the stderr matrix like ``out``.
+
+    Returns:
+      influence [N, K] (dense or a read-only memmap); with ``return_stderr``
+      ``InfluenceResult(influence [N, K], stderr [N, K], n_in [N], n_out [N])``. Rows of training
+      examples without an IN or OUT model are NaN (with an ``InsufficientModelsWarning``).
+
+    Raises:
+      ValueError: ``keep`` not [M, N], ``test_correct`` without the leading [M] axis,
+        ``model_mask`` not [M], or ``dtype`` not float32/float64.
+
+    References:
+      Feldman & Zhang (2020), "What neural networks memorize and why", NeurIPS, Eq. (2).
     """
     keep, test_correct, mask, dt = _prepare(keep, test_correct, model_mask, dtype)
     with_stderr = return_stderr or stderr_out is not None
@@ -309,27 +330,42 @@ def _selected_stderr(keep, test_metric, mask, indices):
 
 
 def top_influencers(
-    keep,
-    test_correct,
-    k,
+    keep: Bool[ArrayLike, "M N"],
+    test_correct: Shaped[ArrayLike, "M K"],
+    k: int,
     *,
-    largest=True,
-    model_mask=None,
+    largest: bool = True,
+    model_mask: Bool[ArrayLike, " M"] | None = None,
     dtype=None,
-    block=DEFAULT_BLOCK,
-    return_stderr=False,
-):
-    """The k training examples with the largest (or, ``largest=False``, most negative) influence
-    (Feldman & Zhang 2020, Eq. 2) on each test example, without materialising [N, T].
+    block: tuple[int, int] = DEFAULT_BLOCK,
+    return_stderr: bool = False,
+) -> TopInfluence:
+    """The k training examples of largest influence on each test example, without the [N, K] matrix.
 
-    Returns ``TopInfluence(indices [T, k], values [T, k], n_in, n_out, stderr)`` sorted most
-    influential first, equal values lowest training index first (binary metrics tie often);
-    NaN-influence rows (no IN/OUT model) are never selected before finite ones: a slot left
-    without a finite value has index -1 and value NaN.
-    ``return_stderr=True`` fills ``stderr`` [T, k] with the selected entries' standard errors (as
-    in ``influence``; NaN where the value is NaN or a side has < 2 models), computed after the
-    selection from the T·k chosen (i, j) pairs alone, in float64, then cast to the result dtype.
-    The selection itself ranks by influence only, not by its significance.
+    The influence is :func:`influence`'s (Feldman & Zhang 2020, Eq. 2), merged tile by tile into
+    a running top-k. Sorted most influential first, equal values lowest training index first
+    (binary metrics tie often); NaN-influence rows (no IN/OUT model) are never selected before
+    finite ones. The selection ranks by influence only, not by its significance.
+
+    Args:
+      keep: [M, N] bool, True where model m trained on training example i.
+      test_correct: [M, K] any real per-test-example metric of every model.
+      k: how many training examples per test example, in [1, N].
+      largest: True: the largest influence; False: the most negative.
+      model_mask, dtype, block: as :func:`influence`.
+      return_stderr: fill ``stderr`` [K, k] with the selected entries' standard errors (as in
+        :func:`influence`; NaN where the value is NaN or a side has < 2 models), computed after
+        the selection from the K·k chosen pairs alone, in float64, then cast to the result dtype.
+
+    Returns:
+      ``TopInfluence(indices [K, k], values [K, k], n_in [N], n_out [N], stderr [K, k] or None)``;
+      a slot left without a finite value has index -1 and value NaN.
+
+    Raises:
+      ValueError: ``k`` outside [1, N], or the inputs as in :func:`influence`.
+
+    References:
+      Feldman & Zhang (2020), "What neural networks memorize and why", NeurIPS, Eq. (2).
     """
     keep, test_correct, mask, dt = _prepare(keep, test_correct, model_mask, dtype)
     n, t = keep.shape[1], test_correct.shape[1]

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import ArrayLike, Bool, Float, Integer, Shaped
 
 from jaxmem.estimators._common import (
     as_keep,
@@ -28,15 +29,15 @@ __all__ = ["SubsetEffect", "leave_subset_out", "GroupKeep", "group_keep_from_ids
 
 
 class SubsetEffect(NamedTuple):
-    effect: np.ndarray  # [G, K] mean metric with the group − without
-    stderr: np.ndarray  # [G, K]
-    n_in: np.ndarray  # [G] models that kept the group
-    n_out: np.ndarray  # [G] models that dropped it
+    effect: Float[np.ndarray, " G *K"]  # mean metric with the group − without ([G] for a metric [M])
+    stderr: Float[np.ndarray, " G *K"]
+    n_in: Integer[np.ndarray, " G"]  # models that kept the group
+    n_out: Integer[np.ndarray, " G"]  # models that dropped it
 
 
 class GroupKeep(NamedTuple):
-    group_keep: np.ndarray  # [M, G] bool
-    groups: np.ndarray  # [G] the sorted distinct group ids
+    group_keep: Bool[np.ndarray, "M G"]
+    groups: Shaped[np.ndarray, " G"]  # the sorted distinct group ids
 
 
 def _lso_kernel(xp, x, gkeep, mask, dt):
@@ -61,14 +62,39 @@ def _lso_kernel(xp, x, gkeep, mask, dt):
 _lso_jit = jax.jit(partial(_lso_kernel, jnp), static_argnames="dt")
 
 
-def leave_subset_out(group_keep, metric, *, model_mask=None, dtype=None, block=None) -> SubsetEffect:
+def leave_subset_out(
+    group_keep: Bool[ArrayLike, "M G"],
+    metric: Shaped[ArrayLike, " M *K"],
+    *,
+    model_mask: Bool[ArrayLike, " M"] | None = None,
+    dtype=None,
+    block: int | None = None,
+) -> SubsetEffect:
     """Effect of a whole group (subpopulation, duplicate set, class) on a metric.
 
     The group analogue of Feldman & Zhang (2020) Eq. (2): with designs in which groups are kept
     or dropped together, effect[g, k] = mean_{m keeps g} metric[m, k] − mean_{m drops g} metric[m, k],
     stderr = sqrt(s²_in/n_in + s²_out/n_out) (ddof=1; NaN where a side has < 2 models, as in
-    ``memorization``). ``group_keep`` [M, G] bool,
-    ``metric`` [M, K] or [M] -> effect/stderr [G, K] or [G]. Blocked over K.
+    :func:`memorization`). Blocked over K.
+
+    Args:
+      group_keep: [M, G] bool, True where model m kept group g (:func:`group_keep_from_ids`).
+      metric: [M, K] or [M] real metric of every model on K evaluation examples (or one number).
+      model_mask: [M] bool, the models to use; None: all.
+      dtype, block: as :func:`memorization`.
+
+    Returns:
+      :class:`SubsetEffect`: ``effect`` and ``stderr`` [G, K] (or [G] for a metric [M]), ``n_in``
+      and ``n_out`` [G]. Groups never kept or never dropped are NaN (with an
+      ``InsufficientModelsWarning``).
+
+    Raises:
+      ValueError: ``group_keep`` not [M, G], ``metric`` without the leading [M] axis,
+        ``model_mask`` not [M], or ``dtype`` not float32/float64.
+
+    References:
+      Feldman & Zhang (2020), "What neural networks memorize and why", NeurIPS, Eq. (2) (per
+      example; here per group).
     """
     gkeep = as_keep(group_keep)
     if not is_jax(metric):
@@ -97,11 +123,19 @@ def leave_subset_out(group_keep, metric, *, model_mask=None, dtype=None, block=N
     return SubsetEffect(effect, stderr, n_in, n_out)
 
 
-def group_keep_from_ids(keep, group_ids) -> GroupKeep:
+def group_keep_from_ids(keep: Bool[ArrayLike, "M N"], group_ids: Shaped[ArrayLike, " N"]) -> GroupKeep:
     """Derive ``group_keep`` [M, G] from ``keep`` [M, N] and a group id per example [N].
 
-    Raises ValueError when some model keeps only part of a group (the design must keep or drop
-    whole groups for ``leave_subset_out`` to measure the group's effect).
+    Args:
+      keep: [M, N] bool, True where model m trained on example i.
+      group_ids: [N] the group of every example (any sortable ids).
+
+    Returns:
+      ``GroupKeep(group_keep [M, G] bool, groups [G])``, the groups sorted.
+
+    Raises:
+      ValueError: ``group_ids`` is not [N], or some model keeps only part of a group (the design
+        must keep or drop whole groups for :func:`leave_subset_out` to measure the group's effect).
     """
     keep = np.asarray(keep).astype(bool)
     ids = np.asarray(group_ids)

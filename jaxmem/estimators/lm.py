@@ -27,6 +27,7 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
+from jaxtyping import ArrayLike, Bool, Float, Integer, Real, Shaped
 
 from jaxmem.attacks.metrics import clopper_pearson
 from jaxmem.estimators._common import InsufficientModelsWarning
@@ -53,9 +54,9 @@ __all__ = [
 
 
 class TextGroups(NamedTuple):
-    first: np.ndarray  # int64 [G] increasing: the row of each text's first copy
-    copies: np.ndarray  # int64 [G] rows (copies) of each text in the training set
-    text_of_row: np.ndarray  # int64 [N] the text (0..G-1) of each row
+    first: Integer[np.ndarray, " G"]  # int64, increasing: the row of each text's first copy
+    copies: Integer[np.ndarray, " G"]  # int64: rows (copies) of each text in the training set
+    text_of_row: Integer[np.ndarray, " N"]  # int64: the text (0..G-1) of each row
 
     @property
     def num_texts(self) -> int:
@@ -71,7 +72,7 @@ class TextGroups(NamedTuple):
                 f"({self.num_rows - self.num_texts} copies merged into their text)")
 
 
-def text_groups(groups, keep=None) -> TextGroups:
+def text_groups(groups: Shaped[ArrayLike, " N"], keep: Bool[ArrayLike, "M N"] | None = None) -> TextGroups:
     """The texts of a language-model training set: each group of rows (a text and its copies,
     ``TextData.groups``: one id per distinct sequence) is one example. A text is represented by
     its first row: copies are the same token sequence, so every model gives them the same signals,
@@ -132,7 +133,15 @@ def _per_sequence(metric, mask):
     raise ValueError(f"metric must be [M, N] (per sequence) or [M, N, T] (per token), got {metric.shape}")
 
 
-def counterfactual_memorization_lm(keep, metric, mask=None, *, model_mask=None, dtype=None, block=None) -> MemorizationResult:
+def counterfactual_memorization_lm(
+    keep: Bool[ArrayLike, "M N"],
+    metric: Shaped[ArrayLike, "M N ..."],
+    mask: Bool[ArrayLike, "*_M N L"] | None = None,
+    *,
+    model_mask: Bool[ArrayLike, " M"] | None = None,
+    dtype=None,
+    block: int | None = None,
+) -> MemorizationResult:
     """Counterfactual memorization of each sequence (Zhang et al. 2021, "Counterfactual
     memorization in neural language models", Eq. 1):
 
@@ -142,43 +151,65 @@ def counterfactual_memorization_lm(keep, metric, mask=None, *, model_mask=None, 
 
     Args:
       keep: [M, N] bool, model m trained on sequence i.
-      metric: [M, N, T] per-token metric with ``mask`` (Zhang et al. use per-token accuracy:
+      metric: [M, N, L] per-token metric with ``mask`` (Zhang et al. use per-token accuracy:
         ``TokenSignals.correct``; or ``TokenSignals.logp``), reduced to a per-sequence mean over
         the target tokens; or [M, N] any per-sequence metric (−NLL, token accuracy, extraction
         length), used as is.
-      mask: [N, T] or [M, N, T] bool target mask, for a per-token metric only.
+      mask: [N, L] or [M, N, L] bool target mask, for a per-token metric only.
       model_mask, dtype, block: as :func:`jaxmem.estimators.memorization` (float64 when the
         metric is float64 NumPy).
 
-    Returns :class:`jaxmem.estimators.MemorizationResult` (``mem``, ``stderr``, ``n_in``,
-    ``n_out``, ``mean_in``, ``mean_out``, each [N]). With token accuracy, ``mean_in`` is the
-    exact-match token accuracy of the models that trained on the sequence (Tirumala et al. 2022)
-    and ``mean_out`` that of the models that did not. NaN (with ``InsufficientModelsWarning``)
-    for a sequence without an IN or an OUT model, or without target tokens.
+    Returns:
+      :class:`jaxmem.estimators.MemorizationResult` (``mem``, ``stderr``, ``n_in``, ``n_out``,
+      ``mean_in``, ``mean_out``, each [N]). With token accuracy, ``mean_in`` is the exact-match
+      token accuracy of the models that trained on the sequence (Tirumala et al. 2022) and
+      ``mean_out`` that of the models that did not. NaN (with ``InsufficientModelsWarning``) for
+      a sequence without an IN or an OUT model, or without target tokens.
+
+    Raises:
+      ValueError: ``metric`` neither [M, N] nor [M, N, L]; a per-token metric without ``mask``
+        (or a per-sequence one with it); ``mask`` neither [N, L] nor [M, N, L]; the inputs of
+        :func:`jaxmem.estimators.memorization`.
+
+    References:
+      Zhang et al. (2021), "Counterfactual memorization in neural language models", Eq. (1);
+      Tirumala et al. (2022), "Memorization without overfitting".
     """
     per = _per_sequence(metric, mask)
     return counterfactual_memorization(keep, per, model_mask=model_mask, dtype=dtype, block=block)
 
 
 class ExactMatch(NamedTuple):
-    acc_in: np.ndarray  # [M] correct / target tokens over the model's training (IN) sequences
-    acc_out: np.ndarray  # [M] the same over its held-out (OUT) sequences
-    tokens_in: np.ndarray  # [M] int64 target tokens counted for acc_in
-    tokens_out: np.ndarray  # [M] int64 target tokens counted for acc_out
+    acc_in: Float[np.ndarray, " M"]  # correct / target tokens over the model's training (IN) sequences
+    acc_out: Float[np.ndarray, " M"]  # the same over its held-out (OUT) sequences
+    tokens_in: Integer[np.ndarray, " M"]  # int64 target tokens counted for acc_in
+    tokens_out: Integer[np.ndarray, " M"]  # int64 target tokens counted for acc_out
 
 
-def exact_match_accuracy(keep, correct, mask) -> ExactMatch:
+def exact_match_accuracy(
+    keep: Bool[ArrayLike, "M N"], correct: Real[ArrayLike, "M N L"], mask: Bool[ArrayLike, "*_M N L"]
+) -> ExactMatch:
     """Exact-match memorization per model (Tirumala et al. 2022, "Memorization without overfitting"):
     M(f) = the fraction of (context, next token) pairs of the training set whose argmax
     prediction is the true next token, pooled over all target tokens of the IN sequences (and, for
     comparison, of the OUT sequences).
 
     Args:
-      keep: [M, N] bool; correct: [M, N, T] (1.0/0.0, ``TokenSignals.correct``); mask: [N, T] or
-        [M, N, T] bool target mask.
+      keep: [M, N] bool, True where model m trained on sequence i.
+      correct: [M, N, L] 1.0/0.0 per token (``TokenSignals.correct``).
+      mask: [N, L] or [M, N, L] bool target mask.
 
-    Returns :class:`ExactMatch`; NaN (with a warning) for a model without IN (or OUT) tokens or
-    with a NaN among its counted tokens.
+    Returns:
+      :class:`ExactMatch` (``acc_in``, ``acc_out``, ``tokens_in``, ``tokens_out``, each [M]); NaN
+      (with a warning) for a model without IN (or OUT) tokens or with a NaN among its counted
+      tokens.
+
+    Raises:
+      ValueError: ``correct`` not [M, N, L] or ``keep`` not [M, N].
+
+    References:
+      Tirumala et al. (2022), "Memorization without overfitting: analyzing the training dynamics
+      of large language models", NeurIPS.
     """
     keep = np.asarray(keep, bool)
     c = np.asarray(correct, np.float64)
@@ -200,13 +231,13 @@ def exact_match_accuracy(keep, correct, mask) -> ExactMatch:
 
 
 class RateTable(NamedTuple):
-    counts: np.ndarray  # [B] bucket: the duplicate count (or the bucket's lower edge)
-    trials: np.ndarray  # [B] int64 (model, sequence) pairs in the bucket
-    successes: np.ndarray  # [B] int64 extracted pairs
-    rate: np.ndarray  # [B] successes / trials (NaN for an empty bucket)
-    low: np.ndarray  # [B] interval bounds at level 1 − alpha (NaN for an empty bucket)
-    high: np.ndarray
-    sequences: np.ndarray  # [B] int64 distinct sequences with at least one trial
+    counts: Real[np.ndarray, " B"]  # bucket: the duplicate count (or the bucket's lower edge)
+    trials: Integer[np.ndarray, " B"]  # int64 (model, sequence) pairs in the bucket
+    successes: Integer[np.ndarray, " B"]  # int64 extracted pairs
+    rate: Float[np.ndarray, " B"]  # successes / trials (NaN for an empty bucket)
+    low: Float[np.ndarray, " B"]  # interval bounds at level 1 − alpha (NaN for an empty bucket)
+    high: Float[np.ndarray, " B"]
+    sequences: Integer[np.ndarray, " B"]  # int64 distinct sequences with at least one trial
 
 
 def _wilson(k, n, alpha):
@@ -220,8 +251,10 @@ def _wilson(k, n, alpha):
     return lo, hi
 
 
-def extraction_rate_by_count(extracted, counts, *, keep=None, members=True, valid=None, bins=None,
-                             method="wilson", alpha=0.05) -> RateTable:
+def extraction_rate_by_count(extracted: Bool[ArrayLike, "*_M N"], counts: Real[ArrayLike, " N"], *,
+                             keep: Bool[ArrayLike, "*_M N"] | None = None, members: bool = True,
+                             valid: Bool[ArrayLike, "*_M N"] | None = None, bins=None,
+                             method: str = "wilson", alpha: float = 0.05) -> RateTable:
     """Extraction rate per duplicate-count bucket (Carlini et al. 2022; Kandpal et al.
     2022), with a binomial interval.
 
@@ -240,8 +273,20 @@ def extraction_rate_by_count(extracted, counts, *, keep=None, members=True, vali
       valid: [N] or [M, N] bool, pairs that could be scored (``Extraction.valid``); others skipped.
       bins: None (one bucket per distinct count) or increasing lower edges (e.g. 1, 2, 4, 8, ...:
         bucket j holds edges[j] <= count < edges[j+1]; counts below edges[0] are skipped).
+      members: with ``keep``, True counts the IN pairs, False the held-out ones.
+      method: "wilson" or "clopper_pearson".
+      alpha: 1 − the interval's level, in (0, 1).
 
-    Returns :class:`RateTable`; an empty bucket has NaN rate and interval (with a warning).
+    Returns:
+      :class:`RateTable`, each field [B] (B buckets); an empty bucket has NaN rate and interval
+      (with a warning).
+
+    Raises:
+      ValueError: an unknown ``method``, alpha outside (0, 1), or shapes that disagree.
+
+    References:
+      Carlini et al. (2022), "Quantifying memorization across neural language models"; Kandpal
+      et al. (2022), "Deduplicating training data mitigates privacy risks in language models".
     """
     if method not in ("wilson", "clopper_pearson"):
         raise ValueError(f"method must be 'wilson' or 'clopper_pearson', got {method!r}")

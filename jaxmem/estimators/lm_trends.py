@@ -13,6 +13,7 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
+from jaxtyping import ArrayLike, Bool, Float, Integer, Real
 
 __all__ = ["LogLogSlope", "loglog_slope", "LogLinearSlope", "loglinear_slope"]
 
@@ -37,10 +38,10 @@ class LogLogSlope(NamedTuple):
     low: float  # percentile bootstrap interval, level 1 − alpha
     high: float
     stderr: float  # bootstrap standard deviation (ddof 1)
-    counts: np.ndarray  # [B] bucket counts (x)
-    means: np.ndarray  # [B] mean metric per bucket (y)
-    sizes: np.ndarray  # [B] int64 sequences per bucket
-    used: np.ndarray  # [B] bool: count > 0 and mean > 0 (the log is defined)
+    counts: Real[np.ndarray, " B"]  # bucket counts (x)
+    means: Float[np.ndarray, " B"]  # mean metric per bucket (y)
+    sizes: Integer[np.ndarray, " B"]  # int64 sequences per bucket
+    used: Bool[np.ndarray, " B"]  # count > 0 and mean > 0 (the log is defined)
     num_valid: int  # bootstrap samples with a defined slope
 
 
@@ -58,7 +59,8 @@ def _fit(lx, ly):
     return slope, my - slope * mx
 
 
-def loglog_slope(counts, values, *, bins=None, num_bootstrap=1000, alpha=0.05, seed=0) -> LogLogSlope:
+def loglog_slope(counts: Real[ArrayLike, " N"], values: Real[ArrayLike, " N"], *, bins=None, num_bootstrap: int = 1000,
+                 alpha: float = 0.05, seed: int = 0) -> LogLogSlope:
     """Slope b of log E[metric | count] = a + b · log(count) across duplicate-count buckets.
 
     Kandpal et al. (2022), "Deduplicating training data mitigates privacy risks in language
@@ -78,12 +80,24 @@ def loglog_slope(counts, values, *, bins=None, num_bootstrap=1000, alpha=0.05, s
     the slope's spread over fresh data sets (tests/test_lm_estimators.py).
 
     Args:
-      counts: [N] duplicate counts (> 0); values: [N] per-sequence metric.
+      counts: [N] duplicate counts (> 0).
+      values: [N] per-sequence metric.
       bins: None (one bucket per distinct count, x = the count) or increasing lower edges
         (x = the geometric mean of the bucket's counts).
+      num_bootstrap: stratified bootstrap resamples.
+      alpha: 1 − the interval's level, in (0, 1).
+      seed: the seed of the bootstrap.
 
-    Returns :class:`LogLogSlope`; slope and interval are NaN (with a warning) when fewer than two
-    buckets are usable.
+    Returns:
+      :class:`LogLogSlope`; slope and interval are NaN (with a warning) when fewer than two
+      buckets are usable.
+
+    Raises:
+      ValueError: ``counts`` and ``values`` not both [N], a count <= 0, or alpha outside (0, 1).
+
+    References:
+      Kandpal et al. (2022), "Deduplicating training data mitigates privacy risks in language
+      models", ICML; Efron & Tibshirani (1993), Ch. 8.
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
@@ -147,12 +161,13 @@ class LogLinearSlope(NamedTuple):
     low: float  # percentile bootstrap interval, level 1 − alpha
     high: float
     stderr: float  # bootstrap standard deviation (ddof 1)
-    x: np.ndarray  # [G]
-    means: np.ndarray  # [G] mean of each group's finite values
+    x: Real[np.ndarray, " G"]
+    means: Float[np.ndarray, " G"]  # mean of each group's finite values
     num_valid: int  # bootstrap samples with a defined slope
 
 
-def loglinear_slope(x, values, *, num_bootstrap=1000, alpha=0.05, seed=0) -> LogLinearSlope:
+def loglinear_slope(x: Real[ArrayLike, " G"], values: Real[ArrayLike, "G N"], *, num_bootstrap: int = 1000,
+                    alpha: float = 0.05, seed: int = 0) -> LogLinearSlope:
     """Slope b of mean_i values[g, i] = a + b · log10(x_g) across G groups measured on the same N
     sequences (Carlini et al. 2022, "Quantifying memorization across neural language models":
     the extractable fraction grows log-linearly with model size and with prompt length).
@@ -165,13 +180,21 @@ def loglinear_slope(x, values, *, num_bootstrap=1000, alpha=0.05, seed=0) -> Log
     spread over retrainings is not in it).
 
     Args:
-      x: [G] positive sizes (parameters, prefix lengths); values: [G, N] per-sequence metric.
+      x: [G] positive sizes (parameters, prefix lengths).
+      values: [G, N] per-sequence metric of each group.
+      num_bootstrap: paired bootstrap resamples of the N sequences.
+      alpha: 1 − the interval's level, in (0, 1).
+      seed: the seed of the bootstrap.
 
-    Returns :class:`LogLinearSlope`; NaN slope and interval (with a warning) when fewer than two
-    distinct x have a finite mean.
+    Returns:
+      :class:`LogLinearSlope`; NaN slope and interval (with a warning) when fewer than two
+      distinct x have a finite mean.
 
     Raises:
       ValueError: shapes disagree, x <= 0, or alpha outside (0, 1).
+
+    References:
+      Carlini et al. (2022), "Quantifying memorization across neural language models", ICLR 2023.
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")

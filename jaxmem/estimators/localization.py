@@ -10,10 +10,15 @@ the last (:class:`jaxmem.models.mlp.MLP` in eval mode, dropout off); inputs are 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import ArrayLike, Float, Integer
+
+#: An MLP: ``[(W [d_in, d_out], b [d_out]), ...]``.
+Layers = Sequence[tuple[Float[ArrayLike, "_din _dout"], Float[ArrayLike, " _dout"]]]
 
 __all__ = ["mlp_layers", "mlp_forward", "margin", "attributions", "greedy_flip",
            "brute_force_flip", "rewind_layer"]
@@ -63,18 +68,27 @@ def attributions(layers, x, label, flat_mask):
     return jax.grad(f)(flat_mask) * flat_mask
 
 
-def greedy_flip(layers, x, label, max_neurons: int):
+def greedy_flip(
+    layers: Layers, x: Float[ArrayLike, " N *features"], label: Integer[ArrayLike, " N"], max_neurons: int
+) -> tuple[Float[np.ndarray, " N"], Integer[np.ndarray, "N _K"]]:
     """The fewest hidden neurons, greedily, whose ablation flips each example's prediction away
     from ``label``: ablate the neuron of largest gradient × activation (the largest first-order
     drop of the margin), recompute, repeat until the margin is negative.
 
     Args:
-        layers: the MLP; x: inputs [B, ...]; label: int [B] (the currently predicted class);
-        max_neurons: the budget.
+      layers: the MLP, ``[(W [d_in, d_out], b [d_out]), ...]`` (:func:`mlp_layers`).
+      x: [N, ...] inputs (flattened to [N, d_in]).
+      label: [N] int, the currently predicted class of each input.
+      max_neurons: the budget K of neurons to ablate.
+
     Returns:
-        (count float64 [B]: neurons ablated when the prediction first flipped, 0 if it was not
-        ``label`` to begin with, ``inf`` if the budget did not suffice; order int [B, max_neurons]:
-        the neurons in the order ablated, -1 once flipped)."""
+      (count float64 [N]: neurons ablated when the prediction first flipped, 0 if it was not
+      ``label`` to begin with, ``inf`` if the budget did not suffice; order int [N, K]: the
+      neurons (indices into the concatenated hidden layers) in the order ablated, -1 once flipped).
+
+    References:
+      Maini et al. (2023), "Can neural network memorization be localized?", ICML.
+    """
     H = sum(W.shape[1] for W, _ in layers[:-1])
     sizes = [W.shape[1] for W, _ in layers[:-1]]
     B = x.shape[0]
@@ -95,13 +109,22 @@ def greedy_flip(layers, x, label, max_neurons: int):
     return np.where(np.asarray(m0), 0.0, first), np.asarray(order).T
 
 
-def brute_force_flip(layers, x, label, max_neurons: int):
+def brute_force_flip(
+    layers: Layers, x: Float[ArrayLike, " N *features"], label: Integer[ArrayLike, " N"], max_neurons: int
+) -> Float[np.ndarray, " N"]:
     """The exact minimum of :func:`greedy_flip`'s count per example by enumerating every set of
     hidden neurons by size (float64 numpy; for tiny networks).
 
+    Args:
+      layers, x, label, max_neurons: as :func:`greedy_flip`.
+
     Returns:
-        float64 [B]: the smallest set size that flips the prediction (0 if not ``label`` to
-        begin with, ``inf`` beyond ``max_neurons``)."""
+      float64 [N]: the smallest set size that flips the prediction (0 if not ``label`` to begin
+      with, ``inf`` beyond ``max_neurons``).
+
+    References:
+      Maini et al. (2023), "Can neural network memorization be localized?", ICML.
+    """
     L = [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in layers]
     sizes = [W.shape[1] for W, _ in L[:-1]]
     H = sum(sizes)
@@ -130,7 +153,18 @@ def brute_force_flip(layers, x, label, max_neurons: int):
     return out
 
 
-def rewind_layer(layers, early_layers, index: int) -> list:
-    """``layers`` with layer ``index`` replaced by its value in ``early_layers`` (an earlier
-    checkpoint of the same network): Maini et al.'s layer rewinding."""
+def rewind_layer(layers: Layers, early_layers: Layers, index: int) -> list:
+    """``layers`` with layer ``index`` replaced by its value in ``early_layers``: layer rewinding.
+
+    Args:
+      layers: the MLP, ``[(W, b), ...]``.
+      early_layers: the same network at an earlier checkpoint.
+      index: the layer to rewind.
+
+    Returns:
+      A new list of layers (the arrays are shared, not copied).
+
+    References:
+      Maini et al. (2023), "Can neural network memorization be localized?", ICML.
+    """
     return [early_layers[i] if i == index else layer for i, layer in enumerate(layers)]

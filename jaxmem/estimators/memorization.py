@@ -13,6 +13,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import ArrayLike, Bool, Float, Integer, Real, Shaped
 
 from jaxmem.estimators._common import (
     as_keep,
@@ -30,19 +31,19 @@ __all__ = ["MemorizationResult", "memorization", "counterfactual_memorization", 
 
 
 class MemorizationResult(NamedTuple):
-    mem: np.ndarray  # [N] mean_IN − mean_OUT
-    stderr: np.ndarray  # [N] sqrt(s²_in/n_in + s²_out/n_out), ddof=1
-    n_in: np.ndarray  # [N] number of (unmasked) models trained on i
-    n_out: np.ndarray  # [N] number of (unmasked) models not trained on i
-    mean_in: np.ndarray  # [N]
-    mean_out: np.ndarray  # [N]
+    mem: Float[np.ndarray, " N"]  # mean_IN − mean_OUT
+    stderr: Float[np.ndarray, " N"]  # sqrt(s²_in/n_in + s²_out/n_out), ddof=1
+    n_in: Integer[np.ndarray, " N"]  # number of (unmasked) models trained on i
+    n_out: Integer[np.ndarray, " N"]  # number of (unmasked) models not trained on i
+    mean_in: Float[np.ndarray, " N"]
+    mean_out: Float[np.ndarray, " N"]
 
 
 class CScoreResult(NamedTuple):
-    score: np.ndarray  # [N] mean over ratios of the hold-out metric
-    per_ratio: np.ndarray  # [R, N] hold-out mean at each subset ratio
-    ratios: np.ndarray  # [R] the sorted distinct subset ratios
-    n_out: np.ndarray  # [R, N] hold-out models per ratio
+    score: Float[np.ndarray, " N"]  # mean over ratios of the hold-out metric
+    per_ratio: Float[np.ndarray, "ratios N"]  # hold-out mean at each subset ratio
+    ratios: Real[np.ndarray, " ratios"]  # the sorted distinct subset ratios
+    n_out: Integer[np.ndarray, "ratios N"]  # hold-out models per ratio
 
 
 def _mem_kernel(xp, keep, x, mask, dt):
@@ -118,16 +119,46 @@ def _prepare(keep, metric, model_mask, dtype, name):
     return keep, metric, mask, dt
 
 
-def memorization(keep, correct, *, model_mask=None, dtype=None, block=None) -> MemorizationResult:
+def memorization(
+    keep: Bool[ArrayLike, "M N"],
+    correct: Shaped[ArrayLike, "M N"],
+    *,
+    model_mask: Bool[ArrayLike, " M"] | None = None,
+    dtype=None,
+    block: int | None = None,
+) -> MemorizationResult:
     """Feldman & Zhang (2020), Eq. (1) estimator of label memorization.
 
     mem_i = mean_{m: keep[m,i]} correct[m,i] − mean_{m: ¬keep[m,i]} correct[m,i],
     stderr_i = sqrt(s²_in/n_in + s²_out/n_out) (two independent means, sample variances ddof=1).
 
-    ``correct`` may be any real per-example metric [M, N] (0/1 correctness, true-class
-    probability, per-token accuracy, negative loss). ``model_mask`` [M] selects the models to use
-    (e.g. excludes diverged ones). Examples without an IN or an OUT model get NaN and an
-    ``InsufficientModelsWarning``; stderr is NaN when n_in or n_out < 2.
+    Args:
+      keep: [M, N] bool, True where model m trained on example i.
+      correct: [M, N] any real per-example metric (0/1 correctness, true-class probability,
+        per-token accuracy, negative loss; bool and int are accepted).
+      model_mask: [M] bool, the models to use (e.g. excludes diverged ones); None: all.
+      dtype: None, "float32" or "float64" (the precision rule of ``jaxmem.estimators._common``).
+      block: examples per block (None: as many as fit ~4 MB per [M, block] slab).
+
+    Returns:
+      :class:`MemorizationResult` (``mem``, ``stderr``, ``n_in``, ``n_out``, ``mean_in``,
+      ``mean_out``, each [N]). Examples without an IN or an OUT model get NaN and an
+      ``InsufficientModelsWarning``; stderr is NaN when n_in or n_out < 2.
+
+    Raises:
+      ValueError: ``keep`` is not [M, N], ``correct`` not of its shape, ``model_mask`` not [M],
+        or ``dtype`` not float32/float64.
+
+    References:
+      Feldman & Zhang (2020), "What neural networks memorize and why: discovering the long tail
+      via influence estimation", NeurIPS, Eq. (1).
+
+    Example:
+      >>> import numpy as np
+      >>> keep = np.array([[1, 0], [0, 1], [1, 0], [0, 1]], bool)
+      >>> correct = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 1.0]])
+      >>> memorization(keep, correct).mem
+      array([1. , 0.5])
     """
     keep, correct, mask, dt = _prepare(keep, correct, model_mask, dtype, "correct")
     n = keep.shape[1]
@@ -146,22 +177,68 @@ def memorization(keep, correct, *, model_mask=None, dtype=None, block=None) -> M
     return MemorizationResult(mem, stderr, n_in, n_out, mu_in, mu_out)
 
 
-def counterfactual_memorization(keep, metric, *, model_mask=None, dtype=None, block=None) -> MemorizationResult:
-    """Zhang et al. (2021), "Counterfactual memorization in neural language models", Eq. (1).
+def counterfactual_memorization(
+    keep: Bool[ArrayLike, "M N"],
+    metric: Shaped[ArrayLike, "M N"],
+    *,
+    model_mask: Bool[ArrayLike, " M"] | None = None,
+    dtype=None,
+    block: int | None = None,
+) -> MemorizationResult:
+    """Counterfactual memorization, the same estimator as :func:`memorization`.
 
     mem(x) = E_{S∋x}[M(f_S, x)] − E_{S∌x}[M(f_S, x)] for a real-valued per-example performance
-    measure M (e.g. per-token accuracy, or negative loss). Same estimator as ``memorization``.
+    measure M (e.g. per-token accuracy, or negative loss).
+
+    Args:
+      keep: [M, N] bool, True where model m trained on example i.
+      metric: [M, N] real per-example performance measure.
+      model_mask, dtype, block: as :func:`memorization`.
+
+    Returns:
+      :class:`MemorizationResult`, each field [N] (as :func:`memorization`).
+
+    Raises:
+      ValueError: as :func:`memorization`.
+
+    References:
+      Zhang et al. (2021), "Counterfactual memorization in neural language models", Eq. (1).
     """
     return memorization(keep, metric, model_mask=model_mask, dtype=dtype, block=block)
 
 
-def cscore(keep, correct, ratio_of_model, *, model_mask=None, dtype=None, block=None) -> CScoreResult:
-    """Jiang et al. (2021), "Characterizing structural regularities of labeled data", Eq. (1)-(2).
+def cscore(
+    keep: Bool[ArrayLike, "M N"],
+    correct: Shaped[ArrayLike, "M N"],
+    ratio_of_model: Real[ArrayLike, " M"],
+    *,
+    model_mask: Bool[ArrayLike, " M"] | None = None,
+    dtype=None,
+    block: int | None = None,
+) -> CScoreResult:
+    """Hold-out consistency score (C-score) of every example.
 
-    Hold-out estimate ĉ(x) = E_r [ mean_{m: ratio_m = r, ¬keep[m,i]} correct[m,i] ]: for each
-    subset ratio r (the design group of ``ratio_of_model`` [M]) the mean metric of example i over
-    the models that did not train on it, then the uniform mean over ratios. Ratios with no
-    hold-out model for i are left out of i's mean (warned); i gets NaN only if it has none at all.
+    ĉ(x) = E_r [ mean_{m: ratio_m = r, ¬keep[m,i]} correct[m,i] ]: for each subset ratio r (the
+    design group of ``ratio_of_model``) the mean metric of example i over the models that did not
+    train on it, then the uniform mean over ratios. Ratios with no hold-out model for i are left
+    out of i's mean (warned); i gets NaN only if it has none at all.
+
+    Args:
+      keep: [M, N] bool, True where model m trained on example i.
+      correct: [M, N] real per-example metric (0/1 correctness in the paper).
+      ratio_of_model: [M] the subset ratio (or any design group id) of each model.
+      model_mask, dtype, block: as :func:`memorization`.
+
+    Returns:
+      :class:`CScoreResult`: ``score`` [N], ``per_ratio`` [R, N], ``ratios`` [R], ``n_out`` [R, N]
+      (R distinct ratios among the used models).
+
+    Raises:
+      ValueError: as :func:`memorization`, or ``ratio_of_model`` without a leading [M] axis.
+
+    References:
+      Jiang et al. (2021), "Characterizing structural regularities of labeled data in
+      overparameterized models", ICML, Eq. (1)-(2).
     """
     keep, correct, mask, dt = _prepare(keep, correct, model_mask, dtype, "correct")
     ratio_of_model = np.asarray(ratio_of_model)

@@ -12,6 +12,7 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
+from jaxtyping import ArrayLike, Bool, Float, Integer, Shaped
 
 from jaxmem.estimators._common import InsufficientModelsWarning, as_model_mask, first_field, is_jax
 from jaxmem.estimators.memorization import memorization
@@ -20,11 +21,11 @@ __all__ = ["convergence", "BootstrapCI", "bootstrap_ci"]
 
 
 class BootstrapCI(NamedTuple):
-    estimate: np.ndarray  # the estimate from all (unmasked) models
-    low: np.ndarray  # percentile interval, alpha/2 quantile
-    high: np.ndarray  # 1 − alpha/2 quantile
-    stderr: np.ndarray  # bootstrap standard deviation (ddof=1)
-    num_valid: np.ndarray  # bootstrap samples with a finite estimate
+    estimate: Float[np.ndarray, "*shape"]  # the estimate from all (unmasked) models
+    low: Float[np.ndarray, "*shape"]  # percentile interval, alpha/2 quantile
+    high: Float[np.ndarray, "*shape"]  # 1 − alpha/2 quantile
+    stderr: Float[np.ndarray, "*shape"]  # bootstrap standard deviation (ddof=1)
+    num_valid: Integer[np.ndarray, "*shape"]  # bootstrap samples with a finite estimate
 
 
 def _select_models(keep, arrays, model_mask):
@@ -57,16 +58,39 @@ def _spearman(a, b):
     return float(spearmanr(a[ok], b[ok]).statistic)
 
 
-def convergence(keep, *arrays, estimator=memorization, sizes=None, seed=0, model_mask=None, **kwargs) -> dict:
+def convergence(
+    keep: Bool[ArrayLike, "M N"],
+    *arrays: Shaped[ArrayLike, "M ..."],
+    estimator=memorization,
+    sizes=None,
+    seed: int = 0,
+    model_mask: Bool[ArrayLike, " M"] | None = None,
+    **kwargs,
+) -> dict:
     """How an estimate stabilizes as models are added.
 
     For M' = 8, 16, 32, … (and all M models) take the first M' models of one random permutation
     (nested subsets) and compare the estimate with the one from all models: Spearman rank
     correlation over examples finite in both, RMSE, mean stderr (if the estimator reports one),
     and the fraction of examples whose estimate is NaN (no IN/OUT model yet). A study needs
-    enough models that the Spearman correlation has flattened out near 1.
+    enough models that the Spearman correlation has flattened out near 1. Needs scipy.
 
-    Returns a dict of arrays: sizes, spearman, rmse, mean_stderr, frac_nan.
+    Args:
+      keep: [M, N] bool, True where model m trained on example i.
+      *arrays: the estimator's other positional arrays, each with the model axis first [M, ...].
+      estimator: ``fn(keep, *arrays, **kwargs)`` returning an array or a NamedTuple with the
+        estimate first (default :func:`memorization`).
+      sizes: the numbers of models M' to try (default powers of two from 8, and M).
+      seed: the seed of the permutation.
+      model_mask: [M] bool, the models to use; None: all.
+      **kwargs: passed to ``estimator``.
+
+    Returns:
+      A dict of float64 arrays [S] (S sizes): ``sizes``, ``spearman``, ``rmse``, ``mean_stderr``,
+      ``frac_nan``.
+
+    Raises:
+      ValueError: an array without the leading [M] axis, or a size outside [1, M].
     """
     keep, arrays = _select_models(keep, arrays, model_mask)
     m = np.shape(keep)[0]
@@ -92,14 +116,44 @@ def convergence(keep, *arrays, estimator=memorization, sizes=None, seed=0, model
     return {"sizes": sizes, **{k: np.asarray(v, dtype=np.float64) for k, v in rows.items()}}
 
 
-def bootstrap_ci(estimator_fn, keep, *arrays, num_bootstrap=200, alpha=0.05, seed=0, model_mask=None, **kwargs) -> BootstrapCI:
-    """Percentile bootstrap over models (Efron & Tibshirani 1993, Ch. 13) for any estimator.
+def bootstrap_ci(
+    estimator_fn,
+    keep: Bool[ArrayLike, "M N"],
+    *arrays: Shaped[ArrayLike, "M ..."],
+    num_bootstrap: int = 200,
+    alpha: float = 0.05,
+    seed: int = 0,
+    model_mask: Bool[ArrayLike, " M"] | None = None,
+    **kwargs,
+) -> BootstrapCI:
+    """Percentile bootstrap over models for any estimator.
 
     Resample the M (unmasked) models with replacement ``num_bootstrap`` times, recompute
     ``estimator_fn(keep[idx], *[a[idx] for a in arrays], **kwargs)``, and take the alpha/2 and
     1 − alpha/2 quantiles per entry. Samples where an entry is NaN (e.g. an example left without
     an IN model) are ignored for that entry; ``num_valid`` counts the rest. Holds all samples
     in memory: num_bootstrap × size of the estimate.
+
+    Args:
+      estimator_fn: ``fn(keep, *arrays, **kwargs)`` returning an array or a NamedTuple with the
+        estimate first (e.g. :func:`memorization`).
+      keep: [M, N] bool, True where model m trained on example i.
+      *arrays: the estimator's other positional arrays, each with the model axis first [M, ...].
+      num_bootstrap: resamples.
+      alpha: 1 − the interval's level, in (0, 1).
+      seed: the seed of the resampling.
+      model_mask: [M] bool, the models to use; None: all.
+      **kwargs: passed to ``estimator_fn``.
+
+    Returns:
+      :class:`BootstrapCI` (``estimate``, ``low``, ``high``, ``stderr``, ``num_valid``), each of
+      the estimate's shape ([N] for :func:`memorization`).
+
+    Raises:
+      ValueError: ``alpha`` outside (0, 1), or an array without the leading [M] axis.
+
+    References:
+      Efron & Tibshirani (1993), "An introduction to the bootstrap", Ch. 13.
     """
     if not 0 < alpha < 1:
         raise ValueError("alpha must be in (0, 1)")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import csv
 import html
 import io
 import math
 from pathlib import Path
 
-__all__ = ["fmt", "table", "attack_table", "img_bytes", "img_file", "new_figure", "fig_img", "page", "note"]
+__all__ = ["fmt", "table", "attack_table", "img_bytes", "img_file", "new_figure", "fig_img", "page", "note",
+           "missing_note", "read_csv"]
 
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -123,3 +125,14 @@ def page(title: str, body: str) -> str:
 
 def note(text: str) -> str:
     return f"<p class='note'>{text}</p>"
+
+
+def missing_note(workdir) -> str:
+    """The note in place of a table or figure that the run's scoring did not compute."""
+    return note(f"Not computed; run <code>jaxmem score {html.escape(str(workdir))}</code>.")
+
+
+def read_csv(path) -> list:
+    """The rows of a CSV file with a header, as dicts of strings."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))

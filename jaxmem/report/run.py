@@ -4,24 +4,23 @@ results/) and computes nothing. A run scored before a table existed shows where 
 
 from __future__ import annotations
 
-import csv
 import html
 from pathlib import Path
 
 import numpy as np
 
+from jaxmem.report import lm
+from jaxmem.report.figures import plot_most_memorized
 from jaxmem.report.html import attack_table, fig_img, img_file, new_figure, note, page, table
+from jaxmem.report.html import missing_note as _missing
+from jaxmem.report.html import read_csv as _csv
+from jaxmem.report.show import provenance_rows, what_was_run
+from jaxmem.runs import load_run
+from jaxmem.runs.lm import LANGUAGE_MODEL_RUN
+from jaxmem.runs.store import read_summary
+from jaxmem.runs.task import CLASSIFICATION_RUN, stored_task
 
 __all__ = ["run_html"]
-
-
-def _missing(workdir: Path) -> str:
-    return note(f"Not computed; run <code>jaxmem score {html.escape(str(workdir))}</code>.")
-
-
-def _csv(path: Path) -> list:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def _attack_section(workdir: Path, res: Path, summary: dict) -> str:
@@ -46,8 +45,6 @@ def _examples_section(workdir: Path, res: Path) -> str:
               "memorization": float(r["mem"]), "stderr": float(r["stderr"])} for r in rows]
     out = ""
     if (res / "examples_inputs.npy").exists():
-        from jaxmem.report.figures import plot_most_memorized
-
         out += fig_img(plot_most_memorized(workdir), "most memorized training examples")
     else:
         out += note("Training inputs unavailable where the run was scored.")
@@ -79,37 +76,18 @@ def _convergence_section(workdir: Path, res: Path, num_ok: int) -> str:
     return fig_img(fig, "convergence of memorization") + table(rows)
 
 
-def _lm_sections(workdir: Path, res: Path, summary: dict) -> list:
-    """A language-model run's sections (jaxmem.runs.score_lm wrote them): extraction and the
-    most and least memorized sequences with their texts."""
-    if not (res / "memorization.csv").exists() or not summary:
-        return ["<h2>Language model</h2>", _missing(workdir)]
-    unit = summary.get("unit")
-    out = ["<h2>Greedy extraction (rate over IN / OUT models)</h2>",
-           note(f"Unit: {html.escape(unit)}. Each text counts once (its copies merged).") if unit else "",
-           table([{"prefix k": e["prefix_length"], "suffix s": e["suffix_length"], "extracted IN": e["rate_in"],
-                   "extracted OUT": e["rate_out"],
-                   "texts": e.get("scored_texts", e.get("scored_sequences"))}
-                  for e in summary.get("extraction", {}).values()])]
-    if (res / "extraction.csv").exists():
-        rows = [r for r in _csv(res / "extraction.csv") if r["members"] == "True"]
-        out += ["<h3>By duplicate / planted count (members)</h3>",
-                table([{k: r[k] for k in ("prefix_length", "suffix_length", "by", "count", "trials", "rate",
-                                           "low", "high") if k in r} for r in rows])]
-    rows = _csv(res / "memorization.csv")
-    keys = ("rank", "example_id", "copies", "duplicate_count", "planted_count", "mem", "stderr", "acc_in",
-            "acc_out", "text")
-    shown = lambda rs: table([{k: r[k] for k in keys if k in r} for r in rs])
-    out += ["<h2>Most memorized texts (counterfactual, token accuracy)</h2>", shown(rows[:16]),
-            "<h2>Least memorized texts</h2>", shown(rows[-8:])]
-    return out
+def _classifier_sections(workdir: Path, res: Path, summary: dict) -> list:
+    """A classifier's run's sections: its most memorized examples (inputs, labels)."""
+    return ["<h2>Most memorized training examples</h2>", _examples_section(workdir, res)]
+
+
+#: The sections each run task adds (jaxmem.runs.task): a classifier's examples, or a language
+#: model's extraction and texts (jaxmem.report.lm).
+_TASK_SECTIONS = {CLASSIFICATION_RUN.name: _classifier_sections, LANGUAGE_MODEL_RUN.name: lm.sections}
 
 
 def run_html(workdir) -> str:
     """The HTML report of one run directory."""
-    from jaxmem.runs import load_run
-    from jaxmem.runs.store import read_summary
-
     workdir = Path(workdir)
     run = load_run(workdir)
     summary = read_summary(workdir)   # (refused when results/ are another scoring's)
@@ -130,8 +108,6 @@ def run_html(workdir) -> str:
     if "dp" in summary:
         rows.append(("DP-SGD epsilon", summary["dp"].get("epsilon")))
     res = workdir / "results"
-    from jaxmem.report.show import provenance_rows, what_was_run
-
     body = ["<h2>What was run</h2>", table(what_was_run(workdir)), "<h2>Summary</h2>", table(rows)]
     if not summary:
         body.append(_missing(workdir))
@@ -141,10 +117,7 @@ def run_html(workdir) -> str:
         body.append(img_file(res / "memorization_hist.png", "memorization histogram"))
     else:
         body.append(_missing(workdir))
-    if run.is_lm:
-        body += _lm_sections(workdir, res, summary)
-    else:
-        body += ["<h2>Most memorized training examples</h2>", _examples_section(workdir, res)]
+    body += _TASK_SECTIONS[stored_task(run).name](workdir, res, summary)   # (the run's task's)
     body += ["<h2>Convergence</h2>", _convergence_section(workdir, res, int(ok.sum()))]
     body += ["<h2>Provenance</h2>", table(provenance_rows(workdir))]
     body.append(note(f"Run directory: {html.escape(str(workdir.resolve()))}"))

@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from jaxmem.io import load_json
+from jaxmem.runs.task import stored_task
 
 __all__ = ["what_was_run", "provenance_rows", "run_text", "example_text"]
 
@@ -43,15 +44,7 @@ def what_was_run(workdir) -> list:
         fields = ", ".join(f"{f}={getattr(m, f)}" for f in spec(m.name).fields)
         design = s.design.describe()
         lr = f"{t.learning_rate:g} ({t.schedule.describe()})"
-        if run.is_lm:   # sequences (copies included) and the texts they hold; a vocabulary, not classes
-            from jaxmem.estimators.lm import text_groups
-
-            data = (f"{ds.get('num_train')} training sequences "
-                    f"({text_groups(run.text['groups']).num_texts} texts), {ds.get('num_test')} test "
-                    f"sequences, a vocabulary of {ds.get('num_classes')} tokens")
-        else:
-            data = (f"{ds.get('num_train')} training, {ds.get('num_test')} test examples, "
-                    f"{ds.get('num_classes')} classes")
+        data = stored_task(run).data_summary(run, ds)   # a classifier's, or a language model's
         rows += [("seed", cfg.seed),
                  ("data", f"{ds.get('name')} ({cfg.data.source}): {data}"),
                  ("design", f"{keep.shape[0]} models, {design}"),

@@ -8,6 +8,8 @@
 * :mod:`jaxmem.runs.lock` - the run directory's lock: one writer at a time
 * :mod:`jaxmem.runs.provenance` - what produced a run and each of its shards
 * :mod:`jaxmem.runs.integrity` - checksums, checked before scoring and reporting; rebuilding
+* :mod:`jaxmem.runs.task` - the run-level task (classification; the language model's in
+  :mod:`jaxmem.runs.lm`), chosen once: outputs' memory and disk, scoring's memory, the data's line
 * :mod:`jaxmem.runs.preflight` - memory at the door: estimates from shapes, refusals
 * :mod:`jaxmem.runs.examples` - per-example attack scores (results/scores), one example's record
 * :mod:`jaxmem.runs.score` - :func:`score`: results/ and summary.json

@@ -13,11 +13,18 @@ from pathlib import Path
 import numpy as np
 
 from jaxmem import config as cfgmod
-from jaxmem.io import RunError, load_json, load_npy, save_json, save_npy
+from jaxmem import data as datamod
+from jaxmem.data import DataError, dataset_fingerprint, duplicate_groups
+from jaxmem.data.text_build import text_facts
+from jaxmem.io import RunError, load_json, load_npy, remove_stale_tmp, save_json, save_npy
+from jaxmem.models.registry import spec
+from jaxmem.runs import integrity, preflight, provenance
 from jaxmem.runs import workdir as W
 from jaxmem.runs.lock import run_lock, wait_for_coordinator
+from jaxmem.runs.score import score
 from jaxmem.runs.score_lm import reference_nll
 from jaxmem.runs.store import assemble, covered
+from jaxmem.runs.task import task_for
 from jaxmem.runs.training import Interrupted, default_chunk_size, train_models
 from jaxmem.subsets import make_design
 
@@ -76,12 +83,9 @@ def _execute(cfg, workdir: Path, *, overwrite, progress, process_id, num_process
         W.wait_for(design, "the coordinator's design", ready=lambda: sum(
             b["count"] for b in load_json(design)["blocks"]) == cfg.subsets.num_models)
         blocks = load_json(design)["blocks"]
-    from jaxmem.data import DataError, build_dataset
-    from jaxmem.models.registry import spec
-    from jaxmem.runs import preflight
 
     try:
-        ds = build_dataset(cfg)
+        ds = datamod.build_dataset(cfg)   # (looked up at call time: tests replace it)
     except DataError as e:
         if cfg.data.source.startswith("external:"):
             raise RunError(str(e)) from None
@@ -103,12 +107,10 @@ def _execute(cfg, workdir: Path, *, overwrite, progress, process_id, num_process
         W.check_disk(workdir, W.storage_plan(cfg, M, len(ds.y_train), len(ds.y_test),
                                              int(ds.num_classes), done, not overwrite and
                                              (workdir / ".assembled.json").exists(),
-                                             seq_len=int(ds.x_train.shape[1]) if spec(cfg.model.name).lm else 0),
+                                             seq_len=task_for(cfg.model.name).sequence_length(ds)),
                      log, freed=W.freed_bytes(workdir, overwrite, num_processes))
     groups = None
     if cfg.subsets.design.name == "leave_group_out":
-        from jaxmem.data import duplicate_groups
-
         # an example and its duplicates form one group; with no duplicates, drop whole classes
         groups = duplicate_groups(ds) if cfg.data.duplicates else np.asarray(ds.y_train)
     # a text dataset's identical texts (natural and planted copies) are IN or OUT together
@@ -128,8 +130,6 @@ def _execute(cfg, workdir: Path, *, overwrite, progress, process_id, num_process
         W.wait_for(workdir / "shards", "the other processes' shards",
                    ready=lambda: covered(workdir, keep.shape[0]).all())
     assemble(workdir, keep.shape[0], allow_mixed=allow_mixed_shards, log=log)
-    from jaxmem.runs.score import score
-
     return score(workdir, log=log, dataset=ds, allow_mixed_shards=allow_mixed_shards)
 
 
@@ -138,9 +138,6 @@ def _write_run(cfg, workdir: Path, ds, keep, model_ratio, blocks, overwrite, num
     """Process 0: (delete an overwritten run,) write the run's config, provenance and the arrays
     drawn from the config and the data; a damaged one (checksum) is rewritten, a differing one
     refused."""
-    from jaxmem.data import dataset_fingerprint
-    from jaxmem.io import remove_stale_tmp
-    from jaxmem.runs import integrity, provenance
 
     if overwrite:   # only now that the config, data and design are known to be good
         W.delete_run(workdir)
@@ -182,8 +179,6 @@ def _write_run(cfg, workdir: Path, ds, keep, model_ratio, blocks, overwrite, num
                        f"--allow-mixed-shards to go on with the new data")
     save_json(workdir / "dataset.json", meta)
     if hasattr(ds, "texts_train"):   # a text dataset: its texts and per-example facts
-        from jaxmem.data.text_build import text_facts
-
         save_json(workdir / "text.json", text_facts(ds))
     path = workdir / "keep.npy"
     if path.exists() and "keep.npy" not in damaged:

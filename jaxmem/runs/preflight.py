@@ -41,6 +41,10 @@ import numpy as np
 
 from jaxmem.io import RunError
 from jaxmem.io import fmt_bytes as B
+from jaxmem.models.registry import spec
+from jaxmem.runs.scoring_memory import scoring_bytes
+from jaxmem.runs.task import task_for
+from jaxmem.runs.training import chunk_size
 
 __all__ = ["estimate", "check", "check_batch", "check_scoring", "host_available", "device_limit",
            "model_bytes", "scoring_bytes", "design_bytes"]
@@ -142,48 +146,8 @@ def design_bytes(cfg, num_train: int) -> int:
     return _DESIGN_PEAK.get(cfg.subsets.design.name, 17) * cfg.subsets.num_models * num_train
 
 
-#: Scoring's fixed cost on the host (plotting, XLA's compilations of the attack kernels).
-_SCORING_FIXED = 256 << 20
-#: Peak bytes of computing the signals of one streamed block, per float64 logit of the block
-#: (the block itself, a softmax and the signal functions' temporaries; measured: 6.2x).
-_SIGNAL_BLOCK_FACTOR = 7
-
-
-def scoring_bytes(cfg, num_train: int, num_test: int, num_classes: int) -> dict:
-    """Host bytes of scoring by stage: the signals it keeps ([M, N] float32 each; RMIA's p in
-    float64), the peak of
-    computing them from one streamed block of logits (:func:`jaxmem.signals.compute_signals`
-    reads as many models as hold 2^26 float64 logits), the attacks' per-target scores ([T, N]
-    float64 per attack, and their concatenation) and a fixed part. The stages follow each other:
-    the peak is the kept signals plus the largest stage."""
-    from jaxmem.attacks.registry import get
-    from jaxmem.runs.score import _signal_names
-    from jaxmem.signals.stream import SIGNALS
-
-    M, N, T, A, C = (cfg.subsets.num_models, num_train, num_test, len(cfg.signals.queries),
-                     num_classes)
-    names = set(_signal_names(cfg))
-    sig = 0
-    for name in names:
-        pop = name.endswith("_pop")
-        spec = SIGNALS.get(name[:-4] if pop else name)
-        per = math.prod(spec.shape(T if pop else N, A, C)) if spec else (T if pop else N) * A
-        sig += M * per * (8 if (name[:-4] if pop else name) == "p" else 4)   # (RMIA's p: float64)
-    every = A > 1 and any(SIGNALS[n].every_query for n in names if n in SIGNALS)
-    per_model = max(N, T) * (A if every else 1) * C
-    block = min(M, max(1, (1 << 26) // max(1, per_model))) * per_model * 8
-    targets = min(cfg.scoring.targets or M, M)
-    attacks = len(cfg.scoring.attacks)
-    scores = targets * N * 8 * 2 * attacks
-    phi = M * N * A * 4 if any("phi" in get(a).needs for a in cfg.scoring.attacks) else 0
-    return {"fixed": _SCORING_FIXED, "keep": M * N, "signals": sig,
-            "stage": max(_SIGNAL_BLOCK_FACTOR * block, scores + phi)}
-
-
 def estimate(cfg, ds) -> dict:
     """Every estimate of a run's memory (bytes), from its config and data (shapes only)."""
-    from jaxmem.runs.training import chunk_size
-
     N, T = len(ds.y_train), len(ds.y_test)
     C, A = int(ds.num_classes), len(cfg.signals.queries)
     K = min(chunk_size(cfg), cfg.subsets.num_models)
@@ -204,23 +168,16 @@ def estimate(cfg, ds) -> dict:
     # the device with the chunk (jaxmem.runs.records.ChunkRecords)
     vog = 2 * N * math.prod(ds.x_train.shape[1:]) * 4 if cfg.train.records.vog_epochs else 0
     per_model_state = state + vog
-    from jaxmem.models.registry import spec
-
     factor = (_TRAIN_ACTIVATION_FACTOR_CONV_CPU if backend == "cpu"
               and spec(cfg.model.name).convolutional else _TRAIN_ACTIVATION_FACTOR)
     train_act = V_train * factor * min(cfg.train.batch_size, N) * act_bytes
 
-    lm = spec(cfg.model.name).lm
-    if lm:   # C is the vocabulary: never [N, L, V] outputs (jaxmem.train.lm.chunk_signals)
-        from jaxmem.runs.workdir import lm_output_bytes
-        from jaxmem.train.lm import _batch_size as lm_batch
-
-        L = int(ds.x_train.shape[1])
-        eval_act = V * lm_batch(cfg, max(N, T, 1), L, C) * act_bytes
-        out = lm_output_bytes(cfg, N, T, L)
-    else:
-        eval_act = V * min(cfg.signals.batch_size, max(N, T, 1)) * act_bytes
-        out = (N + T) * A * C * 4
+    # what the run's task evaluates and keeps: logits [N + T, A, C], or a language model's
+    # per-token signals, never its [N, L, V] outputs (jaxmem.runs.task)
+    task = task_for(cfg.model.name)
+    L = task.sequence_length(ds)
+    eval_act = V * task.eval_rows(cfg, N, T, L, C) * act_bytes
+    out = task.output_bytes(cfg, N, T, L, A, C)
     data = ds.x_train.nbytes + ds.x_test.nbytes + ds.y_train.nbytes + ds.y_test.nbytes
     per_dev_models = math.ceil(K / ndev)
     # a LoRA run's frozen base (jaxmem.train.lora): one copy per device, whatever K
@@ -231,7 +188,7 @@ def estimate(cfg, ds) -> dict:
             "train_activations": train_act, "eval_activations": eval_act, "outputs_per_model": out,
             "chunk_device": chunk, "training_fixed": _TRAINING_FIXED_CPU if backend == "cpu" else 0,
             "design": design_bytes(cfg, N),
-            "scoring": None if lm else scoring_bytes(cfg, N, T, C), "backend": backend}
+            "scoring": task.scoring_bytes(cfg, N, T, C), "backend": backend}
 
 
 def check_scoring(cfg, num_train: int, num_test: int, num_classes: int, available=None) -> int:
@@ -251,8 +208,6 @@ def check_scoring(cfg, num_train: int, num_test: int, num_classes: int, availabl
 
 
 def _fields(cfg) -> str:
-    from jaxmem.models.registry import spec
-
     return ", ".join(f"model.{f}" for f in spec(cfg.model.name).fields
                      if f not in ("dropout", "bn_momentum", "bn_eps", "batch_norm"))
 

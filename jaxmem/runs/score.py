@@ -4,7 +4,8 @@ driver), DP accounting, and every table and figure a report shows, written to ``
 results, then :func:`jaxmem.runs.store.commit_scoring` writes the summary):
 
     results/memorization.csv        every training example, ranked (rank 1: the most memorized; Feldman & Zhang 2020)
-    results/attacks.json            per-target attack metrics, chosen parameters, summary
+    results/attacks.json            per-target attack metrics, chosen parameters, summary, and the
+                                    audit specification scored with ("audit": jaxmem.attacks.AuditSpec)
     results/influence.csv           with scoring.influence_top_k: each test example's top-k
     results/convergence.csv         the estimate's convergence as models are added (>= 4 models)
     results/examples.csv            the most memorized examples, with the OUT models' majority label
@@ -22,8 +23,23 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxmem.io import RunError, save_json, save_npy, save_text
+from jaxmem import config as cfgmod
+from jaxmem import estimators
+from jaxmem.attacks import AuditSpec, evaluate
+from jaxmem.attacks.plot import plot_roc
+from jaxmem.attacks.registry import get
+from jaxmem.estimators import InsufficientModelsWarning, convergence
+from jaxmem.estimators.label_noise import out_of_sample_votes
+from jaxmem.io import RunError, atomic_path, load_json, remove_stale_tmp, save_json, save_npy, save_text
+from jaxmem.privacy import run_epsilon
+from jaxmem.runs import integrity, preflight, provenance
+from jaxmem.runs.examples import write_scores
+from jaxmem.runs.interop import check_population, run_inputs
+from jaxmem.runs.lock import run_lock
+from jaxmem.runs.score_lm import score_lm
 from jaxmem.runs.store import begin_scoring, commit_scoring, load_run
+from jaxmem.runs.task import stored_task
+from jaxmem.signals import compute_signals, rmia_p_spec
 
 __all__ = ["score", "majority_out", "EXAMPLES_SHOWN"]
 
@@ -33,8 +49,6 @@ EXAMPLES_SHOWN = 16
 
 def _signal_names(cfg):
     """Signals of the training set and of the population (test set) that scoring reads."""
-    from jaxmem.attacks.registry import get
-
     needs = [n for a in cfg.scoring.attacks for n in get(a).needs]
     train = ["correct"] + [n for n in needs if not n.endswith("_pop")]
     pop = ["correct_pop", "correct_query_average_pop"] + [n for n in needs if n.endswith("_pop")]
@@ -53,11 +67,6 @@ def score(workdir, *, log=print, dataset=None, overrides=(), verify: str = "auto
     records the scoring settings it was computed with). ``dataset``: the run's training data when
     at hand (else rebuilt from the config, if possible), for the inputs of the most memorized
     examples."""
-    from jaxmem import config as cfgmod
-    from jaxmem.io import load_json, remove_stale_tmp
-    from jaxmem.runs import integrity, provenance
-    from jaxmem.runs.lock import run_lock
-
     workdir = Path(workdir)
     bad = [o for o in overrides if not o.startswith("scoring.")]
     if bad:
@@ -69,33 +78,21 @@ def score(workdir, *, log=print, dataset=None, overrides=(), verify: str = "auto
     with run_lock(workdir):
         run = load_run(workdir)
         cfg = run.config
-        if overrides and run.is_lm:
+        scorer = _SCORERS[stored_task(run).name]
+        if overrides and not scorer.takes_overrides:
             raise cfgmod.ConfigError(f"{overrides[0]}: a language-model run is scored with the "
                                      f"settings it was run with (no scoring overrides)")
         if overrides:   # (config.json keeps what it holds: an imported run's only what is known)
             stored = cfgmod.apply_overrides(load_json(workdir / "config.json"), overrides)
             cfg = cfgmod.from_dict(stored)
-        from jaxmem.runs.preflight import check_scoring
-
-        if not run.is_lm:
-            from jaxmem.runs.interop import check_population
-
-            check_population(cfg.scoring.attacks, len(run.test_labels))   # RMIA's population
-            # (test_logits opened before the scoring begins: a bad file changes nothing)
-            check_scoring(cfg, len(run.labels), int(run.test_logits.shape[1]),
-                          int(run.logits.shape[-1]))       # (before anything is allocated)
+        scorer.check(run, cfg)   # (before anything is allocated)
         remove_stale_tmp(workdir, ("results", "results/scores"))
         integrity.ensure_intact(workdir, run.num_models, full=verify == "full", log=log,
                                 allow_mixed=allow_mixed_shards)
         # results/ and summary.json commit as one set: a new scoring id first, the summary that
         # carries it last (a kill between leaves ids that differ, which the readers report)
         sid = begin_scoring(workdir, cfgmod.to_dict(cfg)["scoring"])
-        if run.is_lm:   # per-token signals instead of logits
-            from jaxmem.runs.score_lm import score_lm
-
-            summary = score_lm(workdir, log=log)
-        else:
-            summary = _score(workdir, run, cfg, log, dataset)
+        summary = scorer.score(workdir, run, cfg, log, dataset)
         if overrides:   # (before the commit: a kill between leaves the run flagged, not mixed)
             save_json(workdir / "config.json", stored)
         commit_scoring(workdir, summary, sid)
@@ -104,13 +101,44 @@ def score(workdir, *, log=print, dataset=None, overrides=(), verify: str = "auto
     return summary
 
 
-def _score(workdir: Path, run, cfg, log, dataset) -> dict:
-    from jaxmem import config as cfgmod
-    from jaxmem import estimators
-    from jaxmem.attacks import evaluate
-    from jaxmem.runs.examples import write_scores
-    from jaxmem.signals import compute_signals, rmia_p_spec
+class _ClassifierScoring:
+    """A classifier's run (:data:`jaxmem.runs.task.CLASSIFICATION_RUN`): scored from its logits."""
 
+    takes_overrides = True
+
+    @staticmethod
+    def check(run, cfg) -> None:
+        """RMIA's population and the memory at the door (test_logits opened before the scoring
+        begins: a bad file changes nothing)."""
+        check_population(cfg.scoring.attacks, len(run.test_labels))
+        preflight.check_scoring(cfg, len(run.labels), int(run.test_logits.shape[1]),
+                                int(run.logits.shape[-1]))
+
+    @staticmethod
+    def score(workdir, run, cfg, log, dataset) -> dict:
+        return _score(workdir, run, cfg, log, dataset)
+
+
+class _LanguageModelScoring:
+    """A causal language model's run (:data:`jaxmem.runs.lm.LANGUAGE_MODEL_RUN`): scored from its
+    per-token signals by :func:`jaxmem.runs.score_lm.score_lm`, with the settings it ran with."""
+
+    takes_overrides = False
+
+    @staticmethod
+    def check(run, cfg) -> None:
+        """Nothing to check before scoring (its memory is the training's)."""
+
+    @staticmethod
+    def score(workdir, run, cfg, log, dataset) -> dict:
+        return score_lm(workdir, log=log)
+
+
+#: How each run task (:func:`jaxmem.runs.task.stored_task`) is scored.
+_SCORERS = {"classification": _ClassifierScoring, "causal_lm": _LanguageModelScoring}
+
+
+def _score(workdir: Path, run, cfg, log, dataset) -> dict:
     keep, labels, test_labels = run.keep, run.labels, run.test_labels
     diverged = run.diverged
     ok = ~diverged
@@ -146,23 +174,20 @@ def _score(workdir: Path, run, cfg, log, dataset) -> dict:
     log(f"scoring: estimators in {time.time() - t0:.1f} s")
     t0 = time.time()
 
-    targets = None
-    if cfg.scoring.targets:
-        targets = np.flatnonzero(ok)[: cfg.scoring.targets]
     attack_summary, curves = {}, {}
     if cfg.scoring.attacks:
-        rmia_kw = {}
-        if any(a.startswith("rmia") for a in cfg.scoring.attacks):
-            rmia_kw = dict(rmia_gamma=rc.gamma, rmia_aggregate=rc.aggregate, rmia_trim=rc.trim)
-            if rc.a is not None:
-                rmia_kw["rmia_a"] = rc.a
-        ev = evaluate(sg, keep, attacks=tuple(cfg.scoring.attacks), targets=targets,
-                      model_mask=ok, return_scores=True, **rmia_kw)
+        spec = AuditSpec.from_scoring(cfg.scoring)   # the one audit policy (and the analyses')
+        ev = evaluate(sg, keep, spec=spec, model_mask=ok)
         curves = ev.curves()
-        write_scores(res / "scores", ev, ids, cfg.signals.dtype)
+        if ev.scores is not None:
+            write_scores(res / "scores", ev, ids, cfg.signals.dtype)
+        else:   # more than spec.max_kept_scores scores: the metrics only
+            log(f"scoring: the per-example attack scores are not kept ({len(ev.targets)} targets x "
+                f"{keep.shape[1]} examples > {spec.max_kept_scores})")
+            shutil.rmtree(res / "scores", ignore_errors=True)
         # targets, excluded models, per-target metrics and scored fractions, params (RMIA's a),
         # summary (means over the n_targets targets where defined); undefined numbers are null
-        stored = ev.to_json()
+        stored = {**ev.to_json(), "audit": spec.to_json()}   # the spec: RMIA's tuning protocol...
         save_json(res / "attacks.json", stored)
         attack_summary = stored["summary"]
         log(f"scoring: {len(cfg.scoring.attacks)} attacks on {len(ev.targets)} targets in "
@@ -179,11 +204,9 @@ def _score(workdir: Path, run, cfg, log, dataset) -> dict:
     if influence_summary is not None:
         summary["influence"] = influence_summary
         summary["files"]["influence"] = str(res / "influence.csv")
-    if cfg.scoring.attacks:
+    if cfg.scoring.attacks and (res / "scores").exists():
         summary["files"]["scores"] = str(res / "scores")
     if cfg.train.dp.enabled:
-        from jaxmem.privacy import run_epsilon
-
         summary["dp"] = run_epsilon(cfg.train, keep.sum(1).mean())
     summary["scoring"] = cfgmod.to_dict(cfg)["scoring"]   # the settings this summary was made with
     return summary   # (written by score(), with the scoring's id: jaxmem.runs.store.commit_scoring)
@@ -191,8 +214,6 @@ def _score(workdir: Path, run, cfg, log, dataset) -> dict:
 
 def _summary(cfg, workdir, run, keep, ok, diverged, correct, test_acc, test_acc_tta, mem, order,
              attack_summary, res, figures) -> dict:
-    from jaxmem.io import load_json
-
     shard_meta = [load_json(d / "meta.json") for d in sorted((workdir / "shards").glob("models-*"))
                   if (d / "meta.json").exists()]
     train_seconds = float(sum(m["seconds"] for m in shard_meta if m["models"][1] <= len(keep)))
@@ -233,8 +254,6 @@ def _influence_table(path: Path, keep, test_correct, ok, k: int, run, mem,
     of those come from a training example memorized >= 0.25, and the 10 pairs of largest
     influence (the test examples ranked by their largest influence, as in their
     ``mnist_infl_mem.py`` demo)."""
-    from jaxmem import estimators
-
     if k > keep.shape[1]:
         raise RunError(f"scoring.influence_top_k: {k} is more than the {keep.shape[1]} training "
                        f"examples")
@@ -270,9 +289,6 @@ def majority_out(logits0, keep, ok) -> np.ndarray:
     """Per example: the most common argmax among the non-diverged models that did not train on it
     (-1 when there is none; the smallest label on ties). ``logits0`` [M, N, C]. The OUT models'
     votes are :func:`jaxmem.estimators.label_noise.out_of_sample_votes`'s."""
-    from jaxmem.estimators import InsufficientModelsWarning
-    from jaxmem.estimators.label_noise import out_of_sample_votes
-
     with warnings.catch_warnings():   # (an example no OUT model votes on is -1 here)
         warnings.simplefilter("ignore", InsufficientModelsWarning)
         votes = out_of_sample_votes(logits0, np.asarray(keep, bool), model_mask=np.asarray(ok, bool))
@@ -282,8 +298,6 @@ def majority_out(logits0, keep, ok) -> np.ndarray:
 def _convergence_table(path: Path, keep, correct, ok) -> None:
     """How the memorization estimate settles as models are added
     (:func:`jaxmem.estimators.convergence`); written for runs of 4 models or more."""
-    from jaxmem.estimators import convergence
-
     if ok.sum() < 4:
         return
     with warnings.catch_warnings():
@@ -306,8 +320,6 @@ def _examples_table(res: Path, run, mem, order, ok, dataset) -> None:
               f"{float(mem.stderr[i])!r}" for r, i in enumerate(order)]
     save_text(res / "examples.csv", "\n".join(lines) + "\n")
     if dataset is None:   # an imported run's x_train.npy, or the data rebuilt when at hand
-        from jaxmem.runs.interop import run_inputs
-
         x = run_inputs(run)[0]
     else:
         x = dataset.x_train
@@ -322,8 +334,6 @@ def _plots(res: Path, mem, curves) -> dict:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from jaxmem.io import atomic_path
 
     out = {}
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -340,8 +350,6 @@ def _plots(res: Path, mem, curves) -> dict:
     plt.close(fig)
     out["memorization_hist"] = str(res / "memorization_hist.png")
     if curves:
-        from jaxmem.attacks.plot import plot_roc
-
         plot_roc(curves, res / "roc.png")
         out["roc"] = str(res / "roc.png")
     return out

@@ -32,10 +32,21 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxmem.io import save_json, save_text
+from jaxmem.attacks import AuditSpec, evaluate
+from jaxmem.attacks.registry import LM_SIGNALS, get
+from jaxmem.config import ConfigError
+from jaxmem.data.tokenizers import from_config
+from jaxmem.estimators.lm import (
+    counterfactual_memorization_lm,
+    exact_match_accuracy,
+    extraction_rate_by_count,
+    text_groups,
+)
+from jaxmem.io import load_json, save_json, save_text
 from jaxmem.runs.store import load_run
+from jaxmem.signals.lm import sequence_nll
 
-__all__ = ["score_lm", "lm_signals", "per_text_signals", "target_mask", "sequence_nlls", "per_sequence",
+__all__ = ["score_lm", "lm_audit_spec", "lm_signals", "per_text_signals", "target_mask", "sequence_nlls", "per_sequence",
            "extraction", "suffix_length_used", "scored_tokens", "lm_attacks", "reference_nll"]
 
 _BLOCK = 1 << 25   # per-token values read at a time (float64: 256 MB)
@@ -58,6 +69,13 @@ def lm_attacks(cfg) -> list:
     return attacks
 
 
+def lm_audit_spec(cfg) -> AuditSpec:
+    """The audit specification of a language-model run (:meth:`AuditSpec.from_scoring` with the
+    attacks of :func:`lm_attacks`): what its scoring and :mod:`jaxmem.analyses.lm_mia` pass to the
+    driver."""
+    return AuditSpec.from_scoring(cfg.scoring, attacks=tuple(lm_attacks(cfg)))
+
+
 def scored_tokens(cfg) -> str:
     """What the per-sequence scores of a run count, in words (written into its outputs)."""
     sc = cfg.scoring
@@ -73,8 +91,6 @@ def _has_eos(run, lengths, texts) -> np.ndarray:
     has = np.asarray(lengths) < L
     cut = np.flatnonzero(~has)
     if cut.size:
-        from jaxmem.data.tokenizers import from_config
-
         tok = from_config(run.text["tokenizer"])
         for i in cut:
             has[i] = len(tok.encode(texts[i])) + 2 == L
@@ -102,8 +118,6 @@ def sequence_nlls(run, test: bool = False) -> np.ndarray:
     """float64 [M, N] (``test``: [M, T]): each model's mean token NLL of each sequence over the
     scored tokens (:func:`target_mask`): the stored ``nll`` when every target token is scored,
     else :func:`jaxmem.signals.lm.sequence_nll` of the stored per-token log-probabilities."""
-    from jaxmem.signals.lm import sequence_nll
-
     sc = run.config.scoring
     if sc.score_first_token and sc.score_eos:
         return np.asarray(run.array("test_nll" if test else "nll"), np.float64)
@@ -130,8 +144,6 @@ def lm_signals(run, names=None) -> dict:
     ``token_logp`` / ``token_mu`` / ``token_sigma`` [M, N, L − 1], ``token_mask`` [M, N, L − 1]
     (the scored tokens: :func:`target_mask`), ``reference_nll`` [M, N] (an external reference
     model's NLL, ``scoring.reference_nll``; only when given)."""
-    from jaxmem.attacks.registry import LM_SIGNALS
-
     sc = run.config.scoring
     names = [n for n in LM_SIGNALS if n != "reference_nll" or sc.reference_nll] if names is None else names
     nll = sequence_nlls(run)
@@ -164,8 +176,6 @@ def reference_nll(cfg, N) -> np.ndarray:
       ConfigError: (one line naming ``scoring.reference_nll``) none is given, or it does not hold
         N values (checked by :func:`jaxmem.runs.execute` as soon as the data is built, before
         any training)."""
-    from jaxmem.config import ConfigError
-
     path = cfg.scoring.reference_nll
     if not path:
         raise ConfigError("scoring.reference_nll: the attack reference_model needs an external reference "
@@ -251,8 +261,6 @@ def per_text_signals(run, names, tg) -> dict:
 def _exact_match(run, keep, ok, tg):
     """Exact-match accuracy (:func:`jaxmem.estimators.lm.exact_match_accuracy`) of the usable
     models over the texts, read in blocks of models: ``(acc_in [M_ok], acc_out [M_ok])``."""
-    from jaxmem.estimators.lm import exact_match_accuracy
-
     corr = run.array("token_correct")
     M, _, T = corr.shape
     tm = target_mask(run)[tg.first]
@@ -275,9 +283,6 @@ def score_lm(workdir, *, log=print) -> dict:
     (results/ and the summary as one set). Every number counts each text once: a text
     and its copies (one group of ``text.json``'s ``groups``) are one example
     (:func:`jaxmem.estimators.lm.text_groups`), as in the experiments' tables."""
-    from jaxmem.attacks import evaluate, metric_warnings_only
-    from jaxmem.estimators.lm import counterfactual_memorization_lm, extraction_rate_by_count, text_groups
-
     workdir = Path(workdir)
     run = load_run(workdir)
     cfg = run.config
@@ -324,15 +329,10 @@ def score_lm(workdir, *, log=print) -> dict:
     attack_summary, curves = {}, {}
     attacks = lm_attacks(cfg)
     if attacks:
-        targets = np.flatnonzero(ok)[: cfg.scoring.targets] if cfg.scoring.targets else None
-        from jaxmem.attacks.registry import get
-
-        sig = per_text_signals(run, sorted({n for a in attacks for n in get(a).needs}), tg)
-        n_targets = len(targets) if targets is not None else int(ok.sum())
-        with metric_warnings_only():
-            ev = evaluate(sig, keep, attacks=tuple(attacks), targets=targets, model_mask=ok,
-                          return_scores=n_targets * keep.shape[1] <= 50_000_000)
-        stored = ev.to_json()                           # the image runs' layout (NaN as null)
+        spec = lm_audit_spec(cfg)          # the one audit policy (and jaxmem.analyses.lm_mia's)
+        sig = per_text_signals(run, sorted({n for a in spec.attacks for n in get(a).needs}), tg)
+        ev = evaluate(sig, keep, spec=spec, model_mask=ok)
+        stored = {**ev.to_json(), "audit": spec.to_json()}   # the image runs' layout (NaN as null)
         stored["unit"] = unit
         stored["scored_tokens"] = scored_tokens(cfg)
         stored["num_texts"], stored["num_sequences"] = tg.num_texts, tg.num_rows
@@ -341,7 +341,7 @@ def score_lm(workdir, *, log=print) -> dict:
         save_json(res / "attacks.json", stored)
     figures = {}
     try:
-        from jaxmem.runs.score import _plots
+        from jaxmem.runs.score import _plots  # (score imports this module: not at the top)
 
         figures = _plots(res, mem, curves)
     except Exception as e:  # plotting is a convenience; never lose a scored run to it
@@ -362,8 +362,6 @@ def _nanmean(x) -> float | None:
 
 def _summary(cfg, workdir, run, tg, keep, ok, em_in, em_out, nll, mem, mem_ll, ks, s, ext_in, ext_out, order,
              attacks, files) -> dict:
-    from jaxmem.io import load_json
-
     shard_meta = [load_json(d / "meta.json") for d in sorted((workdir / "shards").glob("models-*"))
                   if (d / "meta.json").exists()]
     seconds = float(sum(m["seconds"] for m in shard_meta if m["models"][1] <= len(keep)))

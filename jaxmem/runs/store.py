@@ -45,7 +45,8 @@ from pathlib import Path
 import numpy as np
 
 from jaxmem import config as cfgmod
-from jaxmem.io import RunError, load_json, load_npy, save_json, save_text
+from jaxmem.io import SEGMENT, Digest, HashingWriter, RunError, atomic_path, fmt_bytes, load_json, load_npy, save_json, save_text
+from jaxmem.runs.provenance import mismatch
 from jaxmem.runs.records import RECORD_FILES, record_epochs, record_file
 
 __all__ = ["Run", "load_run", "assemble", "RUN_ENTRIES", "LM_ARRAYS", "shard_name", "covered",
@@ -282,8 +283,6 @@ def shard_spans(workdir: Path, num_models: int) -> list:
 
 def _mixed(workdir: Path, spans, allow: bool, log) -> list:
     """Refuse shards trained under different software or settings (unless ``allow``)."""
-    from jaxmem.runs.provenance import mismatch
-
     recs = [(d, load_json(d / "meta.json").get("provenance")) for _, _, d in spans
             if (d / "meta.json").exists()]
     recs = [(d, r) for d, r in recs if r]
@@ -306,8 +305,6 @@ def _copy_npy(src: Path, out, digest, want=None):
     """Append the data bytes of ``.npy`` file ``src`` to ``out`` (and to ``digest``); the whole
     file is hashed on the way and compared with ``want`` (its digest at write), if given.
     Returns the shard's (dtype, shape) and whether it matched."""
-    from jaxmem.io import SEGMENT, Digest
-
     mine = Digest()
     with open(src, "rb") as f:
         version = np.lib.format.read_magic(f)
@@ -335,7 +332,6 @@ def assemble(workdir: Path, num_models: int, *, names=None, force: bool = False,
     different settings (:func:`jaxmem.runs.provenance.mismatch`) are refused unless
     ``allow_mixed``. ``names``: only these arrays; ``force``: even if already assembled.
     Returns the names (re)written."""
-    from jaxmem.io import Digest, HashingWriter, atomic_path, fmt_bytes
     from jaxmem.runs import integrity
 
     spans = shard_spans(workdir, num_models)

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from jaxmem.io import atomic_dir, save_json, save_npy
-from jaxmem.runs.records import record_file
+from jaxmem.runs.provenance import record
+from jaxmem.runs.records import ChunkRecords, record_file
 from jaxmem.runs.store import covered, shard_name
 
 __all__ = ["train_models", "Interrupted", "default_chunk_size", "chunk_size", "chunks",
@@ -141,7 +142,6 @@ def train_models(cfg, ds, keep, blocks, workdir: Path, *, progress=True, process
     import jax
     import jax.numpy as jnp
 
-    from jaxmem.runs.provenance import record
     from jaxmem.train import Trainer, steps_per_epoch_max
 
     ndev = jax.local_device_count()
@@ -175,14 +175,11 @@ def train_models(cfg, ds, keep, blocks, workdir: Path, *, progress=True, process
         mesh = Mesh(np.array(jax.local_devices()), ("models",))
         sharding = NamedSharding(mesh, P("models"))
     x_train, y_train = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
-    x_test = jnp.asarray(ds.x_test)
     trainer = Trainer(cfg, x_train, y_train, int(ds.num_classes),
                       steps_per_epoch_max(keep, cfg.train.batch_size))
     if cfg.train.records.vog_epochs:
         log(f"train.records.vog_epochs: VoG's running moments take {2 * K * x_train.size * 4 / 1e9:.2f} GB "
             f"for a chunk of {K} models (train.chunk_size), besides training")
-    out_dtype = jnp.float16 if cfg.signals.dtype == "float16" else jnp.float32
-    queries = list(cfg.signals.queries)
     prog = _Progress(sum(b - a for a, b in mine), n_done, progress, log, trainer.num_epochs)
     stop = {"flag": False}
     prev = signal.signal(signal.SIGTERM, lambda *a: stop.__setitem__("flag", True)) \
@@ -194,14 +191,8 @@ def train_models(cfg, ds, keep, blocks, workdir: Path, *, progress=True, process
             t0 = time.time()
             res, recs = _train_chunk(trainer, cfg, rows, ids, workdir / "ckpt" / shard_name(a, b),
                                      stop, sharding, prog, (a, b))
-            if trainer.lm:   # per-token signals and extraction, never [K, N, L, V] logits
-                from jaxmem.train.lm import chunk_signals
-
-                arrays = chunk_signals(trainer, res.state, ds.x_train, ds.y_train, ds.x_test, ds.y_test)
-            else:
-                arrays = {"logits": trainer.logits(res.state, x_train, queries, out_dtype),
-                          "test_logits": trainer.logits(res.state, x_test, queries, out_dtype)}
-                jax.block_until_ready(arrays)
+            # the task's outputs: logits, or an LM's per-token signals (jaxmem.train.task)
+            arrays = trainer.task.chunk_outputs(trainer, res.state, ds)
             seconds = time.time() - t0
             n = b - a
             with atomic_dir(workdir / "shards" / shard_name(a, b)) as tmp:
@@ -242,7 +233,6 @@ def _train_chunk(trainer, cfg, rows, ids, ckpt_dir: Path, stop, sharding, prog, 
     import jax
 
     from jaxmem.runs import checkpoint
-    from jaxmem.runs.records import ChunkRecords
     from jaxmem.train import ChunkResult
 
     every = cfg.train.checkpoint_every or 1

@@ -31,6 +31,16 @@ computed as if z_y were 0, correctness 0). That is the contract: check labels be
 from __future__ import annotations
 
 import numpy as np
+from jaxtyping import ArrayLike, Float, Integer, Real
+
+#: Logits as the signal functions take them: ``[N, C]``, ``[M, N, C]``, ``[M, N, A, C]`` (or any
+#: ``[..., C]``), with the leading axes named ``*batch``.
+Logits = Real[ArrayLike, "*batch C"]
+#: Integer class labels: ``[N]`` aligned with the N axis of the logits, or a shape that broadcasts
+#: to the logits' leading axes (see the module docstring); an integral float dtype is accepted.
+Labels = Real[ArrayLike, "..."]
+#: A signal: one value per example (and model, and query), the logits' leading axes.
+Signal = Float[ArrayLike, "*batch"]
 
 __all__ = [
     "AXES",
@@ -62,10 +72,27 @@ def _traced(x):
     return isinstance(x, jax.core.Tracer)
 
 
-def check_labels(labels, num_classes=None, *, shape=None, name="labels"):
-    """``labels`` as an int64 numpy array, checked: integer values (an integral float dtype is
-    accepted), in [0, ``num_classes``) (only ≥ 0 when ``num_classes`` is None), of ``shape``
-    when given. Raises ValueError naming the field and the range otherwise."""
+def check_labels(labels: Real[ArrayLike, " ..."], num_classes: int | None = None, *, shape=None,
+                 name: str = "labels") -> Integer[np.ndarray, " ..."]:
+    """``labels`` as an int64 numpy array, checked.
+
+    Args:
+      labels: [...] integer class labels (an integral float dtype is accepted).
+      num_classes: C: labels must lie in [0, C) (None: only >= 0).
+      shape: the shape ``labels`` must have (None: any).
+      name: the field named in errors.
+
+    Returns:
+      int64 [...] labels.
+
+    Raises:
+      ValueError: naming the field: a wrong shape, a non-integer dtype or value, or a label out of
+        [0, C) (with the range and the count out of it).
+
+    Example:
+      >>> check_labels(np.array([0.0, 2.0]), 3)
+      array([0, 2])
+    """
     y = np.asarray(labels)
     if shape is not None and y.shape != tuple(shape):
         raise ValueError(f"{name}: expected shape {tuple(shape)}, got {y.shape}")
@@ -157,35 +184,98 @@ def _logsumexp(xp, z, where):
     return xp.log(s) + m[..., 0]
 
 
-def logit_scaled_confidence(logits, labels):
+def logit_scaled_confidence(logits: Logits, labels: Labels) -> Signal:
     """φ = z_y − log Σ_{j≠y} exp(z_j) = log(p_y / (1 − p_y)), computed stably.
 
     Carlini et al. (2022), "Membership inference attacks from first principles", Sec. IV.B: the
     logit of the true-class softmax probability, which is approximately Gaussian over models.
     Unbounded: the LiRA reference code's ``log(p_y + 1e-45) − log(Σ p_j + 1e-45)`` floors |φ|
     at ≈ 103.6 (:func:`jaxmem.attacks.lira_reference_scores` reproduces that; this does not).
+
+    Args:
+      logits: [N, C], [M, N, C] or [M, N, A, C] (see the module docstring).
+      labels: [N] integer labels in [0, C), or a shape that broadcasts to the leading axes.
+
+    Returns:
+      φ of the logits' leading shape ([N], [M, N] or [M, N, A]), NumPy for NumPy inputs.
+
+    Raises:
+      ValueError: labels outside [0, C) or not integers, or labels whose shape does not fit the
+        logits (naming the axis).
+
+    References:
+      Carlini et al. (2022), "Membership inference attacks from first principles", IEEE S&P.
+
+    Example:
+      >>> round(float(logit_scaled_confidence(np.array([2.0, 0.0]), np.array(0))), 6)   # log(e²)
+      2.0
     """
     xp, z, _, onehot = _prepare(logits, labels)
     z_y = xp.sum(xp.where(onehot, z, xp.zeros_like(z)), axis=-1)
     return z_y - _logsumexp(xp, z, ~onehot)
 
 
-def true_class_probability(logits, labels):
-    """p_y = softmax(z)_y (the signal RMIA uses, Zarifzadeh et al. 2024)."""
+def true_class_probability(logits: Logits, labels: Labels) -> Signal:
+    """p_y = softmax(z)_y (the signal RMIA uses).
+
+    Args:
+      logits: [N, C], [M, N, C] or [M, N, A, C] (see the module docstring).
+      labels: [N] integer labels in [0, C), or a shape that broadcasts to the leading axes.
+
+    Returns:
+      p_y in [0, 1], of the logits' leading shape.
+
+    Raises:
+      ValueError: labels outside [0, C) or not integers, or labels whose shape does not fit the
+        logits (naming the axis).
+
+    References:
+      Zarifzadeh et al. (2024), "Low-cost high-power membership inference attacks", ICML.
+    """
     xp, z, _, onehot = _prepare(logits, labels)
     z_y = xp.sum(xp.where(onehot, z, xp.zeros_like(z)), axis=-1)
     return xp.exp(z_y - _logsumexp(xp, z, xp.ones_like(onehot)))
 
 
-def cross_entropy(logits, labels):
-    """−log softmax(z)_y, the per-example loss (Yeom et al. 2018 threshold attack)."""
+def cross_entropy(logits: Logits, labels: Labels) -> Signal:
+    """−log softmax(z)_y, the per-example loss (the signal of Yeom et al. 2018's loss attack).
+
+    Args:
+      logits: [N, C], [M, N, C] or [M, N, A, C] (see the module docstring).
+      labels: [N] integer labels in [0, C), or a shape that broadcasts to the leading axes.
+
+    Returns:
+      The loss (>= 0), of the logits' leading shape.
+
+    Raises:
+      ValueError: labels outside [0, C) or not integers, or labels whose shape does not fit the
+        logits (naming the axis).
+
+    References:
+      Yeom et al. (2018), "Privacy risk in machine learning", IEEE CSF.
+    """
     xp, z, _, onehot = _prepare(logits, labels)
     z_y = xp.sum(xp.where(onehot, z, xp.zeros_like(z)), axis=-1)
     return _logsumexp(xp, z, xp.ones_like(onehot)) - z_y
 
 
-def correctness(logits, labels):
-    """1.0 where argmax z == y, else 0.0 (Feldman & Zhang 2020's per-example metric)."""
+def correctness(logits: Logits, labels: Labels) -> Signal:
+    """1.0 where argmax z == y, else 0.0 (Feldman & Zhang 2020's per-example metric).
+
+    Args:
+      logits: [N, C], [M, N, C] or [M, N, A, C] (see the module docstring).
+      labels: [N] integer labels in [0, C), or a shape that broadcasts to the leading axes.
+
+    Returns:
+      0.0 / 1.0 in the logits' float dtype, of their leading shape.
+
+    Raises:
+      ValueError: labels outside [0, C) or not integers, or labels whose shape does not fit the
+        logits (naming the axis).
+
+    References:
+      Feldman & Zhang (2020), "What neural networks memorize and why", NeurIPS.
+    """
     xp, z, labels, _ = _prepare(logits, labels)
     return (xp.argmax(z, axis=-1) == labels).astype(z.dtype)
 
@@ -200,7 +290,8 @@ def _taylor_exp(xp, u, order):
     return total
 
 
-def taylor_soft_margin_probability(logits, labels, *, order=4, margin=0.6, temperature=2.0):
+def taylor_soft_margin_probability(logits: Logits, labels: Labels, *, order: int = 4, margin: float = 0.6,
+                                   temperature: float = 2.0) -> Signal:
     """RMIA's default signal: a Taylor-softmax with a soft margin on the true class.
 
     Zarifzadeh et al. (2024), "Low-cost high-power membership inference attacks", as computed by
@@ -215,6 +306,23 @@ def taylor_soft_margin_probability(logits, labels, *, order=4, margin=0.6, tempe
     shift-invariant) and an odd-degree t is negative for u below its real root (≈ −1.596 for
     order 4): very negative logits give values outside [0, 1], as in the original code. Here the
     sum over j ≠ y is taken directly instead of as (all − true), which only changes rounding.
+
+    Args:
+      logits: [N, C], [M, N, C] or [M, N, A, C] (see the module docstring).
+      labels: [N] integer labels in [0, C), or a shape that broadcasts to the leading axes.
+      order: terms of the truncated series (>= 2).
+      margin: the soft margin m subtracted from the true class's scaled logit.
+      temperature: T > 0.
+
+    Returns:
+      p, of the logits' leading shape.
+
+    Raises:
+      ValueError: ``order`` not an integer >= 2, ``temperature`` <= 0, or the labels as in
+        :func:`true_class_probability`.
+
+    References:
+      Zarifzadeh et al. (2024), "Low-cost high-power membership inference attacks", ICML.
     """
     if int(order) != order or order < 2:
         raise ValueError(f"order must be an integer >= 2 (terms of the series), got {order!r}")

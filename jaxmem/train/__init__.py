@@ -9,7 +9,9 @@
 * :mod:`jaxmem.train.augment` - training-time augmentation (registry:
   :mod:`jaxmem.train.augment_registry`)
 * :mod:`jaxmem.train.rng` - random streams (fold_in of seed, stream, model, step)
-* :mod:`jaxmem.train.lm` - the language-model path (next-token loss, per-chunk LM signals)
+* :mod:`jaxmem.train.task` - the trainer's task, chosen once from the family's ``lm`` capability
+  (:func:`~jaxmem.train.task.task_for`): the loss and a trained chunk's outputs; classification
+* :mod:`jaxmem.train.lm` - the causal-LM task (next-token loss, per-chunk LM signals)
 * :mod:`jaxmem.train.lora` - LoRA runs: the one frozen base shared by a chunk's adapters
 
 The package imports jax only when one of these is asked for, so that config validation can

@@ -1,6 +1,8 @@
-"""The language-model path of the stacked trainer, selected by the model family's ``lm`` flag
-(:data:`jaxmem.models.registry.MODELS`): the next-token loss of a batch of sequences, and what a
-run stores of each trained chunk instead of logits (a ``[K, N, L, V]`` logit array never exists).
+"""The language-model path of the stacked trainer: :data:`CAUSAL_LM`, the causal-LM implementation
+of the trainer's task interface (:mod:`jaxmem.train.task`, chosen once from the model family's
+``lm`` capability by :func:`jaxmem.train.task.task_for`): the next-token loss of a batch of
+sequences, and what a run stores of each trained chunk instead of logits (a ``[K, N, L, V]``
+logit array never exists).
 
 Batches are rows of a text dataset (:mod:`jaxmem.data.text_build`): tokens ``x`` [B, L] and
 lengths ``y`` [B] (the real tokens are ``arange(L) < y``). Everything else (chunks, vmap,
@@ -29,7 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-__all__ = ["next_token_loss", "chunk_signals", "CHUNK_ARRAYS"]
+from jaxmem.signals.lm import sequence_nll, target_mask, token_signals
+
+__all__ = ["next_token_loss", "chunk_signals", "CHUNK_ARRAYS", "CausalLM", "CAUSAL_LM",
+           "eval_batch_size"]
 
 #: The arrays a chunk of a language-model run stores (each with the model axis first).
 CHUNK_ARRAYS = ("token_logp", "token_mu", "token_sigma", "token_correct", "nll", "test_token_logp",
@@ -43,8 +48,6 @@ def next_token_loss(logits, tokens, lengths, label_smoothing: float = 0.0):
     counted where both positions are real (t + 1 < length). With ``label_smoothing`` the target is
     ``optax.smooth_labels`` of the one-hot token. A batch without target tokens has loss 0."""
     L = tokens.shape[1]
-    from jaxmem.signals.lm import target_mask
-
     target = target_mask(jnp.arange(L)[None] < lengths[:, None])
     z, y = logits[:, :-1].astype(jnp.float32), tokens[:, 1:]
     if label_smoothing:
@@ -56,7 +59,7 @@ def next_token_loss(logits, tokens, lengths, label_smoothing: float = 0.0):
     return jnp.sum(ce * w) / jnp.maximum(jnp.sum(w), 1.0)
 
 
-def _batch_size(cfg, n: int, L: int, V: int) -> int:
+def eval_batch_size(cfg, n: int, L: int, V: int) -> int:
     """Sequences per batch: ``signals.batch_size`` and the n sequences at most, and at most 2^26
     logits (256 MB)."""
     return int(max(1, min(cfg.signals.batch_size, n, (1 << 26) // max(1, L * V))))
@@ -76,7 +79,6 @@ def _fns(trainer):
     key = "lm_signal_fns"
     if key in trainer._train_fns:
         return trainer._train_fns[key]
-    from jaxmem.signals.lm import sequence_nll, token_signals
 
     model = trainer.model
     out = jnp.float16 if trainer.cfg.signals.dtype == "float16" else jnp.float32
@@ -121,12 +123,37 @@ def chunk_signals(trainer, state, x_train, y_train, x_test, y_test) -> dict:
     x_test, y_test = np.asarray(x_test, np.int32), np.asarray(y_test, np.int32)
     (N, L), T = x_train.shape, x_test.shape[0]
     params = state.params
-    B = _batch_size(cfg, N, L, trainer.num_classes)
+    B = eval_batch_size(cfg, N, L, trainer.num_classes)
     res, nll = fns["train"](params, _padded(x_train, B), _padded(y_train, B))
     out = {f"token_{s}": _unbatch(v, N) for s, v in res.items()}
     out["nll"] = _unbatch(nll, N).astype(np.float32)
-    B = _batch_size(cfg, T, L, trainer.num_classes)
+    B = eval_batch_size(cfg, T, L, trainer.num_classes)
     res, nll = fns["test"](params, _padded(x_test, B), _padded(y_test, B))
     out["test_token_logp"] = _unbatch(res["logp"], T)
     out["test_nll"] = _unbatch(nll, T).astype(np.float32)
     return out
+
+
+class CausalLM:
+    """The causal-LM task (:mod:`jaxmem.train.task`): batches of token sequences ``x`` [B, L] with
+    their lengths ``y`` [B]; :func:`next_token_loss`; a trained chunk stores :data:`CHUNK_ARRAYS`
+    (:func:`chunk_signals`)."""
+
+    name = "causal_lm"
+    output_arrays = CHUNK_ARRAYS
+
+    @staticmethod
+    def loss(logits, x, y, label_smoothing: float, num_classes: int):
+        """:func:`next_token_loss` of ``logits`` [B, L, V] on the sequences ``x`` [B, L] of
+        lengths ``y`` [B] (``num_classes``, the vocabulary, is the logits' last axis)."""
+        del num_classes
+        return next_token_loss(logits, x, y, label_smoothing)
+
+    @staticmethod
+    def chunk_outputs(trainer, state, ds) -> dict:
+        """:func:`chunk_signals` of the chunk on the run's training and test sequences."""
+        return chunk_signals(trainer, state, ds.x_train, ds.y_train, ds.x_test, ds.y_test)
+
+
+#: The causal-LM task (one stateless instance).
+CAUSAL_LM = CausalLM()

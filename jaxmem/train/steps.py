@@ -17,7 +17,7 @@ __all__ = ["ModelSteps", "all_finite"]
 
 class ModelSteps:
     """One model's training, as methods of the trainer (they read ``self.cfg``, ``self.model``,
-    ``self.tx``, ``self.has_bn``, ``self.records``, ``self.schedule_epochs``, ``self.lm``)."""
+    ``self.tx``, ``self.has_bn``, ``self.records``, ``self.schedule_epochs``, ``self.task``)."""
 
     def _init_one(self, key, stem=None):
         sample = jnp.zeros((1,) + tuple(self.x_train.shape[1:]), self.x_train.dtype)
@@ -64,19 +64,8 @@ class ModelSteps:
             logits = self.model.apply(variables, x, train=True, rngs=rngs)
             new_bs = batch_stats
         logits = logits.astype(jnp.float32)
-        if self.lm:   # a causal LM: x are token sequences, y their lengths (jaxmem.train.lm)
-            from jaxmem.train.lm import next_token_loss
-
-            return next_token_loss(logits, x, y, t.label_smoothing), new_bs
-        if y.ndim == logits.ndim:   # soft targets [B, C] of a label-mixing augmentation
-            labels = optax.smooth_labels(y, t.label_smoothing) if t.label_smoothing else y
-            loss = optax.softmax_cross_entropy(logits, labels).mean()
-        elif t.label_smoothing:
-            labels = optax.smooth_labels(jax.nn.one_hot(y, self.num_classes), t.label_smoothing)
-            loss = optax.softmax_cross_entropy(logits, labels).mean()
-        else:  # (the one-hot form ran ~3x slower per step on CPU for small MLPs)
-            loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-        return loss, new_bs
+        # the task's loss (cross-entropy, or a causal LM's next-token loss: jaxmem.train.task)
+        return self.task.loss(logits, x, y, t.label_smoothing, self.num_classes), new_bs
 
     def _step(self, state, x, y, t_global, total_steps, keys, epoch):
         """One optimizer step of one model. Returns (new_state, loss)."""

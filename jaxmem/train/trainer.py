@@ -27,12 +27,15 @@ import numpy as np
 
 from jaxmem.config import Config
 from jaxmem.data.queries import query_inputs
-from jaxmem.models import make_model
+from jaxmem.models import make_model, whitening_kernels
 from jaxmem.models.registry import spec
+from jaxmem.train import recording
+from jaxmem.train.lora import frozen_base
 from jaxmem.train.optim import make_optimizer
 from jaxmem.train.rng import AUGMENT, CURVATURE, DATA, DP_NOISE, DROPOUT, FLIP, INIT, epoch_orders, model_keys
 from jaxmem.train.state import ChunkStatus
 from jaxmem.train.steps import ModelSteps
+from jaxmem.train.task import task_for
 
 __all__ = ["Trainer", "train_phases", "steps_per_epoch_max", "WHITEN_IMAGES", "CPU_VMAP_SIZE",
            "group_size", "host_step_loop"]
@@ -82,7 +85,8 @@ class Trainer(ModelSteps):
     def __post_init__(self):
         t = self.cfg.train
         self.model = make_model(self.cfg, self.num_classes)
-        self.lm = spec(self.cfg.model.name).lm   # next-token loss on token sequences (train/lm.py)
+        # what the model learns (classification, or a causal LM's next tokens: train/task.py)
+        self.task = task_for(self.cfg.model.name)
         self.whiten = getattr(self.cfg.model, "whiten", False)
         if self.whiten and len(self.x_train.shape) != 4:
             raise ValueError(f"model.whiten: needs images [N, H, W, C], got inputs of shape "
@@ -102,16 +106,12 @@ class Trainer(ModelSteps):
         # passed to every jitted call once (self._jit), never replicated per model
         self.frozen, self._frozen_in = None, None
         if "frozen" in self._template:
-            from jaxmem.train.lora import frozen_base
-
             self.frozen = frozen_base(self.cfg, self.model, sample)
         if t.dp.enabled and self.has_bn:
             raise ValueError("train.dp.enabled: DP-SGD needs per-example gradients, which BatchNorm "
                              "does not allow; choose a model without batch_norm")
         # per-epoch record hook: name -> fn(state, (x, y), epoch, keys) -> {record: [N]} (one
         # model, eval mode; jaxmem.train.recording); record_names: what the entries return
-        from jaxmem.train import recording
-
         self.records, self.record_names = recording.hooks(self)
         self._train_fns: dict = {}
         self._cache: dict = {}   # the chunk in training (see _chunk)
@@ -172,8 +172,6 @@ class Trainer(ModelSteps):
         if self.whiten:
             if keep_rows is None:
                 raise ValueError("model.whiten: init_chunk needs the chunk's keep rows")
-            from jaxmem.models import whitening_kernels
-
             index, weight = _first_in(np.asarray(keep_rows), WHITEN_IMAGES)
             fn = self._train_fns.get("init_w")
             if fn is None:

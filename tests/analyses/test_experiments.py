@@ -12,6 +12,7 @@ import pytest
 from jaxmem import config as cfgmod
 from jaxmem.analyses import common as X
 from jaxmem.analyses import run_experiment
+from jaxmem.attacks import AuditSpec
 from jaxmem.attacks.evaluation import Evaluation
 from jaxmem.io import RunError
 from jaxmem.signals import Signals
@@ -70,7 +71,7 @@ def test_audit_uses_the_other_healthy_models_as_shadows():
 
     keep, ok, s = _signals()
     phi = s["phi"]
-    got = X.audit(s, keep, ok, ["lira_online", "lira_offline"], [0, 5])
+    got = X.audit(s, keep, ok, AuditSpec(attacks=("lira_online", "lira_offline")), [0, 5])
     for row, t in enumerate([0, 5]):
         sh = np.array([m for m in range(9) if m != t and m != 3])
         npt.assert_allclose(got.scores["lira_online"][row], lira(phi[t], phi[sh], keep[sh]), rtol=1e-6)
@@ -78,7 +79,7 @@ def test_audit_uses_the_other_healthy_models_as_shadows():
                             lira(phi[t], phi[sh], keep[sh], online=False), rtol=1e-6)
     npt.assert_array_equal(got.members, keep[[0, 5]])
     # num_shadows: a subset of the same healthy, non-target models
-    sub = X.audit(s, keep, ok, ["lira_offline"], [0], num_shadows=4, seed=1).scores["lira_offline"][0]
+    sub = X.audit(s, keep, ok, AuditSpec(attacks=("lira_offline",), num_shadows=4, shadow_seed=1), [0]).scores["lira_offline"][0]
     order = [m for m in np.random.default_rng(1).permutation(9) if m not in (0, 3)][:4]
     sh = np.sort(order)
     npt.assert_allclose(sub, lira(phi[0], phi[sh], keep[sh], online=False), rtol=1e-6)
@@ -92,12 +93,12 @@ def test_audit_lets_the_undefined_metric_warning_through_and_rows_count_targets(
     keep, ok, s = _signals(M=12)
     keep[0] = True                                   # target 0 has no non-member: AUC undefined
     with pytest.warns(UndefinedMetricWarning):
-        ev = X.audit(s, keep, ok, ["lira_online"], [0, 1, 2])
+        ev = X.audit(s, keep, ok, AuditSpec(attacks=("lira_online",)), [0, 1, 2])
     m = ev.table()["lira_online"]
     assert m["n_targets"] == 2
     with warnings.catch_warnings():
         warnings.simplefilter("error")               # ... and nothing else escapes
-        ev = X.audit(s, keep, ok, ["lira_online"], [1, 2])
+        ev = X.audit(s, keep, ok, AuditSpec(attacks=("lira_online",)), [1, 2])
     assert ev.table()["lira_online"]["n_targets"] == 2
 
 
@@ -112,7 +113,7 @@ def test_audit_rmia_online_research_is_the_research_codes_settings():
     M, N, A = s["phi"].shape
     s["p_taylor"] = p_res = rng.uniform(0.05, 1, (M, N, A))
     s["p_taylor_pop"] = pop_res = rng.uniform(0.05, 1, (M, 30, A))
-    got = X.audit(s, keep, ok, ["rmia_online_research"], [2]).scores["rmia_online_research"][0]
+    got = X.audit(s, keep, ok, AuditSpec(attacks=("rmia_online_research",)), [2]).scores["rmia_online_research"][0]
     sh = np.array([m for m in range(M) if m not in (2, 3)])
     want = rmia(p_res[2], p_res[sh], keep[sh], pop_res[2], pop_res[sh], online=True, gamma=2.0,
                 aggregate="vote", trim=0.2)

@@ -183,7 +183,8 @@ def test_rmia_offline_a_tuned_once(rng, M, N, Z, gamma):
     mask[0] = False  # the first usable model, 1, plays the pseudo-target
     phi = np.zeros((M, N, 1), np.float32)
     ev = evaluate({"phi": phi, "p": p[..., None], "p_pop": p_pop[..., None]}, keep,
-                  attacks=("rmia_offline", "rmia_online"), model_mask=mask, return_scores=True, rmia_gamma=gamma)
+                  attacks=("rmia_offline", "rmia_online"), model_mask=mask, return_scores=True, rmia_gamma=gamma,
+                  rmia_tune="once")
     prm = ev.params["rmia_offline"]
     assert prm["a_source"] == "tuned_once" and prm["tune_model"] == 1
     want_a, aucs = brute_force_a(p, keep, p_pop, 1, np.arange(2, M), gamma)
@@ -201,9 +202,9 @@ def test_rmia_offline_a_tuned_once(rng, M, N, Z, gamma):
         want = rmia(p[t], p[ref], keep[ref], p_pop[t], p_pop[ref], online=True, gamma=gamma)
         np.testing.assert_array_equal(ev.scores["rmia_online"][j], want)
 
-    # the old behaviour on request: every target tunes a among its own references
+    # the default protocol: every target tunes a among its own references
     old = evaluate({"phi": phi, "p": p, "p_pop": p_pop}, keep, attacks=("rmia_offline",), model_mask=mask,
-                   targets=[1, 4], return_scores=True, rmia_gamma=gamma, rmia_tune="per_target")
+                   targets=[1, 4], return_scores=True, rmia_gamma=gamma)
     assert old.params["rmia_offline"]["a_source"] == "tuned_per_target"
     for j, t in enumerate([1, 4]):
         ref = mask.copy()

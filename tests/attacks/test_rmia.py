@@ -363,9 +363,10 @@ def test_evaluate_passes_the_options_to_rmia():
     targets = [1, 3, 6]
     sig = {"p": p, "p_pop": p_pop}
     attacks = ("rmia_offline", "rmia_online")
-    base = evaluate({"phi": phi, **sig}, keep, attacks, targets, model_mask=mask, return_scores=True, rmia_gamma=2.0)
+    base = evaluate({"phi": phi, **sig}, keep, attacks, targets, model_mask=mask, return_scores=True, rmia_gamma=2.0,
+                    rmia_tune="once")
     same = evaluate({"phi": phi, **sig}, keep, attacks, targets, model_mask=mask, return_scores=True, rmia_gamma=2.0,
-                    rmia_aggregate="mean", rmia_trim=0.0)
+                    rmia_aggregate="mean", rmia_trim=0.0, rmia_tune="once")
     for k in attacks:
         npt.assert_array_equal(base.scores[k], same.scores[k])
     assert same.params["rmia_offline"] == dict(base.params["rmia_offline"], aggregate="mean", trim=0.0)
@@ -374,7 +375,7 @@ def test_evaluate_passes_the_options_to_rmia():
     usable = np.flatnonzero(mask)
     for aggregate, trim in (("vote", 0.2), ("mean", 0.2), ("vote", 0.0)):
         ev = evaluate({"phi": phi, **sig}, keep, attacks, targets, model_mask=mask, return_scores=True,
-                      rmia_gamma=2.0, rmia_aggregate=aggregate, rmia_trim=trim)
+                      rmia_gamma=2.0, rmia_aggregate=aggregate, rmia_trim=trim, rmia_tune="once")
         prm = ev.params["rmia_offline"]
         assert prm["aggregate"] == aggregate and prm["trim"] == trim and prm["a_source"] == "tuned_once"
         assert ev.params["rmia_online"] == {"aggregate": aggregate, "trim": trim}

@@ -438,3 +438,36 @@ def test_test_nll_counts_each_held_out_text_once(lm_run):
     first = sorted({g: i for i, g in reversed(list(enumerate(tg)))}.values())
     npt.assert_allclose(summary["test_nll"], nll[:, first].mean(), rtol=1e-9)
     assert summary["num_test"] == len(set(tg.tolist())) and summary["num_test_sequences"] == len(tg)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_lm_scoring_and_lm_mia_pass_the_same_audit_spec(lm_run, tmp_path, monkeypatch):
+    """Issue #20 item 2: a language-model run's scoring and the lm_mia experiment's audit of it
+    call the driver with one spec (cfg.scoring's, with the run's LM attacks), which
+    results/attacks.json records."""
+    import importlib
+    import shutil
+
+    from jaxmem.analyses import lm_mia
+    from jaxmem.attacks import AuditSpec, evaluate
+    from jaxmem.runs.score_lm import lm_attacks, score_lm
+
+    cfg, wd, _ = lm_run
+    shutil.copytree(wd, tmp_path / "run")
+    seen = {}
+
+    def spy(name):
+        def f(*a, spec=None, **kw):
+            seen.setdefault(name, []).append(spec)
+            return evaluate(*a, spec=spec, **kw)
+        return f
+
+    monkeypatch.setattr(importlib.import_module("jaxmem.runs.score_lm"), "evaluate", spy("score"))
+    monkeypatch.setattr(lm_mia, "evaluate", spy("lm_mia"))
+    score_lm(tmp_path / "run", log=lambda *a: None)
+    run = load_run(tmp_path / "run")
+    lm_mia.analyze(cfg, tmp_path / "mia", {"v": run}, log=lambda *a: None)
+    want = AuditSpec.from_scoring(run.config.scoring, attacks=tuple(lm_attacks(run.config)))
+    assert seen == {"score": [want], "lm_mia": [want]}
+    stored = json.loads((tmp_path / "run" / "results" / "attacks.json").read_text())
+    assert stored["audit"] == want.to_json() and stored["audit"]["rmia_tuning"] == "per_target"

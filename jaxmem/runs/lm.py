@@ -1,0 +1,66 @@
+"""The language-model run: the causal-LM implementation of the run-level task interface
+(:mod:`jaxmem.runs.task`), chosen once from the model family's ``lm`` capability (a stored run:
+from its files). A language-model run stores per-token signals instead of logits
+(:data:`jaxmem.train.lm.CHUNK_ARRAYS`, :data:`jaxmem.runs.store.LM_ARRAYS`) and is scored by
+:mod:`jaxmem.runs.score_lm`.
+
+Importing this module loads no jax: what needs it (the evaluation batch of
+:func:`jaxmem.train.lm.eval_batch_size`, the texts' groups of
+:func:`jaxmem.estimators.lm.text_groups`) is imported when asked for, so that reading a run stays
+light.
+"""
+
+from __future__ import annotations
+
+from jaxmem.runs.workdir import lm_output_bytes
+
+__all__ = ["LanguageModelRun", "LANGUAGE_MODEL_RUN"]
+
+
+class LanguageModelRun:
+    """A causal language model's run (:mod:`jaxmem.runs.task`): token sequences [N, L] with
+    their lengths as labels, per-token signals stored, scored by :mod:`jaxmem.runs.score_lm`."""
+
+    name = "causal_lm"
+
+    @staticmethod
+    def output_bytes(cfg, num_train: int, num_test: int, seq_len: int, num_queries: int,
+                     num_classes: int) -> int:
+        """One model's stored per-token signals (:func:`jaxmem.runs.workdir.lm_output_bytes`;
+        ``num_queries`` and ``num_classes``, the vocabulary, do not count: no logits are kept)."""
+        return lm_output_bytes(cfg, num_train, num_test, seq_len)
+
+    @staticmethod
+    def eval_rows(cfg, num_train: int, num_test: int, seq_len: int, num_classes: int) -> int:
+        """Sequences one model evaluates at once (:func:`jaxmem.train.lm.eval_batch_size`: at
+        most 2^26 logits)."""
+        # (jax: imported for the estimate at the door only)
+        from jaxmem.train.lm import eval_batch_size
+
+        return eval_batch_size(cfg, max(num_train, num_test, 1), seq_len, num_classes)
+
+    @staticmethod
+    def scoring_bytes(cfg, num_train: int, num_test: int, num_classes: int):
+        """None: scoring a language model reads its per-sequence signals, not estimated here."""
+        return None
+
+    @staticmethod
+    def sequence_length(ds) -> int:
+        """L, the length of the dataset's token sequences."""
+        return int(ds.x_train.shape[1])
+
+    @staticmethod
+    def data_summary(run, dataset: dict) -> str:
+        """One line on the run's data: sequences (copies included), the texts they hold, the
+        vocabulary (``dataset``: the run's ``dataset.json``)."""
+        # (jax, through jaxmem.signals.lm: imported when asked for)
+        from jaxmem.estimators.lm import text_groups
+
+        texts = text_groups(run.text["groups"]).num_texts
+        return (f"{dataset.get('num_train')} training sequences ({texts} texts), "
+                f"{dataset.get('num_test')} test sequences, a vocabulary of "
+                f"{dataset.get('num_classes')} tokens")
+
+
+#: The language-model run task (one stateless instance).
+LANGUAGE_MODEL_RUN = LanguageModelRun()
