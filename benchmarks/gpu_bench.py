@@ -134,7 +134,7 @@ def _cnn_setup(K, batch, vmap_size, steps, dtype="bfloat16"):
     # counts, alternating flip + translate), one epoch
     cfg = load_config(os.path.join(ROOT, "experiments", "cifar10_lira.toml"),
                       [f"subsets.num_models={K}", f"train.batch_size={batch}", "train.epochs=1",
-                       "train.warmup_epochs=0.23", "train.lookahead_start_epochs=0",
+                       "train.schedule.warmup_epochs=0.23", "train.lookahead.start_epochs=0",
                        f"train.compute_dtype={dtype}", f"train.vmap_size={vmap_size}",
                        "scoring.attacks=[]"])
     keep = balanced_keep(0, K, N)

@@ -8,7 +8,12 @@ row depends only on ``(seed, m)`` where the design allows it (Bernoulli, fixed-r
 
 from __future__ import annotations
 
+import typing
+from dataclasses import dataclass, field
+
 import numpy as np
+
+from jaxmem.config.registry import DESIGN, Choice, ConfigError
 
 __all__ = [
     "balanced_keep",
@@ -20,6 +25,10 @@ __all__ = [
     "replica_keep",
     "make_keep",
     "make_design",
+    "PkeepDesign",
+    "RatioDesign",
+    "LeaveKOutDesign",
+    "ReplicaDesign",
 ]
 
 # Distinct stream ids so that designs never share random numbers.
@@ -154,36 +163,127 @@ def replica_keep(seed: int, num_models: int, num_examples: int, replicas: int,
     return np.concatenate([np.broadcast_to(target, (replicas, num_examples)), ref])
 
 
-def make_keep(design: str, seed: int, num_models: int, num_examples: int, *, pkeep: float = 0.5,
+def _pkeep_check(path, pkeep):
+    if not 0.0 < pkeep < 1.0:
+        raise ConfigError(f"{path}.pkeep: must be in (0, 1), got {pkeep}")
+
+
+@dataclass(frozen=True)
+class PkeepDesign(Choice):
+    """``balanced``, ``bernoulli``, ``leave_group_out``: each example (group) IN with
+    probability ``pkeep``."""
+
+    pkeep: float = 0.5
+
+    def check(self, path):
+        _pkeep_check(path, self.pkeep)
+
+
+@dataclass(frozen=True)
+class RatioDesign(Choice):
+    """``ratio``: every model trains on a fixed fraction of the examples; several ratios make
+    groups of models (C-scores)."""
+
+    ratios: typing.List[float] = field(default_factory=lambda: [0.7])
+
+    def check(self, path):
+        for i, r in enumerate(self.ratios):
+            if not 0.0 < r < 1.0:
+                raise ConfigError(f"{path}.ratios[{i}]: must be in (0, 1), got {r}")
+        if not self.ratios:
+            raise ConfigError(f"{path}.ratios: needs at least one ratio")
+
+
+@dataclass(frozen=True)
+class LeaveKOutDesign(Choice):
+    """``leave_k_out``: each model leaves out ``k`` examples."""
+
+    k: int = 1
+
+    def check(self, path):
+        if self.k < 1:
+            raise ConfigError(f"{path}.k: must be >= 1, got {self.k}")
+
+
+@dataclass(frozen=True)
+class ReplicaDesign(Choice):
+    """``replica``: ``replicas`` target models on the same data, then references."""
+
+    replicas: int = 2
+    pkeep: float = 0.5
+
+    def check(self, path):
+        _pkeep_check(path, self.pkeep)
+
+
+def _balanced(d, seed, num_models, num_examples, *, block=0, **_):
+    return balanced_keep(seed, num_models, num_examples, d.pkeep, block=block), np.full(num_models, d.pkeep)
+
+
+def _bernoulli(d, seed, num_models, num_examples, *, first_model=0, **_):
+    return (bernoulli_keep(seed, num_models, num_examples, d.pkeep, first_model=first_model),
+            np.full(num_models, d.pkeep))
+
+
+def _ratio(d, seed, num_models, num_examples, *, first_model=0, **_):
+    ratios = tuple(d.ratios)
+    if len(ratios) == 1:
+        return fixed_ratio_keep(seed, num_models, num_examples, ratios[0],
+                                first_model=first_model), np.full(num_models, ratios[0])
+    if num_models % len(ratios):
+        raise ValueError(f"num_models ({num_models}) must be a multiple of len(ratios) ({len(ratios)})")
+    return multi_ratio_keep(seed, num_models // len(ratios), num_examples, ratios)
+
+
+def _leave_k_out(d, seed, num_models, num_examples, **_):
+    keep = leave_k_out_keep(seed, num_models, num_examples, d.k)
+    return keep, keep.mean(1)
+
+
+def _leave_group_out(d, seed, num_models, num_examples, *, groups=None, **_):
+    if groups is None:
+        raise ValueError("leave_group_out needs groups")
+    return leave_group_out_keep(seed, num_models, groups, d.pkeep), np.full(num_models, d.pkeep)
+
+
+def _replica(d, seed, num_models, num_examples, *, block=0, first_model=0, **_):
+    if block or first_model:
+        raise ValueError("the replica design cannot grow (one block of models)")
+    keep = replica_keep(seed, num_models, num_examples, d.replicas, d.pkeep)
+    return keep, keep.mean(1)
+
+
+# A design's builder: fn(design_cfg, seed, num_models, num_examples, *, groups, block,
+# first_model) -> (keep [M, N], ratio [M]). ``grows``: more models can be drawn later (blocks).
+DESIGN.register("balanced", PkeepDesign, builder=_balanced, capabilities={"grows": True},
+                doc="each example IN for exactly round(pkeep M) models (LiRA)")
+DESIGN.register("bernoulli", PkeepDesign, builder=_bernoulli, capabilities={"grows": True},
+                doc="each (model, example) IN with probability pkeep")
+DESIGN.register("ratio", RatioDesign, builder=_ratio, capabilities={"grows": True},
+                doc="fixed-size random subsets (Feldman & Zhang; C-scores with several ratios)")
+DESIGN.register("leave_k_out", LeaveKOutDesign, builder=_leave_k_out, capabilities={"grows": False},
+                doc="each model leaves out k examples")
+DESIGN.register("leave_group_out", PkeepDesign, builder=_leave_group_out,
+                capabilities={"grows": False}, doc="whole groups IN or OUT together")
+DESIGN.register("replica", ReplicaDesign, builder=_replica, capabilities={"grows": False},
+                doc="replicas on the same data, then balanced references")
+
+
+def make_keep(design, seed: int, num_models: int, num_examples: int, *, pkeep: float = 0.5,
               ratios=(0.7,), k: int = 1, groups=None, block: int = 0, first_model: int = 0,
               replicas: int = 2):
-    """Build ``keep`` (and the per-model subset ratio) from a design name. Used by the trainer."""
-    if design == "balanced":
-        keep = balanced_keep(seed, num_models, num_examples, pkeep, block=block)
-        return keep, np.full(num_models, pkeep)
-    if design == "bernoulli":
-        return bernoulli_keep(seed, num_models, num_examples, pkeep, first_model=first_model), \
-            np.full(num_models, pkeep)
-    if design == "ratio":
-        if len(ratios) == 1:
-            return fixed_ratio_keep(seed, num_models, num_examples, ratios[0],
-                                    first_model=first_model), np.full(num_models, ratios[0])
-        if num_models % len(ratios):
-            raise ValueError(f"num_models ({num_models}) must be a multiple of len(ratios) ({len(ratios)})")
-        return multi_ratio_keep(seed, num_models // len(ratios), num_examples, ratios)
-    if design == "leave_k_out":
-        keep = leave_k_out_keep(seed, num_models, num_examples, k)
-        return keep, keep.mean(1)
-    if design == "leave_group_out":
-        if groups is None:
-            raise ValueError("leave_group_out needs groups")
-        return leave_group_out_keep(seed, num_models, groups, pkeep), np.full(num_models, pkeep)
-    if design == "replica":
-        if block or first_model:
-            raise ValueError("the replica design cannot grow (one block of models)")
-        keep = replica_keep(seed, num_models, num_examples, replicas, pkeep)
-        return keep, keep.mean(1)
-    raise ValueError(f"unknown design {design!r}")
+    """Build ``keep`` (and the per-model subset ratio) of a design: a design config
+    (``cfg.subsets.design``) or a design name with its fields as keyword arguments.
+
+    Raises:
+      ValueError: an unknown design, or arguments it does not allow."""
+    if isinstance(design, str):
+        if design not in DESIGN:
+            raise ValueError(f"unknown design {design!r}")
+        given = {"pkeep": pkeep, "ratios": list(ratios), "k": k, "replicas": replicas}
+        design = DESIGN.make(design, **{f: given[f] for f in DESIGN.fields(design) if f in given})
+    return DESIGN.build(design.name)(design, seed, num_models, num_examples, groups=groups,
+                                     block=block, first_model=first_model)
 
 
 def make_design(cfg, blocks, num_examples, groups=None, units=None):
@@ -201,9 +301,8 @@ def make_design(cfg, blocks, num_examples, groups=None, units=None):
     s = cfg.subsets
     keeps, ratios = [], []
     for b in blocks:
-        k, r = make_keep(s.design, cfg.seed, b["count"], num_examples, pkeep=s.pkeep,
-                         ratios=tuple(s.ratios), k=s.k, groups=groups, block=b["block"],
-                         first_model=b["first"], replicas=getattr(s, "replicas", 2))
+        k, r = make_keep(s.design, cfg.seed, b["count"], num_examples, groups=groups,
+                         block=b["block"], first_model=b["first"])
         keeps.append(k)
         ratios.append(r)
     return np.concatenate(keeps), np.concatenate(ratios)

@@ -82,8 +82,9 @@ def test_make_design_over_units_keeps_a_unit_together(design, rng):
     U = int(rng.integers(5, 40))
     units = np.concatenate([np.arange(U), rng.integers(0, U, size=int(rng.integers(0, 30)))])
     rng.shuffle(units)
+    own = {"ratio": ["subsets.design.ratios=[0.3]"], "leave_k_out": ["subsets.design.k=2"]}
     cfg = cfgmod.load_config(None, [f'subsets.design="{design}"', "subsets.num_models=12", "scoring.attacks=[]",
-                                    "subsets.ratios=[0.3]", "subsets.k=2"])
+                                    *own.get(design, [])])
     blocks = [{"first": 0, "count": 8, "block": 0}, {"first": 8, "count": 4, "block": 1}]
     keep, ratio = subsets.make_design(cfg, blocks, len(units), units=units)
     want, want_ratio = subsets.make_design(cfg, blocks, U)

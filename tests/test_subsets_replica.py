@@ -34,9 +34,9 @@ def test_replica_keep_bad_args():
 
 
 @pytest.mark.parametrize("over, field", [
-    (["subsets.design=replica", "subsets.num_models=4", "subsets.replicas=4", "scoring.attacks=[]"],
-     "subsets.replicas"),
-    (["subsets.design=replica", "subsets.num_models=6", "subsets.replicas=2",
+    (["subsets.design=replica", "subsets.num_models=4", "subsets.design.replicas=4", "scoring.attacks=[]"],
+     "subsets.design.replicas"),
+    (["subsets.design=replica", "subsets.num_models=6", "subsets.design.replicas=2",
       "scoring.attacks=[\"lira_online\"]"], "scoring.attacks"),
 ])
 def test_replica_validated_at_the_door(over, field):
@@ -46,7 +46,7 @@ def test_replica_validated_at_the_door(over, field):
 
 def test_replica_config_accepted_and_replicas_get_distinct_keys():
     cfg = cfgmod.load_config(None, ["subsets.design=replica", "subsets.num_models=6",
-                                    "subsets.replicas=3", "scoring.attacks=[]"])
+                                    "subsets.design.replicas=3", "scoring.attacks=[]"])
     keep, _ = subsets.make_design(cfg, [{"first": 0, "count": 6, "block": 0}], 30)
     assert (keep[:3] == keep[0]).all()
     # the trainer's streams fold in the model id: replicas on the same data differ by their keys

@@ -51,8 +51,8 @@ def analyze(cfg, workdir, runs, log, alpha: float = 0.05):
     rows = []
     for name, run in runs.items():
         c = run.config
-        if c.subsets.design != "bernoulli":
-            raise ValueError(f"dp_audit: variant {name!r} has subsets.design = {c.subsets.design!r}; "
+        if c.subsets.design.name != "bernoulli":
+            raise ValueError(f"dp_audit: variant {name!r} has subsets.design = {c.subsets.design.name!r}; "
                              "the audit's trials are independent only with 'bernoulli'")
         keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)
         sig = run_signals(run, ["loss"])

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxmem.analyses.common import audit, audit_spec, figure, memorization_of, nanmean, run_signals, spearman
+from jaxmem.config.registry import SCHEDULE
 from jaxmem.data import build_dataset
 from jaxmem.estimators import forgetting_events
 from jaxmem.io import load_json, save_json
@@ -34,7 +35,7 @@ def recency(cfg, run, workdir: Path, log, phase2_epochs=(0, 5, 10, 20, 40)) -> l
     if cache.exists():
         return load_json(cache)
     c = run.config
-    c = dataclasses.replace(c, train=dataclasses.replace(c.train, schedule="constant",
+    c = dataclasses.replace(c, train=dataclasses.replace(c.train, schedule=SCHEDULE.make("constant"),
                                                          record_forgetting=False))
     ds = build_dataset(c)
     keep = np.asarray(run.keep)

@@ -121,7 +121,7 @@ def analyze(cfg, workdir, runs, log, num_models: int = 4, rewind_epoch: int = 1,
 
     name, run = next(iter(runs.items()))
     c = run.config
-    if c.model.name not in ("mlp", "cnn") or c.model.batch_norm:
+    if c.model.name not in ("mlp", "cnn") or getattr(c.model, "batch_norm", False):
         raise ValueError(f"localization: MLPs and CNNs without BatchNorm, got {c.model.name!r}")
     mlp = c.model.name == "mlp"
     if not 1 <= rewind_epoch < math.ceil(c.train.epochs):

@@ -101,11 +101,11 @@ def analyze(cfg, workdir, runs, log, population_sizes=(10, 30, 100, 300, 1000)):
     by_count, by_pop, stab_rows, cross = [], [], [], []
     for name, run in runs.items():
         c = run.config
-        if c.subsets.design != "replica":
+        if c.subsets.design.name != "replica":
             raise ValueError(f"reference_scaling: variant {name!r} has subsets.design = "
-                             f"{c.subsets.design!r}; it needs the replica design")
+                             f"{c.subsets.design.name!r}; it needs the replica design")
         keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)
-        R = c.subsets.replicas
+        R = c.subsets.design.replicas
         replicas = [r for r in range(R) if ok[r]]
         refs = np.flatnonzero(ok)[np.flatnonzero(ok) >= R]
         sig, labels = _signals(run, ATTACKS)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib
 
+from jaxmem.config.registry import ANALYSIS
+
 __all__ = ["ANALYSES", "NO_VARIANTS", "get"]
 
 ANALYSES = {
@@ -40,6 +42,11 @@ ANALYSES = {
 #: Analyses that train their own models instead of running jaxmem.runs.execute per variant
 #: (unlearning: its stacks hold unlearned and retrained models, jaxmem.runs.unlearning).
 NO_VARIANTS: set = {"unlearning"}
+
+# Declared into the config mechanism (experiment.kind is validated against it).
+for _kind, _module in ANALYSES.items():
+    ANALYSIS.register(_kind, None, builder=f"{_module}:analyze",
+                      capabilities={"variants": _kind not in NO_VARIANTS})
 
 
 def get(kind: str):

@@ -12,7 +12,7 @@ def analyze(cfg, workdir, runs, log):
     """Per variant: the regularizer's settings, the train-test gap, memorization, LiRA power."""
     def extra(name, run, sig, mem, c):
         t = c.train
-        return {"weight_decay": t.weight_decay, "dropout": c.model.dropout, "augment": t.augment,
+        return {"weight_decay": t.weight_decay, "dropout": getattr(c.model, "dropout", 0.0), "augment": t.augment,
                 "epochs": t.epochs}
 
     rows = sweep_rows(cfg, runs, extra)

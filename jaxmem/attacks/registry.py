@@ -25,6 +25,8 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from jaxmem.config.registry import ATTACK, provide
+
 __all__ = ["Attack", "TargetView", "ATTACKS", "DEFAULT_ATTACKS", "IMPORT_ATTACKS", "LM_ATTACKS", "LM_SIGNALS",
            "UNCHECKED_SIGNALS",
            "register", "target_attack", "shadow_attack", "get"]
@@ -202,9 +204,16 @@ def register(name: str, attack: Attack, *, replace: bool = False) -> None:
     if not isinstance(attack, Attack):
         raise TypeError("register an Attack (see target_attack / shadow_attack)")
     ATTACKS[name] = attack
+    ATTACK.register(name, None, capabilities=attack, replace=True)
 
 
 def get(name: str) -> Attack:
     if name not in ATTACKS:
         raise ValueError(f"unknown attack {name!r}; choose from {tuple(ATTACKS)}")
     return ATTACKS[name]
+
+
+# Declared into the config mechanism (jaxmem.config.registry): validation asks these, not this module.
+for _name, _attack in ATTACKS.items():
+    ATTACK.register(_name, None, capabilities=_attack, replace=True)
+provide("attacks.lm_signals", LM_SIGNALS)

@@ -29,6 +29,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from jaxmem.attacks.registry import DEFAULT_ATTACKS
+from jaxmem.config.registry import provide
 
 __all__ = ["AuditSpec", "RMIA_TUNINGS", "WARNING_POLICIES"]
 
@@ -37,6 +38,7 @@ RMIA_TUNINGS = ("per_target", "once")
 #: "metrics": only the warnings that make a metric undefined or unreliable, once each
 #: (:func:`jaxmem.attacks.driver.metric_warnings_only`); "all": every warning as raised.
 WARNING_POLICIES = ("metrics", "all")
+provide("attacks.rmia_tunings", RMIA_TUNINGS)   # what config validation checks scoring.rmia.tuning against
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,11 @@ import math
 import typing
 from pathlib import Path
 
+from jaxmem.config.registry import Choice, choice_paths
 from jaxmem.config.schema import Config, ConfigError, flatten, to_dict
 from jaxmem.config.validate import validate
 
-__all__ = ["ConfigError", "from_dict", "to_dict", "apply_overrides", "load_config",
+__all__ = ["ConfigError", "from_dict", "upgrade_stored", "to_dict", "apply_overrides", "load_config",
            "read_experiment", "resolve_experiment", "variant_configs", "flatten"]
 
 
@@ -66,17 +67,131 @@ def _check_value(path: str, value, tp):
     raise TypeError(f"unsupported annotation {tp} at {path}")
 
 
+#: Fields of the config before choices held their own fields (issue #20): where each went.
+_MOVED = {
+    "train.momentum": ("train.optimizer", "momentum", ("sgd", "nesterov")),
+    "train.warmup_epochs": ("train.schedule", "warmup_epochs", ("linear_warmup_cosine", "triangle")),
+    "train.schedule_start": ("train.schedule", "start", ("triangle",)),
+    "train.schedule_end": ("train.schedule", "end", ("triangle",)),
+    "train.whiten_bias_epochs": ("model", "whiten_bias_epochs", ("resnet_airbench",)),
+    "train.lookahead_every": ("train.lookahead", "every", ("ema",)),
+    "train.lookahead_start_epochs": ("train.lookahead", "start_epochs", ("ema",)),
+    "train.lookahead_decay": ("train.lookahead", "decay", ("ema",)),
+    "train.lookahead_pow": ("train.lookahead", "pow", ("ema",)),
+    "subsets.pkeep": ("subsets.design", "pkeep", ("balanced", "bernoulli", "leave_group_out", "replica")),
+    "subsets.ratios": ("subsets.design", "ratios", ("ratio",)),
+    "subsets.k": ("subsets.design", "k", ("leave_k_out",)),
+    "subsets.replicas": ("subsets.design", "replicas", ("replica",)),
+}
+
+
+def _name_of(value, reg) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return value.get("name", reg.default)
+    return getattr(value, "name", reg.default)
+
+
+def _moved_hint(where: str, value, d: dict) -> str:
+    """The one-line error for an old-style field (``train.momentum``): where it lives now."""
+    path, new, names = _MOVED[where]
+    reg = choice_paths()[path]
+    name = _name_of(d.get(path.split(".")[-1]), reg)
+    name = name if name in names else names[0]
+    v = json.dumps(value)
+    return (f"{where}: moved into the {reg.kind} (a field of {' / '.join(names)}); write "
+            f"[{path}] name = \"{name}\", {new} = {v} (or --set {path}.{new}={v})")
+
+
+def _choice(path: str, value, reg):
+    """The config of a choice from its table ``{name, fields...}``, a bare name (its defaults),
+    or a config object; fields that the chosen entry does not have are refused."""
+    if isinstance(value, Choice):
+        value = dataclasses.asdict(value)
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: expected a {reg.kind} name or a table with its name and fields, "
+                          f"got {value!r}")
+    name = value.get("name", reg.default)
+    if not isinstance(name, str):
+        raise ConfigError(f"{path}.name: expected a string, got {name!r}")
+    cls = reg.get(name, f"{path}.name").config
+    own = cls.field_names()
+    for key in value:
+        if key != "name" and key not in own:
+            elsewhere = [n for n in reg if key in reg.fields(n)]
+            raise ConfigError(f"{path}.{key}: not a field of {reg.kind} {name!r} "
+                              f"({'its fields: ' + ', '.join(own) if own else 'it has no fields'})"
+                              + (f"; {key} is a field of {' / '.join(elsewhere)}" if elsewhere else ""))
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _check_value(f"{path}.{k}", v, hints[k]) for k, v in value.items() if k != "name"}
+    return cls(name=name, **kwargs)
+
+
+def upgrade_stored(d: dict) -> dict:
+    """A ``config.json`` written before issue #20 (every model field of every family side by
+    side, ``train.momentum``, ``train.schedule`` a name, ``subsets.pkeep``...) in today's form:
+    each choice keeps its own fields. Only a stored config (one holding every old model field)
+    is upgraded; a user's old-style file gets a one-line error instead (:data:`_MOVED`)."""
+    m = d.get("model")
+    if not (isinstance(m, dict) and {"hidden", "channels", "depth", "d_model"} <= set(m)):
+        return d
+    d = json.loads(json.dumps(d))
+    regs = choice_paths()
+    reg = regs["model"]
+    d["model"] = {k: v for k, v in m.items() if k == "name" or k in reg.fields(m.get("name", reg.default))}
+    t = d.setdefault("train", {})
+    if "whiten_bias_epochs" in t:
+        wbe = t.pop("whiten_bias_epochs")
+        if "whiten_bias_epochs" in reg.fields(d["model"].get("name", reg.default)):
+            d["model"]["whiten_bias_epochs"] = wbe
+    if "lookahead_every" in t:
+        t["lookahead"] = "ema" if t["lookahead_every"] else "none"
+    for table, key in (("train", "optimizer"), ("train", "schedule"), ("train", "lookahead"),
+                       ("subsets", "design")):
+        t = d.get(table, {})
+        reg = regs[f"{table}.{key}"]
+        name = t.get(key, reg.default)
+        new = {"name": name}
+        for old, (path, field, names) in _MOVED.items():
+            if path == f"{table}.{key}" and old.split(".")[1] in t:
+                v = t.pop(old.split(".")[1])
+                if name in names and name in reg and field in reg.fields(name):
+                    new[field] = v
+        t[key] = new
+    return d
+
+
 def from_dict(d, cls=Config, path: str = ""):
-    """Build a (nested) config dataclass from a dict, rejecting unknown keys and wrong types."""
+    """Build a (nested) config dataclass from a dict, rejecting unknown keys and wrong types.
+
+    A choice (``model``, ``train.optimizer``, ``train.schedule``, ``subsets.design``) is read
+    by its registry: its own fields only. A ``config.json`` stored before choices held their own
+    fields is upgraded; a user's old-style field gets a one-line error saying how to write it now.
+
+    Raises:
+      ConfigError: the first problem, naming the field.
+    """
     if not isinstance(d, dict):
         raise ConfigError(f"{path or 'config'}: expected a table/dict, got {d!r}")
+    if cls is Config:
+        d = upgrade_stored(d)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in d:
         if key not in names:
             where = f"{path}.{key}" if path else key
+            if where in _MOVED:
+                raise ConfigError(_moved_hint(where, d[key], d))
             raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(names))})")
-    kwargs = {k: _check_value(f"{path}.{k}" if path else k, v, hints[k]) for k, v in d.items()}
+    choices = choice_paths()
+    kwargs = {}
+    for k, v in d.items():
+        where = f"{path}.{k}" if path else k
+        kwargs[k] = (_choice(where, v, choices[where]) if where in choices
+                     else _check_value(where, v, hints[k]))
     obj = cls(**kwargs)
     if cls is Config:
         validate(obj)
@@ -110,20 +225,40 @@ def _parse_value(text: str, key: str = "KEY"):
         return text
 
 
+def _switch(table: dict, name, reg) -> None:
+    """Choosing ``name`` in a choice's ``table``: the fields of the old choice that ``name``
+    lacks are dropped (``--set model.name=cnn`` after an mlp drops ``hidden``)."""
+    if isinstance(name, str) and name in reg and table.get("name", reg.default) != name:
+        keep = set(reg.fields(name))
+        for k in [k for k in table if k != "name" and k not in keep]:
+            del table[k]
+
+
 def apply_overrides(d: dict, overrides) -> dict:
-    """Apply ``key.sub=value`` overrides to a config dict (values parsed as JSON, else strings)."""
+    """Apply ``key.sub=value`` overrides to a config dict (values parsed as JSON, else strings).
+
+    A choice's ``name`` switches the choice (the old one's fields that the new one lacks are
+    dropped); a choice given by its bare name (``train.optimizer = "sgd"``) takes a field
+    (``train.optimizer.momentum=0.8``) as ``{name, field}``."""
     d = json.loads(json.dumps(d))
+    choices = choice_paths()
     for item in overrides or ():
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key=value")
         key, text = item.split("=", 1)
         parts = key.strip().split(".")
         node = d
-        for p in parts[:-1]:
+        for i, p in enumerate(parts[:-1]):
+            if isinstance(node.get(p), str) and ".".join(parts[: i + 1]) in choices:
+                node[p] = {"name": node[p]}
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"{key}: {p} is not a table")
-        node[parts[-1]] = _parse_value(text, key.strip())
+        value = _parse_value(text, key.strip())
+        parent = ".".join(parts[:-1])
+        if parts[-1] == "name" and parent in choices:
+            _switch(node, value, choices[parent])
+        node[parts[-1]] = value
     return d
 
 
@@ -171,11 +306,21 @@ def resolve_experiment(name: typing.Optional[str]) -> typing.Optional[Path]:
     raise ConfigError(f"experiment {name!r}: no such file (looked for {', '.join(map(str, candidates))})")
 
 
-def _merge(base: dict, top: dict) -> dict:
-    """``top`` over ``base``, table by table (nested dicts merged, other values replaced)."""
+def _merge(base: dict, top: dict, path: str = "") -> dict:
+    """``top`` over ``base``, table by table (nested dicts merged, other values replaced). A
+    choice's table naming another choice drops the old choice's fields that the new one lacks;
+    a bare name under a table is read as ``{name}``."""
     out = dict(base)
+    choices = choice_paths()
     for k, v in top.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        where = f"{path}.{k}" if path else k
+        if where in choices and isinstance(v, dict) and isinstance(out.get(k), str):
+            out[k] = {"name": out[k]}
+        if where in choices and isinstance(v, dict) and isinstance(out.get(k), dict) and "name" in v:
+            out[k] = dict(out[k])
+            _switch(out[k], v["name"], choices[where])
+        out[k] = (_merge(out[k], v, where) if isinstance(v, dict) and isinstance(out.get(k), dict)
+                  else v)
     return out
 
 

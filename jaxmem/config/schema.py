@@ -1,9 +1,11 @@
 """The run configuration's schema: nested, frozen dataclasses (change one with
 ``dataclasses.replace``). Each table of a TOML experiment file (``[data]``, ``[train]``, ...) is
 one of these; every field is a ``--set key=value`` key (``train.epochs``, ``model.hidden``).
-Which ``model.*`` fields a model family takes is the model registry's business
-(:data:`jaxmem.models.registry.MODELS`), and what each name may be is checked against the
-registries by :func:`jaxmem.config.validate.validate`.
+A choice (``model``, ``train.optimizer``, ``train.schedule``, ``subsets.design``) is a table
+``{name, <that choice's fields>}``: the config class registered under ``name`` in
+:mod:`jaxmem.config.registry` (filled by the packages that own the choices), so that a field that
+does not apply to the chosen family is refused at the door. What each name may be is checked
+against the registries by :func:`jaxmem.config.validate.validate`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 
-__all__ = ["ConfigError", "to_dict", "flatten", "Config", "DataConfig", "SubsetConfig", "ModelConfig", "DPConfig", "TrainConfig",
+from jaxmem.config.registry import DESIGN, LOOKAHEAD, MODEL, OPTIMIZER, SCHEDULE, Choice, ConfigError
+
+__all__ = ["ConfigError", "to_dict", "flatten", "Config", "DataConfig", "SubsetConfig", "Choice", "DPConfig", "TrainConfig",
            "RecordsConfig",
            "SignalsConfig", "RMIAConfig", "ScoringConfig", "ExperimentConfig"]
 
@@ -47,36 +51,10 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class SubsetConfig:
-    design: str = "balanced"        # balanced | bernoulli | ratio | leave_k_out | leave_group_out | replica
+    # a design of jaxmem.subsets (balanced | bernoulli | ratio | leave_k_out | leave_group_out |
+    # replica) with its own fields (pkeep, ratios, k, replicas): [subsets.design] name = ...
+    design: typing.Any = field(default_factory=DESIGN.default_factory())
     num_models: int = 64
-    pkeep: float = 0.5
-    ratios: typing.List[float] = field(default_factory=lambda: [0.7])
-    k: int = 1
-    replicas: int = 2               # design "replica": models 0..replicas-1 train on the same data
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    name: str = "mlp"               # a family of jaxmem.models.registry.MODELS
-    hidden: typing.List[int] = field(default_factory=lambda: [256])
-    channels: typing.List[int] = field(default_factory=lambda: [32, 64])
-    batch_norm: bool = False
-    dropout: float = 0.0
-    depth: int = 16
-    width: int = 4
-    d_model: int = 64
-    num_layers: int = 2
-    num_heads: int = 4
-    bn_momentum: float = 0.9        # BatchNorm running-statistics decay (PyTorch: 1 - momentum)
-    bn_eps: float = 1e-5
-    whiten: bool = False            # resnet_airbench: stem = frozen patch whitening of own data
-    # llama (jaxmem.models.llama): a pretrained checkpoint and LoRA adapters over it
-    checkpoint: str = ""            # "smollm2" | a .gguf file | a Hugging Face folder ("": random base)
-    num_kv_heads: int = 0           # llama without a checkpoint: key/value heads (0 = num_heads)
-    ffn_dim: int = 0                # llama without a checkpoint: SwiGLU width (0 = 8/3 d_model)
-    lora_rank: int = 0              # > 0: train rank-r LoRA adapters (the model axis) over a frozen base
-    lora_alpha: float = 16.0        # LoRA scale alpha / rank
-    lora_targets: typing.List[str] = field(default_factory=lambda: ["q", "v"])  # projections adapted
 
 
 @dataclass(frozen=True)
@@ -109,20 +87,18 @@ class RecordsConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    optimizer: str = "adam"         # adam | adamw | sgd | nesterov
+    # an optimizer of jaxmem.train.choices (adam | adamw | sgd | nesterov) with its own fields
+    # (sgd/nesterov: momentum): [train.optimizer] name = "sgd" momentum = 0.9, or "adam"
+    optimizer: typing.Any = field(default_factory=OPTIMIZER.default_factory())
     learning_rate: float = 1e-3
-    momentum: float = 0.9
     weight_decay: float = 0.0
-    schedule: str = "constant"      # constant | cosine | linear_warmup_cosine | triangle
-    warmup_epochs: float = 0.0      # (triangle: where the peak is)
-    schedule_start: float = 0.0     # triangle: factor at the first step ...
-    schedule_end: float = 0.0       # ... and at the last
+    # a learning-rate schedule of jaxmem.train.choices (constant | cosine | linear_warmup_cosine |
+    # triangle) with its own fields (warmup_epochs, start, end)
+    schedule: typing.Any = field(default_factory=SCHEDULE.default_factory())
     bias_lr_scale: float = 1.0      # BatchNorm biases: learning rate x this, weight decay / this
-    whiten_bias_epochs: float = 0.0  # resnet_airbench: train the stem bias this long (0 = always)
-    lookahead_every: int = 0        # airbench lookahead/EMA every n steps (0 = off) ...
-    lookahead_start_epochs: int = 3  # ... from this epoch on ...
-    lookahead_decay: float = 0.95   # ... with decay decay**every * (step / total)**pow
-    lookahead_pow: float = 3.0
+    # parameter averaging of jaxmem.train.choices: "none" | [train.lookahead] name = "ema" with
+    # every, start_epochs, decay, pow (airbench94's lookahead)
+    lookahead: typing.Any = field(default_factory=LOOKAHEAD.default_factory())
     batch_size: int = 128
     epochs: float = 20.0
     label_smoothing: float = 0.0
@@ -206,16 +182,11 @@ class Config:
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     subsets: SubsetConfig = field(default_factory=SubsetConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: typing.Any = field(default_factory=MODEL.default_factory())  # a family of jaxmem.models
     train: TrainConfig = field(default_factory=TrainConfig)
     signals: SignalsConfig = field(default_factory=SignalsConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
-
-
-class ConfigError(ValueError):
-    """A configuration problem; the message names the field."""
-
 
 
 def to_dict(cfg) -> dict:

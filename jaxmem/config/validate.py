@@ -1,21 +1,21 @@
 """Validation of a :class:`~jaxmem.config.schema.Config`: ranges, consistency, and names checked
-against the registries that own them (models, attacks, data sources, queries, analyses), each
-light enough to import without jax. A bad value raises :class:`ConfigError` naming the field.
+against the registries of :mod:`jaxmem.config.registry` (model families, optimizers, schedules,
+designs, augmentations, attacks, analyses), which the owning packages fill; what needs a
+package's own functions (data sources, queries, checkpoints) is asked of what that package
+provided (:func:`jaxmem.config.registry.provided`). Imports no other jaxmem package. A bad value
+raises :class:`ConfigError` naming the field.
 """
 
 from __future__ import annotations
 
 import math
 
-from jaxmem.config.schema import Config, ConfigError, flatten, to_dict
+from jaxmem.config.registry import ANALYSIS, ATTACK, MODEL, choice_paths, provided
+from jaxmem.config.schema import Config, ConfigError, DataConfig, flatten, to_dict
 
 __all__ = ["validate", "RECORD_FIELDS"]
 
 _CHOICES = {
-    "subsets.design": {"balanced", "bernoulli", "ratio", "leave_k_out", "leave_group_out",
-                       "replica"},
-    "train.optimizer": {"adam", "adamw", "sgd", "nesterov"},
-    "train.schedule": {"constant", "cosine", "linear_warmup_cosine", "triangle"},
     "train.compute_dtype": {"float32", "bfloat16"},
     "train.step_loop": {"auto", "scan", "host"},
     "signals.dtype": {"float32", "float16"},
@@ -35,44 +35,40 @@ def _positive(path, v, strict=True):
 def validate(cfg: Config) -> None:
     """Range and consistency checks; raises ConfigError naming the field."""
     flat = flatten(to_dict(cfg))
-    from jaxmem.data.tokenizers import TOKENIZERS
-    from jaxmem.data.transforms import CANARY_KINDS, LABEL_NOISE_KINDS
-
-    choices = {**_CHOICES, "data.canary_kind": set(CANARY_KINDS) | {"secret"},
-               "data.label_noise_kind": set(LABEL_NOISE_KINDS), "data.tokenizer": set(TOKENIZERS)}
+    choices = {**_CHOICES, "data.canary_kind": set(provided("data.canary_kinds")) | {"secret"},
+               "data.label_noise_kind": set(provided("data.label_noise_kinds")),
+               "data.tokenizer": set(provided("data.tokenizers"))}
     for key, allowed in choices.items():
         if flat[key] not in allowed:
             raise ConfigError(f"{key}: must be one of {sorted(allowed)}, got {flat[key]!r}")
+    for path, reg in choice_paths().items():   # each choice: a registered name, its own ranges
+        node = cfg
+        for p in path.split("."):
+            node = getattr(node, p)
+        reg.get(node.name, f"{path}.name")
+        node.check(path)
     s, t, d = cfg.subsets, cfg.train, cfg.data
     if not 0 <= cfg.seed < 2**32:
         raise ConfigError(f"seed: must be in [0, 2**32), got {cfg.seed}")
-    from jaxmem.attacks.registry import ATTACKS
-
     for a in cfg.scoring.attacks:
-        if a not in ATTACKS:
-            raise ConfigError(f"scoring.attacks: unknown attack {a!r} (choose from {', '.join(ATTACKS)})")
+        ATTACK.get(a)
     if not cfg.signals.queries:
         raise ConfigError('signals.queries: needs at least one query (e.g. ["identity"])')
-    if not 0.0 < s.pkeep < 1.0:
-        raise ConfigError(f"subsets.pkeep: must be in (0, 1), got {s.pkeep}")
-    for i, r in enumerate(s.ratios):
-        if not 0.0 < r < 1.0:
-            raise ConfigError(f"subsets.ratios[{i}]: must be in (0, 1), got {r}")
     if s.num_models < 1:
         raise ConfigError(f"subsets.num_models: must be >= 1, got {s.num_models}")
     if cfg.scoring.attacks and s.num_models < 3:
         raise ConfigError(f"subsets.num_models: attacks need >= 3 models (a target and shadows "
                           f"with and without each example), got {s.num_models}")
-    if s.design == "replica" and not 2 <= s.replicas < s.num_models:
-        raise ConfigError(f"subsets.replicas: must be in [2, subsets.num_models={s.num_models}) "
-                          f"(the replicas and at least one reference), got {s.replicas}")
-    if s.design == "replica" and cfg.scoring.attacks:
+    if s.design.name == "replica" and not 2 <= s.design.replicas < s.num_models:
+        raise ConfigError(f"subsets.design.replicas: must be in [2, subsets.num_models={s.num_models}) "
+                          f"(the replicas and at least one reference), got {s.design.replicas}")
+    if s.design.name == "replica" and cfg.scoring.attacks:
         raise ConfigError("scoring.attacks: must be [] with subsets.design = 'replica' (the other "
                           "replicas would be shadows trained on the target's data; the "
                           "reference_scaling analysis attacks each replica with the references)")
-    if s.design == "ratio" and len(s.ratios) > 1 and s.num_models % len(s.ratios):
-        raise ConfigError(f"subsets.num_models: must be a multiple of len(subsets.ratios)="
-                          f"{len(s.ratios)}, got {s.num_models}")
+    if s.design.name == "ratio" and len(s.design.ratios) > 1 and s.num_models % len(s.design.ratios):
+        raise ConfigError(f"subsets.num_models: must be a multiple of len(subsets.design.ratios)="
+                          f"{len(s.design.ratios)}, got {s.num_models}")
     _positive("train.learning_rate", t.learning_rate)
     _positive("train.batch_size", t.batch_size)
     _positive("train.epochs", t.epochs)
@@ -80,44 +76,15 @@ def validate(cfg: Config) -> None:
     _positive("train.chunk_size", t.chunk_size, strict=False)
     _positive("train.vmap_size", t.vmap_size, strict=False)
     _positive("train.checkpoint_every", t.checkpoint_every, strict=False)
-    _positive("train.warmup_epochs", t.warmup_epochs, strict=False)
     _positive("signals.batch_size", cfg.signals.batch_size)
-    if not 0.0 <= t.momentum < 1.0:
-        raise ConfigError(f"train.momentum: must be in [0, 1), got {t.momentum}")
-    _positive("train.schedule_start", t.schedule_start, strict=False)
-    _positive("train.schedule_end", t.schedule_end, strict=False)
     _positive("train.bias_lr_scale", t.bias_lr_scale)
-    _positive("train.whiten_bias_epochs", t.whiten_bias_epochs, strict=False)
-    _positive("train.lookahead_every", t.lookahead_every, strict=False)
-    _positive("train.lookahead_start_epochs", t.lookahead_start_epochs, strict=False)
-    _positive("train.lookahead_pow", t.lookahead_pow, strict=False)
-    if not 0.0 < t.lookahead_decay <= 1.0:
-        raise ConfigError(f"train.lookahead_decay: must be in (0, 1], got {t.lookahead_decay}")
-    if t.schedule == "triangle" and not 0.0 < t.warmup_epochs < t.epochs:
-        raise ConfigError(f"train.warmup_epochs: the triangle schedule peaks there; must be in "
-                          f"(0, train.epochs={t.epochs}), got {t.warmup_epochs}")
+    sched = t.schedule
+    if getattr(sched, "peak_inside", False) and not 0.0 < sched.warmup_epochs < t.epochs:
+        raise ConfigError(f"train.schedule.warmup_epochs: the {sched.name} schedule peaks there; must "
+                          f"be in (0, train.epochs={t.epochs}), got {sched.warmup_epochs}")
     m = cfg.model
-    from jaxmem.models.registry import MODELS
-
-    if m.name not in MODELS:
-        raise ConfigError(f"model.name: must be one of {sorted(MODELS)}, got {m.name!r}")
-    spec = MODELS[m.name]
-    if not 0.0 <= m.bn_momentum < 1.0:
-        raise ConfigError(f"model.bn_momentum: must be in [0, 1), got {m.bn_momentum}")
-    _positive("model.bn_eps", m.bn_eps)
-    if m.dropout and not spec.dropout:
-        raise ConfigError(f"model.dropout: model {m.name!r} has no dropout layers (models with "
-                          f"dropout: {', '.join(k for k, v in MODELS.items() if v.dropout)})")
-    if m.batch_norm and spec.batch_norm != "optional":
-        raise ConfigError(f"model.batch_norm: only the {_names(MODELS, 'batch_norm', 'optional')}'s "
-                          f"BatchNorm can be switched, model.name is {m.name!r}")
-    if m.whiten and not spec.whiten:
-        raise ConfigError(f"model.whiten: only the {_names(MODELS, 'whiten', True)} stem can be "
-                          f"whitened, model.name is {m.name!r}")
+    spec = MODEL.get(m.name).capabilities
     _validate_pretrained(cfg, spec)
-    if t.whiten_bias_epochs and not spec.whiten:
-        raise ConfigError(f"train.whiten_bias_epochs: only for {_names(MODELS, 'whiten', True)}'s "
-                          f"stem, model.name is {m.name!r}")
     if not 0.0 <= t.label_smoothing < 1.0:
         raise ConfigError(f"train.label_smoothing: must be in [0, 1), got {t.label_smoothing}")
     if t.dp.enabled:
@@ -128,8 +95,6 @@ def validate(cfg: Config) -> None:
         _positive("train.dp.noise_multiplier", t.dp.noise_multiplier, strict=False)
         if not 0.0 < t.dp.delta < 1.0:
             raise ConfigError(f"train.dp.delta: must be in (0, 1), got {t.dp.delta}")
-    if not 0.0 <= cfg.model.dropout < 1.0:
-        raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.model.dropout}")
     if not 0.0 <= d.label_noise < 1.0:
         raise ConfigError(f"data.label_noise: must be in [0, 1), got {d.label_noise}")
     if not 0.0 < d.long_tail_fraction <= 1.0:
@@ -137,13 +102,12 @@ def validate(cfg: Config) -> None:
     for key in ("duplicates", "canaries", "max_train", "max_test"):
         _positive(f"data.{key}", getattr(d, key), strict=False)
     _positive("data.duplicate_copies", d.duplicate_copies)
-    from jaxmem.data.sources import check_source
-
     try:
-        check_source(d.source)
+        provided("data.check_source")(d.source)
     except ValueError as e:
         raise ConfigError(f"data.source: {e}") from None
     _validate_text(cfg, spec)
+    _validate_source_kind(d)
     _validate_augment(cfg, spec)
     if cfg.scoring.targets < 0 or cfg.scoring.targets > s.num_models:
         raise ConfigError(f"scoring.targets: must be in [0, num_models], got {cfg.scoring.targets}")
@@ -157,38 +121,30 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"scoring.rmia.order: must be >= 2 terms, got {r.order}")
     if not 0.0 <= r.trim < 0.5:
         raise ConfigError(f"scoring.rmia.trim: must be in [0, 0.5), got {r.trim}")
-    from jaxmem.attacks.spec import RMIA_TUNINGS
-
+    RMIA_TUNINGS = provided("attacks.rmia_tunings")
     if r.tuning not in RMIA_TUNINGS:
         raise ConfigError(f"scoring.rmia.tuning: must be one of {', '.join(RMIA_TUNINGS)}, got {r.tuning!r}")
     if r.a is not None and not 0.0 <= r.a <= 1.0:
         raise ConfigError(f"scoring.rmia.a: must be in [0, 1] (or unset to tune it), got {r.a}")
-    if any(h <= 0 for h in cfg.model.hidden) or any(c <= 0 for c in cfg.model.channels):
-        raise ConfigError("model.hidden/model.channels: layer sizes must be > 0")
-    from jaxmem.data.queries import parse_query
-
     for q in cfg.signals.queries:
         try:
-            parse_query(q)
+            provided("data.parse_query")(q)
         except ValueError as e:
             raise ConfigError(f"signals.queries: {e}") from None
         if q.startswith("external") and not cfg.data.source.startswith("external:"):
             raise ConfigError(f"signals.queries: {q!r} names a view made outside jaxmem; only an "
                               f"imported run (data.source = external:NAME) has one")
     _validate_records(cfg, spec)
-    from jaxmem.analyses.registry import ANALYSES
-
-    if cfg.experiment.kind not in ANALYSES:
-        raise ConfigError(f"experiment.kind: unknown analysis {cfg.experiment.kind!r} "
-                          f"(known: {', '.join(sorted(ANALYSES))})")
+    ANALYSIS.get(cfg.experiment.kind)
 
 
 def _validate_augment(cfg: Config, spec) -> None:
     """``train.augment`` / ``train.augment_args``, asked of the augmentation registry: known
     names and fields, and whether each applies to the data (images, 1-D signals, tokens)."""
-    from jaxmem.data.sources import input_layout
-    from jaxmem.train.augment_registry import check_augment, parse_chain, resolve_args
-
+    parse_chain, resolve_args, check_augment = (provided("train.augment.parse_chain"),
+                                                 provided("train.augment.resolve_args"),
+                                                 provided("train.augment.check"))
+    input_layout = provided("data.input_layout")
     t = cfg.train
     for field, check in (("train.augment", lambda: parse_chain(t.augment)),
                          ("train.augment_args", lambda: resolve_args(t.augment, t.augment_args)),
@@ -231,10 +187,25 @@ def _validate_records(cfg: Config, spec) -> None:
                           f"{cfg.model.name!r} takes integer tokens")
 
 
+def _validate_source_kind(d) -> None:
+    """A ``data.*`` field that only the other kind of source (image / text) reads, set away from
+    its default, is refused (the data package declares which fields each kind reads)."""
+    kind = "text" if provided("data.is_text_source")(d.source) else "image"
+    default = DataConfig()
+    for other, fields in provided("data.fields_by_kind").items():
+        for f in fields if other != kind else ():
+            if getattr(d, f) != getattr(default, f):
+                raise ConfigError(f"data.{f}: a field of {other} sources; data.source = {d.source!r} "
+                                  f"is a{'n' if kind == 'image' else ''} {kind} source (leave it unset)")
+
+
 def _validate_text(cfg, spec) -> None:
     """Text sources and causal language models come together; what applies to either."""
-    from jaxmem.attacks.registry import LM_SIGNALS, get
-    from jaxmem.data.sources import is_text_source
+    LM_SIGNALS = provided("attacks.lm_signals")
+    is_text_source = provided("data.is_text_source")
+
+    def get(a):
+        return ATTACK.get(a).capabilities
 
     d, t, sg, sc = cfg.data, cfg.train, cfg.signals, cfg.scoring
     text, lm = is_text_source(d.source), spec.lm
@@ -269,8 +240,7 @@ def _validate_text(cfg, spec) -> None:
     if d.max_len < 4:
         raise ConfigError(f"data.max_len: must be >= 4 tokens (BOS, text, EOS), got {d.max_len}")
     if d.canaries and d.tokenizer == "bytes":   # other tokenizers: checked once trained (text_build)
-        from jaxmem.data.text_transforms import SECRET_BYTES
-
+        SECRET_BYTES = provided("data.secret_bytes")
         if d.max_len < SECRET_BYTES + 2:
             raise ConfigError(
                 f"data.max_len: secret canaries (data.canaries = {d.canaries}, data.canary_kind = "
@@ -291,13 +261,14 @@ def _validate_text(cfg, spec) -> None:
     if d.canaries and not d.canary_counts:
         raise ConfigError("data.canary_counts: secret canaries need their insertion counts")
     _positive("data.canary_references", d.canary_references)
-    if cfg.subsets.design == "leave_group_out":
+    if cfg.subsets.design.name == "leave_group_out":
         raise ConfigError("subsets.design: leave_group_out is not for text sources (every design "
                           "already keeps the copies of a text IN or OUT together)")
     for key, bad in (("train.record_forgetting", t.record_forgetting),
                      ("train.records", bool(t.records.fields or t.records.curvature_epochs or t.records.vog_epochs)),
                      ("train.augment", t.augment != "none"),
-                     ("model.whiten", cfg.model.whiten), ("scoring.influence_top_k", cfg.scoring.influence_top_k),
+                     ("model.whiten", getattr(cfg.model, "whiten", False)),
+                     ("scoring.influence_top_k", cfg.scoring.influence_top_k),
                      ("signals.queries", list(sg.queries) != ["identity"])):
         if bad:
             raise ConfigError(f"{key}: not for language models")
@@ -337,42 +308,11 @@ def _lm_scoring(sc) -> None:
 
 
 def _validate_pretrained(cfg, spec) -> None:
-    """model.checkpoint and LoRA (model.lora_*): pretrained Llama-family models."""
-    from jaxmem.models.registry import LORA_TARGETS, MODELS
-
-    m = cfg.model
-    if (m.checkpoint or m.lora_rank) and not spec.pretrained:
-        raise ConfigError(f"model.{'checkpoint' if m.checkpoint else 'lora_rank'}: only for "
-                          f"{_names(MODELS, 'pretrained', True)}, model.name is {m.name!r}")
-    _positive("model.lora_rank", m.lora_rank, strict=False)
-    _positive("model.lora_alpha", m.lora_alpha)
-    _positive("model.num_kv_heads", m.num_kv_heads, strict=False)
-    _positive("model.ffn_dim", m.ffn_dim, strict=False)
-    bad = [x for x in m.lora_targets if x not in LORA_TARGETS]
-    if bad or (m.lora_rank and not m.lora_targets) or len(set(m.lora_targets)) != len(m.lora_targets):
-        raise ConfigError(f"model.lora_targets: distinct names of {list(LORA_TARGETS)}, at least one, "
-                          f"got {list(m.lora_targets)}")
-    if cfg.data.tokenizer == "pretrained" and not m.checkpoint:
+    """``data.tokenizer = "pretrained"`` needs a pretrained checkpoint (the family's own fields
+    are checked by its config class: :class:`jaxmem.models.registry.LlamaConfig`)."""
+    if cfg.data.tokenizer == "pretrained" and not getattr(cfg.model, "checkpoint", ""):
         raise ConfigError("data.tokenizer: \"pretrained\" is the tokenizer of model.checkpoint, which is not "
                           "set (a pretrained llama model)")
-    if not spec.pretrained:
-        return
-    if m.checkpoint and not m.lora_rank:
-        raise ConfigError("model.lora_rank: a pretrained model.checkpoint is fine-tuned with LoRA "
-                          "adapters; set model.lora_rank > 0 (full fine-tuning is not supported)")
-    if m.checkpoint:
-        from jaxmem.data.pretrained import resolve_checkpoint
-
-        try:
-            resolve_checkpoint(m.checkpoint)
-        except FileNotFoundError as e:
-            raise ConfigError(f"model.checkpoint: {e}") from None
-    if m.checkpoint and cfg.data.tokenizer != "pretrained":
+    if getattr(cfg.model, "checkpoint", "") and cfg.data.tokenizer != "pretrained":
         raise ConfigError(f"data.tokenizer: a pretrained model.checkpoint reads its texts with its own "
                           f"tokenizer (data.tokenizer = \"pretrained\"), got {cfg.data.tokenizer!r}")
-    if not m.checkpoint and m.num_kv_heads and m.num_heads % m.num_kv_heads:
-        raise ConfigError(f"model.num_kv_heads: must divide model.num_heads = {m.num_heads}, got {m.num_kv_heads}")
-
-
-def _names(models, flag, value) -> str:
-    return " / ".join(k for k, v in models.items() if getattr(v, flag) == value)

@@ -32,9 +32,14 @@ import random
 
 import numpy as np
 
+from jaxmem.config.registry import provide
 from jaxmem.data.dataset import DataError, Dataset, make_dataset
 from jaxmem.data.preprocess import images, standardize
+from jaxmem.data.queries import parse_query
 from jaxmem.data.text import TEXT_SOURCES
+from jaxmem.data.text_transforms import SECRET_BYTES
+from jaxmem.data.tokenizers import TOKENIZERS
+from jaxmem.data.transforms import CANARY_KINDS, LABEL_NOISE_KINDS
 
 __all__ = ["SOURCES", "PREFIXES", "load", "check_source", "is_text_source", "input_layout", "digits_split",
            "DIGITS_TEST_FRACTION"]
@@ -221,3 +226,21 @@ def load(source: str, *, data_dir: str | None = None, download: bool = False) ->
         return PREFIXES[prefix](rest, data_dir, download)
     raise DataError(f"unknown data source {source!r}; use {', '.join(SOURCES)} or "
                     f"{' or '.join(p + ':NAME' for p in PREFIXES if p != 'external')}")
+
+
+#: The ``data.*`` fields that only one kind of source reads (the others apply to both): a field of
+#: the other kind, set away from its default, is refused at the door (config validation).
+FIELDS_BY_KIND = {
+    "image": ("label_noise", "noise_seed", "label_noise_kind", "duplicates", "duplicate_copies",
+              "long_tail_classes", "long_tail_fraction"),
+    "text": ("tokenizer", "bpe_vocab_size", "max_len", "text_column", "text_test_fraction",
+             "text_offset", "plant_counts", "plant_per_count", "canary_counts", "canary_references"),
+}
+
+# What config validation asks of the data package (jaxmem.config.registry.provided).
+for _key, _obj in {"data.check_source": check_source, "data.input_layout": input_layout,
+                   "data.is_text_source": is_text_source, "data.parse_query": parse_query,
+                   "data.tokenizers": TOKENIZERS, "data.canary_kinds": CANARY_KINDS,
+                   "data.label_noise_kinds": LABEL_NOISE_KINDS,
+                   "data.secret_bytes": SECRET_BYTES, "data.fields_by_kind": FIELDS_BY_KIND}.items():
+    provide(_key, _obj)

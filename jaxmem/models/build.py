@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmem.data.pretrained import read_llama_config, resolve_checkpoint
 from jaxmem.models.registry import MODELS, module_class, spec
 
 __all__ = ["get_model", "make_model", "count_params", "flops_per_example"]
@@ -29,9 +30,7 @@ def make_model(cfg, num_classes: int) -> nn.Module:
     """The model of a run's config: ``cfg.model``'s fields that its family takes
     (:data:`jaxmem.models.registry.MODELS`), in ``cfg.train.compute_dtype``."""
     kwargs = {f: getattr(cfg.model, f) for f in spec(cfg.model.name).fields}
-    if spec(cfg.model.name).pretrained and cfg.model.checkpoint:   # the architecture is the file's
-        from jaxmem.data.pretrained import read_llama_config, resolve_checkpoint
-
+    if spec(cfg.model.name).pretrained and getattr(cfg.model, "checkpoint", ""):   # the architecture is the file's
         arch = read_llama_config(resolve_checkpoint(cfg.model.checkpoint))
         if arch["vocab_size"] != num_classes:
             raise ValueError(f"model.checkpoint: its vocabulary has {arch['vocab_size']} tokens, the "

@@ -42,19 +42,14 @@ def what_was_run(workdir) -> list:
         t, m, s = cfg.train, cfg.model, cfg.subsets
 
         fields = ", ".join(f"{f}={getattr(m, f)}" for f in spec(m.name).fields)
-        design = {"balanced": f"balanced, pkeep={s.pkeep}", "bernoulli": f"bernoulli, pkeep={s.pkeep}",
-                  "ratio": f"ratio {s.ratios}", "leave_k_out": f"leave {s.k} out",
-                  "leave_group_out": f"leave group out, pkeep={s.pkeep}"}.get(s.design, s.design)
-        lr = f"{t.learning_rate:g} ({t.schedule}" + (f", warmup {t.warmup_epochs:g} epochs)"
-                                                     if t.warmup_epochs else ")")
+        design = s.design.describe()
+        lr = f"{t.learning_rate:g} ({t.schedule.describe()})"
         data = stored_task(run).data_summary(run, ds)   # a classifier's, or a language model's
         rows += [("seed", cfg.seed),
                  ("data", f"{ds.get('name')} ({cfg.data.source}): {data}"),
                  ("design", f"{keep.shape[0]} models, {design}"),
                  ("model", f"{m.name} ({fields})" if fields else m.name),
-                 ("optimizer", f"{t.optimizer}, lr {lr}"
-                               + (f", momentum {t.momentum:g}" if t.optimizer in ("sgd", "nesterov")
-                                  else "") + f", weight decay {t.weight_decay:g}"),
+                 ("optimizer", f"{t.optimizer.describe()}, lr {lr}, weight decay {t.weight_decay:g}"),
                  ("epochs", f"{t.epochs:g}, batch size {t.batch_size}, augment {t.augment}, "
                             f"label smoothing {t.label_smoothing:g}, {t.compute_dtype}"),
                  ("DP-SGD", f"clip {t.dp.clip_norm:g}, noise {t.dp.noise_multiplier:g}, delta "

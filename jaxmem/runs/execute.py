@@ -46,9 +46,9 @@ def _design_blocks(cfg, old_blocks):
         raise RunError(f"subsets.num_models: the run already has {have} models; it can grow, "
                        f"not shrink (got {M})")
     if M > have:
-        if blocks and cfg.subsets.design not in ("balanced", "bernoulli", "ratio"):
-            raise RunError(f"subsets.num_models: runs with design {cfg.subsets.design!r} cannot grow")
-        if blocks and cfg.subsets.design == "ratio" and len(cfg.subsets.ratios) > 1:
+        if blocks and cfg.subsets.design.name not in ("balanced", "bernoulli", "ratio"):
+            raise RunError(f"subsets.num_models: runs with design {cfg.subsets.design.name!r} cannot grow")
+        if blocks and cfg.subsets.design.name == "ratio" and len(cfg.subsets.design.ratios) > 1:
             raise RunError("subsets.num_models: multi-ratio runs cannot grow")
         blocks.append({"first": have, "count": M - have, "block": len(blocks)})
     return blocks
@@ -110,7 +110,7 @@ def _execute(cfg, workdir: Path, *, overwrite, progress, process_id, num_process
                                              seq_len=task_for(cfg.model.name).sequence_length(ds)),
                      log, freed=W.freed_bytes(workdir, overwrite, num_processes))
     groups = None
-    if cfg.subsets.design == "leave_group_out":
+    if cfg.subsets.design.name == "leave_group_out":
         # an example and its duplicates form one group; with no duplicates, drop whole classes
         groups = duplicate_groups(ds) if cfg.data.duplicates else np.asarray(ds.y_train)
     # a text dataset's identical texts (natural and planted copies) are IN or OUT together
@@ -192,4 +192,4 @@ def _write_run(cfg, workdir: Path, ds, keep, model_ratio, blocks, overwrite, num
     for name, what in damaged.items():
         if name in sums:
             log(f"{workdir / name}: was damaged ({what}); rewritten from the config and the data")
-    save_json(workdir / "design.json", {"design": cfg.subsets.design, "blocks": blocks})
+    save_json(workdir / "design.json", {"design": cfg.subsets.design.name, "blocks": blocks})

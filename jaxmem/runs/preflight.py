@@ -131,7 +131,7 @@ def model_bytes(cfg, input_shape, input_dtype, num_classes: int) -> dict:
         lambda k: model.init({"params": k, "dropout": k}, jnp.zeros(x.shape, x.dtype), train=False),
         key)
     params = variables["params"]
-    opt = jax.eval_shape(make_optimizer(cfg.train, whiten=cfg.model.whiten).init, params)
+    opt = jax.eval_shape(make_optimizer(cfg.train, whiten=getattr(cfg.model, "whiten", False)).init, params)
     _, inter = jax.eval_shape(
         lambda v, xb: model.apply(v, xb, train=False, capture_intermediates=True,
                                   mutable=["intermediates"]), variables, x)
@@ -143,7 +143,7 @@ def model_bytes(cfg, input_shape, input_dtype, num_classes: int) -> dict:
 
 def design_bytes(cfg, num_train: int) -> int:
     """Peak bytes of drawing the design ``keep`` [M, N] (one block: the largest)."""
-    return _DESIGN_PEAK.get(cfg.subsets.design, 17) * cfg.subsets.num_models * num_train
+    return _DESIGN_PEAK.get(cfg.subsets.design.name, 17) * cfg.subsets.num_models * num_train
 
 
 def estimate(cfg, ds) -> dict:
@@ -221,7 +221,7 @@ def check(cfg, ds, *, log=print, available=None, device=None) -> dict:
     backend, dev = device_limit() if device is None else device
     M, N = cfg.subsets.num_models, len(ds.y_train)
     if est["design"] > host:
-        raise RunError(f"subsets.num_models: drawing the {cfg.subsets.design} design of {M} models "
+        raise RunError(f"subsets.num_models: drawing the {cfg.subsets.design.name} design of {M} models "
                        f"x {N} examples needs about {B(est['design'])} of host memory, "
                        f"{B(host)} is available; fewer subsets.num_models")
     # (a language-model run is scored from its per-token signals, read in blocks: jaxmem.runs.score_lm)

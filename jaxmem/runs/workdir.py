@@ -96,7 +96,8 @@ def check_workdir(workdir: Path, cfg, overwrite: bool, delete_imported: bool = F
         cfgmod.from_dict(old)
     except cfgmod.ConfigError as e:
         raise RunError(f"{cfg_path}: stored config is invalid ({e})") from None
-    a, b = cfgmod.flatten(old), cfgmod.flatten(cfgmod.to_dict(cfg))
+    # (a config.json written before choices held their own fields is compared in today's form)
+    a, b = cfgmod.flatten(cfgmod.upgrade_stored(old)), cfgmod.flatten(cfgmod.to_dict(cfg))
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and not _mutable(k))
     if diff:
         k = diff[0]

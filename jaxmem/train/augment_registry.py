@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from jaxmem.config.registry import AUGMENT, provide
+
 __all__ = ["AugmentSpec", "AUGMENTATIONS", "parse_chain", "resolve_args", "check_augment"]
 
 
@@ -141,3 +143,13 @@ def check_augment(augment: str, augment_args: dict, layout, dp: bool = False) ->
         if dp and s.mixes_labels:
             raise ValueError(f"{n} mixes examples across the batch, which DP-SGD's per-example "
                              f"clipping (train.dp.enabled) does not allow")
+
+
+# Declared into the config mechanism: each augmentation with its spec as capabilities (its
+# fields are {name: (default, low, high)} under train.augment_args), and the checks validation asks.
+for _name, _spec in AUGMENTATIONS.items():
+    AUGMENT.register(_name, None, builder=f"jaxmem.train.augment:{_spec.builder}", capabilities=_spec,
+                     doc=_spec.doc)
+provide("train.augment.parse_chain", parse_chain)
+provide("train.augment.resolve_args", resolve_args)
+provide("train.augment.check", check_augment)

@@ -33,7 +33,7 @@ BASE = 101
 
 def uses_lora(cfg) -> bool:
     """Whether a run's models are LoRA adapters over a frozen base."""
-    return bool(spec(cfg.model.name).pretrained and cfg.model.lora_rank)
+    return bool(spec(cfg.model.name).pretrained and getattr(cfg.model, "lora_rank", 0))
 
 
 def frozen_base(cfg, model, sample):

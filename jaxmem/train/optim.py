@@ -9,18 +9,39 @@ import jax.numpy as jnp
 import optax
 
 from jaxmem.config import TrainConfig
+from jaxmem.config.registry import OPTIMIZER, SCHEDULE
 
-__all__ = ["make_optimizer", "param_labels", "schedule_factor", "set_dp_key"]
+__all__ = ["make_optimizer", "param_labels", "schedule_factor", "lr_factor", "set_dp_key", "adam",
+           "adamw", "sgd", "nesterov", "constant_factor", "cosine_factor", "warmup_cosine_factor",
+           "triangle_factor"]
+
+
+def _with_decay(base, wd):
+    return optax.chain(optax.add_decayed_weights(wd), base) if wd else base
+
+
+def adam(o, lr: float, wd: float) -> optax.GradientTransformation:
+    """``adam``: Adam, weight decay ``wd`` added to the gradient first."""
+    return _with_decay(optax.adam(lr), wd)
+
+
+def adamw(o, lr: float, wd: float) -> optax.GradientTransformation:
+    """``adamw``: AdamW (decoupled weight decay ``wd``)."""
+    return optax.adamw(lr, weight_decay=wd)
+
+
+def sgd(o, lr: float, wd: float) -> optax.GradientTransformation:
+    """``sgd``: SGD with momentum ``o.momentum`` (0: none), weight decay added to the gradient."""
+    return _with_decay(optax.sgd(lr, momentum=o.momentum or None, nesterov=False), wd)
+
+
+def nesterov(o, lr: float, wd: float) -> optax.GradientTransformation:
+    """``nesterov``: SGD with Nesterov momentum ``o.momentum``."""
+    return _with_decay(optax.sgd(lr, momentum=o.momentum or None, nesterov=True), wd)
 
 
 def _base_optimizer(t: TrainConfig, lr: float, wd: float) -> optax.GradientTransformation:
-    if t.optimizer == "adam":
-        base = optax.adam(lr)
-        return optax.chain(optax.add_decayed_weights(wd), base) if wd else base
-    if t.optimizer == "adamw":
-        return optax.adamw(lr, weight_decay=wd)
-    base = optax.sgd(lr, momentum=t.momentum or None, nesterov=t.optimizer == "nesterov")
-    return optax.chain(optax.add_decayed_weights(wd), base) if wd else base
+    return OPTIMIZER.build(t.optimizer.name)(t.optimizer, lr, wd)
 
 
 def param_labels(params, whiten: bool = False):
@@ -58,22 +79,47 @@ def make_optimizer(t: TrainConfig, whiten: bool = False) -> optax.GradientTransf
     return base
 
 
-def schedule_factor(kind: str, frac, warmup_frac: float, start: float = 0.0, end: float = 0.0):
-    """Multiplier of the peak learning rate at training progress ``frac`` ∈ [0, 1].
+def constant_factor(c, frac, schedule_epochs: float):
+    """``constant``: 1 throughout."""
+    return jnp.ones_like(frac)
 
-    ``triangle`` (airbench94): linear from ``start`` at 0 to 1 at ``warmup_frac``, then linear to
-    ``end`` at 1."""
-    if kind == "constant":
-        return jnp.ones_like(frac)
-    if kind == "cosine":
-        return 0.5 * (1 + jnp.cos(jnp.pi * frac))
-    w = max(warmup_frac, 1e-9)
-    if kind == "triangle":
-        up = start + (1.0 - start) * frac / w
-        down = 1.0 + (end - 1.0) * (frac - w) / max(1 - w, 1e-9)
-        return jnp.where(frac < w, up, down)
+
+def cosine_factor(c, frac, schedule_epochs: float):
+    """``cosine``: from 1 at ``frac`` = 0 to 0 at 1."""
+    return 0.5 * (1 + jnp.cos(jnp.pi * frac))
+
+
+def warmup_cosine_factor(c, frac, schedule_epochs: float):
+    """``linear_warmup_cosine``: linear from 0 to 1 over ``c.warmup_epochs``, then cosine to 0."""
+    w = max(c.warmup_epochs / schedule_epochs, 1e-9)
     cos = 0.5 * (1 + jnp.cos(jnp.pi * jnp.clip((frac - w) / max(1 - w, 1e-9), 0, 1)))
     return jnp.where(frac < w, frac / w, cos)
+
+
+def triangle_factor(c, frac, schedule_epochs: float):
+    """``triangle`` (airbench94): linear from ``c.start`` at 0 to 1 at ``c.warmup_epochs``, then
+    linear to ``c.end`` at the last step."""
+    w = max(c.warmup_epochs / schedule_epochs, 1e-9)
+    up = c.start + (1.0 - c.start) * frac / w
+    down = 1.0 + (c.end - 1.0) * (frac - w) / max(1 - w, 1e-9)
+    return jnp.where(frac < w, up, down)
+
+
+def lr_factor(schedule, frac, schedule_epochs: float):
+    """Multiplier of the peak learning rate at training progress ``frac`` ∈ [0, 1] under the
+    schedule config ``schedule`` (``cfg.train.schedule``), whose warmup is counted in epochs of
+    ``schedule_epochs``.
+
+    Raises:
+      ConfigError: an unregistered schedule (never a silent fallback)."""
+    return SCHEDULE.build(schedule.name)(schedule, frac, schedule_epochs)
+
+
+def schedule_factor(kind: str, frac, warmup_frac: float, start: float = 0.0, end: float = 0.0):
+    """:func:`lr_factor` by name, the warmup as a fraction of training (``warmup_frac``)."""
+    fields = {"warmup_epochs": warmup_frac, "start": start, "end": end}
+    c = SCHEDULE.make(kind, **{k: v for k, v in fields.items() if k in SCHEDULE.fields(kind)})
+    return lr_factor(c, frac, 1.0)
 
 
 def set_dp_key(opt_state, key):

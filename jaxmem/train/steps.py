@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxmem.train.augment import augment_batch
-from jaxmem.train.optim import schedule_factor, set_dp_key
+from jaxmem.train.optim import lr_factor, set_dp_key
 from jaxmem.train.state import ChunkStatus, TrainState
 
 __all__ = ["ModelSteps", "all_finite"]
@@ -28,7 +28,7 @@ class ModelSteps:
             params = dict(params, stem=dict(params["stem"], kernel=stem))
         batch_stats = variables.get("batch_stats", {})
         ema = ema_on = None
-        if self.cfg.train.lookahead_every:
+        if self.cfg.train.lookahead.name == "ema":
             ema, ema_on = {"params": params, "batch_stats": batch_stats}, jnp.zeros((), bool)
         return TrainState(params, batch_stats, self.tx.init(params), ema, ema_on)
 
@@ -54,7 +54,7 @@ class ModelSteps:
     def _loss(self, params, batch_stats, x, y, dropout_key):
         t = self.cfg.train
         variables = self.variables(params)
-        rngs = {"dropout": dropout_key} if self.cfg.model.dropout > 0 else {}
+        rngs = {"dropout": dropout_key} if getattr(self.cfg.model, "dropout", 0.0) > 0 else {}
         if self.has_bn:
             variables["batch_stats"] = batch_stats
             logits, upd = self.model.apply(variables, x, train=True, mutable=["batch_stats"],
@@ -84,17 +84,17 @@ class ModelSteps:
                 state.params, state.batch_stats, x, y, dkey)
             opt_state = state.opt_state
         updates, new_opt = self.tx.update(grads, opt_state, state.params)
-        if tc.schedule != "constant":
+        if tc.schedule.name != "constant":
             frac = t_global.astype(jnp.float32) / jnp.maximum(total_steps, 1).astype(jnp.float32)
-            factor = schedule_factor(tc.schedule, frac, tc.warmup_epochs / self.schedule_epochs,
-                                     tc.schedule_start, tc.schedule_end)
+            factor = lr_factor(tc.schedule, frac, self.schedule_epochs)
             updates = jax.tree.map(lambda u: u * factor.astype(u.dtype), updates)
-        if tc.whiten_bias_epochs:   # airbench94 freezes the stem bias after a few epochs
-            live = (epoch < tc.whiten_bias_epochs).astype(jnp.float32)
+        wbe = getattr(self.cfg.model, "whiten_bias_epochs", 0.0)
+        if wbe:   # airbench94 freezes the stem bias after a few epochs
+            live = (epoch < wbe).astype(jnp.float32)
             updates = dict(updates, stem=dict(updates["stem"], bias=updates["stem"]["bias"] * live))
         new_params = optax.apply_updates(state.params, updates)
         new = state._replace(params=new_params, batch_stats=new_bs, opt_state=new_opt)
-        if tc.lookahead_every:
+        if tc.lookahead.name == "ema":
             new = self._lookahead(new, t_global, total_steps, epoch)
         return new, loss
 
@@ -102,13 +102,13 @@ class ModelSteps:
         """airbench94's lookahead (from hlb-cifar10): every ``n`` steps from epoch ``start`` on,
         ``ema ← ema + (1 − ρ)(θ − ema)`` with ``ρ = decay^n · (step / total)^pow`` over the
         parameters and BatchNorm statistics, then ``θ ← ema`` (the first time ``ema ← θ``)."""
-        tc = self.cfg.train
-        n = tc.lookahead_every
+        la = self.cfg.train.lookahead
+        n = la.every
         cur = t_global + 1
-        do = (epoch >= tc.lookahead_start_epochs) & (cur % n == 0)
+        do = (epoch >= la.start_epochs) & (cur % n == 0)
         first = do & ~state.ema_on
-        rho = (tc.lookahead_decay ** n) * (cur.astype(jnp.float32) /
-                                           jnp.maximum(total_steps, 1).astype(jnp.float32)) ** tc.lookahead_pow
+        rho = (la.decay ** n) * (cur.astype(jnp.float32) /
+                                 jnp.maximum(total_steps, 1).astype(jnp.float32)) ** la.pow
         net = {"params": state.params, "batch_stats": state.batch_stats}
         ema = jax.tree.map(lambda e, v: jnp.where(first, v, jnp.where(do, e + (1 - rho) * (v - e), e)),
                            state.ema, net)
@@ -163,7 +163,7 @@ class ModelSteps:
         """After epoch ``e``'s steps: lookahead's θ ← ema, the last epoch's mean loss, and the
         per-epoch records (the hook :attr:`records`: ``fn(state, data, e, keys) -> {name: [N]}``,
         e.g. correctness on every training example; jaxmem.train.recording)."""
-        if self.cfg.train.lookahead_every:   # the epoch ends with θ ← ema (airbench94)
+        if self.cfg.train.lookahead.name == "ema":   # the epoch ends with θ ← ema (airbench94)
             on = state.ema_on
             state = state._replace(**jax.tree.map(lambda e_, v: jnp.where(on, e_, v), state.ema,
                                                   {"params": state.params,

@@ -87,7 +87,7 @@ class Trainer(ModelSteps):
         self.model = make_model(self.cfg, self.num_classes)
         # what the model learns (classification, or a causal LM's next tokens: train/task.py)
         self.task = task_for(self.cfg.model.name)
-        self.whiten = self.cfg.model.whiten
+        self.whiten = getattr(self.cfg.model, "whiten", False)
         if self.whiten and len(self.x_train.shape) != 4:
             raise ValueError(f"model.whiten: needs images [N, H, W, C], got inputs of shape "
                              f"{tuple(self.x_train.shape)}")

@@ -32,7 +32,7 @@ def test_reference_scaling_at_reduced_size(tmp_path):
     from jaxmem.runs import load_run
 
     cfg = cfgmod.load_config(ROOT / "experiments" / "reference_scaling.toml",
-                             TINY + ["subsets.num_models=9", "subsets.replicas=3",
+                             TINY + ["subsets.num_models=9", "subsets.design.replicas=3",
                                      'experiment.variant_names=["digits"]', "experiment.variants=[[]]"])
     s = run_experiment(cfg, tmp_path / "rs", progress=False, log=lambda *a: None)
     counts = sorted({r["references"] for r in s["by_reference_count"]})

@@ -74,7 +74,7 @@ def test_bias_lr_scale_and_frozen_stem_follow_pytorch_sgd():
                           is_leaf=lambda s: isinstance(s, tuple))
     lr, wd, m, s = 0.05, 0.01, 0.85, 64.0
     cfg = load_config(None, ["train.optimizer=nesterov", f"train.learning_rate={lr}",
-                             f"train.weight_decay={wd}", f"train.momentum={m}",
+                             f"train.weight_decay={wd}", f"train.optimizer.momentum={m}",
                              f"train.bias_lr_scale={s}"])
     tx = make_optimizer(cfg.train, whiten=True)
     state = tx.init(params)
@@ -109,8 +109,8 @@ def test_triangle_schedule_is_airbench_piecewise_linear(start, peak, end):
 
 
 def test_lookahead_update_rule():
-    cfg = load_config(None, ["train.lookahead_every=5", "train.lookahead_start_epochs=3",
-                             "train.lookahead_decay=0.9", "train.lookahead_pow=2.0"])
+    cfg = load_config(None, ["train.lookahead=ema", "train.lookahead.every=5", "train.lookahead.start_epochs=3",
+                             "train.lookahead.decay=0.9", "train.lookahead.pow=2.0"])
     me = SimpleNamespace(cfg=cfg)
     rng = np.random.default_rng(3)
     net = {"params": {"w": rng.normal(size=4).astype(np.float32)},
@@ -169,11 +169,11 @@ def test_alternating_flip():
 
 AIRBENCH = ["model.name=resnet_airbench", "model.whiten=true", "model.bn_momentum=0.6",
             "model.bn_eps=1e-12", "train.optimizer=nesterov", "train.learning_rate=1.5",
-            "train.momentum=0.85", "train.weight_decay=0.0013", "train.bias_lr_scale=64",
+            "train.optimizer.momentum=0.85", "train.weight_decay=0.0013", "train.bias_lr_scale=64",
             "train.batch_size=16", "train.epochs=2", "train.schedule=triangle",
-            "train.warmup_epochs=0.7", "train.schedule_start=0.2", "train.schedule_end=0.07",
-            "train.whiten_bias_epochs=1", "train.lookahead_every=2",
-            "train.lookahead_start_epochs=1", "train.augment=altflip_crop",
+            "train.schedule.warmup_epochs=0.7", "train.schedule.start=0.2", "train.schedule.end=0.07",
+            "model.whiten_bias_epochs=1", "train.lookahead=ema", "train.lookahead.every=2",
+            "train.lookahead.start_epochs=1", "train.augment=altflip_crop",
             "train.label_smoothing=0.2", "subsets.num_models=3", "scoring.attacks=[]"]
 
 
@@ -231,11 +231,12 @@ def _recipe_check():
 
 @pytest.mark.parametrize("overrides,field", [
     (["model.whiten=true"], "model.whiten"),
-    (["train.whiten_bias_epochs=3"], "train.whiten_bias_epochs"),
-    (["train.schedule=triangle"], "train.warmup_epochs"),
-    (["train.lookahead_decay=0"], "train.lookahead_decay"),
-    (["model.bn_momentum=1.0"], "model.bn_momentum"),
-    (["model.bn_eps=0"], "model.bn_eps"),
+    (["train.whiten_bias_epochs=3"], "train.whiten_bias_epochs: moved into the model"),
+    (["model.whiten_bias_epochs=3"], "model.whiten_bias_epochs: not a field of model 'mlp'"),
+    (["train.schedule=triangle"], "train.schedule.warmup_epochs"),
+    (["train.lookahead=ema", "train.lookahead.decay=0"], "train.lookahead.decay: must be in"),
+    (["model.name=cnn", "model.bn_momentum=1.0"], "model.bn_momentum: must be"),
+    (["model.name=wrn", "model.bn_eps=0"], "model.bn_eps: must be"),
     (["train.bias_lr_scale=-2"], "train.bias_lr_scale"),
     (["train.augment=altflip_rotate"], "train.augment"),
     (["model.name=resnet_airbench", "model.dropout=0.5"], "model.dropout"),
@@ -263,8 +264,8 @@ from jaxmem.cli import main
 with tfds.testing.mock_data(num_examples=96, policy=tfds.testing.MockPolicy.USE_CODE):
     sys.exit(main(["run", sys.argv[2], "--workdir", sys.argv[1], "--cache-dir", "",
                    "--set", "subsets.num_models=4", "--set", "train.batch_size=16",
-                   "--set", "train.epochs=2", "--set", "train.warmup_epochs=0.5",
-                   "--set", "train.whiten_bias_epochs=1", "--set", "train.lookahead_start_epochs=1",
+                   "--set", "train.epochs=2", "--set", "train.schedule.warmup_epochs=0.5",
+                   "--set", "model.whiten_bias_epochs=1", "--set", "train.lookahead.start_epochs=1",
                    "--set", "train.compute_dtype=float32"]))
 """
 
@@ -295,7 +296,7 @@ def test_headline_config_runs_end_to_end_on_tfds_mock_cifar10(tmp_path):
 def test_cifar100_memorization_config_runs_end_to_end_on_tfds_mock_cifar100(tmp_path):
     """experiments/cifar100_memorization.toml (Feldman & Zhang on CIFAR-100), shrunk, on mock data."""
     s, cfg = _headline(tmp_path, "experiments/cifar100_memorization.toml")
-    assert cfg["subsets"]["design"] == "ratio" and cfg["model"]["whiten"]
+    assert cfg["subsets"]["design"]["name"] == "ratio" and cfg["model"]["whiten"]
     assert s["num_models"] == 4 and s["num_examples"] == 96 and s["diverged"]["count"] == 0
     keep = np.load(tmp_path / "run" / "keep.npy")
     assert (keep.sum(1) == round(0.7 * 96)).all()           # exactly 70% per model

@@ -36,7 +36,7 @@ def test_model_bytes_from_shapes_match_counts():
     assert 2 * 4 * n_params <= m["optimizer"] <= 2 * 4 * n_params + 64
     assert m["activation"] == 4 * (2 * 32 + 2 * 16 + 10 + 10)   # Dense, Dropout; output
     sgd = P.model_bytes(cfgmod.from_dict({"model": {"hidden": [32, 16]},
-                                          "train": {"optimizer": "sgd", "momentum": 0.0}}),
+                                          "train": {"optimizer": {"name": "sgd", "momentum": 0.0}}}),
                         (64,), np.float32, 10)
     assert sgd["optimizer"] < 64
     dp = P.model_bytes(cfgmod.from_dict({"model": {"hidden": [32, 16]},

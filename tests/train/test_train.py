@@ -158,8 +158,8 @@ def test_host_step_loop_equals_the_xla_loop():
     """step_loop=host (CNNs on CPU, jax#12868) trains the same models as the scanned loop:
     BatchNorm, lookahead, forgetting records, a diverging model, epochs in two calls."""
     common = ["model.name=cnn", "model.batch_norm=true", "model.channels=[4]",
-              "train.record_forgetting=true", "train.lookahead_every=2",
-              "train.lookahead_start_epochs=1", "train.epochs=2.5"]
+              "train.record_forgetting=true", "train.lookahead=ema", "train.lookahead.every=2",
+              "train.lookahead.start_epochs=1", "train.epochs=2.5"]
     out = {}
     for loop in ("scan", "host"):
         tr, keep, xte = _trainer(common + [f"train.step_loop={loop}"], M=3)
