@@ -20,13 +20,8 @@ ORDER = ("io", "privacy", "config", "data", "subsets", "models", "train", "unlea
 #: Not packages of the graph: the package root and ``python -m jaxmem``.
 ENTRY = ("__init__", "__main__")
 
-#: Edges that remain while another helper's part of issue #20 is pending (xfail, not strict).
-PENDING = {
-    "config": "config validation still reads the registries of data, models, train, attacks and "
-              "analyses (helper 'choices', issue #20 item 1: registries declared below config)",
-    "train": "train.lm's causal-LM task computes a chunk's per-token signals with jaxmem.signals.lm "
-             "(helper 'lmpath''s task design; its chunk_outputs belongs to the run-level task, runs/task.py)",
-}
+#: Edges that remain while a part of issue #20 is pending (xfail, not strict): none.
+PENDING: dict = {}
 
 
 def _unit(module: str) -> str:

@@ -29,6 +29,7 @@ from jaxmem.attacks.lm import reference_ratio
 from jaxmem.attacks.registry import get
 from jaxmem.data import build_dataset
 from jaxmem.io import save_text
+from jaxmem.runs.lm_signals import base_nll
 from jaxmem.runs.score_lm import lm_signals
 
 __all__ = ["analyze", "external_reference_scores", "lm_rmia_signals", "EXTERNAL", "RMIA"]
@@ -71,7 +72,6 @@ def analyze(cfg, workdir, runs, log):
     """Per variant and attack: AUC and TPR at 0.1% / 1% FPR (means over every usable adapter as
     the target; each distinct text counted once), and per text counterfactual memorization beside
     the base model's NLL (``texts.csv``)."""
-    from jaxmem.train.lora import base_nll
     attacks = list(cfg.scoring.attacks)
     rows, text_rows = [], []
     for name, run in runs.items():

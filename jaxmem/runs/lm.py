@@ -1,11 +1,12 @@
 """The language-model run: the causal-LM implementation of the run-level task interface
 (:mod:`jaxmem.runs.task`), chosen once from the model family's ``lm`` capability (a stored run:
 from its files). A language-model run stores per-token signals instead of logits
-(:data:`jaxmem.train.lm.CHUNK_ARRAYS`, :data:`jaxmem.runs.store.LM_ARRAYS`) and is scored by
+(:data:`CHUNK_ARRAYS`, computed by :func:`jaxmem.runs.lm_signals.chunk_signals`;
+:data:`jaxmem.runs.store.LM_ARRAYS`) and is scored by
 :mod:`jaxmem.runs.score_lm`.
 
-Importing this module loads no jax: what needs it (the evaluation batch of
-:func:`jaxmem.train.lm.eval_batch_size`, the texts' groups of
+Importing this module loads no jax: what needs it (a chunk's signals and the evaluation batch of
+:mod:`jaxmem.runs.lm_signals`, the texts' groups of
 :func:`jaxmem.estimators.lm.text_groups`) is imported when asked for, so that reading a run stays
 light.
 """
@@ -14,7 +15,11 @@ from __future__ import annotations
 
 from jaxmem.runs.workdir import lm_output_bytes
 
-__all__ = ["LanguageModelRun", "LANGUAGE_MODEL_RUN"]
+__all__ = ["LanguageModelRun", "LANGUAGE_MODEL_RUN", "CHUNK_ARRAYS"]
+
+#: The arrays a chunk of a language-model run stores (each with the model axis first).
+CHUNK_ARRAYS = ("token_logp", "token_mu", "token_sigma", "token_correct", "nll", "test_token_logp",
+                "test_nll")
 
 
 class LanguageModelRun:
@@ -22,6 +27,16 @@ class LanguageModelRun:
     their lengths as labels, per-token signals stored, scored by :mod:`jaxmem.runs.score_lm`."""
 
     name = "causal_lm"
+    output_arrays = CHUNK_ARRAYS
+
+    @staticmethod
+    def chunk_outputs(trainer, state, ds) -> dict:
+        """Per-token signals of a trained chunk on the run's training and test sequences
+        (:func:`jaxmem.runs.lm_signals.chunk_signals`: the arrays of :data:`CHUNK_ARRAYS`)."""
+        # (jax: imported when a chunk is trained, not when a run is read)
+        from jaxmem.runs.lm_signals import chunk_signals
+
+        return chunk_signals(trainer, state, ds.x_train, ds.y_train, ds.x_test, ds.y_test)
 
     @staticmethod
     def output_bytes(cfg, num_train: int, num_test: int, seq_len: int, num_queries: int,
@@ -32,10 +47,10 @@ class LanguageModelRun:
 
     @staticmethod
     def eval_rows(cfg, num_train: int, num_test: int, seq_len: int, num_classes: int) -> int:
-        """Sequences one model evaluates at once (:func:`jaxmem.train.lm.eval_batch_size`: at
-        most 2^26 logits)."""
+        """Sequences one model evaluates at once (:func:`jaxmem.runs.lm_signals.eval_batch_size`:
+        at most 2^26 logits)."""
         # (jax: imported for the estimate at the door only)
-        from jaxmem.train.lm import eval_batch_size
+        from jaxmem.runs.lm_signals import eval_batch_size
 
         return eval_batch_size(cfg, max(num_train, num_test, 1), seq_len, num_classes)
 

@@ -18,7 +18,7 @@ Layout of a run directory (plain formats: ``.npy`` without pickle, JSON, CSV, PN
     vog.npy              float32 [M, N] variance of gradients (train.records.vog_epochs)
     (a language-model run stores instead of logits: token_logp / token_mu / token_sigma /
     token_correct.npy [M, N, L-1], nll.npy [M, N], test_token_logp.npy [M, T, L-1],
-    test_nll.npy [M, T] (jaxmem.train.lm); its labels.npy
+    test_nll.npy [M, T] (jaxmem.runs.lm_signals); its labels.npy
     holds each sequence's length, and text.json its texts and per-example facts)
     results/             memorization.csv, attacks.json, roc.png, memorization_hist.png, and
                          scoring.json: the id of the scoring that is writing or wrote results/
@@ -54,7 +54,7 @@ __all__ = ["Run", "load_run", "assemble", "RUN_ENTRIES", "LM_ARRAYS", "shard_nam
            "scoring_mismatch", "read_summary"]
 
 #: The arrays of a language-model run that stand in for logits.npy / test_logits.npy: those of
-#: jaxmem.train.lm.CHUNK_ARRAYS (not imported here, which would load jax to read a run; a test
+#: jaxmem.runs.lm.CHUNK_ARRAYS (not imported here, which would load jax to read a run; a test
 #: holds the two equal).
 LM_ARRAYS = ("token_logp.npy", "token_mu.npy", "token_sigma.npy", "token_correct.npy", "nll.npy",
              "test_token_logp.npy", "test_nll.npy")

@@ -16,6 +16,10 @@ capability in :data:`jaxmem.models.registry.MODELS`) before a run exists, from t
 
 ``name``
     ``"classification"`` or ``"causal_lm"`` (the trainer's task of the same name).
+``output_arrays``
+    the array names a trained chunk stores (each with the model axis first).
+``chunk_outputs(trainer, state, ds)``
+    those arrays for a trained chunk (``ds``: the run's dataset).
 ``output_bytes(cfg, num_train, num_test, seq_len, num_queries, num_classes)``
     bytes of one model's outputs held with the chunk (:mod:`jaxmem.runs.preflight`).
 ``eval_rows(cfg, num_train, num_test, seq_len, num_classes)``
@@ -43,6 +47,15 @@ class ClassificationRun:
     """A classifier's run: logits stored, scored from them (:mod:`jaxmem.runs.score`)."""
 
     name = "classification"
+    output_arrays = ("logits", "test_logits")
+
+    @staticmethod
+    def chunk_outputs(trainer, state, ds) -> dict:
+        """:func:`jaxmem.train.task.chunk_logits`: the chunk's logits under every query."""
+        # (jax: imported when a chunk is trained, not when a run is read)
+        from jaxmem.train.task import chunk_logits
+
+        return chunk_logits(trainer, state, ds)
 
     @staticmethod
     def output_bytes(cfg, num_train: int, num_test: int, seq_len: int, num_queries: int,

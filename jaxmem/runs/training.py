@@ -17,6 +17,7 @@ from jaxmem.io import atomic_dir, save_json, save_npy
 from jaxmem.runs.provenance import record
 from jaxmem.runs.records import ChunkRecords, record_file
 from jaxmem.runs.store import covered, shard_name
+from jaxmem.runs.task import task_for
 
 __all__ = ["train_models", "Interrupted", "default_chunk_size", "chunk_size", "chunks",
            "checkpoint_epoch"]
@@ -177,6 +178,7 @@ def train_models(cfg, ds, keep, blocks, workdir: Path, *, progress=True, process
     x_train, y_train = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
     trainer = Trainer(cfg, x_train, y_train, int(ds.num_classes),
                       steps_per_epoch_max(keep, cfg.train.batch_size))
+    run_task = task_for(cfg.model.name)
     if cfg.train.records.vog_epochs:
         log(f"train.records.vog_epochs: VoG's running moments take {2 * K * x_train.size * 4 / 1e9:.2f} GB "
             f"for a chunk of {K} models (train.chunk_size), besides training")
@@ -191,8 +193,8 @@ def train_models(cfg, ds, keep, blocks, workdir: Path, *, progress=True, process
             t0 = time.time()
             res, recs = _train_chunk(trainer, cfg, rows, ids, workdir / "ckpt" / shard_name(a, b),
                                      stop, sharding, prog, (a, b))
-            # the task's outputs: logits, or an LM's per-token signals (jaxmem.train.task)
-            arrays = trainer.task.chunk_outputs(trainer, res.state, ds)
+            # the run task's outputs: logits, or an LM's per-token signals (jaxmem.runs.task)
+            arrays = run_task.chunk_outputs(trainer, res.state, ds)
             seconds = time.time() - t0
             n = b - a
             with atomic_dir(workdir / "shards" / shard_name(a, b)) as tmp:

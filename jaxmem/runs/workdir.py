@@ -114,7 +114,7 @@ def check_workdir(workdir: Path, cfg, overwrite: bool, delete_imported: bool = F
 
 
 def lm_output_bytes(cfg, num_train: int, num_test: int, seq_len: int) -> int:
-    """Bytes of one language model's stored per-token signals (:data:`jaxmem.train.lm.CHUNK_ARRAYS`):
+    """Bytes of one language model's stored per-token signals (:data:`jaxmem.runs.lm.CHUNK_ARRAYS`):
     log-probability, μ and σ on the training sequences and the log-probability on the test ones
     ([N, L − 1] and [T, L − 1] in ``signals.dtype``), a correctness byte per training token and
     float32 NLLs [N + T]."""

@@ -6,21 +6,19 @@ The task is chosen once, from the model family's capability (``lm`` in
 :data:`jaxmem.models.registry.MODELS`), by :func:`task_for`:
 
 * :data:`CLASSIFICATION` (this module): inputs ``x`` [B, ...] and integer labels (or soft targets)
-  ``y``; cross-entropy loss; a trained chunk stores its eval-mode logits under every query.
+  ``y``; cross-entropy loss.
 * :data:`jaxmem.train.lm.CAUSAL_LM`: token sequences ``x`` [B, L] and their lengths ``y`` [B];
-  next-token loss; a trained chunk stores per-token signals (never ``[K, N, L, V]`` logits).
+  next-token loss.
+
+What a run stores of a trained chunk (logits, :func:`chunk_logits`; or a language model's
+per-token signals) is the run-level task's (:mod:`jaxmem.runs.task`).
 
 A task is a stateless object with:
 
 ``name``
     ``"classification"`` or ``"causal_lm"``.
-``output_arrays``
-    the array names a trained chunk stores (each with the model axis first).
 ``loss(logits, x, y, label_smoothing, num_classes)``
-    one model's mean training loss on a batch (float32 ``logits`` of the network on ``x``).
-``chunk_outputs(trainer, state, ds)``
-    the arrays of ``output_arrays`` for a trained chunk (``ds``: the run's dataset).
-"""
+    one model's mean training loss on a batch (float32 ``logits`` of the network on ``x``)."""
 
 from __future__ import annotations
 
@@ -31,14 +29,13 @@ import optax
 from jaxmem.models.registry import spec
 from jaxmem.train.lm import CAUSAL_LM
 
-__all__ = ["Classification", "CLASSIFICATION", "task_for"]
+__all__ = ["Classification", "CLASSIFICATION", "task_for", "chunk_logits"]
 
 
 class Classification:
     """Classification of inputs into ``num_classes`` classes (the image and tabular families)."""
 
     name = "classification"
-    output_arrays = ("logits", "test_logits")
 
     @staticmethod
     def loss(logits, x, y, label_smoothing: float, num_classes: int):
@@ -64,30 +61,30 @@ class Classification:
         # (the one-hot form ran ~3x slower per step on CPU for small MLPs)
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
-    @staticmethod
-    def chunk_outputs(trainer, state, ds) -> dict:
-        """Eval-mode logits of every model of the chunk under each of ``signals.queries``, on the
-        training inputs (the trainer's device copy) and on ``ds.x_test``: ``logits`` [K, N, A, C]
-        and ``test_logits`` [K, T, A, C] in ``signals.dtype``, computed before returning.
-
-        Args:
-            trainer: the :class:`~jaxmem.train.trainer.Trainer` the chunk trained with.
-            state: the chunk's trained state.
-            ds: the run's dataset (``x_test``).
-
-        Returns:
-            ``{"logits": ..., "test_logits": ...}`` (device arrays)."""
-        cfg = trainer.cfg
-        out_dtype = jnp.float16 if cfg.signals.dtype == "float16" else jnp.float32
-        queries = list(cfg.signals.queries)
-        arrays = {"logits": trainer.logits(state, trainer.x_train, queries, out_dtype),
-                  "test_logits": trainer.logits(state, jnp.asarray(ds.x_test), queries, out_dtype)}
-        jax.block_until_ready(arrays)
-        return arrays
-
 
 #: The classification task (one stateless instance).
 CLASSIFICATION = Classification()
+
+
+def chunk_logits(trainer, state, ds) -> dict:
+    """Eval-mode logits of every model of the chunk under each of ``signals.queries``, on the
+    training inputs (the trainer's device copy) and on ``ds.x_test``: ``logits`` [K, N, A, C]
+    and ``test_logits`` [K, T, A, C] in ``signals.dtype``, computed before returning.
+
+    Args:
+        trainer: the :class:`~jaxmem.train.trainer.Trainer` the chunk trained with.
+        state: the chunk's trained state.
+        ds: the run's dataset (``x_test``).
+
+    Returns:
+        ``{"logits": ..., "test_logits": ...}`` (device arrays)."""
+    cfg = trainer.cfg
+    out_dtype = jnp.float16 if cfg.signals.dtype == "float16" else jnp.float32
+    queries = list(cfg.signals.queries)
+    arrays = {"logits": trainer.logits(state, trainer.x_train, queries, out_dtype),
+              "test_logits": trainer.logits(state, jnp.asarray(ds.x_test), queries, out_dtype)}
+    jax.block_until_ready(arrays)
+    return arrays
 
 
 def task_for(model_name: str):

@@ -11,9 +11,11 @@ from helpers_text import float64_signals
 
 from jaxmem import config as cfgmod
 from jaxmem.data import build_dataset
+from jaxmem.runs.lm import CHUNK_ARRAYS
+from jaxmem.runs.lm_signals import chunk_signals
 from jaxmem.subsets import make_design
 from jaxmem.train import Trainer, steps_per_epoch_max
-from jaxmem.train.lm import CHUNK_ARRAYS, chunk_signals, next_token_loss
+from jaxmem.train.lm import next_token_loss
 
 TINY = ['data.source="python_text"', 'model.name="causal_lm"', "scoring.attacks=[]", "data.max_len=24",
         "data.max_train=40", "data.text_test_fraction=0.1", "model.d_model=16", "model.num_layers=1",

@@ -124,7 +124,7 @@ def test_base_nll_is_the_base_models_float64_nll(setup, rng):
     from helpers_text import float64_signals
 
     from jaxmem.models.llama import Llama
-    from jaxmem.train.lora import base_nll
+    from jaxmem.runs.lm_signals import base_nll
 
     cfg, ds, keep = setup
     tr = _trainer(cfg, ds, keep)
