@@ -43,11 +43,12 @@ class WideResNet(nn.Module):
     [BN-ReLU-Conv3x3(stride)-BN-ReLU-Dropout-Conv3x3] + shortcut (identity, or a 1x1 conv on
     the activated input when the shape changes), widths (16w, 32w, 64w), strides (1, 2, 2),
     then BN-ReLU, global average pool, Dense. WRN-28-2 has 1,467,610 parameters.
+    ``depth`` and ``width`` have no defaults here: the ``wrn`` config's are the only ones.
     """
 
     num_classes: int
-    depth: int = 28
-    width: int = 2
+    depth: int          # (defaults: the wrn config, jaxmem.models.registry.WRNConfig)
+    width: int
     dropout: float = 0.0
     bn_momentum: float = BN_MOMENTUM
     bn_eps: float = BN_EPS

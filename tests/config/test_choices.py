@@ -175,3 +175,23 @@ def test_every_registered_choice_builds_its_default_config():
             c = reg.make(name)
             assert c.name == name
             c.check(reg.path)   # the defaults are in range
+
+
+def test_model_defaults_are_the_configs():
+    """A family's defaults are its config class's: where its flax module also declares a default
+    for a config field, it is the same value (WRN's depth and width once differed: 28/2 in the
+    module, 16/4 in the config; the module now has none)."""
+    import dataclasses
+
+    from jaxmem.config.registry import MODEL
+    from jaxmem.models.registry import MODELS, module_class
+
+    for name in MODELS:
+        conf = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+                for f in dataclasses.fields(MODEL.get(name).config) if f.name != "name"}
+        mod = {f.name: f.default for f in dataclasses.fields(module_class(name))
+               if f.default is not dataclasses.MISSING and f.name in conf}
+        for k, v in mod.items():
+            want = conf[k]
+            assert (tuple(want) if isinstance(want, list) else want) == (tuple(v) if isinstance(v, list) else v), \
+                f"{name}.{k}: module default {v!r}, config default {want!r}"
