@@ -103,15 +103,14 @@ def analyze(cfg, workdir, runs, log, attacks=("lira_online", "rmia_offline")):
         ci = jackknife_models(keep, corr, ok)
         for k, v in summ.items():
             row[k], (row[k + "_low"], row[k + "_high"]) = v, ci[k]
-        targets = np.flatnonzero(ok)[: cfg.scoring.targets or None]
-        ev = audit(sig, keep, ok, audit_spec(c, attacks), targets)
+        ev = audit(sig, keep, ok, audit_spec(c, attacks))
         for a in attacks:
             auc, tprs = roc_metrics(ev.scores[a], ev.members, (0.001, 0.01))
             for key, v in (("auc", auc), ("tpr_at_0.001_fpr", tprs[0]), ("tpr_at_0.01_fpr", tprs[1])):
                 row[f"{a}_{key}"], row[f"{a}_{key}_low"], row[f"{a}_{key}_high"] = mean_interval(v)
             if a.startswith("rmia"):   # how RMIA's offline a was chosen (jaxmem.attacks.spec)
                 row[f"{a}_tuning"] = rmia_tuning(ev, a)
-        row["targets"] = int(len(targets))
+        row["targets"] = int(len(ev.targets))
         rows.append(row)
         log(f"{name}: test {row['test_accuracy']:.3f}, mem mean {row['mem_mean']:.3f}, "
             f"share > 0.5 {row['share_mem_gt_0.5']:.3f}, LiRA AUC {row[f'{attacks[0]}_auc']:.3f}")

@@ -17,7 +17,7 @@ from jaxmem.attacks.registry import get
 from jaxmem.io import atomic_path, save_text
 from jaxmem.signals import compute_signals
 
-__all__ = ["run_signals", "audit_spec", "audit", "rmia_tuning", "default_targets", "spearman", "memorization_of", "id_mask",
+__all__ = ["run_signals", "audit_spec", "audit", "rmia_tuning", "ANALYSIS_TARGETS", "spearman", "memorization_of", "id_mask",
            "nanmean", "common_row", "sweep_rows", "figure", "write_csv", "print_rows", "json_safe"]
 
 
@@ -29,7 +29,7 @@ def run_signals(run, attacks=(), extra=()):
                            test_labels=run.test_labels, dtype=np.float64)
 
 
-def audit_spec(config, attacks, **changes) -> AuditSpec:
+def audit_spec(config, attacks, *, default_targets: int = 0, **changes) -> AuditSpec:
     """The audit specification of a run's config (:meth:`AuditSpec.from_scoring` of
     ``config.scoring``, the one its own scoring uses) with the analysis's ``attacks`` and any
     other ``changes`` (e.g. ``num_shadows``), made visible at the call.
@@ -37,15 +37,19 @@ def audit_spec(config, attacks, **changes) -> AuditSpec:
     Args:
       config: the run's :class:`jaxmem.config.Config` (``run.config``).
       attacks: the attacks the analysis studies.
+      default_targets: the targets when ``scoring.targets`` is 0: 0 (every usable model, as a
+        run's own scoring) or k (the first k usable models: :data:`ANALYSIS_TARGETS` for the
+        analyses that sweep many variants). The spec records the number used.
       **changes: other :class:`~jaxmem.attacks.AuditSpec` fields.
 
     Returns:
       AuditSpec.
     """
+    changes.setdefault("targets", config.scoring.targets or default_targets)
     return AuditSpec.from_scoring(config.scoring, attacks=tuple(attacks), **changes)
 
 
-def audit(sig, keep, ok, spec: AuditSpec, targets):
+def audit(sig, keep, ok, spec: AuditSpec, targets=None):
     """Each attack of ``spec`` against each target with the other non-diverged models as shadows
     (the first ``spec.num_shadows`` of a fixed random order when given), like Carlini et al.
     (2022, Sec. VI): :func:`jaxmem.attacks.evaluate` under ``spec`` (:func:`audit_spec`: the
@@ -59,7 +63,8 @@ def audit(sig, keep, ok, spec: AuditSpec, targets):
       keep: [M, N] bool membership.
       ok: [M] bool, the non-diverged models.
       spec: the audit specification.
-      targets: model indices to attack.
+      targets: model indices to attack (default: the spec's ``targets``, the first k usable
+        models, or all of them for 0).
 
     Returns:
       :class:`~jaxmem.attacks.evaluation.Evaluation` with the scores kept.
@@ -69,7 +74,8 @@ def audit(sig, keep, ok, spec: AuditSpec, targets):
     """
     if not isinstance(spec, AuditSpec):
         raise TypeError(f"audit: pass an AuditSpec (audit_spec(run.config, attacks)), got {type(spec).__name__}")
-    return mia.evaluate(sig, keep, targets=np.asarray(targets), spec=spec, model_mask=ok,
+    return mia.evaluate(sig, keep, targets=None if targets is None else np.asarray(targets),
+                        spec=spec, model_mask=ok,
                         labels=getattr(sig, "labels", None))
 
 
@@ -79,11 +85,9 @@ def rmia_tuning(ev, attack) -> str | None:
     return ev.params.get(attack, {}).get("a_source")
 
 
-def default_targets(cfg, ok, default: int = 4) -> np.ndarray:
-    """The first ``scoring.targets`` usable models (default 4) as targets."""
-    k = cfg.scoring.targets or len(ok)
-    k = min(k, len(ok)) if cfg.scoring.targets else min(default, len(ok))
-    return np.flatnonzero(ok)[:k]
+#: Targets of an analysis that sweeps variants when ``scoring.targets`` is 0 (the first 4 usable
+#: models; a run's own scoring attacks every model): :func:`audit_spec`'s ``default_targets``.
+ANALYSIS_TARGETS = 4
 
 
 def spearman(a, b) -> float:
@@ -136,7 +140,7 @@ def sweep_rows(cfg, runs, extra=None, attacks=("lira_online",)):
         sig = run_signals(run, attacks)
         mem = memorization_of(keep, sig, ok)
         c = run.config
-        ev = audit(sig, keep, ok, audit_spec(c, attacks), default_targets(cfg, ok))
+        ev = audit(sig, keep, ok, audit_spec(c, attacks, default_targets=ANALYSIS_TARGETS))
         m = ev.table()[attacks[0]]
         row = common_row(name, keep, ok, sig, mem)
         row.update({"auc": m["auc"], "tpr_at_0.001_fpr": m["tpr_at_0.001_fpr"],

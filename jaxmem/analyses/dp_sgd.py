@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from jaxmem.analyses.common import audit, audit_spec, common_row, default_targets, memorization_of, run_signals
+from jaxmem.analyses.common import ANALYSIS_TARGETS, audit, audit_spec, common_row, memorization_of, run_signals
 from jaxmem.attacks.metrics import epsilon_lower_bound
 from jaxmem.attacks.plot import plot_roc
 
@@ -20,8 +20,9 @@ def analyze(cfg, workdir, runs, log):
         keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)
         sig = run_signals(run, ["lira_online", "loss"])
         mem = memorization_of(keep, sig, ok)
-        targets = default_targets(cfg, ok)
-        ev = audit(sig, keep, ok, audit_spec(run.config, ["lira_online", "loss"]), targets)
+        ev = audit(sig, keep, ok, audit_spec(run.config, ["lira_online", "loss"],
+                                             default_targets=ANALYSIS_TARGETS))
+        targets = ev.targets
         table = ev.table()
         m = table["lira_online"]
         c = run.config

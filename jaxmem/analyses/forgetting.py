@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxmem.analyses.common import audit, audit_spec, figure, memorization_of, nanmean, run_signals, spearman
+from jaxmem.analyses.common import ANALYSIS_TARGETS, audit, audit_spec, figure, memorization_of, nanmean, run_signals, spearman
 from jaxmem.config.registry import SCHEDULE
 from jaxmem.data import build_dataset
 from jaxmem.estimators import forgetting_events
@@ -57,7 +57,7 @@ def recency(cfg, run, workdir: Path, log, phase2_epochs=(0, 5, 10, 20, 40)) -> l
         lg = np.asarray(trainer.logits(state, jnp.asarray(ds.x_train), ["identity"]), np.float64)
         sig = compute_signals(lg, y, ["phi"], dtype=np.float64)
         ok = ~np.asarray(status.diverged)
-        ev = audit(sig, keep, ok, audit_spec(run.config, ["lira_online"]), np.flatnonzero(ok)[: (cfg.scoring.targets or 4)])
+        ev = audit(sig, keep, ok, audit_spec(run.config, ["lira_online"], default_targets=ANALYSIS_TARGETS))
         spe = int(math.ceil(late_keep.sum(1).mean() / c.train.batch_size))
         a_e = ev.table(early)["lira_online"]
         a_l = ev.table(~early)["lira_online"]

@@ -7,10 +7,10 @@ import warnings
 import numpy as np
 
 from jaxmem.analyses.common import (
+    ANALYSIS_TARGETS,
     audit,
     audit_spec,
     common_row,
-    default_targets,
     figure,
     id_mask,
     memorization_of,
@@ -78,7 +78,7 @@ def analyze(cfg, workdir, runs, log):
                         "mem_clean": nanmean(mem.mem[~flipped]),
                         "precision_at_k": float(flipped[order[:k]].mean())})
             hist[name] = (mem.mem[flipped & fin], mem.mem[~flipped & fin])
-        ev = audit(sig, keep, ok, audit_spec(run.config, ["lira_online"]), default_targets(cfg, ok))
+        ev = audit(sig, keep, ok, audit_spec(run.config, ["lira_online"], default_targets=ANALYSIS_TARGETS))
         if flipped.any():
             row["lira_auc_noisy"] = ev.table(flipped)["lira_online"]["auc"]
             row["lira_auc_clean"] = ev.table(~flipped)["lira_online"]["auc"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxmem.analyses.common import audit, audit_spec, default_targets, id_mask, nanmean, sweep_rows, write_csv
+from jaxmem.analyses.common import ANALYSIS_TARGETS, audit, audit_spec, id_mask, nanmean, sweep_rows, write_csv
 
 
 def analyze(cfg, workdir, runs, log):
@@ -13,7 +13,7 @@ def analyze(cfg, workdir, runs, log):
     def extra(name, run, sig, mem, c):
         keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)
         rare = id_mask(run, "long_tail", "rare_ids")
-        ev = audit(sig, keep, ok, audit_spec(c, ["lira_online"]), default_targets(cfg, ok))
+        ev = audit(sig, keep, ok, audit_spec(c, ["lira_online"], default_targets=ANALYSIS_TARGETS))
         out = {"num_rare": int(rare.sum())}
         if rare.any():
             ty = np.asarray(run.test_labels)

@@ -16,8 +16,7 @@ def analyze(cfg, workdir, runs, log):
     keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)
     sig = run_signals(run, ["lira_online"])
     mem = memorization_of(keep, sig, ok)
-    targets = np.flatnonzero(ok)[: cfg.scoring.targets or None]
-    ev = audit(sig, keep, ok, audit_spec(run.config, ["lira_online"]), targets)
+    ev = audit(sig, keep, ok, audit_spec(run.config, ["lira_online"]))
     scores, members = ev.scores["lira_online"], ev.members
     gap = np.full(keep.shape[1], np.nan)
     per_auc = np.full(keep.shape[1], np.nan)
@@ -50,4 +49,4 @@ def analyze(cfg, workdir, runs, log):
             "auc_top10_mem": t_top["auc"], "auc_bottom50_mem": t_bot["auc"],
             "tpr_at_0.01_fpr_top10_mem": t_top["tpr_at_0.01_fpr"],
             "tpr_at_0.01_fpr_bottom50_mem": t_bot["tpr_at_0.01_fpr"],
-            "num_targets": int(len(targets)), "files": files}
+            "num_targets": int(len(ev.targets)), "files": files}

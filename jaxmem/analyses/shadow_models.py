@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from jaxmem.analyses.common import audit, audit_spec, default_targets, figure, rmia_tuning, run_signals, write_csv
+from jaxmem.analyses.common import ANALYSIS_TARGETS, audit, audit_spec, figure, rmia_tuning, run_signals, write_csv
 from jaxmem.attacks.plot import plot_roc
 
 #: The attacks compared, by their registry names.
@@ -27,16 +27,16 @@ def analyze(cfg, workdir, runs, log):
     name, run = next(iter(runs.items()))
     keep, ok = np.asarray(run.keep, bool), ~np.asarray(run.diverged, bool)
     sig = run_signals(run, ATTACKS)
-    targets = default_targets(cfg, ok)
     by_count, last = [], None
     for c in shadow_counts(int(ok.sum())):
         t0 = time.time()
-        ev = audit(sig, keep, ok, audit_spec(run.config, ATTACKS, num_shadows=c), targets)
+        ev = audit(sig, keep, ok, audit_spec(run.config, ATTACKS, num_shadows=c,
+                                             default_targets=ANALYSIS_TARGETS))
         for a, m in ev.table().items():
             by_count.append({"shadows": c, "attack": a, **m, "rmia_tuning": rmia_tuning(ev, a)})
         log(f"  shadows={c}: scored in {time.time() - t0:.1f} s")
         last = ev
-    attacks = last.table()
+    attacks, targets = last.table(), np.asarray(last.targets)
     files = {"roc": str(plot_roc(last.curves(), workdir / "roc.png",
                                  title=f"{len(targets)} targets, "
                                        f"{shadow_counts(int(ok.sum()))[-1]} shadows"))}
