@@ -52,3 +52,25 @@ def rng(request):
     seed = int(replay) if replay else SEED + hash(request.node.name) % 10_000
     print(f"seed={seed}")
     return np.random.default_rng(seed)
+
+
+# Test tiers (markers registered in pyproject.toml). `slow`: sweeps and full-size variants, only
+# with `-m slow`. `e2e`: runs jaxmem's pipeline end to end (train a tiny run for a few steps,
+# score, report, the CLI), in process unless the point is the process boundary: every test under
+# runs/, analyses/, unlearn/, the notebooks, the benchmark smoke, bad input at the CLI, and any
+# test marked `e2e` by hand. `unit`: the rest (small arrays, no run): `pytest -m unit` is the
+# fast tier.
+_E2E = ("runs/", "analyses/", "unlearn/", "test_notebooks.py", "test_benchmarks.py",
+        "test_bad_input.py")
+_TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("slow"):
+            continue
+        rel = Path(str(item.fspath)).resolve().relative_to(_TESTS).as_posix()
+        if item.get_closest_marker("e2e") is None and rel.startswith(_E2E):
+            item.add_marker(pytest.mark.e2e)
+        if item.get_closest_marker("e2e") is None:
+            item.add_marker(pytest.mark.unit)

@@ -291,6 +291,7 @@ def _tiny_headline(tmp_path, monkeypatch, config, num_examples):
     return json.loads((wd / "summary.json").read_text()), json.loads((wd / "config.json").read_text())
 
 
+@pytest.mark.e2e
 def test_headline_config_tiny_in_process(tmp_path, monkeypatch):
     """experiments/cifar10_lira.toml, the tiny in-process twin of the slow full-width test."""
     s, cfg = _tiny_headline(tmp_path, monkeypatch, "experiments/cifar10_lira.toml", 40)
@@ -300,6 +301,7 @@ def test_headline_config_tiny_in_process(tmp_path, monkeypatch):
     assert s["test_accuracy_query_average"] is not None    # identity + flip queries
 
 
+@pytest.mark.e2e
 def test_cifar100_memorization_config_tiny_in_process(tmp_path, monkeypatch):
     """experiments/cifar100_memorization.toml, the tiny in-process twin of the slow test."""
     s, cfg = _tiny_headline(tmp_path, monkeypatch, "experiments/cifar100_memorization.toml", 40)
