@@ -4,7 +4,9 @@ points chosen by the run directory's progress, read a run's arrays, compare runs
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -13,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +38,11 @@ _CACHE: dict = {}
 
 
 def env() -> dict:
-    """Subprocess environment: CPU, one shared persistent compilation cache (same executables,
-    fewer compiles; a cache hit gives the same bits as a fresh compile)."""
+    """Subprocess environment: CPU, and the suite's XLA flags and persistent compilation cache
+    (conftest.py puts them in os.environ: same executables, fewer compiles; a cache hit gives the
+    same bits as a fresh compile)."""
     e = dict(os.environ)
-    e.update(JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(_SESSION / "jax-cache"),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0", PYTHONUNBUFFERED="1")
+    e.update(JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
     e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
     return e
 
@@ -67,6 +69,38 @@ def start(workdir, sets=SMALL, extra=(), log=None, progress=False) -> subprocess
 def run(workdir, sets=SMALL, extra=(), timeout=600) -> subprocess.CompletedProcess:
     return subprocess.run(argv(workdir, sets, extra), capture_output=True, text=True, env=env(),
                           cwd=REPO, timeout=timeout)
+
+
+def cli(args, cwd=REPO) -> subprocess.CompletedProcess:
+    """``python -m jaxmem ARGS`` run IN THIS PROCESS (jaxmem.cli.main; the suite's compiled
+    programs are reused), its stdout and stderr (warnings included) captured: a CompletedProcess
+    like ``run``'s. For
+    tests whose point is not the process boundary (kill/resume, pipes, exit codes of a real
+    process keep their subprocesses)."""
+    from jaxmem import cli as jaxmem_cli
+
+    args = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    here, argv0 = os.getcwd(), sys.argv
+    try:
+        os.chdir(cwd)
+        sys.argv = [str(REPO / "jaxmem" / "__main__.py"), *args]   # (the run's recorded command)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                warnings.catch_warnings():
+            # warnings on stderr, as a process prints them (not into pytest's record)
+            warnings.simplefilter("default")
+            warnings.showwarning = lambda msg, cat, fn, ln, file=None, line=None: err.write(
+                warnings.formatwarning(msg, cat, fn, ln, line))
+            rc = jaxmem_cli.main(args)
+    finally:
+        os.chdir(here)
+        sys.argv = argv0
+    return subprocess.CompletedProcess(["jaxmem", *args], rc, out.getvalue(), err.getvalue())
+
+
+def run_here(workdir, sets=SMALL, extra=()) -> subprocess.CompletedProcess:
+    """``run`` in this process (see :func:`cli`)."""
+    return cli(argv(workdir, sets, extra)[3:])
 
 
 def log_text(p) -> str:
@@ -103,7 +137,7 @@ def finished_reference(sets=tuple(SMALL)) -> Path:
     key = tuple(sets)
     if key not in _CACHE:
         wd = _SESSION / f"ref-{len(_CACHE)}"
-        r = run(wd, list(sets))
+        r = run_here(wd, list(sets))    # (in process: the same bits as `python -m jaxmem run`)
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
         _CACHE[key] = wd
     return _CACHE[key]

@@ -177,17 +177,31 @@ AIRBENCH = ["model.name=resnet_airbench", "model.whiten=true", "model.bn_momentu
             "train.label_smoothing=0.2", "subsets.num_models=3", "scoring.attacks=[]"]
 
 
-def test_airbench_recipe_trains_frozen_stem_and_is_chunk_invariant():
+@pytest.mark.parametrize("widths", [
+    pytest.param("8,8,8", marks=pytest.mark.e2e),
+    pytest.param("full", marks=pytest.mark.slow)])   # (64, 256, 256): 4 s an epoch
+def test_airbench_recipe_trains_frozen_stem_and_is_chunk_invariant(widths):
     """Run in a subprocess at XLA's default optimization level: the suite's level 0 (conftest.py)
-    makes these convolutions ~15x slower to run (60 s an epoch instead of 4)."""
+    makes these convolutions ~15x slower to run (60 s an epoch instead of 4). The default tier
+    checks the recipe on the network at widths (8, 8, 8) (nothing checked depends on the width);
+    the slow tier at airbench94's own widths."""
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    r = subprocess.run([sys.executable, __file__, "recipe"], env=env, capture_output=True,
+    r = subprocess.run([sys.executable, __file__, "recipe", widths], env=env, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "recipe ok" in r.stdout
 
 
-def _recipe_check():
+def _recipe_check(widths="full"):
+    if widths != "full":
+        from jaxmem.models import airbench
+
+        tiny = tuple(int(w) for w in widths.split(","))
+
+        class TinyAirbenchNet(airbench.AirbenchNet):
+            widths: tuple[int, int, int] = tiny
+
+        airbench.AirbenchNet = TinyAirbenchNet
     rng = np.random.default_rng(5)
     N = 64
     x = jnp.asarray(_smooth_images(rng, N, 16, 16))
@@ -253,9 +267,73 @@ def test_whiten_needs_images():
         Trainer(cfg, jnp.zeros((8, 64)), jnp.zeros(8, jnp.int32), 10, 1)
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["recipe"]:
-    _recipe_check()
+if __name__ == "__main__" and sys.argv[1:2] == ["recipe"]:
+    _recipe_check(*sys.argv[2:3])
     print("recipe ok")
+
+
+# --------------------------------------------------------------------------- the headline configs
+# Default tier: each headline TOML through `jaxmem run` IN PROCESS on TFDS's mock data, with the
+# airbench network at tiny widths (8, 8, 8) and four steps of training per model (20 to 28 IN examples
+# of 40, batch 16, 2 epochs): the config, the whitening stem, altflip_crop, lookahead, the
+# designs, queries and attacks run on the same path, in seconds. The full-width runs (the
+# network as the TOML trains it, ~95 s for both) are the `slow` twins below.
+
+_SHRINK = ["--set", "train.batch_size=16", "--set", "train.epochs=2",
+           "--set", "train.schedule.warmup_epochs=0.5", "--set", "model.whiten_bias_epochs=1",
+           "--set", "train.lookahead.start_epochs=1", "--set", "train.compute_dtype=float32"]
+
+
+def _tiny_headline(tmp_path, monkeypatch, config, num_examples):
+    """``config`` through ``jaxmem.cli.main`` in this process, the network at widths (8, 8, 8),
+    on TFDS's mock data; returns (summary, config)."""
+    import json
+
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from jaxmem import cli
+    from jaxmem.models import airbench
+
+    built = []
+
+    class TinyAirbenchNet(airbench.AirbenchNet):
+        widths: tuple[int, int, int] = (8, 8, 8)
+
+        def __post_init__(self):
+            built.append(self.widths)
+            super().__post_init__()
+
+    monkeypatch.setattr(airbench, "AirbenchNet", TinyAirbenchNet)
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    wd = tmp_path / "run"
+    with tfds.testing.mock_data(num_examples=num_examples, policy=tfds.testing.MockPolicy.USE_CODE):
+        rc = cli.main(["run", config, "--workdir", str(wd), "--no-progress", "--cache-dir", "",
+                       "--set", "subsets.num_models=4"] + _SHRINK)
+    assert rc == 0 and built and set(built) == {(8, 8, 8)}   # the tiny network was the one trained
+    return json.loads((wd / "summary.json").read_text()), json.loads((wd / "config.json").read_text())
+
+
+@pytest.mark.e2e
+def test_headline_config_tiny_in_process(tmp_path, monkeypatch):
+    """experiments/cifar10_lira.toml, the tiny in-process twin of the slow full-width test."""
+    s, cfg = _tiny_headline(tmp_path, monkeypatch, "experiments/cifar10_lira.toml", 40)
+    assert cfg["model"]["whiten"] and cfg["train"]["augment"] == "altflip_crop"
+    assert s["num_models"] == 4 and s["num_examples"] == 40 and s["diverged"]["count"] == 0
+    assert set(s["attacks"]) >= {"lira_online", "lira_offline", "lira_online_fixed_variance"}
+    assert s["test_accuracy_query_average"] is not None    # identity + flip queries
+
+
+@pytest.mark.e2e
+def test_cifar100_memorization_config_tiny_in_process(tmp_path, monkeypatch):
+    """experiments/cifar100_memorization.toml, the tiny in-process twin of the slow test."""
+    s, cfg = _tiny_headline(tmp_path, monkeypatch, "experiments/cifar100_memorization.toml", 40)
+    assert cfg["subsets"]["design"] == "ratio" and cfg["model"]["whiten"]
+    assert s["num_models"] == 4 and s["num_examples"] == 40 and s["diverged"]["count"] == 0
+    keep = np.load(tmp_path / "run" / "keep.npy")
+    assert (keep.sum(1) == round(0.7 * 40)).all()           # exactly 70% per model
+    logits = np.load(tmp_path / "run" / "logits.npy", mmap_mode="r")
+    assert logits.shape == (4, 40, 1, 100) and logits.dtype == np.float16
+    assert s["memorization"]["num_nan"] < 40 and s["influence"]["top_k"] == 5
+    assert (tmp_path / "run" / "results" / "influence.csv").exists()
 
 
 _HEADLINE = r"""
@@ -263,20 +341,18 @@ import sys, tensorflow_datasets as tfds
 from jaxmem.cli import main
 with tfds.testing.mock_data(num_examples=96, policy=tfds.testing.MockPolicy.USE_CODE):
     sys.exit(main(["run", sys.argv[2], "--workdir", sys.argv[1], "--cache-dir", "",
-                   "--set", "subsets.num_models=4", "--set", "train.batch_size=16",
-                   "--set", "train.epochs=2", "--set", "train.schedule.warmup_epochs=0.5",
-                   "--set", "model.whiten_bias_epochs=1", "--set", "train.lookahead.start_epochs=1",
-                   "--set", "train.compute_dtype=float32"]))
+                   "--set", "subsets.num_models=4"] + sys.argv[3:]))
 """
 
 
 def _headline(tmp_path, config):
-    """``config`` through `jaxmem run`, shrunk, on TFDS's mock data; returns (summary, config)."""
+    """``config`` through `jaxmem run` in a subprocess at XLA's default optimization level (the
+    full-width network), shrunk, on TFDS's mock data; returns (summary, config)."""
     pytest.importorskip("tensorflow_datasets")
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    r = subprocess.run([sys.executable, "-c", _HEADLINE, str(tmp_path / "run"), config], env=env,
-                       cwd=root, capture_output=True, text=True, timeout=900)
+    r = subprocess.run([sys.executable, "-c", _HEADLINE, str(tmp_path / "run"), config, *_SHRINK],
+                       env=env, cwd=root, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     import json
 
@@ -284,6 +360,7 @@ def _headline(tmp_path, config):
             json.loads((tmp_path / "run" / "config.json").read_text()))
 
 
+@pytest.mark.slow
 def test_headline_config_runs_end_to_end_on_tfds_mock_cifar10(tmp_path):
     """experiments/cifar10_lira.toml through `jaxmem run`, shrunk, on TFDS's mock CIFAR-10."""
     s, cfg = _headline(tmp_path, "experiments/cifar10_lira.toml")
@@ -293,6 +370,7 @@ def test_headline_config_runs_end_to_end_on_tfds_mock_cifar10(tmp_path):
     assert s["test_accuracy_query_average"] is not None    # identity + flip queries
 
 
+@pytest.mark.slow
 def test_cifar100_memorization_config_runs_end_to_end_on_tfds_mock_cifar100(tmp_path):
     """experiments/cifar100_memorization.toml (Feldman & Zhang on CIFAR-100), shrunk, on mock data."""
     s, cfg = _headline(tmp_path, "experiments/cifar100_memorization.toml")

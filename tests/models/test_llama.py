@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import helpers_run
 import numpy as np
 import pytest
 
@@ -293,12 +294,10 @@ def test_generate_from_a_hugging_face_folder(tmp_path, rng):
         if nxt == 2:
             break
     text = " ".join(words[i] for i in prompt)
-    out = subprocess.run([sys.executable, "-m", "jaxmem", "generate", str(tmp_path / "hf"), "--prompt", text,
-                          "--max-new-tokens", "3"], capture_output=True, text=True, timeout=300)
+    out = helpers_run.cli(["generate", tmp_path / "hf", "--prompt", text, "--max-new-tokens", "3"])   # (in process)
     assert out.returncode == 0, out.stderr
     want = " ".join(words[i] for i in ids[len(prompt):] if i not in (0, 1, 2))
     assert out.stdout.strip() == (text + want).strip() or out.stdout.strip() == (text + " " + want).strip(), \
         (out.stdout, want)
-    bad = subprocess.run([sys.executable, "-m", "jaxmem", "generate", str(tmp_path / "nope"), "--prompt", "x"],
-                         capture_output=True, text=True, timeout=300)
+    bad = helpers_run.cli(["generate", tmp_path / "nope", "--prompt", "x"])
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no such file" in bad.stderr

@@ -47,7 +47,7 @@ def test_overwrite_of_an_imported_run_needs_a_second_flag(tmp_path, capsys):
 
 def test_different_config_advice_resumes_or_moves_on_without_deleting():
     wd = H.finished_reference()
-    r = H.run(wd, [s for s in H.SMALL if not s.startswith("train.epochs")] + ["train.epochs=2"])
+    r = H.run_here(wd, [s for s in H.SMALL if not s.startswith("train.epochs")] + ["train.epochs=2"])
     line = r.stderr.strip()
     assert r.returncode == 2 and "different config (train.epochs: 4" in line
     assert "another --workdir" in line and "would delete the 8 trained models" in line, line

@@ -61,15 +61,13 @@ def test_show_example_prints_what_the_run_holds_about_it():
     col = np.load(wd / "results" / "scores" / "lira_online.npy")[:, int(row["index"])]
     assert lira["in"]["count"] == keep.sum()
     np.testing.assert_allclose(lira["in"]["mean"], np.nanmean(col[keep]), rtol=1e-6)
-    r = subprocess.run([sys.executable, "-m", "jaxmem", "show", str(wd), "--example", str(eid)],
-                       capture_output=True, text=True, env=H.env(), cwd=H.REPO, timeout=300)
+    r = H.cli(["show", wd, "--example", eid])
     assert r.returncode == 0, r.stderr
     assert f"example {eid}" in r.stdout and "memorization" in r.stdout
     assert f"IN for {keep.sum()} models" in r.stdout and "lira_online: as a member of" in r.stdout
     v = col[keep & np.isfinite(col)]   # the brackets are labelled (issue #27.9)
     assert f"(min {v.min():.4g}, max {v.max():.4g}); as a non-member of" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "jaxmem", "show", str(wd), "--json"],
-                       capture_output=True, text=True, env=H.env(), cwd=H.REPO, timeout=300)
+    r = H.cli(["show", wd, "--json"])
     out = json.loads(r.stdout)
     assert out["run"]["seed"] == 0 and out["run"]["model"].startswith("mlp (hidden=[32]")
     assert out["provenance"]["run id"] == json.loads((wd / "provenance.json").read_text())["run_id"]

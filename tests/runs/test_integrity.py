@@ -8,8 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 
 import helpers_run as H
 import numpy as np
@@ -33,8 +31,7 @@ def _flip(path, offset=-1, bit=0):
 
 
 def _score(wd, *extra):
-    return subprocess.run([sys.executable, "-m", "jaxmem", "score", str(wd), *extra],
-                          capture_output=True, text=True, env=H.env(), cwd=H.REPO, timeout=600)
+    return H.cli(["score", wd, *extra])
 
 
 def test_digest_is_sha256_of_each_segment(tmp_path, rng):
@@ -81,7 +78,7 @@ def test_flipped_bit_in_keep_is_refused_then_rewritten_by_rerunning():
     assert "keep.npy: damaged" in line and "rerun its command" in line and "no model retrains" in line
     assert "--overwrite" not in line
     before = H.tree_state(wd / "shards")
-    r = H.run(wd)                                        # the run's own command
+    r = H.run_here(wd)                                   # the run's own command
     assert r.returncode == 0, r.stderr[-3000:]
     assert "keep.npy: was damaged" in r.stdout
     assert H.tree_state(wd / "shards") == before          # nothing retrained
@@ -136,12 +133,12 @@ def test_mixed_shards_are_refused_unless_allowed():
     meta = json.loads(meta_path.read_text())
     meta["provenance"]["xla_flags"] = "--xla_cpu_use_onednn=true"
     meta_path.write_text(json.dumps(meta))
-    r = H.run(wd)
+    r = H.run_here(wd)
     assert r.returncode == 2
     line = r.stderr.strip()
     assert "different settings (xla_flags" in line and "--allow-mixed-shards" in line, line
     assert "rm -r" in line and "models-000006-000008" in line
-    r = H.run(wd, extra=["--allow-mixed-shards"])
+    r = H.run_here(wd, extra=["--allow-mixed-shards"])
     assert r.returncode == 0, r.stderr[-3000:]
     assert "assembled anyway" in r.stdout
     from jaxmem.report.show import provenance_rows

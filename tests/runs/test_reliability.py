@@ -31,7 +31,7 @@ def _no_summary(wd):
 def test_same_seed_same_config_identical_runs():
     ref = H.finished_reference()
     wd = H.fresh_dir("det")
-    r = H.run(wd)
+    r = H.run_here(wd)
     assert r.returncode == 0, r.stderr[-3000:]
     H.assert_same_run(ref, wd)
     assert not (wd / "ckpt").exists() or not any((wd / "ckpt").iterdir()), "stale checkpoints"
@@ -46,7 +46,7 @@ def test_sigkill_mid_chunk_after_a_shard_resumes_bit_identical():
     p = H.start(wd)
     assert H.kill_when(p, lambda: H.shards(wd) and H.ckpt_steps(wd)), H.log_text(p)[-3000:]
     assert _no_summary(wd) and not (wd / "logits.npy").exists()
-    r = H.run(wd)
+    r = H.run_here(wd)
     assert r.returncode == 0, r.stderr[-3000:]
     H.assert_same_run(ref, wd)
 
@@ -60,7 +60,7 @@ def test_sigterm_saves_exits_143_and_resumes_bit_identical():
     assert "Traceback" not in H.log_text(p)
     assert H.ckpt_steps(wd) or H.shards(wd), "nothing saved on SIGTERM"
     assert _no_summary(wd)
-    r = H.run(wd)
+    r = H.run_here(wd)
     assert r.returncode == 0, r.stderr[-3000:]
     H.assert_same_run(ref, wd)
 
@@ -92,7 +92,7 @@ def test_sigkill_sweep_resumes_bit_identical(name, pred):
             break
     else:
         pytest.skip(f"kill point {name} never observed in 3 runs")
-    r = H.run(wd)
+    r = H.run_here(wd)
     assert r.returncode == 0, r.stderr[-3000:]
     H.assert_same_run(ref, wd)
 
@@ -108,7 +108,7 @@ def test_sigkill_twice_then_sigterm_resumes_bit_identical():
     p = H.start(wd)
     H.kill_when(p, lambda: len(H.shards(wd)) >= 3, sig=signal.SIGTERM)
     assert p.returncode == 143, H.log_text(p)[-3000:]
-    r = H.run(wd)
+    r = H.run_here(wd)
     assert r.returncode == 0, r.stderr[-3000:]
     H.assert_same_run(ref, wd)
 
@@ -366,7 +366,7 @@ def test_resume_removes_temporaries_of_killed_writes():
     kill_during(lambda: H.tmp_files(wd, ".logits.npy.*") or H.tmp_files(wd, ".test_logits.npy.*"),
                 wd, ".logits.npy.", ".tmp.npy", False)
     assert [p for p in wd.rglob(".*") if ".tmp" in p.name]
-    r = H.run(wd)
+    r = H.run_here(wd)
     assert r.returncode == 0, r.stderr[-3000:]
     H.assert_same_run(H.finished_reference(), wd)
     left = [p for p in wd.rglob(".*") if ".tmp" in p.name]

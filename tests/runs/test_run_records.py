@@ -183,7 +183,7 @@ def test_killed_run_resumes_to_the_same_records():
     p = H.start(wd, sets)
     assert H.kill_when(p, lambda: H.ckpt_steps(wd) and max(H.ckpt_steps(wd)) >= 2, sig=signal.SIGTERM)
     assert p.returncode == 143, H.log_text(p)[-3000:]
-    r = H.run(wd, sets)
+    r = H.run_here(wd, sets)
     assert r.returncode == 0, r.stderr[-3000:]
     H.assert_same_run(ref, wd)
     cfg = cfgmod.from_dict(json.loads((ref / "config.json").read_text()))

@@ -7,8 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import subprocess
-import sys
 
 import helpers_run as H
 import numpy as np
@@ -81,10 +79,8 @@ def test_scoring_rmia_options_reach_the_attack(rmia):
     wd = H.fresh_dir(f"rmia-{len(rmia)}")
     shutil.copytree(H.finished_reference(sets), wd)
     extra = [f"scoring.rmia.{k}={json.dumps(v)}" for k, v in rmia.items()]
-    r = subprocess.run([sys.executable, "-m", "jaxmem", "score", str(wd), "--set",
-                          'scoring.attacks=["rmia_offline","rmia_online"]'] +
-                         [a for e in extra for a in ("--set", e)],
-                         capture_output=True, text=True, env=H.env(), cwd=H.REPO, timeout=600)
+    r = H.cli(["score", wd, "--set", 'scoring.attacks=["rmia_offline","rmia_online"]'] +
+              [a for e in extra for a in ("--set", e)])
     assert r.returncode == 0, r.stderr[-3000:]
     got = json.loads((wd / "results" / "attacks.json").read_text())
     lg, tl = np.load(wd / "logits.npy").astype(np.float64), np.load(wd / "test_logits.npy").astype(np.float64)
@@ -115,10 +111,10 @@ def test_a_finished_run_reruns_with_other_scoring_keys():
     a training key still may not."""
     wd = H.fresh_dir("rescore")
     shutil.copytree(H.finished_reference(), wd)
-    r = H.run(wd, H.SMALL + ["scoring.influence_top_k=2", "scoring.rmia.gamma=2.0"])
+    r = H.run_here(wd, H.SMALL + ["scoring.influence_top_k=2", "scoring.rmia.gamma=2.0"])
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((wd / "summary.json").read_text())["influence"]["top_k"] == 2
-    r = H.run(wd, H.SMALL + ["train.learning_rate=0.5"])
+    r = H.run_here(wd, H.SMALL + ["train.learning_rate=0.5"])
     assert r.returncode != 0 and "train.learning_rate" in r.stderr
 
 
