@@ -326,7 +326,7 @@ def test_headline_config_tiny_in_process(tmp_path, monkeypatch):
 def test_cifar100_memorization_config_tiny_in_process(tmp_path, monkeypatch):
     """experiments/cifar100_memorization.toml, the tiny in-process twin of the slow test."""
     s, cfg = _tiny_headline(tmp_path, monkeypatch, "experiments/cifar100_memorization.toml", 40)
-    assert cfg["subsets"]["design"] == "ratio" and cfg["model"]["whiten"]
+    assert cfg["subsets"]["design"]["name"] == "ratio" and cfg["model"]["whiten"]
     assert s["num_models"] == 4 and s["num_examples"] == 40 and s["diverged"]["count"] == 0
     keep = np.load(tmp_path / "run" / "keep.npy")
     assert (keep.sum(1) == round(0.7 * 40)).all()           # exactly 70% per model
