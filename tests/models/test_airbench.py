@@ -322,7 +322,8 @@ def test_headline_config_tiny_in_process(tmp_path, monkeypatch):
     assert s["test_accuracy_query_average"] is not None    # identity + flip queries
 
 
-@pytest.mark.e2e
+@pytest.mark.slow   # (its paths run in the default tier: the airbench recipe and its headline run just
+# above, the ratio design in test_subsets, float16 logits in test_storage, influence.csv in test_scoring)
 def test_cifar100_memorization_config_tiny_in_process(tmp_path, monkeypatch):
     """experiments/cifar100_memorization.toml, the tiny in-process twin of the slow test."""
     s, cfg = _tiny_headline(tmp_path, monkeypatch, "experiments/cifar100_memorization.toml", 40)
