@@ -29,7 +29,7 @@ import pytest
 import jaxmem.attacks as A
 import jaxmem.estimators as E
 import jaxmem.signals as S
-from jaxmem.attacks import dp_audit, stability, unlearning
+from jaxmem.attacks import dp_audit, lm_reference, stability, unlearning, unlearning_epsilon
 from jaxmem.attacks import lm as lm_attacks
 
 pytest.importorskip("scipy")
@@ -201,9 +201,9 @@ SPECS = {
     "mean_ci": (unlearning.mean_ci, lambda r: ([r.normal(size=N)], {}), replace(0, lambda v: v > 0)),  # bool: not Real
     "split_roles": (unlearning.split_roles, lambda r: (list(_roles(r)), {}), at(1, 0)),
     "ulira": (unlearning.ulira, lambda r: ([r.normal(size=(4, N)), r.normal(size=(5, N))], {}), at(1, 1)),
-    "forget_epsilons": (unlearning.forget_epsilons, lambda r: ([r.normal(size=(4, 3)), r.normal(size=(5, 3))], {}),
+    "forget_epsilons": (unlearning_epsilon.forget_epsilons, lambda r: ([r.normal(size=(4, 3)), r.normal(size=(5, 3))], {}),
                         at(1, 1)),
-    "forget_score": (unlearning.forget_score, lambda r: ([r.random(N) * 3, 5], {}), replace(0, lambda e: e[None])),
+    "forget_score": (unlearning_epsilon.forget_score, lambda r: ([r.random(N) * 3, 5], {}), replace(0, lambda e: e[None])),
     "population_mia": (unlearning.population_mia, lambda r: ([r.normal(size=(M, 3)), r.normal(size=(M, K))], {}),
                        at(1, 0)),
     "accuracy": (unlearning.accuracy, lambda r: ([r.normal(size=(M, K, C)), r.integers(0, C, K)], {}), at(1, 0)),
@@ -217,10 +217,10 @@ SPECS = {
     "min_k_plus_plus": (lm_attacks.min_k_plus_plus,
                         lambda r: ([-r.random((M, N, L)), -r.random((M, N, L)), r.random((M, N, L)) + 0.1,
                                     r.random((N, L)) < 0.9], {"k": 0.5}), at(1, 2)),
-    "reference_ratio": (lm_attacks.reference_ratio, lambda r: ([r.random(N), r.random((M, N)), _keep(r)], {}), at(0, 0)),
-    "reference_ratio_loo": (lm_attacks.reference_ratio_loo, lambda r: ([r.random((M, N)), _keep(r)], {}), at(1, 0)),
-    "reference_model": (lm_attacks.reference_model, lambda r: ([r.random((M, N)), r.random(N)], {}), at(1, 0)),
-    "lm_lira": (lm_attacks.lm_lira, lambda r: ([r.random(N), r.random((M, N)), _keep(r)], {}), at(0, 0)),
+    "reference_ratio": (lm_reference.reference_ratio, lambda r: ([r.random(N), r.random((M, N)), _keep(r)], {}), at(0, 0)),
+    "reference_ratio_loo": (lm_reference.reference_ratio_loo, lambda r: ([r.random((M, N)), _keep(r)], {}), at(1, 0)),
+    "reference_model": (lm_reference.reference_model, lambda r: ([r.random((M, N)), r.random(N)], {}), at(1, 0)),
+    "lm_lira": (lm_reference.lm_lira, lambda r: ([r.random(N), r.random((M, N)), _keep(r)], {}), at(0, 0)),
     "recall": (lm_attacks.recall, lambda r: ([r.random((M, N)) + 0.1, r.random((M, N))], {}), at(1, 1)),
 }
 
@@ -290,7 +290,7 @@ def _is_array_hint(hint):
 
 def _public_functions():
     out = {}
-    for pkg in (E, A, S, stability, dp_audit, unlearning, lm_attacks):
+    for pkg in (E, A, S, stability, dp_audit, unlearning, unlearning_epsilon, lm_attacks, lm_reference):
         for name in pkg.__all__:
             obj = getattr(pkg, name)
             if isinstance(obj, types.FunctionType):

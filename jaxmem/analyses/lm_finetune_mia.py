@@ -7,7 +7,7 @@ answer that is not an artefact of the split.
 
 Attacks: reference-free (loss, zlib, Min-K%, Min-K%++: :data:`jaxmem.analyses.lm_mia.REFERENCE_FREE`),
 the pretrained base as an EXTERNAL reference model (Carlini et al. 2021: the ratio of the target's
-log-perplexity to the base's, and the difference; :func:`jaxmem.attacks.lm.reference_ratio` with
+log-perplexity to the base's, and the difference; :func:`jaxmem.attacks.lm_reference.reference_ratio` with
 every reference OUT), and the other adapters as shadows: their OUT mean NLL ("reference"), LiRA
 (Carlini et al. 2022) and RMIA (Zarifzadeh et al. 2024; p(x | θ) = exp(−mean token NLL), the
 held-out texts as its population). Per text: counterfactual memorization (Zhang et al. 2021; the
@@ -25,7 +25,7 @@ from jaxmem.analyses.common import rmia_tuning, spearman, write_csv
 from jaxmem.analyses.lm_common import sequence_table
 from jaxmem.analyses.lm_mia import REFERENCE_FREE
 from jaxmem.attacks import AuditSpec, evaluate
-from jaxmem.attacks.lm import reference_ratio
+from jaxmem.attacks.lm_reference import reference_ratio
 from jaxmem.attacks.registry import get
 from jaxmem.data import build_dataset
 from jaxmem.io import save_text
@@ -43,7 +43,7 @@ RMIA = ("rmia_offline", "rmia_online")
 def external_reference_scores(target_nll, base_nll, mode: str = "ratio") -> np.ndarray:
     """Scores [T, N] (higher = member) of each target's NLL calibrated by ONE external reference
     model's NLL (the pretrained base, which trained on none of the fine-tuning texts):
-    :func:`jaxmem.attacks.lm.reference_ratio` with ``reference_keep=None`` per target row
+    :func:`jaxmem.attacks.lm_reference.reference_ratio` with ``reference_keep=None`` per target row
     (``mode="ratio"``: NLL_base / NLL_target, Carlini et al. 2021's ratio of log-perplexities;
     ``"difference"``: NLL_base − NLL_target).
 

@@ -22,6 +22,7 @@ import numpy as np
 from jaxmem import config as cfgmod
 from jaxmem.analyses.common import figure, memorization_of, print_rows, run_signals, write_csv
 from jaxmem.attacks import unlearning as UA
+from jaxmem.attacks.unlearning_epsilon import forget_epsilons, forget_score
 from jaxmem.data import build_dataset
 from jaxmem.runs import execute, load_run
 from jaxmem.runs.unlearning import TRAINED, unlearn_run
@@ -95,14 +96,14 @@ def audit_stage(unl_logits, ret_logits, keep_u, forget, labels, test_logits_u, t
     fu = _phi(unl_logits[:, forget], labels[forget])
     fr = _phi(ret_logits[:, forget], labels[forget])
     ul = UA.ulira(fu, fr)
-    eps = UA.forget_epsilons(fu, fr)
+    eps = forget_epsilons(fu, fr)
     pop = UA.population_mia(fu, _phi(test_logits_u, test_labels))
     retain_mask = keep_u & ~forget[None]
     acc = {"retain": UA.accuracy(unl_logits, labels, retain_mask),
            "forget": UA.accuracy(unl_logits, labels, forget),
            "test": UA.accuracy(test_logits_u, test_labels)}
     row = {"ulira_acc": ul.accuracy, "ulira_ci_low": ul.ci[0], "ulira_ci_high": ul.ci[1], "ulira_auc": ul.auc,
-           "forget_score": UA.forget_score(eps, fu.shape[0]), "eps_median": float(np.nanmedian(eps))}
+           "forget_score": forget_score(eps, fu.shape[0]), "eps_median": float(np.nanmedian(eps))}
     m, lo, hi = UA.mean_ci(pop)
     row.update(pop_mia_auc=m, pop_mia_ci_low=lo, pop_mia_ci_high=hi)
     for k, v in acc.items():

@@ -111,21 +111,22 @@ def _rmia(v, *, p="p", p_pop="p_pop", **o):
 
 
 def _lm(name):
-    """A language-model attack of :mod:`jaxmem.attacks.lm` on the target's signals."""
+    """A language-model attack on the target's signals: a reference-free one of
+    :mod:`jaxmem.attacks.lm`, or a reference-based one of :mod:`jaxmem.attacks.lm_reference`."""
     def call(v, **o):
-        from jaxmem.attacks import lm
+        from jaxmem.attacks import lm, lm_reference
 
-        if name == "zlib_ratio":
-            return lm.zlib_ratio(v.target("loss"), v.target("zlib_entropy"))
-        if name == "min_k":
-            return lm.min_k(v.target("token_logp"), v.target("token_mask"), **o)
-        if name == "recall":
-            return lm.recall(v.target("loss"), v.target("prefixed_loss"))
-        if name == "min_k_plus_plus":
-            return lm.min_k_plus_plus(*(v.target(f"token_{s}") for s in ("logp", "mu", "sigma", "mask")), **o)
-        if name == "reference_model":
-            return lm.reference_model(v.target("loss"), v.target("reference_nll"), **o)
-        return lm.reference_ratio(v.target("loss"), v.shadow("loss"), v.shadow_keep, **o)
+        calls = {
+            "zlib_ratio": lambda: lm.zlib_ratio(v.target("loss"), v.target("zlib_entropy")),
+            "min_k": lambda: lm.min_k(v.target("token_logp"), v.target("token_mask"), **o),
+            "recall": lambda: lm.recall(v.target("loss"), v.target("prefixed_loss")),
+            "min_k_plus_plus": lambda: lm.min_k_plus_plus(
+                *(v.target(f"token_{s}") for s in ("logp", "mu", "sigma", "mask")), **o),
+            "reference_model": lambda: lm_reference.reference_model(v.target("loss"), v.target("reference_nll"), **o),
+            "reference_ratio": lambda: lm_reference.reference_ratio(v.target("loss"), v.shadow("loss"),
+                                                                    v.shadow_keep, **o),
+        }
+        return calls[name]()
     return call
 
 
@@ -162,8 +163,8 @@ ATTACKS: dict[str, Attack] = {
                               {"k": 0.2}),
     # the mean NLL of the target's OUT models (the other models of the stack that did not train on
     # the text): reference_out; "reference" is its older name (the same attack)
-    "reference_out": Attack(_lm("reference"), ("loss",), {"mode": "difference"}),
-    "reference": Attack(_lm("reference"), ("loss",), {"mode": "difference"}),
+    "reference_out": Attack(_lm("reference_ratio"), ("loss",), {"mode": "difference"}),
+    "reference": Attack(_lm("reference_ratio"), ("loss",), {"mode": "difference"}),
     # an external reference model's NLL (scoring.reference_nll: MIMIR's "ref"), ranked by Carlini
     # et al. 2021's ratio of log-perplexities
     "reference_model": Attack(_lm("reference_model"), ("loss", "reference_nll"), {"mode": "ratio"}),

@@ -11,6 +11,7 @@ from sklearn.metrics import roc_auc_score
 
 from jaxmem.attacks import lira
 from jaxmem.attacks import lm as A
+from jaxmem.attacks import lm_reference as AR
 from jaxmem.signals import lm as signals_lm
 
 
@@ -141,16 +142,16 @@ def test_reference_ratio_against_loops(rng, mode):
     keep = rng.random((R, N)) < 0.5
     keep[:, 0] = True  # no OUT reference
     with pytest.warns(A.LMAttackWarning, match="fewer than 1 OUT reference"):
-        got = A.reference_ratio(target, refs, keep, mode=mode)
+        got = AR.reference_ratio(target, refs, keep, mode=mode)
     for i in range(N):
         ref = _loop_reference_score(target[i], refs[:, i], ~keep[:, i], mode)
         np.testing.assert_allclose(got[i], ref, rtol=1e-12, equal_nan=True)
-    np.testing.assert_allclose(A.reference_ratio(target, refs[0], mode=mode),
+    np.testing.assert_allclose(AR.reference_ratio(target, refs[0], mode=mode),
                                [_loop_reference_score(target[i], refs[:1, i], [True], mode) for i in range(N)],
                                rtol=1e-12)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", A.LMAttackWarning)
-        g3 = A.reference_ratio(target, refs, keep, mode=mode, min_out=3)
+        g3 = AR.reference_ratio(target, refs, keep, mode=mode, min_out=3)
     for i in range(N):
         assert np.isnan(g3[i]) == ((~keep[:, i]).sum() < 3)
 
@@ -165,11 +166,11 @@ def test_reference_ratio_loo_equals_per_target_calls(rng, mode):
     use[0] = True
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", A.LMAttackWarning)
-        got = A.reference_ratio_loo(nll, keep, mode=mode, model_mask=use)
+        got = AR.reference_ratio_loo(nll, keep, mode=mode, model_mask=use)
         for t in range(M):
             others = [m for m in range(M) if m != t and use[m]]
             if others:
-                want = A.reference_ratio(nll[t], nll[others], keep[others], mode=mode)
+                want = AR.reference_ratio(nll[t], nll[others], keep[others], mode=mode)
             else:
                 want = np.full(N, np.nan)
             np.testing.assert_allclose(got[t], want, rtol=1e-10, equal_nan=True)
@@ -182,7 +183,7 @@ def test_reference_calibration_beats_the_loss_attack_under_varying_difficulty(rn
     keep = np.argsort(rng.random((M, N)), axis=0) < M // 2  # balanced: every example IN for 8 models
     difficulty = rng.uniform(0.5, 5, N)
     nll = difficulty[None] + rng.normal(0, 0.05, (M, N)) - 0.2 * keep
-    loo = A.reference_ratio_loo(nll, keep)
+    loo = AR.reference_ratio_loo(nll, keep)
     auc_ref = np.mean([roc_auc_score(keep[t], loo[t]) for t in range(M)])
     auc_loss = np.mean([roc_auc_score(keep[t], A.lm_loss(nll[t])) for t in range(M)])
     assert auc_ref > 0.95 and auc_loss < 0.6
@@ -192,9 +193,9 @@ def test_lm_lira_is_lira_on_minus_nll(rng):
     M, N = 12, 80
     keep = np.argsort(rng.random((M + 1, N)), axis=0) < (M + 1) // 2  # >= 5 IN and OUT shadows each
     nll = rng.uniform(0.5, 3, N)[None] + rng.normal(0, 0.1, (M + 1, N)) - 0.3 * keep
-    got = A.lm_lira(nll[0], nll[1:], keep[1:])
+    got = AR.lm_lira(nll[0], nll[1:], keep[1:])
     np.testing.assert_array_equal(got, lira(-nll[0], -nll[1:], keep[1:]))
-    off = A.lm_lira(nll[0], nll[1:], keep[1:], online=False)
+    off = AR.lm_lira(nll[0], nll[1:], keep[1:], online=False)
     np.testing.assert_array_equal(off, lira(-nll[0], -nll[1:], keep[1:], online=False))
     assert roc_auc_score(keep[0], got) > 0.9
 
@@ -209,7 +210,7 @@ def test_reference_model_is_carlinis_ratio_of_an_external_models_nll(rng, mode):
     M, N = 8, 30
     nll = rng.gamma(2.0, 1.0, (M, N))
     ext = rng.gamma(2.0, 1.0, N)
-    got = A.reference_model(nll, ext, mode=mode)
+    got = AR.reference_model(nll, ext, mode=mode)
     for m in range(M):
         for i in range(N):
             want = ext[i] / nll[m, i] if mode == "ratio" else ext[i] - nll[m, i]
@@ -217,9 +218,9 @@ def test_reference_model_is_carlinis_ratio_of_an_external_models_nll(rng, mode):
     with pytest.warns(A.LMAttackWarning, match="1 of 30"):
         e2 = ext.copy()
         e2[3] = np.nan
-        assert np.isnan(A.reference_model(nll[0], e2)[3])
+        assert np.isnan(AR.reference_model(nll[0], e2)[3])
     with pytest.raises(ValueError, match="reference_nll must be"):
-        A.reference_model(nll, ext[:-1])
+        AR.reference_model(nll, ext[:-1])
     keep = rng.random((M, N)) < 0.5
     sig = {"loss": nll, "reference_nll": np.broadcast_to(ext, (M, N))}
     ev = evaluate(sig, keep, attacks=["reference_model", "reference_out", "reference"], return_scores=True)
@@ -228,7 +229,7 @@ def test_reference_model_is_carlinis_ratio_of_an_external_models_nll(rng, mode):
                                    roc_auc_score(keep[t], ext / nll[t]), rtol=1e-12)
     # reference_out is the OUT-models attack under its new name; "reference" stays its alias
     np.testing.assert_array_equal(ev.scores["reference_out"], ev.scores["reference"])
-    np.testing.assert_allclose(ev.scores["reference_out"], A.reference_ratio_loo(nll, keep), rtol=1e-12)
+    np.testing.assert_allclose(ev.scores["reference_out"], AR.reference_ratio_loo(nll, keep), rtol=1e-12)
 
 
 def test_recall_is_xie_et_al_ratio(rng):

@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 
 from jaxmem.attacks import unlearning as UA
+from jaxmem.attacks import unlearning_epsilon as UE
 
 
 def _ulira_ref(u, r):
@@ -197,12 +198,12 @@ def test_forget_epsilons_observed_rules_match_brute_force_and_bound_the_referenc
     r = rng.normal(0, rng.uniform(0.5, 1.5), (R, F))
     u[:, 0] = np.round(u[:, 0], 1)                     # ties
     r[:, 0] = np.round(r[:, 0], 1)
-    got = UA.forget_epsilons(u, r, rules="observed")
+    got = UE.forget_epsilons(u, r, rules="observed")
     ref = np.array([_eps_brute(u[:, i], r[:, i]) for i in range(F)])
     npt.assert_allclose(got, ref, rtol=1e-12)
     grid = np.array([_eps_grid_single(u[:, i], r[:, i]) for i in range(F)])
     assert (got >= np.minimum(grid, 50) - 1e-12).all()
-    assert (got >= UA.forget_epsilons(u, r) - 1e-12).all()      # a superset of the grid's rules
+    assert (got >= UE.forget_epsilons(u, r) - 1e-12).all()      # a superset of the grid's rules
 
 
 def test_forget_epsilons_default_is_the_competitions_grid(rng):
@@ -212,26 +213,26 @@ def test_forget_epsilons_default_is_the_competitions_grid(rng):
     U, R, F = rng.integers(4, 10), rng.integers(4, 10), 5
     u = rng.normal(rng.uniform(-0.5, 0.5, F), 0.5, (U, F))
     r = rng.normal(0, rng.uniform(0.3, 0.7), (R, F))
-    got = UA.forget_epsilons(u, r)
+    got = UE.forget_epsilons(u, r)
     ref = np.array([_eps_grid(u[:, i], r[:, i]) for i in range(F)])
     npt.assert_allclose(got, ref, rtol=1e-12)
     g = np.random.default_rng(3)
     a, b = g.normal(size=(16, 40)), g.normal(size=(16, 40))
-    assert UA.forget_score(UA.forget_epsilons(a, b), 16) > UA.forget_score(UA.forget_epsilons(a, b, rules="observed"), 16)
+    assert UE.forget_score(UE.forget_epsilons(a, b), 16) > UE.forget_score(UE.forget_epsilons(a, b, rules="observed"), 16)
     with pytest.raises(ValueError, match="rules"):
-        UA.forget_epsilons(a, b, rules="all")
+        UE.forget_epsilons(a, b, rules="all")
 
 
 def test_forget_epsilons_edge_cases():
     # perfect separation: inf, capped
     u = np.array([[0.0], [0.1], [0.2], [0.3]])
     r = np.array([[5.0], [5.2], [5.1], [5.3]])
-    assert UA.forget_epsilons(u, r)[0] == 50.0
+    assert UE.forget_epsilons(u, r)[0] == 50.0
     # a peaky unlearned distribution: the cap
-    assert UA.forget_epsilons(np.array([[1.0], [1.0 + 1e-6], [1.0]]), np.array([[0.0], [3.0], [1.5]]))[0] == 50.0
+    assert UE.forget_epsilons(np.array([[1.0], [1.0 + 1e-6], [1.0]]), np.array([[0.0], [3.0], [1.5]]))[0] == 50.0
     # identical distributions: only weak rules (no separation): a small epsilon
     x = np.arange(10.0)[:, None]
-    assert UA.forget_epsilons(x, x.copy())[0] < 1.0
+    assert UE.forget_epsilons(x, x.copy())[0] < 1.0
 
 
 def test_forget_score_matches_the_reference_loop(rng):
@@ -253,9 +254,9 @@ def test_forget_score_matches_the_reference_loop(rng):
 
     for M in (3, 8, 64, 512):
         eps = np.concatenate([rng.uniform(0, 8, 30), [0.0, 0.5, 1.0, 50.0]])
-        npt.assert_allclose(UA.forget_score(eps, M), ref(eps, M), rtol=1e-12)
+        npt.assert_allclose(UE.forget_score(eps, M), ref(eps, M), rtol=1e-12)
     with pytest.warns(UA.UndefinedMetricWarning):
-        assert UA.forget_score([np.nan, 0.1], 64) == 1.0
+        assert UE.forget_score([np.nan, 0.1], 64) == 1.0
 
 
 @pytest.mark.parametrize("M", [1, 2])
@@ -264,7 +265,7 @@ def test_forget_score_without_a_bucket_is_nan_with_warning(rng, M):
     epsilon: an undefined score, not a measured 0."""
     assert math.ceil(math.log(2)) == 1                 # M = 3 has buckets (tested above)
     with pytest.warns(UA.UndefinedMetricWarning, match="no bucket"):
-        assert np.isnan(UA.forget_score(rng.uniform(0, 0.4, 10), M))
+        assert np.isnan(UE.forget_score(rng.uniform(0, 0.4, 10), M))
 
 
 def test_population_mia_accuracy_and_mean_ci(rng):
