@@ -11,8 +11,8 @@ was then unlearned can be told apart from a model retrained from scratch without
   (leave-one-out shadows), the accuracy balanced over the two roles, with a 95% interval
   (jackknife over models). 0.5 = unlearning indistinguishable from retraining.
 * :func:`~jaxmem.attacks.unlearning_epsilon.forget_epsilons` /
-  :func:`~jaxmem.attacks.unlearning_epsilon.forget_score` (:mod:`jaxmem.attacks.unlearning_epsilon`): the NeurIPS 2023 machine unlearning
-  competition's per-example epsilon from an attack's FPR/FNR and its bucketed forget score
+  :func:`~jaxmem.attacks.unlearning_epsilon.forget_score` (:mod:`jaxmem.attacks.unlearning_epsilon`):
+  the NeurIPS 2023 machine unlearning competition's per-example epsilon from an attack's FPR/FNR and its bucketed forget score
   (google-deepmind/unlearning_evaluation, ``metric.py``: ``_get_epsilons`` and
   ``compute_forget_score_from_confs``).
 * :func:`population_mia`: a population-level MIA on the forget set (forget vs test examples,
