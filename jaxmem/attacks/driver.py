@@ -27,7 +27,7 @@ from jaxmem.attacks._checks import NonFiniteModelWarning, nonfinite_models
 from jaxmem.attacks._loo import example_stats, lira_targets
 from jaxmem.attacks.evaluation import MIN_SCORED, Evaluation, FewScoredWarning
 from jaxmem.attacks.likelihood_ratio import FewShadowsWarning, PairOut, _check_options, balanced_design
-from jaxmem.attacks.relative_membership import tune_rmia_a
+from jaxmem.attacks.rmia_protocol import rmia_call_options
 from jaxmem.attacks.roc import UndefinedMetricWarning, roc_metrics
 from jaxmem.attacks.spec import RMIA_TUNINGS, AuditSpec
 from jaxmem.signals.functions import check_labels
@@ -63,56 +63,6 @@ def _per_target(x, name, M):
     if x.shape[0] != M:
         raise ValueError(f"signal {name!r} has {x.shape[0]} models, expected {M}")
     return x
-
-
-def _rmia_given_options(opts):
-    """RMIA's query aggregation and trimming as passed (JSON-ready); {} when left to defaults."""
-    return {k: (str(opts[k]) if k == "aggregate" else float(opts[k]))
-            for k in ("aggregate", "trim") if k in opts}
-
-
-def _rmia_offline_a(p, keep, p_pop, mask, targets, shadows, opts, mode):
-    """RMIA's offline ``a``: given, tuned once on the usable models, or tuned per target ([T]) on
-    that target's shadows alone (``shadows[j]`` never holds target j)."""
-    given = _rmia_given_options(opts)  # recorded next to a when passed explicitly
-    if opts.get("a") is not None:
-        return float(opts["a"]), {"a": float(opts["a"]), "a_source": "given", **given}
-    kw = dict(gamma=opts.get("gamma", 1.0), aggregate=opts.get("aggregate", "mean"),
-              trim=opts.get("trim", 0.0))
-    if mode == "once":  # every usable model: the targets' membership rows among them
-        usable = np.flatnonzero(mask)
-        a, j = _tune_first_defined(p, keep, p_pop, usable, kw)
-        if np.isnan(a):
-            warnings.warn("evaluate[rmia_offline]: tuning a is undefined on every usable model (none "
-                          "has a scored member and non-member); a is NaN, so are the scores: pass "
-                          "rmia_a", UndefinedMetricWarning, stacklevel=5)
-        return a, {"a": a, "a_source": "tuned_once", "tune_model": int(usable[j]) if usable.size else -1,
-                   **given}
-    per = [_tune_first_defined(p, keep, p_pop, sh, kw)[0] for sh in shadows]   # the target's
-    bad = int(np.isnan(per).sum())                                           # shadows alone
-    if bad:
-        warnings.warn(f"evaluate[rmia_offline]: tuning a per target is undefined for {bad} of "
-                      f"{len(per)} targets (fewer than 2 shadows, or no shadow with a scored member "
-                      "and non-member); their a is NaN, so are their scores: pass rmia_a",
-                      UndefinedMetricWarning, stacklevel=5)
-    return np.array(per), {"a": per, "a_source": "tuned_per_target", **given}
-
-
-def _tune_first_defined(p, keep, p_pop, models, kw):
-    """RMIA's offline ``a`` tuned among ``models`` alone (:func:`jaxmem.attacks.relative_membership.tune_rmia_a`),
-    the first of them whose tuning AUC is defined (a scored member and non-member) playing the
-    target; (a, its position in ``models``), or (NaN, 0) when none is (or fewer than 2 models)."""
-    if len(models) < 2:
-        return float("nan"), 0
-    if len(models) < keep.shape[0]:   # (no copy of the signals when every model takes part)
-        p, keep, p_pop = p[models], keep[models], p_pop[models]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
-        for j in range(len(models)):
-            a = tune_rmia_a(p, keep, p_pop, tune_model=j, **kw)
-            if not np.isnan(a):
-                return a, j
-    return float("nan"), 0
 
 
 def _shadow_sets(targets, mask, num_shadows, seed):
@@ -359,7 +309,7 @@ def _evaluate(signals, keep, attacks, targets, *, model_mask, labels, target_blo
             if e.loo == "lira":
                 per_call[a].update({k: v for k, v in lira_opts.items() if k != "fixed_variance"})
             if e.family == "rmia":
-                per_call[a] = _rmia_call_options(a, e, sig, keep, mask, targets, shadows,
+                per_call[a] = rmia_call_options(a, e, sig, keep, mask, targets, shadows,
                                                  rmia_opts, rmia_tune, params)
         tb = max(1, target_block_elems // max(N, 1))
         pick = PairOut(keep) if pair_seed is not None else None
@@ -444,32 +394,6 @@ def _warn_coverage(attack, entry, scored, n_nan, n_members, n_non_members, min_s
             f"scored members or non-members (fewest: {int(sm[few].min())} members, "
             f"{int(sn[few].min())} non-members scored); their AUC and TPRs rest on a handful of "
             "examples", FewScoredWarning, stacklevel=4)
-
-
-def _rmia_call_options(name, entry, sig, keep, mask, targets, shadows, rmia_opts, mode, params):
-    """The keyword options of an RMIA entry: the driver's ``rmia_*`` options under the entry's own,
-    its signals folded over queries once (averaged, or kept per query for the vote), and the
-    offline coefficient ``a`` (given, tuned once, or per target) recorded in ``params``."""
-    opts = {**rmia_opts, **entry.options}
-    per_query = opts.get("aggregate", "mean") == "vote"
-    for k in ("p", "p_pop"):   # the folded array under a key of its own, made once per fold
-        key = (opts[k], per_query)
-        if key not in sig:   # averaged over queries in float64; else as given (rmia converts
-            x = sig[opts[k]]  # each target's slices: no float64 copy of every model's p here)
-            x = x.reshape(x.shape[0], x.shape[1], -1)
-            sig[key] = x if per_query else (x[..., 0] if x.shape[-1] == 1 else
-                                            x.astype(np.float64).mean(-1))
-        opts[k] = key
-    given = _rmia_given_options(rmia_opts)
-    if opts.get("online"):
-        opts.pop("a", None)
-        if given:
-            params.setdefault(name, {}).update(given)
-    elif targets.size:
-        opts["a"], chosen = _rmia_offline_a(sig[opts["p"]], keep, sig[opts["p_pop"]], mask,
-                                            targets, shadows, {**rmia_opts, **entry.options}, mode)
-        params.setdefault(name, {}).update(chosen)
-    return opts
 
 
 def _lira_all_targets(phi, keep, mask, targets, kinds, record, *, location, offline_variant,

@@ -13,22 +13,10 @@ Population points are members of no reference model: P(z) = (1+a)/2 · mean p(z)
 reference models online. For one target the score is a non-decreasing function of p(x)/P(x), so
 P(z) and γ change its ROC only through ties; they matter when scores are pooled across targets.
 
-The N × Z pairwise comparison is the research code's, ``ratio_x · (1/ratio_z) > γ`` evaluated
-in float64 (``main.py``, ``aggregate_signals``: ``torch.outer(prob_ratio_x, prob_ratio_z_rev) >
-gamma`` with ``prob_ratio_z_rev = 1 / ratio_z``), and counted exactly in O((N + Z) log Z): the
-reciprocals 1/ratio_z are sorted once, and for each x the product with them is monotone along
-the sorted order (non-decreasing for ratio_x > 0, non-increasing for ratio_x < 0), so the
-winning z form a prefix or suffix found by bisection with the very same float comparison. This
-is NOT the same as ``ratio_z < ratio_x / γ`` whenever ratio_z < 0 (the Taylor soft-margin
-signal is negative for very negative logits; 4% of a digits run's values): for ratio_x > 0 a
-negative ratio_z makes the product negative, which never beats γ > 0. At ratio_z = 0 (p(z) = 0,
-e.g. a softmax that underflows) 1/ratio_z is +inf, as in torch: every x with ratio_x > 0 beats
-that z, ratio_x = 0 gives 0 · inf = NaN (no win) and ratio_x < 0 gives −inf (no win); −0.0 gives
-−inf and the reverse. Population points whose ratio is NaN (p(z) / P(z) = 0 / 0) are dropped
-here; the research code keeps them in Z as losses. The opt-in per-query vote
-(``aggregate="vote"``) thresholds each query with the same rule; the position of each z in the
-sorted order and each x's prefix/suffix bound turn it into integer comparisons, counted exactly
-over the N × Z × A votes in blocks of x (numpy). Reference models whose p or p(z) hold NaN/inf
+The N × Z pairwise comparison is the research code's, ``ratio_x · (1/ratio_z) > γ`` in float64,
+counted exactly in O((N + Z) log Z) by :mod:`jaxmem.attacks.rmia_counting` (its docstring: why this
+is not ``ratio_z < ratio_x / γ``, and how p(z) = 0 and NaN ratios count; the per-query vote).
+Reference models whose p or p(z) hold NaN/inf
 (diverged) are left out with a :class:`~jaxmem.attacks.NonFiniteModelWarning`.
 
 Differences from the research code (ml_privacy_meter ``research/2024_rmia``, formerly
@@ -82,6 +70,7 @@ from jaxtyping import ArrayLike, Bool, Float, Real
 
 from ._checks import drop_nonfinite_shadows
 from .metrics import UndefinedMetricWarning, roc_auc
+from .rmia_counting import fraction_winning, reciprocals, vote_counts, win_bounds
 
 __all__ = ["rmia", "rmia_reference_mean", "tune_rmia_a", "A_GRID", "AGGREGATES"]
 
@@ -89,7 +78,6 @@ __all__ = ["rmia", "rmia_reference_mean", "tune_rmia_a", "A_GRID", "AGGREGATES"]
 A_GRID = np.round(np.arange(0.0, 1.1, 0.1), 10)
 #: How A augmentation queries are combined: average p first, or the research code's majority vote.
 AGGREGATES = ("mean", "vote")
-_VOTE_BLOCK = 1 << 21  # x × z pairs per block of the vote (uint8 counts: 2 MB)
 _COLUMN_BLOCK = 1 << 20  # values per block of examples in the trimmed means
 
 
@@ -206,71 +194,6 @@ def _population_ratio(target_p_pop, ref_p_pop, online, a, trim=0.0):
     return target_p_pop / P
 
 
-def _reciprocals(ratio_z):
-    """1/ratio_z (the research code's ``prob_ratio_z_rev``) sorted ascending; NaN ratios dropped;
-    1/0 = inf and 1/(−0) = −inf, as torch."""
-    ratio_z = ratio_z[~np.isnan(ratio_z)]
-    with np.errstate(divide="ignore"):
-        return np.sort(1.0 / ratio_z)
-
-
-def _bounds(ratio_x, rev_sorted, gamma):
-    """For each x, where its wins lie in ``rev_sorted`` (ascending 1/ratio_z): z wins iff
-    ratio_x · rev_z > γ (float64, the research code's rule). Returns (k, suffix): the wins are the
-    positions ≥ k when ``suffix`` (ratio_x > 0: the product grows along the order), else the
-    positions < k (ratio_x < 0; ratio_x = 0 or NaN: k = 0, no win). Exact: the bisection
-    evaluates the same product and comparison, which are monotone along the sorted order."""
-    Z = rev_sorted.size
-    suffix = ratio_x > 0
-    lo = np.zeros(ratio_x.shape, np.int64)
-    hi = np.full(ratio_x.shape, Z, np.int64)
-    if Z == 0:
-        return lo, suffix
-    with np.errstate(invalid="ignore", over="ignore"):
-        while True:
-            active = lo < hi
-            if not active.any():
-                break
-            mid = (lo + hi) // 2
-            # g: the first position where a suffix starts winning / a prefix stops winning
-            g = (ratio_x * rev_sorted[np.minimum(mid, Z - 1)] > gamma) == suffix
-            hi = np.where(active & g, mid, hi)
-            lo = np.where(active & ~g, mid + 1, lo)
-    return lo, suffix
-
-
-def _fraction_winning(ratio_x, rev_sorted, gamma):
-    """Fraction of z with ratio_x · (1/ratio_z) > γ (strict); NaN where ratio_x is NaN."""
-    k, suffix = _bounds(ratio_x, rev_sorted, gamma)
-    counts = np.where(suffix, rev_sorted.size - k, k)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = counts / rev_sorted.size
-    return np.where(np.isnan(ratio_x), np.nan, out)
-
-
-def _vote_counts(rank_x, suffix_x, rank_z, block_elems=None):
-    """#{z : Σ_a win(x, z, a) > A/2} per x, exactly, blocked over x, where z wins query a for x
-    iff ``rank_z[z, a] < rank_x[x, a]`` XOR ``suffix_x[x, a]`` (see :func:`_bounds`).
-
-    A tie (A/2 wins on an even A) loses, as ``torch.mode`` on booleans returns the smaller value.
-    numpy, not JAX: at N = 25,000, Z = 10,000, A = 2 on the 2-core dev CPU these uint8 blocks took
-    0.14 s and a jitted int32 JAX kernel of the same blocks 0.10–0.19 s (0.5 s with 2048-row
-    blocks), too close to be worth a compilation per shape.
-    """
-    N, A = rank_x.shape
-    Z = rank_z.shape[0]
-    zt = np.ascontiguousarray(rank_z.T)
-    out = np.empty(N, np.int64)
-    bx = max(1, (block_elems or _VOTE_BLOCK) // max(Z, 1))
-    for i in range(0, N, bx):
-        xb, sb = rank_x[i:i + bx], suffix_x[i:i + bx]
-        votes = np.zeros((xb.shape[0], Z), np.uint16 if A > 255 else np.uint8)
-        for q in range(A):
-            votes += (zt[q][None, :] < xb[:, q, None]) != sb[:, q, None]
-        out[i:i + bx] = (votes > A // 2).sum(1)
-    return out
-
-
 def _rmia_scores_vote(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, online, a, gamma, trim,
                       use=None):
     """Per-query ratios, thresholded per query and majority-voted over queries (research code)."""
@@ -289,10 +212,10 @@ def _rmia_scores_vote(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, online
     rank_z = np.empty(ratio_z.shape, np.int64)
     for q in range(ratio_x.shape[1]):
         srt = np.sort(rev[:, q])
-        rank_x[:, q], suffix[:, q] = _bounds(ratio_x[:, q], srt, gamma)
+        rank_x[:, q], suffix[:, q] = win_bounds(ratio_x[:, q], srt, gamma)
         rank_z[:, q] = np.searchsorted(srt, rev[:, q], side="left")
     idx = np.int32 if ratio_z.shape[0] < 2**31 - 1 else np.int64
-    out = _vote_counts(rank_x.astype(idx), suffix, rank_z.astype(idx)) / ratio_z.shape[0]
+    out = vote_counts(rank_x.astype(idx), suffix, rank_z.astype(idx)) / ratio_z.shape[0]
     return np.where(np.isnan(ratio_x).any(1), np.nan, out)
 
 
@@ -307,8 +230,8 @@ def _rmia_scores(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, online, a, 
         target_p_pop, ref_p_pop = target_p_pop.mean(-1), ref_p_pop.mean(-1)
     P_x = rmia_reference_mean(ref_p, ref_keep, online=online, a=a, trim=trim, use=use)
     ratio_x = target_p / P_x
-    rev = _reciprocals(_population_ratio(target_p_pop, ref_p_pop, online, a, trim))
-    return _fraction_winning(ratio_x, rev, gamma)
+    rev = reciprocals(_population_ratio(target_p_pop, ref_p_pop, online, a, trim))
+    return fraction_winning(ratio_x, rev, gamma)
 
 
 def _check_shapes(target_p, ref_p, ref_keep, target_p_pop, ref_p_pop, aggregate):

@@ -230,7 +230,7 @@ def test_per_query_options_match_loops(M, N, Z, A, online, a, gamma, aggregate, 
 def test_vote_tie_loses_and_blocks_are_exact(monkeypatch):
     import importlib
 
-    rm = importlib.import_module("jaxmem.attacks.relative_membership")
+    rm = importlib.import_module("jaxmem.attacks.rmia_counting")
     rng = np.random.default_rng(11)
     tp, rp, rk, tpz, rpz, _ = world_q(rng, 6, 70, 45, 2)
     want = ref_rmia_q(tp, rp, rk, tpz, rpz, False, 0.5, 1.0, "vote", 0.0)
@@ -452,7 +452,8 @@ def test_zero_and_infinite_ratios_follow_ieee_as_torch():
     """ratio_z = +0: every x with ratio_x > 0 wins (x * inf = inf), ratio_x = 0 does not
     (0 * inf = NaN), ratio_x < 0 does not (-inf); ratio_z = -0 the reverse. NaN ratio_z (0/0)
     is dropped from Z."""
-    from jaxmem.attacks.relative_membership import _fraction_winning, _reciprocals
+    from jaxmem.attacks.rmia_counting import fraction_winning as _fraction_winning
+    from jaxmem.attacks.rmia_counting import reciprocals as _reciprocals
 
     rz = np.array([0.0, -0.0, 1.0, -2.0, np.nan])
     rx = np.array([3.0, 0.0, -3.0, np.inf, -np.inf, np.nan])
