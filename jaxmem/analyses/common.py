@@ -75,8 +75,7 @@ def audit(sig, keep, ok, spec: AuditSpec, targets=None):
     if not isinstance(spec, AuditSpec):
         raise TypeError(f"audit: pass an AuditSpec (audit_spec(run.config, attacks)), got {type(spec).__name__}")
     return mia.evaluate(sig, keep, targets=None if targets is None else np.asarray(targets),
-                        spec=spec, model_mask=ok,
-                        labels=getattr(sig, "labels", None))
+                        spec=spec, model_mask=ok)
 
 
 def rmia_tuning(ev, attack) -> str | None:

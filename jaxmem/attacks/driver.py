@@ -187,7 +187,7 @@ def evaluate(
                              labels=labels, target_block_elems=target_block_elems,
                              min_scored=min_scored, first_targets=spec.targets,
                              return_scores=spec.keep_scores, max_kept_scores=spec.max_kept_scores,
-                             **{k: v for k, v in spec.evaluate_options().items() if k != "attacks"})
+                             **spec.evaluate_options())
     return _evaluate(signals, keep, registry.DEFAULT_ATTACKS if attacks is None else attacks,
                      targets, model_mask=model_mask, labels=labels,
                      target_block_elems=target_block_elems, min_scored=min_scored, **options)

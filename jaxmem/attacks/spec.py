@@ -114,7 +114,7 @@ class AuditSpec:
         """
         r = scoring.rmia
         spec = cls(attacks=tuple(scoring.attacks), targets=int(scoring.targets),
-                   rmia_tuning=getattr(r, "tuning", RMIA_TUNINGS[0]),
+                   rmia_tuning=r.tuning,
                    rmia_a=None if r.a is None else float(r.a), rmia_gamma=float(r.gamma),
                    rmia_aggregate=str(r.aggregate), rmia_trim=float(r.trim))
         return spec.replace(**changes) if changes else spec
@@ -125,9 +125,9 @@ class AuditSpec:
 
     def evaluate_options(self) -> dict:
         """The keyword options of :func:`jaxmem.attacks.evaluate` this spec stands for
-        (all but ``targets``, the warnings policy and the bound on kept scores, which the
-        driver resolves itself)."""
-        return dict(attacks=self.attacks, num_shadows=self.num_shadows,
+        (all but ``attacks``, ``targets``, the warnings policy and the bound on kept scores, which
+        the driver resolves itself)."""
+        return dict(num_shadows=self.num_shadows,
                     shadow_seed=self.shadow_seed, fprs=self.fprs, pair_out=self.pair_out,
                     rmia_tune=self.rmia_tuning, rmia_a=self.rmia_a, rmia_gamma=self.rmia_gamma,
                     rmia_aggregate=self.rmia_aggregate, rmia_trim=self.rmia_trim)

@@ -35,7 +35,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Optional
 
-__all__ = ["ConfigError", "Choice", "Entry", "Registry", "REGISTRIES", "MODEL", "OPTIMIZER",
+__all__ = ["ConfigError", "Choice", "Entry", "Registry", "MODEL", "OPTIMIZER",
            "SCHEDULE", "LOOKAHEAD", "DESIGN", "AUGMENT", "ATTACK", "ANALYSIS", "choice_paths", "provide",
            "provided", "resolve", "on_first_use"]
 
@@ -207,10 +207,6 @@ DESIGN = Registry("design", "subsets.design", default="balanced")
 AUGMENT = Registry("augmentation", "train.augment")
 ATTACK = Registry("attack", "scoring.attacks")
 ANALYSIS = Registry("analysis", "experiment.kind", default="default")
-
-#: Every registry by kind.
-REGISTRIES = {r.kind: r for r in (MODEL, OPTIMIZER, SCHEDULE, LOOKAHEAD, DESIGN, AUGMENT, ATTACK,
-                                  ANALYSIS)}
 
 
 def choice_paths() -> dict:

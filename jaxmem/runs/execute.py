@@ -14,6 +14,7 @@ import numpy as np
 
 from jaxmem import config as cfgmod
 from jaxmem import data as datamod
+from jaxmem.config.registry import DESIGN
 from jaxmem.data import DataError, dataset_fingerprint, duplicate_groups
 from jaxmem.data.text_build import text_facts
 from jaxmem.io import RunError, load_json, load_npy, remove_stale_tmp, save_json, save_npy
@@ -46,7 +47,7 @@ def _design_blocks(cfg, old_blocks):
         raise RunError(f"subsets.num_models: the run already has {have} models; it can grow, "
                        f"not shrink (got {M})")
     if M > have:
-        if blocks and cfg.subsets.design.name not in ("balanced", "bernoulli", "ratio"):
+        if blocks and not DESIGN.get(cfg.subsets.design.name).capabilities["grows"]:
             raise RunError(f"subsets.num_models: runs with design {cfg.subsets.design.name!r} cannot grow")
         if blocks and cfg.subsets.design.name == "ratio" and len(cfg.subsets.design.ratios) > 1:
             raise RunError("subsets.num_models: multi-ratio runs cannot grow")

@@ -5,10 +5,9 @@ from its files). A language-model run stores per-token signals instead of logits
 :data:`jaxmem.runs.store.LM_ARRAYS`) and is scored by
 :mod:`jaxmem.runs.score_lm`.
 
-Importing this module loads no jax: what needs it (a chunk's signals and the evaluation batch of
-:mod:`jaxmem.runs.lm_signals`, the texts' groups of
-:func:`jaxmem.estimators.lm.text_groups`) is imported when asked for, so that reading a run stays
-light.
+What a chunk's signals and the evaluation batch need (:mod:`jaxmem.runs.lm_signals`, which imports
+this module's :data:`CHUNK_ARRAYS`) and the texts' groups (:func:`jaxmem.estimators.lm.text_groups`)
+are imported when asked for.
 """
 
 from __future__ import annotations

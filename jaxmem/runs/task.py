@@ -31,7 +31,7 @@ capability in :data:`jaxmem.models.registry.MODELS`) before a run exists, from t
 ``data_summary(run, dataset)``
     one line on the run's data (``jaxmem show``, the report).
 
-Importing this module loads no jax.
+The run tasks import what trains a chunk (jax) when a chunk is trained.
 """
 
 from __future__ import annotations

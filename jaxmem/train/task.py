@@ -81,8 +81,10 @@ def chunk_logits(trainer, state, ds) -> dict:
     cfg = trainer.cfg
     out_dtype = jnp.float16 if cfg.signals.dtype == "float16" else jnp.float32
     queries = list(cfg.signals.queries)
+    if "x_test" not in trainer.device_arrays:   # (copied to the device once, not once per chunk)
+        trainer.device_arrays["x_test"] = jnp.asarray(ds.x_test)
     arrays = {"logits": trainer.logits(state, trainer.x_train, queries, out_dtype),
-              "test_logits": trainer.logits(state, jnp.asarray(ds.x_test), queries, out_dtype)}
+              "test_logits": trainer.logits(state, trainer.device_arrays["x_test"], queries, out_dtype)}
     jax.block_until_ready(arrays)
     return arrays
 

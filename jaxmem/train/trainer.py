@@ -114,6 +114,8 @@ class Trainer(ModelSteps):
         # model, eval mode; jaxmem.train.recording); record_names: what the entries return
         self.records, self.record_names = recording.hooks(self)
         self._train_fns: dict = {}
+        #: host arrays put on the device once per trainer, by name (e.g. the test inputs of every chunk)
+        self.device_arrays: dict = {}
         self._cache: dict = {}   # the chunk in training (see _chunk)
 
     def _train_host_loop(self, state, status, orders, n_in, spe, total, keys, epoch0, num_epochs):

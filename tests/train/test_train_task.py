@@ -7,7 +7,6 @@ import numpy.testing as npt
 import pytest
 
 from jaxmem.models.registry import MODELS
-from jaxmem.runs.lm import CHUNK_ARRAYS, LANGUAGE_MODEL_RUN
 from jaxmem.runs.task import CLASSIFICATION_RUN
 from jaxmem.train.lm import CAUSAL_LM, next_token_loss
 from jaxmem.train.task import CLASSIFICATION, task_for
@@ -16,7 +15,6 @@ from jaxmem.train.task import CLASSIFICATION, task_for
 def test_task_is_chosen_from_the_family_capability():
     for name, m in MODELS.items():
         assert task_for(name) is (CAUSAL_LM if m.lm else CLASSIFICATION), name
-    assert LANGUAGE_MODEL_RUN.output_arrays == CHUNK_ARRAYS
     assert CLASSIFICATION_RUN.output_arrays == ("logits", "test_logits")
 
 
