@@ -132,13 +132,15 @@ def evaluate(
       min_scored: a :class:`FewScoredWarning` names the attacks with targets whose AUC and TPRs
         rest on fewer scored members or non-members than this (10).
       pair_out: "auto" (default): when ``keep`` is a balanced design
-        (:func:`jaxmem.attacks.likelihood_ratio.balanced_design`), every LiRA and RMIA variant leaves out,
+        (:func:`jaxmem.attacks.likelihood_ratio.balanced_design`), every attack registered with
+        ``pair_out`` (LiRA, RMIA, the OUT references' NLL ``reference_out``) leaves out,
         with each target and for each example, one model of the opposite membership
         (:func:`jaxmem.attacks.likelihood_ratio.pair_out`, seeded by ``shadow_seed``), so that the target's
         members and non-members see equally many IN and OUT shadow/reference models; True /
         False force it. Without it online LiRA scores below chance on a balanced design (AUC
         0.42 on pure noise with 8 models; :mod:`jaxmem.attacks.likelihood_ratio` explains), offline RMIA
-        0.47 with 4. Recorded as ``Evaluation.params[attack]["pair_out"] = True`` for those
+        0.47 with 4, ``reference_out`` 0.51 with 4 (a member's OUT mean averages one more
+        skewed NLL than a non-member's, which raises its median). Recorded as ``Evaluation.params[attack]["pair_out"] = True`` for those
         attacks when a pair was left out.
       **options: LiRA options (``location``, ``offline_variant``, ``min_in``, ``min_out``,
         ``eps`` as in :func:`jaxmem.attacks.likelihood_ratio.lira`; ``fixed_variance="in"`` switches the
@@ -269,7 +271,7 @@ def _evaluate(signals, keep, attacks, targets, *, model_mask, labels, target_blo
         return_scores = False   # (a memory bound: the metrics are computed all the same)
     if pair_out not in ("auto", True, False):
         raise ValueError(f'pair_out must be "auto", True or False, got {pair_out!r}')
-    pair_names = [a for a, e in entries.items() if e.loo == "lira" or e.family == "rmia"]
+    pair_names = [a for a, e in entries.items() if e.pair_out]
     pair = bool(pair_names) and (balanced_design(keep) if pair_out == "auto" else bool(pair_out))
     pair_seed = shadow_seed if pair else None
 
@@ -315,7 +317,7 @@ def _evaluate(signals, keep, attacks, targets, *, model_mask, labels, target_blo
         pick = PairOut(keep) if pair_seed is not None else None
         for attack in others:
             e = entries[attack]
-            with_drop = pair_seed is not None and (e.loo == "lira" or e.family == "rmia")
+            with_drop = pair_seed is not None and e.pair_out
             with warnings.catch_warnings():  # the per-target warnings become one, below
                 warnings.simplefilter("ignore", FewShadowsWarning)
                 warnings.simplefilter("ignore", RuntimeWarning)

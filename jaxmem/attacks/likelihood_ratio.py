@@ -44,7 +44,8 @@ one shadow per example. In Bernoulli and fixed-ratio designs the other models' r
 independently of the target's, so an example's shadow counts say nothing about its membership:
 nothing is left out there (leaving a pair out would *create* a bias: members would keep one IN
 shadow more than non-members). :func:`balanced_design` tells the two apart from ``keep``;
-:func:`jaxmem.attacks.evaluate` does all this for every LiRA and RMIA variant (``pair_out="auto"``,
+:func:`jaxmem.attacks.evaluate` does all this for every LiRA and RMIA variant and for the OUT
+references' NLL ``reference_out`` (the attacks registered with ``pair_out``; ``pair_out="auto"``,
 also with shadow subsets: the model is drawn among all models, then the subset's others are used), and
 :func:`lira` takes the result as ``shadow_use``. A target that is not one of the design's
 models (an audit of a model trained elsewhere) needs none of it.

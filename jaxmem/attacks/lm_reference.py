@@ -31,7 +31,8 @@ def _check_mode(mode):
 
 def reference_ratio(target_nll: Real[ArrayLike, " N"], reference_nll: Real[ArrayLike, "*_M N"],
                     reference_keep: Bool[ArrayLike, "*_M N"] | None = None, *, mode: str = "difference",
-                    min_out: int = 1) -> Float[np.ndarray, " N"]:
+                    min_out: int = 1, reference_use: Bool[ArrayLike, "*_M N"] | None = None,
+                    ) -> Float[np.ndarray, " N"]:
     """Reference-model attack (Carlini et al. 2021, Sec. 5.2, "Comparing to other neural language
     models"): calibrate the target's NLL by a reference model that did not train on the example.
 
@@ -51,6 +52,9 @@ def reference_ratio(target_nll: Real[ArrayLike, " N"], reference_nll: Real[Array
         out); None: every reference is OUT (external reference models).
       mode: ``"difference"`` or ``"ratio"``.
       min_out: examples with fewer OUT references score NaN (with a warning).
+      reference_use: [M, N] bool, False where reference m must not enter example i's mean (the
+        model :func:`jaxmem.attacks.evaluate` leaves out with the target on a balanced design,
+        ``pair_out``); None: all enter.
 
     Returns:
       float64 [N].
@@ -73,6 +77,11 @@ def reference_ratio(target_nll: Real[ArrayLike, " N"], reference_nll: Real[Array
     out = np.ones(r.shape, bool) if reference_keep is None else ~np.asarray(reference_keep, bool)
     if out.shape != r.shape:
         raise ValueError(f"reference_keep {out.shape} must have the shape of reference_nll {r.shape}")
+    if reference_use is not None:
+        use = np.asarray(reference_use, bool)
+        if use.shape != r.shape:
+            raise ValueError(f"reference_use {use.shape} must have the shape of reference_nll {r.shape}")
+        out = out & use
     n_out = out.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         ref = np.where(out, r, 0.0).sum(0) / n_out
@@ -99,7 +108,9 @@ def reference_ratio_loo(nll: Real[ArrayLike, "M N"], keep: Bool[ArrayLike, "M N"
 
     Returns:
       float64 [M, N] (row t: the scores of target t), equal to
-      ``reference_ratio(nll[t], nll[others], keep[others])`` up to float64 rounding.
+      ``reference_ratio(nll[t], nll[others], keep[others])`` up to float64 rounding. It leaves no
+      pair out: on a balanced design :func:`jaxmem.attacks.evaluate`'s ``reference_out`` does
+      (``reference_use``), and differs from this.
 
     Raises:
       ValueError: an unknown ``mode``, ``nll`` and ``keep`` not both [M, N], or ``model_mask``

@@ -62,6 +62,10 @@ class Attack(NamedTuple):
     options: dict = {}             # this entry's fixed keyword options
     loo: str | None = None         # "lira": evaluate's batched leave-one-out kernel applies
     family: str | None = None      # "rmia": the driver chooses the offline coefficient a
+    #: compares the target's IN/OUT split with its shadows' (LiRA, RMIA, the OUT references' NLL):
+    #: on a balanced design the driver leaves a pair out (TargetView.drop), so that the shadows'
+    #: IN and OUT counts do not depend on the target's membership
+    pair_out: bool = False
 
 
 def target_attack(fn, *needs, **options) -> Attack:
@@ -77,11 +81,15 @@ def shadow_attack(fn, *needs, **options) -> Attack:
 
 # ------------------------------------------------------------------------------ the attacks
 
+def _use(v):
+    """[S, N] bool: False where shadow s is the model left out with the target on example i."""
+    return None if v.drop is None else v.shadows[:, None] != np.asarray(v.drop)[None, :]
+
+
 def _lira(v, **o):
     from jaxmem.attacks.likelihood_ratio import lira
 
-    use = None if v.drop is None else v.shadows[:, None] != np.asarray(v.drop)[None, :]
-    return lira(v.target("phi"), v.shadow("phi"), v.shadow_keep, shadow_use=use, **o)
+    return lira(v.target("phi"), v.shadow("phi"), v.shadow_keep, shadow_use=_use(v), **o)
 
 
 def _global_threshold(v):
@@ -105,9 +113,8 @@ def _shokri(v, **o):
 def _rmia(v, *, p="p", p_pop="p_pop", **o):
     from jaxmem.attacks.relative_membership import rmia
 
-    use = None if v.drop is None else v.shadows[:, None] != np.asarray(v.drop)[None, :]
     return rmia(v.target(p), v.shadow(p), v.shadow_keep, v.target(p_pop), v.shadow(p_pop),
-                ref_use=use, **o)
+                ref_use=_use(v), **o)
 
 
 def _lm(name):
@@ -124,18 +131,19 @@ def _lm(name):
                 *(v.target(f"token_{s}") for s in ("logp", "mu", "sigma", "mask")), **o),
             "reference_model": lambda: lm_reference.reference_model(v.target("loss"), v.target("reference_nll"), **o),
             "reference_ratio": lambda: lm_reference.reference_ratio(v.target("loss"), v.shadow("loss"),
-                                                                    v.shadow_keep, **o),
+                                                                    v.shadow_keep, reference_use=_use(v), **o),
         }
         return calls[name]()
     return call
 
 
 def _lira_entry(online, fixed):
-    return Attack(_lira, ("phi",), {"online": online, "fixed_variance": fixed}, loo="lira")
+    return Attack(_lira, ("phi",), {"online": online, "fixed_variance": fixed}, loo="lira", pair_out=True)
 
 
 def _rmia_entry(p, **options):
-    return Attack(_rmia, (p, p + "_pop"), {"p": p, "p_pop": p + "_pop", **options}, family="rmia")
+    return Attack(_rmia, (p, p + "_pop"), {"p": p, "p_pop": p + "_pop", **options}, family="rmia",
+                  pair_out=True)
 
 
 #: The RMIA research code's signal on CIFAR-10 (ml_privacy_meter research/2023_rmia configs):
@@ -163,8 +171,8 @@ ATTACKS: dict[str, Attack] = {
                               {"k": 0.2}),
     # the mean NLL of the target's OUT models (the other models of the stack that did not train on
     # the text): reference_out; "reference" is its older name (the same attack)
-    "reference_out": Attack(_lm("reference_ratio"), ("loss",), {"mode": "difference"}),
-    "reference": Attack(_lm("reference_ratio"), ("loss",), {"mode": "difference"}),
+    "reference_out": Attack(_lm("reference_ratio"), ("loss",), {"mode": "difference"}, pair_out=True),
+    "reference": Attack(_lm("reference_ratio"), ("loss",), {"mode": "difference"}, pair_out=True),
     # an external reference model's NLL (scoring.reference_nll: MIMIR's "ref"), ranked by Carlini
     # et al. 2021's ratio of log-perplexities
     "reference_model": Attack(_lm("reference_model"), ("loss", "reference_nll"), {"mode": "ratio"}),

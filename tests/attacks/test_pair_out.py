@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jaxmem.attacks import LIRA_ATTACKS, evaluate, lira, rmia
+from jaxmem.attacks.lm_reference import reference_ratio
 from jaxmem.attacks.likelihood_ratio import balanced_design, pair_out
 from jaxmem.subsets import balanced_keep, bernoulli_keep, fixed_ratio_keep, leave_group_out_keep
 
@@ -55,8 +56,9 @@ def test_kernel_and_per_target_calls_equal_brute_force_on_the_pair_out_sets(rng,
     mask = np.ones(M, bool)
     if masked:
         mask[[2, 7]] = False
-    sig = {"phi": phi, "p": p, "p_pop": p_pop}
-    attacks = tuple(LIRA_ATTACKS) + ("rmia_online", "rmia_offline")
+    nll = np.exp(rng.normal(size=(M, N)) - 0.5 * keep)
+    sig = {"phi": phi, "p": p, "p_pop": p_pop, "loss": nll}
+    attacks = tuple(LIRA_ATTACKS) + ("rmia_online", "rmia_offline", "reference_out")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ev = evaluate(sig, keep, attacks=attacks, model_mask=mask, return_scores=True, rmia_a=0.3,
@@ -81,6 +83,11 @@ def test_kernel_and_per_target_calls_equal_brute_force_on_the_pair_out_sets(rng,
             for online in (True, False):
                 want = rmia(p[t], p[sh], keep[sh], p_pop[t], p_pop[sh], online=online, a=0.3, ref_use=use)
                 np.testing.assert_array_equal(ev.scores["rmia_online" if online else "rmia_offline"][j], want)
+            # the OUT references' mean NLL, brute force in float64 over the same sets
+            ref = np.array([nll[[m for m in sh if not keep[m, i] and m != d[j][i]], i].mean() for i in range(N)])
+            np.testing.assert_allclose(ev.scores["reference_out"][j], ref - nll[t], rtol=1e-12, atol=1e-12)
+            np.testing.assert_array_equal(ev.scores["reference_out"][j],
+                                          reference_ratio(nll[t], nll[sh], keep[sh], reference_use=use))
             want = lira(phi[t], phi[sh], keep[sh])   # pair_out=False: every other model
             np.testing.assert_allclose(off.scores["lira_online"][j], want, rtol=1e-6, atol=1e-8)
             # shadow subsets: the subset's models minus the one left out on each example

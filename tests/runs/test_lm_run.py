@@ -306,7 +306,10 @@ def test_every_lm_attack_equals_a_direct_float64_computation(lm_run):
     for t in range(M):
         o = [m for m in range(M) if m != t]
         use = None if drop is None else np.asarray(o)[:, None] != drop[t][None, :]
-        ref = np.array([nll[[m for m in o if not keep[m, i]], i].mean() for i in range(N)])
+        # the OUT references' mean NLL, the pair's model left out too (reference_out is paired)
+        ref = np.full(N, np.nan)
+        for k, i in enumerate(texts):
+            ref[i] = nll[[m for m in o if not keep[m, i] and (drop is None or m != drop[t][k])], i].mean()
         want = {"loss": -nll[t], "zlib": -nll[t] / z,
                 "min_k": np.array([_min_k(lp[t, i], n[i]) for i in range(N)]),
                 "min_k_plus_plus": np.array([_min_k((lp[t, i] - mu[t, i]) / sd[t, i], n[i]) for i in range(N)]),
