@@ -4,10 +4,11 @@ AUC 0.5 within its confidence interval, for every keep design and number of mode
 Each (design, M) world draws pure-noise signals (an example effect plus independent noise per
 model and example, the same distribution for members and non-members), evaluates every attack of
 :data:`jaxmem.attacks.registry.ATTACKS` with every model as the target, and checks the mean AUC
-over targets against 0.5 with a grouped jackknife over examples (the examples' columns are
+over targets against 0.5 with a delete-one jackknife over examples (the examples' columns are
 independent units, while the targets' AUCs share examples and shadow models; the jackknife
 standard error accounts for that sharing). The interval is ±4.5 standard errors: a false alarm
-has probability ~7e-6 per check, while online LiRA's old bias on the balanced design (AUC 0.42 at
+has probability ~7e-6 per check (a jackknife over 20 groups of examples, as before, has 19
+degrees of freedom: ~3e-4 per check, a few percent per run of the ~200 checks, which CI met), while online LiRA's old bias on the balanced design (AUC 0.42 at
 8 models, 0.48 at 16, issue #21) lies 10–40 standard errors out.
 """
 
@@ -36,7 +37,6 @@ DEFAULT_WORLDS = {"shokri": {("balanced", 8)}}
 #: balanced design's coupling: they cost most and run with `pytest -m slow`)
 SLOW_WORLDS = {("bernoulli", 64), ("fixed_ratio", 64)}
 Z_CRIT = 4.5
-GROUPS = 20
 
 
 def _seed(design, M):
@@ -83,12 +83,37 @@ def auc_rows(scores, members):
     return out
 
 
-def null_interval(scores, members, groups=GROUPS, seed=0):
-    """Mean AUC over targets and its grouped-jackknife standard error over examples."""
-    g = np.random.default_rng(seed).permutation(scores.shape[1]) % groups
-    full = np.nanmean(auc_rows(scores, members))
-    loo = np.array([np.nanmean(auc_rows(scores[:, g != j], members[:, g != j])) for j in range(groups)])
-    se = np.sqrt((groups - 1) / groups * np.sum((loo - loo.mean()) ** 2))
+def null_interval(scores, members):
+    """Mean AUC over targets and its delete-one jackknife standard error over examples.
+
+    The AUC is a two-sample U-statistic, so each row's AUC without column j follows from the ranks
+    (O(N log N) per row, no re-ranking): a member's column holds the non-members ranked below it
+    (ties ½), a non-member's the members ranked above it. A column a row does not score (NaN)
+    leaves that row's AUC as it is."""
+    T, N = scores.shape
+    loo = np.full((T, N), np.nan)       # loo[r, j]: row r's AUC without column j
+    for r in range(T):
+        ok = ~np.isnan(scores[r])
+        s, m = scores[r, ok], members[r, ok]
+        n1, n0 = int(m.sum()), int((~m).sum())
+        if not (n1 and n0):
+            continue
+        own = np.empty(s.size)
+        own[m], own[~m] = rankdata(s[m]), rankdata(s[~m])
+        cross = rankdata(s) - own       # member: non-members below; non-member: members below
+        won = np.where(m, cross, n1 - cross)
+        pairs = np.where(m, n1 - 1, n1) * np.where(m, n0, n0 - 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            loo[r, ok] = np.where(pairs > 0, (cross[m].sum() - won) / pairs, np.nan)
+        loo[r, ~ok] = cross[m].sum() / (n1 * n0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # columns no row scores without
+        full = np.nanmean(auc_rows(scores, members))
+        col = np.nanmean(loo, axis=0)
+    col = col[~np.isnan(col)]
+    if col.size < 2:
+        return full, np.nan
+    se = np.sqrt((col.size - 1) / col.size * np.sum((col - col.mean()) ** 2))
     return full, se
 
 
@@ -142,6 +167,24 @@ def test_pure_noise_gives_chance_auc(attack, design, M):
     assert abs(mean - 0.5) <= Z_CRIT * se, (
         f"{attack} on {design} with {M} models: mean AUC {mean:.4f} over {np.sum(~np.isnan(aucs))} "
         f"targets, jackknife se {se:.4f}: {abs(mean - 0.5) / se:.1f} se from 0.5")
+
+
+def test_the_jackknife_is_brute_force_delete_one(rng):
+    """Every leave-one-column-out AUC recomputed from scratch, with ties, NaN (unscored) entries and
+    a row scored on one class only."""
+    T, n = 5, 40
+    members = rng.random((T, n)) < 0.5
+    members[4] = True
+    scores = np.round(rng.normal(size=(T, n)), 1)             # ties
+    scores[rng.random((T, n)) < 0.15] = np.nan
+    scores[1, members[1]] = np.nan                             # row 1: no scored member
+    mean, se = null_interval(scores, members)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        loo = np.array([np.nanmean(auc_rows(np.delete(scores, j, 1), np.delete(members, j, 1)))
+                        for j in range(n)])
+    assert np.isclose(mean, np.nanmean(auc_rows(scores, members)), rtol=1e-12)
+    assert np.isclose(se, np.sqrt((n - 1) / n * np.sum((loo - loo.mean()) ** 2)), rtol=1e-9)
 
 
 def test_the_interval_can_fail(rng):
