@@ -285,6 +285,9 @@ def test_generate_from_a_hugging_face_folder(tmp_path, rng):
     words = ["<unk>", "<s>", "</s>"] + [f"w{i}" for i in range(V - 3)]
     tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(words)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    # marked special, as in a real checkpoint's tokenizer.json: decoding skips them (a greedy
+    # step may pick BOS or UNK, seed 2625257432 did)
+    tok.add_special_tokens(words[:3])
     tok.save(str(tmp_path / "hf" / "tokenizer.json"))
     prompt = [int(t) for t in rng.integers(3, V, 4)]
     ids = list(prompt)
