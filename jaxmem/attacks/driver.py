@@ -139,9 +139,10 @@ def evaluate(
         members and non-members see equally many IN and OUT shadow/reference models; True /
         False force it. Without it online LiRA scores below chance on a balanced design (AUC
         0.42 on pure noise with 8 models; :mod:`jaxmem.attacks.likelihood_ratio` explains), offline RMIA
-        0.47 with 4, ``reference_out`` 0.51 with 4 (a member's OUT mean averages one more
-        skewed NLL than a non-member's, which raises its median). Recorded as ``Evaluation.params[attack]["pair_out"] = True`` for those
-        attacks when a pair was left out.
+        0.47 with 4; ``reference_out`` above it, 0.523 with 4 in a CI run (a member's OUT mean
+        averages one more skewed NLL than a non-member's, which raises its median). Recorded
+        as ``Evaluation.params[attack]["pair_out"] = True`` for those attacks when a pair was
+        left out.
       **options: LiRA options (``location``, ``offline_variant``, ``min_in``, ``min_out``,
         ``eps`` as in :func:`jaxmem.attacks.likelihood_ratio.lira`; ``fixed_variance="in"`` switches the
         fixed-variance attacks to the reference code's IN-spread-for-both choice) and RMIA

@@ -16,7 +16,10 @@ here (or :func:`register` at run time)::
 Entries with ``loo="lira"`` also have a batched leave-one-out kernel that
 :func:`jaxmem.attacks.evaluate` uses when every other usable model is a shadow (same scores to
 float64 rounding, one pass for all targets). ``family="rmia"`` entries get RMIA's offline
-coefficient ``a`` chosen by the driver (given, tuned once, or tuned per target).
+coefficient ``a`` chosen by the driver (given, tuned once, or tuned per target). Entries with
+``pair_out=True`` (LiRA, RMIA, ``reference_out``: the attacks that compare the target with its
+shadows' IN/OUT split) get ``view.drop`` on a balanced design, the model left out with the target
+on each example, and must leave it out of their shadows (``_use`` below).
 """
 
 from __future__ import annotations
