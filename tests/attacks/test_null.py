@@ -8,8 +8,9 @@ over targets against 0.5 with a delete-one jackknife over examples (the examples
 independent units, while the targets' AUCs share examples and shadow models; the jackknife
 standard error accounts for that sharing). The interval is ±4.5 standard errors: a false alarm
 has probability ~7e-6 per check (a jackknife over 20 groups of examples, as before, has 19
-degrees of freedom: ~3e-4 per check, a few percent per run of the ~200 checks, which CI met), while online LiRA's old bias on the balanced design (AUC 0.42 at
-8 models, 0.48 at 16, issue #21) lies 10–40 standard errors out.
+degrees of freedom: ~3e-4 per check, a few percent per run of the ~200 checks, which CI met),
+while online LiRA's old bias on the balanced design (AUC 0.42 at 8 models, 0.48 at 16, issue
+#21) lies 10–40 standard errors out.
 """
 
 import functools

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from jaxmem.attacks import LIRA_ATTACKS, evaluate, lira, rmia
-from jaxmem.attacks.lm_reference import reference_ratio
 from jaxmem.attacks.likelihood_ratio import balanced_design, pair_out
+from jaxmem.attacks.lm_reference import reference_ratio
 from jaxmem.subsets import balanced_keep, bernoulli_keep, fixed_ratio_keep, leave_group_out_keep
 
 
