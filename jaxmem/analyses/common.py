@@ -14,6 +14,7 @@ import numpy as np
 from jaxmem import attacks as mia
 from jaxmem.attacks import AuditSpec
 from jaxmem.attacks.registry import get
+from jaxmem.estimators import memorization
 from jaxmem.io import atomic_path, save_text
 from jaxmem.signals import compute_signals
 
@@ -49,7 +50,7 @@ def audit_spec(config, attacks, *, default_targets: int = 0, **changes) -> Audit
     return AuditSpec.from_scoring(config.scoring, attacks=tuple(attacks), **changes)
 
 
-def audit(sig, keep, ok, spec: AuditSpec, targets=None):
+def audit(sig, keep, ok, spec: AuditSpec, targets=None, *, labels=None):
     """Each attack of ``spec`` against each target with the other non-diverged models as shadows
     (the first ``spec.num_shadows`` of a fixed random order when given), like Carlini et al.
     (2022, Sec. VI): :func:`jaxmem.attacks.evaluate` under ``spec`` (:func:`audit_spec`: the
@@ -65,6 +66,8 @@ def audit(sig, keep, ok, spec: AuditSpec, targets=None):
       spec: the audit specification.
       targets: model indices to attack (default: the spec's ``targets``, the first k usable
         models, or all of them for 0).
+      labels: [N] true labels, for a signals dict that does not carry them (default: the
+        signals' own ``labels``).
 
     Returns:
       :class:`~jaxmem.attacks.evaluation.Evaluation` with the scores kept.
@@ -75,7 +78,7 @@ def audit(sig, keep, ok, spec: AuditSpec, targets=None):
     if not isinstance(spec, AuditSpec):
         raise TypeError(f"audit: pass an AuditSpec (audit_spec(run.config, attacks)), got {type(spec).__name__}")
     return mia.evaluate(sig, keep, targets=None if targets is None else np.asarray(targets),
-                        spec=spec, model_mask=ok)
+                        spec=spec, model_mask=ok, labels=labels)
 
 
 def rmia_tuning(ev, attack) -> str | None:
@@ -101,9 +104,6 @@ def spearman(a, b) -> float:
 
 
 def memorization_of(keep, sig, ok):
-    # (jaxmem.config validation reads jaxmem.analyses, and must not load jax: not at the top)
-    from jaxmem.estimators import memorization
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return memorization(keep, sig["correct"], model_mask=ok)

@@ -19,8 +19,7 @@ import time
 
 import numpy as np
 
-from jaxmem.analyses.common import audit_spec, figure, rmia_tuning, run_signals, write_csv
-from jaxmem.attacks import evaluate
+from jaxmem.analyses.common import audit, audit_spec, figure, rmia_tuning, run_signals, write_csv
 from jaxmem.attacks.metrics import roc_auc, tpr_at_fpr
 from jaxmem.attacks.relative_membership import tune_rmia_a
 from jaxmem.attacks.stability import decision_stability
@@ -62,11 +61,6 @@ def _signals(run, attacks):
         return lm_rmia_signals(run), None
     sig = run_signals(run, attacks)
     return {k: np.asarray(sig[k]) for k in sig.keys()}, np.asarray(run.labels)
-
-
-def audit(sig, keep, mask, spec, targets, *, labels=None):
-    """:func:`jaxmem.analyses.common.audit` for a signals dict (labels passed apart)."""
-    return evaluate(sig, keep, targets=np.asarray(targets), spec=spec, model_mask=mask, labels=labels)
 
 
 def _per_target(ev, attacks, fprs):

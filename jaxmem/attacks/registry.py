@@ -120,24 +120,42 @@ def _rmia(v, *, p="p", p_pop="p_pop", **o):
                 ref_use=_use(v), **o)
 
 
-def _lm(name):
-    """A language-model attack on the target's signals: a reference-free one of
-    :mod:`jaxmem.attacks.lm`, or a reference-based one of :mod:`jaxmem.attacks.lm_reference`."""
-    def call(v, **o):
-        from jaxmem.attacks import lm, lm_reference
+# the language-model attacks: reference-free ones of jaxmem.attacks.lm, reference-based ones of
+# jaxmem.attacks.lm_reference
+def _zlib(v):
+    from jaxmem.attacks.lm import zlib_ratio
 
-        calls = {
-            "zlib_ratio": lambda: lm.zlib_ratio(v.target("loss"), v.target("zlib_entropy")),
-            "min_k": lambda: lm.min_k(v.target("token_logp"), v.target("token_mask"), **o),
-            "recall": lambda: lm.recall(v.target("loss"), v.target("prefixed_loss")),
-            "min_k_plus_plus": lambda: lm.min_k_plus_plus(
-                *(v.target(f"token_{s}") for s in ("logp", "mu", "sigma", "mask")), **o),
-            "reference_model": lambda: lm_reference.reference_model(v.target("loss"), v.target("reference_nll"), **o),
-            "reference_ratio": lambda: lm_reference.reference_ratio(v.target("loss"), v.shadow("loss"),
-                                                                    v.shadow_keep, reference_use=_use(v), **o),
-        }
-        return calls[name]()
-    return call
+    return zlib_ratio(v.target("loss"), v.target("zlib_entropy"))
+
+
+def _min_k(v, **o):
+    from jaxmem.attacks.lm import min_k
+
+    return min_k(v.target("token_logp"), v.target("token_mask"), **o)
+
+
+def _min_k_plus_plus(v, **o):
+    from jaxmem.attacks.lm import min_k_plus_plus
+
+    return min_k_plus_plus(*(v.target(f"token_{s}") for s in ("logp", "mu", "sigma", "mask")), **o)
+
+
+def _recall(v):
+    from jaxmem.attacks.lm import recall
+
+    return recall(v.target("loss"), v.target("prefixed_loss"))
+
+
+def _reference_model(v, **o):
+    from jaxmem.attacks.lm_reference import reference_model
+
+    return reference_model(v.target("loss"), v.target("reference_nll"), **o)
+
+
+def _reference_out(v, **o):
+    from jaxmem.attacks.lm_reference import reference_ratio
+
+    return reference_ratio(v.target("loss"), v.shadow("loss"), v.shadow_keep, reference_use=_use(v), **o)
 
 
 def _lira_entry(online, fixed):
@@ -168,20 +186,20 @@ ATTACKS: dict[str, Attack] = {
     "rmia_online_research": _rmia_entry("p_taylor", **RMIA_RESEARCH),
     # language models (jaxmem.attacks.lm): "loss" is the per-sequence NLL, "phi" = -NLL (LiRA);
     # the per-token signals are [M, N, L - 1] with the target mask (jaxmem.runs.score_lm)
-    "zlib": Attack(_lm("zlib_ratio"), ("loss", "zlib_entropy")),
-    "min_k": Attack(_lm("min_k"), ("token_logp", "token_mask"), {"k": 0.2}),
-    "min_k_plus_plus": Attack(_lm("min_k_plus_plus"), ("token_logp", "token_mu", "token_sigma", "token_mask"),
+    "zlib": Attack(_zlib, ("loss", "zlib_entropy")),
+    "min_k": Attack(_min_k, ("token_logp", "token_mask"), {"k": 0.2}),
+    "min_k_plus_plus": Attack(_min_k_plus_plus, ("token_logp", "token_mu", "token_sigma", "token_mask"),
                               {"k": 0.2}),
     # the mean NLL of the target's OUT models (the other models of the stack that did not train on
     # the text): reference_out; "reference" is its older name (the same attack)
-    "reference_out": Attack(_lm("reference_ratio"), ("loss",), {"mode": "difference"}, pair_out=True),
-    "reference": Attack(_lm("reference_ratio"), ("loss",), {"mode": "difference"}, pair_out=True),
+    "reference_out": Attack(_reference_out, ("loss",), {"mode": "difference"}, pair_out=True),
+    "reference": Attack(_reference_out, ("loss",), {"mode": "difference"}, pair_out=True),
     # an external reference model's NLL (scoring.reference_nll: MIMIR's "ref"), ranked by Carlini
     # et al. 2021's ratio of log-perplexities
-    "reference_model": Attack(_lm("reference_model"), ("loss", "reference_nll"), {"mode": "ratio"}),
+    "reference_model": Attack(_reference_model, ("loss", "reference_nll"), {"mode": "ratio"}),
     # ReCaLL (Xie et al. 2024): "prefixed_loss" = the NLL of x after a non-member prefix, a signal
     # the caller computes (a stacked run does not store it; bring-your-own arrays)
-    "recall": Attack(_lm("recall"), ("loss", "prefixed_loss")),
+    "recall": Attack(_recall, ("loss", "prefixed_loss")),
 }
 DEFAULT_ATTACKS = ("lira_online", "lira_online_fixed_variance", "lira_offline",
                    "lira_offline_fixed_variance", "global_threshold")

@@ -24,7 +24,7 @@ def _given_options(opts):
             for k in ("aggregate", "trim") if k in opts}
 
 
-def _offline_a(p, keep, p_pop, mask, targets, shadows, opts, mode):
+def _offline_a(p, keep, p_pop, mask, shadows, opts, mode):
     """RMIA's offline ``a``: given, tuned once on the usable models, or tuned per target ([T]) on
     that target's shadows alone (``shadows[j]`` never holds target j)."""
     given = _given_options(opts)  # recorded next to a when passed explicitly
@@ -88,7 +88,6 @@ def rmia_call_options(name, entry, sig, keep, mask, targets, shadows, rmia_opts,
         if given:
             params.setdefault(name, {}).update(given)
     elif targets.size:
-        opts["a"], chosen = _offline_a(sig[opts["p"]], keep, sig[opts["p_pop"]], mask,
-                                            targets, shadows, {**rmia_opts, **entry.options}, mode)
+        opts["a"], chosen = _offline_a(sig[opts["p"]], keep, sig[opts["p_pop"]], mask, shadows, opts, mode)
         params.setdefault(name, {}).update(chosen)
     return opts

@@ -34,16 +34,11 @@ import numpy as np
 from jaxtyping import ArrayLike, Bool, Float, Real
 
 from jaxmem.attacks.metrics import roc_auc
-from jaxmem.attacks.roc import UndefinedMetricWarning
-from jaxmem.attacks.unlearning_epsilon import DELTA, forget_epsilons, forget_score
+from jaxmem.attacks.unlearning_epsilon import DELTA, _warn, forget_epsilons, forget_score
 
 __all__ = ["ULiRA", "ulira", "population_mia", "accuracy", "mean_ci", "split_roles", "unlearning_audit"]
 
 Z95 = 1.959963984540054
-
-
-def _warn(msg):
-    warnings.warn(msg, UndefinedMetricWarning, stacklevel=3)
 
 
 def mean_ci(values: Real[ArrayLike, " ..."], z: float = Z95) -> tuple[float, float, float]:

@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 
 from jaxmem.data.text import TextDataError
-from jaxmem.data.tokenizers import HFCodec
+from jaxmem.data.tokenizers import HFCodec, _need
 
 __all__ = ["resolve_checkpoint", "checkpoint_kind", "read_llama_config", "PretrainedTokenizer",
            "pretrained_tokenizer", "gguf_reader", "checkpoint_sha256", "NAMED_CHECKPOINTS", "require"]
@@ -51,10 +51,7 @@ def require(module: str, what: str):
     Raises:
       ImportError: naming the package and the extra that installs it (``jaxmem[pretrained]``).
     """
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ImportError(f"{what} needs the '{module}' package: pip install '{_EXTRA}'") from None
+    return _need(module, what, _EXTRA)
 
 
 def resolve_checkpoint(name: str) -> Path:

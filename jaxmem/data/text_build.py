@@ -113,7 +113,6 @@ def _rows(ds: TextDataset, rows) -> TextDataset:
 
 def _tokenizer(d, texts, checkpoint=""):
     if d.tokenizer == "pretrained":   # the pretrained model's own (model.checkpoint)
-
         return pretrained_tokenizer(checkpoint)
     if d.tokenizer == "bpe":
         return get_tokenizer("bpe", texts, vocab_size=d.bpe_vocab_size)

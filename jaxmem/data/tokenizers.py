@@ -36,13 +36,15 @@ TOKENIZERS = ("bytes", "bpe", "gpt2", "pretrained")   # pretrained: model.checkp
 _EXTRA = "jaxmem[text]"
 
 
-def _need(module: str, what: str):
+def _need(module: str, what: str, extra: str = _EXTRA):
+    """Import ``module``, an optional dependency, when it is used; an ImportError naming the
+    package and the extra that installs it (``extra``) otherwise."""
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ImportError(f"{what} needs the '{module}' package: pip install '{_EXTRA}'") from None
+        raise ImportError(f"{what} needs the '{module}' package: pip install '{extra}'") from None
 
 
 class ByteTokenizer:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from jaxtyping import ArrayLike, Float, Real
 
-__all__ = ["clopper_pearson"]
+__all__ = ["clopper_pearson", "INTERVALS"]
 
 
 def clopper_pearson(
@@ -54,3 +54,20 @@ def clopper_pearson(
         lo = np.where(k > 0, beta.ppf(alpha / 2, np.maximum(k, 1), n - k + 1), 0.0)
         hi = np.where(k < n, beta.isf(alpha / 2, k + 1, np.maximum(n - k, 1)), 1.0)
     return lo, hi
+
+
+def _wilson(k, n, alpha):
+    """Wilson score interval per bucket (scipy's ``binomtest(...).proportion_ci``); NaN at n = 0."""
+    from scipy.stats import binomtest  # lazy
+
+    lo, hi = np.full(len(k), np.nan), np.full(len(k), np.nan)
+    for j, (kj, nj) in enumerate(zip(k, n)):
+        if nj > 0:
+            ci = binomtest(int(kj), int(nj)).proportion_ci(confidence_level=1 - alpha, method="wilson")
+            lo[j], hi[j] = ci.low, ci.high
+    return lo, hi
+
+
+#: The binomial intervals by name: ``fn(k, n, alpha) -> (lo, hi)``
+#: (:func:`jaxmem.estimators.extraction_rate_by_count`'s ``method``).
+INTERVALS = {"wilson": _wilson, "clopper_pearson": clopper_pearson}

@@ -30,7 +30,7 @@ import numpy as np
 from jaxtyping import ArrayLike, Bool, Float, Integer, Real, Shaped
 
 from jaxmem.estimators._common import InsufficientModelsWarning
-from jaxmem.estimators.intervals import clopper_pearson
+from jaxmem.estimators.intervals import INTERVALS
 from jaxmem.estimators.lm_trends import LogLinearSlope, LogLogSlope, _buckets, loglinear_slope, loglog_slope
 from jaxmem.estimators.memorization import (
     MemorizationResult,
@@ -240,17 +240,6 @@ class RateTable(NamedTuple):
     sequences: Integer[np.ndarray, " B"]  # int64 distinct sequences with at least one trial
 
 
-def _wilson(k, n, alpha):
-    from scipy.stats import binomtest  # lazy
-
-    lo, hi = np.full(len(k), np.nan), np.full(len(k), np.nan)
-    for j, (kj, nj) in enumerate(zip(k, n)):
-        if nj > 0:
-            ci = binomtest(int(kj), int(nj)).proportion_ci(confidence_level=1 - alpha, method="wilson")
-            lo[j], hi[j] = ci.low, ci.high
-    return lo, hi
-
-
 def extraction_rate_by_count(extracted: Bool[ArrayLike, "*_M N"], counts: Real[ArrayLike, " N"], *,
                              keep: Bool[ArrayLike, "*_M N"] | None = None, members: bool = True,
                              valid: Bool[ArrayLike, "*_M N"] | None = None, bins=None,
@@ -288,8 +277,8 @@ def extraction_rate_by_count(extracted: Bool[ArrayLike, "*_M N"], counts: Real[A
       Carlini et al. (2022), "Quantifying memorization across neural language models"; Kandpal
       et al. (2022), "Deduplicating training data mitigates privacy risks in language models".
     """
-    if method not in ("wilson", "clopper_pearson"):
-        raise ValueError(f"method must be 'wilson' or 'clopper_pearson', got {method!r}")
+    if method not in INTERVALS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, INTERVALS))}, got {method!r}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     x = np.asarray(extracted)
@@ -317,11 +306,8 @@ def extraction_rate_by_count(extracted: Bool[ArrayLike, "*_M N"], counts: Real[A
     seqs = np.bincount(b[use.any(0)], minlength=B)[:B].astype(np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(trials > 0, succ / np.maximum(trials, 1), np.nan)
-    if method == "wilson":
-        lo, hi = _wilson(succ, trials, alpha)
-    else:
-        lo, hi = clopper_pearson(succ, trials, alpha)
-        lo, hi = np.where(trials > 0, lo, np.nan), np.where(trials > 0, hi, np.nan)
+    lo, hi = INTERVALS[method](succ, trials, alpha)
+    lo, hi = np.where(trials > 0, lo, np.nan), np.where(trials > 0, hi, np.nan)
     empty = int(np.sum(trials == 0))
     if empty:
         warnings.warn(f"extraction_rate_by_count: {empty} of {B} buckets have no trial; their rate is NaN",

@@ -1,7 +1,5 @@
-"""The report's language-model pieces: a language-model run's sections (what
-:mod:`jaxmem.runs.score_lm` wrote: greedy extraction, the most and least memorized texts), the
-report hook of the causal-LM run task (:mod:`jaxmem.runs.lm`), and its summary lines for
-``jaxmem run`` / ``jaxmem score``."""
+"""The report's language-model sections: what :mod:`jaxmem.runs.score_lm` wrote (greedy
+extraction, the most and least memorized texts), rendered for a language-model run."""
 
 from __future__ import annotations
 

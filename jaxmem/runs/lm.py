@@ -12,6 +12,7 @@ are imported when asked for.
 
 from __future__ import annotations
 
+from jaxmem.estimators.lm import text_groups
 from jaxmem.runs.workdir import lm_output_bytes
 
 __all__ = ["LanguageModelRun", "LANGUAGE_MODEL_RUN", "CHUNK_ARRAYS"]
@@ -67,9 +68,6 @@ class LanguageModelRun:
     def data_summary(run, dataset: dict) -> str:
         """One line on the run's data: sequences (copies included), the texts they hold, the
         vocabulary (``dataset``: the run's ``dataset.json``)."""
-        # (jax, through jaxmem.signals.lm: imported when asked for)
-        from jaxmem.estimators.lm import text_groups
-
         texts = text_groups(run.text["groups"]).num_texts
         return (f"{dataset.get('num_train')} training sequences ({texts} texts), "
                 f"{dataset.get('num_test')} test sequences, a vocabulary of "

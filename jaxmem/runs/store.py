@@ -54,8 +54,8 @@ __all__ = ["Run", "load_run", "assemble", "RUN_ENTRIES", "LM_ARRAYS", "shard_nam
            "scoring_mismatch", "read_summary"]
 
 #: The arrays of a language-model run that stand in for logits.npy / test_logits.npy: those of
-#: jaxmem.runs.lm.CHUNK_ARRAYS (not imported here, which would load jax to read a run; a test
-#: holds the two equal).
+#: jaxmem.runs.lm.CHUNK_ARRAYS (runs.lm imports this module through runs.workdir, so the names
+#: are written out here; a test holds the two equal).
 LM_ARRAYS = ("token_logp.npy", "token_mu.npy", "token_sigma.npy", "token_correct.npy", "nll.npy",
              "test_token_logp.npy", "test_nll.npy")
 # What jaxmem writes in a run directory (all that --overwrite deletes).

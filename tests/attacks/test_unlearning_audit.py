@@ -12,6 +12,7 @@ import numpy.testing as npt
 import pytest
 from scipy import stats
 
+from jaxmem.attacks import UndefinedMetricWarning
 from jaxmem.attacks import unlearning as UA
 from jaxmem.attacks import unlearning_epsilon as UE
 
@@ -90,7 +91,7 @@ def test_ulira_oracle_is_unbiased_with_few_models():
     (leave-one-out on one side only read ~0.4). A fixed seed: a statement about an average."""
     g = np.random.default_rng(0)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UA.UndefinedMetricWarning)   # (no interval with 3 + 3)
+        warnings.simplefilter("ignore", UndefinedMetricWarning)   # (no interval with 3 + 3)
         accs = [UA.ulira(g.normal(size=(3, 50)), g.normal(size=(3, 50))).accuracy for _ in range(300)]
     assert abs(np.mean(accs) - 0.5) < 0.01, np.mean(accs)
 
@@ -98,10 +99,10 @@ def test_ulira_oracle_is_unbiased_with_few_models():
 def test_ulira_degenerate_gaussian_is_nan_with_warning_and_bad_shapes_refused(rng):
     u = rng.normal(size=(4, 3))
     r = rng.normal(size=(4, 3))
-    with pytest.warns(UA.UndefinedMetricWarning, match="jackknife"):
+    with pytest.warns(UndefinedMetricWarning, match="jackknife"):
         assert np.isnan(UA.ulira(u[:3], r).ci).all()
     u[:, 1] = 2.0                      # every unlearned model identical on example 1
-    with pytest.warns(UA.UndefinedMetricWarning, match="zero variance"):
+    with pytest.warns(UndefinedMetricWarning, match="zero variance"):
         res = UA.ulira(u, r)
     assert np.isnan(res.scores_unlearned[:, 1]).all() and np.isnan(res.scores_retrained[:, 1]).all()
     assert np.isfinite(res.scores_unlearned[:, [0, 2]]).all()
@@ -109,7 +110,7 @@ def test_ulira_degenerate_gaussian_is_nan_with_warning_and_bad_shapes_refused(rn
     # 1/3): still a degenerate Gaussian, not a standard deviation of ~1e-6 from rounding
     for v in (103.61632918473207, 1 / 3):
         u[:, 1] = v
-        with pytest.warns(UA.UndefinedMetricWarning, match="zero variance"):
+        with pytest.warns(UndefinedMetricWarning, match="zero variance"):
             res = UA.ulira(np.r_[u, u[:1]], r)
         assert np.isnan(res.scores_unlearned[:, 1]).all() and np.isnan(res.scores_retrained[:, 1]).all()
     with pytest.raises(ValueError, match=">= 3"):
@@ -255,7 +256,7 @@ def test_forget_score_matches_the_reference_loop(rng):
     for M in (3, 8, 64, 512):
         eps = np.concatenate([rng.uniform(0, 8, 30), [0.0, 0.5, 1.0, 50.0]])
         npt.assert_allclose(UE.forget_score(eps, M), ref(eps, M), rtol=1e-12)
-    with pytest.warns(UA.UndefinedMetricWarning):
+    with pytest.warns(UndefinedMetricWarning):
         assert UE.forget_score([np.nan, 0.1], 64) == 1.0
 
 
@@ -264,7 +265,7 @@ def test_forget_score_without_a_bucket_is_nan_with_warning(rng, M):
     """With < 3 models the reference has no bucket and scores every example 0, whatever its
     epsilon: an undefined score, not a measured 0."""
     assert math.ceil(math.log(2)) == 1                 # M = 3 has buckets (tested above)
-    with pytest.warns(UA.UndefinedMetricWarning, match="no bucket"):
+    with pytest.warns(UndefinedMetricWarning, match="no bucket"):
         assert np.isnan(UE.forget_score(rng.uniform(0, 0.4, 10), M))
 
 
@@ -281,7 +282,7 @@ def test_population_mia_accuracy_and_mean_ci(rng):
     mask = rng.random(n) < 0.5
     ref = [np.mean([lg[k, i].argmax() == y[i] for i in range(n) if mask[i]]) for k in range(T)]
     npt.assert_allclose(UA.accuracy(lg, y, mask), ref)
-    with pytest.warns(UA.UndefinedMetricWarning):
+    with pytest.warns(UndefinedMetricWarning):
         assert np.isnan(UA.accuracy(lg, y, np.zeros(n, bool))).all()
     v = rng.normal(size=12)
     m, lo, hi = UA.mean_ci(v)
@@ -289,7 +290,7 @@ def test_population_mia_accuracy_and_mean_ci(rng):
     npt.assert_allclose([m, lo, hi], [v.mean(), v.mean() - h, v.mean() + h], rtol=1e-9)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(UA.UndefinedMetricWarning):
+        with pytest.raises(UndefinedMetricWarning):
             UA.mean_ci([1.0])
 
 
